@@ -1,0 +1,128 @@
+// Reverse-mode autograd on a tape that the tensors themselves form: each op output holds a
+// Node with its inputs and a backward closure. Only leaves that require grad keep `.grad`.
+
+import { accumulateKernel, fillKernel, mapKernel } from "../kernels/elementwise.ts";
+import { run } from "./launch.ts";
+import { empty, type Node, type Tensor } from "./tensor.ts";
+
+let enabled = true;
+
+export function isGradEnabled(): boolean {
+  return enabled;
+}
+
+/** Run fn without recording the tape (inference, optimiser updates, backward itself). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = enabled;
+  enabled = false;
+  try {
+    return fn();
+  } finally {
+    enabled = prev;
+  }
+}
+
+/** Attach a backward rule to `out` when any input needs a gradient. */
+export function record(
+  out: Tensor,
+  inputs: Tensor[],
+  name: string,
+  backward: Node["backward"],
+): Tensor {
+  if (enabled && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.node = { name, inputs, backward };
+  }
+  return out;
+}
+
+/** dst += src, in place, shapes equal. */
+export function accumulate(dst: Tensor, src: Tensor): void {
+  if (dst.size !== src.size) {
+    throw new Error(`gradient of shape [${src.shape}] does not fit [${dst.shape}]`);
+  }
+  run(accumulateKernel(dst.size), [src], [dst]);
+}
+
+/** A kept zero tensor of `t`'s shape, for a leaf's first gradient. */
+function zeroGrad(t: Tensor): Tensor {
+  const g = empty(t.shape).keep();
+  run(fillKernel(g.size, 0), [], [g]);
+  return g;
+}
+
+function topoOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  const stack: [Tensor, boolean][] = [[root, false]];
+  while (stack.length) {
+    const [t, done] = stack.pop()!;
+    if (done) {
+      order.push(t);
+      continue;
+    }
+    if (seen.has(t)) continue;
+    seen.add(t);
+    stack.push([t, true]);
+    for (const i of t.node?.inputs ?? []) {
+      if (i.requiresGrad && !seen.has(i)) stack.push([i, false]);
+    }
+  }
+  return order;
+}
+
+/** Back-propagate from `root` (seeded with `seed`, or ones for a scalar). Gradients add into
+ * the `.grad` of every leaf that requires one. */
+export function backward(root: Tensor, seed?: Tensor): void {
+  if (!root.requiresGrad) throw new Error("backward() on a tensor that does not require grad");
+  if (!seed && root.size !== 1) {
+    throw new Error(`backward() of non-scalar ${root.describe()} needs a seed gradient`);
+  }
+  noGrad(() => {
+    const grads = new Map<Tensor, Tensor>();
+    if (seed) grads.set(root, seed);
+    else {
+      const one = empty(root.shape);
+      run(fillKernel(1, 1), [], [one]);
+      grads.set(root, one);
+    }
+    const order = topoOrder(root);
+    for (let k = order.length - 1; k >= 0; k--) {
+      const t = order[k];
+      const g = grads.get(t);
+      if (!g) continue;
+      grads.delete(t);
+      if (!t.node) {
+        t.grad ??= zeroGrad(t);
+        accumulate(t.grad, g);
+        continue;
+      }
+      const inGrads = t.node.backward(g);
+      t.node.inputs.forEach((inp, j) => {
+        const gi = inGrads[j];
+        if (!gi || !inp.requiresGrad) return;
+        if (gi.size !== inp.size) {
+          throw new Error(
+            `backward of ${t.node!.name}: gradient [${gi.shape}] for input [${inp.shape}]`,
+          );
+        }
+        const prev = grads.get(inp);
+        if (!prev) grads.set(inp, gi);
+        else grads.set(inp, addFresh(prev, gi));
+      });
+    }
+  });
+}
+
+// A gradient tensor may be shared (an op may pass `g` through to several inputs), so sums are
+// written to a fresh tensor rather than in place.
+function addFresh(a: Tensor, b: Tensor): Tensor {
+  const out = empty(a.shape);
+  const shape = [a.size];
+  run(
+    mapKernel({ name: "grad_add", expr: "a + b", inputs: [{ shape }, { shape }], outShape: shape }),
+    [a, b],
+    [out],
+  );
+  return out;
+}

@@ -1,0 +1,220 @@
+// Tensor: a shape, a dtype and a view of GPU memory. Contiguous row-major; views (reshape,
+// parameter arenas) share storage with a reference count.
+
+import { device } from "./device.ts";
+import { pool } from "./pool.ts";
+import { type Binding, flush, pending } from "./recorder.ts";
+import { track } from "./scope.ts";
+import { prod } from "../kernels/common.ts";
+
+export type DType = "f32" | "u32" | "i32" | "u8";
+export type Shape = readonly number[];
+type TypedArray = Float32Array | Uint32Array | Int32Array | Uint8Array;
+
+/** What autograd records for a tensor made by a differentiable op. */
+export interface Node {
+  name: string;
+  inputs: Tensor[];
+  /** Given the gradient of the output, the gradient of each input (null: none). */
+  backward: (grad: Tensor) => (Tensor | null)[];
+}
+
+/** GPU memory behind one or more tensors. */
+export class Storage {
+  refs = 1;
+  constructor(
+    readonly buffer: GPUBuffer,
+    readonly offset: number,
+    readonly bytes: number,
+    readonly pooled: boolean,
+  ) {}
+  release(): void {
+    if (--this.refs === 0 && this.pooled) pool.release(this.buffer);
+  }
+}
+
+export function bytesOf(n: number, dtype: DType): number {
+  const b = dtype === "u8" ? n : n * 4;
+  return Math.max(4, Math.ceil(b / 4) * 4);
+}
+
+export class Tensor {
+  readonly size: number;
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  node: Node | null = null;
+  kept = false;
+  disposed = false;
+  name = "";
+
+  constructor(readonly shape: Shape, readonly dtype: DType, readonly storage: Storage) {
+    this.size = prod(shape);
+    track(this);
+  }
+
+  get ndim(): number {
+    return this.shape.length;
+  }
+
+  get binding(): Binding {
+    if (this.disposed) throw new Error(`tensor ${this.describe()} used after dispose`);
+    return {
+      buffer: this.storage.buffer,
+      offset: this.storage.offset,
+      size: bytesOf(this.size, this.dtype),
+    };
+  }
+
+  describe(): string {
+    return `${this.name ? this.name + " " : ""}[${this.shape.join(", ")}] ${this.dtype}`;
+  }
+
+  /** Survive scopes (parameters, optimiser state, cached constants). */
+  keep(): this {
+    this.kept = true;
+    return this;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.storage.release();
+    if (this.grad && !this.grad.disposed) this.grad.dispose();
+  }
+
+  /** Copy to the CPU. Submits pending work and waits for it. */
+  async read(): Promise<TypedArray> {
+    const bytes = bytesOf(this.size, this.dtype);
+    const staging = device().createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      label: "readback",
+    });
+    flush();
+    const enc = device().createCommandEncoder();
+    enc.copyBufferToBuffer(this.storage.buffer, this.storage.offset, staging, 0, bytes);
+    device().queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const copyOut = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    switch (this.dtype) {
+      case "f32":
+        return new Float32Array(copyOut, 0, this.size);
+      case "u32":
+        return new Uint32Array(copyOut, 0, this.size);
+      case "i32":
+        return new Int32Array(copyOut, 0, this.size);
+      case "u8":
+        return new Uint8Array(copyOut, 0, this.size);
+    }
+  }
+
+  async toArray(): Promise<number[]> {
+    return Array.from(await this.read());
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new Error(`item() of ${this.describe()}: needs one element`);
+    return (await this.read())[0];
+  }
+}
+
+/** A new tensor with uninitialised pooled memory. */
+export function empty(shape: Shape, dtype: DType = "f32"): Tensor {
+  checkShape(shape);
+  const bytes = bytesOf(prod(shape), dtype);
+  return new Tensor(shape, dtype, new Storage(pool.acquire(bytes), 0, bytes, true));
+}
+
+/** A tensor sharing `t`'s memory with another shape of the same size (no autograd: see
+ * ops/shape.ts reshape for the differentiable form). */
+export function view(t: Tensor, shape: Shape): Tensor {
+  if (prod(shape) !== t.size) {
+    throw new Error(`cannot view ${t.describe()} as [${shape.join(", ")}]`);
+  }
+  t.storage.refs++;
+  return new Tensor(shape, t.dtype, t.storage);
+}
+
+function checkShape(shape: Shape): void {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) throw new Error(`bad shape [${shape.join(", ")}]`);
+  }
+}
+
+function arrayFor(dtype: DType, data: ArrayLike<number>): TypedArray {
+  switch (dtype) {
+    case "f32":
+      return data instanceof Float32Array ? data : Float32Array.from(data);
+    case "u32":
+      return data instanceof Uint32Array ? data : Uint32Array.from(data);
+    case "i32":
+      return data instanceof Int32Array ? data : Int32Array.from(data);
+    case "u8":
+      return data instanceof Uint8Array ? data : Uint8Array.from(data);
+  }
+}
+
+/** Upload CPU data into `t` (flushes recorded work first: the buffer may be a reused one that
+ * recorded dispatches still read). */
+export function write(t: Tensor, data: ArrayLike<number>): void {
+  if (data.length !== t.size) {
+    throw new Error(`write: ${data.length} values for ${t.describe()}`);
+  }
+  const arr = arrayFor(t.dtype, data);
+  if (pending() > 0) flush();
+  const bytes = arr.byteLength;
+  if (bytes % 4 === 0) {
+    device().queue.writeBuffer(
+      t.storage.buffer,
+      t.storage.offset,
+      arr.buffer as ArrayBuffer,
+      arr.byteOffset,
+      bytes,
+    );
+  } else {
+    const padded = new Uint8Array(Math.ceil(bytes / 4) * 4);
+    padded.set(new Uint8Array(arr.buffer, arr.byteOffset, bytes));
+    device().queue.writeBuffer(t.storage.buffer, t.storage.offset, padded);
+  }
+}
+
+/** A tensor holding `data` (row-major), `f32` unless said otherwise. */
+export function tensor(data: ArrayLike<number>, shape?: Shape, dtype: DType = "f32"): Tensor {
+  const s = shape ?? [data.length];
+  if (prod(s) !== data.length) {
+    throw new Error(`tensor: ${data.length} values do not fill shape [${s.join(", ")}]`);
+  }
+  const t = empty(s, dtype);
+  write(t, data);
+  return t;
+}
+
+export function full(shape: Shape, value: number, dtype: DType = "f32"): Tensor {
+  const n = prod(shape);
+  const arr = dtype === "f32"
+    ? new Float32Array(n)
+    : dtype === "u8"
+    ? new Uint8Array(n)
+    : new Uint32Array(n);
+  arr.fill(value);
+  return tensor(arr, shape, dtype);
+}
+
+export function zeros(shape: Shape, dtype: DType = "f32"): Tensor {
+  return full(shape, 0, dtype);
+}
+
+export function ones(shape: Shape): Tensor {
+  return full(shape, 1);
+}
+
+/** A trainable leaf: kept across scopes, gradients accumulate into `.grad`. */
+export function parameter(data: ArrayLike<number>, shape: Shape, name = ""): Tensor {
+  const t = tensor(data, shape).keep();
+  t.requiresGrad = true;
+  t.name = name;
+  return t;
+}

@@ -1,0 +1,51 @@
+// Shared pieces of the WGSL generators. Kernels are pure: spec in, WGSL text and launch grid out.
+
+export interface Kernel {
+  /** Op name: used as the pipeline label, so GPU errors name it. */
+  name: string;
+  code: string;
+  workgroups: [number, number, number];
+}
+
+export const MAX_GROUPS = 65535;
+
+/** A 1-D launch of `n` threads in workgroups of `wg`, folded into 2-D when it exceeds the
+ * per-dimension limit. `index` is the WGSL expression of the flat thread index (needs `gid`). */
+export function grid1d(
+  n: number,
+  wg = 256,
+): { workgroups: [number, number, number]; index: string } {
+  const groups = Math.max(1, Math.ceil(n / wg));
+  if (groups <= MAX_GROUPS) return { workgroups: [groups, 1, 1], index: "gid.x" };
+  const x = MAX_GROUPS;
+  const y = Math.ceil(groups / x);
+  return { workgroups: [x, y, 1], index: `(gid.x + gid.y * ${x * wg}u)` };
+}
+
+/** Workgroup index folded the same way, for one-workgroup-per-item launches. */
+export function groupGrid(n: number): { workgroups: [number, number, number]; index: string } {
+  if (n <= MAX_GROUPS) return { workgroups: [n, 1, 1], index: "wid.x" };
+  const y = Math.ceil(n / MAX_GROUPS);
+  return { workgroups: [MAX_GROUPS, y, 1], index: `(wid.x + wid.y * ${MAX_GROUPS}u)` };
+}
+
+export function prod(shape: readonly number[]): number {
+  let p = 1;
+  for (const d of shape) p *= d;
+  return p;
+}
+
+export function stridesOf(shape: readonly number[]): number[] {
+  const s = new Array(shape.length).fill(1);
+  for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1] * shape[i + 1];
+  return s;
+}
+
+/** WGSL float literal. */
+export function f(x: number): string {
+  if (!Number.isFinite(x)) throw new Error(`non-finite constant ${x} in a kernel`);
+  const s = x.toString();
+  return /[.eE]/.test(s) ? s : `${s}.0`;
+}
+
+export type StorageType = "f32" | "u32" | "i32";

@@ -1,0 +1,96 @@
+// Reductions (sum, max) over any set of axes. Small reductions run one thread per output;
+// larger ones one workgroup per output with a shared-memory tree.
+
+import { grid1d, groupGrid, type Kernel, prod, stridesOf } from "./common.ts";
+
+export type ReduceOp = "sum" | "max";
+
+export interface ReduceSpec {
+  shape: readonly number[];
+  axes: readonly number[];
+  op: ReduceOp;
+  /** Multiply the result by this (1/N turns sum into mean). */
+  scale?: number;
+}
+
+/** WGSL for the input offset of output `o` and reduced element `r` (both u32). */
+function offsetExprs(
+  shape: readonly number[],
+  axes: readonly number[],
+): { base: string; inner: string } {
+  const strides = stridesOf(shape);
+  const kept = shape.map((_, k) => k).filter((k) => !axes.includes(k));
+  const red = [...axes].sort((a, b) => a - b);
+  const expr = (dims: number[], v: string) => {
+    const sub = dims.map((k) => shape[k]);
+    const subStrides = stridesOf(sub);
+    const terms: string[] = [];
+    dims.forEach((k, j) => {
+      if (shape[k] === 1) return;
+      const c = j === 0
+        ? `(${v} / ${subStrides[j]}u)`
+        : `((${v} / ${subStrides[j]}u) % ${sub[j]}u)`;
+      terms.push(`${c} * ${strides[k]}u`);
+    });
+    return terms.length ? terms.join(" + ") : "0u";
+  };
+  // Trailing contiguous reduction: the common case (rows), cheap index math.
+  const trailing = red.length > 0 && red.every((k, j) => k === shape.length - red.length + j);
+  if (trailing) {
+    const n = prod(red.map((k) => shape[k]));
+    return { base: `o * ${n}u`, inner: "r" };
+  }
+  return { base: expr(kept, "o"), inner: expr(red, "r") };
+}
+
+export function reduceKernel(spec: ReduceSpec): Kernel {
+  const { shape, axes, op } = spec;
+  const n = prod(axes.map((k) => shape[k]));
+  const outputs = prod(shape.filter((_, k) => !axes.includes(k)));
+  const { base, inner } = offsetExprs(shape, axes);
+  const init = op === "sum" ? "0.0" : "-3.4028235e38";
+  const combine = (a: string, b: string) => op === "sum" ? `${a} + ${b}` : `max(${a}, ${b})`;
+  const scale = spec.scale ?? 1;
+  const fin = scale === 1 ? "acc" : `acc * ${scale}`;
+  const head = `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;`;
+  if (n <= 64 || outputs >= 65536) {
+    const g = grid1d(outputs);
+    return {
+      name: `reduce_${op}`,
+      workgroups: g.workgroups,
+      code: `${head}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let o = ${g.index};
+  if (o >= ${outputs}u) { return; }
+  let b = ${base};
+  var acc: f32 = ${init};
+  for (var r = 0u; r < ${n}u; r++) { acc = ${combine("acc", `x[b + ${inner}]`)}; }
+  out[o] = ${fin};
+}`,
+    };
+  }
+  const g = groupGrid(outputs);
+  return {
+    name: `reduce_${op}`,
+    workgroups: g.workgroups,
+    code: `${head}
+var<workgroup> part: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let o = ${g.index};
+  if (o >= ${outputs}u) { return; }
+  let b = ${base};
+  var acc: f32 = ${init};
+  for (var r = lid; r < ${n}u; r += 256u) { acc = ${combine("acc", `x[b + ${inner}]`)}; }
+  part[lid] = acc;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) {
+    if (lid < s) { part[lid] = ${combine("part[lid]", "part[lid + s]")}; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { let acc = part[0]; out[o] = ${fin}; }
+}`,
+  };
+}

@@ -1,0 +1,81 @@
+import { initDevice } from "../../engine/device.ts";
+import * as E from "../../engine/ops/elementwise.ts";
+import { scope } from "../../engine/scope.ts";
+import { tensor } from "../../engine/tensor.ts";
+import { assertClose, gradCheck, randArray } from "../util.ts";
+
+await initDevice();
+
+const SHAPE_A = [2, 3, 5];
+const SHAPE_B = [3, 1];
+
+function bcastRef(
+  a: Float32Array,
+  b: Float32Array,
+  op: (x: number, y: number) => number,
+): Float64Array {
+  // a: [2,3,5], b: [3,1] broadcast to [2,3,5]
+  const out = new Float64Array(30);
+  for (let i = 0; i < 2; i++) {
+    for (let j = 0; j < 3; j++) {
+      for (let k = 0; k < 5; k++) out[i * 15 + j * 5 + k] = op(a[i * 15 + j * 5 + k], b[j]);
+    }
+  }
+  return out;
+}
+
+const binary = [
+  ["add", E.add, (x: number, y: number) => x + y],
+  ["sub", E.sub, (x: number, y: number) => x - y],
+  ["mul", E.mul, (x: number, y: number) => x * y],
+  ["div", E.div, (x: number, y: number) => x / y],
+] as const;
+
+for (const [name, op, ref] of binary) {
+  Deno.test(`elementwise ${name} broadcasts against a float64 reference`, async () => {
+    const a = randArray(30, 1);
+    const b = randArray(3, 2, 0.5, 2);
+    const out = scope(() => op(tensor(a, SHAPE_A), tensor(b, SHAPE_B)));
+    assertClose(await out.read(), bcastRef(a, b, ref), { what: name });
+    out.dispose();
+  });
+  Deno.test(`elementwise ${name} gradient matches finite differences`, async () => {
+    await gradCheck(op, [
+      { data: randArray(30, 3), shape: SHAPE_A },
+      { data: randArray(3, 4, 0.5, 2), shape: SHAPE_B },
+    ]);
+  });
+}
+
+const unary = [
+  ["neg", E.neg, (x: number) => -x, -1, 1],
+  ["exp", E.exp, Math.exp, -1, 1],
+  ["log", E.log, Math.log, 0.5, 2],
+  ["sqrt", E.sqrt, Math.sqrt, 0.5, 2],
+  ["abs", E.abs, Math.abs, -1, 1],
+  ["square", E.square, (x: number) => x * x, -1, 1],
+  ["relu", E.relu, (x: number) => Math.max(x, 0), -1, 1],
+  ["sigmoid", E.sigmoid, (x: number) => 1 / (1 + Math.exp(-x)), -3, 3],
+  ["tanh", E.tanh, Math.tanh, -2, 2],
+] as const;
+
+for (const [name, op, ref, lo, hi] of unary) {
+  Deno.test(`elementwise ${name} forward and gradient`, async () => {
+    // keep relu/abs away from the kink for the finite difference
+    const data = randArray(35, 11, lo, hi).map((v) => (Math.abs(v) < 0.05 ? v + 0.1 : v));
+    const out = scope(() => op(tensor(data, [5, 7])));
+    assertClose(await out.read(), Array.from(data, ref), { what: name });
+    out.dispose();
+    await gradCheck(op, [{ data, shape: [5, 7] }]);
+  });
+}
+
+Deno.test("scalar ops and powScalar", async () => {
+  const data = randArray(13, 5, 0.5, 2);
+  await gradCheck((x) => E.powScalar(x, 1.5), [{ data, shape: [13] }]);
+  await gradCheck((x) => E.powScalar(x, 3), [{ data, shape: [13] }]);
+  await gradCheck((x) => E.addScalar(E.mulScalar(x, -2.5), 1), [{ data, shape: [13] }]);
+  const out = scope(() => E.powScalar(tensor(data), 3));
+  assertClose(await out.read(), Array.from(data, (v) => v ** 3));
+  out.dispose();
+});
