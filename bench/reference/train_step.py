@@ -1,0 +1,65 @@
+"""Times one training step (forward, loss, backward, AdamW) and inference of a change-detection
+model in PyTorch eager (cudnn.benchmark on, default TF32), batch B of S×S pairs; prints JSON.
+Usage: python3 bench/reference/train_step.py --model tinycd [--batch 8] [--size 512] [--iters 20]"""
+import argparse, json, os, sys, time
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+from cd_models import build  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--compile", action="store_true")
+    a = p.parse_args()
+    torch.backends.cudnn.benchmark = True
+    dev = "cuda"
+    model = build(a.model).to(dev)
+    fwd = torch.compile(model) if a.compile else model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01)
+    g = torch.Generator(device=dev).manual_seed(0)
+    x1 = torch.randn(a.batch, 3, a.size, a.size, device=dev, generator=g)
+    x2 = torch.randn(a.batch, 3, a.size, a.size, device=dev, generator=g)
+    y = (torch.rand(a.batch, a.size, a.size, device=dev, generator=g) > 0.9).long()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = fwd(x1, x2)
+        if out.shape[1] == 1:
+            loss = F.binary_cross_entropy(out[:, 0], y.float())
+        else:
+            loss = F.nll_loss(out, y)
+        loss.backward()
+        opt.step()
+
+    def timeit(fn, n):
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - t) / n * 1000
+
+    model.train()
+    torch.cuda.reset_peak_memory_stats()
+    train_ms = timeit(step, a.iters)
+    peak = torch.cuda.max_memory_allocated() / 1e9
+    model.eval()
+    with torch.no_grad():
+        infer_ms = timeit(lambda: fwd(x1, x2), a.iters)
+    print(json.dumps({"model": a.model, "impl": "pytorch" + ("-compile" if a.compile else ""), "batch": a.batch,
+                      "size": a.size, "train_ms": round(train_ms, 2), "infer_ms": round(infer_ms, 2),
+                      "pairs_per_s_train": round(a.batch / train_ms * 1000, 1), "peak_gb": round(peak, 2),
+                      "params": sum(p.numel() for p in model.parameters()),
+                      "device": torch.cuda.get_device_name()}))
+
+
+if __name__ == "__main__":
+    main()
