@@ -1,0 +1,84 @@
+// Scaled dot-product attention, flash style: memory grows with Lq + Lk, never Lq × Lk.
+// The forward saves the per-row logsumexp; backward recomputes probabilities from it.
+
+import {
+  attentionBackwardKVKernel,
+  attentionBackwardQKernel,
+  attentionForwardKernel,
+  attentionRowDotKernel,
+  type AttentionSpec,
+  keyValuePlan,
+} from "../../kernels/attention.ts";
+import { reduceKernel } from "../../kernels/reduce.ts";
+import { record } from "../autograd.ts";
+import { run } from "../launch.ts";
+import { empty, type Tensor } from "../tensor.ts";
+
+export interface AttentionOptions {
+  /** Multiplies q·k before the softmax (default 1/√D). */
+  scale?: number;
+}
+
+function specOf(q: Tensor, k: Tensor, v: Tensor, scale?: number): AttentionSpec {
+  const bad = () =>
+    new Error(
+      `attention: q ${q.describe()}, k ${k.describe()}, v ${v.describe()} must be ` +
+        "[B, H, Lq, D], [B, H, Lk, D], [B, H, Lk, Dv] f32",
+    );
+  if ([q, k, v].some((t) => t.ndim !== 4 || t.dtype !== "f32")) throw bad();
+  const [b, h, lq, d] = q.shape;
+  const [kb, kh, lk, kd] = k.shape;
+  const [vb, vh, vl, dv] = v.shape;
+  if (kb !== b || vb !== b || kh !== h || vh !== h || kd !== d || vl !== lk) throw bad();
+  return { bh: b * h, lq, lk, d, dv, scale: scale ?? 1 / Math.sqrt(d) };
+}
+
+/** Sum `partial` ([splits, ...shape]) over its first axis into a tensor of `shape`. */
+function sumSplits(partial: Tensor, splits: number, shape: readonly number[]): Tensor {
+  const out = empty(shape);
+  run(reduceKernel({ shape: [splits, out.size], axes: [0], op: "sum" }), [partial], [out]);
+  partial.dispose();
+  return out;
+}
+
+/** softmax(q kᵀ · scale) v per batch and head: q [B, H, Lq, D], k [B, H, Lk, D],
+ * v [B, H, Lk, Dv] → [B, H, Lq, Dv]. Lq and Lk may differ (cross-attention). */
+export function attention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: AttentionOptions = {},
+): Tensor {
+  const s = specOf(q, k, v, opts.scale);
+  const [b, h, lq] = q.shape;
+  const out = empty([b, h, lq, s.dv]);
+  const lse = empty([b, h, lq]);
+  run(attentionForwardKernel(s), [q, k, v], [out, lse]);
+  record(out, [q, k, v], "attention", (g) => {
+    const dlt = empty([b, h, lq]);
+    let dq: Tensor | null = null;
+    if (q.requiresGrad) {
+      dq = empty(q.shape);
+      run(attentionBackwardQKernel(s), [q, k, v, out, g, lse], [dq, dlt]);
+    } else run(attentionRowDotKernel(s), [out, g], [dlt]);
+    let dk: Tensor | null = null, dv: Tensor | null = null;
+    if (k.requiresGrad || v.requiresGrad) {
+      const { splits } = keyValuePlan(s);
+      const lead = splits > 1 ? [splits] : [];
+      dk = empty([...lead, ...k.shape]);
+      dv = empty([...lead, ...v.shape]);
+      run(attentionBackwardKVKernel(s), [q, k, v, g, lse, dlt], [dk, dv]);
+      if (splits > 1) {
+        dk = k.requiresGrad ? sumSplits(dk, splits, k.shape) : (dk.dispose(), null);
+        dv = v.requiresGrad ? sumSplits(dv, splits, v.shape) : (dv.dispose(), null);
+      }
+      if (dk && !k.requiresGrad) dk = (dk.dispose(), null);
+      if (dv && !v.requiresGrad) dv = (dv.dispose(), null);
+    }
+    dlt.dispose();
+    return [dq, dk, dv];
+  });
+  // Without a tape the logsumexp has no reader: give its memory back now.
+  if (!out.requiresGrad) lse.dispose();
+  return out;
+}

@@ -1,0 +1,360 @@
+// Flash-style attention: softmax(q kᵀ · scale) v without an Lq×Lk matrix in memory.
+// Forward: one thread per query row, key/value tiles streamed through workgroup memory, online
+// softmax (running max m, running sum l); it saves lse = m + log l per row for backward.
+// Backward recomputes the probabilities tile by tile from lse: one kernel per query row gives dQ
+// and D = rowsum(dO ⊙ O); one per key row gives dK and dV, over a slice of the queries when the
+// query range is split for parallelism (the slices' partial sums are then added by a reduction).
+// Rows are held in vec4 registers with compile-time indices; head sizes that are not multiples
+// of 4 are zero-padded on load.
+
+import { f, groupGrid, type Kernel } from "./common.ts";
+
+export interface AttentionSpec {
+  /** batch × heads */
+  bh: number;
+  lq: number;
+  lk: number;
+  /** Head size of q and k. */
+  d: number;
+  /** Head size of v (and of the output). */
+  dv: number;
+  scale: number;
+}
+
+/** Largest head size the kernels accept (registers per thread grow with it). */
+export const MAX_HEAD = 128;
+const NEG_MAX = "-3.4028235e38";
+/** Workgroup memory budget per kernel (lavapipe allows 32 KiB, GPUs 48 KiB or more). */
+const SMEM_BYTES = 16384;
+/** Query rows per forward / dQ workgroup (one thread each). */
+const ROWS = 64;
+
+const q4 = (n: number) => Math.ceil(n / 4);
+
+function pow2Floor(x: number): number {
+  return 2 ** Math.floor(Math.log2(Math.max(1, x)));
+}
+
+/** Rows of a tile that fit the workgroup-memory budget, given vec4s per row (+ extra bytes). */
+function tileRows(vec4sPerRow: number, extraBytes = 0): number {
+  return Math.max(4, Math.min(64, pow2Floor(SMEM_BYTES / (vec4sPerRow * 16 + extraBytes))));
+}
+
+function check(s: AttentionSpec): void {
+  for (const [k, v] of Object.entries(s)) {
+    if (k !== "scale" && (!Number.isInteger(v) || v < 1)) {
+      throw new Error(`attention: ${k} = ${v} must be a positive integer`);
+    }
+  }
+  if (s.d > MAX_HEAD || s.dv > MAX_HEAD) {
+    throw new Error(`attention: head sizes ${s.d}, ${s.dv} exceed ${MAX_HEAD}`);
+  }
+}
+
+/** A storage binding for rows of `len` floats: vec4-typed when rows are whole vec4s. */
+function rowBinding(i: number, name: string, len: number, write = false): string {
+  const t = len % 4 === 0 ? "vec4<f32>" : "f32";
+  const access = write ? "read_write" : "read";
+  return `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${t}>;`;
+}
+
+/** WGSL helper `ld_<name>(row, c) -> vec4<f32>`: chunk c of a row, zero past the row's end. */
+function loader(name: string, len: number): string {
+  if (len % 4 === 0) {
+    return `fn ld_${name}(row: u32, c: u32) -> vec4<f32> { return ${name}[row * ${
+      len / 4
+    }u + c]; }`;
+  }
+  const parts = [0, 1, 2, 3].map((k) =>
+    `  if (c * 4u + ${k}u < ${len}u) { r[${k}] = ${name}[i + ${k}u]; }`
+  );
+  return `fn ld_${name}(row: u32, c: u32) -> vec4<f32> {
+  let i = row * ${len}u + c * 4u;
+  var r = vec4<f32>(0.0);
+${parts.join("\n")}
+  return r;
+}`;
+}
+
+/** WGSL helper `st_<name>(row, c, x)`: store chunk c of a row, dropping the zero padding. */
+function storer(name: string, len: number): string {
+  if (len % 4 === 0) {
+    return `fn st_${name}(row: u32, c: u32, x: vec4<f32>) { ${name}[row * ${len / 4}u + c] = x; }`;
+  }
+  const parts = [0, 1, 2, 3].map((k) =>
+    `  if (c * 4u + ${k}u < ${len}u) { ${name}[i + ${k}u] = x[${k}]; }`
+  );
+  return `fn st_${name}(row: u32, c: u32, x: vec4<f32>) {
+  let i = row * ${len}u + c * 4u;
+${parts.join("\n")}
+}`;
+}
+
+/** Statements repeated for c = 0..n-1 (compile-time indices: no runtime bounds checks). */
+function each(n: number, line: (c: number) => string, indent = "  "): string {
+  return Array.from({ length: n }, (_, c) => indent + line(c)).join("\n");
+}
+
+/** Σ_c dot(a_c, b(c)) as one expression. */
+function dotSum(n: number, a: (c: number) => string, b: (c: number) => string): string {
+  return Array.from({ length: n }, (_, c) => `dot(${a(c)}, ${b(c)})`).join(" + ");
+}
+
+/** Cooperative load of rows [first, first + rows) of `name` (rows of `len`, `total` rows per
+ * head, head `bh`) into workgroup array `tile`; rows past the end become zeros. */
+function tileLoad(
+  tile: string,
+  name: string,
+  len: number,
+  rows: number,
+  total: number,
+  first: string,
+  threads: number,
+): string {
+  const n4 = q4(len);
+  return `  for (var e = lid; e < ${rows * n4}u; e += ${threads}u) {
+    let r = ${first} + e / ${n4}u;
+    var x = vec4<f32>(0.0);
+    if (r < ${total}u) { x = ld_${name}(bh * ${total}u + r, e % ${n4}u); }
+    ${tile}[e] = x;
+  }`;
+}
+
+/** Forward. Bindings: q, k, v → o, lse. */
+export function attentionForwardKernel(s: AttentionSpec): Kernel {
+  check(s);
+  const D4 = q4(s.d), V4 = q4(s.dv);
+  const BK = tileRows(D4 + V4);
+  const nqb = Math.ceil(s.lq / ROWS), nt = Math.ceil(s.lk / BK);
+  const g = groupGrid(nqb * s.bh);
+  const code = `${rowBinding(0, "q", s.d)}
+${rowBinding(1, "k", s.d)}
+${rowBinding(2, "v", s.dv)}
+${rowBinding(3, "o", s.dv, true)}
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+${loader("q", s.d)}
+${loader("k", s.d)}
+${loader("v", s.dv)}
+${storer("o", s.dv)}
+var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
+var<workgroup> vs: array<vec4<f32>, ${BK * V4}>;
+@compute @workgroup_size(${ROWS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = ${g.index};
+  if (g >= ${nqb * s.bh}u) { return; }
+  let bh = g / ${nqb}u;
+  let r = (g % ${nqb}u) * ${ROWS}u + lid;
+  let row = bh * ${s.lq}u + min(r, ${s.lq - 1}u);
+${each(D4, (c) => `let q${c} = ld_q(row, ${c}u) * ${f(s.scale)};`)}
+${each(V4, (c) => `var a${c} = vec4<f32>(0.0);`)}
+  var m: f32 = ${NEG_MAX};
+  var l: f32 = 0.0;
+  for (var t = 0u; t < ${nt}u; t++) {
+    let k0 = t * ${BK}u;
+${tileLoad("ks", "k", s.d, BK, s.lk, "k0", ROWS)}
+${tileLoad("vs", "v", s.dv, BK, s.lk, "k0", ROWS)}
+    workgroupBarrier();
+    let nk = min(${BK}u, ${s.lk}u - k0);
+    for (var j = 0u; j < nk; j++) {
+      let kj = j * ${D4}u;
+      let vj = j * ${V4}u;
+      let sc = ${dotSum(D4, (c) => `q${c}`, (c) => `ks[kj + ${c}u]`)};
+      if (sc > m) {
+        // A new running max rescales what was summed so far.
+        let c = exp(m - sc);
+        l *= c;
+${each(V4, (c) => `a${c} *= c;`, "        ")}
+        m = sc;
+      }
+      let p = exp(sc - m);
+      l += p;
+${each(V4, (c) => `a${c} += p * vs[vj + ${c}u];`, "      ")}
+    }
+    workgroupBarrier();
+  }
+  if (r < ${s.lq}u) {
+    let inv = 1.0 / l;
+${each(V4, (c) => `st_o(row, ${c}u, a${c} * inv);`, "    ")}
+    lse[row] = m + log(l);
+  }
+}`;
+  return { name: "attention_forward", code, workgroups: g.workgroups };
+}
+
+/** D = rowsum(dO ⊙ O) alone (when q needs no gradient). Bindings: o, dout → dlt. */
+export function attentionRowDotKernel(s: AttentionSpec): Kernel {
+  check(s);
+  const V4 = q4(s.dv), n = s.bh * s.lq;
+  const g = groupGrid(Math.ceil(n / ROWS));
+  const code = `${rowBinding(0, "o", s.dv)}
+${rowBinding(1, "dout", s.dv)}
+@group(0) @binding(2) var<storage, read_write> dlt: array<f32>;
+${loader("o", s.dv)}
+${loader("dout", s.dv)}
+@compute @workgroup_size(${ROWS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = ${g.index} * ${ROWS}u + lid;
+  if (row >= ${n}u) { return; }
+  dlt[row] = ${dotSum(V4, (c) => `ld_o(row, ${c}u)`, (c) => `ld_dout(row, ${c}u)`)};
+}`;
+  return { name: "attention_row_dot", code, workgroups: g.workgroups };
+}
+
+/** dQ and D = rowsum(dO ⊙ O), one thread per query row. Bindings: q, k, v, o, dout, lse →
+ * dq, dlt. */
+export function attentionBackwardQKernel(s: AttentionSpec): Kernel {
+  check(s);
+  const D4 = q4(s.d), V4 = q4(s.dv);
+  const BK = tileRows(D4 + V4);
+  const nqb = Math.ceil(s.lq / ROWS), nt = Math.ceil(s.lk / BK);
+  const g = groupGrid(nqb * s.bh);
+  const code = `${rowBinding(0, "q", s.d)}
+${rowBinding(1, "k", s.d)}
+${rowBinding(2, "v", s.dv)}
+${rowBinding(3, "o", s.dv)}
+${rowBinding(4, "dout", s.dv)}
+@group(0) @binding(5) var<storage, read> lse: array<f32>;
+${rowBinding(6, "dq", s.d, true)}
+@group(0) @binding(7) var<storage, read_write> dlt: array<f32>;
+${loader("q", s.d)}
+${loader("k", s.d)}
+${loader("v", s.dv)}
+${loader("o", s.dv)}
+${loader("dout", s.dv)}
+${storer("dq", s.d)}
+var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
+var<workgroup> vs: array<vec4<f32>, ${BK * V4}>;
+@compute @workgroup_size(${ROWS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = ${g.index};
+  if (g >= ${nqb * s.bh}u) { return; }
+  let bh = g / ${nqb}u;
+  let r = (g % ${nqb}u) * ${ROWS}u + lid;
+  let row = bh * ${s.lq}u + min(r, ${s.lq - 1}u);
+${each(D4, (c) => `let q${c} = ld_q(row, ${c}u) * ${f(s.scale)};`)}
+${each(V4, (c) => `let do${c} = ld_dout(row, ${c}u);`)}
+  let dl = ${dotSum(V4, (c) => `do${c}`, (c) => `ld_o(row, ${c}u)`)};
+  let ls = lse[row];
+${each(D4, (c) => `var g${c} = vec4<f32>(0.0);`)}
+  for (var t = 0u; t < ${nt}u; t++) {
+    let k0 = t * ${BK}u;
+${tileLoad("ks", "k", s.d, BK, s.lk, "k0", ROWS)}
+${tileLoad("vs", "v", s.dv, BK, s.lk, "k0", ROWS)}
+    workgroupBarrier();
+    let nk = min(${BK}u, ${s.lk}u - k0);
+    for (var j = 0u; j < nk; j++) {
+      let kj = j * ${D4}u;
+      let vj = j * ${V4}u;
+      let p = exp(${dotSum(D4, (c) => `q${c}`, (c) => `ks[kj + ${c}u]`)} - ls);
+      let dp = ${dotSum(V4, (c) => `do${c}`, (c) => `vs[vj + ${c}u]`)};
+      let ds = p * (dp - dl);
+${each(D4, (c) => `g${c} += ds * ks[kj + ${c}u];`, "      ")}
+    }
+    workgroupBarrier();
+  }
+  if (r < ${s.lq}u) {
+${each(D4, (c) => `st_dq(row, ${c}u, g${c} * ${f(s.scale)});`, "    ")}
+    dlt[row] = dl;
+  }
+}`;
+  return { name: "attention_backward_q", code, workgroups: g.workgroups };
+}
+
+export interface KeyValuePlan {
+  /** Threads (keys) per workgroup. */
+  keys: number;
+  /** Query rows per workgroup-memory tile. */
+  tile: number;
+  /** Slices the query range is split into (partial dK, dV per slice). */
+  splits: number;
+  /** Query rows per slice (a multiple of `tile`). */
+  perSplit: number;
+}
+
+/** Enough workgroups to fill a large GPU; more splits cost partial-sum memory. */
+const TARGET_GROUPS = 1024;
+const MAX_PARTIAL_FLOATS = 1 << 22;
+
+/** How the dK/dV kernel divides its work (the op allocates `splits` partial buffers). */
+export function keyValuePlan(s: AttentionSpec): KeyValuePlan {
+  const D4 = q4(s.d), V4 = q4(s.dv);
+  let keys = 32;
+  while (keys < s.lk && keys < 64) keys *= 2;
+  const tile = tileRows(D4 + V4, 8);
+  const groups = s.bh * Math.ceil(s.lk / keys);
+  const perRow = s.bh * s.lk * (s.d + s.dv);
+  const memCap = Math.max(8, Math.floor(MAX_PARTIAL_FLOATS / perRow));
+  const want = Math.max(1, Math.min(Math.ceil(TARGET_GROUPS / groups), memCap));
+  const perSplit = Math.ceil(Math.ceil(s.lq / want) / tile) * tile;
+  return { keys, tile, splits: Math.ceil(s.lq / perSplit), perSplit };
+}
+
+/** dK and dV, one thread per key row, over one slice of the queries. Bindings: q, k, v, dout,
+ * lse, dlt → dk, dv (each [splits, bh, lk, ·]; the op sums the slices when splits > 1). */
+export function attentionBackwardKVKernel(s: AttentionSpec): Kernel {
+  check(s);
+  const D4 = q4(s.d), V4 = q4(s.dv);
+  const { keys: KT, tile: BQ, splits, perSplit } = keyValuePlan(s);
+  const nkb = Math.ceil(s.lk / KT);
+  const g = groupGrid(splits * s.bh * nkb);
+  const code = `${rowBinding(0, "q", s.d)}
+${rowBinding(1, "k", s.d)}
+${rowBinding(2, "v", s.dv)}
+${rowBinding(3, "dout", s.dv)}
+@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> dlt: array<f32>;
+${rowBinding(6, "dk", s.d, true)}
+${rowBinding(7, "dv", s.dv, true)}
+${loader("q", s.d)}
+${loader("k", s.d)}
+${loader("v", s.dv)}
+${loader("dout", s.dv)}
+${storer("dk", s.d)}
+${storer("dv", s.dv)}
+var<workgroup> qs: array<vec4<f32>, ${BQ * D4}>;
+var<workgroup> dos: array<vec4<f32>, ${BQ * V4}>;
+var<workgroup> ls: array<f32, ${BQ}>;
+var<workgroup> dls: array<f32, ${BQ}>;
+@compute @workgroup_size(${KT})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = ${g.index};
+  if (g >= ${splits * s.bh * nkb}u) { return; }
+  let split = g / ${s.bh * nkb}u;
+  let bh = (g / ${nkb}u) % ${s.bh}u;
+  let j = (g % ${nkb}u) * ${KT}u + lid;
+  let row = bh * ${s.lk}u + min(j, ${s.lk - 1}u);
+${each(D4, (c) => `let k${c} = ld_k(row, ${c}u) * ${f(s.scale)};`)}
+${each(V4, (c) => `let v${c} = ld_v(row, ${c}u);`)}
+${each(D4, (c) => `var gk${c} = vec4<f32>(0.0);`)}
+${each(V4, (c) => `var gv${c} = vec4<f32>(0.0);`)}
+  let first = split * ${perSplit}u;
+  for (var t = 0u; t < ${perSplit / BQ}u; t++) {
+    let q0 = first + t * ${BQ}u;
+${tileLoad("qs", "q", s.d, BQ, s.lq, "q0", KT)}
+${tileLoad("dos", "dout", s.dv, BQ, s.lq, "q0", KT)}
+    for (var e = lid; e < ${BQ}u; e += ${KT}u) {
+      let r = min(q0 + e, ${s.lq - 1}u);
+      ls[e] = lse[bh * ${s.lq}u + r];
+      dls[e] = dlt[bh * ${s.lq}u + r];
+    }
+    workgroupBarrier();
+    let nq = min(${BQ}u, max(${s.lq}u, q0) - q0);
+    for (var i = 0u; i < nq; i++) {
+      let qi = i * ${D4}u;
+      let oi = i * ${V4}u;
+      let p = exp(${dotSum(D4, (c) => `qs[qi + ${c}u]`, (c) => `k${c}`)} - ls[i]);
+      let dp = ${dotSum(V4, (c) => `dos[oi + ${c}u]`, (c) => `v${c}`)};
+      let ds = p * (dp - dls[i]);
+${each(V4, (c) => `gv${c} += p * dos[oi + ${c}u];`, "      ")}
+${each(D4, (c) => `gk${c} += ds * qs[qi + ${c}u];`, "      ")}
+    }
+    workgroupBarrier();
+  }
+  if (j < ${s.lk}u) {
+    let dst = split * ${s.bh * s.lk}u + row;
+${each(D4, (c) => `st_dk(dst, ${c}u, gk${c} * ${f(s.scale)});`, "    ")}
+${each(V4, (c) => `st_dv(dst, ${c}u, gv${c});`, "    ")}
+  }
+}`;
+  return { name: "attention_backward_kv", code, workgroups: g.workgroups };
+}
