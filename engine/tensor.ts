@@ -47,7 +47,8 @@ export class Tensor {
   disposed = false;
   name = "";
 
-  constructor(readonly shape: Shape, readonly dtype: DType, readonly storage: Storage) {
+  // `storage` is reassignable so a parameter arena can move a tensor into its shared buffer.
+  constructor(readonly shape: Shape, readonly dtype: DType, public storage: Storage) {
     this.size = prod(shape);
     track(this);
   }

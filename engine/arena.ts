@@ -1,0 +1,132 @@
+// Parameter arena: every parameter lives in one GPU buffer (each at an aligned offset) and its
+// gradient at the same offset of a second buffer, so an optimiser updates all parameters in one
+// dispatch and zeroing every gradient is one dispatch. Parameters stay ordinary tensors: their
+// Storage is moved into the arena, and `p.grad` is preset to the arena view so autograd's
+// in-place accumulation lands there.
+
+import { fillKernel } from "../kernels/elementwise.ts";
+import { device } from "./device.ts";
+import { run } from "./launch.ts";
+import { copy, flush } from "./recorder.ts";
+import { Storage, Tensor } from "./tensor.ts";
+
+/** Byte alignment of each parameter: WebGPU's minStorageBufferOffsetAlignment is at most 256, so
+ * 256 is valid on every device and keeps every slot a whole number of vec4s. */
+export const ARENA_ALIGN = 256;
+
+export interface ArenaSlot {
+  param: Tensor;
+  /** Byte offset in both arena buffers. */
+  offset: number;
+}
+
+function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+/** A buffer outside the pool: it lives as long as the arena. */
+function arenaBuffer(bytes: number, label: string): GPUBuffer {
+  return device().createBuffer({
+    size: bytes,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    label,
+  });
+}
+
+/** A kept tensor viewing `bytes` of `buffer` at `offset` (not pooled: the arena owns it). */
+export function arenaView(buffer: GPUBuffer, offset: number, shape: readonly number[]): Tensor {
+  const size = shape.reduce((p, d) => p * d, 1);
+  return new Tensor(shape, "f32", new Storage(buffer, offset, Math.max(4, size * 4), false)).keep();
+}
+
+export class ParamArena {
+  readonly slots: ArenaSlot[];
+  /** Bytes of each arena buffer (a multiple of ARENA_ALIGN). */
+  readonly bytes: number;
+  readonly paramBuffer: GPUBuffer;
+  readonly gradBuffer: GPUBuffer;
+  /** The whole arenas as flat f32 tensors (padding between slots included, always zero). */
+  readonly flatParams: Tensor;
+  readonly flatGrads: Tensor;
+  #disposed = false;
+
+  /** Move `params` (f32, distinct, each with its own storage) into a new arena. Their current
+   * values are copied on the GPU (recorded, not waited for). Build the arena before taking any
+   * views of the parameters: a view made earlier keeps the old memory. */
+  constructor(params: Tensor[]) {
+    const seen = new Set<Tensor>();
+    let at = 0;
+    const align = Math.max(ARENA_ALIGN, device().limits.minStorageBufferOffsetAlignment);
+    this.slots = params.map((p) => {
+      if (p.dtype !== "f32") throw new Error(`arena: parameter ${p.describe()} is not f32`);
+      if (p.disposed) throw new Error(`arena: parameter ${p.describe()} is disposed`);
+      if (seen.has(p)) throw new Error(`arena: parameter ${p.describe()} listed twice`);
+      seen.add(p);
+      const slot = { param: p, offset: at };
+      at = alignUp(at + Math.max(4, p.size * 4), align);
+      return slot;
+    });
+    this.bytes = Math.max(align, at);
+    const limit = device().limits.maxStorageBufferBindingSize;
+    if (this.bytes > limit) {
+      throw new Error(
+        `arena of ${this.bytes} bytes exceeds this device's storage binding limit (${limit})`,
+      );
+    }
+    // New buffers are zero-filled by WebGPU, so padding and gradients start at zero.
+    this.paramBuffer = arenaBuffer(this.bytes, "param_arena");
+    this.gradBuffer = arenaBuffer(this.bytes, "grad_arena");
+    for (const { param: p, offset } of this.slots) {
+      if (p.size > 0) {
+        copy(p.binding, { buffer: this.paramBuffer, offset, size: p.size * 4 }, p.size * 4);
+      }
+      const old = p.storage;
+      p.storage = new Storage(this.paramBuffer, offset, Math.max(4, p.size * 4), false);
+      old.release();
+      p.grad?.dispose();
+      p.grad = arenaView(this.gradBuffer, offset, p.shape);
+      p.requiresGrad = true;
+      p.keep();
+    }
+    this.flatParams = arenaView(this.paramBuffer, 0, [this.bytes / 4]);
+    this.flatGrads = arenaView(this.gradBuffer, 0, [this.bytes / 4]);
+  }
+
+  get params(): Tensor[] {
+    return this.slots.map((s) => s.param);
+  }
+
+  /** Number of f32 words in each arena (a multiple of 64). */
+  get words(): number {
+    return this.bytes / 4;
+  }
+
+  /** Zero every gradient: one recorded dispatch. */
+  zeroGrads(): void {
+    run(fillKernel(this.words, 0), [], [this.flatGrads]);
+  }
+
+  /** A new arena-shaped buffer with the same layout (optimiser state), zero-filled. */
+  createStateBuffer(label: string): GPUBuffer {
+    return arenaBuffer(this.bytes, label);
+  }
+
+  /** Per-parameter views into an arena-shaped buffer. */
+  viewsOf(buffer: GPUBuffer): Tensor[] {
+    return this.slots.map((s) => arenaView(buffer, s.offset, s.param.shape));
+  }
+
+  /** Free the arena. Its parameters are disposed with it. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const { param } of this.slots) param.dispose();
+    this.flatParams.dispose();
+    this.flatGrads.dispose();
+    // Destroying a buffer that unsubmitted commands use would invalidate them: submit first
+    // (destroy itself waits for submitted work).
+    flush();
+    this.paramBuffer.destroy();
+    this.gradBuffer.destroy();
+  }
+}
