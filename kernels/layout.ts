@@ -1,0 +1,181 @@
+// Data-moving kernels. One strided copy covers permute, slice, concat (one copy per piece),
+// flip and rot90 (negative strides) and channel interleaving; pad has its own gather kernels
+// because it clamps or zero-fills at the borders.
+
+import { grid1d, type Kernel, prod, type StorageType } from "./common.ts";
+
+/** Where a copy reads or writes: a flat element offset plus one stride per iterated axis
+ * (strides may be negative, e.g. for flips). */
+export interface StridedView {
+  offset: number;
+  strides: readonly number[];
+}
+
+export interface StridedCopySpec {
+  name: string;
+  /** The shape iterated over: one thread per element. */
+  shape: readonly number[];
+  src: StridedView;
+  dst: StridedView;
+  type?: StorageType;
+}
+
+/** Drop size-1 axes and merge neighbours that are contiguous in both views, so the index math
+ * has as few divisions as possible. */
+function collapse(spec: StridedCopySpec): { shape: number[]; src: number[]; dst: number[] } {
+  const shape: number[] = [], src: number[] = [], dst: number[] = [];
+  spec.shape.forEach((n, k) => {
+    if (n === 1) return;
+    const last = shape.length - 1;
+    if (
+      last >= 0 && src[last] === spec.src.strides[k] * n && dst[last] === spec.dst.strides[k] * n
+    ) {
+      shape[last] *= n;
+      src[last] = spec.src.strides[k];
+      dst[last] = spec.dst.strides[k];
+      return;
+    }
+    shape.push(n);
+    src.push(spec.src.strides[k]);
+    dst.push(spec.dst.strides[k]);
+  });
+  return { shape, src, dst };
+}
+
+/** WGSL i32 expression of offset + Σ coord_k · stride_k for flat index `i` over `shape`. */
+function offsetExpr(shape: number[], strides: number[], offset: number): string {
+  const terms: string[] = offset ? [`${offset}i`] : [];
+  let inner = 1;
+  for (let k = shape.length - 1; k >= 0; k--) {
+    const coord = k === 0
+      ? (inner === 1 ? "i" : `(i / ${inner}u)`)
+      : inner === 1
+      ? `(i % ${shape[k]}u)`
+      : `((i / ${inner}u) % ${shape[k]}u)`;
+    if (strides[k] !== 0) {
+      terms.push(strides[k] === 1 ? `i32(${coord})` : `i32(${coord}) * (${strides[k]}i)`);
+    }
+    inner *= shape[k];
+  }
+  return terms.length ? terms.join(" + ") : "0i";
+}
+
+/** dst[dst view] = src[src view] over `shape`. The output buffer is written only inside the
+ * view, so several copies can fill one tensor (concat, interleave). */
+export function stridedCopyKernel(spec: StridedCopySpec): Kernel {
+  const n = prod(spec.shape);
+  const g = grid1d(n);
+  const type = spec.type ?? "f32";
+  const c = collapse(spec);
+  const contiguous = (s: number[]) => s.length === 0 || (s.length === 1 && s[0] === 1);
+  const srcIdx = contiguous(c.src)
+    ? `i + ${spec.src.offset}u`
+    : `u32(${offsetExpr(c.shape, c.src, spec.src.offset)})`;
+  const dstIdx = contiguous(c.dst)
+    ? `i + ${spec.dst.offset}u`
+    : `u32(${offsetExpr(c.shape, c.dst, spec.dst.offset)})`;
+  return {
+    name: spec.name,
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> src: array<${type}>;
+@group(0) @binding(1) var<storage, read_write> dst: array<${type}>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+  dst[${dstIdx}] = src[${srcIdx}];
+}`,
+  };
+}
+
+export type PadMode = "zeros" | "replicate";
+
+export interface PadSpec {
+  /** Leading axes flattened into one (e.g. N·C). */
+  outer: number;
+  h: number;
+  w: number;
+  /** Padding per side; negative values crop. */
+  left: number;
+  right: number;
+  top: number;
+  bottom: number;
+  mode: PadMode;
+  type?: StorageType;
+}
+
+export function paddedSize(s: PadSpec): [number, number] {
+  return [s.h + s.top + s.bottom, s.w + s.left + s.right];
+}
+
+/** Padding (or cropping) of the last two axes: each output pixel reads its source pixel,
+ * clamped to the border (replicate) or zero outside it. */
+export function padKernel(s: PadSpec): Kernel {
+  const [ho, wo] = paddedSize(s);
+  const n = s.outer * ho * wo;
+  const g = grid1d(n);
+  const type = s.type ?? "f32";
+  const zero = type === "f32" ? "0.0" : type === "u32" ? "0u" : "0i";
+  const body = s.mode === "replicate"
+    ? `  let ih = clamp(oh - (${s.top}), 0, ${s.h - 1});
+  let iw = clamp(ow - (${s.left}), 0, ${s.w - 1});
+  out[i] = x[base + u32(ih * ${s.w} + iw)];`
+    : `  let ih = oh - (${s.top});
+  let iw = ow - (${s.left});
+  if (ih < 0 || ih >= ${s.h} || iw < 0 || iw >= ${s.w}) { out[i] = ${zero}; return; }
+  out[i] = x[base + u32(ih * ${s.w} + iw)];`;
+  return {
+    name: `pad_${s.mode}`,
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> x: array<${type}>;
+@group(0) @binding(1) var<storage, read_write> out: array<${type}>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+  let base = (i / ${ho * wo}u) * ${s.h * s.w}u;
+  let oh = i32((i / ${wo}u) % ${ho}u);
+  let ow = i32(i % ${wo}u);
+${body}
+}`,
+  };
+}
+
+/** Gradient of padKernel w.r.t. its input, as a gather: each input pixel sums the output pixels
+ * that read it (one for interior pixels, a border strip for replicated edges). */
+export function padGradKernel(s: PadSpec): Kernel {
+  const [ho, wo] = paddedSize(s);
+  const n = s.outer * s.h * s.w;
+  const g = grid1d(n);
+  // Output rows reading input row r: r + top, widened to the whole padding strip at an edge
+  // under replicate; clipped to the output.
+  const range = (v: string, size: number, outSize: number, before: number) =>
+    s.mode === "replicate"
+      ? `max(select(${v} + (${before}), 0, ${v} == 0), 0);
+  let ${v}_hi = min(select(${v} + (${before}), ${outSize - 1}, ${v} == ${size - 1}), ${
+        outSize - 1
+      });`
+      : `max(${v} + (${before}), 0);
+  let ${v}_hi = min(${v} + (${before}), ${outSize - 1});`;
+  return {
+    name: `pad_${s.mode}_grad`,
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> g: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+  let base = (i / ${s.h * s.w}u) * ${ho * wo}u;
+  let ih = i32((i / ${s.w}u) % ${s.h}u);
+  let iw = i32(i % ${s.w}u);
+  let ih_lo = ${range("ih", s.h, ho, s.top)}
+  let iw_lo = ${range("iw", s.w, wo, s.left)}
+  var acc = 0.0;
+  for (var oh = ih_lo; oh <= ih_hi; oh++) {
+    for (var ow = iw_lo; ow <= iw_hi; ow++) { acc += g[base + u32(oh * ${wo} + ow)]; }
+  }
+  dx[i] = acc;
+}`,
+  };
+}
