@@ -1,0 +1,72 @@
+// Layer normalisation over the last dimension ([B, L, C] tokens) and over the channel dimension
+// of NCHW (layerNorm2d, as ConvNeXt-style blocks use it), with backward.
+
+import { type RowLayout, rowNormGradKernel, rowNormKernel } from "../../kernels/layer_norm.ts";
+import { prod } from "../../kernels/common.ts";
+import { record } from "../autograd.ts";
+import { run } from "../launch.ts";
+import { empty, type Tensor, view } from "../tensor.ts";
+import { sum } from "./reduce.ts";
+
+export interface LayerNormOptions {
+  weight?: Tensor | null;
+  bias?: Tensor | null;
+  eps?: number;
+}
+
+function rowNorm(
+  name: string,
+  x: Tensor,
+  l: RowLayout,
+  /** Axes of x summed to get the per-element parameter gradients. */
+  paramAxes: number[],
+  o: LayerNormOptions,
+): Tensor {
+  const { eps = 1e-5 } = o;
+  const weight = o.weight ?? null, bias = o.bias ?? null;
+  for (const [t, what] of [[weight, "weight"], [bias, "bias"]] as const) {
+    if (t && t.size !== l.len) throw new Error(`${name} ${what} ${t.describe()}: needs ${l.len}`);
+  }
+  const y = empty(x.shape);
+  const mean = empty([l.rows]);
+  const rstd = empty([l.rows]);
+  run(
+    rowNormKernel({ layout: l, eps, weight: !!weight, bias: !!bias }),
+    [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])],
+    [y, mean, rstd],
+  );
+  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  return record(y, inputs, name, (g) => {
+    const needW = !!weight?.requiresGrad;
+    const dx = x.requiresGrad ? empty(x.shape) : null;
+    const gxhat = needW ? empty(x.shape) : null;
+    if (dx || gxhat) {
+      run(
+        rowNormGradKernel({ layout: l, weight: !!weight, dx: !!dx, gxhat: needW }),
+        [x, g, mean, rstd, ...(dx && weight ? [weight] : [])],
+        [...(dx ? [dx] : []), ...(gxhat ? [gxhat] : [])],
+      );
+    }
+    const grads: (Tensor | null)[] = [dx];
+    if (weight) grads.push(gxhat ? view(sum(gxhat, paramAxes), weight.shape) : null);
+    if (bias) grads.push(bias.requiresGrad ? view(sum(g, paramAxes), bias.shape) : null);
+    return grads;
+  });
+}
+
+/** Normalise over the last dimension; weight and bias have that dimension's size. */
+export function layerNorm(x: Tensor, o: LayerNormOptions = {}): Tensor {
+  if (x.ndim < 1) throw new Error("layerNorm of a scalar");
+  const len = x.shape[x.ndim - 1];
+  const axes = x.shape.slice(0, -1).map((_, k) => k);
+  return rowNorm("layer_norm", x, { rows: x.size / len, len }, axes, o);
+}
+
+/** Normalise each pixel's channel vector of [B, C, H, W]; weight and bias are [C]. */
+export function layerNorm2d(x: Tensor, o: LayerNormOptions = {}): Tensor {
+  if (x.ndim < 2) throw new Error(`layerNorm2d needs [B, C, ...], got ${x.describe()}`);
+  const planeSize = prod(x.shape.slice(2));
+  const l = { rows: x.shape[0] * planeSize, len: x.shape[1], planeSize };
+  const axes = x.shape.map((_, k) => k).filter((k) => k !== 1);
+  return rowNorm("layer_norm_2d", x, l, axes, o);
+}

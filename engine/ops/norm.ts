@@ -1,0 +1,202 @@
+// Batch and instance normalisation over NCHW (any rank ≥ 2: dimensions after the channel one
+// form the plane), with their backward. Statistics are two-stage reductions (kernels/norm.ts).
+
+import {
+  chunkFor,
+  groupCount,
+  momentsFinishKernel,
+  momentsPartialKernel,
+  normApplyKernel,
+  normGradKernel,
+  normGradSumsPartialKernel,
+  partialCount,
+  type PlaneLayout,
+  planeSumsPartialKernel,
+  type PlaneSumsSpec,
+  type StatGroup,
+  sumsFinishKernel,
+} from "../../kernels/norm.ts";
+import { f, prod } from "../../kernels/common.ts";
+import { record } from "../autograd.ts";
+import { run } from "../launch.ts";
+import { empty, type Tensor, view } from "../tensor.ts";
+import { map } from "./elementwise.ts";
+import { sum } from "./reduce.ts";
+
+export interface BatchNormOptions {
+  weight?: Tensor | null;
+  bias?: Tensor | null;
+  /** Running statistics [C], updated in place in training. Without them the batch statistics
+   * are used in eval too (PyTorch's track_running_stats = False). */
+  runningMean?: Tensor | null;
+  runningVar?: Tensor | null;
+  training: boolean;
+  momentum?: number;
+  eps?: number;
+}
+
+export interface InstanceNormOptions {
+  weight?: Tensor | null;
+  bias?: Tensor | null;
+  eps?: number;
+}
+
+export function planeLayout(x: Tensor): PlaneLayout {
+  if (x.ndim < 2) throw new Error(`normalisation needs [B, C, ...], got ${x.describe()}`);
+  return { batch: x.shape[0], channels: x.shape[1], planeSize: prod(x.shape.slice(2)) };
+}
+
+function checkChannelParam(t: Tensor | null | undefined, c: number, what: string): void {
+  if (t && t.size !== c) throw new Error(`${what} ${t.describe()} does not match ${c} channels`);
+}
+
+/** Two-stage sums of WGSL terms over plane chunks, grouped by channel, plane or everything:
+ * one [groups] tensor per term. */
+export function planeSums(
+  spec: Omit<PlaneSumsSpec, "chunk">,
+  inputs: Tensor[],
+  group: StatGroup,
+): Tensor[] {
+  const l = spec.layout;
+  const chunk = chunkFor(l.planeSize);
+  const part = empty([partialCount(l, chunk) * spec.terms.length]);
+  run(planeSumsPartialKernel({ ...spec, chunk }), inputs, [part]);
+  const outs = spec.terms.map(() => empty([groupCount(l, group)]));
+  run(sumsFinishKernel({ layout: l, chunk, group, terms: spec.terms.length }), [part], outs);
+  part.dispose();
+  return outs;
+}
+
+/** Mean and 1/sqrt(var + eps) of x per group, updating running statistics when given. */
+function moments(
+  x: Tensor,
+  l: PlaneLayout,
+  group: "channel" | "plane",
+  eps: number,
+  running?: { mean: Tensor; var: Tensor; momentum: number },
+): { mean: Tensor; rstd: Tensor } {
+  const chunk = chunkFor(l.planeSize);
+  const part = empty([partialCount(l, chunk) * 2]);
+  run(momentsPartialKernel(l, chunk), [x], [part]);
+  const mean = empty([groupCount(l, group)]);
+  const rstd = empty([groupCount(l, group)]);
+  run(
+    momentsFinishKernel({ layout: l, chunk, group, eps, runningMomentum: running?.momentum }),
+    [part],
+    running ? [mean, rstd, running.mean, running.var] : [mean, rstd],
+  );
+  part.dispose();
+  return { mean, rstd };
+}
+
+interface PlaneNormArgs {
+  group: "channel" | "plane";
+  weight: Tensor | null;
+  bias: Tensor | null;
+  mean: Tensor;
+  rstd: Tensor;
+  /** Statistics of this batch (their gradient flows into dx) or fixed ones (eval). */
+  batchStats: boolean;
+}
+
+function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
+  const l = planeLayout(x);
+  const { weight, bias, mean, rstd, group } = a;
+  const y = empty(x.shape);
+  run(
+    normApplyKernel({ layout: l, group, weight: !!weight, bias: !!bias }),
+    [x, mean, rstd, ...(weight ? [weight] : []), ...(bias ? [bias] : [])],
+    [y],
+  );
+  const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  return record(y, inputs, name, (g) => {
+    const needW = !!weight?.requiresGrad;
+    const needB = !!bias?.requiresGrad;
+    let sg: Tensor | null = null, sgx: Tensor | null = null;
+    if (needW || needB || (x.requiresGrad && a.batchStats)) {
+      const chunk = chunkFor(l.planeSize);
+      const part = empty([partialCount(l, chunk) * 2]);
+      run(normGradSumsPartialKernel(l, chunk, group), [x, g, mean, rstd], [part]);
+      sg = empty([groupCount(l, group)]);
+      sgx = empty([groupCount(l, group)]);
+      run(sumsFinishKernel({ layout: l, chunk, group, terms: 2 }), [part], [sg, sgx]);
+      part.dispose();
+    }
+    let dx: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = empty(x.shape);
+      const w = weight ? [weight] : [];
+      run(
+        normGradKernel({ layout: l, group, weight: !!weight, batchStats: a.batchStats }),
+        a.batchStats ? [x, g, mean, rstd, sg!, sgx!, ...w] : [g, rstd, ...w],
+        [dx],
+      );
+    }
+    // Per-channel parameter gradients: instance statistics are per plane, summed over the batch.
+    const perChannel = (t: Tensor, like: Tensor) =>
+      group === "channel"
+        ? view(t, like.shape)
+        : view(sum(view(t, [l.batch, l.channels]), 0), like.shape);
+    const grads: (Tensor | null)[] = [dx];
+    if (weight) grads.push(needW ? perChannel(sgx!, weight) : null);
+    if (bias) grads.push(needB ? perChannel(sg!, bias) : null);
+    return grads;
+  });
+}
+
+/** Batch normalisation of [B, C, ...]: batch statistics (biased variance over B and the plane)
+ * in training, which also moves the running statistics (unbiased variance, as PyTorch);
+ * running statistics in eval. */
+export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
+  const l = planeLayout(x);
+  const { momentum = 0.1, eps = 1e-5 } = o;
+  const weight = o.weight ?? null, bias = o.bias ?? null;
+  const rm = o.runningMean ?? null, rv = o.runningVar ?? null;
+  checkChannelParam(weight, l.channels, "batchNorm2d weight");
+  checkChannelParam(bias, l.channels, "batchNorm2d bias");
+  checkChannelParam(rm, l.channels, "batchNorm2d runningMean");
+  checkChannelParam(rv, l.channels, "batchNorm2d runningVar");
+  if (!rm !== !rv) throw new Error("batchNorm2d needs both runningMean and runningVar, or none");
+  const useBatch = o.training || !rm;
+  let mean: Tensor, rstd: Tensor;
+  if (useBatch) {
+    if (l.batch * l.planeSize < 2 && o.training) {
+      throw new Error(
+        `batchNorm2d in training needs more than one value per channel (${x.describe()})`,
+      );
+    }
+    const running = o.training && rm && rv ? { mean: rm, var: rv, momentum } : undefined;
+    ({ mean, rstd } = moments(x, l, "channel", eps, running));
+  } else {
+    // Copies, so that a later training step's in-place update cannot change this backward.
+    mean = map("bn_running_mean", "a", [rm!]);
+    rstd = map("bn_running_rstd", `inverseSqrt(a + ${f(eps)})`, [rv!]);
+  }
+  return planeNorm("batch_norm", x, {
+    group: "channel",
+    weight,
+    bias,
+    mean,
+    rstd,
+    batchStats: useBatch,
+  });
+}
+
+/** Instance normalisation of [B, C, ...]: statistics per sample and channel, in training and
+ * eval alike; optional per-channel affine. */
+export function instanceNorm2d(x: Tensor, o: InstanceNormOptions = {}): Tensor {
+  const l = planeLayout(x);
+  const { eps = 1e-5 } = o;
+  const weight = o.weight ?? null, bias = o.bias ?? null;
+  checkChannelParam(weight, l.channels, "instanceNorm2d weight");
+  checkChannelParam(bias, l.channels, "instanceNorm2d bias");
+  const { mean, rstd } = moments(x, l, "plane", eps);
+  return planeNorm("instance_norm", x, {
+    group: "plane",
+    weight,
+    bias,
+    mean,
+    rstd,
+    batchStats: true,
+  });
+}

@@ -1,0 +1,137 @@
+// Layer normalisation: one thread per row, where a row is the last dimension of [..., C]
+// (tokens) or the channel vector of one pixel of NCHW (layerNorm2d, stride H·W between
+// channels, so neighbouring threads read neighbouring pixels). Rows are short (C ≤ a few
+// hundred), so each thread keeps its row in cache over its two or three passes.
+
+import { f, grid1d, type Kernel } from "./common.ts";
+
+export interface RowLayout {
+  /** Number of rows and the length of each (the normalised dimension). */
+  rows: number;
+  len: number;
+  /** Pixels per image for NCHW rows (layerNorm2d); absent for a contiguous last dimension. */
+  planeSize?: number;
+}
+
+/** WGSL: offset of row r's first element and the stride between its elements. */
+function rowAddress(l: RowLayout): { base: string; stride: string } {
+  if (l.planeSize === undefined) return { base: `r * ${l.len}u`, stride: "1u" };
+  const hw = l.planeSize;
+  return { base: `(r / ${hw}u) * ${l.len * hw}u + r % ${hw}u`, stride: `${hw}u` };
+}
+
+export interface RowNormSpec {
+  layout: RowLayout;
+  eps: number;
+  weight: boolean;
+  bias: boolean;
+}
+
+/** y = (x − mean)·rstd·w + b per row; inputs x, [w], [b]; outputs y, mean, rstd ([rows]). */
+export function rowNormKernel(s: RowNormSpec): Kernel {
+  const l = s.layout;
+  const g = grid1d(l.rows, 64);
+  const { base, stride } = rowAddress(l);
+  const ins = ["x", ...(s.weight ? ["w"] : []), ...(s.bias ? ["b"] : [])];
+  let expr = "(x[e] - mu) * rs";
+  if (s.weight) expr = `${expr} * w[j]`;
+  if (s.bias) expr = `${expr} + b[j]`;
+  const outs = ["y", "mean", "rstd"];
+  return {
+    name: "layer_norm",
+    workgroups: g.workgroups,
+    code: `${
+      ins.map((d, k) => `@group(0) @binding(${k}) var<storage, read> ${d}: array<f32>;`).join("\n")
+    }
+${
+      outs.map((d, k) =>
+        `@group(0) @binding(${ins.length + k}) var<storage, read_write> ${d}: array<f32>;`
+      ).join("\n")
+    }
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let r = ${g.index};
+  if (r >= ${l.rows}u) { return; }
+  let base = ${base};
+  var s = 0.0;
+  for (var j = 0u; j < ${l.len}u; j++) { s += x[base + j * ${stride}]; }
+  let mu = s / ${f(l.len)};
+  var q = 0.0;
+  for (var j = 0u; j < ${l.len}u; j++) {
+    let d = x[base + j * ${stride}] - mu;
+    q += d * d;
+  }
+  let rs = inverseSqrt(q / ${f(l.len)} + ${f(s.eps)});
+  for (var j = 0u; j < ${l.len}u; j++) {
+    let e = base + j * ${stride};
+    y[e] = ${expr};
+  }
+  mean[r] = mu;
+  rstd[r] = rs;
+}`,
+  };
+}
+
+export interface RowNormGradSpec {
+  layout: RowLayout;
+  weight: boolean;
+  /** Write dx (x needs a gradient). */
+  dx: boolean;
+  /** Write g·x̂ (for the weight gradient, summed over rows by the caller). */
+  gxhat: boolean;
+}
+
+/** dx = rstd·(gw − mean(gw) − x̂·mean(gw·x̂)) per row, gw = g·w, and/or g·x̂. Inputs x, g, mean,
+ * rstd, then w when dx is written with a weight; outputs dx and/or gxhat. */
+export function rowNormGradKernel(s: RowNormGradSpec): Kernel {
+  if (!s.dx && !s.gxhat) throw new Error("rowNormGradKernel: nothing to write");
+  const l = s.layout;
+  const g = grid1d(l.rows, 64);
+  const { base, stride } = rowAddress(l);
+  const useW = s.dx && s.weight;
+  const ins = ["x", "g", "mean", "rstd", ...(useW ? ["w"] : [])];
+  const outs = [...(s.dx ? ["dx"] : []), ...(s.gxhat ? ["gxhat"] : [])];
+  const gw = useW ? "g[e] * w[j]" : "g[e]";
+  const sums = s.dx
+    ? `  var a = 0.0;
+  var b = 0.0;
+  for (var j = 0u; j < ${l.len}u; j++) {
+    let e = base + j * ${stride};
+    let gwv = ${gw};
+    a += gwv;
+    b += gwv * (x[e] - mu) * rs;
+  }
+  a = a / ${f(l.len)};
+  b = b / ${f(l.len)};`
+    : "";
+  const writes = [
+    ...(s.dx ? [`dx[e] = rs * (${gw} - a - xh * b);`] : []),
+    ...(s.gxhat ? ["gxhat[e] = g[e] * xh;"] : []),
+  ].join("\n    ");
+  return {
+    name: "layer_norm_grad",
+    workgroups: g.workgroups,
+    code: `${
+      ins.map((d, k) => `@group(0) @binding(${k}) var<storage, read> ${d}: array<f32>;`).join("\n")
+    }
+${
+      outs.map((d, k) =>
+        `@group(0) @binding(${ins.length + k}) var<storage, read_write> ${d}: array<f32>;`
+      ).join("\n")
+    }
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let r = ${g.index};
+  if (r >= ${l.rows}u) { return; }
+  let base = ${base};
+  let mu = mean[r];
+  let rs = rstd[r];
+${sums}
+  for (var j = 0u; j < ${l.len}u; j++) {
+    let e = base + j * ${stride};
+    let xh = (x[e] - mu) * rs;
+    ${writes}
+  }
+}`,
+  };
+}

@@ -1,0 +1,393 @@
+// Batch and instance normalisation over NCHW planes (a plane is one (b, c) image of H·W values).
+// Statistics are two-stage reductions: stage 1 gives per-chunk partials (one workgroup per chunk
+// of a plane, so 8×512×512 inputs keep every core busy), stage 2 combines a group's partials
+// (a channel across the batch for batch norm, one plane for instance norm). Means and variances
+// are combined with Chan's parallel formula, so large means do not cancel the variance away.
+
+import { f, grid1d, groupGrid, type Kernel } from "./common.ts";
+
+export interface PlaneLayout {
+  batch: number;
+  channels: number;
+  /** Elements per plane (H·W). */
+  planeSize: number;
+}
+
+/** Which partials one statistic combines: a channel over the batch (batch norm), one plane
+ * (instance norm), or everything (a shared PReLU slope). */
+export type StatGroup = "channel" | "plane" | "all";
+
+const WG = 256;
+const FINISH_WG = 64;
+
+/** Elements one stage-1 workgroup reduces: 16 per thread, or the whole plane when smaller. */
+export function chunkFor(planeSize: number): number {
+  return Math.max(1, Math.min(planeSize, WG * 16));
+}
+
+export function chunksPerPlane(l: PlaneLayout, chunk: number): number {
+  return Math.ceil(l.planeSize / chunk);
+}
+
+/** Number of stage-1 partials (each holds `terms` floats). */
+export function partialCount(l: PlaneLayout, chunk: number): number {
+  return l.batch * l.channels * chunksPerPlane(l, chunk);
+}
+
+export function groupCount(l: PlaneLayout, group: StatGroup): number {
+  return group === "channel" ? l.channels : group === "plane" ? l.batch * l.channels : 1;
+}
+
+/** WGSL: the statistic index of `plane` (a u32 expression) in `group`. */
+function statOfPlane(l: PlaneLayout, group: StatGroup, plane: string): string {
+  return group === "channel" ? `(${plane} % ${l.channels}u)` : group === "plane" ? plane : "0u";
+}
+
+function treeReduce(arrays: string[], wg: number, combine?: string): string {
+  const body = combine ??
+    arrays.map((a) => `${a}[lid] = ${a}[lid] + ${a}[lid + s];`).join(" ");
+  return `  workgroupBarrier();
+  for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { ${body} }
+    workgroupBarrier();
+  }`;
+}
+
+/** The per-workgroup prologue of a stage-1 kernel: which plane and chunk, where it starts and
+ * how many elements it has. */
+function chunkPrologue(
+  l: PlaneLayout,
+  chunk: number,
+): { workgroups: Kernel["workgroups"]; code: string } {
+  const chunks = chunksPerPlane(l, chunk);
+  const parts = partialCount(l, chunk);
+  const g = groupGrid(parts);
+  return {
+    workgroups: g.workgroups,
+    code: `  let w = ${g.index};
+  if (w >= ${parts}u) { return; }
+  let plane = w / ${chunks}u;
+  let k = w % ${chunks}u;
+  let start = plane * ${l.planeSize}u + k * ${chunk}u;
+  let n = min(${chunk}u, ${l.planeSize}u - k * ${chunk}u);`,
+  };
+}
+
+/** Stage 1 of the statistics: per chunk, (mean, M2 = Σ (x - mean)²), two floats per partial.
+ * Sums are taken relative to the chunk's first value so that an offset does not cancel. */
+export function momentsPartialKernel(l: PlaneLayout, chunk: number): Kernel {
+  const pro = chunkPrologue(l, chunk);
+  return {
+    name: "norm_moments_partial",
+    workgroups: pro.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> part: array<f32>;
+var<workgroup> s1: array<f32, ${WG}>;
+var<workgroup> s2: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+${pro.code}
+  let shift = x[start];
+  var a = 0.0;
+  var b = 0.0;
+  for (var r = lid; r < n; r += ${WG}u) {
+    let d = x[start + r] - shift;
+    a += d;
+    b += d * d;
+  }
+  s1[lid] = a;
+  s2[lid] = b;
+${treeReduce(["s1", "s2"], WG)}
+  if (lid == 0u) {
+    let m = s1[0] / f32(n);
+    part[2u * w] = shift + m;
+    part[2u * w + 1u] = max(s2[0] - s1[0] * m, 0.0);
+  }
+}`,
+  };
+}
+
+export interface PlaneSumsSpec {
+  name: string;
+  layout: PlaneLayout;
+  chunk: number;
+  /** WGSL declarations of the read-only inputs at bindings 0..k-1, in order. */
+  inputs: string[];
+  /** WGSL lines run once per workgroup after `plane` is known (e.g. load its statistics). */
+  setup?: string;
+  /** WGSL expressions summed over the chunk, in terms of the element index `e`. */
+  terms: string[];
+}
+
+/** Stage 1 of plain sums: per chunk, Σ term for each term (terms.length floats per partial). */
+export function planeSumsPartialKernel(s: PlaneSumsSpec): Kernel {
+  const pro = chunkPrologue(s.layout, s.chunk);
+  const t = s.terms.length;
+  const shared = s.terms.map((_, j) => `var<workgroup> sh${j}: array<f32, ${WG}>;`).join("\n");
+  const accs = s.terms.map((_, j) => `  var a${j} = 0.0;`).join("\n");
+  const adds = s.terms.map((term, j) => `    a${j} += ${term};`).join("\n");
+  const stores = s.terms.map((_, j) => `  sh${j}[lid] = a${j};`).join("\n");
+  const writes = s.terms.map((_, j) => `part[${t}u * w + ${j}u] = sh${j}[0];`).join(" ");
+  return {
+    name: s.name,
+    workgroups: pro.workgroups,
+    code: `${s.inputs.map((d, j) => `@group(0) @binding(${j}) ${d}`).join("\n")}
+@group(0) @binding(${s.inputs.length}) var<storage, read_write> part: array<f32>;
+${shared}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+${pro.code}
+${s.setup ?? ""}
+${accs}
+  for (var r = lid; r < n; r += ${WG}u) {
+    let e = start + r;
+${adds}
+  }
+${stores}
+${treeReduce(s.terms.map((_, j) => `sh${j}`), WG)}
+  if (lid == 0u) { ${writes} }
+}`,
+  };
+}
+
+/** WGSL lines giving, for the group `grp` and its j-th partial, the partial index `p` and the
+ * chunk index `k`; and the number of partials per group. */
+function partialOfGroup(
+  l: PlaneLayout,
+  chunk: number,
+  group: StatGroup,
+): { perGroup: number; code: string } {
+  const chunks = chunksPerPlane(l, chunk);
+  if (group === "channel") {
+    return {
+      perGroup: l.batch * chunks,
+      code: `let p = (j / ${chunks}u) * ${
+        l.channels * chunks
+      }u + grp * ${chunks}u + j % ${chunks}u;`,
+    };
+  }
+  if (group === "plane") {
+    return { perGroup: chunks, code: `let p = grp * ${chunks}u + j;` };
+  }
+  return { perGroup: partialCount(l, chunk), code: `let p = j;` };
+}
+
+export interface MomentsFinishSpec {
+  layout: PlaneLayout;
+  chunk: number;
+  group: "channel" | "plane";
+  eps: number;
+  /** Also update running statistics in place: r = (1 − m)·r + m·batch, the variance unbiased. */
+  runningMomentum?: number;
+}
+
+/** Stage 2 of the statistics: outputs mean and 1/sqrt(var + eps) per group (biased variance),
+ * and with `runningMomentum` updates runningMean and runningVar (extra outputs, in place). */
+export function momentsFinishKernel(s: MomentsFinishSpec): Kernel {
+  const { layout: l, chunk } = s;
+  const groups = groupCount(l, s.group);
+  const { perGroup, code: partOf } = partialOfGroup(l, chunk, s.group);
+  const chunks = chunksPerPlane(l, chunk);
+  const total = s.group === "plane" ? l.planeSize : l.batch * l.planeSize;
+  const g = groupGrid(groups);
+  const m = s.runningMomentum;
+  const running = m === undefined ? "" : `
+@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;`;
+  const update = m === undefined ? "" : `
+    running_mean[grp] = ${f(1 - m)} * running_mean[grp] + ${f(m)} * cm[0];
+    running_var[grp] = ${f(1 - m)} * running_var[grp] + ${f(m)} * cq[0] / ${
+    f(Math.max(1, total - 1))
+  };`;
+  // Chan: merging (na, ma, qa) with (nb, mb, qb).
+  const merge = `let nb = cn[lid + s];
+      if (nb > 0.0) {
+        let na = cn[lid];
+        let nn = na + nb;
+        let d = cm[lid + s] - cm[lid];
+        cm[lid] = cm[lid] + d * nb / nn;
+        cq[lid] = cq[lid] + cq[lid + s] + d * d * na * nb / nn;
+        cn[lid] = nn;
+      }`;
+  return {
+    name: "norm_moments_finish",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> part: array<f32>;
+@group(0) @binding(1) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;${running}
+var<workgroup> cn: array<f32, ${FINISH_WG}>;
+var<workgroup> cm: array<f32, ${FINISH_WG}>;
+var<workgroup> cq: array<f32, ${FINISH_WG}>;
+@compute @workgroup_size(${FINISH_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let grp = ${g.index};
+  if (grp >= ${groups}u) { return; }
+  var n = 0.0;
+  var mu = 0.0;
+  var q = 0.0;
+  for (var j = lid; j < ${perGroup}u; j += ${FINISH_WG}u) {
+    ${partOf}
+    let k = j % ${chunks}u;
+    let nb = f32(min(${chunk}u, ${l.planeSize}u - k * ${chunk}u));
+    let nn = n + nb;
+    let d = part[2u * p] - mu;
+    mu = mu + d * nb / nn;
+    q = q + part[2u * p + 1u] + d * d * n * nb / nn;
+    n = nn;
+  }
+  cn[lid] = n;
+  cm[lid] = mu;
+  cq[lid] = q;
+${treeReduce([], FINISH_WG, merge)}
+  if (lid == 0u) {
+    mean[grp] = cm[0];
+    rstd[grp] = inverseSqrt(cq[0] / ${f(total)} + ${f(s.eps)});${update}
+  }
+}`,
+  };
+}
+
+export interface SumsFinishSpec {
+  layout: PlaneLayout;
+  chunk: number;
+  group: StatGroup;
+  /** Floats per partial; output j receives the group sums of term j. */
+  terms: number;
+}
+
+/** Stage 2 of plain sums: one output array per term, one value per group. */
+export function sumsFinishKernel(s: SumsFinishSpec): Kernel {
+  const { layout: l, chunk, terms } = s;
+  const groups = groupCount(l, s.group);
+  const { perGroup, code: partOf } = partialOfGroup(l, chunk, s.group);
+  const g = groupGrid(groups);
+  const ids = Array.from({ length: terms }, (_, j) => j);
+  return {
+    name: "plane_sums_finish",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> part: array<f32>;
+${
+      ids.map((j) => `@group(0) @binding(${j + 1}) var<storage, read_write> out${j}: array<f32>;`)
+        .join("\n")
+    }
+${ids.map((j) => `var<workgroup> sh${j}: array<f32, ${FINISH_WG}>;`).join("\n")}
+@compute @workgroup_size(${FINISH_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let grp = ${g.index};
+  if (grp >= ${groups}u) { return; }
+${ids.map((j) => `  var a${j} = 0.0;`).join("\n")}
+  for (var j = lid; j < ${perGroup}u; j += ${FINISH_WG}u) {
+    ${partOf}
+${ids.map((j) => `    a${j} += part[${terms}u * p + ${j}u];`).join("\n")}
+  }
+${ids.map((j) => `  sh${j}[lid] = a${j};`).join("\n")}
+${treeReduce(ids.map((j) => `sh${j}`), FINISH_WG)}
+  if (lid == 0u) { ${ids.map((j) => `out${j}[grp] = sh${j}[0];`).join(" ")} }
+}`,
+  };
+}
+
+/** Stage 1 of the normalisation backward: per chunk, Σ g and Σ g·x̂ with x̂ = (x − mean)·rstd. */
+export function normGradSumsPartialKernel(
+  l: PlaneLayout,
+  chunk: number,
+  group: "channel" | "plane",
+): Kernel {
+  return planeSumsPartialKernel({
+    name: "norm_grad_sums_partial",
+    layout: l,
+    chunk,
+    inputs: [
+      "var<storage, read> x: array<f32>;",
+      "var<storage, read> g: array<f32>;",
+      "var<storage, read> mean: array<f32>;",
+      "var<storage, read> rstd: array<f32>;",
+    ],
+    setup: `  let st = ${statOfPlane(l, group, "plane")};
+  let mu = mean[st];
+  let rs = rstd[st];`,
+    terms: ["g[e]", "g[e] * (x[e] - mu) * rs"],
+  });
+}
+
+export interface NormApplySpec {
+  layout: PlaneLayout;
+  group: "channel" | "plane";
+  weight: boolean;
+  bias: boolean;
+}
+
+/** y = (x − mean)·rstd·w[c] + b[c]; inputs x, mean, rstd, then weight and bias if present. */
+export function normApplyKernel(s: NormApplySpec): Kernel {
+  const l = s.layout;
+  const n = l.batch * l.channels * l.planeSize;
+  const g = grid1d(n);
+  const decls = ["x", "mean", "rstd", ...(s.weight ? ["w"] : []), ...(s.bias ? ["b"] : [])];
+  let expr = "(x[i] - mean[st]) * rstd[st]";
+  if (s.weight) expr = `${expr} * w[c]`;
+  if (s.bias) expr = `${expr} + b[c]`;
+  return {
+    name: "norm_apply",
+    workgroups: g.workgroups,
+    code: `${
+      decls.map((d, j) => `@group(0) @binding(${j}) var<storage, read> ${d}: array<f32>;`).join(
+        "\n",
+      )
+    }
+@group(0) @binding(${decls.length}) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+  let plane = i / ${l.planeSize}u;
+  let c = plane % ${l.channels}u;
+  let st = ${statOfPlane(l, s.group, "plane")};
+  y[i] = ${expr};
+}`,
+  };
+}
+
+export interface NormGradSpec {
+  layout: PlaneLayout;
+  group: "channel" | "plane";
+  weight: boolean;
+  /** true: the statistics came from this batch (training, instance norm), so dx has the
+   * mean-and-variance terms and needs the sums Σg, Σg·x̂; false: fixed statistics (eval). */
+  batchStats: boolean;
+}
+
+/** dx of the normalisation. batchStats: inputs x, g, mean, rstd, sg, sgx, [w];
+ * dx = w·rstd·(g − Σg/N − x̂·Σg·x̂/N). Fixed statistics: inputs g, rstd, [w]; dx = g·w·rstd. */
+export function normGradKernel(s: NormGradSpec): Kernel {
+  const l = s.layout;
+  const n = l.batch * l.channels * l.planeSize;
+  const count = s.group === "channel" ? l.batch * l.planeSize : l.planeSize;
+  const g = grid1d(n);
+  const names = s.batchStats ? ["x", "g", "mean", "rstd", "sg", "sgx"] : ["g", "rstd"];
+  if (s.weight) names.push("w");
+  const scale = s.weight ? "w[c] * rstd[st]" : "rstd[st]";
+  const value = s.batchStats
+    ? `${scale} * (g[i] - sg[st] * ${f(1 / count)} - (x[i] - mean[st]) * rstd[st] * sgx[st] * ${
+      f(1 / count)
+    })`
+    : `g[i] * ${scale}`;
+  return {
+    name: "norm_grad",
+    workgroups: g.workgroups,
+    code: `${
+      names.map((d, j) => `@group(0) @binding(${j}) var<storage, read> ${d}: array<f32>;`).join(
+        "\n",
+      )
+    }
+@group(0) @binding(${names.length}) var<storage, read_write> dx: array<f32>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+  let plane = i / ${l.planeSize}u;
+  let c = plane % ${l.channels}u;
+  let st = ${statOfPlane(l, s.group, "plane")};
+  dx[i] = ${value};
+}`,
+  };
+}

@@ -1,0 +1,245 @@
+import { initDevice } from "../../engine/device.ts";
+import { layerNorm, layerNorm2d } from "../../engine/ops/layer_norm.ts";
+import { batchNorm2d, instanceNorm2d } from "../../engine/ops/norm.ts";
+import { scope } from "../../engine/scope.ts";
+import { full, type Tensor, tensor } from "../../engine/tensor.ts";
+import { assertClose, gradCheck, randArray } from "../util.ts";
+
+await initDevice();
+
+const B = 2, C = 3, H = 7, W = 9;
+const SHAPE = [B, C, H, W];
+const N = B * C * H * W;
+
+interface Stats {
+  y: Float64Array;
+  mean: Float64Array;
+  biasedVar: Float64Array;
+  unbiasedVar: Float64Array;
+}
+
+/** float64 normalisation of [b, c, hw] data; `perPlane`: instance statistics, else batch. */
+function refNorm(
+  x: ArrayLike<number>,
+  [b, c, hw]: number[],
+  perPlane: boolean,
+  w: ArrayLike<number> | null,
+  bias: ArrayLike<number> | null,
+  eps = 1e-5,
+  fixed?: { mean: ArrayLike<number>; var: ArrayLike<number> },
+): Stats {
+  const groups = perPlane ? b * c : c;
+  const members = (g: number): number[] => {
+    const planes = perPlane ? [g] : Array.from({ length: b }, (_, i) => i * c + g);
+    return planes.flatMap((p) => Array.from({ length: hw }, (_, k) => p * hw + k));
+  };
+  const mean = new Float64Array(groups), bv = new Float64Array(groups);
+  const uv = new Float64Array(groups);
+  for (let g = 0; g < groups; g++) {
+    const idx = members(g);
+    const m = idx.reduce((s, i) => s + x[i], 0) / idx.length;
+    const q = idx.reduce((s, i) => s + (x[i] - m) ** 2, 0);
+    mean[g] = m;
+    bv[g] = q / idx.length;
+    uv[g] = q / (idx.length - 1);
+  }
+  const y = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const plane = Math.floor(i / hw), ch = plane % c;
+    const g = perPlane ? plane : ch;
+    const m = fixed ? fixed.mean[ch] : mean[g];
+    const v = fixed ? fixed.var[ch] : bv[g];
+    y[i] = ((x[i] - m) / Math.sqrt(v + eps)) * (w ? w[ch] : 1) + (bias ? bias[ch] : 0);
+  }
+  return { y, mean, biasedVar: bv, unbiasedVar: uv };
+}
+
+async function readAndDispose(t: Tensor): Promise<Float32Array> {
+  const v = (await t.read()) as Float32Array;
+  t.dispose();
+  return v;
+}
+
+Deno.test("batchNorm2d training: batch statistics, affine, running statistics over 3 steps", async () => {
+  const w = randArray(C, 2, 0.5, 1.5), b = randArray(C, 3);
+  const weight = tensor(w, [C]), bias = tensor(b, [C]);
+  const rm = full([C], 0).keep(), rv = full([C], 1).keep();
+  const refMean = new Float64Array(C), refVar = new Float64Array(C).fill(1);
+  const momentum = 0.3;
+  for (let step = 0; step < 3; step++) {
+    // different scales and offsets each step, so the running statistics really move
+    const xs = randArray(N, 10 + step, -1 - step, 2 + 2 * step);
+    const y = scope(() =>
+      batchNorm2d(tensor(xs, SHAPE), {
+        weight,
+        bias,
+        runningMean: rm,
+        runningVar: rv,
+        training: true,
+        momentum,
+      })
+    );
+    const ref = refNorm(xs, [B, C, H * W], false, w, b);
+    assertClose(await readAndDispose(y), ref.y, { what: `y step ${step}`, atol: 2e-5 });
+    for (let c = 0; c < C; c++) {
+      refMean[c] = (1 - momentum) * refMean[c] + momentum * ref.mean[c];
+      refVar[c] = (1 - momentum) * refVar[c] + momentum * ref.unbiasedVar[c];
+    }
+    assertClose(await rm.read(), refMean, { what: `running mean step ${step}` });
+    assertClose(await rv.read(), refVar, { what: `running var step ${step}` });
+  }
+  // eval uses the running statistics just accumulated
+  const xs = randArray(N, 20);
+  const y = scope(() =>
+    batchNorm2d(tensor(xs, SHAPE), {
+      weight,
+      bias,
+      runningMean: rm,
+      runningVar: rv,
+      training: false,
+    })
+  );
+  const ref = refNorm(xs, [B, C, H * W], false, w, b, 1e-5, { mean: refMean, var: refVar });
+  assertClose(await readAndDispose(y), ref.y, { what: "eval y" });
+  for (const t of [weight, bias, rm, rv]) t.dispose();
+});
+
+Deno.test("batchNorm2d default momentum, no affine, offset data across several chunks", async () => {
+  // 67·71 = 4757 values per plane: two stage-1 chunks, the second partial; a mean of 50 would
+  // cancel the variance away with naive Σx² in f32.
+  const shape = [2, 3, 67, 71];
+  const n = 2 * 3 * 67 * 71;
+  const xs = randArray(n, 5, 49, 51);
+  const rm = full([3], 0).keep(), rv = full([3], 1).keep();
+  const y = scope(() =>
+    batchNorm2d(tensor(xs, shape), { runningMean: rm, runningVar: rv, training: true })
+  );
+  const ref = refNorm(xs, [2, 3, 67 * 71], false, null, null);
+  assertClose(await readAndDispose(y), ref.y, { what: "y", atol: 1e-4, rtol: 1e-4 });
+  assertClose(await rm.read(), Array.from(ref.mean, (m) => 0.1 * m), { what: "running mean" });
+  assertClose(await rv.read(), Array.from(ref.unbiasedVar, (v) => 0.9 + 0.1 * v), {
+    what: "running var",
+  });
+  rm.dispose();
+  rv.dispose();
+});
+
+Deno.test("batchNorm2d training gradient (x, weight, bias)", async () => {
+  await gradCheck(
+    (x, w, b) => batchNorm2d(x, { weight: w, bias: b, training: true }),
+    [
+      { data: randArray(N, 31), shape: SHAPE },
+      { data: randArray(C, 32, 0.5, 1.5), shape: [C] },
+      { data: randArray(C, 33), shape: [C] },
+    ],
+  );
+  await gradCheck((x) => batchNorm2d(x, { training: true }), [
+    { data: randArray(N, 34), shape: SHAPE },
+  ]);
+});
+
+Deno.test("batchNorm2d eval gradient (x, weight, bias) with fixed running statistics", async () => {
+  const rm = tensor(randArray(C, 40), [C]).keep();
+  const rv = tensor(randArray(C, 41, 0.5, 2), [C]).keep();
+  await gradCheck(
+    (x, w, b) =>
+      batchNorm2d(x, { weight: w, bias: b, runningMean: rm, runningVar: rv, training: false }),
+    [
+      { data: randArray(N, 42), shape: SHAPE },
+      { data: randArray(C, 43, 0.5, 1.5), shape: [C] },
+      { data: randArray(C, 44), shape: [C] },
+    ],
+  );
+  rm.dispose();
+  rv.dispose();
+});
+
+Deno.test("instanceNorm2d forward matches float64, with and without affine", async () => {
+  const xs = randArray(N, 50, -2, 3);
+  const w = randArray(C, 51, 0.5, 1.5), b = randArray(C, 52);
+  const plain = scope(() => instanceNorm2d(tensor(xs, SHAPE)));
+  assertClose(await readAndDispose(plain), refNorm(xs, [B, C, H * W], true, null, null).y);
+  const affine = scope(() =>
+    instanceNorm2d(tensor(xs, SHAPE), { weight: tensor(w, [C]), bias: tensor(b, [C]), eps: 1e-3 })
+  );
+  assertClose(await readAndDispose(affine), refNorm(xs, [B, C, H * W], true, w, b, 1e-3).y);
+  // several chunks per plane, offset data
+  const big = randArray(2 * 67 * 71, 53, 99, 101);
+  const y = scope(() => instanceNorm2d(tensor(big, [1, 2, 67, 71])));
+  assertClose(await readAndDispose(y), refNorm(big, [1, 2, 67 * 71], true, null, null).y, {
+    atol: 2e-4,
+    rtol: 1e-4,
+  });
+});
+
+Deno.test("instanceNorm2d gradient (x, weight, bias)", async () => {
+  await gradCheck(
+    (x, w, b) => instanceNorm2d(x, { weight: w, bias: b }),
+    [
+      { data: randArray(N, 61), shape: SHAPE },
+      { data: randArray(C, 62, 0.5, 1.5), shape: [C] },
+      { data: randArray(C, 63), shape: [C] },
+    ],
+  );
+  await gradCheck((x) => instanceNorm2d(x), [{ data: randArray(N, 64), shape: SHAPE }]);
+});
+
+/** float64 layer norm over rows given as index lists. */
+function refRows(
+  x: ArrayLike<number>,
+  rows: number[][],
+  w: ArrayLike<number> | null,
+  b: ArrayLike<number> | null,
+  eps = 1e-5,
+): Float64Array {
+  const y = new Float64Array(x.length);
+  for (const idx of rows) {
+    const m = idx.reduce((s, i) => s + x[i], 0) / idx.length;
+    const v = idx.reduce((s, i) => s + (x[i] - m) ** 2, 0) / idx.length;
+    idx.forEach((i, j) => {
+      y[i] = ((x[i] - m) / Math.sqrt(v + eps)) * (w ? w[j] : 1) + (b ? b[j] : 0);
+    });
+  }
+  return y;
+}
+
+Deno.test("layerNorm over the last dimension: forward and gradient", async () => {
+  const shape = [2, 5, 7];
+  const xs = randArray(70, 70, -2, 2);
+  const w = randArray(7, 71, 0.5, 1.5), b = randArray(7, 72);
+  const rows = Array.from({ length: 10 }, (_, r) => Array.from({ length: 7 }, (_, j) => r * 7 + j));
+  const y = scope(() =>
+    layerNorm(tensor(xs, shape), { weight: tensor(w, [7]), bias: tensor(b, [7]) })
+  );
+  assertClose(await readAndDispose(y), refRows(xs, rows, w, b));
+  const plain = scope(() => layerNorm(tensor(xs, shape), { eps: 1e-3 }));
+  assertClose(await readAndDispose(plain), refRows(xs, rows, null, null, 1e-3));
+  await gradCheck((x, wt, bs) => layerNorm(x, { weight: wt, bias: bs }), [
+    { data: xs, shape },
+    { data: w, shape: [7] },
+    { data: b, shape: [7] },
+  ]);
+  await gradCheck((x) => layerNorm(x), [{ data: xs, shape }]);
+});
+
+Deno.test("layerNorm2d over channels of NCHW: forward and gradient", async () => {
+  const shape = [2, 5, 3, 3];
+  const hw = 9;
+  const xs = randArray(90, 80, -2, 2);
+  const w = randArray(5, 81, 0.5, 1.5), b = randArray(5, 82);
+  const rows: number[][] = [];
+  for (let n = 0; n < 2; n++) {
+    for (let p = 0; p < hw; p++) {
+      rows.push(Array.from({ length: 5 }, (_, c) => (n * 5 + c) * hw + p));
+    }
+  }
+  const y = scope(() =>
+    layerNorm2d(tensor(xs, shape), { weight: tensor(w, [5]), bias: tensor(b, [5]) })
+  );
+  assertClose(await readAndDispose(y), refRows(xs, rows, w, b));
+  await gradCheck((x, wt, bs) => layerNorm2d(x, { weight: wt, bias: bs }), [
+    { data: xs, shape },
+    { data: w, shape: [5] },
+    { data: b, shape: [5] },
+  ]);
+});
