@@ -1,0 +1,157 @@
+// Resizing of the last two axes (NCHW images): bilinear and nearest with PyTorch's source
+// coordinates, and their gradients as gathers (each input pixel sums the output pixels that
+// read it, found by binary search), so the backward pass is deterministic and needs no atomics.
+
+import { f, grid1d, type Kernel } from "./common.ts";
+
+export type ResampleMode = "bilinear" | "nearest";
+
+export interface ResampleSpec {
+  /** Leading axes flattened into one (N·C). */
+  planes: number;
+  inH: number;
+  inW: number;
+  outH: number;
+  outW: number;
+  mode: ResampleMode;
+  alignCorners: boolean;
+  /** The scale factor (h, w) the caller asked for, if any: PyTorch then maps coordinates with
+   * 1/scale rather than in/out (they differ when in·scale is not whole). */
+  scale?: readonly [number, number];
+}
+
+/** PyTorch's source-coordinate ratio of one axis (computed in f32 there, as here). */
+export function coordinateScale(
+  inSize: number,
+  outSize: number,
+  mode: ResampleMode,
+  alignCorners: boolean,
+  scale?: number,
+): number {
+  if (mode === "bilinear" && alignCorners) {
+    return outSize > 1 ? Math.fround((inSize - 1) / (outSize - 1)) : 0;
+  }
+  return Math.fround(scale && scale > 0 ? 1 / scale : inSize / outSize);
+}
+
+/** WGSL of `fn taps_A(o: u32) -> Taps`: the two source indices of output index o along one
+ * axis and their weights, exactly as PyTorch's CPU kernels compute them in f32. */
+function tapsFn(
+  axis: string,
+  inSize: number,
+  outSize: number,
+  s: ResampleSpec,
+  scale?: number,
+): string {
+  const ratio = coordinateScale(inSize, outSize, s.mode, s.alignCorners, scale);
+  const head = `fn taps_${axis}(o: u32) -> Taps {`;
+  if (s.mode === "nearest") {
+    // PyTorch keeps two legacy shortcuts before the general floor(o · ratio).
+    const idx = outSize === inSize
+      ? "o"
+      : outSize === 2 * inSize
+      ? "o >> 1u"
+      : `min(u32(floor(f32(o) * ${f(ratio)})), ${inSize - 1}u)`;
+    return `${head}
+  let i = ${idx};
+  return Taps(i, i, 1.0, 0.0);
+}`;
+  }
+  const src = s.alignCorners
+    ? `${f(ratio)} * f32(o)`
+    : `max(${f(ratio)} * (f32(o) + 0.5) - 0.5, 0.0)`;
+  return `${head}
+  let src = ${src};
+  let i0 = min(u32(floor(src)), ${inSize - 1}u);
+  let l1 = clamp(src - f32(i0), 0.0, 1.0);
+  return Taps(i0, select(i0, i0 + 1u, i0 < ${inSize - 1}u), 1.0 - l1, l1);
+}`;
+}
+
+function tapsFns(s: ResampleSpec): string {
+  return `struct Taps { i0: u32, i1: u32, l0: f32, l1: f32 }
+${tapsFn("h", s.inH, s.outH, s, s.scale?.[0])}
+${tapsFn("w", s.inW, s.outW, s, s.scale?.[1])}`;
+}
+
+export function resampleKernel(s: ResampleSpec): Kernel {
+  const n = s.planes * s.outH * s.outW;
+  const g = grid1d(n);
+  const value = s.mode === "nearest"
+    ? "x[base + th.i0 * W + tw.i0]"
+    : `th.l0 * (tw.l0 * x[base + th.i0 * W + tw.i0] + tw.l1 * x[base + th.i0 * W + tw.i1]) +
+    th.l1 * (tw.l0 * x[base + th.i1 * W + tw.i0] + tw.l1 * x[base + th.i1 * W + tw.i1])`;
+  return {
+    name: `resample_${s.mode}`,
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+const W = ${s.inW}u;
+${tapsFns(s)}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+  let base = (i / ${s.outH * s.outW}u) * ${s.inH * s.inW}u;
+  let th = taps_h((i / ${s.outW}u) % ${s.outH}u);
+  let tw = taps_w(i % ${s.outW}u);
+  out[i] = ${value};
+}`,
+  };
+}
+
+/** WGSL of `fn first_A(t: u32) -> u32`: the first output index whose lower tap is ≥ t (the
+ * taps are monotone in the output index). */
+function firstFn(axis: string, outSize: number): string {
+  return `fn first_${axis}(t: u32) -> u32 {
+  var lo = 0u;
+  var hi = ${outSize}u;
+  while (lo < hi) {
+    let mid = (lo + hi) / 2u;
+    if (taps_${axis}(mid).i0 < t) { lo = mid + 1u; } else { hi = mid; }
+  }
+  return lo;
+}`;
+}
+
+/** Gradient w.r.t. the input: one thread per input pixel, summing weight · grad over the output
+ * pixels whose taps include it. */
+export function resampleGradKernel(s: ResampleSpec): Kernel {
+  const n = s.planes * s.inH * s.inW;
+  const g = grid1d(n);
+  // Bilinear outputs reach back one input pixel (their upper tap), nearest ones do not.
+  const from = (v: string) => s.mode === "bilinear" ? `max(${v}, 1u) - 1u` : v;
+  return {
+    name: `resample_${s.mode}_grad`,
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> g: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+${tapsFns(s)}
+${firstFn("h", s.outH)}
+${firstFn("w", s.outW)}
+fn weight(t: Taps, i: u32) -> f32 {
+  return select(0.0, t.l0, t.i0 == i) + select(0.0, t.l1, t.i1 == i);
+}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+  let base = (i / ${s.inH * s.inW}u) * ${s.outH * s.outW}u;
+  let ih = (i / ${s.inW}u) % ${s.inH}u;
+  let iw = i % ${s.inW}u;
+  let oh_end = first_h(ih + 1u);
+  let ow_start = first_w(${from("iw")});
+  let ow_end = first_w(iw + 1u);
+  var acc = 0.0;
+  for (var oh = first_h(${from("ih")}); oh < oh_end; oh++) {
+    let wh = weight(taps_h(oh), ih);
+    var row = 0.0;
+    for (var ow = ow_start; ow < ow_end; ow++) {
+      row += weight(taps_w(ow), iw) * g[base + oh * ${s.outW}u + ow];
+    }
+    acc += wh * row;
+  }
+  dx[i] = acc;
+}`,
+  };
+}
