@@ -1,0 +1,77 @@
+// Dropout and channel dropout (dropout2d). The mask is a hash of (seed, index) computed on the
+// fly in forward and again in backward, so it is never stored.
+//
+// The seed changes every step while the kernel text must not, so it reaches the GPU through a
+// ring of 256-byte slots written with queue.writeBuffer (the scheme of optim/adamw.ts): a write
+// takes effect before any recorded-but-unsubmitted work, so a slot is reused only after a submit
+// has carried the dispatch that read it; when every slot is pending, the op submits (never
+// waits) first.
+
+import { dropoutKernel } from "../../kernels/dropout.ts";
+import { prod } from "../../kernels/common.ts";
+import { record } from "../autograd.ts";
+import { device } from "../device.ts";
+import { type Binding, dispatch, flush, stats } from "../recorder.ts";
+import { empty, type Tensor } from "../tensor.ts";
+import { mulScalar } from "./elementwise.ts";
+import { reshape } from "./shape.ts";
+
+export interface DropoutOptions {
+  /** Off (identity) unless true. */
+  training: boolean;
+  /** Any integer; taken modulo 2³². Same seed, same mask. */
+  seed: number;
+}
+
+const SLOT = 256;
+const RING = 64;
+let ring: GPUBuffer | null = null;
+let ringDevice: GPUDevice | null = null;
+const slotSubmits = new Array<number>(RING).fill(-1);
+let next = 0;
+
+/** A binding holding `seed` in a ring slot that no pending dispatch reads. */
+function seedBinding(seed: number): Binding {
+  if (!ring || ringDevice !== device()) {
+    ringDevice = device();
+    ring = ringDevice.createBuffer({
+      size: RING * SLOT,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      label: "dropout_seeds",
+    });
+    slotSubmits.fill(-1);
+  }
+  const slot = next;
+  next = (next + 1) % RING;
+  if (slotSubmits[slot] === stats.submits) flush();
+  slotSubmits[slot] = stats.submits;
+  device().queue.writeBuffer(ring, slot * SLOT, new Uint32Array([seed >>> 0, 0, 0, 0]));
+  return { buffer: ring, offset: slot * SLOT, size: 16 };
+}
+
+function masked(x: Tensor, p: number, unit: number, seed: number): Tensor {
+  const out = empty(x.shape);
+  const k = dropoutKernel({ n: x.size, p, unit });
+  dispatch(k.name, k.code, [x.binding, seedBinding(seed), out.binding], k.workgroups);
+  return out;
+}
+
+function dropoutWith(name: string, x: Tensor, p: number, unit: number, o: DropoutOptions): Tensor {
+  if (!(p >= 0 && p <= 1)) throw new Error(`${name}: p must lie in [0, 1], got ${p}`);
+  if (!o.training || p === 0) return reshape(x, x.shape);
+  if (p === 1) return mulScalar(x, 0);
+  const y = masked(x, p, unit, o.seed);
+  // The same mask and scale applied to the gradient: regenerated from the seed.
+  return record(y, [x], name, (g) => [masked(g, p, unit, o.seed)]);
+}
+
+/** Zero each element with probability p and scale the rest by 1/(1 − p) (training only). */
+export function dropout(x: Tensor, p: number, o: DropoutOptions): Tensor {
+  return dropoutWith("dropout", x, p, 1, o);
+}
+
+/** Zero whole channels of [B, C, ...] with probability p, scale the rest by 1/(1 − p). */
+export function dropout2d(x: Tensor, p: number, o: DropoutOptions): Tensor {
+  if (x.ndim < 2) throw new Error(`dropout2d needs [B, C, ...], got ${x.describe()}`);
+  return dropoutWith("dropout2d", x, p, prod(x.shape.slice(2)), o);
+}

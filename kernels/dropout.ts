@@ -1,0 +1,59 @@
+// Dropout with a counter-based generator: each mask unit (an element, or a whole channel plane
+// for dropout2d) keeps or drops by a hash of (seed, unit index), so the same seed regenerates
+// the same mask in backward and nothing is stored. The seed arrives in a small binding, not in
+// the code, so one pipeline serves every step.
+
+import { f, grid1d, type Kernel } from "./common.ts";
+
+export interface DropoutSpec {
+  /** Elements of x. */
+  n: number;
+  /** Drop probability, 0 ≤ p < 1. */
+  p: number;
+  /** Consecutive elements sharing one mask decision: 1 (dropout) or H·W (dropout2d). */
+  unit: number;
+}
+
+/** WGSL: a 32-bit integer finaliser (xor-shift-multiply), a bijection with good avalanche. */
+export const MIX32_WGSL = `fn mix32(v: u32) -> u32 {
+  var h = v;
+  h ^= h >> 16u;
+  h *= 0x21f0aaadu;
+  h ^= h >> 15u;
+  h *= 0x735a2d97u;
+  h ^= h >> 15u;
+  return h;
+}
+fn unit_hash(seed: u32, unit: u32) -> u32 {
+  // seed enters before and after the counter, so different seeds give unrelated streams
+  // rather than shifted copies of one
+  return mix32(mix32(unit + mix32(seed)) ^ mix32(seed ^ 0x9e3779b9u));
+}`;
+
+/** Units with a hash below this are dropped: round(p·2³²). */
+export function dropThreshold(p: number): number {
+  return Math.min(0xffffffff, Math.round(p * 2 ** 32));
+}
+
+/** y = keep ? x / (1 − p) : 0; inputs x, seed (u32, first word used); output y. Applied to the
+ * incoming gradient with the same seed it is its own backward. */
+export function dropoutKernel(s: DropoutSpec): Kernel {
+  if (!(s.p >= 0 && s.p < 1)) throw new Error(`dropout: p must lie in [0, 1), got ${s.p}`);
+  const g = grid1d(s.n);
+  const unit = s.unit === 1 ? "i" : `i / ${s.unit}u`;
+  return {
+    name: s.unit === 1 ? "dropout" : "dropout2d",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> seed: array<u32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${MIX32_WGSL}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${s.n}u) { return; }
+  let keep = unit_hash(seed[0], ${unit}) >= ${dropThreshold(s.p)}u;
+  y[i] = select(0.0, x[i] * ${f(1 / (1 - s.p))}, keep);
+}`,
+  };
+}
