@@ -1,0 +1,236 @@
+// Batched matrix multiplication with broadcasting, a fused bias + activation epilogue, and a
+// backward pass made of the same kernel with transpose flags (no transposed copies).
+//
+// Batch dims broadcast NumPy-style and are never materialised: a broadcast operand gets stride 0.
+// Gradients of broadcast operands sum over the broadcast dims inside the kernel's reduction loop
+// (or, when memory allows, by folding them into K), so a weight's gradient is one launch.
+//
+// 1×1 convolution: route it as matmul(W[Co, Ci], X[B, Ci, H·W], { bias, biasAxis: "m" }) →
+// [B, Co, H·W]. W broadcasts over B at stride 0 (no copy), the channel bias is added per row in
+// the epilogue; backward gives dW = Σ_b dY[b]·X[b]ᵀ in one launch (the batch folded into the
+// reduction, split across workgroups when Co·Ci is small) and dX[b] = Wᵀ·dY[b].
+
+import { broadcastShapes } from "../../kernels/elementwise.ts";
+import {
+  type BatchDim,
+  matmulKernel,
+  planMatmul,
+  splitSumKernel,
+  type TileConfig,
+} from "../../kernels/matmul.ts";
+import { prod, stridesOf } from "../../kernels/common.ts";
+import { record } from "../autograd.ts";
+import { run } from "../launch.ts";
+import { empty, type Shape, type Tensor, view } from "../tensor.ts";
+import { mapNamed } from "./elementwise.ts";
+import { sum } from "./reduce.ts";
+
+export interface MatmulOptions {
+  /** a is [..., K, M] (use its transpose). */
+  transA?: boolean;
+  /** b is [..., N, K] (use its transpose). */
+  transB?: boolean;
+  /** Added in the epilogue: [N] (default) or [M] with biasAxis "m". */
+  bias?: Tensor;
+  /** Applied after the bias, in the same write-out. */
+  activation?: "relu";
+  /** Which output axis the bias runs along: "n" (columns, a linear layer) or "m" (rows, the
+   * channels of a 1×1 convolution). */
+  biasAxis?: "n" | "m";
+}
+
+export interface GemmOptions extends MatmulOptions {
+  /** Batch shape of the result. Broadcast batch dims absent here (or 1 here) are summed over.
+   * Default: the broadcast of both operands' batch shapes. */
+  batchShape?: Shape;
+  /** Force a tile and split (tests, benchmarks); default: planMatmul's choice. */
+  tile?: TileConfig;
+  split?: number;
+}
+
+interface Dims {
+  m: number;
+  n: number;
+  k: number;
+  batch: BatchDim[];
+  reduce: BatchDim[];
+  outShape: number[];
+}
+
+/** Merge neighbouring dims whose strides chain (outer = inner·size) for both operands. */
+function mergeDims(dims: BatchDim[]): BatchDim[] {
+  const out: BatchDim[] = [];
+  for (const d of dims) {
+    const prev = out.at(-1);
+    if (prev && prev.a === d.a * d.size && prev.b === d.b * d.size) {
+      out[out.length - 1] = { size: prev.size * d.size, a: d.a, b: d.b };
+    } else out.push({ ...d });
+  }
+  return out;
+}
+
+function analyse(a: Tensor, b: Tensor, o: GemmOptions): Dims {
+  if (a.ndim < 2 || b.ndim < 2) {
+    throw new Error(
+      `matmul: operands need 2 or more dims, got ${a.describe()} and ${b.describe()}`,
+    );
+  }
+  if (a.dtype !== "f32" || b.dtype !== "f32") throw new Error("matmul: f32 operands only");
+  const [ar, ac] = a.shape.slice(-2), [br, bc] = b.shape.slice(-2);
+  let m = o.transA ? ac : ar;
+  let k = o.transA ? ar : ac;
+  const kb = o.transB ? bc : br;
+  const n = o.transB ? br : bc;
+  if (k !== kb) {
+    throw new Error(
+      `matmul: inner dims differ: ${a.describe()}${o.transA ? "ᵀ" : ""} × ${b.describe()}${
+        o.transB ? "ᵀ" : ""
+      }`,
+    );
+  }
+  const aB = a.shape.slice(0, -2), bB = b.shape.slice(0, -2);
+  const full = broadcastShapes(aB, bB);
+  const target = o.batchShape ? [...o.batchShape] : full;
+  const aStr = stridesOf(aB).map((s) => s * m * k);
+  const bStr = stridesOf(bB).map((s) => s * k * n);
+  const batch: BatchDim[] = [], reduce: BatchDim[] = [];
+  for (let d = 0; d < full.length; d++) {
+    const size = full[d];
+    const ia = d - (full.length - aB.length), ib = d - (full.length - bB.length);
+    const it = d - (full.length - target.length);
+    const kept = it >= 0 && target[it] === size;
+    if (it >= 0 && !kept && target[it] !== 1) {
+      throw new Error(`matmul: batch [${full}] cannot be summed to [${target}]`);
+    }
+    if (size === 1) continue;
+    const dim = {
+      size,
+      a: ia >= 0 && aB[ia] !== 1 ? aStr[ia] : 0,
+      b: ib >= 0 && bB[ib] !== 1 ? bStr[ib] : 0,
+    };
+    (kept ? batch : reduce).push(dim);
+  }
+  if (target.length > full.length) throw new Error(`matmul: batch [${target}] exceeds [${full}]`);
+  let bt = mergeDims(batch);
+  let rd = mergeDims(reduce);
+  // A batched a against a shared b: its batch rows continue M (one big product, fewer edges).
+  const lastB = bt.at(-1);
+  if (
+    lastB && !o.transA && lastB.b === 0 && lastB.a === m * k &&
+    !(o.bias && o.biasAxis === "m")
+  ) {
+    m *= lastB.size;
+    bt = bt.slice(0, -1);
+  }
+  // A summed batch dim stored right after K in both operands continues K.
+  const lastR = rd.at(-1);
+  if (lastR && o.transA && !o.transB && lastR.a === m * k && lastR.b === k * n) {
+    k *= lastR.size;
+    rd = rd.slice(0, -1);
+  }
+  const [rm, rn] = [o.transA ? ac : ar, o.transB ? br : bc];
+  return { m, n, k, batch: bt, reduce: rd, outShape: [...target, rm, rn] };
+}
+
+/**
+ * op(a) × op(b) (+ bias, activation) without autograd: the lower-level entry for other ops
+ * (convolutions, attention). Result [...batchShape, M, N], contiguous.
+ */
+export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
+  const d = analyse(a, b, o);
+  const out = empty(d.outShape);
+  const biasRows = o.biasAxis === "m";
+  if (o.bias) {
+    const want = biasRows ? d.outShape.at(-2)! : d.n;
+    if (o.bias.size !== want) {
+      throw new Error(`matmul: bias ${o.bias.describe()} needs ${want} values`);
+    }
+  }
+  if (out.size === 0) return out;
+  const batchCount = prod(d.batch.map((x) => x.size));
+  const r = prod(d.reduce.map((x) => x.size));
+  const plan = o.tile
+    ? { tile: o.tile, split: o.split ?? 1 }
+    : planMatmul(d.m, d.n, d.k, batchCount, r);
+  // A forced split is evened out so that no part is empty.
+  const slabs = r * Math.ceil(d.k / plan.tile.bk);
+  const split = slabs === 0 ? 1 : Math.ceil(slabs / Math.ceil(slabs / (o.split ?? plan.split)));
+  const spec = {
+    m: d.m,
+    n: d.n,
+    k: d.k,
+    transA: !!o.transA,
+    transB: !!o.transB,
+    batch: d.batch,
+    reduce: d.reduce,
+    aSize: a.size,
+    bSize: b.size,
+    tile: plan.tile,
+  };
+  if (split === 1) {
+    const inputs = o.bias ? [a, b, o.bias] : [a, b];
+    run(
+      matmulKernel({ ...spec, bias: !!o.bias, biasRows, activation: o.activation }),
+      inputs,
+      [out],
+    );
+    return out;
+  }
+  // Partial products side by side, then one pass that sums them and applies the epilogue.
+  const part = empty([split * out.size]);
+  run(matmulKernel({ ...spec, split }), [a, b], [part]);
+  run(
+    splitSumKernel({
+      splits: split,
+      count: out.size,
+      n: d.n,
+      m: d.outShape.at(-2)!,
+      bias: !!o.bias,
+      biasRows,
+      activation: o.activation,
+    }),
+    o.bias ? [part, o.bias] : [part],
+    [out],
+  );
+  part.dispose(); // recorded uses run before any later reuse of the buffer
+  return out;
+}
+
+/**
+ * Batched matrix product with autograd. a is [..., M, K] ([..., K, M] with transA), b is
+ * [..., K, N] ([..., N, K] with transB); batch dims broadcast. The optional bias ([N], or [M]
+ * with biasAxis "m") and ReLU are fused into the write-out.
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const { transA = false, transB = false, bias, activation } = opts;
+  const y = gemm(a, b, opts);
+  const inputs = bias ? [a, b, bias] : [a, b];
+  return record(y, inputs, "matmul", (g) => {
+    const gz = activation === "relu"
+      ? mapNamed("relu_grad", "select(0.0, g, y > 0.0)", [["g", g], ["y", y]])
+      : g;
+    const aBatch = a.shape.slice(0, -2), bBatch = b.shape.slice(0, -2);
+    // dA = dC·op(B)ᵀ (or op(B)·dCᵀ when a is stored transposed); dB likewise.
+    const da = !a.requiresGrad
+      ? null
+      : transA
+      ? gemm(b, gz, { transA: transB, transB: true, batchShape: aBatch })
+      : gemm(gz, b, { transB: !transB, batchShape: aBatch });
+    const db = !b.requiresGrad
+      ? null
+      : transB
+      ? gemm(gz, a, { transA: true, transB: transA, batchShape: bBatch })
+      : gemm(a, gz, { transA: !transA, batchShape: bBatch });
+    const grads: (Tensor | null)[] = [da, db];
+    if (bias) grads.push(bias.requiresGrad ? biasGrad(gz, bias, opts.biasAxis === "m") : null);
+    return grads;
+  });
+}
+
+/** Σ of the gradient over every axis but the bias's. */
+function biasGrad(g: Tensor, bias: Tensor, rows: boolean): Tensor {
+  const keep = rows ? g.ndim - 2 : g.ndim - 1;
+  const axes = g.shape.map((_, k) => k).filter((k) => k !== keep);
+  const s = sum(g, axes);
+  return s.shape.length === bias.shape.length ? s : view(s, bias.shape);
+}

@@ -1,0 +1,562 @@
+// Batched matrix multiplication C = op(A) × op(B): register-blocked tiles staged through shared
+// memory. Each workgroup computes a bm×bn tile of C, each thread tm×tn outputs held in vec4
+// registers, reading A and B in bk-deep slabs. Shapes, transposes, strides and the epilogue are
+// baked in, and every shared-memory and register index is a per-thread base plus a constant, so
+// the unrolled inner loop carries no index arithmetic beyond what WebGPU's bounds clamps need.
+//
+// Memory layouts (row-major): A is [M, K], or [K, M] when transA; B is [K, N], or [N, K] when
+// transB; C is contiguous [split, batch..., M, N]. Batch dims give each operand an element stride
+// (0 where it broadcasts). Reduced dims are summed over like K (for gradients of broadcast
+// operands), and `split` cuts the whole reduction into partial sums (splitSumKernel adds them).
+
+import { f, grid1d, type Kernel, prod } from "./common.ts";
+
+export interface TileConfig {
+  /** Tile of C per workgroup (rows, columns) and reduction depth per step. */
+  bm: number;
+  bn: number;
+  bk: number;
+  /** Outputs per thread (rows, columns); multiples of 4. Threads = (bm/tm)·(bn/tn). */
+  tm: number;
+  tn: number;
+  /** Two shared-memory stages: the next slab is stored while this one is used, one barrier per
+   * step instead of two. */
+  doubleBuffer?: boolean;
+  /** Launch tiles in groups of this many tile rows, so workgroups running together share the
+   * slabs of B they read (L2 reuse). 0 or 1: row-major order. */
+  swizzle?: number;
+  /** Declare storage arrays with their baked sizes, so bounds clamps compare with constants. */
+  fixedArrays?: boolean;
+  /** One flat shared array per operand instead of [stage][k][column] (for comparison). */
+  flatShared?: boolean;
+  /** Global-load order for operands stored with K contiguous: walk K first (coalesced reads) or
+   * the rows first (conflict-free transposing stores into shared memory). */
+  kFirst?: boolean;
+}
+
+/** One batch dimension: its size and each operand's element stride along it (0: broadcast). */
+export interface BatchDim {
+  size: number;
+  a: number;
+  b: number;
+}
+
+export interface MatmulSpec {
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  /** Batch dims of C, outermost first. */
+  batch: BatchDim[];
+  /** Batch dims summed over, outermost first (none for a plain product). */
+  reduce?: BatchDim[];
+  /** Cut the reduction into this many partial products, written one after another. */
+  split?: number;
+  /** Add a bias (binding after A and B): bias[n] to every row, or bias[m] to every column when
+   * biasRows (a 1×1 convolution's channel bias). Not with split > 1. */
+  bias?: boolean;
+  biasRows?: boolean;
+  activation?: "relu";
+  /** Elements bound for A and B (needed when tile.fixedArrays). */
+  aSize?: number;
+  bSize?: number;
+  tile: TileConfig;
+}
+
+/** The default large tile: 128×128 per workgroup, 8×8 per thread, 256 threads. */
+export const TILE_LARGE: TileConfig = {
+  bm: 128,
+  bn: 128,
+  bk: 16,
+  tm: 8,
+  tn: 8,
+  doubleBuffer: true,
+  swizzle: 8,
+  fixedArrays: false,
+  kFirst: true,
+};
+
+export const MAX_DIM_GROUPS = 65535;
+
+function checkTile(t: TileConfig): void {
+  const ok = t.tm % 4 === 0 && t.tn % 4 === 0 && t.bm % t.tm === 0 && t.bn % t.tn === 0 &&
+    t.bk % 4 === 0 && t.bk > 0;
+  const threads = (t.bm / t.tm) * (t.bn / t.tn);
+  if (!ok || threads > 256 || threads < 1) {
+    throw new Error(`matmul: bad tile ${JSON.stringify(t)}`);
+  }
+}
+
+/** WGSL u32 expression Σ coord_d(v)·stride_d over dims (outermost first), in units of `unit`. */
+function offsetExpr(v: string, dims: { size: number; stride: number }[], unit: number): string {
+  const terms: string[] = [];
+  let inner = 1;
+  for (let d = dims.length - 1; d >= 0; d--) {
+    const { size, stride } = dims[d];
+    if (size > 1 && stride !== 0) {
+      const q = inner === 1 ? v : `(${v} / ${inner}u)`;
+      const c = d === 0 ? q : `(${q} % ${size}u)`;
+      const s = stride / unit;
+      terms.push(s === 1 ? c : `${c} * ${s}u`);
+    }
+    inner *= size;
+  }
+  return terms.length ? terms.join(" + ") : "0u";
+}
+
+/** Everything the generator needs to know about one operand (A or B) and its shared slab. */
+interface Operand {
+  name: "a" | "b";
+  /** Extent along the non-reduced dim (M for A, N for B) and its tile size. */
+  outer: number;
+  tileOuter: number;
+  /** Stored k-major ([K, outer] memory, contiguous along outer) or outer-major ([outer, K]). */
+  kMajor: boolean;
+  /** Leading dimension in elements. */
+  ld: number;
+  vec: boolean;
+}
+
+/** A shared-memory slot: stage, k row, vec4 column. Nested arrays (the default) keep the
+ * per-thread column index free of the k row, so its bounds clamp is computed once, not per read. */
+function shared(nm: string, flat: boolean, o4: number, slab: number) {
+  return (stage: string, k: string, col: string) =>
+    flat
+      ? `${nm}_sh[${stage} * ${slab}u + (${k}) * ${o4}u + ${col}]`
+      : `${nm}_sh[${stage}][${k}][${col}]`;
+}
+
+/** Code for one operand's global→register loads and register→shared stores. Loads read the
+ * slab starting at row k0 (u32 `k0`) from `<name>_base` (in load units); stores go to stage
+ * `<name>_st`. */
+function operandCode(op: Operand, spec: MatmulSpec, threads: number) {
+  const { bk } = spec.tile;
+  const o4 = op.tileOuter / 4;
+  const unit = op.vec ? 4 : 1;
+  const ldU = op.ld / unit;
+  const slab = bk * o4; // vec4 slots in one shared stage
+  const kFirst = spec.tile.kFirst ?? true;
+  const checkOuter = op.outer % op.tileOuter !== 0;
+  const checkK = spec.k % bk !== 0;
+  const items = bk * op.tileOuter / unit;
+  const per = Math.ceil(items / threads);
+  const setup: string[] = [];
+  const load: string[] = [];
+  const store: string[] = [];
+  const regType = op.vec ? "vec4<f32>" : "f32";
+  const nm = op.name;
+  const sh = shared(nm, !!spec.tile.flatShared, o4, slab);
+  const zero = op.vec ? "vec4<f32>(0.0)" : "0.0";
+  for (let p = 0; p < per; p++) {
+    const q = `(lid + ${p * threads}u)`;
+    const guard = (items % threads !== 0 && p === per - 1) ? `${nm}_q${p} < ${items}u` : "";
+    setup.push(`var ${nm}_r${p}: ${regType};`);
+    if (guard) setup.push(`let ${nm}_q${p} = ${q};`);
+    // This thread's place in the slab: k row, outer position, and its shared slot(s).
+    let kk: string, gOff: string, kOff: string;
+    const slots: string[] = []; // shared-memory lvalues, one per register component stored
+    if (op.kMajor) {
+      // Contiguous along outer: one load covers `unit` outer positions of one k row.
+      const perRow = op.tileOuter / unit;
+      kk = `(${q} / ${perRow}u)`;
+      const ol = `(${q} % ${perRow}u)`;
+      const og = checkOuter ? `min(${nm}_o0 + ${ol}, ${op.outer / unit - 1}u)` : `${nm}_o0 + ${ol}`;
+      gOff = `${kk} * ${ldU}u + ${og}`;
+      kOff = `k0 * ${ldU}u`;
+      setup.push(`let ${nm}_sk${p} = ${kk};`);
+      if (op.vec) {
+        setup.push(`let ${nm}_so${p} = ${ol};`);
+        slots.push(sh(`${nm}_st`, `${nm}_sk${p}`, `${nm}_so${p}`));
+      } else {
+        setup.push(`let ${nm}_so${p} = ${ol} / 4u;`, `let ${nm}_sc${p} = ${ol} % 4u;`);
+        slots.push(`${sh(`${nm}_st`, `${nm}_sk${p}`, `${nm}_so${p}`)}[${nm}_sc${p}]`);
+      }
+    } else {
+      // Contiguous along k: one load covers `unit` consecutive k of one outer row, stored
+      // transposed (one component into each of `unit` k rows).
+      const perRow = bk / unit;
+      const [o, kl] = kFirst
+        ? [`(${q} / ${perRow}u)`, `(${q} % ${perRow}u)`]
+        : [`(${q} % ${op.tileOuter}u)`, `(${q} / ${op.tileOuter}u)`];
+      kk = op.vec ? `(${kl} * 4u)` : kl;
+      const og = checkOuter ? `min(${nm}_o0e + ${o}, ${op.outer - 1}u)` : `${nm}_o0e + ${o}`;
+      gOff = `(${og}) * ${ldU}u + ${kl}`;
+      kOff = `k0 / ${unit}u`;
+      setup.push(
+        `let ${nm}_sk${p} = ${kk};`,
+        `let ${nm}_so${p} = ${o} / 4u;`,
+        `let ${nm}_sc${p} = ${o} % 4u;`,
+      );
+      for (let j = 0; j < unit; j++) {
+        const k = j ? `${nm}_sk${p} + ${j}u` : `${nm}_sk${p}`;
+        slots.push(`${sh(`${nm}_st`, k, `${nm}_so${p}`)}[${nm}_sc${p}]`);
+      }
+    }
+    setup.push(`let ${nm}_g${p} = ${gOff};`);
+    let ld = `${nm}_r${p} = ${nm}_in[${nm}_base + ${nm}_g${p} + ${kOff}];`;
+    if (checkK) {
+      ld = `if (k0 + ${nm}_sk${p} < ${spec.k}u) { ${ld} } else { ${nm}_r${p} = ${zero}; }`;
+    }
+    load.push(guard ? `if (${guard}) { ${ld} }` : ld);
+    const st = slots.length === 1 && !(op.vec && !op.kMajor)
+      ? `${slots[0]} = ${nm}_r${p};`
+      : slots.map((sl, j) => `${sl} = ${nm}_r${p}[${j}];`).join(" ");
+    store.push(guard ? `if (${guard}) { ${st} }` : st);
+  }
+  const decl = spec.tile.flatShared
+    ? `array<vec4<f32>, ${(spec.tile.doubleBuffer ? 2 : 1) * slab}>`
+    : `array<array<array<vec4<f32>, ${o4}>, ${bk}>, ${spec.tile.doubleBuffer ? 2 : 1}>`;
+  return { setup, load, store, decl, sh };
+}
+
+/** The matmul kernel for one spec. Bindings: a, b, [bias], c. */
+export function matmulKernel(spec: MatmulSpec): Kernel {
+  const t = spec.tile;
+  checkTile(t);
+  const { m: M, n: N, k: K, transA, transB } = spec;
+  const reduce = spec.reduce ?? [];
+  const split = spec.split ?? 1;
+  if (split > 1 && (spec.bias || spec.activation)) {
+    throw new Error("matmul: bias and activation go into splitSumKernel when split > 1");
+  }
+  const TX = t.bn / t.tn, TY = t.bm / t.tm, threads = TX * TY;
+  const tilesN = Math.ceil(N / t.bn), tilesM = Math.ceil(M / t.bm);
+  const tilesK = Math.ceil(K / t.bk);
+  const R = prod(reduce.map((d) => d.size));
+  const total = R * tilesK;
+  const per = Math.ceil(total / split);
+  if (split > 1 && (split - 1) * per >= total) {
+    throw new Error(`matmul: split ${split} of ${total} slabs leaves a part empty`);
+  }
+  const batchCount = prod(spec.batch.map((d) => d.size));
+  const Z = batchCount * split;
+  const aStrides = [...spec.batch, ...reduce].map((d) => d.a);
+  const bStrides = [...spec.batch, ...reduce].map((d) => d.b);
+  const vecA = (transA ? M : K) % 4 === 0 && aStrides.every((s) => s % 4 === 0);
+  const vecB = (transB ? K : N) % 4 === 0 && bStrides.every((s) => s % 4 === 0);
+  const vecC = N % 4 === 0;
+  const A: Operand = {
+    name: "a",
+    outer: M,
+    tileOuter: t.bm,
+    kMajor: transA,
+    ld: transA ? M : K,
+    vec: vecA,
+  };
+  const B: Operand = {
+    name: "b",
+    outer: N,
+    tileOuter: t.bn,
+    kMajor: !transB,
+    ld: transB ? K : N,
+    vec: vecB,
+  };
+  const ca = operandCode(A, spec, threads);
+  const cb = operandCode(B, spec, threads);
+
+  // Launch grid: x over N tiles, y over M tiles, z over batch × split (folded into y if large).
+  let zExpr = "wid.z", yExpr = "wid.y", gy = tilesM, gz = Z, zGuard = "";
+  if (Z > MAX_DIM_GROUPS) {
+    const zy = Math.ceil(Z / MAX_DIM_GROUPS);
+    gy = tilesM * zy;
+    gz = MAX_DIM_GROUPS;
+    zExpr = `(wid.y / ${tilesM}u) * ${MAX_DIM_GROUPS}u + wid.z`;
+    yExpr = `(wid.y % ${tilesM}u)`;
+    zGuard = `if (z >= ${Z}u) { return; }`;
+  }
+  if (tilesN > MAX_DIM_GROUPS || gy > MAX_DIM_GROUPS) {
+    throw new Error(`matmul: ${M}×${N} output too large for one launch`);
+  }
+  let tileCode: string;
+  const G = t.swizzle ?? 0;
+  if (G > 1 && tilesM > G) {
+    // Grouped order: consecutive workgroups walk down G tile rows before moving right.
+    tileCode = `let lin = ${yExpr} * ${tilesN}u + wid.x;
+  let grp = lin / ${G * tilesN}u;
+  let first = grp * ${G}u;
+  let gsz = min(${tilesM}u - first, ${G}u);
+  let inGrp = lin % ${G * tilesN}u;
+  let tmI = first + inGrp % gsz;
+  let tnI = inGrp / gsz;`;
+  } else tileCode = `let tmI = ${yExpr};\n  let tnI = wid.x;`;
+
+  // Offsets of the batch entry (z) and of the reduced slice, in each operand's load units.
+  const uA = vecA ? 4 : 1, uB = vecB ? 4 : 1;
+  const bd = (key: "a" | "b", dims: BatchDim[]) =>
+    dims.map((d) => ({ size: d.size, stride: d[key] }));
+  const aBatch = offsetExpr("bz", bd("a", spec.batch), uA);
+  const bBatch = offsetExpr("bz", bd("b", spec.batch), uB);
+  const aSlice = R > 1 ? offsetExpr("sl", bd("a", reduce), uA) : "0u";
+  const bSlice = R > 1 ? offsetExpr("sl", bd("b", reduce), uB) : "0u";
+  const slabPos = R > 1
+    ? `let sl = g / ${tilesK}u;
+    let k0 = (g % ${tilesK}u) * ${t.bk}u;
+    let a_base = a_bz + ${aSlice};
+    let b_base = b_bz + ${bSlice};`
+    : `let k0 = g * ${t.bk}u;
+    let a_base = a_bz;
+    let b_base = b_bz;`;
+  const loadAt = (g: string) =>
+    `{
+    let g = ${g};
+    ${slabPos}
+    ${ca.load.join("\n    ")}
+    ${cb.load.join("\n    ")}
+  }`;
+  const storeAt = (buf: string) =>
+    `{
+    let a_st = ${buf};
+    let b_st = ${buf};
+    ${ca.store.join("\n    ")}
+    ${cb.store.join("\n    ")}
+  }`;
+
+  // Inner product over one slab: per k, tm/4 vec4 of A and tn/4 vec4 of B, tm·tn/4 vec4 FMAs.
+  const gm = t.tm / 4, gn = t.tn / 4;
+  const acc: string[] = [];
+  for (let i = 0; i < t.tm; i++) for (let j = 0; j < gn; j++) acc.push(`c${i}_${j}`);
+  const compute: string[] = [];
+  for (let kk = 0; kk < t.bk; kk++) {
+    for (let gi = 0; gi < gm; gi++) {
+      compute.push(`let a${gi}_${kk} = ${ca.sh("st", `${kk}u`, `ra${gi}`)};`);
+    }
+    for (let gj = 0; gj < gn; gj++) {
+      compute.push(`let b${gj}_${kk} = ${cb.sh("st", `${kk}u`, `rb${gj}`)};`);
+    }
+    for (let i = 0; i < t.tm; i++) {
+      const av = `a${Math.floor(i / 4)}_${kk}.${"xyzw"[i % 4]}`;
+      for (let gj = 0; gj < gn; gj++) {
+        compute.push(`c${i}_${gj} = fma(vec4<f32>(${av}), b${gj}_${kk}, c${i}_${gj});`);
+      }
+    }
+  }
+  const computeAt = (buf: string) =>
+    `{
+    let st = ${buf};
+    ${compute.join("\n    ")}
+  }`;
+
+  let loop: string;
+  if (total === 0) loop = "";
+  else if (t.doubleBuffer) {
+    loop = `${loadAt("t0")}
+  ${storeAt("0u")}
+  workgroupBarrier();
+  var buf = 0u;
+  for (var g0 = t0; g0 < t1; g0++) {
+    let more = g0 + 1u < t1;
+    if (more) ${loadAt("g0 + 1u")}
+    ${computeAt("buf")}
+    if (more) ${storeAt("(buf ^ 1u)")}
+    workgroupBarrier();
+    buf = buf ^ 1u;
+  }`;
+  } else {
+    loop = `${loadAt("t0")}
+  for (var g0 = t0; g0 < t1; g0++) {
+    ${storeAt("0u")}
+    workgroupBarrier();
+    if (g0 + 1u < t1) ${loadAt("g0 + 1u")}
+    ${computeAt("0u")}
+    workgroupBarrier();
+  }`;
+  }
+  const splitCode = split > 1
+    ? `let sp = z % ${split}u;
+  let bz = z / ${split}u;
+  let t0 = sp * ${per}u;
+  let t1 = min(t0 + ${per}u, ${total}u);`
+    : `let sp = 0u;
+  let bz = z;
+  let t0 = 0u;
+  let t1 = ${total}u;`;
+
+  // Epilogue: bias, activation, bounds-checked (where needed) stores.
+  const checkM = M % t.bm !== 0, checkN = N % t.bn !== 0;
+  const uC = vecC ? 4 : 1;
+  const epi: string[] = [];
+  for (let gj = 0; gj < gn; gj++) {
+    epi.push(`let col${gj} = tnI * ${t.bn}u + ${gj * 4 * TX}u + tx * 4u;`);
+    if (spec.bias && !spec.biasRows) {
+      if (vecC) epi.push(`let bias${gj} = bias_in[col${gj} / 4u];`);
+      else {
+        const parts = [0, 1, 2, 3].map((j) => `bias_in[min(col${gj} + ${j}u, ${N - 1}u)]`);
+        epi.push(`let bias${gj} = vec4<f32>(${parts.join(", ")});`);
+      }
+    }
+  }
+  for (let i = 0; i < t.tm; i++) {
+    const row = `tmI * ${t.bm}u + ${Math.floor(i / 4) * 4 * TY}u + ty * 4u + ${i % 4}u`;
+    const body: string[] = [`let row = ${row};`];
+    if (spec.bias && spec.biasRows) {
+      body.push(`let bias_r = vec4<f32>(bias_in[${checkM ? `min(row, ${M - 1}u)` : "row"}]);`);
+    }
+    for (let gj = 0; gj < gn; gj++) {
+      let v = `c${i}_${gj}`;
+      if (spec.bias) v = `(${v} + ${spec.biasRows ? "bias_r" : `bias${gj}`})`;
+      if (spec.activation === "relu") v = `max(${v}, vec4<f32>(0.0))`;
+      if (vecC) {
+        const st = `c_out[c_base + row * ${N / 4}u + col${gj} / 4u] = ${v};`;
+        body.push(checkN ? `if (col${gj} < ${N}u) { ${st} }` : st);
+      } else {
+        body.push(`{ let v = ${v};`);
+        for (let j = 0; j < 4; j++) {
+          body.push(
+            `  if (col${gj} + ${j}u < ${N}u) { c_out[c_base + row * ${N}u + col${gj} + ${j}u] = v[${j}]; }`,
+          );
+        }
+        body.push("}");
+      }
+    }
+    epi.push(
+      `${checkM ? `if (${row} < ${M}u) ` : ""}{\n    ${body.join("\n    ")}\n  }`,
+    );
+  }
+
+  const arr = (unit: number, size: number | undefined) => {
+    const el = unit === 4 ? "vec4<f32>" : "f32";
+    if (!t.fixedArrays) return `array<${el}>`;
+    if (size === undefined) throw new Error("matmul: fixedArrays needs aSize and bSize");
+    return `array<${el}, ${Math.max(1, Math.floor(size / unit))}>`;
+  };
+  const cSize = split * batchCount * M * N;
+  let binding = 0;
+  const decls = [
+    `@group(0) @binding(${binding++}) var<storage, read> a_in: ${arr(uA, spec.aSize)};`,
+    `@group(0) @binding(${binding++}) var<storage, read> b_in: ${arr(uB, spec.bSize)};`,
+  ];
+  if (spec.bias) {
+    decls.push(
+      `@group(0) @binding(${binding++}) var<storage, read> bias_in: ${
+        spec.biasRows ? arr(1, M) : arr(vecC ? 4 : 1, N)
+      };`,
+    );
+  }
+  decls.push(
+    `@group(0) @binding(${binding++}) var<storage, read_write> c_out: ${arr(uC, cSize)};`,
+  );
+
+  const code =
+    `// matmul ${M}x${N}x${K} transA=${transA} transB=${transB} batch=${batchCount} R=${R} split=${split} tile=${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}
+${decls.join("\n")}
+var<workgroup> a_sh: ${ca.decl};
+var<workgroup> b_sh: ${cb.decl};
+@compute @workgroup_size(${threads})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let z = ${zExpr};
+  ${zGuard}
+  ${tileCode}
+  ${splitCode}
+  let tx = lid % ${TX}u;
+  let ty = lid / ${TX}u;
+  let a_o0 = tmI * ${t.bm / uA}u;
+  let a_o0e = tmI * ${t.bm}u;
+  let b_o0 = tnI * ${t.bn / uB}u;
+  let b_o0e = tnI * ${t.bn}u;
+  ${Array.from({ length: gm }, (_, gi) => `let ra${gi} = ty + ${gi * TY}u;`).join("\n  ")}
+  ${Array.from({ length: gn }, (_, gj) => `let rb${gj} = tx + ${gj * TX}u;`).join("\n  ")}
+  let a_bz = ${aBatch};
+  let b_bz = ${bBatch};
+  ${ca.setup.join("\n  ")}
+  ${cb.setup.join("\n  ")}
+  ${acc.map((c) => `var ${c} = vec4<f32>(0.0);`).join("\n  ")}
+  ${loop}
+  let c_base = (sp * ${batchCount}u + bz) * ${(M * N) / uC}u;
+  ${epi.join("\n  ")}
+}`;
+  return {
+    name: "matmul",
+    code,
+    workgroups: [tilesN, gy, gz],
+  };
+}
+
+export interface SplitSumSpec {
+  splits: number;
+  /** Elements of one partial result (batch·M·N) and its row length N (for the bias). */
+  count: number;
+  n: number;
+  /** Rows per matrix (M), for a per-row bias. */
+  m: number;
+  bias?: boolean;
+  biasRows?: boolean;
+  activation?: "relu";
+}
+
+/** out[i] = act(Σ_s part[s·count + i] + bias[i % n]). Bindings: part, [bias], out. */
+export function splitSumKernel(spec: SplitSumSpec): Kernel {
+  const g = grid1d(spec.count);
+  const terms = Array.from(
+    { length: spec.splits },
+    (_, s) => `part[i${s ? ` + ${s * spec.count}u` : ""}]`,
+  );
+  let v = terms.join(" + ");
+  if (spec.bias) {
+    const bi = spec.biasRows ? `(i / ${spec.n}u) % ${spec.m}u` : `i % ${spec.n}u`;
+    v = `(${v}) + bias_in[${bi}]`;
+  }
+  if (spec.activation === "relu") v = `max(${v}, ${f(0)})`;
+  const decls = ["@group(0) @binding(0) var<storage, read> part: array<f32>;"];
+  if (spec.bias) decls.push("@group(0) @binding(1) var<storage, read> bias_in: array<f32>;");
+  decls.push(
+    `@group(0) @binding(${decls.length}) var<storage, read_write> out: array<f32>;`,
+  );
+  return {
+    name: "matmul_split_sum",
+    workgroups: g.workgroups,
+    code: `${decls.join("\n")}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${spec.count}u) { return; }
+  out[i] = ${v};
+}`,
+  };
+}
+
+/** Candidate tiles, largest first, with a rough relative speed per output (fewer outputs per
+ * thread re-read shared memory more often per FMA). */
+const CANDIDATES: { tile: TileConfig; speed: number }[] = [
+  { tile: TILE_LARGE, speed: 1 },
+  { tile: { ...TILE_LARGE, bm: 64, tm: 4 }, speed: 0.85 },
+  { tile: { ...TILE_LARGE, bn: 64, tn: 4 }, speed: 0.85 },
+  { tile: { ...TILE_LARGE, bm: 64, bn: 64, tm: 4, tn: 4 }, speed: 0.65 },
+  { tile: { ...TILE_LARGE, bm: 32, bn: 128, tm: 4, tn: 4 }, speed: 0.6 },
+  { tile: { ...TILE_LARGE, bm: 128, bn: 32, tm: 4, tn: 4 }, speed: 0.6 },
+  { tile: { ...TILE_LARGE, bm: 32, bn: 32, tm: 4, tn: 4 }, speed: 0.45 },
+  { tile: { ...TILE_LARGE, bm: 16, bn: 64, tm: 4, tn: 4 }, speed: 0.4 },
+  { tile: { ...TILE_LARGE, bm: 64, bn: 16, tm: 4, tn: 4 }, speed: 0.4 },
+];
+
+/** Threads that keep a big GPU busy (132 SMs × 512); fewer leave SMs idle. */
+const BUSY_THREADS = 132 * 512;
+
+export interface MatmulPlan {
+  tile: TileConfig;
+  split: number;
+}
+
+/** Pick a tile (and a split of the reduction) for C[batch][m, n] summed over `r` reduced batch
+ * entries of depth k: least padded work per unit of speed, counting a launch too small to fill
+ * the GPU as proportionally slower. */
+export function planMatmul(m: number, n: number, k: number, batch = 1, r = 1): MatmulPlan {
+  let best: MatmulPlan & { cost: number; fill: number } | null = null;
+  for (const { tile, speed } of CANDIDATES) {
+    const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn) * batch;
+    const threads = (tile.bm / tile.tm) * (tile.bn / tile.tn);
+    const fill = Math.min(1, (tiles * threads) / BUSY_THREADS);
+    const padded = tiles * tile.bm * tile.bn;
+    const cost = padded / (speed * fill);
+    if (!best || cost < best.cost) best = { tile, split: 1, cost, fill };
+  }
+  const { tile, fill } = best!;
+  // Long reductions into few tiles: cut the reduction so more workgroups share it.
+  const slabs = r * Math.ceil(k / tile.bk);
+  let split = 1;
+  if (fill < 0.5 && slabs >= 16) {
+    split = Math.max(1, Math.min(64, Math.floor(1 / fill), Math.floor(slabs / 8)));
+    split = Math.ceil(slabs / Math.ceil(slabs / split)); // no empty part
+  }
+  return { tile, split };
+}

@@ -1,0 +1,211 @@
+import { initDevice } from "../../engine/device.ts";
+import { gemm, type GemmOptions, matmul, type MatmulOptions } from "../../engine/ops/matmul.ts";
+import { scope } from "../../engine/scope.ts";
+import { type Shape, tensor } from "../../engine/tensor.ts";
+import { stridesOf } from "../../kernels/common.ts";
+import { broadcastShapes } from "../../kernels/elementwise.ts";
+import { planMatmul, TILE_LARGE, type TileConfig } from "../../kernels/matmul.ts";
+import { assertClose, gradCheck, randArray } from "../util.ts";
+
+await initDevice();
+
+interface Operand {
+  data: Float32Array;
+  shape: Shape;
+}
+
+/** float64 reference of gemm: broadcast batch, transposes, bias, relu, sum to batchShape. */
+function reference(a: Operand, b: Operand, o: GemmOptions = {}): Float64Array {
+  const [ar, ac] = a.shape.slice(-2), [br, bc] = b.shape.slice(-2);
+  const [m, k] = o.transA ? [ac, ar] : [ar, ac];
+  const n = o.transB ? br : bc;
+  const aB = a.shape.slice(0, -2), bB = b.shape.slice(0, -2);
+  const full = broadcastShapes(aB, bB);
+  const target = o.batchShape ? [...o.batchShape] : full;
+  const fullCount = full.reduce((p, d) => p * d, 1);
+  const targetCount = target.reduce((p, d) => p * d, 1);
+  const out = new Float64Array(targetCount * m * n);
+  const coordsOf = (z: number) => {
+    const s = stridesOf(full);
+    return full.map((d, i) => Math.floor(z / s[i]) % d);
+  };
+  const flat = (shape: readonly number[], coords: number[]) => {
+    const s = stridesOf(shape);
+    let off = 0;
+    shape.forEach((d, i) => {
+      const c = coords[coords.length - shape.length + i];
+      off += (d === 1 ? 0 : c) * s[i];
+    });
+    return off;
+  };
+  for (let z = 0; z < fullCount; z++) {
+    const c = coordsOf(z);
+    const aOff = flat(aB, c) * m * k, bOff = flat(bB, c) * k * n;
+    const oOff = flat(target, c) * m * n;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < k; p++) {
+          const av = a.data[aOff + (o.transA ? p * m + i : i * k + p)];
+          const bv = b.data[bOff + (o.transB ? j * k + p : p * n + j)];
+          s += av * bv;
+        }
+        out[oOff + i * n + j] += s;
+      }
+    }
+  }
+  if (o.bias || o.activation) {
+    const bias = o.bias ? (o as { biasData: Float32Array }).biasData : null;
+    for (let i = 0; i < out.length; i++) {
+      const row = Math.floor(i / n) % m, col = i % n;
+      let v = out[i];
+      if (bias) v += o.biasAxis === "m" ? bias[row] : bias[col];
+      out[i] = o.activation === "relu" ? Math.max(v, 0) : v;
+    }
+  }
+  return out;
+}
+
+function operand(shape: Shape, seed: number): Operand {
+  return { data: randArray(shape.reduce((p, d) => p * d, 1), seed), shape };
+}
+
+async function check(
+  a: Operand,
+  b: Operand,
+  o: GemmOptions & { biasData?: Float32Array } = {},
+  what = "",
+): Promise<void> {
+  const out = scope(() => {
+    const bias = o.biasData ? tensor(o.biasData) : undefined;
+    return gemm(tensor(a.data, a.shape), tensor(b.data, b.shape), { ...o, bias });
+  });
+  const expected = reference(a, b, { ...o, bias: o.biasData ? out : undefined });
+  const k = o.transA ? a.shape.at(-2)! : a.shape.at(-1)!;
+  assertClose(await out.read(), expected, { atol: 1e-5 * k, rtol: 1e-4, what });
+  out.dispose();
+}
+
+const SMALL: TileConfig = { bm: 16, bn: 16, bk: 4, tm: 4, tn: 4, doubleBuffer: true };
+
+Deno.test("matmul odd shapes, every transpose combination, default plan", async () => {
+  for (const [m, k, n] of [[7, 13, 5], [33, 65, 17]]) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const a = operand(transA ? [k, m] : [m, k], m + k);
+        const b = operand(transB ? [n, k] : [k, n], n + 3);
+        await check(a, b, { transA, transB }, `${m}x${k}x${n} tA=${transA} tB=${transB}`);
+      }
+    }
+  }
+});
+
+Deno.test("matmul tile variants on odd shapes (bounds checks, vec4 and scalar loads)", async () => {
+  const tiles: TileConfig[] = [
+    SMALL,
+    { ...SMALL, doubleBuffer: false, kFirst: false, flatShared: true },
+    { bm: 32, bn: 16, bk: 8, tm: 8, tn: 4, swizzle: 2, fixedArrays: true },
+    { ...TILE_LARGE, bm: 32, bn: 32, tm: 4, tn: 4 },
+  ];
+  // 33x64x20: K % 4 == 0 (vec4 loads along K), 35x66x17: nothing aligned.
+  for (const [m, k, n] of [[33, 64, 20], [35, 66, 17]]) {
+    for (const tile of tiles) {
+      for (const [transA, transB] of [[false, false], [true, true], [false, true]]) {
+        const a = operand(transA ? [k, m] : [m, k], 1);
+        const b = operand(transB ? [n, k] : [k, n], 2);
+        await check(a, b, { transA, transB, tile }, `${m}x${k}x${n} ${JSON.stringify(tile)}`);
+      }
+    }
+  }
+});
+
+Deno.test("matmul batch 3 and broadcast batches (2-D operand never copied)", async () => {
+  await check(operand([3, 7, 13], 1), operand([3, 13, 5], 2), {}, "batch 3");
+  // batched a against a 2-D weight (folds the batch into M)
+  await check(operand([3, 7, 12], 3), operand([12, 5], 4), {}, "a batched, b 2-D");
+  // 2-D a against a batched b: the 1×1 convolution route W[Co, Ci] × X[B, Ci, HW]
+  await check(operand([6, 5], 5), operand([3, 5, 17], 6), {}, "a 2-D, b batched");
+  await check(operand([2, 1, 5, 7], 7), operand([3, 7, 4], 8), { transB: false }, "[2,1]×[3]");
+  await check(operand([4, 7, 5], 9), operand([9, 7], 10), { transA: true, transB: true }, "tT");
+});
+
+Deno.test("matmul summing over broadcast batch dims (gradient shapes)", async () => {
+  // Σ_b dY[b]·X[b]ᵀ: the reduced dim cannot fold into K, runs as slices (and split).
+  await check(operand([3, 6, 17], 1), operand([3, 5, 17], 2), { transB: true, batchShape: [] });
+  await check(operand([3, 6, 17], 1), operand([3, 5, 17], 2), {
+    transB: true,
+    batchShape: [],
+    tile: SMALL,
+    split: 3,
+  }, "split 3 over slices");
+  // Σ_b A[b]ᵀ·dC[b]: folds into K.
+  await check(operand([3, 7, 5], 3), operand([3, 7, 4], 4), { transA: true, batchShape: [] });
+  // partial sums over one of two batch dims
+  await check(operand([2, 3, 5, 7], 5), operand([3, 7, 4], 6), { batchShape: [1, 3] });
+  await check(operand([2, 3, 5, 7], 5), operand([3, 7, 4], 6), { batchShape: [2, 1] });
+});
+
+Deno.test("matmul fused bias and relu, columns and rows, with and without split", async () => {
+  const a = operand([3, 9, 13], 1), b = operand([13, 11], 2);
+  await check(a, b, { biasData: randArray(11, 3), activation: "relu" }, "bias n + relu");
+  await check(a, b, { biasData: randArray(11, 3), tile: SMALL, split: 2 }, "bias n split");
+  const w = operand([9, 13], 4), x = operand([2, 13, 21], 5);
+  await check(w, x, { biasData: randArray(9, 6), biasAxis: "m", activation: "relu" }, "bias m");
+  await check(w, x, {
+    biasData: randArray(9, 6),
+    biasAxis: "m",
+    activation: "relu",
+    tile: SMALL,
+    split: 3,
+  }, "bias m split");
+});
+
+Deno.test("matmul aligned 128x128x64 runs the unchecked large tile", async () => {
+  const a = operand([128, 64], 1), b = operand([64, 128], 2);
+  await check(a, b, { tile: TILE_LARGE }, "aligned large tile");
+  await check(
+    operand([64, 128], 3),
+    operand([128, 64], 4),
+    { transA: true, transB: true, tile: TILE_LARGE },
+    "aligned large tile, both transposed",
+  );
+});
+
+Deno.test("planMatmul picks big tiles for big products and splits long thin reductions", () => {
+  if (planMatmul(4096, 4096, 4096).tile.bm !== 128) throw new Error("expected 128 tile");
+  const thin = planMatmul(16, 16, 262144, 1, 8);
+  if (thin.split < 2) throw new Error(`expected a split, got ${JSON.stringify(thin)}`);
+});
+
+const grad = (opts: MatmulOptions) => (a: Parameters<typeof matmul>[0], b: typeof a) =>
+  matmul(a, b, opts);
+
+Deno.test("matmul gradients match finite differences (transposes, broadcast)", async () => {
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      const [m, k, n] = [5, 7, 3];
+      await gradCheck(grad({ transA, transB }), [
+        operand(transA ? [2, k, m] : [2, m, k], 1),
+        operand(transB ? [n, k] : [k, n], 2),
+      ]);
+    }
+  }
+  // 2-D a broadcast against batched b (1×1 convolution shape)
+  await gradCheck(grad({}), [operand([4, 5], 3), operand([3, 5, 9], 4)]);
+});
+
+Deno.test("matmul bias and relu gradients match finite differences", async () => {
+  // Inputs in (0.1, 1) keep the products away from relu's kink.
+  const pos = (shape: Shape, seed: number) => ({
+    data: randArray(shape.reduce((p, d) => p * d, 1), seed, 0.1, 1),
+    shape,
+  });
+  await gradCheck(
+    (a, b, bias) => matmul(a, b, { bias, activation: "relu" }),
+    [pos([2, 5, 6], 1), pos([6, 3], 2), pos([3], 3)],
+  );
+  await gradCheck(
+    (w, x, bias) => matmul(w, x, { bias, biasAxis: "m", activation: "relu" }),
+    [pos([4, 3], 4), pos([2, 3, 7], 5), pos([4], 6)],
+  );
+});
