@@ -1,0 +1,107 @@
+// Pooling over NCHW with backward: max (the gradient goes to the stored argmax), average, and
+// adaptive pooling where the output size divides the input (global pooling being output 1).
+
+import {
+  avgPool2dGradKernel,
+  avgPool2dKernel,
+  type AvgPool2dSpec,
+  maxPool2dGradKernel,
+  maxPool2dKernel,
+  type Pool2dSpec,
+  pooledShape,
+} from "../../kernels/pool.ts";
+import { isGradEnabled, record } from "../autograd.ts";
+import { run } from "../launch.ts";
+import { empty, type Tensor } from "../tensor.ts";
+import { mean } from "./reduce.ts";
+
+type Pair = number | [number, number];
+
+export interface Pool2dOptions {
+  kernel: Pair;
+  /** Defaults to the kernel size. */
+  stride?: Pair;
+  padding?: Pair;
+  ceilMode?: boolean;
+}
+
+export interface AvgPool2dOptions extends Pool2dOptions {
+  /** Count padding in the divisor (PyTorch's default: true). */
+  countIncludePad?: boolean;
+}
+
+const pair = (v: Pair): [number, number] => (Array.isArray(v) ? [v[0], v[1]] : [v, v]);
+
+function poolSpec(x: Tensor, o: Pool2dOptions): Pool2dSpec {
+  if (x.ndim !== 4) throw new Error(`pool2d needs [B, C, H, W], got ${x.describe()}`);
+  const kernel = pair(o.kernel);
+  return {
+    batch: x.shape[0],
+    channels: x.shape[1],
+    height: x.shape[2],
+    width: x.shape[3],
+    kernel,
+    stride: pair(o.stride ?? kernel),
+    padding: pair(o.padding ?? 0),
+    ceilMode: o.ceilMode ?? false,
+  };
+}
+
+function outShape(s: Pool2dSpec): number[] {
+  return [s.batch, s.channels, ...pooledShape(s)];
+}
+
+/** Max pooling; padding counts as −∞. The argmax is kept (u32, per output) for backward. */
+export function maxPool2d(x: Tensor, o: Pool2dOptions): Tensor {
+  const s = poolSpec(x, o);
+  const y = empty(outShape(s));
+  if (!(isGradEnabled() && x.requiresGrad)) {
+    run(maxPool2dKernel(s, false), [x], [y]);
+    return y;
+  }
+  const argmax = empty(y.shape, "u32");
+  run(maxPool2dKernel(s), [x], [y, argmax]);
+  return record(y, [x], "max_pool2d", (g) => {
+    const dx = empty(x.shape);
+    run(maxPool2dGradKernel(s), [g, argmax], [dx]);
+    return [dx];
+  });
+}
+
+/** Average pooling. */
+export function avgPool2d(x: Tensor, o: AvgPool2dOptions): Tensor {
+  const s: AvgPool2dSpec = { ...poolSpec(x, o), countIncludePad: o.countIncludePad ?? true };
+  const y = empty(outShape(s));
+  run(avgPool2dKernel(s), [x], [y]);
+  return record(y, [x], "avg_pool2d", (g) => {
+    const dx = empty(x.shape);
+    run(avgPool2dGradKernel(s), [g], [dx]);
+    return [dx];
+  });
+}
+
+/** Equal windows for an adaptive output size that divides the input (PyTorch's adaptive
+ * windows are exactly these then); other sizes are not supported. */
+function adaptiveWindows(x: Tensor, size: Pair, what: string): Pool2dOptions {
+  if (x.ndim !== 4) throw new Error(`${what} needs [B, C, H, W], got ${x.describe()}`);
+  const [oh, ow] = pair(size);
+  const [h, w] = [x.shape[2], x.shape[3]];
+  if (!(oh >= 1 && ow >= 1 && h % oh === 0 && w % ow === 0)) {
+    throw new Error(`${what}: output ${oh}×${ow} must divide the input ${h}×${w}`);
+  }
+  return { kernel: [h / oh, w / ow], stride: [h / oh, w / ow] };
+}
+
+/** Adaptive average pooling; size 1 is the global average ([B, C, 1, 1]). */
+export function adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor {
+  const win = adaptiveWindows(x, size, "adaptiveAvgPool2d");
+  const [oh, ow] = pair(size);
+  // The global average is a plane reduction: one workgroup per plane, not one thread.
+  if (oh === 1 && ow === 1) return mean(x, [2, 3], true);
+  return avgPool2d(x, win);
+}
+
+/** Adaptive max pooling; size 1 is the global max ([B, C, 1, 1]). */
+export function adaptiveMaxPool2d(x: Tensor, size: Pair): Tensor {
+  return maxPool2d(x, adaptiveWindows(x, size, "adaptiveMaxPool2d"));
+}

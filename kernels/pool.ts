@@ -1,0 +1,249 @@
+// 2-D max and average pooling over NCHW, with PyTorch's output sizes (floor or ceil mode) and
+// padding rules. Forward: one thread per output. Backward: one thread per input element that
+// gathers from the few windows covering it, so overlapping windows need no atomics and the sum
+// order is fixed.
+
+import { f, grid1d, type Kernel } from "./common.ts";
+
+export interface Pool2dSpec {
+  batch: number;
+  channels: number;
+  height: number;
+  width: number;
+  kernel: [number, number];
+  stride: [number, number];
+  padding: [number, number];
+  ceilMode: boolean;
+}
+
+/** PyTorch's pooled length: floor or ceil of (in + 2p − k)/s + 1, where in ceil mode the last
+ * window must start inside the input or its left padding. */
+export function pooledSize(
+  inSize: number,
+  k: number,
+  s: number,
+  p: number,
+  ceilMode: boolean,
+): number {
+  const span = inSize + 2 * p - k;
+  if (span < 0) throw new Error(`pool: kernel ${k} larger than padded input ${inSize + 2 * p}`);
+  let out = (ceilMode ? Math.ceil(span / s) : Math.floor(span / s)) + 1;
+  if (ceilMode && (out - 1) * s >= inSize + p) out--;
+  return out;
+}
+
+export function pooledShape(s: Pool2dSpec): [number, number] {
+  return [
+    pooledSize(s.height, s.kernel[0], s.stride[0], s.padding[0], s.ceilMode),
+    pooledSize(s.width, s.kernel[1], s.stride[1], s.padding[1], s.ceilMode),
+  ];
+}
+
+export function checkPool(s: Pool2dSpec): void {
+  const [kh, kw] = s.kernel, [sh, sw] = s.stride, [ph, pw] = s.padding;
+  if (![kh, kw, sh, sw].every((v) => Number.isInteger(v) && v >= 1)) {
+    throw new Error(`pool: kernel ${s.kernel} and stride ${s.stride} must be positive integers`);
+  }
+  if (!(ph >= 0 && pw >= 0 && 2 * ph <= kh && 2 * pw <= kw)) {
+    throw new Error(`pool: padding ${s.padding} must be at most half the kernel ${s.kernel}`);
+  }
+}
+
+/** WGSL decoding output index `i` into plane, oh, ow and the window's first row/column. */
+function outputCoords(s: Pool2dSpec, oh: number, ow: number): string {
+  return `  let ow = i % ${ow}u;
+  let oh = (i / ${ow}u) % ${oh}u;
+  let plane = i / ${oh * ow}u;
+  let h0 = i32(oh * ${s.stride[0]}u) - ${s.padding[0]};
+  let w0 = i32(ow * ${s.stride[1]}u) - ${s.padding[1]};
+  let base = plane * ${s.height * s.width}u;`;
+}
+
+/** Does any window reach outside the input? (Then taps need bounds checks.) */
+function needsBounds(s: Pool2dSpec, oh: number, ow: number): boolean {
+  return s.padding[0] > 0 || s.padding[1] > 0 ||
+    (oh - 1) * s.stride[0] + s.kernel[0] > s.height ||
+    (ow - 1) * s.stride[1] + s.kernel[1] > s.width;
+}
+
+/** Max pooling: inputs x; outputs y and, unless `withArgmax` is false (inference), argmax (u32,
+ * index within the plane; the first maximum in row-major order wins, as PyTorch). Padding never
+ * wins. */
+export function maxPool2dKernel(s: Pool2dSpec, withArgmax = true): Kernel {
+  checkPool(s);
+  const [oh, ow] = pooledShape(s);
+  const n = s.batch * s.channels * oh * ow;
+  const g = grid1d(n);
+  const bounds = needsBounds(s, oh, ow);
+  const tapCheck = bounds
+    ? `if (h < 0 || h >= ${s.height} || w < 0 || w >= ${s.width}) { continue; }`
+    : "";
+  return {
+    name: "max_pool2d",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+${withArgmax ? "@group(0) @binding(2) var<storage, read_write> argmax: array<u32>;" : ""}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+${outputCoords(s, oh, ow)}
+  var best = -3.4028235e38;
+  var at = 0xffffffffu;
+  for (var kh = 0; kh < ${s.kernel[0]}; kh++) {
+    for (var kw = 0; kw < ${s.kernel[1]}; kw++) {
+      let h = h0 + kh;
+      let w = w0 + kw;
+      ${tapCheck}
+      let q = u32(h * ${s.width} + w);
+      let v = x[base + q];
+      if (v > best || at == 0xffffffffu) {
+        best = v;
+        at = q;
+      }
+    }
+  }
+  y[i] = best;${withArgmax ? "\n  argmax[i] = at;" : ""}
+}`,
+  };
+}
+
+/** WGSL loop over the outputs (oh, ow) whose windows cover input (h, w) of this plane; the
+ * body sees `o`, the output's flat index, and `ohi`, `owi` as i32. */
+function coveringWindows(s: Pool2dSpec, oh: number, ow: number, body: string): string {
+  const [kh, kw] = s.kernel, [sh, sw] = s.stride, [ph, pw] = s.padding;
+  // oh covers h when oh·s − p ≤ h < oh·s − p + k, i.e. oh ∈ (h + p − k, h + p] / s.
+  return `  let hp = h + ${ph};
+  let wp = w + ${pw};
+  let oh_hi = min(hp / ${sh}, ${oh - 1});
+  let ow_hi = min(wp / ${sw}, ${ow - 1});
+  let oh_lo = max((hp - ${kh} + ${sh}) / ${sh}, 0);
+  let ow_lo = max((wp - ${kw} + ${sw}) / ${sw}, 0);
+  for (var ohi = oh_lo; ohi <= oh_hi; ohi++) {
+    for (var owi = ow_lo; owi <= ow_hi; owi++) {
+      let o = plane * ${oh * ow}u + u32(ohi * ${ow} + owi);
+      ${body}
+    }
+  }`;
+}
+
+/** WGSL decoding input index `i` into plane, h, w (i32). */
+const INPUT_COORDS = (s: Pool2dSpec) =>
+  `  let w = i32(i % ${s.width}u);
+  let h = i32((i / ${s.width}u) % ${s.height}u);
+  let plane = i / ${s.height * s.width}u;`;
+
+/** Max-pool backward: inputs g (pooled shape), argmax; output dx. */
+export function maxPool2dGradKernel(s: Pool2dSpec): Kernel {
+  checkPool(s);
+  const [oh, ow] = pooledShape(s);
+  const n = s.batch * s.channels * s.height * s.width;
+  const g = grid1d(n);
+  return {
+    name: "max_pool2d_grad",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> g: array<f32>;
+@group(0) @binding(1) var<storage, read> argmax: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+${INPUT_COORDS(s)}
+  let q = u32(h * ${s.width} + w);
+  var acc = 0.0;
+${coveringWindows(s, oh, ow, "if (argmax[o] == q) { acc += g[o]; }")}
+  dx[i] = acc;
+}`,
+  };
+}
+
+export interface AvgPool2dSpec extends Pool2dSpec {
+  /** Divide by the whole window including padding (PyTorch's default) or only by the taps
+   * inside the input. */
+  countIncludePad: boolean;
+}
+
+/** WGSL: `div`, the divisor of the window starting at (h0, w0), by PyTorch's rule (windows are
+ * clipped to the padded input first; with countIncludePad false, to the input). */
+function divisor(s: AvgPool2dSpec): string {
+  const [kh, kw] = s.kernel, [ph, pw] = s.padding;
+  const hiH = s.countIncludePad ? s.height + ph : s.height;
+  const hiW = s.countIncludePad ? s.width + pw : s.width;
+  const loH = s.countIncludePad ? `a0` : `max(a0, 0)`;
+  const loW = s.countIncludePad ? `b0` : `max(b0, 0)`;
+  return `fn divisor(a0: i32, b0: i32) -> f32 {
+  let rows = min(a0 + ${kh}, ${hiH}) - ${loH};
+  let cols = min(b0 + ${kw}, ${hiW}) - ${loW};
+  return f32(rows * cols);
+}`;
+}
+
+/** Average pooling: inputs x; output y. */
+export function avgPool2dKernel(s: AvgPool2dSpec): Kernel {
+  checkPool(s);
+  const [oh, ow] = pooledShape(s);
+  const n = s.batch * s.channels * oh * ow;
+  const g = grid1d(n);
+  const bounds = needsBounds(s, oh, ow);
+  const tapCheck = bounds
+    ? `if (h < 0 || h >= ${s.height} || w < 0 || w >= ${s.width}) { continue; }`
+    : "";
+  const div = bounds ? "divisor(h0, w0)" : f(s.kernel[0] * s.kernel[1]);
+  return {
+    name: "avg_pool2d",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+${divisor(s)}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+${outputCoords(s, oh, ow)}
+  var acc = 0.0;
+  for (var kh = 0; kh < ${s.kernel[0]}; kh++) {
+    for (var kw = 0; kw < ${s.kernel[1]}; kw++) {
+      let h = h0 + kh;
+      let w = w0 + kw;
+      ${tapCheck}
+      acc += x[base + u32(h * ${s.width} + w)];
+    }
+  }
+  y[i] = acc / ${div};
+}`,
+  };
+}
+
+/** Average-pool backward: input g (pooled shape); output dx. */
+export function avgPool2dGradKernel(s: AvgPool2dSpec): Kernel {
+  checkPool(s);
+  const [oh, ow] = pooledShape(s);
+  const n = s.batch * s.channels * s.height * s.width;
+  const g = grid1d(n);
+  const [sh, sw] = s.stride, [ph, pw] = s.padding;
+  return {
+    name: "avg_pool2d_grad",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> g: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+${divisor(s)}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+${INPUT_COORDS(s)}
+  var acc = 0.0;
+${
+      coveringWindows(
+        s,
+        oh,
+        ow,
+        `acc += g[o] / divisor(ohi * ${sh} - ${ph}, owi * ${sw} - ${pw});`,
+      )
+    }
+  dx[i] = acc;
+}`,
+  };
+}

@@ -1,0 +1,216 @@
+import { initDevice } from "../../engine/device.ts";
+import {
+  adaptiveAvgPool2d,
+  adaptiveMaxPool2d,
+  avgPool2d,
+  type AvgPool2dOptions,
+  maxPool2d,
+  type Pool2dOptions,
+} from "../../engine/ops/pool.ts";
+import { noGrad } from "../../engine/autograd.ts";
+import { scope } from "../../engine/scope.ts";
+import { type Tensor, tensor } from "../../engine/tensor.ts";
+import { assertClose, gradCheck, rng } from "../util.ts";
+
+await initDevice();
+
+/** Distinct values 0.05 apart in random order, so a finite-difference step of 0.01 never
+ * changes which element is the maximum. */
+function distinct(n: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const perm = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [perm[i], perm[j]] = [perm[j], perm[i]];
+  }
+  return Float32Array.from(perm, (v) => (v - n / 2) * 0.05);
+}
+
+interface RefPool {
+  kernel: number[];
+  stride: number[];
+  padding: number[];
+  out: number[];
+  countIncludePad?: boolean;
+}
+
+/** float64 pooling of [B, C, H, W] with the expected output size given explicitly. */
+function refPool(x: ArrayLike<number>, shape: number[], o: RefPool, kind: "max" | "avg") {
+  const [b, c, h, w] = shape;
+  const [oh, ow] = o.out;
+  const y = new Float64Array(b * c * oh * ow);
+  for (let p = 0; p < b * c; p++) {
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++) {
+        const hs = i * o.stride[0] - o.padding[0], ws = j * o.stride[1] - o.padding[1];
+        let best = -Infinity, sum = 0, inside = 0;
+        for (let u = hs; u < hs + o.kernel[0]; u++) {
+          for (let v = ws; v < ws + o.kernel[1]; v++) {
+            if (u < 0 || u >= h || v < 0 || v >= w) continue;
+            const val = x[p * h * w + u * w + v];
+            best = Math.max(best, val);
+            sum += val;
+            inside++;
+          }
+        }
+        // PyTorch: with padding counted, the window is clipped to the padded input only
+        const padded = (Math.min(hs + o.kernel[0], h + o.padding[0]) - hs) *
+          (Math.min(ws + o.kernel[1], w + o.padding[1]) - ws);
+        const div = o.countIncludePad === false ? inside : padded;
+        y[(p * oh + i) * ow + j] = kind === "max" ? best : sum / div;
+      }
+    }
+  }
+  return y;
+}
+
+const SHAPE = [2, 3, 7, 9];
+const N = 2 * 3 * 7 * 9;
+
+const maxCases: [string, Pool2dOptions, RefPool][] = [
+  ["2x2 s2", { kernel: 2 }, { kernel: [2, 2], stride: [2, 2], padding: [0, 0], out: [3, 4] }],
+  ["3x3 s2 p1", { kernel: 3, stride: 2, padding: 1 }, {
+    kernel: [3, 3],
+    stride: [2, 2],
+    padding: [1, 1],
+    out: [4, 5],
+  }],
+  ["3x3 s1 (overlapping)", { kernel: 3, stride: 1 }, {
+    kernel: [3, 3],
+    stride: [1, 1],
+    padding: [0, 0],
+    out: [5, 7],
+  }],
+  ["2x2 s2 ceil", { kernel: 2, ceilMode: true }, {
+    kernel: [2, 2],
+    stride: [2, 2],
+    padding: [0, 0],
+    out: [4, 5],
+  }],
+  ["3x2 s(2,3) p(1,0)", { kernel: [3, 2], stride: [2, 3], padding: [1, 0] }, {
+    kernel: [3, 2],
+    stride: [2, 3],
+    padding: [1, 0],
+    out: [4, 3],
+  }],
+];
+
+async function check(
+  fn: (x: Tensor) => Tensor,
+  x: Float32Array,
+  shape: number[],
+  ref: Float64Array,
+  outShape: number[],
+) {
+  const y = scope(() => fn(tensor(x, shape)));
+  if (y.shape.join() !== outShape.join()) throw new Error(`shape [${y.shape}] != [${outShape}]`);
+  assertClose(await y.read(), ref);
+  y.dispose();
+}
+
+for (const [name, opts, ref] of maxCases) {
+  Deno.test(`maxPool2d ${name}: forward, inference path and gradient`, async () => {
+    const x = distinct(N, 1);
+    const expected = refPool(x, SHAPE, ref, "max");
+    const outShape = [2, 3, ...ref.out];
+    await check((t) => maxPool2d(t, opts), x, SHAPE, expected, outShape);
+    await check((t) => noGrad(() => maxPool2d(t, opts)), x, SHAPE, expected, outShape);
+    await gradCheck((t) => maxPool2d(t, opts), [{ data: x, shape: SHAPE }]);
+  });
+}
+
+const avgCases: [string, AvgPool2dOptions, RefPool][] = [
+  ["2x2 s2", { kernel: 2 }, { kernel: [2, 2], stride: [2, 2], padding: [0, 0], out: [3, 4] }],
+  ["3x3 s2 p1", { kernel: 3, stride: 2, padding: 1 }, {
+    kernel: [3, 3],
+    stride: [2, 2],
+    padding: [1, 1],
+    out: [4, 5],
+  }],
+  ["3x3 s2 p1 without padding in the count", {
+    kernel: 3,
+    stride: 2,
+    padding: 1,
+    countIncludePad: false,
+  }, { kernel: [3, 3], stride: [2, 2], padding: [1, 1], out: [4, 5], countIncludePad: false }],
+  ["3x3 s1 (overlapping)", { kernel: 3, stride: 1 }, {
+    kernel: [3, 3],
+    stride: [1, 1],
+    padding: [0, 0],
+    out: [5, 7],
+  }],
+  ["3x3 s2 p1 ceil", { kernel: 3, stride: 2, padding: 1, ceilMode: true }, {
+    kernel: [3, 3],
+    stride: [2, 2],
+    padding: [1, 1],
+    out: [4, 5],
+  }],
+  ["2x2 s2 ceil (windows past the edge)", { kernel: 2, ceilMode: true }, {
+    kernel: [2, 2],
+    stride: [2, 2],
+    padding: [0, 0],
+    out: [4, 5],
+  }],
+];
+
+for (const [name, opts, ref] of avgCases) {
+  Deno.test(`avgPool2d ${name}: forward and gradient`, async () => {
+    const x = distinct(N, 2);
+    await check((t) => avgPool2d(t, opts), x, SHAPE, refPool(x, SHAPE, ref, "avg"), [
+      2,
+      3,
+      ...ref.out,
+    ]);
+    await gradCheck((t) => avgPool2d(t, opts), [{ data: x, shape: SHAPE }]);
+  });
+}
+
+Deno.test("avgPool2d ceil mode with padding on 8x10: the last windows reach into the padding", async () => {
+  const shape = [1, 3, 8, 10];
+  const x = distinct(240, 3);
+  for (const countIncludePad of [true, false]) {
+    const opts = { kernel: 3, stride: 2, padding: 1, ceilMode: true, countIncludePad };
+    const ref = { kernel: [3, 3], stride: [2, 2], padding: [1, 1], out: [5, 6], countIncludePad };
+    await check((t) => avgPool2d(t, opts), x, shape, refPool(x, shape, ref, "avg"), [1, 3, 5, 6]);
+    await gradCheck((t) => avgPool2d(t, opts), [{ data: x, shape }]);
+  }
+});
+
+Deno.test("adaptive pooling: global average and max, and dividing output sizes", async () => {
+  const x = distinct(N, 4);
+  const whole = { kernel: [7, 9], stride: [7, 9], padding: [0, 0], out: [1, 1] };
+  await check((t) => adaptiveAvgPool2d(t, 1), x, SHAPE, refPool(x, SHAPE, whole, "avg"), [
+    2,
+    3,
+    1,
+    1,
+  ]);
+  await check((t) => adaptiveMaxPool2d(t, 1), x, SHAPE, refPool(x, SHAPE, whole, "max"), [
+    2,
+    3,
+    1,
+    1,
+  ]);
+  const strips = { kernel: [1, 3], stride: [1, 3], padding: [0, 0], out: [7, 3] };
+  await check((t) => adaptiveMaxPool2d(t, [7, 3]), x, SHAPE, refPool(x, SHAPE, strips, "max"), [
+    2,
+    3,
+    7,
+    3,
+  ]);
+  await check((t) => adaptiveAvgPool2d(t, [7, 3]), x, SHAPE, refPool(x, SHAPE, strips, "avg"), [
+    2,
+    3,
+    7,
+    3,
+  ]);
+  await gradCheck((t) => adaptiveAvgPool2d(t, 1), [{ data: x, shape: SHAPE }]);
+  await gradCheck((t) => adaptiveMaxPool2d(t, 1), [{ data: x, shape: SHAPE }]);
+  let threw = false;
+  try {
+    scope(() => adaptiveAvgPool2d(tensor(x, SHAPE), 2));
+  } catch {
+    threw = true;
+  }
+  if (!threw) throw new Error("a non-dividing adaptive size must be refused");
+});
