@@ -1,0 +1,286 @@
+// 2-D convolution (NCHW, PyTorch weight layout) with bias and activation fused into the
+// kernel's write-out, its backward (input, weight, bias and PReLU-slope gradients), and the
+// eval-mode BatchNorm fold. The raw (non-recording) launches are exported for the transposed
+// convolution, which is the same three computations with the roles of input and output swapped.
+
+import {
+  type ConvActivation,
+  type ConvGeometry,
+  convGeometry,
+  dgradIsDirect,
+  type Epilogue,
+  foldBatchNormKernel,
+  forwardIsDirect,
+  NO_EPILOGUE,
+  type Pair,
+  wgradIsDirect,
+} from "../../kernels/conv2d.ts";
+import { directConvKernel } from "../../kernels/conv2d_direct.ts";
+import { dgradGemmSpecs, forwardGemmSpec, implicitGemmKernel } from "../../kernels/conv2d_gemm.ts";
+import {
+  directWgradStrips,
+  pickSplits,
+  pickWgradTile,
+  splitReduceKernel,
+  wgradColumns,
+  wgradDirectKernel,
+  wgradGemmKernel,
+} from "../../kernels/conv2d_wgrad.ts";
+import { isGradEnabled, record } from "../autograd.ts";
+import { run } from "../launch.ts";
+import { empty, type Tensor, view } from "../tensor.ts";
+import { mapNamed } from "./elementwise.ts";
+import { sum } from "./reduce.ts";
+
+export type { ConvActivation, Pair };
+
+export interface Conv2dOptions {
+  /** [Co]. */
+  bias?: Tensor | null;
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  groups?: number;
+  /** Applied in the kernel's write-out (default "none"). */
+  activation?: ConvActivation;
+  /** PReLU slope, [1] (shared) or [Co]; required with activation "prelu". */
+  preluSlope?: Tensor;
+}
+
+/** Tensors the epilogue reads, after the input and the weight. */
+function epilogueTensors(bias: Tensor | null | undefined, slope?: Tensor): Tensor[] {
+  return [...(bias ? [bias] : []), ...(slope ? [slope] : [])];
+}
+
+export function checkEpilogueInputs(
+  op: string,
+  channels: number,
+  act: ConvActivation,
+  bias?: Tensor | null,
+  slope?: Tensor,
+): void {
+  if (bias && (bias.ndim !== 1 || bias.size !== channels)) {
+    throw new Error(`${op}: bias ${bias.describe()} must be [${channels}]`);
+  }
+  if (act === "prelu") {
+    if (!slope) throw new Error(`${op}: activation "prelu" needs preluSlope`);
+    if (slope.size !== 1 && slope.size !== channels) {
+      throw new Error(`${op}: preluSlope ${slope.describe()} must be [1] or [${channels}]`);
+    }
+  } else if (slope) throw new Error(`${op}: preluSlope given without activation "prelu"`);
+}
+
+/** The epilogue for an op whose backward may need the pre-activation. */
+export function epilogueFor(
+  act: ConvActivation,
+  bias: Tensor | null | undefined,
+  slope: Tensor | undefined,
+  recording: boolean,
+): Epilogue {
+  return {
+    bias: !!bias,
+    activation: act,
+    savePre: recording && (act === "silu" || act === "prelu"),
+    slopes: slope?.size,
+  };
+}
+
+/** Forward launch (no autograd): y = act(conv(x, w) + bias), and the pre-activation when the
+ * epilogue saves it. */
+export function convForwardRaw(
+  g: ConvGeometry,
+  x: Tensor,
+  w: Tensor,
+  ep: Epilogue = NO_EPILOGUE,
+  extra: Tensor[] = [],
+): { y: Tensor; pre: Tensor | null } {
+  const shape = [g.batch, g.co, g.ho, g.wo];
+  const y = empty(shape);
+  const pre = ep.savePre ? empty(shape) : null;
+  const outs = pre ? [y, pre] : [y];
+  const kernel = forwardIsDirect(g)
+    ? directConvKernel({ mode: "forward", geom: g, epilogue: ep })
+    : implicitGemmKernel(forwardGemmSpec(g, ep));
+  run(kernel, [x, w, ...extra], outs);
+  return { y, pre };
+}
+
+/** Gradient w.r.t. the input of conv geometry `g` (a transposed conv of dy), no autograd;
+ * the epilogue (bias per input channel, activation) serves the transposed-conv forward. */
+export function convInputGradRaw(
+  g: ConvGeometry,
+  dy: Tensor,
+  w: Tensor,
+  ep: Epilogue = NO_EPILOGUE,
+  extra: Tensor[] = [],
+): { y: Tensor; pre: Tensor | null } {
+  const shape = [g.batch, g.ci, g.h, g.w];
+  const y = empty(shape);
+  const pre = ep.savePre ? empty(shape) : null;
+  const outs = pre ? [y, pre] : [y];
+  if (dgradIsDirect(g)) {
+    run(directConvKernel({ mode: "dgrad", geom: g, epilogue: ep }), [dy, w, ...extra], outs);
+  } else {
+    for (const spec of dgradGemmSpecs(g, ep)) {
+      if (spec.ny > 0 && spec.nx > 0) run(implicitGemmKernel(spec), [dy, w, ...extra], outs);
+    }
+  }
+  return { y, pre };
+}
+
+/** Gradient w.r.t. the weight [Co, Ci/groups, kh, kw] (and the bias [Co] when asked) of conv
+ * geometry `g`, from its input x and output gradient dy; no autograd. */
+export function convWeightGradRaw(
+  g: ConvGeometry,
+  x: Tensor,
+  dy: Tensor,
+  withBias: boolean,
+): { dw: Tensor; db: Tensor | null } {
+  const cols = wgradColumns(g, false);
+  const dw = empty([g.co, g.ci / g.groups, g.kh, g.kw]);
+  const db = withBias ? empty([g.co]) : null;
+  const cols1 = cols + (withBias ? 1 : 0);
+  let splits: number;
+  let part: Tensor;
+  if (wgradIsDirect(g)) {
+    const rw = 4;
+    const strips = directWgradStrips(g, rw);
+    splits = Math.max(1, Math.min(Math.ceil(2048 / g.co), Math.ceil(strips / 1024), 65535));
+    const chunk = Math.ceil(strips / splits);
+    splits = Math.ceil(strips / chunk);
+    part = empty([splits, g.co, cols1]);
+    run(wgradDirectKernel({ geom: g, bias: withBias, splits, chunk, rw }), [x, dy], [part]);
+  } else {
+    const mg = g.co / g.groups;
+    const tile = pickWgradTile(mg, cols1);
+    const tiles = Math.ceil(cols1 / tile.tk) * Math.ceil(mg / tile.tm) * g.groups;
+    const sp = pickSplits(tiles, g.batch * g.ho * g.wo, tile.tp);
+    splits = sp.splits;
+    part = splits === 1 && !withBias ? dw : empty([splits, g.co, cols1]);
+    run(
+      wgradGemmKernel({ geom: g, bias: withBias, splits, chunk: sp.chunk, tile }),
+      [x, dy],
+      [part],
+    );
+  }
+  if (part !== dw) {
+    run(
+      splitReduceKernel({ splits, co: g.co, cols, bias: withBias }),
+      [part],
+      db ? [dw, db] : [dw],
+    );
+    part.dispose();
+  }
+  return { dw, db };
+}
+
+/** PReLU slope viewed for broadcasting against [B, C, H, W]. */
+function slopeView(slope: Tensor): Tensor {
+  return slope.size === 1 ? slope : view(slope, [1, slope.size, 1, 1]);
+}
+
+/** Gradient at the pre-activation z from the gradient at the output y = act(z). */
+export function activationBackward(
+  act: ConvActivation,
+  gy: Tensor,
+  y: Tensor,
+  pre: Tensor | null,
+  slope?: Tensor,
+): Tensor {
+  switch (act) {
+    case "none":
+      return gy;
+    case "relu":
+      return mapNamed("relu_grad", "select(0.0, g, y > 0.0)", [["g", gy], ["y", y]]);
+    case "sigmoid":
+      return mapNamed("sigmoid_grad", "g * y * (1.0 - y)", [["g", gy], ["y", y]]);
+    case "silu":
+      return mapNamed(
+        "silu_grad",
+        "g * (1.0 / (1.0 + exp(-z))) * (1.0 + z * (1.0 - 1.0 / (1.0 + exp(-z))))",
+        [["g", gy], ["z", pre!]],
+      );
+    case "prelu":
+      return mapNamed("prelu_grad", "select(s * g, g, z > 0.0)", [
+        ["g", gy],
+        ["z", pre!],
+        ["s", slopeView(slope!)],
+      ]);
+  }
+}
+
+/** dL/dslope of a PReLU: Σ g·min(z, 0), per channel or over everything. */
+export function preluSlopeGrad(gy: Tensor, pre: Tensor, slope: Tensor): Tensor {
+  const prod = mapNamed("prelu_slope_grad", "g * min(z, 0.0)", [["g", gy], ["z", pre]]);
+  const s = slope.size === 1 ? sum(prod) : sum(prod, [0, 2, 3]);
+  return view(s, slope.shape);
+}
+
+/** Bias gradient on its own (when the weight needs none): Σ over batch, height, width. */
+export function biasGrad(gz: Tensor): Tensor {
+  return sum(gz, [0, 2, 3]);
+}
+
+/** conv2d(x [B, Ci, H, W], w [Co, Ci/groups, kh, kw]) → [B, Co, Ho, Wo], PyTorch semantics,
+ * with optional bias and a fused activation. */
+export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
+  const g = convGeometry(x.shape, w.shape, opts);
+  const act = opts.activation ?? "none";
+  const { bias, preluSlope: slope } = opts;
+  checkEpilogueInputs("conv2d", g.co, act, bias, slope);
+  const extra = epilogueTensors(bias, slope);
+  const inputs = [x, w, ...extra];
+  const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  const ep = epilogueFor(act, bias, slope, recording);
+  const { y, pre } = convForwardRaw(g, x, w, ep, extra);
+  return record(y, inputs, "conv2d", (gy) => {
+    const gz = activationBackward(act, gy, y, pre, slope);
+    const wantB = !!bias?.requiresGrad;
+    let dw: Tensor | null = null, db: Tensor | null = null;
+    if (w.requiresGrad) ({ dw, db } = convWeightGradRaw(g, x, gz, wantB));
+    else if (wantB) db = biasGrad(gz);
+    const grads: (Tensor | null)[] = [
+      x.requiresGrad ? convInputGradRaw(g, gz, w).y : null,
+      dw,
+    ];
+    if (bias) grads.push(db);
+    if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
+    return grads;
+  });
+}
+
+/** Eval-mode BatchNorm folded into the conv before it: with s = γ/√(var + ε),
+ * w' = w·s per output channel and b' = (b − mean)·s + β, so conv(x, w', b') equals
+ * bn(conv(x, w, b)). γ, β may be null (BatchNorm without affine). No autograd. */
+export function foldBatchNorm(
+  w: Tensor,
+  b: Tensor | null,
+  mean: Tensor,
+  variance: Tensor,
+  gamma: Tensor | null,
+  beta: Tensor | null,
+  eps = 1e-5,
+): { weight: Tensor; bias: Tensor } {
+  const co = w.shape[0];
+  for (const t of [b, mean, variance, gamma, beta]) {
+    if (t && t.size !== co) {
+      throw new Error(`foldBatchNorm: ${t.describe()} does not match ${co} output channels`);
+    }
+  }
+  if (!gamma !== !beta) throw new Error("foldBatchNorm: give both gamma and beta, or neither");
+  const weight = empty(w.shape);
+  const bias = empty([co]);
+  const inputs = [w, ...(b ? [b] : []), mean, variance, ...(gamma ? [gamma, beta!] : [])];
+  run(
+    foldBatchNormKernel({
+      co,
+      perChannel: w.size / co,
+      eps,
+      hasBias: !!b,
+      affine: !!gamma,
+    }),
+    inputs,
+    [weight, bias],
+  );
+  return { weight, bias };
+}

@@ -1,0 +1,221 @@
+// Convolution geometry (NCHW, weights [Co, Ci/groups, kh, kw] as PyTorch), the fused epilogue
+// (bias + activation) shared by every convolution kernel, the choice between the implicit-GEMM
+// and the direct (few channels per group) kernels, and the eval-mode BatchNorm fold.
+
+import { f, grid1d, type Kernel } from "./common.ts";
+
+/** Activation fused into a convolution's write-out. PReLU reads a slope tensor (1 or Co). */
+export type ConvActivation = "none" | "relu" | "silu" | "sigmoid" | "prelu";
+
+export interface ConvGeometry {
+  batch: number;
+  /** Input channels, height, width. */
+  ci: number;
+  h: number;
+  w: number;
+  /** Output channels, height, width. */
+  co: number;
+  ho: number;
+  wo: number;
+  kh: number;
+  kw: number;
+  strideY: number;
+  strideX: number;
+  padY: number;
+  padX: number;
+  dilY: number;
+  dilX: number;
+  groups: number;
+}
+
+export type Pair = number | readonly [number, number];
+
+export function pair(v: Pair | undefined, dflt: number): [number, number] {
+  if (v === undefined) return [dflt, dflt];
+  return typeof v === "number" ? [v, v] : [v[0], v[1]];
+}
+
+/** PyTorch's output size of a convolution along one axis. */
+export function convOutSize(n: number, k: number, s: number, p: number, d: number): number {
+  return Math.floor((n + 2 * p - d * (k - 1) - 1) / s) + 1;
+}
+
+export interface ConvOptionsSpec {
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  groups?: number;
+}
+
+/** Geometry of conv2d(x [B, Ci, H, W], w [Co, Ci/groups, kh, kw]); throws on a mismatch. */
+export function convGeometry(
+  x: readonly number[],
+  w: readonly number[],
+  o: ConvOptionsSpec = {},
+): ConvGeometry {
+  if (x.length !== 4 || w.length !== 4) {
+    throw new Error(`conv2d: input [${x}] and weight [${w}] must both be 4-D (NCHW)`);
+  }
+  const [strideY, strideX] = pair(o.stride, 1);
+  const [padY, padX] = pair(o.padding, 0);
+  const [dilY, dilX] = pair(o.dilation, 1);
+  const groups = o.groups ?? 1;
+  const [batch, ci, h, wd] = x;
+  const [co, cig, kh, kw] = w;
+  if (ci % groups || co % groups || cig * groups !== ci) {
+    throw new Error(
+      `conv2d: input [${x}] and weight [${w}] do not match groups ${groups} ` +
+        `(need Ci = groups·w.shape[1] and Co divisible by groups)`,
+    );
+  }
+  if (Math.min(strideY, strideX, dilY, dilX) < 1 || Math.min(padY, padX) < 0) {
+    throw new Error("conv2d: stride and dilation must be ≥ 1 and padding ≥ 0");
+  }
+  const ho = convOutSize(h, kh, strideY, padY, dilY);
+  const wo = convOutSize(wd, kw, strideX, padX, dilX);
+  if (ho < 1 || wo < 1) throw new Error(`conv2d: input [${x}] too small for weight [${w}]`);
+  return {
+    batch,
+    ci,
+    h,
+    w: wd,
+    co,
+    ho,
+    wo,
+    kh,
+    kw,
+    strideY,
+    strideX,
+    padY,
+    padX,
+    dilY,
+    dilX,
+    groups,
+  };
+}
+
+/** Output channels per group at most this: a direct kernel (one output channel per thread,
+ * taps unrolled) beats a GEMM whose M dimension would be mostly padding (depthwise, mixing). */
+export const DIRECT_MAX_CHANNELS = 4;
+
+/** Forward (and the transposed form's backward-input) takes the direct kernel. */
+export function forwardIsDirect(g: ConvGeometry): boolean {
+  return g.co / g.groups <= DIRECT_MAX_CHANNELS;
+}
+
+/** The gradient w.r.t. the input takes the direct kernel (few input channels per group). */
+export function dgradIsDirect(g: ConvGeometry): boolean {
+  return g.ci / g.groups <= DIRECT_MAX_CHANNELS;
+}
+
+/** The weight gradient takes the direct kernel: few output channels per group and few weights
+ * per output channel (each thread holds them all in registers). */
+export function wgradIsDirect(g: ConvGeometry): boolean {
+  return g.co / g.groups <= DIRECT_MAX_CHANNELS &&
+    (g.ci / g.groups) * g.kh * g.kw <= 32;
+}
+
+export interface Epilogue {
+  bias: boolean;
+  activation: ConvActivation;
+  /** Also write the pre-activation value (the backward of silu and prelu needs it). */
+  savePre: boolean;
+  /** PReLU: number of slopes (1: shared, else one per output channel). */
+  slopes?: number;
+}
+
+export const NO_EPILOGUE: Epilogue = { bias: false, activation: "none", savePre: false };
+
+/** Extra input bindings the epilogue reads, in binding order after x and w. */
+export function epilogueInputs(e: Epilogue): string[] {
+  const names: string[] = [];
+  if (e.bias) names.push("bias");
+  if (e.activation === "prelu") names.push("slope");
+  return names;
+}
+
+/** WGSL declarations: x, w, then bias/slope, then out and (if saved) pre. */
+export function convBindings(e: Epilogue, inName: string, fixed?: { in: number; w: number }) {
+  const arr = (n?: number) => (n ? `array<f32, ${n}>` : "array<f32>");
+  const lines = [
+    `@group(0) @binding(0) var<storage, read> ${inName}: ${arr(fixed?.in)};`,
+    `@group(0) @binding(1) var<storage, read> wt: ${arr(fixed?.w)};`,
+  ];
+  let b = 2;
+  for (const n of epilogueInputs(e)) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> ${n}: array<f32>;`);
+  }
+  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: array<f32>;`);
+  if (e.savePre) lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<f32>;`);
+  return lines.join("\n");
+}
+
+/** WGSL statements storing accumulator `v` for output channel `ch` at flat index `idx`. */
+export function epilogueStore(e: Epilogue, v: string, ch: string, idx: string): string {
+  const z = e.bias ? `(${v} + bias[${ch}])` : v;
+  const lines = [`{ let z = ${z};`];
+  if (e.savePre) lines.push(`pre[${idx}] = z;`);
+  lines.push(`out[${idx}] = ${activationExpr(e, "z", ch)}; }`);
+  return lines.join(" ");
+}
+
+function activationExpr(e: Epilogue, z: string, ch: string): string {
+  switch (e.activation) {
+    case "none":
+      return z;
+    case "relu":
+      return `max(${z}, 0.0)`;
+    case "silu":
+      return `${z} / (1.0 + exp(-${z}))`;
+    case "sigmoid":
+      return `1.0 / (1.0 + exp(-${z}))`;
+    case "prelu":
+      return `select(slope[${(e.slopes ?? 1) > 1 ? ch : "0u"}] * ${z}, ${z}, ${z} > 0.0)`;
+  }
+}
+
+export interface FoldBatchNormSpec {
+  co: number;
+  /** Weights per output channel (Ci/groups·kh·kw). */
+  perChannel: number;
+  eps: number;
+  hasBias: boolean;
+  affine: boolean;
+}
+
+/** Eval-mode BatchNorm folded into the preceding conv: with s = γ/√(var+ε),
+ * w' = w·s (per output channel) and b' = (b − mean)·s + β. Inputs: w, [b], mean, var, [γ, β];
+ * outputs w', b'. One thread per weight; the first weight of a channel also writes b'. */
+export function foldBatchNormKernel(s: FoldBatchNormSpec): Kernel {
+  const n = s.co * s.perChannel;
+  const g = grid1d(n);
+  const inputs = [
+    "w",
+    ...(s.hasBias ? ["b"] : []),
+    "mean",
+    "vars",
+    ...(s.affine ? ["gamma", "beta"] : []),
+  ];
+  const decl = inputs.map((v, i) =>
+    `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`
+  );
+  const k = inputs.length;
+  return {
+    name: "fold_batchnorm",
+    workgroups: g.workgroups,
+    code: `${decl.join("\n")}
+@group(0) @binding(${k}) var<storage, read_write> w2: array<f32>;
+@group(0) @binding(${k + 1}) var<storage, read_write> b2: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n}u) { return; }
+  let c = i / ${s.perChannel}u;
+  let sc = ${s.affine ? "gamma[c] * " : ""}inverseSqrt(vars[c] + ${f(s.eps)});
+  w2[i] = w[i] * sc;
+  if (i % ${s.perChannel}u == 0u) {
+    b2[c] = (${s.hasBias ? "b[c]" : "0.0"} - mean[c]) * sc${s.affine ? " + beta[c]" : ""};
+  }
+}`,
+  };
+}

@@ -1,0 +1,389 @@
+// Convolution as an implicit GEMM: per group, out[m, n] = Σ_k A[m, k] · B[k, n] where m is an
+// output channel, n a (batch, y, x) output position and k an (input channel, tap) pair; B is
+// gathered from the input on the fly (never materialised). One generator serves the forward
+// conv (taps = the kernel window) and the gradient w.r.t. the input (a transposed conv), which
+// is split by output phase (Y mod stride, X mod stride) so every tap it visits is a real one:
+// for each phase the valid taps form a regular sub-grid of the kernel.
+//
+// Each workgroup computes a tm×tn tile of out, each thread rm×rn outputs held in vec4
+// registers; A and B slabs tk deep pass through shared memory as vec4, and every inner-loop
+// index is a per-thread base plus a constant. Bias and activation are fused into the write-out.
+
+import { type Kernel, MAX_GROUPS } from "./common.ts";
+import { convBindings, type ConvGeometry, type Epilogue, epilogueStore } from "./conv2d.ts";
+
+export interface GemmTile {
+  /** Output channels × output positions per workgroup, and reduction depth per step. */
+  tm: number;
+  tn: number;
+  tk: number;
+  /** Outputs per thread: rm channels (1, 2, 4 or 8) × rn positions (multiple of 4). */
+  rm: number;
+  rn: number;
+}
+
+/** One implicit GEMM launch (one group of launches for all groups of the conv). */
+export interface ImplicitGemmSpec {
+  name: string;
+  batch: number;
+  groups: number;
+  /** Output channels and reduction channels per group. */
+  mg: number;
+  rg: number;
+  /** Input tensor [batch, inC, inH, inW] and output tensor [batch, outC, outH, outW]. */
+  inC: number;
+  inH: number;
+  inW: number;
+  outC: number;
+  outH: number;
+  outW: number;
+  /** Output positions computed: Y = oy0 + yy·osy for yy < ny (likewise X). */
+  ny: number;
+  nx: number;
+  oy0: number;
+  ox0: number;
+  osy: number;
+  osx: number;
+  /** Input row of (yy, tap row qy): iy = yy·isy + iy0 + qy·iys, qy < nty (likewise x). */
+  isy: number;
+  isx: number;
+  iy0: number;
+  ix0: number;
+  iys: number;
+  ixs: number;
+  nty: number;
+  ntx: number;
+  /** Weight element of (g, m, r, qy, qx): g·wg + m·wm + r·wr + wt0 + qy·wty + qx·wtx. */
+  wg: number;
+  wm: number;
+  wr: number;
+  wt0: number;
+  wty: number;
+  wtx: number;
+  epilogue: Epilogue;
+  tile: GemmTile;
+}
+
+/** Tile for a GEMM with `mg` output channels per group (tuned on an H100/H200). */
+export function pickGemmTile(mg: number): GemmTile {
+  if (mg > 64) return { tm: 128, tn: 128, tk: 8, rm: 8, rn: 8 };
+  if (mg > 32) return { tm: 64, tn: 128, tk: 8, rm: 8, rn: 4 };
+  if (mg > 16) return { tm: 32, tn: 128, tk: 8, rm: 4, rn: 4 };
+  if (mg > 8) return { tm: 16, tn: 128, tk: 16, rm: 4, rn: 4 };
+  return { tm: 8, tn: 64, tk: 16, rm: 2, rn: 4 };
+}
+
+/** The forward convolution as one implicit GEMM. */
+export function forwardGemmSpec(
+  g: ConvGeometry,
+  epilogue: Epilogue,
+  tile?: GemmTile,
+): ImplicitGemmSpec {
+  const mg = g.co / g.groups, rg = g.ci / g.groups, taps = g.kh * g.kw;
+  return {
+    name: "conv2d_gemm",
+    batch: g.batch,
+    groups: g.groups,
+    mg,
+    rg,
+    inC: g.ci,
+    inH: g.h,
+    inW: g.w,
+    outC: g.co,
+    outH: g.ho,
+    outW: g.wo,
+    ny: g.ho,
+    nx: g.wo,
+    oy0: 0,
+    ox0: 0,
+    osy: 1,
+    osx: 1,
+    isy: g.strideY,
+    isx: g.strideX,
+    iy0: -g.padY,
+    ix0: -g.padX,
+    iys: g.dilY,
+    ixs: g.dilX,
+    nty: g.kh,
+    ntx: g.kw,
+    wg: mg * rg * taps,
+    wm: rg * taps,
+    wr: taps,
+    wt0: 0,
+    wty: g.kw,
+    wtx: 1,
+    epilogue,
+    tile: tile ?? pickGemmTile(mg),
+  };
+}
+
+/** Kernel taps k (0 ≤ k < size) that reach output phase r: (r + pad − k·dil) ≡ 0 (mod stride).
+ * They are k0, k0 + step, ...: returns the first, the step and the count, and the input offset
+ * (r + pad − k0·dil)/stride of the first. */
+export function phaseTaps(
+  r: number,
+  size: number,
+  stride: number,
+  pad: number,
+  dil: number,
+): { k0: number; step: number; count: number; off0: number } {
+  const ks: number[] = [];
+  for (let k = 0; k < size; k++) {
+    if ((((r + pad - k * dil) % stride) + stride) % stride === 0) ks.push(k);
+  }
+  const step = ks.length > 1 ? ks[1] - ks[0] : 1;
+  const k0 = ks[0] ?? 0;
+  const off0 = ks.length ? (r + pad - k0 * dil) / stride : 0;
+  return { k0, step, count: ks.length, off0 };
+}
+
+/** The gradient w.r.t. the input of a convolution (equivalently a transposed convolution of
+ * `dy`): one implicit GEMM per output phase, skipping phases with no output position. */
+export function dgradGemmSpecs(
+  g: ConvGeometry,
+  epilogue: Epilogue,
+  tile?: GemmTile,
+): ImplicitGemmSpec[] {
+  const cig = g.ci / g.groups, cog = g.co / g.groups, taps = g.kh * g.kw;
+  const specs: ImplicitGemmSpec[] = [];
+  for (let ry = 0; ry < Math.min(g.strideY, g.h); ry++) {
+    for (let rx = 0; rx < Math.min(g.strideX, g.w); rx++) {
+      const ty = phaseTaps(ry, g.kh, g.strideY, g.padY, g.dilY);
+      const tx = phaseTaps(rx, g.kw, g.strideX, g.padX, g.dilX);
+      specs.push({
+        name: "conv2d_dgrad_gemm",
+        batch: g.batch,
+        groups: g.groups,
+        mg: cig,
+        rg: cog,
+        inC: g.co,
+        inH: g.ho,
+        inW: g.wo,
+        outC: g.ci,
+        outH: g.h,
+        outW: g.w,
+        ny: Math.ceil((g.h - ry) / g.strideY),
+        nx: Math.ceil((g.w - rx) / g.strideX),
+        oy0: ry,
+        ox0: rx,
+        osy: g.strideY,
+        osx: g.strideX,
+        isy: 1,
+        isx: 1,
+        iy0: ty.off0,
+        ix0: tx.off0,
+        iys: ty.count > 1 ? -(ty.step * g.dilY) / g.strideY : 0,
+        ixs: tx.count > 1 ? -(tx.step * g.dilX) / g.strideX : 0,
+        nty: ty.count,
+        ntx: tx.count,
+        wg: cog * cig * taps,
+        wm: taps,
+        wr: cig * taps,
+        wt0: ty.k0 * g.kw + tx.k0,
+        wty: ty.step * g.kw,
+        wtx: tx.step,
+        epilogue,
+        tile: tile ?? pickGemmTile(cig),
+      });
+    }
+  }
+  return specs;
+}
+
+/** Signed WGSL term `+ v·c` for a constant c (omitted when 0). */
+function term(v: string, c: number): string {
+  if (c === 0) return "";
+  if (c === 1) return ` + ${v}`;
+  if (c === -1) return ` - ${v}`;
+  return c > 0 ? ` + ${v} * ${c}` : ` - ${v} * ${-c}`;
+}
+
+function konst(c: number): string {
+  return c === 0 ? "" : c > 0 ? ` + ${c}` : ` - ${-c}`;
+}
+
+export function implicitGemmKernel(s: ImplicitGemmSpec): Kernel {
+  const { tm, tn, tk, rm, rn } = s.tile;
+  const tx = tn / rn, ty = tm / rm, nt = tx * ty;
+  const cb = tn / 4; // vec4 columns of a B slab
+  if (rn % 4 || tn % rn || tm % rm || tm % 4 || ![1, 2, 4, 8].includes(rm) || nt % cb) {
+    throw new Error(`conv implicit GEMM: bad tile ${JSON.stringify(s.tile)}`);
+  }
+  const taps = s.nty * s.ntx;
+  const K = s.rg * taps;
+  const N = s.batch * s.ny * s.nx;
+  const nTiles = Math.ceil(N / tn), mTiles = Math.ceil(s.mg / tm);
+  const fold = Math.ceil(nTiles / MAX_GROUPS);
+  const inHW = s.inH * s.inW, outHW = s.outH * s.outW;
+  const e = s.epilogue;
+
+  // k → (r, qy, qx), as WGSL lets from `k`.
+  const splitK = (k: string, p: string) => {
+    const lines = [`let ${p}r = i32(${k} / ${taps}u);`];
+    const t = taps === 1 ? "0u" : `${k} % ${taps}u`;
+    if (s.ntx === 1) lines.push(`let ${p}qy = i32(${t});`, `let ${p}qx = 0;`);
+    else if (s.nty === 1) lines.push(`let ${p}qy = 0;`, `let ${p}qx = i32(${t});`);
+    else {
+      lines.push(`let ${p}t = ${t};`);
+      lines.push(`let ${p}qy = i32(${p}t / ${s.ntx}u);`, `let ${p}qx = i32(${p}t % ${s.ntx}u);`);
+    }
+    return lines.join("\n      ");
+  };
+
+  // A slab: tk × tm weights as vec4 over m.
+  const aElems = tk * tm / 4;
+  const aIters = Math.ceil(aElems / nt);
+  const aLoad: string[] = [];
+  for (let it = 0; it < aIters; it++) {
+    const guard = (it + 1) * nt > aElems;
+    aLoad.push(`{
+    let e = lid + ${it * nt}u;
+    ${guard ? `if (e < ${aElems}u) {` : "{"}
+      let kk = e / ${tm / 4}u;
+      let m4 = mBase + (e % ${tm / 4}u) * 4u;
+      let k = k0 + kk;
+      var v = vec4<f32>(0.0);
+      if (k < ${K}u) {
+      ${splitK("k", "a")}
+      let wi = i32(g * ${s.wg}u)${term("ar", s.wr)}${konst(s.wt0)}${term("aqy", s.wty)}${
+      term("aqx", s.wtx)
+    };
+      for (var c = 0u; c < 4u; c++) {
+        let m = m4 + c;
+        if (m < ${s.mg}u) { v[c] = wt[u32(wi + i32(m * ${s.wm}u))]; }
+      }
+      }
+      As[e] = v;
+    }
+  }`);
+  }
+
+  // B slab: tk × tn gathered inputs; each loader thread owns 4 consecutive positions.
+  const rowsPerPass = nt / cb;
+  const bPasses = Math.ceil(tk / rowsPerPass);
+  const bLoad: string[] = [];
+  for (let p = 0; p < bPasses; p++) {
+    const guard = (p + 1) * rowsPerPass > tk;
+    const loads = [0, 1, 2, 3].map((j) =>
+      `let iy${j} = py${j}${term("bqy", s.iys)};
+      let ix${j} = px${j}${term("bqx", s.ixs)};
+      let ok${j} = u32(iy${j}) < ${s.inH}u && u32(ix${j}) < ${s.inW}u;
+      let v${j} = inp[select(0u, u32(base${j} + cOff + iy${j} * ${s.inW} + ix${j}), ok${j})];`
+    ).join("\n      ");
+    bLoad.push(`{
+    let kk = brow + ${p * rowsPerPass}u;
+    ${guard ? `if (kk < ${tk}u) {` : "{"}
+      let k = k0 + kk;
+      var vv = vec4<f32>(0.0);
+      if (k < ${K}u) {
+      ${splitK("k", "b")}
+      let cOff = br * ${inHW};
+      ${loads}
+      vv = vec4<f32>(select(0.0, v0, ok0), select(0.0, v1, ok1), select(0.0, v2, ok2), select(0.0, v3, ok3));
+      }
+      Bs[kk * ${cb}u + bcol] = vv;
+    }
+  }`);
+  }
+
+  // Inner product over one slab, fully unrolled.
+  const accs: string[] = [];
+  for (let i = 0; i < rm; i++) {
+    for (let q = 0; q < rn / 4; q++) accs.push(`var acc${i}_${q} = vec4<f32>(0.0);`);
+  }
+  const body: string[] = [];
+  for (let kk = 0; kk < tk; kk++) {
+    const aRow = kk * (tm / 4);
+    if (rm >= 4) {
+      for (let i4 = 0; i4 < rm / 4; i4++) body.push(`let a${kk}_${i4} = As[aOff + ${aRow + i4}u];`);
+    } else {
+      body.push(`let a${kk}_0 = As[aOff + ${aRow}u];`);
+    }
+    for (let q = 0; q < rn / 4; q++) {
+      body.push(`let b${kk}_${q} = Bs[bOff + ${kk * cb + q * tx}u];`);
+    }
+    for (let i = 0; i < rm; i++) {
+      const comp = rm >= 4 ? `a${kk}_${Math.floor(i / 4)}[${i % 4}]` : `a${kk}_0[aSub + ${i}u]`;
+      for (let q = 0; q < rn / 4; q++) {
+        body.push(`acc${i}_${q} = fma(vec4<f32>(${comp}), b${kk}_${q}, acc${i}_${q});`);
+      }
+    }
+  }
+
+  // Write-out with bias and activation.
+  const stores: string[] = [];
+  for (let q = 0; q < rn / 4; q++) {
+    for (let c = 0; c < 4; c++) {
+      const lines: string[] = [];
+      for (let i = 0; i < rm; i++) {
+        lines.push(
+          `if (m0 + ${i}u < ${s.mg}u) { ${
+            epilogueStore(e, `acc${i}_${q}[${c}]`, `ch0 + ${i}u`, `o + ${i * outHW}u`)
+          } }`,
+        );
+      }
+      stores.push(`{
+    let n = nBase + ${(q * tx) * 4 + c}u;
+    if (n < ${N}u) {
+      let bb = n / ${s.ny * s.nx}u;
+      let rem = n % ${s.ny * s.nx}u;
+      let o = (bb * ${s.outC}u + ch0) * ${outHW}u + (${s.oy0}u + (rem / ${s.nx}u) * ${s.osy}u) * ${s.outW}u + ${s.ox0}u + (rem % ${s.nx}u) * ${s.osx}u;
+      ${lines.join("\n      ")}
+    }
+  }`);
+    }
+  }
+
+  // Per-thread positions of the B loader.
+  const pix = [0, 1, 2, 3].map((j) =>
+    `let n${j} = nTile * ${tn}u + bcol * 4u + ${j}u;
+  let rem${j} = n${j} % ${s.ny * s.nx}u;
+  let base${j} = i32((n${j} / ${s.ny * s.nx}u) * ${s.inC * inHW}u + g * ${s.rg * inHW}u);
+  let py${j} = select(-1073741824, i32((rem${j} / ${s.nx}u) * ${s.isy}u)${
+      konst(s.iy0)
+    }, n${j} < ${N}u);
+  let px${j} = i32((rem${j} % ${s.nx}u) * ${s.isx}u)${konst(s.ix0)};`
+  ).join("\n  ");
+
+  const tileIndex = fold === 1
+    ? `let nTile = wid.x;\n  let g = wid.z;`
+    : `let nTile = wid.x + (wid.z % ${fold}u) * ${MAX_GROUPS}u;
+  let g = wid.z / ${fold}u;
+  if (nTile >= ${nTiles}u) { return; }`;
+
+  const code = `${convBindings(e, "inp")}
+var<workgroup> As: array<vec4<f32>, ${aElems}>;
+var<workgroup> Bs: array<vec4<f32>, ${tk * cb}>;
+@compute @workgroup_size(${nt})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${tileIndex}
+  let mBase = wid.y * ${tm}u;
+  let tx = lid % ${tx}u;
+  let ty = lid / ${tx}u;
+  let aOff = ty * ${Math.max(1, rm / 4)}u${rm < 4 ? ` / ${4 / rm}u` : ""};
+  let aSub = (ty * ${rm}u) % 4u;
+  let bOff = tx;
+  let bcol = lid % ${cb}u;
+  let brow = lid / ${cb}u;
+  ${pix}
+  ${accs.join("\n  ")}
+  ${
+    K === 0 ? "_ = inp[0];\n  _ = wt[0];" : `for (var k0 = 0u; k0 < ${K}u; k0 += ${tk}u) {
+  ${aLoad.join("\n  ")}
+  ${bLoad.join("\n  ")}
+  workgroupBarrier();
+  ${body.join("\n  ")}
+  workgroupBarrier();
+  }`
+  }
+  let m0 = mBase + ty * ${rm}u;
+  let ch0 = g * ${s.mg}u + m0;
+  let nBase = nTile * ${tn}u + tx * 4u;
+  ${stores.join("\n  ")}
+}`;
+  return {
+    name: s.name,
+    code,
+    workgroups: [Math.min(nTiles, MAX_GROUPS), mTiles, s.groups * fold],
+  };
+}

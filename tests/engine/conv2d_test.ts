@@ -1,0 +1,335 @@
+import assert from "node:assert/strict";
+import { initDevice } from "../../engine/device.ts";
+import {
+  conv2d,
+  type Conv2dOptions,
+  convInputGradRaw,
+  convWeightGradRaw,
+  foldBatchNorm,
+} from "../../engine/ops/conv2d.ts";
+import { scope } from "../../engine/scope.ts";
+import { type Tensor, tensor } from "../../engine/tensor.ts";
+import { type ConvGeometry, convGeometry, pair } from "../../kernels/conv2d.ts";
+import { assertClose, gradCheck, randArray } from "../util.ts";
+
+await initDevice();
+
+// ---- float64 references -------------------------------------------------------------------
+
+/** Calls visit(yIndex, xIndex, wIndex) for every multiply of the convolution. */
+function eachTap(g: ConvGeometry, visit: (yi: number, xi: number, wi: number) => void): void {
+  const cig = g.ci / g.groups, cog = g.co / g.groups;
+  for (let b = 0; b < g.batch; b++) {
+    for (let co = 0; co < g.co; co++) {
+      const c0 = Math.floor(co / cog) * cig;
+      for (let oy = 0; oy < g.ho; oy++) {
+        for (let ox = 0; ox < g.wo; ox++) {
+          const yi = ((b * g.co + co) * g.ho + oy) * g.wo + ox;
+          for (let r = 0; r < cig; r++) {
+            for (let ky = 0; ky < g.kh; ky++) {
+              const iy = oy * g.strideY - g.padY + ky * g.dilY;
+              if (iy < 0 || iy >= g.h) continue;
+              for (let kx = 0; kx < g.kw; kx++) {
+                const ix = ox * g.strideX - g.padX + kx * g.dilX;
+                if (ix < 0 || ix >= g.w) continue;
+                const xi = ((b * g.ci + c0 + r) * g.h + iy) * g.w + ix;
+                visit(yi, xi, ((co * cig + r) * g.kh + ky) * g.kw + kx);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+type Act = NonNullable<Conv2dOptions["activation"]>;
+
+function actRef(a: Act, z: number, slope = 0.25): number {
+  switch (a) {
+    case "none":
+      return z;
+    case "relu":
+      return Math.max(z, 0);
+    case "silu":
+      return z / (1 + Math.exp(-z));
+    case "sigmoid":
+      return 1 / (1 + Math.exp(-z));
+    case "prelu":
+      return z > 0 ? z : slope * z;
+  }
+}
+
+function convRef(
+  g: ConvGeometry,
+  x: Float32Array,
+  w: Float32Array,
+  bias?: Float32Array,
+  act: Act = "none",
+  slopes?: Float32Array,
+): Float64Array {
+  const y = new Float64Array(g.batch * g.co * g.ho * g.wo);
+  eachTap(g, (yi, xi, wi) => (y[yi] += x[xi] * w[wi]));
+  const hw = g.ho * g.wo;
+  return y.map((v, i) => {
+    const c = Math.floor(i / hw) % g.co;
+    const z = v + (bias ? bias[c] : 0);
+    return actRef(act, z, slopes ? slopes[slopes.length === 1 ? 0 : c] : 0);
+  });
+}
+
+function dgradRef(g: ConvGeometry, dy: Float32Array, w: Float32Array): Float64Array {
+  const dx = new Float64Array(g.batch * g.ci * g.h * g.w);
+  eachTap(g, (yi, xi, wi) => (dx[xi] += dy[yi] * w[wi]));
+  return dx;
+}
+
+function wgradRef(g: ConvGeometry, x: Float32Array, dy: Float32Array) {
+  const dw = new Float64Array(g.co * (g.ci / g.groups) * g.kh * g.kw);
+  eachTap(g, (yi, xi, wi) => (dw[wi] += dy[yi] * x[xi]));
+  const db = new Float64Array(g.co);
+  const hw = g.ho * g.wo;
+  dy.forEach((v, i) => (db[Math.floor(i / hw) % g.co] += v));
+  return { dw, db };
+}
+
+// ---- cases ---------------------------------------------------------------------------------
+
+interface Case {
+  name: string;
+  x: number[];
+  w: number[];
+  opts?: Omit<Conv2dOptions, "bias" | "preluSlope">;
+  bias?: boolean;
+  slopes?: number;
+}
+
+const B = 2, H = 7, W = 9;
+const cases: Case[] = [
+  { name: "3→5 k3 p1 bias", x: [B, 3, H, W], w: [5, 3, 3, 3], opts: { padding: 1 }, bias: true },
+  {
+    name: "3→5 k3 s2 p1 silu",
+    x: [B, 3, H, W],
+    w: [5, 3, 3, 3],
+    opts: { stride: 2, padding: 1, activation: "silu" },
+    bias: true,
+  },
+  { name: "3→5 k3 d2 p2", x: [B, 3, H, W], w: [5, 3, 3, 3], opts: { padding: 2, dilation: 2 } },
+  {
+    name: "3→5 1×1 relu",
+    x: [B, 3, H, W],
+    w: [5, 3, 1, 1],
+    opts: { activation: "relu" },
+    bias: true,
+  },
+  {
+    name: "5→3 k3×2 s(2,1) p(1,0) sigmoid",
+    x: [B, 5, H, W],
+    w: [3, 5, 3, 2],
+    opts: { stride: [2, 1], padding: [1, 0], activation: "sigmoid" },
+    bias: true,
+  },
+  {
+    name: "depthwise 5 k3 p1 silu",
+    x: [B, 5, H, W],
+    w: [5, 1, 3, 3],
+    opts: { padding: 1, groups: 5, activation: "silu" },
+    bias: true,
+  },
+  {
+    name: "depthwise 5 k5 s2 p2",
+    x: [B, 5, H, W],
+    w: [5, 1, 5, 5],
+    opts: { stride: 2, padding: 2, groups: 5 },
+  },
+  {
+    name: "mixing 10→5 groups 5 prelu",
+    x: [B, 10, H, W],
+    w: [5, 2, 3, 3],
+    opts: { padding: 1, groups: 5, activation: "prelu" },
+    bias: true,
+    slopes: 1,
+  },
+  {
+    name: "groups 2 6→10 k3 p1 prelu/channel",
+    x: [B, 6, H, W],
+    w: [10, 3, 3, 3],
+    opts: { padding: 1, groups: 2, activation: "prelu" },
+    bias: true,
+    slopes: 10,
+  },
+  {
+    name: "5→2 k3 p1 (direct, 5 inputs)",
+    x: [B, 5, H, W],
+    w: [2, 5, 3, 3],
+    opts: { padding: 1 },
+    bias: true,
+  },
+  {
+    name: "5→21 k3 p1 (32-tile)",
+    x: [B, 5, H, W],
+    w: [21, 5, 3, 3],
+    opts: { padding: 1 },
+    bias: true,
+  },
+  { name: "3→37 k3 s2 (64-tile)", x: [B, 3, H, W], w: [37, 3, 3, 3], opts: { stride: 2 } },
+  { name: "5→67 1×1 (128-tile)", x: [B, 5, H, W], w: [67, 5, 1, 1], opts: {}, bias: true },
+];
+
+function makeInputs(c: Case, seed: number) {
+  const co = c.w[0];
+  return {
+    x: randArray(c.x.reduce((a, b) => a * b), seed),
+    w: randArray(c.w.reduce((a, b) => a * b), seed + 1, -0.5, 0.5),
+    bias: c.bias ? randArray(co, seed + 2) : undefined,
+    slopes: c.slopes ? randArray(c.slopes, seed + 3, 0.1, 0.4) : undefined,
+  };
+}
+
+function runConv(c: Case, xs: Tensor, ws: Tensor, bias?: Tensor, slope?: Tensor): Tensor {
+  return conv2d(xs, ws, { ...c.opts, bias, preluSlope: slope });
+}
+
+for (const [k, c] of cases.entries()) {
+  Deno.test(`conv2d forward ${c.name} matches a float64 reference`, async () => {
+    const d = makeInputs(c, 10 * k + 1);
+    const g = convGeometry(c.x, c.w, c.opts);
+    const y = scope(() =>
+      runConv(
+        c,
+        tensor(d.x, c.x),
+        tensor(d.w, c.w),
+        d.bias && tensor(d.bias),
+        d.slopes && tensor(d.slopes),
+      )
+    );
+    assert.deepEqual([...y.shape], [g.batch, g.co, g.ho, g.wo]);
+    const ref = convRef(g, d.x, d.w, d.bias, c.opts?.activation, d.slopes);
+    assertClose(await y.read(), ref, { what: c.name, atol: 1e-5, rtol: 1e-4 });
+    y.dispose();
+  });
+}
+
+// Backward kernels against the float64 references, including images large enough that the
+// weight gradient is split into several chunks and the GEMMs span several tiles.
+const backwardCases: Case[] = [
+  ...[0, 2, 6, 9, 11].map((i) => cases[i]),
+  { name: "3→5 k3 p1 split 2×3×41×37", x: [2, 3, 41, 37], w: [5, 3, 3, 3], opts: { padding: 1 } },
+  {
+    name: "depthwise 3 k3 s2 split 2×3×61×67",
+    x: [2, 3, 61, 67],
+    w: [3, 1, 3, 3],
+    opts: { stride: 2, padding: 1, groups: 3 },
+  },
+  {
+    name: "20→36 k3 p1 s2 (dgrad phases)",
+    x: [1, 20, 9, 11],
+    w: [36, 20, 3, 3],
+    opts: { padding: 1, stride: 2 },
+  },
+  {
+    name: "6→9 1×1 s2 (phases with no tap)",
+    x: [1, 6, 5, 7],
+    w: [9, 6, 1, 1],
+    opts: { stride: 2 },
+  },
+];
+
+for (const [k, c] of backwardCases.entries()) {
+  Deno.test(`conv2d backward kernels ${c.name} match float64 references`, async () => {
+    const d = makeInputs(c, 100 + 10 * k);
+    const g = convGeometry(c.x, c.w, c.opts);
+    const dyData = randArray(g.batch * g.co * g.ho * g.wo, 7 + k);
+    const { dx, dw, db } = scope(() => {
+      const dy = tensor(dyData, [g.batch, g.co, g.ho, g.wo]);
+      const dx = convInputGradRaw(g, dy, tensor(d.w, c.w)).y;
+      const { dw, db } = convWeightGradRaw(g, tensor(d.x, c.x), dy, true);
+      return { dx, dw, db: db! };
+    });
+    assertClose(await dx.read(), dgradRef(g, dyData, d.w), { what: `${c.name} dx`, atol: 1e-4 });
+    const ref = wgradRef(g, d.x, dyData);
+    assertClose(await dw.read(), ref.dw, { what: `${c.name} dw`, atol: 1e-3, rtol: 1e-4 });
+    assertClose(await db.read(), ref.db, { what: `${c.name} db`, atol: 1e-3, rtol: 1e-4 });
+    for (const t of [dx, dw, db]) t.dispose();
+  });
+}
+
+// Autograd through the fused epilogue: finite differences for x, w, bias (and the slope).
+const gradCases = [0, 1, 4, 5, 7, 8].map((i) => cases[i]);
+for (const [k, c] of gradCases.entries()) {
+  Deno.test(`conv2d gradient ${c.name} matches finite differences`, async () => {
+    const d = makeInputs(c, 1000 + 10 * k);
+    // PReLU's kink: keep every pre-activation far from zero (small weights, bias ±2 by
+    // channel), so no finite-difference step crosses it and both branches are used.
+    if (d.slopes) {
+      d.w = d.w.map((v) => v * 0.2);
+      d.bias = d.bias!.map((_, c) => (c % 2 ? 2 : -2));
+    }
+    const inputs = [{ data: d.x, shape: c.x }, { data: d.w, shape: c.w }];
+    if (d.bias) inputs.push({ data: d.bias, shape: [c.w[0]] });
+    if (d.slopes) inputs.push({ data: d.slopes, shape: [d.slopes.length] });
+    await gradCheck(
+      (...ts: Tensor[]) => {
+        const bias = d.bias ? ts[2] : undefined;
+        const slope = d.slopes ? ts[d.bias ? 3 : 2] : undefined;
+        return runConv(c, ts[0], ts[1], bias, slope);
+      },
+      inputs,
+      { maxPoints: 12 },
+    );
+  });
+}
+
+Deno.test("conv2d folded BatchNorm equals conv followed by eval BatchNorm", async () => {
+  const co = 6, eps = 1e-5;
+  const xs = [B, 3, H, W], wsh = [co, 3, 3, 3];
+  const x = randArray(B * 3 * H * W, 51), w = randArray(co * 27, 52, -0.5, 0.5);
+  const b = randArray(co, 53), mean = randArray(co, 54), vars = randArray(co, 55, 0.2, 2);
+  const gamma = randArray(co, 56, 0.5, 1.5), beta = randArray(co, 57);
+  const g = convGeometry(xs, wsh, { padding: 1 });
+  const plain = convRef(g, x, w, b);
+  const hw = g.ho * g.wo;
+  const ref = plain.map((v, i) => {
+    const c = Math.floor(i / hw) % co;
+    const bn = (v - mean[c]) / Math.sqrt(vars[c] + eps) * gamma[c] + beta[c];
+    return bn / (1 + Math.exp(-bn));
+  });
+  const y = scope(() => {
+    const f = foldBatchNorm(
+      tensor(w, wsh),
+      tensor(b),
+      tensor(mean),
+      tensor(vars),
+      tensor(gamma),
+      tensor(beta),
+      eps,
+    );
+    return conv2d(tensor(x, xs), f.weight, { bias: f.bias, padding: 1, activation: "silu" });
+  });
+  assertClose(await y.read(), ref, { what: "conv+BN+SiLU", atol: 2e-5, rtol: 2e-4 });
+  y.dispose();
+  // Without conv bias and without affine parameters.
+  const y2 = scope(() => {
+    const f = foldBatchNorm(tensor(w, wsh), null, tensor(mean), tensor(vars), null, null, eps);
+    return conv2d(tensor(x, xs), f.weight, { bias: f.bias, padding: 1 });
+  });
+  const plain2 = convRef(g, x, w);
+  const ref2 = plain2.map((v, i) => {
+    const c = Math.floor(i / hw) % co;
+    return (v - mean[c]) / Math.sqrt(vars[c] + eps);
+  });
+  assertClose(await y2.read(), ref2, { what: "conv+BN", atol: 2e-5, rtol: 2e-4 });
+  y2.dispose();
+});
+
+Deno.test("conv2d rejects mismatched shapes with a clear message", () => {
+  scope(() => {
+    const x = tensor(new Float32Array(2 * 4 * 5 * 5), [2, 4, 5, 5]);
+    assert.throws(() => conv2d(x, tensor(new Float32Array(27), [1, 3, 3, 3])), /groups/);
+    assert.throws(
+      () => conv2d(x, tensor(new Float32Array(36), [1, 4, 3, 3]), { bias: tensor([1, 2]) }),
+      /bias/,
+    );
+    assert.deepEqual(pair([2, 3], 1), [2, 3]);
+  });
+});
