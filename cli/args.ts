@@ -1,0 +1,245 @@
+// Command-line flags for every command: node:util parseArgs reads them, a zod object schema says
+// which exist and validates them. Flags are the schema's keys in kebab-case (valCount → --val-count).
+// Numbers are coerced, arrays accept repeats and commas (--thresholds 0.05,0.2), booleans accept
+// --flag and --no-flag. A bad flag ends the process with one line naming it, never a stack trace.
+
+import { parseArgs } from "node:util";
+import { z } from "zod";
+
+export interface FlagsOptions {
+  /** The whole --help text. */
+  help: string;
+  /** Short or alternative names: { o: "out" } makes -o mean --out. */
+  aliases?: Record<string, string>;
+  /** Accept positional arguments (returned under `_`); default false: they are errors. */
+  positionals?: boolean;
+}
+
+/** A flag problem, meant for the user: `message` is complete and names the flag. */
+export class FlagError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "FlagError";
+  }
+}
+
+/** Thrown by parseFlagsOrThrow when --help or -h is given. */
+export class HelpRequested extends Error {
+  constructor(readonly help: string) {
+    super("help requested");
+    this.name = "HelpRequested";
+  }
+}
+
+type Kind = "boolean" | "number" | "string";
+interface FlagSpec {
+  key: string;
+  flag: string;
+  kind: Kind;
+  multiple: boolean;
+  choices?: string[];
+}
+
+/** Minimal view of zod 4's internal definition, enough to tell flag kinds apart. */
+interface Def {
+  type: string;
+  innerType?: { _zod: { def: Def } };
+  in?: { _zod: { def: Def } };
+  element?: { _zod: { def: Def } };
+  entries?: Record<string, string | number>;
+  values?: unknown[];
+}
+
+function defOf(t: unknown): Def {
+  return (t as { _zod: { def: Def } })._zod.def;
+}
+
+/** Strip optional/default/nullable/pipe wrappers down to the type the user writes. */
+function core(def: Def): Def {
+  for (;;) {
+    if (def.innerType) def = def.innerType._zod.def;
+    else if (def.type === "pipe" && def.in) def = def.in._zod.def;
+    else return def;
+  }
+}
+
+const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+function specOf(key: string, t: unknown): FlagSpec {
+  let def = core(defOf(t));
+  const multiple = def.type === "array";
+  if (multiple && def.element) def = core(def.element._zod.def);
+  const kind: Kind = def.type === "boolean"
+    ? "boolean"
+    : def.type === "number"
+    ? "number"
+    : "string";
+  const choices = def.type === "enum" && def.entries
+    ? Object.values(def.entries).map(String)
+    : def.type === "literal" && def.values
+    ? def.values.map(String)
+    : undefined;
+  return { key, flag: kebab(key), kind, multiple, choices };
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length];
+}
+
+function unknownFlagMessage(raw: string, specs: FlagSpec[]): string {
+  const name = raw.replace(/^-+/, "").split("=")[0];
+  const known = specs.map((s) => s.flag);
+  const close = known.filter((k) => editDistance(k, name) <= Math.max(1, name.length / 4));
+  const hint = close.length ? ` Did you mean ${close.map((k) => `--${k}`).join(" or ")}?` : "";
+  return `unknown flag ${raw}.${hint} Known flags: ${
+    known.map((k) => `--${k}`).join(", ")
+  }, --help`;
+}
+
+/** Rephrase node:util's parse errors in terms of our flags. */
+function parseErrorMessage(e: Error & { code?: string }, specs: FlagSpec[]): string {
+  const quoted = /'(?:-\w, )?(--?[\w-]+)/.exec(e.message)?.[1] ?? "";
+  switch (e.code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return unknownFlagMessage(quoted, specs);
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
+      return `unexpected argument ${/'([^']*)'/.exec(e.message)?.[1] ?? ""}: ` +
+        `this command takes only --flags (values go after the flag: --out DIR)`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      if (/argument missing/.test(e.message)) return `${quoted} needs a value`;
+      if (/does not take an argument/.test(e.message)) {
+        return `${quoted} is a switch and takes no value (use ${quoted} or --no-${
+          quoted.replace(/^--/, "")
+        })`;
+      }
+      if (/ambiguous/.test(e.message)) {
+        return `${quoted} is followed by something that looks like a flag; ` +
+          `write ${quoted}=VALUE if the value starts with a dash`;
+      }
+      return e.message;
+    default:
+      return e.message;
+  }
+}
+
+function coerce(spec: FlagSpec, raw: string): string | number {
+  if (spec.kind !== "number") return raw;
+  const v = raw.trim() === "" ? NaN : Number(raw);
+  if (!Number.isFinite(v)) throw new FlagError(`--${spec.flag}: expected a number, got "${raw}"`);
+  return v;
+}
+
+function issueMessage(
+  issue: z.core.$ZodIssue,
+  specs: Map<string, FlagSpec>,
+  raw: Record<string, unknown>,
+): string {
+  const key = String(issue.path[0] ?? "");
+  const spec = specs.get(key);
+  const flag = spec ? `--${spec.flag}` : key || "flags";
+  const got = raw[key];
+  if (got === undefined && issue.code === "invalid_type") return `${flag} is required`;
+  const shown = Array.isArray(got) ? got.join(",") : String(got);
+  if (spec?.choices) {
+    return `${flag}: "${shown}" is not allowed; allowed values: ${spec.choices.join(", ")}`;
+  }
+  return `${flag}: ${issue.message} (got ${typeof got === "string" ? JSON.stringify(got) : shown})`;
+}
+
+/** Parse and validate; throws FlagError for bad input and HelpRequested for --help. */
+export function parseFlagsOrThrow<S extends z.ZodObject>(
+  argv: readonly string[],
+  schema: S,
+  opts: FlagsOptions,
+): z.output<S> & { _?: string[] } {
+  const specs = Object.entries(schema.shape).map(([k, t]) => specOf(k, t));
+  const byKey = new Map(specs.map((s) => [s.key, s]));
+  const options: Record<
+    string,
+    { type: "boolean" | "string"; multiple?: boolean; short?: string }
+  > = {};
+  for (const s of specs) {
+    options[s.flag] = { type: s.kind === "boolean" ? "boolean" : "string", multiple: s.multiple };
+  }
+  options.help = { type: "boolean", short: "h" };
+  for (const [alias, target] of Object.entries(opts.aliases ?? {})) {
+    const flag = kebab(target);
+    if (!options[flag]) throw new Error(`alias ${alias} points to unknown flag ${target}`);
+    if (alias.length === 1) options[flag].short = alias;
+  }
+  // Long aliases are rewritten to their targets before parsing.
+  const longAliases = Object.entries(opts.aliases ?? {}).filter(([a]) => a.length > 1);
+  const args = argv.map((a) => {
+    for (const [alias, target] of longAliases) {
+      if (a === `--${alias}` || a.startsWith(`--${alias}=`)) {
+        return `--${kebab(target)}${a.slice(alias.length + 2)}`;
+      }
+    }
+    return a;
+  });
+  if (args.includes("--help") || args.includes("-h")) throw new HelpRequested(opts.help);
+  let parsed;
+  try {
+    parsed = parseArgs(
+      {
+        args,
+        options,
+        strict: true,
+        allowPositionals: opts.positionals ?? false,
+        allowNegative: true,
+      } as Parameters<typeof parseArgs>[0],
+    );
+  } catch (e) {
+    throw new FlagError(parseErrorMessage(e as Error, specs));
+  }
+  const raw: Record<string, unknown> = {};
+  for (const s of specs) {
+    const v = (parsed.values as Record<string, unknown>)[s.flag];
+    if (v === undefined) continue;
+    if (s.multiple) {
+      raw[s.key] = (v as string[]).flatMap((x) => x.split(",")).filter((x) => x !== "")
+        .map((x) => coerce(s, x));
+    } else raw[s.key] = typeof v === "string" ? coerce(s, v) : v;
+  }
+  const result = schema.safeParse(raw);
+  if (!result.success) {
+    throw new FlagError(result.error.issues.map((i) => issueMessage(i, byKey, raw)).join("\n"));
+  }
+  const out = result.data as z.output<S> & { _?: string[] };
+  if (opts.positionals) out._ = parsed.positionals;
+  return out;
+}
+
+/**
+ * Parse and validate flags for a command. Prints the help and exits 0 on --help; prints
+ * "error: …" and exits 2 on a bad flag.
+ */
+export function parseFlags<S extends z.ZodObject>(
+  argv: readonly string[],
+  schema: S,
+  opts: FlagsOptions,
+): z.output<S> & { _?: string[] } {
+  try {
+    return parseFlagsOrThrow(argv, schema, opts);
+  } catch (e) {
+    if (e instanceof HelpRequested) {
+      console.log(e.help.trimEnd());
+      Deno.exit(0);
+    }
+    if (e instanceof FlagError) {
+      console.error(`error: ${e.message}\n(run with --help for usage)`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+}

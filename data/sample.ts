@@ -1,0 +1,205 @@
+// One pair, decoded: the checks the dataset validator runs on it, and the conversion to the
+// tensors a batch holds. Runs inside decode workers (see decode_worker.ts).
+
+import { carOf } from "./car.ts";
+import { type LabelEncoding, labelEncoding, labelValues } from "./label.ts";
+import type { PairFiles } from "./pair_files.ts";
+import { type GrayImage, PngError, readGrayPng, readRgbPng, type RgbImage } from "./png.ts";
+
+/** One problem with one file, and how to fix it. */
+export interface Problem {
+  file: string;
+  problem: string;
+  fix: string;
+}
+
+export interface PairCheck {
+  name: string;
+  problems: Problem[];
+  width: number;
+  height: number;
+  car: number;
+  encoding: LabelEncoding | null;
+}
+
+/** Per-channel normalisation applied after scaling to [0, 1]: (x − mean) / std. */
+export interface Normalize {
+  mean: readonly [number, number, number];
+  std: readonly [number, number, number];
+}
+
+/** Where to crop: a `size`×`size` window at fractions (u, v) of the free range. */
+export interface CropSpec {
+  size: number;
+  u: number;
+  v: number;
+}
+
+export interface SampleTensors {
+  name: string;
+  width: number;
+  height: number;
+  /** [3, H, W] float32. */
+  a: Float32Array;
+  b: Float32Array;
+  /** [H, W] 0/1. */
+  label: Uint32Array;
+}
+
+interface Size {
+  width: number;
+  height: number;
+}
+
+function sizeOf(img: Size): Size {
+  return { width: img.width, height: img.height };
+}
+
+const FIX_CORRUPT = "re-export the file as PNG (8-bit RGB for images, 8-bit grayscale for labels)";
+
+async function tryRead<T>(
+  path: string,
+  read: (p: string) => Promise<T>,
+  problems: Problem[],
+): Promise<T | null> {
+  try {
+    return await read(path);
+  } catch (e) {
+    const problem = e instanceof PngError ? e.problem : (e as Error).message;
+    problems.push({ file: path, problem, fix: FIX_CORRUPT });
+    return null;
+  }
+}
+
+/** Decode all three files of a pair and report everything wrong with them. */
+export async function inspectPair(pair: PairFiles): Promise<PairCheck> {
+  const problems: Problem[] = [];
+  // Sequential on purpose: keeps at most one decoded image alive per worker.
+  const a = await tryRead(pair.a, readRgbPng, problems);
+  const sizes: [string, string, Size | null][] = [["A", pair.a, a && sizeOf(a)]];
+  const b = await tryRead(pair.b, readRgbPng, problems);
+  sizes.push(["B", pair.b, b && sizeOf(b)]);
+  const label = await tryRead(pair.label, readGrayPng, problems);
+  sizes.push(["label", pair.label, label && sizeOf(label)]);
+  const known = sizes.filter((s) => s[2] !== null) as [string, string, Size][];
+  const [refFolder, , ref] = known[0] ?? ["", "", { width: 0, height: 0 }];
+  for (const [, file, size] of known.slice(1)) {
+    if (size.width !== ref.width || size.height !== ref.height) {
+      problems.push({
+        file,
+        problem: `size ${size.width}×${size.height} differs from ${refFolder}/${pair.name}.png ` +
+          `(${ref.width}×${ref.height})`,
+        fix: "A, B and label of a pair must have the same size; re-export or crop them alike",
+      });
+    }
+  }
+  let encoding: LabelEncoding | null = null;
+  let car = 0;
+  if (label) {
+    const values = labelValues(label.data);
+    encoding = labelEncoding(values);
+    if (encoding === null) {
+      const bad = values.filter((v) => v !== 0 && v !== 1 && v !== 255);
+      const shown = bad.length > 12 ? [...bad.slice(0, 12), "…"] : bad;
+      problems.push({
+        file: pair.label,
+        problem: `label is not binary: it holds the values {${
+          values.length > 16
+            ? [
+              ...values.slice(0, 16),
+              "…",
+            ].join(", ")
+            : values.join(", ")
+        }}; offending: ${shown.join(", ")}`,
+        fix: "labels must hold only 0 and 255 (or only 0 and 1); threshold at 128 and re-save " +
+          "without anti-aliasing or JPEG compression",
+      });
+    }
+    car = carOf(label.data);
+  }
+  return {
+    name: pair.name,
+    problems,
+    width: ref.width,
+    height: ref.height,
+    car,
+    encoding,
+  };
+}
+
+/** Read a pair as tensors, optionally cropped and normalised. Throws naming the file at fault. */
+export async function loadSample(
+  pair: PairFiles,
+  crop?: CropSpec,
+  normalize?: Normalize,
+): Promise<SampleTensors> {
+  const [a, b, label] = await Promise.all([
+    readRgbPng(pair.a),
+    readRgbPng(pair.b),
+    readGrayPng(pair.label),
+  ]);
+  for (const [path, img] of [[pair.b, b], [pair.label, label]] as const) {
+    if (img.width !== a.width || img.height !== a.height) {
+      throw new Error(
+        `${path}: size ${img.width}×${img.height} differs from ${pair.a} (${a.width}×${a.height})`,
+      );
+    }
+  }
+  let x0 = 0, y0 = 0, w = a.width, h = a.height;
+  if (crop) {
+    if (crop.size > a.width || crop.size > a.height) {
+      throw new Error(
+        `${pair.a}: image ${a.width}×${a.height} is smaller than the crop size ${crop.size}`,
+      );
+    }
+    x0 = Math.floor(crop.u * (a.width - crop.size + 1));
+    y0 = Math.floor(crop.v * (a.height - crop.size + 1));
+    w = h = crop.size;
+  }
+  return {
+    name: pair.name,
+    width: w,
+    height: h,
+    a: toChw(a, x0, y0, w, h, normalize),
+    b: toChw(b, x0, y0, w, h, normalize),
+    label: toBinary(label, x0, y0, w, h),
+  };
+}
+
+/** HWC uint8 window → CHW float32, (v / 255 − mean) / std. */
+function toChw(
+  img: RgbImage,
+  x0: number,
+  y0: number,
+  w: number,
+  h: number,
+  normalize?: Normalize,
+): Float32Array {
+  const out = new Float32Array(3 * w * h);
+  const src = img.data, W = img.width;
+  for (let c = 0; c < 3; c++) {
+    const std = normalize ? normalize.std[c] : 1;
+    const scale = 1 / (255 * std);
+    const shift = normalize ? -normalize.mean[c] / std : 0;
+    const plane = c * w * h;
+    for (let y = 0; y < h; y++) {
+      let s = ((y0 + y) * W + x0) * 3 + c;
+      const row = plane + y * w;
+      for (let x = 0; x < w; x++, s += 3) out[row + x] = src[s] * scale + shift;
+    }
+  }
+  return out;
+}
+
+function toBinary(img: GrayImage, x0: number, y0: number, w: number, h: number): Uint32Array {
+  const out = new Uint32Array(w * h);
+  const src = img.data, W = img.width;
+  for (let y = 0; y < h; y++) {
+    const s = (y0 + y) * W + x0;
+    for (let x = 0; x < w; x++) {
+      const v = src[s + x];
+      out[y * w + x] = v === 1 || v > 127 ? 1 : 0;
+    }
+  }
+  return out;
+}
