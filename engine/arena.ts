@@ -83,8 +83,13 @@ export class ParamArena {
       const old = p.storage;
       p.storage = new Storage(this.paramBuffer, offset, Math.max(4, p.size * 4), false);
       old.release();
+      const grad = arenaView(this.gradBuffer, offset, p.shape);
+      // A gradient accumulated before the move comes along.
+      if (p.grad && !p.grad.disposed && p.grad.size === p.size && p.size > 0) {
+        copy(p.grad.binding, grad.binding, p.size * 4);
+      }
       p.grad?.dispose();
-      p.grad = arenaView(this.gradBuffer, offset, p.shape);
+      p.grad = grad;
       p.requiresGrad = true;
       p.keep();
     }

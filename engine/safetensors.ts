@@ -387,6 +387,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 
 /** Why `entry` cannot go into `t`, or null when it can. */
 function mismatch(key: string, t: Tensor, entry: SafeEntry): string | null {
+  if (t.disposed) return `"${key}": the tensor is disposed`;
   if (!sameShape(t.shape, entry.shape)) {
     return `"${key}": file has shape [${entry.shape.join(", ")}], tensor has [${
       t.shape.join(", ")

@@ -124,6 +124,17 @@ Deno.test("arena: backward accumulates into the arena; zeroGrads is one dispatch
   arena.dispose();
 });
 
+Deno.test("arena: a gradient accumulated before the move comes along", async () => {
+  const [p] = makeParams(8);
+  const c = tensor(randArray(7, 9), [7]);
+  scope(() => backward(sum(mul(p, c))));
+  const arena = new ParamArena([p]);
+  assert(p.grad!.storage.buffer === arena.gradBuffer);
+  assertClose(await p.grad!.read(), await c.read(), { what: "carried gradient" });
+  c.dispose();
+  arena.dispose();
+});
+
 Deno.test("AdamW matches PyTorch's AdamW in float64 over several steps", async () => {
   const o = { beta1: 0.9, beta2: 0.99, eps: 1e-8, wd: 0.1 };
   const params = makeParams(3);

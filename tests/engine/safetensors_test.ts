@@ -243,6 +243,8 @@ Deno.test("safetensors: loadInto accepts I64 into i32 and F16 into f32", async (
   w.dispose();
 });
 
+const tooBigFor = (v: number) => encodeSafetensors({ c: { dtype: "I64", shape: [1], data: [v] } });
+
 Deno.test("safetensors: loadInto errors name the keys at fault", () => {
   const a = tensor(randArray(6, 5), [2, 3]);
   const b = tensor([1, 2, 3], [3]);
@@ -269,6 +271,9 @@ Deno.test("safetensors: loadInto errors name the keys at fault", () => {
     assertEquals(res, { loaded: ["b"], missing: ["c"], unexpected: ["a", "extra"] });
     const wrongType = encodeSafetensors({ c: { dtype: "F32", shape: [1], data: [1] } });
     assertThrows(() => loadInto({ c }, wrongType), Error, '"c": file has dtype F32, tensor is i32');
+    const gone = tensor([1], [1], "i32");
+    gone.dispose();
+    assertThrows(() => loadInto({ c: gone }, tooBigFor(2)), Error, '"c": the tensor is disposed');
     const tooBig = encodeSafetensors({ c: { dtype: "I64", shape: [1], data: [2 ** 40] } });
     assertThrows(() => loadInto({ c }, tooBig), Error, '"c": value 1099511627776 does not fit i32');
   } finally {
