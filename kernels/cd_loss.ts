@@ -9,9 +9,11 @@
 //   2. total:  one workgroup sums them into 1 / Σ w_y;
 //   3. main:   per (image, chunk) partial (Σ w·ce, Σ w, Σ sq) and the gradient;
 //   4. finish: one workgroup turns the partials into the loss and the per-image losses.
-// Two-stage sums keep it deterministic (WGSL has no float atomics).
+// Two-stage sums keep it deterministic (WGSL has no float atomics). When H·W is a multiple of 4
+// every load and store moves a vec4 (4 pixels): F and U below are vec4<f32> / vec4<u32> then, f32
+// and u32 otherwise, and the same WGSL text serves both.
 
-import { f, groupGrid, type Kernel } from "./common.ts";
+import { f, grid1d, groupGrid, type Kernel } from "./common.ts";
 
 export interface CdLossSpec {
   batch: number;
@@ -30,6 +32,7 @@ export interface CdLossSpec {
 const THREADS = 256;
 /** Pixels each thread handles in the count and main kernels. */
 const PER_THREAD = 8;
+/** Pixels per workgroup (one partial each). */
 const CHUNK = THREADS * PER_THREAD;
 
 /** Partials per image and in all (one per main-kernel workgroup). */
@@ -44,9 +47,24 @@ function check(s: CdLossSpec): void {
   if (s.weights.some((w) => !(w >= 0))) throw new Error(`cdLoss: class weights ${s.weights}`);
 }
 
-/** Weight of label `y` (a u32 expression), 0 for ignored labels. */
+/** Pixels per lane: 4 when each image's pixels fill whole vec4s. */
+function lanesOf(pixels: number): 1 | 4 {
+  return pixels % 4 === 0 ? 4 : 1;
+}
+
+function aliases(w: 1 | 4): string {
+  return w === 4 ? "alias F = vec4<f32>;\nalias U = vec4<u32>;" : "alias F = f32;\nalias U = u32;";
+}
+
+/** Sum of the lanes of an F. */
+function lanesSum(w: 1 | 4, x: string): string {
+  return w === 4 ? `dot(${x}, vec4<f32>(1.0))` : x;
+}
+
+/** Weight of label `y` (a U expression), 0 for ignored labels. */
 function weightExpr(s: CdLossSpec, y: string): string {
-  return `select(select(0.0, ${f(s.weights[1])}, ${y} == 1u), ${f(s.weights[0])}, ${y} == 0u)`;
+  const [w0, w1] = s.weights.map(f);
+  return `select(select(F(0.0), F(${w1}), ${y} == U(1u)), F(${w0}), ${y} == U(0u))`;
 }
 
 /** Tree sum of `red` (array<T, 256>) into red[0]. */
@@ -55,29 +73,39 @@ const treeSum = `  for (var s = ${THREADS / 2}u; s > 0u; s >>= 1u) {
     workgroupBarrier();
   }`;
 
+/** The loop over this thread's lanes of its workgroup's chunk: `e` is the lane index within
+ * image `b` (in lanes of W pixels). */
+function laneLoop(s: CdLossSpec, perImage: number, total: number, g: string, body: string) {
+  const W = lanesOf(s.pixels);
+  const lanes = s.pixels / W;
+  return `  let g = ${g};
+  if (g >= ${total}u) { return; }
+  let b = g / ${perImage}u;
+  let first = (g % ${perImage}u) * ${CHUNK / W}u + lid;
+  for (var k = 0u; k < ${PER_THREAD / W}u; k++) {
+    let e = first + k * ${THREADS}u;
+    if (e < ${lanes}u) {
+${body}
+    }
+  }`;
+}
+
 /** Stage 1. Bindings: labels → wpart [partials]. */
 export function cdLossCountKernel(s: CdLossSpec): Kernel {
   check(s);
+  const W = lanesOf(s.pixels);
   const { perImage, total } = cdLossPartials(s);
   const g = groupGrid(total);
-  const code = `@group(0) @binding(0) var<storage, read> labels: array<u32>;
+  const body = `      acc += ${weightExpr(s, `labels[b * ${s.pixels / W}u + e]`)};`;
+  const code = `${aliases(W)}
+@group(0) @binding(0) var<storage, read> labels: array<U>;
 @group(0) @binding(1) var<storage, read_write> wpart: array<f32>;
 var<workgroup> red: array<f32, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = ${g.index};
-  if (g >= ${total}u) { return; }
-  let b = g / ${perImage}u;
-  let first = (g % ${perImage}u) * ${CHUNK}u + lid;
-  var acc: f32 = 0.0;
-  for (var k = 0u; k < ${PER_THREAD}u; k++) {
-    let p = first + k * ${THREADS}u;
-    if (p < ${s.pixels}u) {
-      let y = labels[b * ${s.pixels}u + p];
-      acc += ${weightExpr(s, "y")};
-    }
-  }
-  red[lid] = acc;
+  var acc = F(0.0);
+${laneLoop(s, perImage, total, g.index, body)}
+  red[lid] = ${lanesSum(W, "acc")};
   workgroupBarrier();
 ${treeSum}
   if (lid == 0u) { wpart[g] = red[0]; }
@@ -108,42 +136,41 @@ ${treeSum}
  * part [partials] of vec4 (Σ w·ce, Σ w, Σ sq, 0). */
 export function cdLossMainKernel(s: CdLossSpec): Kernel {
   check(s);
+  const W = lanesOf(s.pixels);
   const { perImage, total } = cdLossPartials(s);
   const g = groupGrid(total);
-  const C = s.channels, HW = s.pixels;
+  const C = s.channels, L = s.pixels / W;
   const kd = s.lambda !== 0;
-  const decls = ["@group(0) @binding(0) var<storage, read> logits: array<f32>;"];
-  decls.push("@group(0) @binding(1) var<storage, read> labels: array<u32>;");
-  if (kd) decls.push(`@group(0) @binding(${decls.length}) var<storage, read> teacher: array<f32>;`);
+  const decls = ["@group(0) @binding(0) var<storage, read> logits: array<F>;"];
+  decls.push("@group(0) @binding(1) var<storage, read> labels: array<U>;");
+  if (kd) decls.push(`@group(0) @binding(${decls.length}) var<storage, read> teacher: array<F>;`);
   if (s.grad) {
     decls.push(`@group(0) @binding(${decls.length}) var<storage, read> invw: array<f32>;`);
   }
   if (s.grad) {
-    decls.push(`@group(0) @binding(${decls.length}) var<storage, read_write> grad: array<f32>;`);
+    decls.push(`@group(0) @binding(${decls.length}) var<storage, read_write> grad: array<F>;`);
   }
   decls.push(
     `@group(0) @binding(${decls.length}) var<storage, read_write> part: array<vec4<f32>>;`,
   );
-  // Logit c of pixel p of image b sits at (b·C + c)·HW + p.
-  const at = (c: number) => `(b * ${C}u + ${c}u) * ${HW}u + p`;
+  // Logit c of lane e of image b sits at (b·C + c)·L + e.
+  const at = (c: number) => `(b * ${C}u + ${c}u) * ${L}u + e`;
   const ce = C === 1
     ? `      let z = logits[${at(0)}];
-      let yf = f32(y == 1u);
       // softplus(z) − y·z, written to stay finite for large |z|
-      let ce = max(z, 0.0) - z * yf + log(1.0 + exp(-abs(z)));
-      let dz0 = (1.0 / (1.0 + exp(-z)) - yf) * ws;`
+      let ce = max(z, F(0.0)) - z * yf + log(F(1.0) + exp(-abs(z)));
+      let dz0 = (F(1.0) / (F(1.0) + exp(-z)) - yf) * ws;`
     : `      let z0 = logits[${at(0)}];
       let z1 = logits[${at(1)}];
       let m = max(z0, z1);
       let e0 = exp(z0 - m);
       let e1 = exp(z1 - m);
       let se = e0 + e1;
-      let ce = m + log(se) - select(z0, z1, y == 1u);
-      let yf = f32(y == 1u);
-      let dz0 = (e0 / se - (1.0 - yf)) * ws;
+      let ce = m + log(se) - select(z0, z1, y == U(1u));
+      let dz0 = (e0 / se - (F(1.0) - yf)) * ws;
       let dz1 = (e1 / se - yf) * ws;`;
   // d/dz of λ·mean((z − t)²) over all B·C·HW elements.
-  const mseScale = f((2 * s.lambda) / (s.batch * C * HW));
+  const mseScale = f((2 * s.lambda) / (s.batch * C * s.pixels));
   const perChannel = Array.from({ length: C }, (_, c) => {
     const lines: string[] = [];
     if (kd) {
@@ -152,36 +179,30 @@ export function cdLossMainKernel(s: CdLossSpec): Kernel {
     }
     if (s.grad) {
       const mse = kd ? ` + ${mseScale} * d${c}` : "";
-      lines.push(`      grad[${at(c)}] = select(0.0, dz${c}, w > 0.0)${mse};`);
+      lines.push(`      grad[${at(c)}] = select(F(0.0), dz${c}, w > F(0.0))${mse};`);
     }
     return lines.join("\n");
   }).join("\n");
-  const code = `${decls.join("\n")}
+  const body = `      let y = labels[b * ${L}u + e];
+      let w = ${weightExpr(s, "y")};
+      let ws = w${s.grad ? " * iw" : ""};
+      let yf = select(F(0.0), F(1.0), y == U(1u));
+${ce}
+      // Ignored pixels (w = 0) add nothing; select keeps a NaN/inf ce out of the sums.
+      wce += select(F(0.0), w * ce, w > F(0.0));
+      wsum += w;
+${perChannel}`;
+  const code = `${aliases(W)}
+${decls.join("\n")}
 var<workgroup> red: array<vec4<f32>, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = ${g.index};
-  if (g >= ${total}u) { return; }
-  let b = g / ${perImage}u;
-  let first = (g % ${perImage}u) * ${CHUNK}u + lid;
   ${s.grad ? "let iw = invw[0];" : ""}
-  var wce: f32 = 0.0;
-  var wsum: f32 = 0.0;
-  var sq: f32 = 0.0;
-  for (var k = 0u; k < ${PER_THREAD}u; k++) {
-    let p = first + k * ${THREADS}u;
-    if (p < ${HW}u) {
-      let y = labels[b * ${HW}u + p];
-      let w = ${weightExpr(s, "y")};
-      let ws = w${s.grad ? " * iw" : ""};
-${ce}
-      // Ignored pixels (w = 0) add nothing; select keeps a NaN/inf ce out of the sums.
-      wce += select(0.0, w * ce, w > 0.0);
-      wsum += w;
-${perChannel}
-    }
-  }
-  red[lid] = vec4<f32>(wce, wsum, sq, 0.0);
+  var wce = F(0.0);
+  var wsum = F(0.0);
+  var sq = F(0.0);
+${laneLoop(s, perImage, total, g.index, body)}
+  red[lid] = vec4<f32>(${lanesSum(W, "wce")}, ${lanesSum(W, "wsum")}, ${lanesSum(W, "sq")}, 0.0);
   workgroupBarrier();
 ${treeSum}
   if (lid == 0u) { part[g] = red[0]; }
@@ -220,4 +241,22 @@ ${treeSum.replaceAll("\n", "\n  ")}
   }
 }`;
   return { name: "cd_loss_finish", code, workgroups: [1, 1, 1] };
+}
+
+/** Backward: dlogits = g · grad, g the loss's incoming (scalar) gradient. Bindings: grad, g →
+ * out. `n` is the number of logits; vec4 lanes when it is a multiple of 4. */
+export function cdLossBackwardKernel(n: number): Kernel {
+  const W = n % 4 === 0 ? 4 : 1;
+  const gr = grid1d(n / W);
+  const code = `${aliases(W)}
+@group(0) @binding(0) var<storage, read> grad: array<F>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<F>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${gr.index};
+  if (i >= ${n / W}u) { return; }
+  out[i] = grad[i] * g[0];
+}`;
+  return { name: "cd_loss_backward", code, workgroups: gr.workgroups };
 }

@@ -3,6 +3,7 @@
 // the saved gradient by the incoming scalar.
 
 import {
+  cdLossBackwardKernel,
   cdLossCountKernel,
   cdLossFinishKernel,
   cdLossMainKernel,
@@ -13,7 +14,6 @@ import {
 import { isGradEnabled, record } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { empty, type Tensor } from "../tensor.ts";
-import { map } from "./elementwise.ts";
 
 export interface CdLossOptions {
   /** Weight of the distillation term (default 0: no teacher needed). */
@@ -89,7 +89,11 @@ export function cdLoss(logits: Tensor, labels: Tensor, opts: CdLossOptions = {})
   for (const t of [...scratch, part]) t.dispose();
   if (grad) {
     const saved = grad;
-    record(loss, [logits], "cd_loss", (g) => [map("cd_loss_backward", "a * b", [saved, g])]);
+    record(loss, [logits], "cd_loss", (g) => {
+      const dz = empty(logits.shape);
+      run(cdLossBackwardKernel(dz.size), [saved, g], [dz]);
+      return [dz];
+    });
     if (!loss.requiresGrad) saved.dispose();
   }
   return { loss, perImage };

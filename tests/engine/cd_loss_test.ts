@@ -104,6 +104,9 @@ const CASES: Case[] = [
   // More than one 2048-pixel chunk per image.
   { b: 2, c: 2, h: 47, w: 53, lambda: 0.1, weights: [1, 3], ignored: 0.05 },
   { b: 2, c: 1, h: 53, w: 47, lambda: 2, ignored: 0.3 },
+  // H·W a multiple of 4 (vec4 lanes), in one partial chunk and across two.
+  { b: 3, c: 2, h: 6, w: 10, lambda: 0.4, weights: [0.5, 2], ignored: 0.2 },
+  { b: 2, c: 1, h: 44, w: 51, lambda: 0.2, weights: [1.5, 0.5], ignored: 0.1 },
 ];
 
 for (const cs of CASES) {
@@ -131,8 +134,8 @@ for (const cs of CASES) {
   });
 }
 
-for (const cs of [CASES[2], CASES[3]]) {
-  Deno.test(`cdLoss ${cs.c}-channel gradient matches finite differences`, async () => {
+for (const cs of [CASES[2], CASES[3], CASES[6]]) {
+  Deno.test(`cdLoss ${cs.c}-channel [${cs.h}×${cs.w}] gradient matches finite differences`, async () => {
     const { z, y, t } = data(cs, 300 + cs.c);
     const labels = tensor(y, [cs.b, cs.h, cs.w], "u32").keep();
     const teacher = tensor(t!, [cs.b, cs.c, cs.h, cs.w]).keep();
