@@ -1,7 +1,8 @@
 // Softmax and log-softmax along one axis, forward and backward. The tensor is viewed as
 // [outer, n, inner] with the softmax over n. Contiguous rows (inner = 1) get one workgroup per
 // row with a shared-memory tree; strided axes (the channel axis of [B, C, H, W]) get one thread
-// per (outer, inner) pair, whose loads over n are coalesced across neighbouring threads.
+// per (outer, inner) pair, whose loads over n are coalesced across neighbouring threads; when
+// inner is a multiple of 4 a thread takes 4 neighbouring pairs as one vec4.
 
 import { grid1d, groupGrid, type Kernel } from "./common.ts";
 
@@ -16,6 +17,11 @@ export interface SoftmaxSpec {
 }
 
 const NEG_MAX = "-3.4028235e38";
+
+/** The element type F of the bindings: f32, or vec4<f32> when a thread takes 4 lanes. */
+function lanes(w: 1 | 4): string {
+  return w === 4 ? "alias F = vec4<f32>;" : "alias F = f32;";
+}
 
 /** Threads per row: a power of two, enough for short rows without idling many lanes. */
 function rowThreads(n: number): number {
@@ -36,8 +42,8 @@ function tree(wg: number, op: (a: string, b: string) => string): string {
 export function softmaxKernel(spec: SoftmaxSpec): Kernel {
   const { outer, n, inner, log = false } = spec;
   const name = log ? "log_softmax" : "softmax";
-  const head = `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;`;
+  const head = `@group(0) @binding(0) var<storage, read> x: array<F>;
+@group(0) @binding(1) var<storage, read_write> y: array<F>;`;
   if (inner === 1) {
     const wg = rowThreads(n);
     const g = groupGrid(outer);
@@ -45,7 +51,8 @@ export function softmaxKernel(spec: SoftmaxSpec): Kernel {
     return {
       name,
       workgroups: g.workgroups,
-      code: `${head}
+      code: `${lanes(1)}
+${head}
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -70,23 +77,25 @@ ${tree(wg, (a, c) => `${a} + ${c}`)}
 }`,
     };
   }
-  const g = grid1d(outer * inner);
+  const W = inner % 4 === 0 ? 4 : 1;
+  const g = grid1d((outer * inner) / W);
   const write = log ? "x[b + k * S] - mx - log(tot)" : "exp(x[b + k * S] - mx) * inv";
   return {
     name,
     workgroups: g.workgroups,
-    code: `${head}
-const S = ${inner}u;
+    code: `${lanes(W)}
+${head}
+const S = ${inner / W}u;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let t = ${g.index};
-  if (t >= ${outer * inner}u) { return; }
+  if (t >= ${(outer * inner) / W}u) { return; }
   let b = (t / S) * ${n}u * S + t % S;
-  var mx: f32 = ${NEG_MAX};
+  var mx = F(${NEG_MAX});
   for (var k = 0u; k < ${n}u; k++) { mx = max(mx, x[b + k * S]); }
-  var tot: f32 = 0.0;
+  var tot = F(0.0);
   for (var k = 0u; k < ${n}u; k++) { tot += exp(x[b + k * S] - mx); }
-  let inv = 1.0 / tot;
+  let inv = F(1.0) / tot;
   for (var k = 0u; k < ${n}u; k++) { y[b + k * S] = ${write}; }
 }`,
   };
@@ -97,9 +106,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 export function softmaxBackwardKernel(spec: SoftmaxSpec): Kernel {
   const { outer, n, inner, log = false } = spec;
   const name = log ? "log_softmax_backward" : "softmax_backward";
-  const head = `@group(0) @binding(0) var<storage, read> y: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;`;
+  const head = `@group(0) @binding(0) var<storage, read> y: array<F>;
+@group(0) @binding(1) var<storage, read> g: array<F>;
+@group(0) @binding(2) var<storage, read_write> dx: array<F>;`;
   const term = (j: string) => log ? `g[${j}]` : `g[${j}] * y[${j}]`;
   const out = (j: string) => log ? `g[${j}] - exp(y[${j}]) * tot` : `y[${j}] * (g[${j}] - tot)`;
   if (inner === 1) {
@@ -108,7 +117,8 @@ export function softmaxBackwardKernel(spec: SoftmaxSpec): Kernel {
     return {
       name,
       workgroups: gg.workgroups,
-      code: `${head}
+      code: `${lanes(1)}
+${head}
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -125,18 +135,20 @@ ${tree(wg, (a, c) => `${a} + ${c}`)}
 }`,
     };
   }
-  const gg = grid1d(outer * inner);
+  const W = inner % 4 === 0 ? 4 : 1;
+  const gg = grid1d((outer * inner) / W);
   return {
     name,
     workgroups: gg.workgroups,
-    code: `${head}
-const S = ${inner}u;
+    code: `${lanes(W)}
+${head}
+const S = ${inner / W}u;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let t = ${gg.index};
-  if (t >= ${outer * inner}u) { return; }
+  if (t >= ${(outer * inner) / W}u) { return; }
   let b = (t / S) * ${n}u * S + t % S;
-  var tot: f32 = 0.0;
+  var tot = F(0.0);
   for (var k = 0u; k < ${n}u; k++) { tot += ${term("b + k * S")}; }
   for (var k = 0u; k < ${n}u; k++) { dx[b + k * S] = ${out("b + k * S")}; }
 }`,

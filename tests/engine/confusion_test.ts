@@ -59,6 +59,9 @@ const SHAPES: [number, number, number, number][] = [
   // Several 4096-pixel chunks per image, the last one partial.
   [2, 1, 67, 131],
   [2, 2, 131, 67],
+  // H·W a multiple of 4 (vec4 lanes), in one chunk and across three.
+  [3, 1, 6, 10],
+  [2, 2, 68, 132],
 ];
 
 for (const shape of SHAPES) {
@@ -75,27 +78,29 @@ Deno.test("confusion with a threshold other than 0.5", async () => {
   await check(z, labels(3 * 35, 6, 0.5, 0.1), [3, 1, 5, 7], 0.1);
 });
 
-Deno.test("confusion edge cases: all unchanged, all changed, all ignored, empty prediction", async () => {
-  const shape: [number, number, number, number] = [2, 1, 9, 11];
-  const n = 2 * 99;
-  const zeros = new Uint32Array(n), ones = new Uint32Array(n).fill(1);
-  const ignored = new Uint32Array(n).fill(255);
-  const negative = new Float32Array(n).fill(-2);
-  const positive = new Float32Array(n).fill(2);
-  const mixed = randArray(n, 9, -3, 3);
-  const eq = (a: number[], b: number[]) => {
-    if (a.join() !== b.join()) throw new Error(`${a} != ${b}`);
-  };
-  // Nothing changed, nothing predicted: every valid pixel is a true negative.
-  eq(await check(negative, zeros, shape), [0, 0, 99, 0, 0, 0, 99, 0]);
-  // Everything changed and predicted.
-  eq(await check(positive, ones, shape), [99, 0, 0, 0, 99, 0, 0, 0]);
-  // Every pixel ignored: all counts zero whatever the prediction.
-  eq(await check(mixed, ignored, shape), [0, 0, 0, 0, 0, 0, 0, 0]);
-  // Empty prediction over real change: only TN and FN.
-  const y = labels(n, 10, 0.5, 0);
-  const got = await check(negative, y, shape);
-  if (got[0] + got[1] + got[4] + got[5] !== 0) throw new Error(`predicted positives in ${got}`);
-  // 2-channel ties predict "unchanged" (argmax takes the first).
-  eq(await check(new Float32Array(2 * n), ones, [2, 2, 9, 11]), [0, 0, 0, 99, 0, 0, 0, 99]);
-});
+for (const [h, w] of [[9, 11], [9, 12]]) {
+  Deno.test(`confusion edge cases ${h}×${w}: all unchanged, all changed, all ignored, empty prediction`, async () => {
+    const shape: [number, number, number, number] = [2, 1, h, w];
+    const hw = h * w, n = 2 * hw;
+    const zeros = new Uint32Array(n), ones = new Uint32Array(n).fill(1);
+    const ignored = new Uint32Array(n).fill(255);
+    const negative = new Float32Array(n).fill(-2);
+    const positive = new Float32Array(n).fill(2);
+    const mixed = randArray(n, 9, -3, 3);
+    const eq = (a: number[], b: number[]) => {
+      if (a.join() !== b.join()) throw new Error(`${a} != ${b}`);
+    };
+    // Nothing changed, nothing predicted: every valid pixel is a true negative.
+    eq(await check(negative, zeros, shape), [0, 0, hw, 0, 0, 0, hw, 0]);
+    // Everything changed and predicted.
+    eq(await check(positive, ones, shape), [hw, 0, 0, 0, hw, 0, 0, 0]);
+    // Every pixel ignored: all counts zero whatever the prediction.
+    eq(await check(mixed, ignored, shape), [0, 0, 0, 0, 0, 0, 0, 0]);
+    // Empty prediction over real change: only TN and FN.
+    const y = labels(n, 10, 0.5, 0);
+    const got = await check(negative, y, shape);
+    if (got[0] + got[1] + got[4] + got[5] !== 0) throw new Error(`predicted positives in ${got}`);
+    // 2-channel ties predict "unchanged" (argmax takes the first).
+    eq(await check(new Float32Array(2 * n), ones, [2, 2, h, w]), [0, 0, 0, hw, 0, 0, 0, hw]);
+  });
+}

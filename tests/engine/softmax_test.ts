@@ -34,6 +34,9 @@ const CASES: [number[], number][] = [
   [[2, 3, 5, 7], 1],
   [[3, 7, 5], 1],
   [[5, 3, 2], 0],
+  // inner a multiple of 4: the vec4 strided kernel
+  [[2, 3, 4, 5], 1],
+  [[3, 5, 12], 0],
 ];
 
 for (const log of [false, true]) {
@@ -51,6 +54,7 @@ for (const log of [false, true]) {
   Deno.test(`${name} gradient (last axis and channel axis)`, async () => {
     await gradCheck((x) => op(x, -1), [{ data: randArray(21, 5, -2, 2), shape: [3, 7] }]);
     await gradCheck((x) => op(x, 1), [{ data: randArray(90, 6, -2, 2), shape: [2, 3, 3, 5] }]);
+    await gradCheck((x) => op(x, 1), [{ data: randArray(48, 7, -2, 2), shape: [2, 3, 2, 4] }]);
   });
 }
 
