@@ -10,6 +10,16 @@
 // Usage (GPU machine, after bench/reference/method_kernels.py wrote its JSON):
 //   deno run -A bench/gpu_method_kernels.ts --torch torch.json
 // `--small` shrinks every size for a smoke run on the software adapter.
+//
+// Measured (NVIDIA H200, Deno 2.9.6 / driver 580, PyTorch 2.11 fp32 eager from the same call;
+// ms per step, ours = GPU timestamps, PyTorch = CUDA events over back-to-back calls):
+//   attention fwd      BIT decoder 0.036 vs 0.430 | BIT encoder 0.0064 vs 0.025 | MiT-b0 s1 0.336 vs 0.236
+//   attention fwd+bwd  BIT decoder 0.267 vs 3.66  | BIT encoder 0.028 vs 0.265  | MiT-b0 s1 1.11 vs 4.26
+//   CE(w) + λ·MSE fwd+bwd, 8×512²: 1 channel 0.038 vs 0.575, 2 channels 0.129 vs 0.396
+//   confusion, 8×512²: 1 channel 0.017 vs 0.330, 2 channels 0.025 vs 0.214
+//   softmax over 2 channels, 8×512²: 0.026 vs 0.018
+// Our wall time per step (recording included) is 0.1–0.3 ms for each of these: for the small
+// cases the host-side recording, not the GPU, bounds a step.
 
 import { noGrad } from "../engine/autograd.ts";
 import { device, deviceInfo, hasFeature, initDevice } from "../engine/device.ts";
