@@ -75,8 +75,8 @@ export function prelu(x: Tensor, slope: Tensor): Tensor {
         {
           name: "prelu_slope_grad",
           layout,
-          inputs: ["var<storage, read> x: array<f32>;", "var<storage, read> g: array<f32>;"],
-          terms: ["g[e] * min(x[e], 0.0)"],
+          inputs: [{ name: "x", elementwise: true }, { name: "g", elementwise: true }],
+          terms: ["g[e] * min(x[e], V(0.0))"],
         },
         [x, g],
         shared ? "all" : "channel",

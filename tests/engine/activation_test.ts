@@ -100,3 +100,16 @@ Deno.test("prelu on [B, C] (no spatial dimensions)", async () => {
     { data: slope, shape: [3] },
   ]);
 });
+
+Deno.test("prelu slope gradient on the vec4 path (H·W a multiple of 4)", async () => {
+  const shape = [2, 3, 4, 5];
+  const x = awayFrom(randArray(120, 24, -2, 2), 0);
+  await gradCheck((t, a) => prelu(t, a), [
+    { data: x, shape },
+    { data: randArray(3, 25, 0, 0.5), shape: [3] },
+  ]);
+  await gradCheck((t, a) => prelu(t, a), [{ data: x, shape }, {
+    data: Float32Array.of(0.1),
+    shape: [1],
+  }]);
+});

@@ -243,3 +243,47 @@ Deno.test("layerNorm2d over channels of NCHW: forward and gradient", async () =>
     { data: b, shape: [5] },
   ]);
 });
+
+Deno.test("vec4 path (H·W a multiple of 4): batch and instance norm forward and gradients", async () => {
+  const shape = [3, 5, 4, 5], c = 5, hw = 20, n = 300;
+  const xs = randArray(n, 90, -1, 3);
+  const w = randArray(c, 91, 0.5, 1.5), b = randArray(c, 92);
+  const rm = full([c], 0).keep(), rv = full([c], 1).keep();
+  const y = scope(() =>
+    batchNorm2d(tensor(xs, shape), {
+      weight: tensor(w, [c]),
+      bias: tensor(b, [c]),
+      runningMean: rm,
+      runningVar: rv,
+      training: true,
+    })
+  );
+  const ref = refNorm(xs, [3, c, hw], false, w, b);
+  assertClose(await readAndDispose(y), ref.y, { what: "batch norm y" });
+  assertClose(await rv.read(), Array.from(ref.unbiasedVar, (v) => 0.9 + 0.1 * v));
+  const inst = scope(() => instanceNorm2d(tensor(xs, shape), { weight: tensor(w, [c]) }));
+  assertClose(await readAndDispose(inst), refNorm(xs, [3, c, hw], true, w, null).y);
+  await gradCheck((x, wt, bs) => batchNorm2d(x, { weight: wt, bias: bs, training: true }), [
+    { data: xs, shape },
+    { data: w, shape: [c] },
+    { data: b, shape: [c] },
+  ]);
+  await gradCheck(
+    (x, wt) => batchNorm2d(x, { weight: wt, runningMean: rm, runningVar: rv, training: false }),
+    [{ data: xs, shape }, { data: w, shape: [c] }],
+  );
+  await gradCheck((x, wt, bs) => instanceNorm2d(x, { weight: wt, bias: bs }), [
+    { data: xs, shape },
+    { data: w, shape: [c] },
+    { data: b, shape: [c] },
+  ]);
+  rm.dispose();
+  rv.dispose();
+  // 64·68 = 4352 values per plane: two chunks in vec4 units, the second partial, offset data
+  const big = randArray(2 * 2 * 64 * 68, 93, 29, 31);
+  const yb = scope(() => batchNorm2d(tensor(big, [2, 2, 64, 68]), { training: true }));
+  assertClose(await readAndDispose(yb), refNorm(big, [2, 2, 64 * 68], false, null, null).y, {
+    atol: 1e-4,
+    rtol: 1e-4,
+  });
+});
