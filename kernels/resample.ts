@@ -74,28 +74,44 @@ ${tapsFn("h", s.inH, s.outH, s, s.scale?.[0])}
 ${tapsFn("w", s.inW, s.outW, s, s.scale?.[1])}`;
 }
 
+/** Planes (N·C) handled by one thread: the taps of a pixel are computed once and reused. The
+ * largest divisor of the plane count up to 8, so no thread has a partial set. */
+export function planesPerThread(planes: number): number {
+  for (let d = Math.min(8, planes); d > 1; d--) if (planes % d === 0) return d;
+  return 1;
+}
+
 export function resampleKernel(s: ResampleSpec): Kernel {
-  const n = s.planes * s.outH * s.outW;
+  const pb = planesPerThread(s.planes);
+  const outHW = s.outH * s.outW, inHW = s.inH * s.inW;
+  const n = (s.planes / pb) * outHW;
   const g = grid1d(n);
   const value = s.mode === "nearest"
-    ? "x[base + th.i0 * W + tw.i0]"
-    : `th.l0 * (tw.l0 * x[base + th.i0 * W + tw.i0] + tw.l1 * x[base + th.i0 * W + tw.i1]) +
-    th.l1 * (tw.l0 * x[base + th.i1 * W + tw.i0] + tw.l1 * x[base + th.i1 * W + tw.i1])`;
+    ? "x[b + o00]"
+    : `th.l0 * (tw.l0 * x[b + o00] + tw.l1 * x[b + o01]) +
+      th.l1 * (tw.l0 * x[b + o10] + tw.l1 * x[b + o11])`;
   return {
     name: `resample_${s.mode}`,
     workgroups: g.workgroups,
     code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-const W = ${s.inW}u;
 ${tapsFns(s)}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${g.index};
   if (i >= ${n}u) { return; }
-  let base = (i / ${s.outH * s.outW}u) * ${s.inH * s.inW}u;
-  let th = taps_h((i / ${s.outW}u) % ${s.outH}u);
-  let tw = taps_w(i % ${s.outW}u);
-  out[i] = ${value};
+  let pix = i % ${outHW}u;
+  let p0 = (i / ${outHW}u) * ${pb}u;
+  let th = taps_h(pix / ${s.outW}u);
+  let tw = taps_w(pix % ${s.outW}u);
+  let o00 = th.i0 * ${s.inW}u + tw.i0;
+  let o01 = th.i0 * ${s.inW}u + tw.i1;
+  let o10 = th.i1 * ${s.inW}u + tw.i0;
+  let o11 = th.i1 * ${s.inW}u + tw.i1;
+  for (var k = 0u; k < ${pb}u; k++) {
+    let b = (p0 + k) * ${inHW}u;
+    out[(p0 + k) * ${outHW}u + pix] = ${value};
+  }
 }`,
   };
 }
@@ -114,10 +130,12 @@ function firstFn(axis: string, outSize: number): string {
 }`;
 }
 
-/** Gradient w.r.t. the input: one thread per input pixel, summing weight · grad over the output
- * pixels whose taps include it. */
+/** Gradient w.r.t. the input: one thread per input pixel and group of planes, summing
+ * weight · grad over the output pixels whose taps include it. */
 export function resampleGradKernel(s: ResampleSpec): Kernel {
-  const n = s.planes * s.inH * s.inW;
+  const pb = planesPerThread(s.planes);
+  const outHW = s.outH * s.outW, inHW = s.inH * s.inW;
+  const n = (s.planes / pb) * inHW;
   const g = grid1d(n);
   // Bilinear outputs reach back one input pixel (their upper tap), nearest ones do not.
   const from = (v: string) => s.mode === "bilinear" ? `max(${v}, 1u) - 1u` : v;
@@ -136,22 +154,23 @@ fn weight(t: Taps, i: u32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${g.index};
   if (i >= ${n}u) { return; }
-  let base = (i / ${s.inH * s.inW}u) * ${s.outH * s.outW}u;
-  let ih = (i / ${s.inW}u) % ${s.inH}u;
-  let iw = i % ${s.inW}u;
+  let pix = i % ${inHW}u;
+  let p0 = (i / ${inHW}u) * ${pb}u;
+  let ih = pix / ${s.inW}u;
+  let iw = pix % ${s.inW}u;
   let oh_end = first_h(ih + 1u);
   let ow_start = first_w(${from("iw")});
   let ow_end = first_w(iw + 1u);
-  var acc = 0.0;
+  var acc: array<f32, ${pb}>;
   for (var oh = first_h(${from("ih")}); oh < oh_end; oh++) {
     let wh = weight(taps_h(oh), ih);
-    var row = 0.0;
     for (var ow = ow_start; ow < ow_end; ow++) {
-      row += weight(taps_w(ow), iw) * g[base + oh * ${s.outW}u + ow];
+      let wt = wh * weight(taps_w(ow), iw);
+      let o = p0 * ${outHW}u + oh * ${s.outW}u + ow;
+      for (var k = 0u; k < ${pb}u; k++) { acc[k] += wt * g[o + k * ${outHW}u]; }
     }
-    acc += wh * row;
   }
-  dx[i] = acc;
+  for (var k = 0u; k < ${pb}u; k++) { dx[(p0 + k) * ${inHW}u + pix] = acc[k]; }
 }`,
   };
 }

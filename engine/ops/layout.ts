@@ -12,6 +12,7 @@ import {
   stridedCopyKernel,
   type StridedView,
 } from "../../kernels/layout.ts";
+import { transposeFits, transposeKernel, type TransposeSpec } from "../../kernels/transpose.ts";
 import { record } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { empty, type Shape, type Tensor } from "../tensor.ts";
@@ -125,17 +126,58 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   });
 }
 
+/** [batch, rows, cols] when permuting by `dims` only swaps two blocks of axes (after dropping
+ * size-1 axes and merging axes that stay neighbours), as NCHW → NHWC does; else null. */
+function asBatchedTranspose(shape: Shape, dims: number[]): [number, number, number] | null {
+  const kept = dims.filter((a) => shape[a] > 1);
+  const rank = new Map([...kept].sort((a, b) => a - b).map((a, i) => [a, i]));
+  const runs: { first: number; size: number }[] = [];
+  let prev = -2;
+  for (const a of kept) {
+    const r = rank.get(a)!;
+    if (r === prev + 1) runs[runs.length - 1].size *= shape[a];
+    else runs.push({ first: r, size: shape[a] });
+    prev = r;
+  }
+  const [a, b, c] = runs;
+  if (runs.length === 2 && a.first > b.first) return [1, b.size, a.size];
+  if (runs.length === 3 && a.first === 0 && b.first > c.first) return [a.size, c.size, b.size];
+  return null;
+}
+
+/** Below this many rows or columns a tile would be mostly idle: the strided copy does better. */
+const MIN_TILED = 8;
+
+/** [batch, rows, cols] → [batch, cols, rows] (optionally flipped) through shared-memory tiles;
+ * falls back to a strided copy for thin matrices or launches past the workgroup limits. */
+function tiledTranspose(x: Tensor, outShape: Shape, spec: TransposeSpec): Tensor {
+  const type = storageType(x, "transpose");
+  const { batch, rows, cols } = spec;
+  if (rows >= MIN_TILED && cols >= MIN_TILED && transposeFits(spec)) {
+    const out = empty(outShape, x.dtype);
+    run(transposeKernel({ ...spec, type }), [x], [out]);
+    return out;
+  }
+  const [rs, cs] = [spec.flipRows ? -cols : cols, spec.flipCols ? -1 : 1];
+  const offset = (spec.flipRows ? (rows - 1) * cols : 0) + (spec.flipCols ? cols - 1 : 0);
+  return gather("transpose", x, [batch, cols, rows], {
+    offset,
+    strides: [rows * cols, cs, rs],
+  }, outShape);
+}
+
 /** Reorder axes: output axis k is input axis dims[k] (a materialised copy). */
 export function permute(x: Tensor, dims: readonly number[]): Tensor {
   const d = dims.map((a) => normAxis(a, x.ndim, "permute"));
   if (d.length !== x.ndim || new Set(d).size !== d.length) {
     throw new Error(`permute: [${dims.join(", ")}] is not a permutation of ${x.describe()}'s axes`);
   }
+  const shape = d.map((a) => x.shape[a]);
+  const swap = asBatchedTranspose(x.shape, d);
   const strides = stridesOf(x.shape);
-  const out = gather("permute", x, d.map((a) => x.shape[a]), {
-    offset: 0,
-    strides: d.map((a) => strides[a]),
-  });
+  const out = swap
+    ? tiledTranspose(x, shape, { batch: swap[0], rows: swap[1], cols: swap[2] })
+    : gather("permute", x, shape, { offset: 0, strides: d.map((a) => strides[a]) });
   const inverse = d.map((_, k) => d.indexOf(k));
   return record(out, [x], "permute", (g) => [permute(g, inverse)]);
 }
@@ -208,7 +250,15 @@ export function rot90(x: Tensor, k: number): Tensor {
     [[1, -w], (h - 1) * w],
   ][r] as [number[], number];
   const shape = [...lead, ...(r % 2 ? [w, h] : [h, w])];
-  const out = gather("rot90", x, shape, { offset, strides: [...leadStrides, ...plane] });
+  const out = r % 2
+    ? tiledTranspose(x, shape, {
+      batch: prod(lead),
+      rows: h,
+      cols: w,
+      flipCols: r === 1,
+      flipRows: r === 3,
+    })
+    : gather("rot90", x, shape, { offset, strides: [...leadStrides, ...plane] });
   return record(out, [x], "rot90", (g) => [rot90(g, -r)]);
 }
 

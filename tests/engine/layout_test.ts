@@ -111,8 +111,28 @@ Deno.test("permute and transpose match a float64 reference", async () => {
   await check(t, expected, "transpose", [2, 9, 7, 3]);
 });
 
-Deno.test("permute gradient", async () => {
+Deno.test("permute through the tiled transpose (NCHW → NHWC, last two axes, tokens)", async () => {
+  const cases: [number[], number[]][] = [
+    [[2, 11, 5, 9], [0, 2, 3, 1]],
+    [[3, 33, 10], [0, 2, 1]],
+    [[37, 1, 41], [2, 1, 0]],
+  ];
+  for (const [shape, dims] of cases) {
+    const data = randArray(prod(shape), 31);
+    const outShape = dims.map((d) => shape[d]);
+    const expected = build(outShape, (idx) => {
+      const src = new Array(shape.length);
+      dims.forEach((d, k) => (src[d] = idx[k]));
+      return at(data, shape, src);
+    });
+    const out = scope(() => permute(tensor(data, shape), dims));
+    await check(out, expected, `permute ${shape} by ${dims}`, outShape);
+  }
+});
+
+Deno.test("permute gradient, strided and tiled", async () => {
   await gradCheck((x) => permute(x, [2, 0, 3, 1]), [input([2, 3, 3, 5], 7)]);
+  await gradCheck((x) => permute(x, [0, 2, 1]), [input([1, 9, 10], 7)]);
 });
 
 Deno.test("interleaveChannels is torch.stack((a, b), 2).reshape(B, 2C, H, W)", async () => {
@@ -210,16 +230,19 @@ function rot90Ref(data: Float64Array, shape: number[], k: number): [Float64Array
   return [d, s];
 }
 
-Deno.test("rot90 for k = 0..3, negative and large k, f32 and u32", async () => {
-  const data = randArray(prod(X), 80);
-  const ints = Array.from({ length: prod(X) }, (_, i) => i);
-  for (const k of [0, 1, 2, 3, -1, 5]) {
-    const [expected, shape] = rot90Ref(Float64Array.from(data), X, k);
-    const out = scope(() => rot90(tensor(data, X), k));
-    await check(out, expected, `rot90 k=${k}`, shape);
-    const [expectedU] = rot90Ref(Float64Array.from(ints), X, k);
-    const outU = scope(() => rot90(tensor(ints, X, "u32"), k));
-    await check(outU, expectedU, `rot90 u32 k=${k}`, shape);
+Deno.test("rot90 for k = 0..3, negative and large k, f32 and u32, strided and tiled", async () => {
+  for (const shape of [X, [2, 3, 37, 41]]) {
+    const data = randArray(prod(shape), 80);
+    const ints = Array.from({ length: prod(shape) }, (_, i) => i);
+    for (const k of [0, 1, 2, 3, -1, 5]) {
+      const [expected, outShape] = rot90Ref(Float64Array.from(data), shape, k);
+      const out = scope(() => rot90(tensor(data, shape), k));
+      await check(out, expected, `rot90 ${shape} k=${k}`, outShape);
+      const [expectedU] = rot90Ref(Float64Array.from(ints), shape, k);
+      const outU = scope(() => rot90(tensor(ints, shape, "u32"), k));
+      await check(outU, expectedU, `rot90 u32 ${shape} k=${k}`, outShape);
+    }
   }
   for (const k of [1, 2, 3]) await gradCheck((x) => rot90(x, k), [input([1, 2, 3, 5], 14)]);
+  for (const k of [1, 3]) await gradCheck((x) => rot90(x, k), [input([1, 1, 9, 10], 15)]);
 });
