@@ -105,12 +105,15 @@ Deno.test("matmul tile variants on odd shapes (bounds checks, vec4 and scalar lo
     SMALL,
     { ...SMALL, doubleBuffer: false, kFirst: false, flatShared: true },
     { bm: 32, bn: 16, bk: 8, tm: 8, tn: 4, swizzle: 2, fixedArrays: true },
-    { ...TILE_LARGE, bm: 32, bn: 32, tm: 4, tn: 4 },
+    { ...TILE_LARGE, bm: 32, bn: 32, tm: 4, tn: 4, warp: [4, 8] },
+    { ...TILE_LARGE, bm: 32, bn: 64, tm: 4, tn: 8, doubleBuffer: true },
   ];
-  // 33x64x20: K % 4 == 0 (vec4 loads along K), 35x66x17: nothing aligned.
+  // 33x64x20: K % 4 == 0 (vec4 loads along K), 35x66x17: nothing aligned. Each tile takes two
+  // transpose layouts in turn, so every layout meets several tiles (compiles are slow here).
+  const layouts = [[false, false], [true, true], [false, true], [true, false]];
   for (const [m, k, n] of [[33, 64, 20], [35, 66, 17]]) {
-    for (const tile of tiles) {
-      for (const [transA, transB] of [[false, false], [true, true], [false, true]]) {
+    for (const [t, tile] of tiles.entries()) {
+      for (const [transA, transB] of [layouts[t % 4], layouts[(t + 1) % 4]]) {
         const a = operand(transA ? [k, m] : [m, k], 1);
         const b = operand(transB ? [n, k] : [k, n], 2);
         await check(a, b, { transA, transB, tile }, `${m}x${k}x${n} ${JSON.stringify(tile)}`);
