@@ -10,7 +10,7 @@
 // the epilogue; backward gives dW = Σ_b dY[b]·X[b]ᵀ in one launch (the batch folded into the
 // reduction, split across workgroups when Co·Ci is small) and dX[b] = Wᵀ·dY[b].
 
-import { broadcastShapes } from "../../kernels/elementwise.ts";
+import { broadcastShapes, fillKernel } from "../../kernels/elementwise.ts";
 import {
   type BatchDim,
   matmulKernel,
@@ -22,7 +22,7 @@ import { prod, stridesOf } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { empty, type Shape, type Tensor, view } from "../tensor.ts";
-import { mapNamed } from "./elementwise.ts";
+import { map, mapNamed } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 
 export interface MatmulOptions {
@@ -147,6 +147,7 @@ export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
     }
   }
   if (out.size === 0) return out;
+  if (d.k === 0) return emptyProduct(out, o);
   const batchCount = prod(d.batch.map((x) => x.size));
   const r = prod(d.reduce.map((x) => x.size));
   const plan = o.tile
@@ -194,6 +195,23 @@ export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
   );
   part.dispose(); // recorded uses run before any later reuse of the buffer
   return out;
+}
+
+/** A product over K = 0: zeros, then the epilogue. */
+function emptyProduct(out: Tensor, o: GemmOptions): Tensor {
+  run(fillKernel(out.size, 0), [], [out]);
+  if (!o.bias && !o.activation) return out;
+  const rows = o.biasAxis === "m";
+  const bias = o.bias && rows ? view(o.bias, [o.bias.size, 1]) : o.bias;
+  const sum = bias ? "a + b" : "a";
+  const res = map(
+    "matmul_epilogue",
+    o.activation === "relu" ? `max(${sum}, 0.0)` : sum,
+    bias ? [out, bias] : [out],
+  );
+  out.dispose();
+  if (bias && bias !== o.bias) bias.dispose();
+  return res;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { initDevice } from "../../engine/device.ts";
 import { gemm, type GemmOptions, matmul, type MatmulOptions } from "../../engine/ops/matmul.ts";
 import { scope } from "../../engine/scope.ts";
-import { type Shape, tensor } from "../../engine/tensor.ts";
+import { empty, type Shape, tensor } from "../../engine/tensor.ts";
 import { stridesOf } from "../../kernels/common.ts";
 import { broadcastShapes } from "../../kernels/elementwise.ts";
 import { planMatmul, TILE_LARGE, type TileConfig } from "../../kernels/matmul.ts";
@@ -172,6 +172,39 @@ Deno.test("matmul aligned 128x128x64 runs the unchecked large tile", async () =>
     { transA: true, transB: true, tile: TILE_LARGE },
     "aligned large tile, both transposed",
   );
+});
+
+Deno.test("matmul over K = 0 gives the epilogue of zeros", async () => {
+  const out = scope(() =>
+    gemm(empty([2, 3, 0]), empty([0, 4]), { bias: tensor([1, -2, 3, 4]), activation: "relu" })
+  );
+  assertClose(await out.read(), [
+    1,
+    0,
+    3,
+    4,
+    1,
+    0,
+    3,
+    4,
+    1,
+    0,
+    3,
+    4,
+    1,
+    0,
+    3,
+    4,
+    1,
+    0,
+    3,
+    4,
+    1,
+    0,
+    3,
+    4,
+  ]);
+  out.dispose();
 });
 
 Deno.test("planMatmul picks big tiles for big products and splits long thin reductions", () => {
