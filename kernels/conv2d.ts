@@ -134,43 +134,57 @@ export function epilogueInputs(e: Epilogue): string[] {
   return names;
 }
 
-/** WGSL declarations: x, w, then bias/slope, then out and (if saved) pre. */
-export function convBindings(e: Epilogue, inName: string, fixed?: { in: number; w: number }) {
-  const arr = (n?: number) => (n ? `array<f32, ${n}>` : "array<f32>");
+/** WGSL declarations: the input, wt, then bias/slope, then out and (if saved) pre. The input,
+ * out and pre may be declared as vec4 arrays (vectorised loads / stores). */
+export function convBindings(
+  e: Epilogue,
+  inName: string,
+  vec: { in?: boolean; out?: boolean } = {},
+): string {
+  const arr = (v?: boolean) => (v ? "array<vec4<f32>>" : "array<f32>");
   const lines = [
-    `@group(0) @binding(0) var<storage, read> ${inName}: ${arr(fixed?.in)};`,
-    `@group(0) @binding(1) var<storage, read> wt: ${arr(fixed?.w)};`,
+    `@group(0) @binding(0) var<storage, read> ${inName}: ${arr(vec.in)};`,
+    `@group(0) @binding(1) var<storage, read> wt: array<f32>;`,
   ];
   let b = 2;
   for (const n of epilogueInputs(e)) {
     lines.push(`@group(0) @binding(${b++}) var<storage, read> ${n}: array<f32>;`);
   }
-  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: array<f32>;`);
-  if (e.savePre) lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<f32>;`);
+  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: ${arr(vec.out)};`);
+  if (e.savePre) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: ${arr(vec.out)};`);
+  }
   return lines.join("\n");
 }
 
-/** WGSL statements storing accumulator `v` for output channel `ch` at flat index `idx`. */
-export function epilogueStore(e: Epilogue, v: string, ch: string, idx: string): string {
+/** WGSL statements storing accumulator `v` (f32, or vec4 when `vec4`) for output channel `ch`
+ * at index `idx` of out (and pre). */
+export function epilogueStore(
+  e: Epilogue,
+  v: string,
+  ch: string,
+  idx: string,
+  vec4 = false,
+): string {
   const z = e.bias ? `(${v} + bias[${ch}])` : v;
   const lines = [`{ let z = ${z};`];
   if (e.savePre) lines.push(`pre[${idx}] = z;`);
-  lines.push(`out[${idx}] = ${activationExpr(e, "z", ch)}; }`);
+  lines.push(`out[${idx}] = ${activationExpr(e, "z", ch, vec4 ? "vec4<f32>(0.0)" : "0.0")}; }`);
   return lines.join(" ");
 }
 
-function activationExpr(e: Epilogue, z: string, ch: string): string {
+function activationExpr(e: Epilogue, z: string, ch: string, zero: string): string {
   switch (e.activation) {
     case "none":
       return z;
     case "relu":
-      return `max(${z}, 0.0)`;
+      return `max(${z}, ${zero})`;
     case "silu":
       return `${z} / (1.0 + exp(-${z}))`;
     case "sigmoid":
       return `1.0 / (1.0 + exp(-${z}))`;
     case "prelu":
-      return `select(slope[${(e.slopes ?? 1) > 1 ? ch : "0u"}] * ${z}, ${z}, ${z} > 0.0)`;
+      return `select(slope[${(e.slopes ?? 1) > 1 ? ch : "0u"}] * ${z}, ${z}, ${z} > ${zero})`;
   }
 }
 

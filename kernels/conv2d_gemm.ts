@@ -216,6 +216,12 @@ export function implicitGemmKernel(s: ImplicitGemmSpec): Kernel {
   const fold = Math.ceil(nTiles / MAX_GROUPS);
   const inHW = s.inH * s.inW, outHW = s.outH * s.outW;
   const e = s.epilogue;
+  // Four neighbouring positions of a row that start at a multiple of 4 (nx % 4 == 0): stored
+  // as one vec4 when contiguous in out, loaded as one vec4 for a pointwise (1×1, stride 1, no
+  // padding) reduction whose input rows have the same width.
+  const vecOut = s.nx % 4 === 0 && s.osx === 1 && s.ox0 === 0 && s.outW % 4 === 0;
+  const vecIn = s.nx % 4 === 0 && taps === 1 && s.isx === 1 && s.ix0 === 0 &&
+    s.inW % 4 === 0 && s.nx <= s.inW;
 
   // k → (r, qy, qx), as WGSL lets from `k`.
   const splitK = (k: string, p: string) => {
@@ -264,12 +270,17 @@ export function implicitGemmKernel(s: ImplicitGemmSpec): Kernel {
   const bLoad: string[] = [];
   for (let p = 0; p < bPasses; p++) {
     const guard = (p + 1) * rowsPerPass > tk;
-    const loads = [0, 1, 2, 3].map((j) =>
-      `let iy${j} = py${j}${term("bqy", s.iys)};
+    const loads = vecIn
+      ? `let iy0 = py0${term("bqy", s.iys)};
+      let ok0 = u32(iy0) < ${s.inH}u;
+      vv = select(vec4<f32>(0.0), inp[select(0u, u32(base0 + cOff + iy0 * ${s.inW} + px0) / 4u, ok0)], ok0);`
+      : [0, 1, 2, 3].map((j) =>
+        `let iy${j} = py${j}${term("bqy", s.iys)};
       let ix${j} = px${j}${term("bqx", s.ixs)};
       let ok${j} = u32(iy${j}) < ${s.inH}u && u32(ix${j}) < ${s.inW}u;
       let v${j} = inp[select(0u, u32(base${j} + cOff + iy${j} * ${s.inW} + ix${j}), ok${j})];`
-    ).join("\n      ");
+      ).join("\n      ") +
+        `\n      vv = vec4<f32>(select(0.0, v0, ok0), select(0.0, v1, ok1), select(0.0, v2, ok2), select(0.0, v3, ok3));`;
     bLoad.push(`{
     let kk = brow + ${p * rowsPerPass}u;
     ${guard ? `if (kk < ${tk}u) {` : "{"}
@@ -279,7 +290,6 @@ export function implicitGemmKernel(s: ImplicitGemmSpec): Kernel {
       ${splitK("k", "b")}
       let cOff = br * ${inHW};
       ${loads}
-      vv = vec4<f32>(select(0.0, v0, ok0), select(0.0, v1, ok1), select(0.0, v2, ok2), select(0.0, v3, ok3));
       }
       Bs[kk * ${cb}u + bcol] = vv;
     }
@@ -312,22 +322,36 @@ export function implicitGemmKernel(s: ImplicitGemmSpec): Kernel {
 
   // Write-out with bias and activation.
   const stores: string[] = [];
+  const storeAt = (v: string, i: number, idx: string, vec: boolean) =>
+    `if (m0 + ${i}u < ${s.mg}u) { ${epilogueStore(e, v, `ch0 + ${i}u`, idx, vec)} }`;
+  const position = (n: string) =>
+    `let bb = ${n} / ${s.ny * s.nx}u;
+      let rem = ${n} % ${s.ny * s.nx}u;
+      let o = (bb * ${s.outC}u + ch0) * ${outHW}u + (${s.oy0}u + (rem / ${s.nx}u) * ${s.osy}u) * ${s.outW}u + ${s.ox0}u + (rem % ${s.nx}u) * ${s.osx}u;`;
   for (let q = 0; q < rn / 4; q++) {
-    for (let c = 0; c < 4; c++) {
-      const lines: string[] = [];
-      for (let i = 0; i < rm; i++) {
-        lines.push(
-          `if (m0 + ${i}u < ${s.mg}u) { ${
-            epilogueStore(e, `acc${i}_${q}[${c}]`, `ch0 + ${i}u`, `o + ${i * outHW}u`)
-          } }`,
-        );
-      }
+    if (vecOut) {
+      const lines = Array.from(
+        { length: rm },
+        (_, i) => storeAt(`acc${i}_${q}`, i, `o / 4u + ${i * outHW / 4}u`, true),
+      );
       stores.push(`{
-    let n = nBase + ${(q * tx) * 4 + c}u;
+    let n = nBase + ${q * tx * 4}u;
     if (n < ${N}u) {
-      let bb = n / ${s.ny * s.nx}u;
-      let rem = n % ${s.ny * s.nx}u;
-      let o = (bb * ${s.outC}u + ch0) * ${outHW}u + (${s.oy0}u + (rem / ${s.nx}u) * ${s.osy}u) * ${s.outW}u + ${s.ox0}u + (rem % ${s.nx}u) * ${s.osx}u;
+      ${position("n")}
+      ${lines.join("\n      ")}
+    }
+  }`);
+      continue;
+    }
+    for (let c = 0; c < 4; c++) {
+      const lines = Array.from(
+        { length: rm },
+        (_, i) => storeAt(`acc${i}_${q}[${c}]`, i, `o + ${i * outHW}u`, false),
+      );
+      stores.push(`{
+    let n = nBase + ${q * tx * 4 + c}u;
+    if (n < ${N}u) {
+      ${position("n")}
       ${lines.join("\n      ")}
     }
   }`);
@@ -351,7 +375,7 @@ export function implicitGemmKernel(s: ImplicitGemmSpec): Kernel {
   let g = wid.z / ${fold}u;
   if (nTile >= ${nTiles}u) { return; }`;
 
-  const code = `${convBindings(e, "inp")}
+  const code = `${convBindings(e, "inp", { in: vecIn, out: vecOut })}
 var<workgroup> As: array<vec4<f32>, ${aElems}>;
 var<workgroup> Bs: array<vec4<f32>, ${tk * cb}>;
 @compute @workgroup_size(${nt})

@@ -30,7 +30,9 @@ import { isGradEnabled, record } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { mapNamed } from "./elementwise.ts";
+import { matmul } from "./matmul.ts";
 import { sum } from "./reduce.ts";
+import { reshape } from "./shape.ts";
 
 export type { ConvActivation, Pair };
 
@@ -221,6 +223,14 @@ export function biasGrad(gz: Tensor): Tensor {
   return sum(gz, [0, 2, 3]);
 }
 
+/** A 1×1 convolution (stride 1, no padding, one group) is the product W[Co, Ci] × X[b] of
+ * [Ci, H·W]: the matmul op serves it when its epilogue can (no activation, or ReLU). Convs to
+ * at most DIRECT_MAX_CHANNELS channels stay on the direct kernel. */
+function isPlainGemm(g: ConvGeometry, act: ConvActivation): boolean {
+  return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
+    g.padX === 0 && g.groups === 1 && !forwardIsDirect(g) && (act === "none" || act === "relu");
+}
+
 /** conv2d(x [B, Ci, H, W], w [Co, Ci/groups, kh, kw]) → [B, Co, Ho, Wo], PyTorch semantics,
  * with optional bias and a fused activation. */
 export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
@@ -228,6 +238,14 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const act = opts.activation ?? "none";
   const { bias, preluSlope: slope } = opts;
   checkEpilogueInputs("conv2d", g.co, act, bias, slope);
+  if (isPlainGemm(g, act)) {
+    const y = matmul(reshape(w, [g.co, g.ci]), reshape(x, [g.batch, g.ci, g.h * g.w]), {
+      bias: bias ?? undefined,
+      biasAxis: "m",
+      activation: act === "relu" ? "relu" : undefined,
+    });
+    return reshape(y, [g.batch, g.co, g.ho, g.wo]);
+  }
   const extra = epilogueTensors(bias, slope);
   const inputs = [x, w, ...extra];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);

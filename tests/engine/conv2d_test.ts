@@ -173,7 +173,28 @@ const cases: Case[] = [
     bias: true,
   },
   { name: "3→37 k3 s2 (64-tile)", x: [B, 3, H, W], w: [37, 3, 3, 3], opts: { stride: 2 } },
-  { name: "5→67 1×1 (128-tile)", x: [B, 5, H, W], w: [67, 5, 1, 1], opts: {}, bias: true },
+  {
+    name: "5→67 k3 p1 (128-tile)",
+    x: [B, 5, H, W],
+    w: [67, 5, 3, 3],
+    opts: { padding: 1 },
+    bias: true,
+  },
+  {
+    name: "3→6 1×1 on 7×8 (vec4 loads and stores) prelu",
+    x: [B, 3, H, 8],
+    w: [6, 3, 1, 1],
+    opts: { activation: "prelu" },
+    bias: true,
+    slopes: 6,
+  },
+  {
+    name: "3→6 k3 p1 on 7×8 (vec4 stores) silu",
+    x: [B, 3, H, 8],
+    w: [6, 3, 3, 3],
+    opts: { padding: 1, activation: "silu" },
+  },
+  { name: "6→7 1×1 bias (matmul op)", x: [B, 6, H, W], w: [7, 6, 1, 1], bias: true },
 ];
 
 function makeInputs(c: Case, seed: number) {
@@ -213,7 +234,7 @@ for (const [k, c] of cases.entries()) {
 // Backward kernels against the float64 references, including images large enough that the
 // weight gradient is split into several chunks and the GEMMs span several tiles.
 const backwardCases: Case[] = [
-  ...[0, 2, 6, 9, 11].map((i) => cases[i]),
+  ...[0, 2, 6, 11].map((i) => cases[i]),
   { name: "3→5 k3 p1 split 2×3×41×37", x: [2, 3, 41, 37], w: [5, 3, 3, 3], opts: { padding: 1 } },
   {
     name: "depthwise 3 k3 s2 split 2×3×61×67",
@@ -233,6 +254,8 @@ const backwardCases: Case[] = [
     w: [9, 6, 1, 1],
     opts: { stride: 2 },
   },
+  { name: "6→5 1×1 on 5×8 (vec4 dgrad)", x: [1, 6, 5, 8], w: [5, 6, 1, 1] },
+  { name: "6→5 k3 p1 on 5×8 (vec4 dgrad)", x: [1, 6, 5, 8], w: [5, 6, 3, 3], opts: { padding: 1 } },
 ];
 
 for (const [k, c] of backwardCases.entries()) {
@@ -255,7 +278,7 @@ for (const [k, c] of backwardCases.entries()) {
 }
 
 // Autograd through the fused epilogue: finite differences for x, w, bias (and the slope).
-const gradCases = [0, 1, 4, 5, 7, 8].map((i) => cases[i]);
+const gradCases = [0, 1, 4, 5, 7, 8, 13, 15].map((i) => cases[i]);
 for (const [k, c] of gradCases.entries()) {
   Deno.test(`conv2d gradient ${c.name} matches finite differences`, async () => {
     const d = makeInputs(c, 1000 + 10 * k);
