@@ -61,6 +61,9 @@ export function checkEpilogueInputs(
   bias?: Tensor | null,
   slope?: Tensor,
 ): void {
+  for (const t of [bias, slope]) {
+    if (t && t.dtype !== "f32") throw new Error(`${op}: ${t.describe()} must be f32`);
+  }
   if (bias && (bias.ndim !== 1 || bias.size !== channels)) {
     throw new Error(`${op}: bias ${bias.describe()} must be [${channels}]`);
   }
@@ -70,6 +73,12 @@ export function checkEpilogueInputs(
       throw new Error(`${op}: preluSlope ${slope.describe()} must be [1] or [${channels}]`);
     }
   } else if (slope) throw new Error(`${op}: preluSlope given without activation "prelu"`);
+}
+
+export function checkFloat(op: string, x: Tensor, w: Tensor): void {
+  if (x.dtype !== "f32" || w.dtype !== "f32") {
+    throw new Error(`${op}: input ${x.describe()} and weight ${w.describe()} must be f32`);
+  }
 }
 
 /** The epilogue for an op whose backward may need the pre-activation. */
@@ -235,6 +244,7 @@ function isPlainGemm(g: ConvGeometry, act: ConvActivation): boolean {
  * with optional bias and a fused activation. */
 export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const g = convGeometry(x.shape, w.shape, opts);
+  checkFloat("conv2d", x, w);
   const act = opts.activation ?? "none";
   const { bias, preluSlope: slope } = opts;
   checkEpilogueInputs("conv2d", g.co, act, bias, slope);

@@ -10,6 +10,7 @@ import {
   activationBackward,
   biasGrad,
   checkEpilogueInputs,
+  checkFloat,
   convForwardRaw,
   convInputGradRaw,
   convWeightGradRaw,
@@ -39,6 +40,7 @@ export function convTranspose2d(
   opts: ConvTranspose2dOptions = {},
 ): Tensor {
   const g = convTransposeGeometry(x.shape, w.shape, opts);
+  checkFloat("convTranspose2d", x, w);
   const act = opts.activation ?? "none";
   const { bias, preluSlope: slope } = opts;
   checkEpilogueInputs("convTranspose2d", g.ci, act, bias, slope);
