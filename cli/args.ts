@@ -139,6 +139,25 @@ function coerce(spec: FlagSpec, raw: string): string | number {
   return v;
 }
 
+/** Zod's wording for the common numeric cases, said plainly. */
+function plainMessage(issue: z.core.$ZodIssue): string {
+  const i = issue as z.core.$ZodIssue & {
+    expected?: string;
+    origin?: string;
+    minimum?: number | bigint;
+    maximum?: number | bigint;
+    inclusive?: boolean;
+  };
+  if (i.code === "invalid_type" && i.expected === "int") return "expected a whole number";
+  if (i.code === "too_small" && i.origin === "number") {
+    return `must be ${i.inclusive ? "≥" : ">"} ${i.minimum}`;
+  }
+  if (i.code === "too_big" && i.origin === "number") {
+    return `must be ${i.inclusive ? "≤" : "<"} ${i.maximum}`;
+  }
+  return issue.message;
+}
+
 function issueMessage(
   issue: z.core.$ZodIssue,
   specs: Map<string, FlagSpec>,
@@ -153,7 +172,8 @@ function issueMessage(
   if (spec?.choices) {
     return `${flag}: "${shown}" is not allowed; allowed values: ${spec.choices.join(", ")}`;
   }
-  return `${flag}: ${issue.message} (got ${typeof got === "string" ? JSON.stringify(got) : shown})`;
+  const gotText = typeof got === "string" ? JSON.stringify(got) : shown;
+  return `${flag}: ${plainMessage(issue)} (got ${gotText})`;
 }
 
 /** Parse and validate; throws FlagError for bad input and HelpRequested for --help. */

@@ -131,9 +131,20 @@ export class BatchLoader implements AsyncIterableIterator<Batch> {
   async next(): Promise<IteratorResult<Batch>> {
     if (this.#closed) return { done: true, value: undefined };
     const head = this.#ahead.shift();
-    if (!head) return { done: true, value: undefined };
+    if (!head) {
+      this.close();
+      return { done: true, value: undefined };
+    }
     this.#fill();
-    return { done: false, value: await head };
+    try {
+      const value = await head;
+      // The last batch of a single pass: stop the workers now, not when the caller remembers to.
+      if (this.#ahead.length === 0 && this.#nextToQueue >= this.#endStep) this.close();
+      return { done: false, value };
+    } catch (e) {
+      this.close(); // a failed batch ends the loader; its workers must not linger
+      throw e;
+    }
   }
 
   /** Convenience: the next batch or null. */
@@ -151,7 +162,10 @@ export class BatchLoader implements AsyncIterableIterator<Batch> {
     return Promise.resolve({ done: true, value: undefined });
   }
 
-  /** Stop the workers. Batches not yet taken are dropped. */
+  /**
+   * Stop the workers; batches not yet taken are dropped. Called automatically after the last
+   * batch of a single pass and after an error; call it yourself when stopping early.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

@@ -70,7 +70,11 @@ function freeSpot(c: ChangeCanvas): [number, number] {
 function buildings(c: ChangeCanvas, area: number) {
   const s = c.s, r = s.random, m = s.margin;
   const angle = s.angle + (r() < 0.7 ? 0 : uniform(r, -0.3, 0.3));
-  const bw = uniform(r, 7, 26), bh = uniform(r, 6, Math.max(7, Math.min(bw, 18)));
+  let bw = uniform(r, 7, 26), bh = uniform(r, 6, Math.max(7, Math.min(bw, 18)));
+  // A budget smaller than one house gets a smaller house (a shed, at least 5 px across).
+  const shrink = Math.min(1, Math.sqrt(area / (bw * bh)));
+  bw = Math.max(5, bw * shrink);
+  bh = Math.max(5, bh * shrink);
   const gap = uniform(r, 3, 10);
   const k = Math.max(1, Math.round(area / (bw * bh)));
   const cols = Math.max(1, Math.round(Math.sqrt((k * (bh + gap)) / (bw + gap)))),
@@ -280,11 +284,16 @@ function chooseEvent(r: Random, budget: number, total: number): Event {
 /** Place change events until the labelled share of the frame approaches `targetCar`. */
 export function placeChanges(c: ChangeCanvas, targetCar: number): void {
   const r = c.s.random, total = c.s.size * c.s.size, target = Math.round(targetCar * total);
-  if (target === 0) return;
+  if (targetCar === 0) return;
   const tolerance = Math.max(6, 0.04 * target);
-  for (let i = 0; i < 80 && c.changed < target - tolerance; i++) {
+  // At least one event: a tiny target on a small image still gets its (smallest) object.
+  for (let i = 0; i < 80 && (c.changed === 0 || c.changed < target - tolerance); i++) {
     const remaining = target - c.changed;
     // Big first events and several smaller ones, so large changes mix types as real scenes do.
+    if (i === 0 && targetCar >= 0.97) {
+      largeRegion(c, remaining); // the whole scene changed
+      continue;
+    }
     const budget = remaining < 800 ? remaining : remaining * uniform(r, i === 0 ? 0.7 : 0.4, 1);
     chooseEvent(r, budget, total)(c, budget);
   }
