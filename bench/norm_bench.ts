@@ -5,7 +5,8 @@
 
 import { backward, noGrad } from "../engine/autograd.ts";
 import { initDevice } from "../engine/device.ts";
-import { batchNorm2d } from "../engine/ops/norm.ts";
+import { layerNorm } from "../engine/ops/layer_norm.ts";
+import { batchNorm2d, instanceNorm2d } from "../engine/ops/norm.ts";
 import { mulScalar } from "../engine/ops/elementwise.ts";
 import { maxPool2d } from "../engine/ops/pool.ts";
 import { sum } from "../engine/ops/reduce.ts";
@@ -112,6 +113,43 @@ for (const shape of SHAPES) {
           backward(y, poolSeed);
         });
       }
+      await sync();
+      t.end();
+    },
+  });
+}
+
+// Instance norm (TinyCD's mixing blocks) and layer norm over tokens (transformer blocks).
+{
+  const [b, c, s] = LARGE ? [8, 32, 128] : [2, 8, 32];
+  const shape = [b, c, s, s];
+  const n = b * c * s * s;
+  const x = parameter(Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37)), shape);
+  const seed = tensor(Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11)), shape)
+    .keep();
+  const tokens = [b, s * s, c];
+  const xt = parameter(Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.21)), tokens);
+  const seedT = tensor(Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.13)), tokens)
+    .keep();
+  const weight = parameter(new Float32Array(c).fill(1.1), [c]);
+  const bias = parameter(new Float32Array(c).fill(0.1), [c]);
+  Deno.bench({
+    name: `instanceNorm2d forward + backward (x) [${shape}] ×${BATCH}`,
+    group: "instance and layer norm",
+    baseline: true,
+    async fn(t) {
+      t.start();
+      for (let i = 0; i < BATCH; i++) scope(() => backward(instanceNorm2d(x), seed));
+      await sync();
+      t.end();
+    },
+  });
+  Deno.bench({
+    name: `layerNorm over C forward + backward (x, weight, bias) [${tokens}] ×${BATCH}`,
+    group: "instance and layer norm",
+    async fn(t) {
+      t.start();
+      for (let i = 0; i < BATCH; i++) scope(() => backward(layerNorm(xt, { weight, bias }), seedT));
       await sync();
       t.end();
     },

@@ -1,11 +1,18 @@
 // Layer normalisation over the last dimension ([B, L, C] tokens) and over the channel dimension
 // of NCHW (layerNorm2d, as ConvNeXt-style blocks use it), with backward.
 
-import { type RowLayout, rowNormGradKernel, rowNormKernel } from "../../kernels/layer_norm.ts";
+import {
+  COLUMN_BLOCK,
+  columnSumsPartialKernel,
+  type RowLayout,
+  rowNormGradKernel,
+  rowNormKernel,
+} from "../../kernels/layer_norm.ts";
 import { prod } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
+import { planeLayout, planeSums } from "./norm.ts";
 import { sum } from "./reduce.ts";
 
 export interface LayerNormOptions {
@@ -14,12 +21,15 @@ export interface LayerNormOptions {
   eps?: number;
 }
 
+/** Sums each of `ts` (shaped like x) over everything but the normalised dimension: the
+ * parameter gradients. */
+type ParamSums = (ts: Tensor[]) => Tensor[];
+
 function rowNorm(
   name: string,
   x: Tensor,
   l: RowLayout,
-  /** Axes of x summed to get the per-element parameter gradients. */
-  paramAxes: number[],
+  paramSums: ParamSums,
   o: LayerNormOptions,
 ): Tensor {
   const { eps = 1e-5 } = o;
@@ -47,9 +57,11 @@ function rowNorm(
         [...(dx ? [dx] : []), ...(gxhat ? [gxhat] : [])],
       );
     }
+    const needB = !!bias?.requiresGrad;
+    const sums = paramSums([...(gxhat ? [gxhat] : []), ...(needB ? [g] : [])]);
     const grads: (Tensor | null)[] = [dx];
-    if (weight) grads.push(gxhat ? view(sum(gxhat, paramAxes), weight.shape) : null);
-    if (bias) grads.push(bias.requiresGrad ? view(sum(g, paramAxes), bias.shape) : null);
+    if (weight) grads.push(gxhat ? view(sums[0], weight.shape) : null);
+    if (bias) grads.push(needB ? view(sums[sums.length - 1], bias.shape) : null);
     return grads;
   });
 }
@@ -58,8 +70,16 @@ function rowNorm(
 export function layerNorm(x: Tensor, o: LayerNormOptions = {}): Tensor {
   if (x.ndim < 1) throw new Error("layerNorm of a scalar");
   const len = x.shape[x.ndim - 1];
-  const axes = x.shape.slice(0, -1).map((_, k) => k);
-  return rowNorm("layer_norm", x, { rows: x.size / len, len }, axes, o);
+  const rows = x.size / len;
+  // Two stages: blocks of rows per column, then the blocks (a short reduce).
+  const paramSums: ParamSums = (ts) => {
+    if (ts.length === 0) return [];
+    const blocks = Math.ceil(rows / COLUMN_BLOCK);
+    const parts = ts.map(() => empty([blocks, len]));
+    run(columnSumsPartialKernel(rows, len, ts.length), ts, parts);
+    return parts.map((p) => sum(p, 0));
+  };
+  return rowNorm("layer_norm", x, { rows, len }, paramSums, o);
 }
 
 /** Normalise each pixel's channel vector of [B, C, H, W]; weight and bias are [C]. */
@@ -67,6 +87,20 @@ export function layerNorm2d(x: Tensor, o: LayerNormOptions = {}): Tensor {
   if (x.ndim < 2) throw new Error(`layerNorm2d needs [B, C, ...], got ${x.describe()}`);
   const planeSize = prod(x.shape.slice(2));
   const l = { rows: x.shape[0] * planeSize, len: x.shape[1], planeSize };
-  const axes = x.shape.map((_, k) => k).filter((k) => k !== 1);
-  return rowNorm("layer_norm_2d", x, l, axes, o);
+  // Per-channel sums over batch and pixels: the two-stage plane sums of batch norm.
+  const paramSums: ParamSums = (ts) => {
+    if (ts.length === 0) return [];
+    const inputs = ts.map((_, k) => ({ name: `t${k}`, elementwise: true }));
+    return planeSums(
+      {
+        name: "layer_norm_2d_param_sums",
+        layout: planeLayout(x),
+        inputs,
+        terms: inputs.map((i) => `${i.name}[e]`),
+      },
+      ts,
+      "channel",
+    );
+  };
+  return rowNorm("layer_norm_2d", x, l, paramSums, o);
 }

@@ -287,3 +287,19 @@ Deno.test("vec4 path (H·W a multiple of 4): batch and instance norm forward and
     rtol: 1e-4,
   });
 });
+
+Deno.test("layer norm parameter gradients over several row blocks and on the vec4 path", async () => {
+  // 303 rows: two blocks of the column sums, the second partial
+  const shape = [3, 101, 5];
+  await gradCheck((x, wt, bs) => layerNorm(x, { weight: wt, bias: bs }), [
+    { data: randArray(1515, 100, -2, 2), shape },
+    { data: randArray(5, 101, 0.5, 1.5), shape: [5] },
+    { data: randArray(5, 102), shape: [5] },
+  ], { maxPoints: 8 });
+  // H·W = 20: the plane sums of the channel gradients run on vec4
+  await gradCheck((x, wt, bs) => layerNorm2d(x, { weight: wt, bias: bs }), [
+    { data: randArray(60, 103, -2, 2), shape: [1, 3, 4, 5] },
+    { data: randArray(3, 104, 0.5, 1.5), shape: [3] },
+    { data: randArray(3, 105), shape: [3] },
+  ]);
+});
