@@ -49,6 +49,8 @@ export interface Batch {
   height: number;
   width: number;
   names: string[];
+  /** Positions of the batch's pairs in `LoaderOptions.pairs` (to look up CAR, partition, …). */
+  indices: number[];
   /** [size, 3, H, W] float32. */
   a: Float32Array;
   b: Float32Array;
@@ -205,11 +207,16 @@ export class BatchLoader implements AsyncIterableIterator<Batch> {
       const req: DecodeRequest = { task: "load", pair: pairs[idx], crop, normalize };
       return this.#pool.run(req) as Promise<SampleTensors>;
     }));
-    return assemble(step, epoch, samples);
+    return assemble(step, epoch, indices, samples);
   }
 }
 
-function assemble(step: number, epoch: number, samples: SampleTensors[]): Batch {
+function assemble(
+  step: number,
+  epoch: number,
+  indices: number[],
+  samples: SampleTensors[],
+): Batch {
   const { width, height } = samples[0];
   for (const s of samples) {
     if (s.width !== width || s.height !== height) {
@@ -223,7 +230,7 @@ function assemble(step: number, epoch: number, samples: SampleTensors[]): Batch 
   const names = samples.map((s) => s.name);
   if (n === 1) {
     const [s] = samples;
-    return { step, epoch, size: 1, height, width, names, a: s.a, b: s.b, label: s.label };
+    return { step, epoch, size: 1, height, width, names, indices, a: s.a, b: s.b, label: s.label };
   }
   const a = new Float32Array(n * 3 * plane);
   const b = new Float32Array(n * 3 * plane);
@@ -233,7 +240,7 @@ function assemble(step: number, epoch: number, samples: SampleTensors[]): Batch 
     b.set(s.b, k * 3 * plane);
     label.set(s.label, k * plane);
   });
-  return { step, epoch, size: n, height, width, names, a, b, label };
+  return { step, epoch, size: n, height, width, names, indices, a, b, label };
 }
 
 /** Start a loader; call close() (or break out of a for-await loop) when done. */

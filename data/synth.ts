@@ -167,7 +167,11 @@ export async function writeSynthDataset(opts: SynthOptions): Promise<SynthSummar
   await writeCarHistogram(
     join(out, "car_histogram.svg"),
     SPLITS.filter((s) => counts[s] > 0).map((s) => ({ label: s, cars: cars[s] })),
-    { title: `CAR distribution (synthetic, seed ${seed})`, thresholds: THREE_TEACHERS.thresholds },
+    {
+      title: `CAR distribution (synthetic, seed ${seed})`,
+      thresholds: THREE_TEACHERS.thresholds,
+      logScale: true,
+    },
   );
   return summary;
 }

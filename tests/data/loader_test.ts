@@ -55,7 +55,8 @@ Deno.test("loader: same seed → same batches; resuming at step s reproduces the
     run.forEach((batch, step) => {
       assert.equal(batch.step, step);
       assert.equal(batch.epoch, Math.floor(step / 3));
-      assert.deepStrictEqual(batch.names, batchIndices(10, 3, 7, step).map((i) => pairs[i].name));
+      assert.deepStrictEqual(batch.indices, batchIndices(10, 3, 7, step));
+      assert.deepStrictEqual(batch.names, batch.indices.map((i) => pairs[i].name));
       assert.deepStrictEqual([batch.size, batch.height, batch.width], [3, 8, 8]);
       assert.equal(batch.a.length, 3 * 3 * 64);
       assert.equal(batch.label.length, 3 * 64);
