@@ -35,6 +35,8 @@ export class WorkerPool<Req, Res> {
   #queue: { id: number; req: Req; transfer: Transferable[] }[] = [];
   #nextId = 1;
   #closed = false;
+  /** Set once every worker has crashed: later requests fail at once instead of waiting. */
+  #crashed: Error | null = null;
   /** Requests each worker holds at once: 2 hides the message round trip between tasks. */
   #depth: number;
 
@@ -58,6 +60,7 @@ export class WorkerPool<Req, Res> {
   /** Queue a request; resolves with the worker's answer. `transfer` moves buffers instead of copying. */
   run(req: Req, transfer: Transferable[] = []): Promise<Res> {
     if (this.#closed) return Promise.reject(new WorkerTaskError("worker pool is closed"));
+    if (this.#crashed) return Promise.reject(this.#crashed);
     const id = this.#nextId++;
     const promise = new Promise<Res>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, slot: null as unknown as Slot });
@@ -113,6 +116,7 @@ export class WorkerPool<Req, Res> {
     }
     slot.busy = Number.POSITIVE_INFINITY; // never hand it work again
     if (this.#slots.every((s) => s.busy === Number.POSITIVE_INFINITY)) {
+      this.#crashed = err;
       for (const q of this.#queue) this.#pending.get(q.id)?.reject(err);
       this.#queue = [];
     }
