@@ -103,18 +103,24 @@ export class BatchLoader implements AsyncIterableIterator<Batch> {
   constructor(opts: LoaderOptions) {
     const shuffle = opts.shuffle ?? true;
     this.#opts = {
-      seed: 0,
-      startStep: 0,
-      prefetch: 3,
       ...opts,
+      // `??` rather than spread defaults: an explicit `seed: undefined` still means 0.
+      seed: opts.seed ?? 0,
+      startStep: opts.startStep ?? 0,
+      prefetch: Math.max(1, opts.prefetch ?? 3),
       shuffle,
       repeat: opts.repeat ?? shuffle,
       dropLast: opts.dropLast ?? shuffle,
     };
     const { pairs, batchSize } = this.#opts;
-    if (!Number.isInteger(batchSize) || batchSize < 1) {
-      throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
-    }
+    const check = (what: string, v: number, min: number) => {
+      if (!Number.isInteger(v) || v < min) {
+        throw new Error(`loader: ${what} must be an integer ≥ ${min}, got ${v}`);
+      }
+    };
+    check("batchSize", batchSize, 1);
+    if (opts.cropSize !== undefined) check("cropSize", opts.cropSize, 1);
+    check("startStep", this.#opts.startStep, 0);
     this.stepsPerEpoch = stepsPerEpoch(pairs.length, batchSize, this.#opts.dropLast);
     if (this.stepsPerEpoch === 0) {
       throw new Error(

@@ -51,8 +51,8 @@ interface Size {
   height: number;
 }
 
-function sizeOf(img: Size): Size {
-  return { width: img.width, height: img.height };
+function sizeOf(img: Size | null): Size | null {
+  return img && { width: img.width, height: img.height };
 }
 
 const FIX_CORRUPT = "re-export the file as PNG (8-bit RGB for images, 8-bit grayscale for labels)";
@@ -74,13 +74,13 @@ async function tryRead<T>(
 /** Decode all three files of a pair and report everything wrong with them. */
 export async function inspectPair(pair: PairFiles): Promise<PairCheck> {
   const problems: Problem[] = [];
-  // Sequential on purpose: keeps at most one decoded image alive per worker.
-  const a = await tryRead(pair.a, readRgbPng, problems);
-  const sizes: [string, string, Size | null][] = [["A", pair.a, a && sizeOf(a)]];
-  const b = await tryRead(pair.b, readRgbPng, problems);
-  sizes.push(["B", pair.b, b && sizeOf(b)]);
+  // Sequential, keeping only sizes of A and B: at most one decoded image alive per worker.
+  const sizes: [string, string, Size | null][] = [
+    ["A", pair.a, sizeOf(await tryRead(pair.a, readRgbPng, problems))],
+    ["B", pair.b, sizeOf(await tryRead(pair.b, readRgbPng, problems))],
+  ];
   const label = await tryRead(pair.label, readGrayPng, problems);
-  sizes.push(["label", pair.label, label && sizeOf(label)]);
+  sizes.push(["label", pair.label, sizeOf(label)]);
   const known = sizes.filter((s) => s[2] !== null) as [string, string, Size][];
   const [refFolder, , ref] = known[0] ?? ["", "", { width: 0, height: 0 }];
   for (const [, file, size] of known.slice(1)) {
