@@ -50,6 +50,16 @@ class BufferPool {
     this.#liveBytes -= size;
   }
 
+  /** Fill every free buffer with a value (tests: a kernel that reads memory it never wrote
+   * shows up as that value instead of passing by luck on zeroed fresh buffers). */
+  poisonFree(value = NaN): void {
+    for (const list of this.#free.values()) {
+      for (const b of list) {
+        device().queue.writeBuffer(b, 0, new Float32Array(b.size / 4).fill(value));
+      }
+    }
+  }
+
   /** Destroy every free buffer (e.g. between benchmarks of different sizes). */
   trim(): void {
     for (const list of this.#free.values()) {

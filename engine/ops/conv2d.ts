@@ -28,6 +28,7 @@ import {
 } from "../../kernels/conv2d_wgrad.ts";
 import { isGradEnabled, record } from "../autograd.ts";
 import { run } from "../launch.ts";
+import { addMacs } from "../profiler.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { mapNamed } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";
@@ -261,6 +262,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
   const ep = epilogueFor(act, bias, slope, recording);
   const { y, pre } = convForwardRaw(g, x, w, ep, extra);
+  addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);
   return record(y, inputs, "conv2d", (gy) => {
     const gz = activationBackward(act, gy, y, pre, slope);
     const wantB = !!bias?.requiresGrad;

@@ -5,6 +5,7 @@
 import type { ConvActivation, Pair } from "../../kernels/conv2d.ts";
 import { convTransposeGeometry } from "../../kernels/conv_transpose2d.ts";
 import { isGradEnabled, record } from "../autograd.ts";
+import { addMacs } from "../profiler.ts";
 import type { Tensor } from "../tensor.ts";
 import {
   activationBackward,
@@ -48,6 +49,7 @@ export function convTranspose2d(
   const inputs = [x, w, ...extra];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
   const { y, pre } = convInputGradRaw(g, x, w, epilogueFor(act, bias, slope, recording), extra);
+  addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);
   return record(y, inputs, "convTranspose2d", (gy) => {
     const gz = activationBackward(act, gy, y, pre, slope);
     const grads: (Tensor | null)[] = [

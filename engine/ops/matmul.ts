@@ -20,6 +20,7 @@ import {
 } from "../../kernels/matmul.ts";
 import { prod, stridesOf } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
+import { addMacs } from "../profiler.ts";
 import { run } from "../launch.ts";
 import { empty, type Shape, type Tensor, view } from "../tensor.ts";
 import { map, mapNamed } from "./elementwise.ts";
@@ -222,6 +223,7 @@ function emptyProduct(out: Tensor, o: GemmOptions): Tensor {
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const { transA = false, transB = false, bias, activation } = opts;
   const y = gemm(a, b, opts);
+  addMacs(y.size * (transA ? a.shape[a.ndim - 2] : a.shape[a.ndim - 1]));
   const inputs = bias ? [a, b, bias] : [a, b];
   return record(y, inputs, "matmul", (g) => {
     const gz = activation === "relu"

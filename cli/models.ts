@@ -1,0 +1,43 @@
+// `deno task models`: the registry as a table — parameters and multiply-accumulates at 512×512,
+// measured on this engine, beside the JL1-CD paper's Table II.
+
+import { initDevice } from "../engine/device.ts";
+import { measureMacs, MODELS } from "../models/registry.ts";
+
+await initDevice();
+const rows: string[][] = [[
+  "model",
+  "params (M)",
+  "paper params",
+  "GMACs@512",
+  "GFLOPs (2×MACs)",
+  "paper FLOPs (G)",
+  "output",
+  "lr",
+  "λ",
+]];
+for (const e of Object.values(MODELS)) {
+  const m = e.create(0);
+  const params = m.parameterCount() / 1e6;
+  const macs = measureMacs(m) / 1e9;
+  rows.push([
+    e.name,
+    params.toFixed(3),
+    e.paper.params.toFixed(3),
+    macs.toFixed(3),
+    (2 * macs).toFixed(3),
+    e.paper.flops.toFixed(3),
+    e.outputs === 1 ? "1-ch sigmoid" : "2-ch softmax",
+    String(e.recipe.lr),
+    String(e.recipe.lambda),
+  ]);
+  m.dispose();
+}
+const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+for (const [i, r] of rows.entries()) {
+  console.log(r.map((v, c) => (c === 0 ? v.padEnd(widths[c]) : v.padStart(widths[c]))).join("  "));
+  if (i === 0) console.log(widths.map((w) => "-".repeat(w)).join("  "));
+}
+console.log(
+  "\nMACs are counted by the engine's conv/matmul ops during one forward pass (Table II counts one multiply-add as one FLOP).",
+);

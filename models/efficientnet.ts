@@ -1,0 +1,153 @@
+// The first four stages of EfficientNet-b4 (torchvision's `features[0..3]`), as TinyCD uses
+// them: stem 3→48 (stride 2), MBConv stages of 24 (k3), 32 (k3, stride 2) and 56 (k5, stride 2)
+// channels. Names follow torchvision: `N.M.block.K...`, SE as `fc1`/`fc2`.
+// Stochastic depth is the identity here, in training too (the trainer does not drop blocks).
+
+import { Conv2d } from "../engine/nn/conv.ts";
+import { Module, ModuleList } from "../engine/nn/module.ts";
+import { BatchNorm2d } from "../engine/nn/norm.ts";
+import { silu } from "../engine/ops/activation.ts";
+import { conv2d } from "../engine/ops/conv2d.ts";
+import { foldBatchNorm } from "../engine/ops/conv2d.ts";
+import { add, mul } from "../engine/ops/elementwise.ts";
+import { adaptiveAvgPool2d } from "../engine/ops/pool.ts";
+import type { Random } from "../engine/random.ts";
+import type { Tensor } from "../engine/tensor.ts";
+
+type Act = "silu" | "none";
+
+/** conv (no bias) → BatchNorm → activation; in eval the BN is folded into the conv and the
+ * activation fused into its write-out (one kernel). Children "0" (conv) and "1" (BN). */
+export class ConvBnAct extends Module {
+  readonly conv: Conv2d;
+  readonly bn: BatchNorm2d;
+  constructor(
+    cin: number,
+    cout: number,
+    kernel: number,
+    stride: number,
+    groups: number,
+    readonly act: Act,
+    rng: Random,
+  ) {
+    super();
+    this.conv = this.child(
+      "0",
+      new Conv2d(
+        cin,
+        cout,
+        { kernel, stride, padding: (kernel - 1) >> 1, groups, bias: false },
+        rng,
+      ),
+    );
+    this.bn = this.child("1", new BatchNorm2d(cout));
+  }
+
+  forward(x: Tensor): Tensor {
+    if (this.training) {
+      const y = this.bn.forward(this.conv.forward(x));
+      return this.act === "silu" ? silu(y) : y;
+    }
+    const bn = this.bn;
+    const { weight, bias } = foldBatchNorm(
+      this.conv.weight,
+      null,
+      bn.runningMean,
+      bn.runningVar,
+      bn.weight,
+      bn.bias,
+      bn.eps,
+    );
+    const c = this.conv.config;
+    return conv2d(x, weight, {
+      bias,
+      stride: c.stride,
+      padding: c.padding,
+      groups: c.groups,
+      activation: this.act,
+    });
+  }
+}
+
+/** Squeeze-and-excitation: x · sigmoid(fc2(silu(fc1(mean over H, W of x)))). */
+class SqueezeExcite extends Module {
+  readonly fc1: Conv2d;
+  readonly fc2: Conv2d;
+  constructor(channels: number, squeezed: number, rng: Random) {
+    super();
+    this.fc1 = this.child("fc1", new Conv2d(channels, squeezed, { kernel: 1 }, rng));
+    this.fc2 = this.child("fc2", new Conv2d(squeezed, channels, { kernel: 1 }, rng));
+  }
+  forward(x: Tensor): Tensor {
+    const s = adaptiveAvgPool2d(x, 1);
+    return mul(x, this.fc2.forward(this.fc1.forward(s, "silu"), "sigmoid"));
+  }
+}
+
+/** Inverted residual block: [expand 1×1] → depthwise k×k → SE → project 1×1 (+ residual). */
+class MBConv extends Module {
+  readonly #layers: (ConvBnAct | SqueezeExcite)[];
+  readonly #residual: boolean;
+  constructor(
+    cin: number,
+    cout: number,
+    kernel: number,
+    stride: number,
+    expand: number,
+    rng: Random,
+  ) {
+    super();
+    const mid = cin * expand;
+    const layers: (ConvBnAct | SqueezeExcite)[] = [];
+    if (expand !== 1) layers.push(new ConvBnAct(cin, mid, 1, 1, 1, "silu", rng));
+    layers.push(new ConvBnAct(mid, mid, kernel, stride, mid, "silu", rng));
+    layers.push(new SqueezeExcite(mid, Math.max(1, Math.floor(cin / 4)), rng));
+    layers.push(new ConvBnAct(mid, cout, 1, 1, 1, "none", rng));
+    this.#layers = layers;
+    this.child("block", new ModuleList<Module>(layers));
+    this.#residual = stride === 1 && cin === cout;
+  }
+  forward(x: Tensor): Tensor {
+    let y = x;
+    for (const l of this.#layers) y = l.forward(y);
+    return this.#residual ? add(y, x) : y;
+  }
+}
+
+/** Stage list of EfficientNet-b4 up to `features[3]`: [out, layers, kernel, stride, expand]. */
+const B4_STAGES: [number, number, number, number, number][] = [
+  [24, 2, 3, 1, 1],
+  [32, 4, 3, 2, 6],
+  [56, 4, 5, 2, 6],
+];
+
+export const B4_STEM = 48;
+export const B4_CHANNELS = [B4_STEM, ...B4_STAGES.map((s) => s[0])];
+
+/** `features[0..3]`: forward(x) returns the output of every stage (1/2, 1/2, 1/4, 1/8). */
+export class EfficientNetB4Features extends ModuleList<Module> {
+  constructor(rng: Random) {
+    const stages: Module[] = [new ConvBnAct(3, B4_STEM, 3, 2, 1, "silu", rng)];
+    let cin = B4_STEM;
+    for (const [cout, n, k, s, e] of B4_STAGES) {
+      const blocks: MBConv[] = [];
+      for (let i = 0; i < n; i++) {
+        blocks.push(new MBConv(i === 0 ? cin : cout, cout, k, i === 0 ? s : 1, e, rng));
+      }
+      stages.push(new MBConvStage(blocks));
+      cin = cout;
+    }
+    super(stages);
+  }
+
+  stage(k: number, x: Tensor): Tensor {
+    return (this.items[k] as ConvBnAct | MBConvStage).forward(x);
+  }
+}
+
+class MBConvStage extends ModuleList<MBConv> {
+  forward(x: Tensor): Tensor {
+    for (const b of this.items) x = b.forward(x);
+    return x;
+  }
+}

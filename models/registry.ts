@@ -1,0 +1,104 @@
+// The model registry: a name and a small validated config per detector, with the recipe that
+// the JL1-CD paper's Table II gives for it. The trainer reads the recipe from here.
+
+import { Normalize } from "../data/sample.ts";
+import { noGrad } from "../engine/autograd.ts";
+import { countMacs } from "../engine/profiler.ts";
+import { scope } from "../engine/scope.ts";
+import { zeros } from "../engine/tensor.ts";
+import { FcSiam } from "./fc_siam.ts";
+import type { ChangeDetector } from "./model.ts";
+import { TinyCD } from "./tinycd.ts";
+
+export const IMAGENET_NORM: Normalize = {
+  mean: [0.485, 0.456, 0.406],
+  std: [0.229, 0.224, 0.225],
+};
+
+export interface Recipe {
+  optimizer: "adamw";
+  lr: number;
+  weightDecay: number;
+  betas: [number, number];
+  /** Default MTKD weight λ (Table II; "-" there → 1e-4 here). */
+  lambda: number;
+}
+
+export interface ModelEntry {
+  name: string;
+  title: string;
+  /** Build with seeded initialisation. */
+  create(seed?: number): ChangeDetector;
+  /** 1: one logit per pixel (sigmoid); 2: two class logits (softmax). */
+  outputs: 1 | 2;
+  normalize: Normalize;
+  recipe: Recipe;
+  /** Table II of the paper: parameters (M) and FLOPs (G) at 512×512. */
+  paper: { params: number; flops: number };
+}
+
+const common = { optimizer: "adamw" as const, betas: [0.9, 0.99] as [number, number] };
+
+export const MODELS: Record<string, ModelEntry> = {
+  fc_ef: {
+    name: "fc_ef",
+    title: "FC-EF (Daudt et al. 2018)",
+    create: (seed) => new FcSiam("ef", seed),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: { ...common, lr: 1e-3, weightDecay: 1e-2, lambda: 1e-4 },
+    paper: { params: 1.353, flops: 12.976 },
+  },
+  fc_siam_conc: {
+    name: "fc_siam_conc",
+    title: "FC-Siam-Conc (Daudt et al. 2018)",
+    create: (seed) => new FcSiam("conc", seed),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: { ...common, lr: 1e-3, weightDecay: 1e-2, lambda: 1e-4 },
+    paper: { params: 1.548, flops: 19.956 },
+  },
+  fc_siam_diff: {
+    name: "fc_siam_diff",
+    title: "FC-Siam-Diff (Daudt et al. 2018)",
+    create: (seed) => new FcSiam("diff", seed),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: { ...common, lr: 1e-3, weightDecay: 1e-2, lambda: 1e-4 },
+    paper: { params: 1.352, flops: 17.540 },
+  },
+  tinycd: {
+    name: "tinycd",
+    title: "TinyCD (Codegoni et al. 2023)",
+    create: (seed) => new TinyCD(seed),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    // The paper's LR; weight decay as the TinyCD authors' training script.
+    recipe: { ...common, lr: 3.57e-3, weightDecay: 9.45e-3, lambda: 1e-5 },
+    paper: { params: 0.285, flops: 5.791 },
+  },
+};
+
+export function modelEntry(name: string): ModelEntry {
+  const e = MODELS[name];
+  if (!e) {
+    throw new Error(`unknown model "${name}": choose one of ${Object.keys(MODELS).join(", ")}`);
+  }
+  return e;
+}
+
+/** Multiply-accumulates of one forward pass at size×size, measured by running the model at a
+ * small size (fully convolutional: the count scales with the pixel count). */
+export function measureMacs(model: ChangeDetector, size = 512, probe = 64): number {
+  const was = model.training;
+  model.eval();
+  const macs = scope(() =>
+    noGrad(() =>
+      countMacs(() => {
+        model.forward(zeros([1, 3, probe, probe]), zeros([1, 3, probe, probe]));
+      })
+    )
+  );
+  model.train(was);
+  return macs * (size / probe) ** 2;
+}

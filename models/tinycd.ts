@@ -1,0 +1,148 @@
+// TinyCD (Codegoni, Lombardi, Ferrari, 2023): a shared EfficientNet-b4 trunk (stages 0–3), mixing
+// blocks that interleave the two dates' channels and mix each pair with a grouped 3×3 conv, mask
+// attention (1×1 "pixelwise linear" chains ending in one channel) and an UpMask decoder that
+// upsamples, multiplies by the next finer mask and refines. Names follow the authors' code.
+// The model returns logits: the authors' final sigmoid is left to the loss and the predictor.
+
+import { Conv2d } from "../engine/nn/conv.ts";
+import { Module, ModuleList } from "../engine/nn/module.ts";
+import { InstanceNorm2d } from "../engine/nn/norm.ts";
+import { PReLU } from "../engine/nn/activation.ts";
+import { mul } from "../engine/ops/elementwise.ts";
+import { interleaveChannels } from "../engine/ops/layout.ts";
+import { interpolate } from "../engine/ops/resample.ts";
+import { Random } from "../engine/random.ts";
+import type { Tensor } from "../engine/tensor.ts";
+import { EfficientNetB4Features } from "./efficientnet.ts";
+import type { ChangeDetector } from "./model.ts";
+
+/** conv → PReLU fused in one kernel (the slope is the PReLU module's parameter). */
+function convPrelu(conv: Conv2d, act: PReLU | null, x: Tensor): Tensor {
+  return act ? conv.forward(x, "prelu", act.weight) : conv.forward(x);
+}
+
+/** 1×1 convs fin[i] → fout[i], each followed by PReLU (the last one too unless `logitsOut`). */
+class PixelwiseLinear extends Module {
+  readonly #convs: Conv2d[] = [];
+  readonly #acts: (PReLU | null)[] = [];
+  constructor(fin: number[], fout: number[], logitsOut: boolean, rng: Random) {
+    super();
+    const layers = fin.map((cin, i) => {
+      const conv = new Conv2d(cin, fout[i], { kernel: 1 }, rng);
+      const act = logitsOut && i === fin.length - 1 ? null : new PReLU();
+      this.#convs.push(conv);
+      this.#acts.push(act);
+      return new ModuleList<Module>(act ? [conv, act] : [conv]);
+    });
+    this.child("_linears", new ModuleList(layers));
+  }
+  forward(x: Tensor): Tensor {
+    this.#convs.forEach((c, i) => (x = convPrelu(c, this.#acts[i], x)));
+    return x;
+  }
+}
+
+/** Interleave A's and B's channels (a0, b0, a1, b1, …) and mix each pair: grouped 3×3 conv
+ * (groups = output channels) → PReLU → InstanceNorm. */
+class MixingBlock extends Module {
+  readonly #conv: Conv2d;
+  readonly #act = new PReLU();
+  readonly #norm: InstanceNorm2d;
+  constructor(cin: number, cout: number, rng: Random) {
+    super();
+    this.#conv = new Conv2d(cin, cout, { kernel: 3, padding: 1, groups: cout }, rng);
+    this.#norm = new InstanceNorm2d(cout);
+    this.child("_convmix", new ModuleList<Module>([this.#conv, this.#act, this.#norm]));
+  }
+  forward(x: Tensor, y: Tensor): Tensor {
+    return this.#norm.forward(convPrelu(this.#conv, this.#act, interleaveChannels(x, y)));
+  }
+}
+
+/** Mixing block followed by a pixelwise-linear chain down to a one-channel mask. */
+class MixingMaskAttention extends Module {
+  readonly #mixing: MixingBlock;
+  readonly #linear: PixelwiseLinear;
+  constructor(cin: number, cout: number, fin: number[], fout: number[], rng: Random) {
+    super();
+    this.#mixing = this.child("_mixing", new MixingBlock(cin, cout, rng));
+    this.#linear = this.child("_linear", new PixelwiseLinear(fin, fout, false, rng));
+  }
+  forward(x: Tensor, y: Tensor): Tensor {
+    return this.#linear.forward(this.#mixing.forward(x, y));
+  }
+}
+
+/** ×2 bilinear (align_corners) upsampling, times the finer mask, then depthwise 3×3 + PReLU +
+ * InstanceNorm and 1×1 + PReLU + InstanceNorm. */
+class UpMask extends Module {
+  readonly #dw: Conv2d;
+  readonly #pw: Conv2d;
+  readonly #acts = [new PReLU(), new PReLU()];
+  readonly #norms: InstanceNorm2d[];
+  constructor(nin: number, nout: number, rng: Random) {
+    super();
+    this.#dw = new Conv2d(nin, nin, { kernel: 3, padding: 1, groups: nin }, rng);
+    this.#pw = new Conv2d(nin, nout, { kernel: 1 }, rng);
+    this.#norms = [new InstanceNorm2d(nin), new InstanceNorm2d(nout)];
+    this.child(
+      "_convolution",
+      new ModuleList<Module>([
+        this.#dw,
+        this.#acts[0],
+        this.#norms[0],
+        this.#pw,
+        this.#acts[1],
+        this.#norms[1],
+      ]),
+    );
+  }
+  forward(x: Tensor, mask: Tensor): Tensor {
+    x = interpolate(x, { scale: 2, mode: "bilinear", alignCorners: true });
+    x = mul(x, mask);
+    x = this.#norms[0].forward(convPrelu(this.#dw, this.#acts[0], x));
+    return this.#norms[1].forward(convPrelu(this.#pw, this.#acts[1], x));
+  }
+}
+
+export class TinyCD extends Module implements ChangeDetector {
+  readonly #backbone: EfficientNetB4Features;
+  readonly #firstMix: MixingMaskAttention;
+  readonly #masks: [MixingMaskAttention, MixingMaskAttention, MixingBlock];
+  readonly #up: UpMask[];
+  readonly #classify: PixelwiseLinear;
+
+  constructor(seed = 0) {
+    super();
+    const rng = new Random(seed);
+    this.#backbone = this.child("_backbone", new EfficientNetB4Features(rng));
+    this.#firstMix = this.child(
+      "_first_mix",
+      new MixingMaskAttention(6, 3, [3, 10, 5], [10, 5, 1], rng),
+    );
+    this.#masks = [
+      new MixingMaskAttention(48, 24, [24, 12, 6], [12, 6, 1], rng),
+      new MixingMaskAttention(64, 32, [32, 16, 8], [16, 8, 1], rng),
+      new MixingBlock(112, 56, rng),
+    ];
+    this.child("_mixing_mask", new ModuleList<Module>(this.#masks));
+    this.#up = [new UpMask(56, 64, rng), new UpMask(64, 64, rng), new UpMask(64, 32, rng)];
+    this.child("_up", new ModuleList(this.#up));
+    this.#classify = this.child(
+      "_classify",
+      new PixelwiseLinear([32, 16, 8], [16, 8, 1], true, rng),
+    );
+  }
+
+  forward(a: Tensor, b: Tensor): Tensor {
+    const features = [this.#firstMix.forward(a, b)];
+    for (let k = 0; k < 4; k++) {
+      a = this.#backbone.stage(k, a);
+      b = this.#backbone.stage(k, b);
+      if (k > 0) features.push(this.#masks[k - 1].forward(a, b));
+    }
+    let x = features[3];
+    for (let i = 0; i < 3; i++) x = this.#up[i].forward(x, features[2 - i]);
+    return this.#classify.forward(x);
+  }
+}

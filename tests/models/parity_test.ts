@@ -1,0 +1,109 @@
+// Parity with the original implementations: the authors' TinyCD checkpoint and seeded FC-Siam
+// weights must reproduce the outputs that the original PyTorch code computed (../shared/fixtures).
+
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { initDevice } from "../../engine/device.ts";
+import { loadCheckpoint } from "../../engine/nn/checkpoint.ts";
+import { sigmoid } from "../../engine/ops/elementwise.ts";
+import { logSoftmax } from "../../engine/ops/softmax.ts";
+import { readSafetensors } from "../../engine/safetensors.ts";
+import { scope } from "../../engine/scope.ts";
+import { tensor } from "../../engine/tensor.ts";
+import { noGrad } from "../../engine/autograd.ts";
+import { listSplit } from "../../data/dataset.ts";
+import { IMAGENET } from "../../data/loader.ts";
+import { loadSample } from "../../data/sample.ts";
+import { FcSiam } from "../../models/fc_siam.ts";
+import { TinyCD } from "../../models/tinycd.ts";
+import type { ChangeDetector } from "../../models/model.ts";
+
+const FIX = new URL("../../../shared/fixtures/", import.meta.url).pathname;
+const present = existsSync(FIX + "weights/tinycd_levir.safetensors");
+if (!present) console.log(`skipping parity tests: ${FIX} is absent (it ships beside the repo)`);
+
+async function run(model: ChangeDetector, names: string[], post: "sigmoid" | "logsoftmax") {
+  const pairs = (await listSplit(FIX + "levir-cd")).filter((p) => names.includes(p.name));
+  const outs = new Map<string, Float32Array>();
+  for (const p of pairs) {
+    const s = await loadSample(p, undefined, IMAGENET);
+    const shape = [1, 3, s.height, s.width];
+    const y = scope(() =>
+      noGrad(() => {
+        const logits = model.forward(tensor(s.a, shape), tensor(s.b, shape));
+        return post === "sigmoid" ? sigmoid(logits) : logSoftmax(logits, 1);
+      })
+    );
+    outs.set(p.name, (await y.read()) as Float32Array);
+    y.dispose();
+  }
+  return outs;
+}
+
+function maxAbsDiff(a: Float32Array, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+async function fcParity(variant: "ef" | "conc" | "diff", file: string) {
+  const ref = readSafetensors(`${FIX}weights/${file}.reference.safetensors`);
+  const names = [...ref.keys()].map((k) => k.replace(/^logprob\./, ""));
+  const model = new FcSiam(variant).eval();
+  loadCheckpoint(model, `${FIX}weights/${file}.safetensors`);
+  const outs = await run(model, names, "logsoftmax");
+  for (const name of names) {
+    const d = maxAbsDiff(outs.get(name)!, ref.get(`logprob.${name}`)!.data);
+    assert.ok(d <= 1e-4, `${file} ${name}: max |Δ log-prob| ${d}`);
+  }
+  model.dispose();
+}
+
+Deno.test({
+  name: "FC-Siam-diff reproduces the original code's log-probabilities",
+  ignore: !present,
+  fn: async () => {
+    await initDevice();
+    await fcParity("diff", "fc_siam_diff_seed0");
+  },
+});
+
+Deno.test({
+  name: "FC-EF and FC-Siam-conc reproduce the original code's log-probabilities",
+  ignore: !present,
+  fn: async () => {
+    await initDevice();
+    await fcParity("ef", "fc_ef_seed0");
+    await fcParity("conc", "fc_siam_conc_seed0");
+  },
+});
+
+Deno.test({
+  name: "TinyCD with the authors' LEVIR-CD weights reproduces their probabilities and F1",
+  ignore: !present,
+  fn: async () => {
+    await initDevice();
+    const ref = readSafetensors(`${FIX}weights/tinycd_levir.reference.safetensors`);
+    const names = [...ref.keys()].map((k) => k.replace(/^prob\./, ""));
+    const model = new TinyCD().eval();
+    loadCheckpoint(model, `${FIX}weights/tinycd_levir.safetensors`);
+    const outs = await run(model, names, "sigmoid");
+    let tp = 0, fp = 0, fn = 0;
+    const pairs = await listSplit(FIX + "levir-cd");
+    for (const name of names) {
+      const prob = outs.get(name)!;
+      const d = maxAbsDiff(prob, ref.get(`prob.${name}`)!.data);
+      assert.ok(d <= 1e-4, `tinycd ${name}: max |Δ prob| ${d}`);
+      const label = (await loadSample(pairs.find((p) => p.name === name)!)).label;
+      for (let i = 0; i < prob.length; i++) {
+        const p = prob[i] > 0.5, l = label[i] === 1;
+        if (p && l) tp++;
+        else if (p) fp++;
+        else if (l) fn++;
+      }
+    }
+    const f1 = (2 * tp) / (2 * tp + fp + fn);
+    assert.ok(Math.abs(f1 - 0.9277) <= 0.001, `pooled F1 ${f1} (TP ${tp}, FP ${fp}, FN ${fn})`);
+    model.dispose();
+  },
+});
