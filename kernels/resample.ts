@@ -75,10 +75,15 @@ ${tapsFn("w", s.inW, s.outW, s, s.scale?.[1])}`;
 }
 
 /** Planes (N·C) handled by one thread: the taps of a pixel are computed once and reused. The
- * largest divisor of the plane count up to 8, so no thread has a partial set. */
+ * largest divisor of the plane count up to 16, so no thread has a partial set. */
 export function planesPerThread(planes: number): number {
-  for (let d = Math.min(8, planes); d > 1; d--) if (planes % d === 0) return d;
+  for (let d = Math.min(16, planes); d > 1; d--) if (planes % d === 0) return d;
   return 1;
+}
+
+/** One line per plane of a thread, written out so that the accumulators stay in registers. */
+function unrolled(pb: number, line: (k: number) => string): string {
+  return Array.from({ length: pb }, (_, k) => line(k)).join("\n");
 }
 
 export function resampleKernel(s: ResampleSpec): Kernel {
@@ -108,25 +113,47 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let o01 = th.i0 * ${s.inW}u + tw.i1;
   let o10 = th.i1 * ${s.inW}u + tw.i0;
   let o11 = th.i1 * ${s.inW}u + tw.i1;
-  for (var k = 0u; k < ${pb}u; k++) {
-    let b = (p0 + k) * ${inHW}u;
-    out[(p0 + k) * ${outHW}u + pix] = ${value};
-  }
+${
+      unrolled(pb, (k) =>
+        `  { let b = (p0 + ${k}u) * ${inHW}u; out[(p0 + ${k}u) * ${outHW}u + pix] = ${value}; }`)
+    }
 }`,
   };
 }
 
-/** WGSL of `fn first_A(t: u32) -> u32`: the first output index whose lower tap is ≥ t (the
- * taps are monotone in the output index). */
-function firstFn(axis: string, outSize: number): string {
-  return `fn first_${axis}(t: u32) -> u32 {
-  var lo = 0u;
-  var hi = ${outSize}u;
-  while (lo < hi) {
-    let mid = (lo + hi) / 2u;
-    if (taps_${axis}(mid).i0 < t) { lo = mid + 1u; } else { hi = mid; }
+/** WGSL of `fn first_A(t: u32) -> u32`: the first output index whose lower tap is ≥ t. An
+ * estimate from the inverse of the coordinate map is walked to the exact answer with the same
+ * f32 taps as the forward pass (they are monotone in the output index), so rounding cannot
+ * drop or double a contribution. */
+function firstFn(
+  axis: string,
+  inSize: number,
+  outSize: number,
+  s: ResampleSpec,
+  scale?: number,
+): string {
+  const r = coordinateScale(inSize, outSize, s.mode, s.alignCorners, scale);
+  // o ≥ (t + 0.5) / r − 0.5 (half-pixel bilinear), o ≥ t / r otherwise, o ≥ t · out/in for
+  // nearest's legacy shortcuts.
+  let [a, b] = [1 / r, 0];
+  if (s.mode === "bilinear" && !s.alignCorners) b = 0.5 / r - 0.5;
+  if (s.mode === "nearest" && (outSize === inSize || outSize === 2 * inSize)) {
+    a = outSize / inSize;
   }
-  return lo;
+  if (r === 0) { // align corners onto a single output: every tap is 0
+    return `fn first_${axis}(t: u32) -> u32 { return select(${outSize}u, 0u, t == 0u); }`;
+  }
+  return `fn first_${axis}(t: u32) -> u32 {
+  var o = min(u32(max(ceil(f32(t) * ${f(a)} + ${f(b)}), 0.0)), ${outSize}u);
+  loop {
+    if (o == 0u || taps_${axis}(o - 1u).i0 < t) { break; }
+    o--;
+  }
+  loop {
+    if (o == ${outSize}u || taps_${axis}(o).i0 >= t) { break; }
+    o++;
+  }
+  return o;
 }`;
 }
 
@@ -145,8 +172,8 @@ export function resampleGradKernel(s: ResampleSpec): Kernel {
     code: `@group(0) @binding(0) var<storage, read> g: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dx: array<f32>;
 ${tapsFns(s)}
-${firstFn("h", s.outH)}
-${firstFn("w", s.outW)}
+${firstFn("h", s.inH, s.outH, s, s.scale?.[0])}
+${firstFn("w", s.inW, s.outW, s, s.scale?.[1])}
 fn weight(t: Taps, i: u32) -> f32 {
   return select(0.0, t.l0, t.i0 == i) + select(0.0, t.l1, t.i1 == i);
 }
@@ -161,16 +188,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let oh_end = first_h(ih + 1u);
   let ow_start = first_w(${from("iw")});
   let ow_end = first_w(iw + 1u);
-  var acc: array<f32, ${pb}>;
+${unrolled(pb, (k) => `  var acc${k} = 0.0;`)}
   for (var oh = first_h(${from("ih")}); oh < oh_end; oh++) {
     let wh = weight(taps_h(oh), ih);
     for (var ow = ow_start; ow < ow_end; ow++) {
       let wt = wh * weight(taps_w(ow), iw);
       let o = p0 * ${outHW}u + oh * ${s.outW}u + ow;
-      for (var k = 0u; k < ${pb}u; k++) { acc[k] += wt * g[o + k * ${outHW}u]; }
+${unrolled(pb, (k) => `      acc${k} += wt * g[o + ${k * outHW}u];`)}
     }
   }
-  for (var k = 0u; k < ${pb}u; k++) { dx[(p0 + k) * ${inHW}u + pix] = acc[k]; }
+${unrolled(pb, (k) => `  dx[(p0 + ${k}u) * ${inHW}u + pix] = acc${k};`)}
 }`,
   };
 }

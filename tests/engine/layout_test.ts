@@ -73,6 +73,38 @@ Deno.test("concat gradient on channels and width", async () => {
   await gradCheck((a, b) => concat([a, b], 3), [input([1, 2, 3, 5], 3), input([1, 2, 3, 1], 4)]);
 });
 
+Deno.test("copies of aligned runs of 4 (vec4 path): concat, slice, flip, permute, interleave", async () => {
+  const shape = [2, 3, 5, 4];
+  const a = randArray(prod(shape), 90), b = randArray(prod(shape), 91);
+  const ints = Array.from({ length: prod(shape) }, (_, i) => i * 3);
+  const ta = () => tensor(a, shape), tb = () => tensor(b, shape);
+  await check(
+    scope(() => concat([ta(), tb()], 1)),
+    build([2, 6, 5, 4], ([n, c, h, w]) => at(c < 3 ? a : b, shape, [n, c % 3, h, w])),
+    "concat",
+  );
+  await check(
+    scope(() => slice(ta(), 1, 1, 3)),
+    build([2, 2, 5, 4], ([n, c, h, w]) => at(a, shape, [n, c + 1, h, w])),
+    "slice",
+  );
+  await check(
+    scope(() => flip(tensor(ints, shape, "u32"), [2])),
+    build(shape, ([n, c, h, w]) => at(ints, shape, [n, c, 4 - h, w])),
+    "flip H u32",
+  );
+  await check(
+    scope(() => permute(ta(), [1, 0, 2, 3])),
+    build([3, 2, 5, 4], ([c, n, h, w]) => at(a, shape, [n, c, h, w])),
+    "permute",
+  );
+  await check(
+    scope(() => interleaveChannels(ta(), tb())),
+    build([2, 6, 5, 4], ([n, c, h, w]) => at(c % 2 ? b : a, shape, [n, c >> 1, h, w])),
+    "interleave",
+  );
+});
+
 Deno.test("slice on every axis, negative indices included", async () => {
   const data = randArray(prod(X), 20);
   const cases: [number, number, number][] = [[0, 1, 2], [1, -2, 3], [2, 2, 6], [3, -8, -1]];

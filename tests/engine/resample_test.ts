@@ -97,6 +97,10 @@ const cases: [string, Case][] = [
     shape: B,
     opts: { mode: "bilinear", size: [3, 1], alignCorners: true },
   }],
+  ["bilinear from one row, align corners", {
+    shape: [2, 3, 1, 9],
+    opts: { mode: "bilinear", size: [4, 5], alignCorners: true },
+  }],
   ["bilinear scale 0.6 (1/scale ≠ in/out)", {
     shape: B,
     opts: { mode: "bilinear", scale: 0.6 },
