@@ -3,6 +3,7 @@
 // waiting because every use is recorded in queue order (see recorder.ts: uploads flush first).
 
 import { device } from "./device.ts";
+import { clearBindGroups } from "./recorder.ts";
 
 const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
@@ -62,6 +63,7 @@ class BufferPool {
 
   /** Destroy every free buffer (e.g. between benchmarks of different sizes). */
   trim(): void {
+    clearBindGroups();
     for (const list of this.#free.values()) {
       for (const b of list) {
         this.heldBytes -= b.size;

@@ -31,6 +31,42 @@ function endPass(): GPUCommandEncoder {
   return encoder;
 }
 
+// Bind groups cost tens of µs to create in Deno, and a training step binds the same pooled
+// buffers to the same pipelines every step, so they are cached by (pipeline, buffers, ranges).
+const ids = new WeakMap<object, number>();
+let nextId = 0;
+const idOf = (o: object) => {
+  let id = ids.get(o);
+  if (id === undefined) ids.set(o, id = nextId++);
+  return id;
+};
+const groups = new Map<string, GPUBindGroup>();
+const MAX_GROUPS = 20_000;
+
+function bindGroup(pipe: GPUComputePipeline, label: string, bindings: Binding[]): GPUBindGroup {
+  let key = String(idOf(pipe));
+  for (const b of bindings) key += `|${idOf(b.buffer)}:${b.offset}:${b.size}`;
+  let group = groups.get(key);
+  if (!group) {
+    if (groups.size >= MAX_GROUPS) groups.clear();
+    group = device().createBindGroup({
+      label,
+      layout: pipe.getBindGroupLayout(0),
+      entries: bindings.map((b, i) => ({
+        binding: i,
+        resource: { buffer: b.buffer, offset: b.offset, size: b.size },
+      })),
+    });
+    groups.set(key, group);
+  }
+  return group;
+}
+
+/** Forget cached bind groups (after buffers were destroyed). */
+export function clearBindGroups(): void {
+  groups.clear();
+}
+
 /** Record one dispatch of a kernel. Bindings are @group(0) @binding(0..n-1) in order. */
 export function dispatch(
   label: string,
@@ -39,14 +75,7 @@ export function dispatch(
   workgroups: [number, number, number],
 ): void {
   const pipe = pipeline(code, label);
-  const group = device().createBindGroup({
-    label,
-    layout: pipe.getBindGroupLayout(0),
-    entries: bindings.map((b, i) => ({
-      binding: i,
-      resource: { buffer: b.buffer, offset: b.offset, size: b.size },
-    })),
-  });
+  const group = bindGroup(pipe, label, bindings);
   const p = ensurePass();
   p.setPipeline(pipe);
   p.setBindGroup(0, group);

@@ -165,6 +165,7 @@ export function write(t: Tensor, data: ArrayLike<number>): void {
     throw new Error(`write: ${data.length} values for ${t.describe()}`);
   }
   const arr = arrayFor(t.dtype, data);
+  if (arr.byteLength === 0) return; // Deno's writeBuffer panics on empty data
   if (pending() > 0) flush();
   const bytes = arr.byteLength;
   if (bytes % 4 === 0) {
