@@ -8,6 +8,7 @@ import { scope } from "../engine/scope.ts";
 import { zeros } from "../engine/tensor.ts";
 import { FcSiam } from "./fc_siam.ts";
 import type { ChangeDetector } from "./model.ts";
+import { SNUNet } from "./snunet.ts";
 import { TinyCD } from "./tinycd.ts";
 
 export const IMAGENET_NORM: Normalize = {
@@ -76,6 +77,16 @@ export const MODELS: Record<string, ModelEntry> = {
     // The paper's LR; weight decay as the TinyCD authors' training script.
     recipe: { ...common, lr: 3.57e-3, weightDecay: 9.45e-3, lambda: 1e-5 },
     paper: { params: 0.285, flops: 5.791 },
+  },
+  snunet_c16: {
+    name: "snunet_c16",
+    title: "SNUNet-CD/ECAM, 16 channels (Fang et al. 2021)",
+    create: (seed) => new SNUNet(seed),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    // The paper's LR; weight decay as Open-CD's standard schedule.
+    recipe: { ...common, lr: 1e-3, weightDecay: 5e-2, lambda: 1e-4 },
+    paper: { params: 3.012, flops: 46.921 },
   },
 };
 

@@ -1,0 +1,190 @@
+// SNUNet-CD (Fang, Li, Shao, Li, GRSL 2021) with the Ensemble Channel Attention Module, as
+// Open-CD builds it (the toolbox the JL1-CD paper used). A Siamese encoder of residual blocks
+// feeds a UNet++ grid of nested nodes x[i][j] (depth i at 1/2^i, column j):
+//
+//   x[i][0]  encoder: date A down to 1/8, date B down to 1/16
+//   x[i][j]  = block(cat[xA[i][0], xB[i][0], x[i][1..j−1], up(x[i+1][j−1])])
+//
+// where the upsampled input of column 1 comes from B's encoder only (Open-CD's choice), and the
+// four full-resolution outputs x[0][1..4] are fused by ECAM into 4·c channels. The change
+// detector adds Open-CD's decode head: an FCN head with no convs, i.e. Dropout2d(0.1) and a 1×1
+// classifier. Names follow Open-CD's state_dict (backbone.conv0_0.conv1 …, decode_head.conv_seg).
+
+import { BatchNorm2d } from "../engine/nn/norm.ts";
+import { Conv2d, ConvTranspose2d } from "../engine/nn/conv.ts";
+import { Dropout2d } from "../engine/nn/dropout.ts";
+import { Module } from "../engine/nn/module.ts";
+import { add, mul, relu, sigmoid } from "../engine/ops/elementwise.ts";
+import { concat } from "../engine/ops/layout.ts";
+import { adaptiveAvgPool2d, adaptiveMaxPool2d, maxPool2d } from "../engine/ops/pool.ts";
+import { Random } from "../engine/random.ts";
+import { type Tensor, write } from "../engine/tensor.ts";
+import type { ChangeDetector } from "./model.ts";
+
+/** Encoder depth: 1/1 … 1/16. */
+const DEPTH = 5;
+
+/** Open-CD re-initialises every Conv2d weight with kaiming_normal_(mode="fan_out", relu);
+ * biases and transposed convs keep PyTorch's defaults. */
+function kaimingFanOut<C extends Conv2d>(conv: C, rng: Random): C {
+  const [co, , kh, kw] = conv.weight.shape;
+  write(conv.weight, rng.normal(conv.weight.size, Math.sqrt(2 / (co * kh * kw))));
+  return conv;
+}
+
+/** conv → BN → ReLU → conv → BN, plus the first conv's output (before its BN), then ReLU. */
+class NestedBlock extends Module {
+  readonly #conv1: Conv2d;
+  readonly #bn1: BatchNorm2d;
+  readonly #conv2: Conv2d;
+  readonly #bn2: BatchNorm2d;
+  constructor(cin: number, cout: number, rng: Random) {
+    super();
+    const k3 = { kernel: 3, padding: 1 };
+    this.#conv1 = this.child("conv1", kaimingFanOut(new Conv2d(cin, cout, k3, rng), rng));
+    this.#bn1 = this.child("bn1", new BatchNorm2d(cout));
+    this.#conv2 = this.child("conv2", kaimingFanOut(new Conv2d(cout, cout, k3, rng), rng));
+    this.#bn2 = this.child("bn2", new BatchNorm2d(cout));
+  }
+  forward(x: Tensor): Tensor {
+    const identity = this.#conv1.forward(x);
+    const y = this.#conv2.forward(relu(this.#bn1.forward(identity)));
+    return relu(add(this.#bn2.forward(y), identity));
+  }
+}
+
+/** 2×2 stride-2 transposed conv (Open-CD's `up` with bilinear off), named `up`. */
+class Up extends Module {
+  readonly #up: ConvTranspose2d;
+  constructor(channels: number, rng: Random) {
+    super();
+    this.#up = this.child(
+      "up",
+      new ConvTranspose2d(channels, channels, { kernel: 2, stride: 2 }, rng),
+    );
+  }
+  forward(x: Tensor): Tensor {
+    return this.#up.forward(x);
+  }
+}
+
+/** CBAM-style channel attention: a shared bottleneck MLP (1×1 convs, no bias) over the global
+ * average and the global max, summed, then sigmoid → [B, C, 1, 1]. */
+class ChannelAttention extends Module {
+  readonly #fc1: Conv2d;
+  readonly #fc2: Conv2d;
+  constructor(channels: number, ratio: number, rng: Random) {
+    super();
+    const hidden = Math.floor(channels / ratio);
+    const k1 = { kernel: 1, bias: false };
+    this.#fc1 = this.child("fc1", kaimingFanOut(new Conv2d(channels, hidden, k1, rng), rng));
+    this.#fc2 = this.child("fc2", kaimingFanOut(new Conv2d(hidden, channels, k1, rng), rng));
+  }
+  forward(x: Tensor): Tensor {
+    const mlp = (p: Tensor) => this.#fc2.forward(this.#fc1.forward(p, "relu"));
+    return sigmoid(add(mlp(adaptiveAvgPool2d(x, 1)), mlp(adaptiveMaxPool2d(x, 1))));
+  }
+}
+
+/** The backbone: Siamese encoder, nested decoder and ECAM. Output [B, 4·base, H, W]; H and W
+ * must be multiples of 16. */
+export class SNUNetECAM extends Module {
+  readonly filters: number[];
+  /** blocks[i][j] is conv{i}_{j}; ups[i][j] is Up{i}_{j}, which lifts x[i][j] to depth i − 1. */
+  readonly #blocks: NestedBlock[][] = [];
+  readonly #ups: Up[][] = [];
+  readonly #ca: ChannelAttention;
+  readonly #ca1: ChannelAttention;
+
+  constructor(rng: Random, inChannels = 3, readonly base = 16) {
+    super();
+    this.filters = Array.from({ length: DEPTH }, (_, i) => base << i);
+    const f = this.filters;
+    for (let i = 0; i < DEPTH; i++) {
+      this.#blocks.push([]);
+      this.#ups.push([]);
+    }
+    // Column 0 is the encoder; node (i, j) exists while i + j < DEPTH, and every node below
+    // depth 0 has an Up. Column by column, as Open-CD registers them (same state_dict order).
+    for (let j = 0; j < DEPTH; j++) {
+      for (let i = 0; i + j < DEPTH; i++) {
+        // Inputs: A's and B's encoder features, the j − 1 earlier nodes, the lifted deeper node.
+        const cin = j === 0 ? (i === 0 ? inChannels : f[i - 1]) : f[i] * (j + 1) + f[i + 1];
+        this.#blocks[i][j] = this.child(`conv${i}_${j}`, new NestedBlock(cin, f[i], rng));
+        if (i > 0) this.#ups[i][j] = this.child(`Up${i}_${j}`, new Up(f[i], rng));
+      }
+    }
+    // ECAM: attention over the 4 stacked outputs and over their sum ("intra" attention).
+    this.#ca = this.child("ca", new ChannelAttention(f[0] * 4, 16, rng));
+    this.#ca1 = this.child("ca1", new ChannelAttention(f[0], 4, rng));
+  }
+
+  #encode(x: Tensor, depth: number): Tensor[] {
+    const out: Tensor[] = [];
+    for (let i = 0; i < depth; i++) {
+      if (i > 0) x = maxPool2d(x, { kernel: 2, stride: 2 });
+      x = this.#blocks[i][0].forward(x);
+      out.push(x);
+    }
+    return out;
+  }
+
+  forward(a: Tensor, b: Tensor): Tensor {
+    const [h, w] = [a.shape[2], a.shape[3]];
+    if (h % 16 || w % 16) throw new Error(`SNUNet needs H and W divisible by 16, got ${h}×${w}`);
+    // Open-CD never computes A's 1/16 stage: only B's feeds the decoder there.
+    const xa = this.#encode(a, DEPTH - 1);
+    const xb = this.#encode(b, DEPTH);
+    const x: Tensor[][] = xb.map((t) => [t]);
+    // Anti-diagonals k = i + j, deepest node first, as Open-CD's forward orders them.
+    for (let k = 1; k < DEPTH; k++) {
+      for (let i = k - 1; i >= 0; i--) {
+        const j = k - i;
+        const lifted = this.#ups[i + 1][j - 1].forward(x[i + 1][j - 1]);
+        const inputs = [xa[i], xb[i], ...x[i].slice(1, j), lifted];
+        x[i][j] = this.#blocks[i][j].forward(concat(inputs, 1));
+      }
+    }
+    return this.#ecam(x[0].slice(1));
+  }
+
+  /** ECAM = CA(out) × (out + CA1(Σ outputs) repeated 4×), out = the outputs concatenated. */
+  #ecam(outputs: Tensor[]): Tensor {
+    const out = concat(outputs, 1);
+    const intra = outputs.reduce((s, t) => add(s, t));
+    const ca1 = this.#ca1.forward(intra);
+    return mul(this.#ca.forward(out), add(out, concat(outputs.map(() => ca1), 1)));
+  }
+}
+
+/** mmseg's FCNHead with num_convs = 0 and concat_input off: Dropout2d(0.1) then a 1×1 conv
+ * (weights N(0, 0.01), bias 0, as mmseg initialises `conv_seg`). */
+class FcnHead extends Module {
+  readonly #dropout: Dropout2d;
+  readonly #convSeg: Conv2d;
+  constructor(channels: number, classes: number, rng: Random) {
+    super();
+    this.#dropout = this.child("dropout", new Dropout2d(0.1));
+    this.#convSeg = this.child("conv_seg", new Conv2d(channels, classes, { kernel: 1 }, rng));
+    write(this.#convSeg.weight, rng.normal(this.#convSeg.weight.size, 0.01));
+    write(this.#convSeg.bias!, new Float32Array(classes));
+  }
+  forward(x: Tensor): Tensor {
+    return this.#convSeg.forward(this.#dropout.forward(x));
+  }
+}
+
+/** SNUNet-CD/ECAM change detector: 2-channel logits (softmax form). */
+export class SNUNet extends Module implements ChangeDetector {
+  readonly backbone: SNUNetECAM;
+  readonly #head: FcnHead;
+  constructor(seed = 0, base = 16, classes = 2) {
+    super();
+    const rng = new Random(seed);
+    this.backbone = this.child("backbone", new SNUNetECAM(rng, 3, base));
+    this.#head = this.child("decode_head", new FcnHead(base * 4, classes, rng));
+  }
+  forward(a: Tensor, b: Tensor): Tensor {
+    return this.#head.forward(this.backbone.forward(a, b));
+  }
+}
