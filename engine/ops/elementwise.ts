@@ -36,6 +36,11 @@ export function fill(shape: Shape, value: number): Tensor {
   return out;
 }
 
+/** Overwrite every element of `t` with `value` (accumulators, no autograd). */
+export function fillInPlace(t: Tensor, value: number): void {
+  run(fillKernel(t.size, value), [], [t]);
+}
+
 export function add(a: Tensor, b: Tensor): Tensor {
   return record(
     map("add", "a + b", [a, b]),

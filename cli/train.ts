@@ -1,0 +1,93 @@
+// deno task train --model NAME --data ROOT --out RUN_DIR [--config FILE] [flags]
+
+import { z } from "zod";
+import { parseConfigObject, type TrainConfig, TrainConfigSchema } from "../train/config.ts";
+import { train } from "../train/trainer.ts";
+import { parseFlags } from "./args.ts";
+import { runCommand } from "./run.ts";
+
+const HELP = `Train a change-detection model.
+
+Usage:
+  deno task train --model NAME --data ROOT --out RUN_DIR [--config FILE] [flags]
+  deno task train --resume RUN_DIR
+
+ROOT holds {train,val,test}/{A,B,label}/*.png (labels 0/255); without val/, the first
+--val-count training pairs (sorted by name) are the validation set, as in JL1-CD. The whole
+folder is checked first; every bad file is listed. RUN_DIR receives config.json, log.jsonl
+(every logged step and validation), best.safetensors (best validation mIoU), last.safetensors
+and last.optim.safetensors + state.json (for --resume).
+
+Every key of a --config JSON file can also be given as a flag; flags win.
+  --model NAME           registry name (deno task models)
+  --data ROOT            dataset root
+  --out RUN_DIR          run folder
+  --config FILE          JSON with any of the keys below (camelCase)
+  --iters N              training iterations (default 2000)
+  --batch B              pairs per step (default 8)
+  --lr X                 initial LR (default: the model's recipe)
+  --weight-decay X       AdamW weight decay (default: recipe)
+  --warmup N             linear warm-up steps from 1e-6 (default 10 % of iters, at most 1000)
+  --schedule linear|cosine   decay after warm-up (default linear, to 0)
+  --seed K               seed of initialisation, data order and augmentation (default 0)
+  --size S               training crop (default 512)
+  --val-every N          validate and checkpoint every N steps (default 1000)
+  --log-every N          log the mean loss every N steps (default 20)
+  --val-count N          validation pairs taken from train when ROOT has no val/ (default 100)
+  --no-augment           no rotation/flip/photometric augmentation
+  --workers W            PNG decode workers
+  --init FILE            start from these weights
+  --resume RUN_DIR       continue a run exactly where its last checkpoint left it
+  --keep-checkpoints     also keep iter_N.safetensors at each validation
+`;
+
+const Flags = TrainConfigSchema.partial().extend({ config: z.string().optional() });
+
+runCommand(async () => {
+  const flags = parseFlags(Deno.args, Flags, { help: HELP });
+  const { config, ...given } = flags as Partial<TrainConfig> & { config?: string };
+  let merged: Record<string, unknown> = {};
+  if (given.resume) {
+    const dir = given.resume.replace(/\/last\.safetensors$/, "");
+    merged = JSON.parse(
+      await Deno.readTextFile(`${dir}/config.json`).catch(() => {
+        throw new Error(
+          `${dir}/config.json: missing; is ${dir} a run folder made by deno task train?`,
+        );
+      }),
+    );
+  }
+  if (config) {
+    const text = await Deno.readTextFile(config).catch(() => {
+      throw new Error(`${config}: cannot read the config file`);
+    });
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${config}: not valid JSON (${(e as Error).message})`);
+    }
+    merged = { ...merged, ...parseConfigObject(obj, config) };
+  }
+  // Only flags typed on the command line override the config (the schema fills in defaults).
+  const typed = new Set(
+    Deno.args.filter((a) => a.startsWith("--")).map((a) =>
+      a.slice(2).replace(/^no-/, "").split("=")[0].replace(/-([a-z])/g, (_, c) => c.toUpperCase())
+    ),
+  );
+  for (const [k, v] of Object.entries(given)) if (v !== undefined && typed.has(k)) merged[k] = v;
+  const parsed = TrainConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    const missing = parsed.error.issues.map((i) =>
+      `--${String(i.path[0]).replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}: ${i.message}`
+    );
+    throw new Error(`bad training configuration: ${missing.join("; ")} (see --help)`);
+  }
+  const result = await train(parsed.data);
+  console.log(
+    `done: ${result.lastStep} steps in ${result.runDir}` +
+      (result.best
+        ? `; best val mIoU ${result.best.mIoU.toFixed(2)} at step ${result.best.step}`
+        : ""),
+  );
+});

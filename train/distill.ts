@@ -1,0 +1,111 @@
+// MTKD, the JL1-CD paper's second strategy: a student initialised from M_O is trained on every
+// training pair with L = L_CE + λ·MSE(student logits, teacher logits), each sample's teacher
+// chosen by its ground-truth CAR; teachers are frozen (eval mode, no gradient). Only the
+// student runs at inference.
+
+import { join } from "node:path";
+import { noGrad } from "../engine/autograd.ts";
+import { add, mul } from "../engine/ops/elementwise.ts";
+import { type Tensor, tensor } from "../engine/tensor.ts";
+import type { CheckedDataset } from "../data/dataset.ts";
+import { partitionOf, type PartitionScheme } from "../data/partition.ts";
+import type { Batch } from "../data/loader.ts";
+import type { ChangeDetector } from "../models/model.ts";
+import { evalWindow, type TrainConfig } from "./config.ts";
+import { evaluateModel } from "./evaluate.ts";
+import { isTrained, loadMember, originalDir, studentDir, teacherDir } from "./members.ts";
+import type { Confusion, MetricsReport } from "./metrics.ts";
+import { train } from "./trainer.ts";
+
+/** The paper's λ grid. */
+export const LAMBDA_GRID = [1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2];
+
+/**
+ * Teacher logits for a batch: every teacher that owns at least one sample of the batch runs on
+ * the whole batch, and per-sample one-hot masks keep the owner's logits. Teachers run in eval
+ * mode under noGrad, so they receive no gradient and never change.
+ */
+export function teacherLogits(
+  teachers: ChangeDetector[],
+  partitionOfSample: (batchIndex: number) => number,
+  a: Tensor,
+  b: Tensor,
+  batchSize: number,
+): Tensor {
+  return noGrad(() => {
+    const owner = Array.from({ length: batchSize }, (_, i) => partitionOfSample(i));
+    let out: Tensor | null = null;
+    teachers.forEach((t, k) => {
+      if (!owner.includes(k)) return;
+      const mask = tensor(owner.map((o) => (o === k ? 1 : 0)), [batchSize, 1, 1, 1]);
+      const part = mul(t.forward(a, b), mask);
+      out = out ? add(out, part) : part;
+    });
+    return out!;
+  });
+}
+
+export interface StudentResult {
+  lambda: number;
+  runDir: string;
+  bestValMIoU: number;
+  test: MetricsReport;
+  counts: Map<string, Confusion>;
+}
+
+/** Train (or reuse) the MTKD student for each λ; pick by validation mIoU; evaluate on test. */
+export async function runDistill(
+  base: TrainConfig,
+  ds: CheckedDataset,
+  scheme: PartitionScheme,
+  dir: string,
+  lambdas: number[],
+  log: (s: string) => void = console.error,
+): Promise<{ chosen: StudentResult; all: { lambda: number; bestValMIoU: number }[] }> {
+  const teachers = scheme.names.map((n) => loadMember(base.model, teacherDir(dir, n)));
+  const carOf = new Map(ds.train.map((p) => [p.name, p.car]));
+  const tried: { lambda: number; bestValMIoU: number; runDir: string }[] = [];
+  try {
+    for (const lambda of lambdas) {
+      const runDir = studentDir(dir, lambda);
+      if (!isTrained(runDir, base.iters)) {
+        log(`student λ=${lambda}: distilling from ${teachers.length} teachers → ${runDir}`);
+        const teacher = (a: Tensor, b: Tensor, batch: Batch) =>
+          teacherLogits(
+            teachers,
+            (i) => partitionOf(carOf.get(batch.names[i])!, scheme.thresholds),
+            a,
+            b,
+            batch.size,
+          );
+        await train(
+          {
+            ...base,
+            out: runDir,
+            init: join(originalDir(dir), "best.safetensors"),
+            resume: undefined,
+          },
+          { dataset: ds, distill: { lambda, teacher }, label: `student λ=${lambda}` },
+        );
+      } else log(`student λ=${lambda}: reusing ${runDir}`);
+      const state = JSON.parse(Deno.readTextFileSync(join(runDir, "state.json")));
+      tried.push({ lambda, bestValMIoU: state.best?.mIoU ?? 0, runDir });
+    }
+  } finally {
+    for (const t of teachers) t.dispose();
+  }
+  const best = tried.reduce((p, c) => (c.bestValMIoU > p.bestValMIoU ? c : p));
+  const student = loadMember(base.model, best.runDir);
+  const res = await evaluateModel(student, ds.test, evalWindow(base));
+  student.dispose();
+  return {
+    chosen: {
+      lambda: best.lambda,
+      runDir: best.runDir,
+      bestValMIoU: best.bestValMIoU,
+      test: res.report,
+      counts: new Map(res.perImage.map((r) => [r.name, r.counts])),
+    },
+    all: tried.map(({ lambda, bestValMIoU }) => ({ lambda, bestValMIoU })),
+  };
+}

@@ -1,0 +1,204 @@
+// The experiment report: the paper's Table III (Original / O-P / MTKD × mIoU, mAcc, mPrecision,
+// mFscore), Table IV (per-class deltas against the original), Fig. 8 (mIoU per CAR quintile) as
+// SVG, overlays across CAR (Fig. 7), all in one self-contained report.html plus results.json.
+
+import { join } from "node:path";
+import { encodeBase64 } from "./base64.ts";
+import type { ClassScores, MetricsReport } from "./metrics.ts";
+
+export interface StrategyResult {
+  name: string;
+  report: MetricsReport;
+}
+
+export interface OverlayRow {
+  name: string;
+  car: number;
+  /** PNG bytes by column title (A, B, label, Original, MTKD, ...). */
+  images: [string, Uint8Array][];
+}
+
+export interface MethodReport {
+  title: string;
+  model: string;
+  dataset: string;
+  notes: string[];
+  strategies: StrategyResult[];
+  routing?: { accuracy: number; names: string[]; confusion: number[][] };
+  lambdas?: { lambda: number; bestValMIoU: number }[];
+  chosenLambda?: number;
+  overlays: OverlayRow[];
+}
+
+const pct = (v: number) => (v * 100).toFixed(2);
+const METRICS = ["mIoU", "mAcc", "mPrecision", "mFscore"] as const;
+const CLASS_KEYS: [keyof ClassScores, string][] = [
+  ["iou", "IoU"],
+  ["recall", "Acc"],
+  ["precision", "Precision"],
+  ["fscore", "Fscore"],
+];
+
+export function tableIII(r: MethodReport): string[][] {
+  return [
+    ["Strategy", ...METRICS],
+    ...r.strategies.map((s) => [s.name, ...METRICS.map((m) => pct(s.report.perImage[m]))]),
+  ];
+}
+
+/** Per-class deltas (percentage points) of each strategy against the first (Original). */
+export function tableIV(r: MethodReport): string[][] {
+  const base = r.strategies[0].report.perImage;
+  const head = ["Strategy", "Class", ...CLASS_KEYS.map(([, t]) => `Δ${t}`)];
+  const rows: string[][] = [];
+  for (const s of r.strategies.slice(1)) {
+    for (const cls of ["unchanged", "changed"] as const) {
+      rows.push([
+        s.name,
+        cls,
+        ...CLASS_KEYS.map(([k]) => {
+          const d = (s.report.perImage[cls][k] - base[cls][k]) * 100;
+          return (d >= 0 ? "+" : "") + d.toFixed(2);
+        }),
+      ]);
+    }
+  }
+  return [head, ...rows];
+}
+
+/** Fig. 8: one polyline per strategy over the 5 CAR quintiles. */
+export function quintileSvg(r: MethodReport): string {
+  const w = 560, h = 320, ml = 56, mr = 130, mt = 20, mb = 48;
+  const pw = w - ml - mr, ph = h - mt - mb;
+  const vals = r.strategies.flatMap((s) => s.report.carQuintiles.map((q) => q.mIoU ?? NaN))
+    .filter(Number.isFinite);
+  const lo = Math.max(0, Math.floor((Math.min(...vals) * 100 - 2) / 5) * 5);
+  const hi = Math.min(100, Math.ceil((Math.max(...vals) * 100 + 2) / 5) * 5);
+  const x = (i: number) => ml + (pw * (i + 0.5)) / 5;
+  const y = (v: number) => mt + ph * (1 - (v * 100 - lo) / Math.max(1e-9, hi - lo));
+  const colors = ["#444", "#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="12">`,
+    `<rect x="${ml}" y="${mt}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`,
+  ];
+  for (let t = lo; t <= hi; t += 5) {
+    const yy = mt + ph * (1 - (t - lo) / Math.max(1e-9, hi - lo));
+    parts.push(`<line x1="${ml}" x2="${ml + pw}" y1="${yy}" y2="${yy}" stroke="#eee"/>`);
+    parts.push(`<text x="${ml - 6}" y="${yy + 4}" text-anchor="end">${t}</text>`);
+  }
+  const q0 = r.strategies[0].report.carQuintiles;
+  q0.forEach((q, i) => {
+    const label = q.images ? `${pct(q.carMin)}–${pct(q.carMax)} %` : "–";
+    parts.push(`<text x="${x(i)}" y="${mt + ph + 16}" text-anchor="middle">Q${i + 1}</text>`);
+    parts.push(
+      `<text x="${x(i)}" y="${mt + ph + 30}" text-anchor="middle" font-size="10">${label}</text>`,
+    );
+  });
+  parts.push(
+    `<text transform="translate(16 ${
+      mt + ph / 2
+    }) rotate(-90)" text-anchor="middle">mIoU (%)</text>`,
+  );
+  r.strategies.forEach((s, k) => {
+    const pts = s.report.carQuintiles.map((q, i) => (q.mIoU === null ? null : [x(i), y(q.mIoU)]))
+      .filter((p): p is number[] => p !== null);
+    const c = colors[k % colors.length];
+    parts.push(
+      `<polyline fill="none" stroke="${c}" stroke-width="2" points="${
+        pts.map((p) => p.join(",")).join(" ")
+      }"/>`,
+    );
+    for (const [px, py] of pts) parts.push(`<circle cx="${px}" cy="${py}" r="3" fill="${c}"/>`);
+    parts.push(
+      `<line x1="${ml + pw + 12}" x2="${ml + pw + 32}" y1="${mt + 12 + k * 18}" y2="${
+        mt + 12 + k * 18
+      }" stroke="${c}" stroke-width="2"/>`,
+    );
+    parts.push(`<text x="${ml + pw + 38}" y="${mt + 16 + k * 18}">${esc(s.name)}</text>`);
+  });
+  parts.push("</svg>");
+  return parts.join("\n");
+}
+
+function esc(s: string): string {
+  return s.replace(
+    /[&<>"]/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!,
+  );
+}
+
+function htmlTable(rows: string[][]): string {
+  const [head, ...body] = rows;
+  return `<table><thead><tr>${head.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody>${
+    body.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`).join("")
+  }</tbody></table>`;
+}
+
+export function textTable(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r, i) =>
+    r.map((v, c) => (c === 0 ? v.padEnd(widths[c]) : v.padStart(widths[c]))).join("  ") +
+    (i === 0 ? "\n" + widths.map((w) => "-".repeat(w)).join("  ") : "")
+  ).join("\n");
+}
+
+/** Write results.json, quintiles.svg and report.html into `dir`. */
+export async function writeReport(dir: string, r: MethodReport): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const svg = quintileSvg(r);
+  const json = {
+    title: r.title,
+    model: r.model,
+    dataset: r.dataset,
+    notes: r.notes,
+    strategies: Object.fromEntries(r.strategies.map((s) => [s.name, s.report])),
+    routing: r.routing,
+    lambdas: r.lambdas,
+    chosenLambda: r.chosenLambda,
+  };
+  await Deno.writeTextFile(join(dir, "results.json"), JSON.stringify(json, null, 2) + "\n");
+  await Deno.writeTextFile(join(dir, "quintiles.svg"), svg + "\n");
+  const routing = r.routing
+    ? `<h2>O-P routing</h2><p>Routing accuracy (predicted partition = ground-truth partition): ${
+      pct(r.routing.accuracy)
+    } %</p>${
+      htmlTable([
+        ["truth \\ routed", ...r.routing.names],
+        ...r.routing.confusion.map((row, i) => [r.routing!.names[i], ...row.map(String)]),
+      ])
+    }`
+    : "";
+  const lambdas = r.lambdas?.length
+    ? `<h2>λ search (validation mIoU)</h2>${
+      htmlTable([
+        ["λ", "best val mIoU"],
+        ...r.lambdas.map((l) => [String(l.lambda), l.bestValMIoU.toFixed(2)]),
+      ])
+    }<p>Chosen λ = ${r.chosenLambda}</p>`
+    : "";
+  const overlays = r.overlays.length
+    ? `<h2>Test pairs across CAR (misses red, false alarms blue)</h2><table class="ov"><tr><th>pair</th>${
+      r.overlays[0].images.map(([t]) => `<th>${esc(t)}</th>`).join("")
+    }</tr>${
+      r.overlays.map((o) =>
+        `<tr><td>${esc(o.name)}<br>CAR ${pct(o.car)} %</td>${
+          o.images.map(([, png]) =>
+            `<td><img src="data:image/png;base64,${encodeBase64(png)}"></td>`
+          )
+            .join("")
+        }</tr>`
+      ).join("")
+    }</table>`
+    : "";
+  const html = `<!doctype html><html><head><meta charset="utf-8"><title>${esc(r.title)}</title>
+<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}
+.ov img{width:128px;image-rendering:pixelated}.ov td{text-align:center}</style></head><body>
+<h1>${esc(r.title)}</h1><p>Model <b>${esc(r.model)}</b> on <code>${esc(r.dataset)}</code>.</p>
+<ul>${r.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>
+<h2>Results on the test split (Table III; per-image means, %)</h2>${htmlTable(tableIII(r))}
+<h2>Per-class change against the original (Table IV; percentage points)</h2>${htmlTable(tableIV(r))}
+<h2>mIoU per CAR quintile of the test set (Fig. 8)</h2>${svg}
+${routing}${lambdas}${overlays}</body></html>\n`;
+  await Deno.writeTextFile(join(dir, "report.html"), html);
+}
