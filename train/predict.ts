@@ -1,0 +1,209 @@
+// Inference over whole images of any size: an image that fits in one tile runs whole; a larger
+// one runs as a sliding window of tile×tile crops (batched), and the change probabilities of
+// overlapping tiles are averaged. Shared by `deno task predict` and the evaluator so that the
+// masks predict writes and the counts eval reports come from the very same probabilities.
+
+import type { Normalize } from "../data/sample.ts";
+import type { RgbImage } from "../data/png.ts";
+import { noGrad } from "../engine/autograd.ts";
+import { sigmoid } from "../engine/ops/elementwise.ts";
+import { slice } from "../engine/ops/layout.ts";
+import { softmax } from "../engine/ops/softmax.ts";
+import { scope } from "../engine/scope.ts";
+import { type Tensor, tensor } from "../engine/tensor.ts";
+import type { ChangeDetector } from "../models/model.ts";
+
+export const DEFAULT_TILE = 512;
+export const DEFAULT_OVERLAP = 64;
+export const DEFAULT_BATCH = 4;
+
+export interface WindowOptions {
+  /** Tile side in pixels (default 512). A side no longer than this is not split. */
+  tile?: number;
+  /** Pixels that neighbouring tiles share (default 64); must be below the tile. */
+  overlap?: number;
+  /** Tiles (or whole images) per forward pass (default 4). */
+  batch?: number;
+}
+
+/** A pair ready for the model: A and B as [3, H, W] float32, normalised. */
+export interface PairImages {
+  width: number;
+  height: number;
+  a: Float32Array;
+  b: Float32Array;
+}
+
+/** One tile: its top-left corner and size in image pixels. */
+export interface Window {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+export function checkWindowOptions(opts: WindowOptions): Required<WindowOptions> {
+  const { tile = DEFAULT_TILE, overlap = DEFAULT_OVERLAP, batch = DEFAULT_BATCH } = opts;
+  if (!Number.isInteger(tile) || tile < 1) throw new Error(`tile ${tile}: expected a size ≥ 1`);
+  if (!Number.isInteger(overlap) || overlap < 0 || overlap >= tile) {
+    throw new Error(`overlap ${overlap}: expected a whole number from 0 to tile − 1 (${tile - 1})`);
+  }
+  if (!Number.isInteger(batch) || batch < 1) throw new Error(`batch ${batch}: expected ≥ 1`);
+  return { tile, overlap, batch };
+}
+
+/** Tile starts along one axis: [0] when the side fits in a tile; else steps of tile − overlap
+ * with the last tile moved back to end flush with the image (so every tile is full-size). */
+export function tileStarts(length: number, tile: number, overlap: number): number[] {
+  if (length <= tile) return [0];
+  const stride = tile - overlap;
+  const starts: number[] = [];
+  for (let s = 0; s + tile < length; s += stride) starts.push(s);
+  starts.push(length - tile);
+  return starts;
+}
+
+/** The tiles covering a width×height image, row by row; all have the same size. */
+export function tileWindows(
+  width: number,
+  height: number,
+  tile: number,
+  overlap: number,
+): Window[] {
+  const w = Math.min(width, tile), h = Math.min(height, tile);
+  const windows: Window[] = [];
+  for (const y of tileStarts(height, tile, overlap)) {
+    for (const x of tileStarts(width, tile, overlap)) windows.push({ x, y, width: w, height: h });
+  }
+  return windows;
+}
+
+/** HWC uint8 → CHW float32, (v / 255 − mean) / std: the same arithmetic as data/sample.ts, so
+ * the evaluator (which decodes through data/sample.ts) sees identical inputs. */
+export function normalizeImage(img: RgbImage, normalize?: Normalize): Float32Array {
+  const { width: w, height: h, data } = img;
+  const out = new Float32Array(3 * w * h);
+  for (let c = 0; c < 3; c++) {
+    const std = normalize ? normalize.std[c] : 1;
+    const scale = 1 / (255 * std);
+    const shift = normalize ? -normalize.mean[c] / std : 0;
+    const plane = c * w * h;
+    for (let i = 0, s = c; i < w * h; i++, s += 3) out[plane + i] = data[s] * scale + shift;
+  }
+  return out;
+}
+
+/** Copy window `win` of a [channels, H, W] array into `dst` at element offset `at`. */
+function copyWindow(
+  src: Float32Array,
+  width: number,
+  height: number,
+  win: Window,
+  dst: Float32Array,
+  at: number,
+): void {
+  const channels = src.length / (width * height);
+  for (let c = 0; c < channels; c++) {
+    for (let y = 0; y < win.height; y++) {
+      const from = (c * height + win.y + y) * width + win.x;
+      dst.set(src.subarray(from, from + win.width), at + (c * win.height + y) * win.width);
+    }
+  }
+}
+
+/** Change logits → change probability [B, 1, H, W]: sigmoid of the 1-channel form, softmax
+ * channel 1 of the 2-channel form. */
+export function changeProbability(logits: Tensor): Tensor {
+  const c = logits.shape[1];
+  if (logits.ndim !== 4 || (c !== 1 && c !== 2)) {
+    throw new Error(`change logits ${logits.describe()}: expected [B, 1 or 2, H, W]`);
+  }
+  return c === 1 ? sigmoid(logits) : slice(softmax(logits, 1), 1, 1, 2);
+}
+
+/** Probabilities of `n` stacked same-size pairs ([n, 3, H, W] each) as a GPU tensor
+ * [n, 1, H, W]; the caller disposes it. */
+export function forwardProbability(
+  model: ChangeDetector,
+  a: Float32Array,
+  b: Float32Array,
+  n: number,
+  height: number,
+  width: number,
+): Tensor {
+  const shape = [n, 3, height, width];
+  return scope(() =>
+    noGrad(() => changeProbability(model.forward(tensor(a, shape), tensor(b, shape))))
+  );
+}
+
+/** Run `fn` with the model in eval mode (BatchNorm statistics, no dropout), then restore. */
+export async function inEvalMode<T>(model: ChangeDetector, fn: () => Promise<T>): Promise<T> {
+  const was = model.training;
+  model.eval();
+  try {
+    return await fn();
+  } finally {
+    model.train(was);
+  }
+}
+
+/** Change probability of every pixel, [H, W] row-major: whole when the image fits in a tile,
+ * else by sliding window with overlapping tiles averaged. Runs the model in eval mode. */
+export async function predictProbability(
+  model: ChangeDetector,
+  pair: PairImages,
+  opts: WindowOptions = {},
+): Promise<Float32Array> {
+  const { tile, overlap, batch } = checkWindowOptions(opts);
+  const { width, height } = pair;
+  return await inEvalMode(model, async () => {
+    const windows = tileWindows(width, height, tile, overlap);
+    if (windows.length === 1) {
+      const p = forwardProbability(model, pair.a, pair.b, 1, height, width);
+      try {
+        return (await p.read()) as Float32Array;
+      } finally {
+        p.dispose();
+      }
+    }
+    const sum = new Float32Array(width * height);
+    const hits = new Uint32Array(width * height);
+    const { width: tw, height: th } = windows[0];
+    const tilePlane = tw * th;
+    for (let first = 0; first < windows.length; first += batch) {
+      const group = windows.slice(first, first + batch);
+      const a = new Float32Array(group.length * 3 * tilePlane);
+      const b = new Float32Array(group.length * 3 * tilePlane);
+      group.forEach((win, k) => {
+        copyWindow(pair.a, width, height, win, a, k * 3 * tilePlane);
+        copyWindow(pair.b, width, height, win, b, k * 3 * tilePlane);
+      });
+      const p = forwardProbability(model, a, b, group.length, th, tw);
+      let probs: Float32Array;
+      try {
+        probs = (await p.read()) as Float32Array;
+      } finally {
+        p.dispose();
+      }
+      group.forEach((win, k) => {
+        for (let y = 0; y < th; y++) {
+          const row = (win.y + y) * width + win.x, src = k * tilePlane + y * tw;
+          for (let x = 0; x < tw; x++) {
+            sum[row + x] += probs[src + x];
+            hits[row + x]++;
+          }
+        }
+      });
+    }
+    for (let i = 0; i < sum.length; i++) sum[i] /= hits[i];
+    return sum;
+  });
+}
+
+/** Changed (1) where the probability is above the threshold, else 0. */
+export function maskOf(prob: Float32Array, threshold = 0.5): Uint8Array {
+  const mask = new Uint8Array(prob.length);
+  for (let i = 0; i < prob.length; i++) mask[i] = prob[i] > threshold ? 1 : 0;
+  return mask;
+}
