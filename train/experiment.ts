@@ -1,0 +1,216 @@
+// One experiment of the paper, end to end: partition the training set by CAR, train M_O and the
+// teachers (O-P), evaluate O-P on the test split, distil the MTKD student, and write the report.
+// Every stage reuses what an earlier call already trained in the same folder.
+
+import { join } from "node:path";
+import { checkDataset, type CheckedDataset, type PairInfo } from "../data/dataset.ts";
+import { readGrayPng, readRgbPng } from "../data/png.ts";
+import { encodeGrayPng, encodeRgbPng } from "../data/png.ts";
+import { writeCarHistogram } from "../data/car_histogram.ts";
+import { buildManifest, type PartitionScheme } from "../data/partition.ts";
+import type { TrainConfig } from "./config.ts";
+import { evalWindow } from "./config.ts";
+import { runDistill } from "./distill.ts";
+import { loadMember, originalDir, studentDir } from "./members.ts";
+import { evaluate } from "./metrics.ts";
+import { evaluateOp, type OpResult, runOp } from "./op.ts";
+import { errorOverlay } from "./overlay.ts";
+import { maskOf, normalizeImage, predictProbability } from "./predict.ts";
+import { type MethodReport, type OverlayRow, tableIII, textTable, writeReport } from "./report.ts";
+import { modelEntry } from "../models/registry.ts";
+
+export async function checkedDataset(cfg: TrainConfig, log: (s: string) => void) {
+  log(`checking ${cfg.data} ...`);
+  const ds = await checkDataset(cfg.data, { valCount: cfg.valCount, workers: cfg.workers });
+  log(
+    `train ${ds.train.length}, val ${ds.val.length}${
+      ds.valFromTrain ? " (first pairs of train)" : ""
+    }, test ${ds.test.length}`,
+  );
+  return ds;
+}
+
+/** Partition summary lines: count and CAR range per partition. */
+export function partitionSummary(ds: CheckedDataset, scheme: PartitionScheme): string[] {
+  const m = buildManifest(ds.train, scheme);
+  return scheme.names.map((n) => {
+    const cars = m.pairs.filter((p) => p.partition === n).map((p) => p.car);
+    const range = cars.length
+      ? `${(Math.min(...cars) * 100).toFixed(2)}–${(Math.max(...cars) * 100).toFixed(2)} %`
+      : "empty";
+    return `${n.padEnd(7)} ${String(cars.length).padStart(6)} pairs  CAR ${range}`;
+  });
+}
+
+export async function writePartitionFiles(
+  ds: CheckedDataset,
+  scheme: PartitionScheme,
+  dir: string,
+) {
+  await Deno.mkdir(dir, { recursive: true });
+  await writeCarHistogram(join(dir, "car_histogram.svg"), [
+    { label: "train", cars: ds.train.map((p) => p.car) },
+    { label: "val", cars: ds.val.map((p) => p.car) },
+    { label: "test", cars: ds.test.map((p) => p.car) },
+  ], { logScale: true, thresholds: scheme.thresholds, title: "CAR distribution (Fig. 5)" });
+}
+
+/** Overlays for up to `n` test pairs spread over CAR: A, B, label, original, MTKD. */
+async function overlays(
+  model: string,
+  dir: string,
+  lambda: number,
+  test: PairInfo[],
+  cfg: TrainConfig,
+  n = 5,
+): Promise<OverlayRow[]> {
+  const sorted = [...test].sort((a, b) => a.car - b.car);
+  const pick = Array.from(
+    new Set(
+      Array.from(
+        { length: Math.min(n, sorted.length) },
+        (_, i) => Math.round((i * (sorted.length - 1)) / Math.max(1, n - 1)),
+      ),
+    ),
+  ).map((i) => sorted[i]);
+  const norm = modelEntry(model).normalize;
+  const members = [
+    ["Original", loadMember(model, originalDir(dir))],
+    ["MTKD", loadMember(model, studentDir(dir, lambda))],
+  ] as const;
+  const rows: OverlayRow[] = [];
+  try {
+    for (const p of pick) {
+      const [a, b, l] = await Promise.all([readRgbPng(p.a), readRgbPng(p.b), readGrayPng(p.label)]);
+      const label = Uint8Array.from(l.data, (v) => (v > 127 || v === 1 ? 1 : 0));
+      const images: [string, Uint8Array][] = [
+        ["A", encodeRgbPng(a)],
+        ["B", encodeRgbPng(b)],
+        ["label", encodeGrayPng({ ...l, data: label.map((v) => v * 255) })],
+      ];
+      for (const [title, m] of members) {
+        const prob = await predictProbability(m, {
+          width: a.width,
+          height: a.height,
+          a: normalizeImage(a, norm),
+          b: normalizeImage(b, norm),
+        }, evalWindow(cfg));
+        images.push([title, encodeRgbPng(errorOverlay(b, label, maskOf(prob)))]);
+      }
+      rows.push({ name: p.name, car: p.car, images });
+    }
+  } finally {
+    for (const [, m] of members) m.dispose();
+  }
+  return rows;
+}
+
+export interface ExperimentOptions {
+  scheme: PartitionScheme;
+  lambdas: number[];
+  /** Iterations of the MTKD student (the paper: half of M_O's). */
+  studentIters: number;
+}
+
+/** Run (or resume) the whole experiment in `dir` and write report.html / results.json there. */
+export async function runExperiment(
+  cfg: TrainConfig,
+  dir: string,
+  o: ExperimentOptions,
+  log: (s: string) => void = console.error,
+): Promise<MethodReport> {
+  const ds = await checkedDataset(cfg, log);
+  await writePartitionFiles(ds, o.scheme, dir);
+  for (const line of partitionSummary(ds, o.scheme)) log(line);
+  const op = await runOp(cfg, ds, o.scheme, dir, log);
+  const student = await runDistill(
+    { ...cfg, iters: o.studentIters },
+    ds,
+    o.scheme,
+    dir,
+    o.lambdas,
+    log,
+  );
+  const report = methodReport(cfg, op, o.scheme, student.chosen.test, {
+    lambdas: student.all,
+    chosen: student.chosen.lambda,
+  });
+  report.overlays = await overlays(cfg.model, dir, student.chosen.lambda, ds.test, cfg);
+  await writeReport(dir, report);
+  log("\n" + textTable(tableIII(report)));
+  log(`\nreport: ${join(dir, "report.html")}`);
+  return report;
+}
+
+/** O-P only (deno task op): its report has Original and O-P. */
+export async function runOpOnly(
+  cfg: TrainConfig,
+  dir: string,
+  scheme: PartitionScheme,
+  log = console.error,
+) {
+  const ds = await checkedDataset(cfg, log);
+  await writePartitionFiles(ds, scheme, dir);
+  const op = await runOp(cfg, ds, scheme, dir, log);
+  const report = methodReport(cfg, op, scheme);
+  await writeReport(dir, report);
+  log("\n" + textTable(tableIII(report)));
+  log(`routing accuracy ${(op.routingAccuracy * 100).toFixed(1)} %`);
+  log(`report: ${join(dir, "report.html")}`);
+  return { op, report };
+}
+
+/** MTKD from an O-P folder (deno task distill). */
+export async function runDistillOnly(
+  cfg: TrainConfig,
+  from: string,
+  scheme: PartitionScheme,
+  lambdas: number[],
+  log = console.error,
+) {
+  const ds = await checkedDataset(cfg, log);
+  const student = await runDistill(cfg, ds, scheme, from, lambdas, log);
+  const op = await evaluateOp(cfg.model, ds.test, scheme, from, cfg);
+  const report = methodReport(cfg, op, scheme, student.chosen.test, {
+    lambdas: student.all,
+    chosen: student.chosen.lambda,
+  });
+  report.overlays = await overlays(cfg.model, from, student.chosen.lambda, ds.test, cfg);
+  await writeReport(from, report);
+  log("\n" + textTable(tableIII(report)));
+  log(`chosen λ ${student.chosen.lambda}; report: ${join(from, "report.html")}`);
+  return report;
+}
+
+function methodReport(
+  cfg: TrainConfig,
+  op: OpResult,
+  scheme: PartitionScheme,
+  mtkd?: ReturnType<typeof evaluate>,
+  lambdas?: { lambdas: { lambda: number; bestValMIoU: number }[]; chosen: number },
+): MethodReport {
+  const strategies = [
+    { name: "Original", report: op.original },
+    { name: "O-P", report: op.op },
+    ...(mtkd ? [{ name: "MTKD", report: mtkd }] : []),
+  ];
+  return {
+    title: `JL1-CD method: ${cfg.model}`,
+    model: cfg.model,
+    dataset: cfg.data,
+    notes: [
+      `${scheme.names.length} teachers, CAR thresholds ${scheme.thresholds.join(", ")}`,
+      `budget: ${cfg.iters} iterations per member, batch ${cfg.batch}, crop ${cfg.size}, seed ${cfg.seed}`,
+      "metrics: per-image means over the test split (a class absent from both label and prediction scores 1)",
+    ],
+    strategies,
+    routing: {
+      accuracy: op.routingAccuracy,
+      names: scheme.names,
+      confusion: op.routingConfusion,
+    },
+    lambdas: lambdas?.lambdas,
+    chosenLambda: lambdas?.chosen,
+    overlays: [],
+  };
+}
