@@ -78,6 +78,21 @@ function isResumable(runDir: string): boolean {
   }
 }
 
+/** O-P's routing: each image goes to the teacher of the partition of the CAR that M_O
+ * predicted for it (its ground-truth partition is kept only to score the routing). */
+export function routeByPredictedCar(
+  perImage: { name: string; car: number; predictedCar: number }[],
+  scheme: PartitionScheme,
+): OpResult["routing"] {
+  return perImage.map((r) => ({
+    name: r.name,
+    car: r.car,
+    predictedCar: r.predictedCar,
+    truth: partitionOf(r.car, scheme.thresholds),
+    routed: partitionOf(r.predictedCar, scheme.thresholds),
+  }));
+}
+
 /** O-P on `test`: route each image by M_O's predicted CAR. */
 export async function evaluateOp(
   model: string,
@@ -91,13 +106,7 @@ export async function evaluateOp(
   const original = loadMember(model, originalDir(dir));
   const mo = await evaluateModel(original, test, opts);
   original.dispose();
-  const routing = mo.perImage.map((r, i) => ({
-    name: r.name,
-    car: test[i].car,
-    predictedCar: r.predictedCar,
-    truth: partitionOf(test[i].car, scheme.thresholds),
-    routed: partitionOf(r.predictedCar, scheme.thresholds),
-  }));
+  const routing = routeByPredictedCar(mo.perImage, scheme);
   const opCounts = new Map<string, Confusion>();
   for (let t = 0; t < scheme.names.length; t++) {
     const routed = test.filter((_, i) => routing[i].routed === t);

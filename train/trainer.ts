@@ -41,6 +41,8 @@ export interface TrainHooks {
   /** Label shown in progress lines. */
   label?: string;
   quiet?: boolean;
+  /** Stop after this step as if interrupted (the run can be resumed; tests). */
+  stopAt?: number;
 }
 
 export interface TrainResult {
@@ -131,7 +133,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   let sinceLog = 0;
   model.train();
   try {
-    while (state.step < cfg.iters) {
+    while (state.step < Math.min(cfg.iters, hooks.stopAt ?? Infinity)) {
       const batch = (await loader.nextBatch())!;
       const step = state.step;
       scope(() =>
