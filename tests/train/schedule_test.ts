@@ -20,7 +20,10 @@ Deno.test("short runs scale the paper's 1k warm-up to 10 %", () => {
 });
 
 Deno.test("config files are strict: unknown keys and bad values are named", () => {
-  assert.throws(() => parseConfigObject({ iters: 10, itres: 5 }, "c.json"), /c\.json: unknown key\(s\) itres/);
+  assert.throws(
+    () => parseConfigObject({ iters: 10, itres: 5 }, "c.json"),
+    /c\.json: unknown key\(s\) itres/,
+  );
   assert.throws(() => parseConfigObject({ batch: -1 }, "c.json"), /"batch"/);
   const ok = parseConfigObject({ iters: 10, schedule: "cosine" }, "c.json");
   assert.deepEqual(ok, { iters: 10, schedule: "cosine" });
