@@ -1,0 +1,75 @@
+// Training step (forward, loss, backward, AdamW) and inference time of the registry's models at
+// batch B of S×S pairs, on this engine; run beside bench/reference/train_step.py on the GPU
+// machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
+// [--size 512] [--iters 10]
+
+import { parseArgs } from "node:util";
+import { backward, noGrad } from "../engine/autograd.ts";
+import { deviceInfo, initDevice } from "../engine/device.ts";
+import { cdLoss } from "../engine/ops/cd_loss.ts";
+import { AdamW } from "../engine/optim/adamw.ts";
+import { pool } from "../engine/pool.ts";
+import { sync } from "../engine/recorder.ts";
+import { scope } from "../engine/scope.ts";
+import { tensor } from "../engine/tensor.ts";
+import { modelEntry } from "../models/registry.ts";
+import { Random } from "../engine/random.ts";
+
+const { values } = parseArgs({
+  options: {
+    models: { type: "string", default: "tinycd,fc_siam_diff" },
+    batch: { type: "string", default: "8" },
+    size: { type: "string", default: "512" },
+    iters: { type: "string", default: "10" },
+  },
+});
+await initDevice();
+const B = Number(values.batch), S = Number(values.size), N = Number(values.iters);
+const rng = new Random(0);
+const a = rng.normal(B * 3 * S * S), b = rng.normal(B * 3 * S * S);
+const label = Uint32Array.from({ length: B * S * S }, () => (rng.next() > 0.9 ? 1 : 0));
+for (const name of values.models!.split(",")) {
+  const entry = modelEntry(name);
+  const model = entry.create(0);
+  const opt = new AdamW(model.parameters(), { lr: 1e-3, betas: [0.9, 0.99], weightDecay: 0.01 });
+  const ta = tensor(a, [B, 3, S, S]).keep(), tb = tensor(b, [B, 3, S, S]).keep();
+  const tl = tensor(label, [B, S, S], "u32").keep();
+  const step = () =>
+    scope(() => {
+      const { loss } = cdLoss(model.forward(ta, tb), tl);
+      opt.zeroGrad();
+      backward(loss);
+      opt.step();
+    });
+  const time = async (fn: () => void) => {
+    for (let i = 0; i < 2; i++) fn();
+    await sync();
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) fn();
+    await sync();
+    return (performance.now() - t0) / N;
+  };
+  model.train();
+  const trainMs = await time(step);
+  const peak = pool.peakLiveBytes;
+  model.eval();
+  const inferMs = await time(() => scope(() => void noGrad(() => model.forward(ta, tb))));
+  console.log(JSON.stringify({
+    model: name,
+    impl: "cd-engine",
+    batch: B,
+    size: S,
+    train_ms: +trainMs.toFixed(2),
+    infer_ms: +inferMs.toFixed(2),
+    pairs_per_s_train: +(B / trainMs * 1000).toFixed(1),
+    peak_pool_gb: +(peak / 1e9).toFixed(2),
+    device: deviceInfo().description,
+  }));
+  for (const t of [ta, tb, tl]) {
+    t.kept = false;
+    t.dispose();
+  }
+  opt.dispose();
+  opt.arena.dispose();
+  pool.trim();
+}
