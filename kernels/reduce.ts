@@ -11,6 +11,19 @@ export interface ReduceSpec {
   op: ReduceOp;
   /** Multiply the result by this (1/N turns sum into mean). */
   scale?: number;
+  /** Split each output's reduction into this many chunks, one workgroup each, writing
+   * [outputs, chunks] partials (finish with a reduction over the last axis). */
+  chunks?: number;
+}
+
+const CHUNK_MIN = 16384;
+
+/** How many chunks a reduction of n elements into `outputs` values should use: enough
+ * workgroups to fill a GPU when there are few outputs and long rows (e.g. a bias gradient
+ * over B·H·W), 1 otherwise. */
+export function reduceChunks(outputs: number, n: number): number {
+  if (outputs >= 1024 || n < 4 * CHUNK_MIN) return 1;
+  return Math.min(Math.ceil(n / CHUNK_MIN), Math.ceil(4096 / outputs), 65535);
 }
 
 /** WGSL for the input offset of output `o` and reduced element `r` (both u32). */
@@ -71,26 +84,31 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`,
     };
   }
-  const g = groupGrid(outputs);
+  const chunks = spec.chunks ?? 1;
+  const per = Math.ceil(n / chunks);
+  const g = groupGrid(outputs * chunks);
   return {
-    name: `reduce_${op}`,
+    name: chunks > 1 ? `reduce_${op}_chunks` : `reduce_${op}`,
     workgroups: g.workgroups,
     code: `${head}
 var<workgroup> part: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let o = ${g.index};
-  if (o >= ${outputs}u) { return; }
+  let item = ${g.index};
+  if (item >= ${outputs * chunks}u) { return; }
+  let o = item / ${chunks}u;
+  let r0 = (item % ${chunks}u) * ${per}u;
+  let r1 = min(r0 + ${per}u, ${n}u);
   let b = ${base};
   var acc: f32 = ${init};
-  for (var r = lid; r < ${n}u; r += 256u) { acc = ${combine("acc", `x[b + ${inner}]`)}; }
+  for (var r = r0 + lid; r < r1; r += 256u) { acc = ${combine("acc", `x[b + ${inner}]`)}; }
   part[lid] = acc;
   workgroupBarrier();
   for (var s = 128u; s > 0u; s >>= 1u) {
     if (lid < s) { part[lid] = ${combine("part[lid]", "part[lid + s]")}; }
     workgroupBarrier();
   }
-  if (lid == 0u) { let acc = part[0]; out[o] = ${fin}; }
+  if (lid == 0u) { let acc = part[0]; out[item] = ${chunks > 1 ? "acc" : fin}; }
 }`,
   };
 }

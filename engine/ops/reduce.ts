@@ -1,6 +1,6 @@
 // Sum, mean and max over axes, and sumTo (the reverse of broadcasting, used by backward rules).
 
-import { reduceKernel } from "../../kernels/reduce.ts";
+import { reduceChunks, reduceKernel } from "../../kernels/reduce.ts";
 import { record } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { empty, type Shape, type Tensor, view } from "../tensor.ts";
@@ -29,9 +29,19 @@ function reduce(
   scale: number,
 ): Tensor {
   const out = empty(reducedShape(x.shape, axes, keepdim));
-  if (axes.length === 0) {
-    run(reduceKernel({ shape: [x.size, 1], axes: [1], op, scale }), [x], [out]);
-  } else run(reduceKernel({ shape: x.shape, axes, op, scale }), [x], [out]);
+  const shape = axes.length === 0 ? [x.size, 1] : x.shape;
+  const ax = axes.length === 0 ? [1] : axes;
+  const n = ax.reduce((p, k) => p * shape[k], 1);
+  const chunks = reduceChunks(out.size, n);
+  if (chunks === 1) {
+    run(reduceKernel({ shape, axes: ax, op, scale }), [x], [out]);
+    return out;
+  }
+  // Two stages: partial results per chunk, then their reduction.
+  const partial = empty([out.size, chunks]);
+  run(reduceKernel({ shape, axes: ax, op, chunks }), [x], [partial]);
+  run(reduceKernel({ shape: [out.size, chunks], axes: [1], op, scale }), [partial], [out]);
+  partial.dispose();
   return out;
 }
 
