@@ -3,6 +3,7 @@
 // chosen by its ground-truth CAR; teachers are frozen (eval mode, no gradient). Only the
 // student runs at inference.
 
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { noGrad } from "../engine/autograd.ts";
 import { add, mul } from "../engine/ops/elementwise.ts";
@@ -83,7 +84,8 @@ export async function runDistill(
             ...base,
             out: runDir,
             init: join(originalDir(dir), "best.safetensors"),
-            resume: undefined,
+            // An interrupted student continues where its last checkpoint left it.
+            resume: existsSync(join(runDir, "state.json")) ? runDir : undefined,
           },
           { dataset: ds, distill: { lambda, teacher }, label: `student λ=${lambda}` },
         );

@@ -152,7 +152,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
           step: state.step,
           loss: mean,
           lr: lrAt(sched, step),
-          ...progress.rates(),
+          ...progress.rates(state.step),
         });
         progress.update(state.step, mean);
       }
