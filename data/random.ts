@@ -1,18 +1,15 @@
 // Seeded randomness for the data layer. Every random choice (shuffle order, crop offsets,
 // synthetic scenes) derives from an integer seed so that runs can be reproduced and resumed.
 
-/** A generator of uniform numbers in [0, 1) (mulberry32: small, fast, good enough for data). */
+import { Random as Generator } from "../engine/random.ts";
+
+/** A generator of uniform numbers in [0, 1). */
 export type Random = () => number;
 
+/** The engine's seeded generator (mulberry32) as a function. */
 export function mulberry32(seed: number): Random {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const g = new Generator(seed);
+  return () => g.next();
 }
 
 /** Mix several integers into one 32-bit seed, so (seed, epoch, index) streams don't collide. */

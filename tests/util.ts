@@ -3,6 +3,7 @@
 
 import { backward, noGrad } from "../engine/autograd.ts";
 import { initDevice } from "../engine/device.ts";
+import { Random } from "../engine/random.ts";
 import { scope } from "../engine/scope.ts";
 import { mul } from "../engine/ops/elementwise.ts";
 import { sum } from "../engine/ops/reduce.ts";
@@ -11,16 +12,10 @@ import { prod } from "../kernels/common.ts";
 
 export { initDevice };
 
-/** Deterministic PRNG (mulberry32). */
+/** Deterministic PRNG: the engine's seeded generator as a function. */
 export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Random(seed);
+  return () => r.next();
 }
 
 /** Uniform values in [lo, hi). */
