@@ -11,7 +11,7 @@ import {
 import { type TrainConfig, TrainConfigSchema } from "../train/config.ts";
 
 export const SchemeFlags = {
-  teachers: z.union([z.literal(2), z.literal(3)]).optional(),
+  teachers: z.number().int().min(2).max(3).optional(),
   thresholds: z.array(z.number()).optional(),
 };
 
@@ -38,7 +38,7 @@ export const BUDGET_HELP = `  --iters N              iterations per member (defa
   --no-augment           no augmentation
   --workers W            PNG decode workers`;
 
-export function schemeOf(f: { teachers?: 2 | 3; thresholds?: number[] }): PartitionScheme {
+export function schemeOf(f: { teachers?: number; thresholds?: number[] }): PartitionScheme {
   if (f.teachers && f.thresholds) {
     throw new Error("give --teachers or --thresholds, not both");
   }
