@@ -4,6 +4,17 @@
 import { initDevice } from "../engine/device.ts";
 import { measureMacs, MODELS } from "../models/registry.ts";
 
+if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+  console.log(`List the registered change-detection models.
+
+Usage:
+  deno task models
+
+For each model: parameters, multiply-accumulates of one forward pass at 512×512 (counted by the
+engine's conv and matmul ops), the JL1-CD paper's Table II figures, the output form, and the
+default recipe (LR, λ).`);
+  Deno.exit(0);
+}
 await initDevice();
 const rows: string[][] = [[
   "model",

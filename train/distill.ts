@@ -3,6 +3,7 @@
 // chosen by its ground-truth CAR; teachers are frozen (eval mode, no gradient). Only the
 // student runs at inference.
 
+import { initDevice } from "../engine/device.ts";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { noGrad } from "../engine/autograd.ts";
@@ -63,6 +64,7 @@ export async function runDistill(
   lambdas: number[],
   log: (s: string) => void = console.error,
 ): Promise<{ chosen: StudentResult; all: { lambda: number; bestValMIoU: number }[] }> {
+  await initDevice();
   const teachers = scheme.names.map((n) => loadMember(base.model, teacherDir(dir, n)));
   const carOf = new Map(ds.train.map((p) => [p.name, p.car]));
   const tried: { lambda: number; bestValMIoU: number; runDir: string }[] = [];

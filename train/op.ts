@@ -2,6 +2,7 @@
 // pairs, one teacher per ground-truth CAR partition is trained from scratch on its pairs, and at
 // test time the CAR that M_O predicts for an image picks the teacher whose output is scored.
 
+import { initDevice } from "../engine/device.ts";
 import { type CheckedDataset, type PairInfo } from "../data/dataset.ts";
 import {
   buildManifest,
@@ -38,6 +39,7 @@ export async function runOp(
   dir: string,
   log: (s: string) => void = console.error,
 ): Promise<OpResult> {
+  await initDevice();
   const manifest = buildManifest(ds.train, scheme);
   await writeManifest(manifestPath(dir), manifest);
   const members: { name: string; runDir: string; pairs: PairInfo[] }[] = [
@@ -101,6 +103,7 @@ export async function evaluateOp(
   dir: string,
   cfg: Pick<TrainConfig, "batch" | "size">,
 ): Promise<OpResult> {
+  await initDevice();
   if (test.length === 0) throw new Error("the dataset has no test split to evaluate O-P on");
   const opts = evalWindow(cfg);
   const original = loadMember(model, originalDir(dir));
