@@ -63,6 +63,7 @@ export async function runDistill(
   dir: string,
   lambdas: number[],
   log: (s: string) => void = console.error,
+  quiet = false,
 ): Promise<{ chosen: StudentResult; all: { lambda: number; bestValMIoU: number }[] }> {
   await initDevice();
   const teachers = scheme.names.map((n) => loadMember(base.model, teacherDir(dir, n)));
@@ -89,7 +90,7 @@ export async function runDistill(
             // An interrupted student continues where its last checkpoint left it.
             resume: existsSync(join(runDir, "state.json")) ? runDir : undefined,
           },
-          { dataset: ds, distill: { lambda, teacher }, label: `student λ=${lambda}` },
+          { dataset: ds, distill: { lambda, teacher }, label: `student λ=${lambda}`, quiet },
         );
       } else log(`student λ=${lambda}: reusing ${runDir}`);
       const state = JSON.parse(Deno.readTextFileSync(join(runDir, "state.json")));

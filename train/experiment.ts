@@ -110,6 +110,8 @@ export interface ExperimentOptions {
   lambdas: number[];
   /** Iterations of the MTKD student (the paper: half of M_O's). */
   studentIters: number;
+  /** No progress lines from the members' training. */
+  quiet?: boolean;
 }
 
 /** Run (or resume) the whole experiment in `dir` and write report.html / results.json there. */
@@ -122,7 +124,7 @@ export async function runExperiment(
   const ds = await checkedDataset(cfg, log);
   await writePartitionFiles(ds, o.scheme, dir);
   for (const line of partitionSummary(ds, o.scheme)) log(line);
-  const op = await runOp(cfg, ds, o.scheme, dir, log);
+  const op = await runOp(cfg, ds, o.scheme, dir, log, o.quiet);
   const student = await runDistill(
     { ...cfg, iters: o.studentIters },
     ds,
@@ -130,6 +132,7 @@ export async function runExperiment(
     dir,
     o.lambdas,
     log,
+    o.quiet,
   );
   const report = methodReport(cfg, op, o.scheme, student.chosen.test, {
     lambdas: student.all,

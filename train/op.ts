@@ -38,6 +38,7 @@ export async function runOp(
   scheme: PartitionScheme,
   dir: string,
   log: (s: string) => void = console.error,
+  quiet = false,
 ): Promise<OpResult> {
   await initDevice();
   const manifest = buildManifest(ds.train, scheme);
@@ -66,6 +67,7 @@ export async function runOp(
       trainPairs: m.pairs,
       dataset: ds,
       label: m.name,
+      quiet,
     });
   }
   return await evaluateOp(base.model, ds.test, scheme, dir, base);

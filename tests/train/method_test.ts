@@ -110,7 +110,7 @@ Deno.test("the demo pipeline writes every report file", async () => {
   await runExperiment(
     cfg(dir),
     dir,
-    { scheme: TWO_TEACHERS, lambdas: [1e-4], studentIters: 2 },
+    { scheme: TWO_TEACHERS, lambdas: [1e-4], studentIters: 2, quiet: true },
     () => {},
   );
   for (
