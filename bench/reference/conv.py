@@ -5,30 +5,16 @@ mask), cudnn.benchmark on, with TF32 off (keys NAME_OP) and on (NAME_OP_tf32). C
 warm-up, then n calls per sample so a sample lasts ~25 ms, median of 5.
 Prints JSON {"device": ..., "results": {key: ms per call}}; ratios are printed by the Deno side.
 Usage: python3 bench/reference/conv.py layers.json > torch.json"""
-import json, statistics, sys
+import json, os, statistics, sys
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cuda_timing import bench as cuda_bench  # noqa: E402
+
 
 def bench(fn, target_ms=25.0, reps=5):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    torch.cuda.synchronize()
-    n = max(2, min(300, int(target_ms / max(start.elapsed_time(end), 1e-3))))
-    times = []
-    for _ in range(reps):
-        start.record()
-        for _ in range(n):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / n)
-    return statistics.median(times)
+    return cuda_bench(fn, target_ms=target_ms, reps=reps, min_n=2, max_n=300)
 
 
 def layer_cases(layer, dev):

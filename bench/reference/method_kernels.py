@@ -7,30 +7,16 @@ BIT's decoder / encoder and MiT-b0 stage-1 shapes, forward and forward + backwar
 (BCE-with-logits or CE with ignored pixels and class weights, + λ·MSE to a teacher) + backward at
 8 × 512²; per-image confusion counts by tensor ops and by bincount; softmax over channels.
 Usage: python3 bench/reference/method_kernels.py [--small] [--no-compile] > torch.json"""
-import argparse, json, statistics, sys, time
+import argparse, json, os, statistics, sys, time
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cuda_timing import bench as cuda_bench  # noqa: E402
+
 
 def bench(fn, target_ms=40.0, reps=5):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    torch.cuda.synchronize()
-    n = max(3, min(1000, int(target_ms / max(start.elapsed_time(end), 1e-3))))
-    times = []
-    for _ in range(reps):
-        start.record()
-        for _ in range(n):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / n)
-    return statistics.median(times)
+    return cuda_bench(fn, target_ms=target_ms, reps=reps, min_n=3, max_n=1000)
 
 
 def attention_cases(small, dev, out):
