@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { writeSynthDataset } from "../data/synth.ts";
 import { deviceInfo, initDevice } from "../engine/device.ts";
+import { LAMBDA_GRID } from "../train/distill.ts";
 import { runExperiment } from "../train/experiment.ts";
 import { modelEntry } from "../models/registry.ts";
 import { parseFlags } from "./args.ts";
@@ -81,9 +82,7 @@ runCommand(async () => {
     valEvery: f.valEvery ?? Math.max(1, Math.floor(f.iters / 2)),
     logEvery: Math.max(1, Math.floor(f.iters / 4)),
   }, f.out);
-  const lambdas = f.lambdaGrid
-    ? [1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]
-    : [f.lambda ?? entry.recipe.lambda];
+  const lambdas = f.lambdaGrid ? LAMBDA_GRID : [f.lambda ?? entry.recipe.lambda];
   await runExperiment(cfg, f.out, {
     scheme: schemeOf(f),
     lambdas,

@@ -14,6 +14,8 @@ export interface AugmentOptions {
 }
 
 export const DEFAULT_AUGMENT: AugmentOptions = { rotate: true, flip: true, photometric: true };
+/** Identity geometry and photometry: the kernel then only normalises. */
+export const NO_AUGMENT: AugmentOptions = { rotate: false, flip: false, photometric: false };
 
 export function augmentParams(
   batch: number,

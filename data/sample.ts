@@ -167,7 +167,8 @@ export async function loadSample(
 }
 
 /** HWC uint8 window → CHW float32, (v / 255 − mean) / std. */
-function toChw(
+/** Pixels of a w×h window at (x0, y0) as [3, h, w] floats in [0, 1], optionally normalised. */
+export function toChw(
   img: RgbImage,
   x0: number,
   y0: number,

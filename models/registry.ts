@@ -1,7 +1,8 @@
 // The model registry: a name and a small validated config per detector, with the recipe that
 // the JL1-CD paper's Table II gives for it. The trainer reads the recipe from here.
 
-import { Normalize } from "../data/sample.ts";
+import { IMAGENET } from "../data/loader.ts";
+import type { Normalize } from "../data/sample.ts";
 import { noGrad } from "../engine/autograd.ts";
 import { countMacs } from "../engine/profiler.ts";
 import { scope } from "../engine/scope.ts";
@@ -11,10 +12,8 @@ import type { ChangeDetector } from "./model.ts";
 import { SNUNet } from "./snunet.ts";
 import { TinyCD } from "./tinycd.ts";
 
-export const IMAGENET_NORM: Normalize = {
-  mean: [0.485, 0.456, 0.406],
-  std: [0.229, 0.224, 0.225],
-};
+/** Every registered model takes ImageNet-normalised inputs (the loader's constant). */
+export const IMAGENET_NORM: Normalize = IMAGENET;
 
 export interface Recipe {
   optimizer: "adamw";

@@ -4,8 +4,8 @@
 
 import { join } from "node:path";
 import { checkDataset, type CheckedDataset, type PairInfo } from "../data/dataset.ts";
-import { readGrayPng, readRgbPng } from "../data/png.ts";
-import { encodeGrayPng, encodeRgbPng } from "../data/png.ts";
+import { encodeGrayPng, encodeRgbPng, readGrayPng, readRgbPng } from "../data/png.ts";
+import { binarizeLabel } from "../data/label.ts";
 import { writeCarHistogram } from "../data/car_histogram.ts";
 import { buildManifest, type PartitionScheme } from "../data/partition.ts";
 import type { TrainConfig } from "./config.ts";
@@ -82,7 +82,7 @@ async function overlays(
   try {
     for (const p of pick) {
       const [a, b, l] = await Promise.all([readRgbPng(p.a), readRgbPng(p.b), readGrayPng(p.label)]);
-      const label = Uint8Array.from(l.data, (v) => (v > 127 || v === 1 ? 1 : 0));
+      const label = binarizeLabel(l.data);
       const images: [string, Uint8Array][] = [
         ["A", encodeRgbPng(a)],
         ["B", encodeRgbPng(b)],

@@ -2,6 +2,8 @@
 // pairs, one teacher per ground-truth CAR partition is trained from scratch on its pairs, and at
 // test time the CAR that M_O predicts for an image picks the teacher whose output is scored.
 
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { initDevice } from "../engine/device.ts";
 import { type CheckedDataset, type PairInfo } from "../data/dataset.ts";
 import {
@@ -62,8 +64,9 @@ export async function runOp(
       );
     }
     log(`${m.name}: training on ${m.pairs.length} pairs → ${m.runDir}`);
-    const resume = isResumable(m.runDir);
-    await train({ ...base, out: m.runDir, resume: resume ? m.runDir : undefined }, {
+    // An interrupted member continues where its last checkpoint left it.
+    const resume = existsSync(join(m.runDir, "state.json")) ? m.runDir : undefined;
+    await train({ ...base, out: m.runDir, resume }, {
       trainPairs: m.pairs,
       dataset: ds,
       label: m.name,
@@ -71,15 +74,6 @@ export async function runOp(
     });
   }
   return await evaluateOp(base.model, ds.test, scheme, dir, base);
-}
-
-function isResumable(runDir: string): boolean {
-  try {
-    Deno.statSync(`${runDir}/state.json`);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** O-P's routing: each image goes to the teacher of the partition of the CAR that M_O

@@ -3,7 +3,7 @@
 // overlapping tiles are averaged. Shared by `deno task predict` and the evaluator so that the
 // masks predict writes and the counts eval reports come from the very same probabilities.
 
-import type { Normalize } from "../data/sample.ts";
+import { type Normalize, toChw } from "../data/sample.ts";
 import type { RgbImage } from "../data/png.ts";
 import { noGrad } from "../engine/autograd.ts";
 import { sigmoid } from "../engine/ops/elementwise.ts";
@@ -78,19 +78,10 @@ export function tileWindows(
   return windows;
 }
 
-/** HWC uint8 → CHW float32, (v / 255 − mean) / std: the same arithmetic as data/sample.ts, so
+/** HWC uint8 → CHW float32, (v / 255 − mean) / std: data/sample.ts's own conversion, so
  * the evaluator (which decodes through data/sample.ts) sees identical inputs. */
 export function normalizeImage(img: RgbImage, normalize?: Normalize): Float32Array {
-  const { width: w, height: h, data } = img;
-  const out = new Float32Array(3 * w * h);
-  for (let c = 0; c < 3; c++) {
-    const std = normalize ? normalize.std[c] : 1;
-    const scale = 1 / (255 * std);
-    const shift = normalize ? -normalize.mean[c] / std : 0;
-    const plane = c * w * h;
-    for (let i = 0, s = c; i < w * h; i++, s += 3) out[plane + i] = data[s] * scale + shift;
-  }
-  return out;
+  return toChw(img, 0, 0, img.width, img.height, normalize);
 }
 
 /** Copy window `win` of a [channels, H, W] array into `dst` at element offset `at`. */

@@ -18,7 +18,7 @@ import { AdamW } from "../engine/optim/adamw.ts";
 import { loadInto, saveTensors } from "../engine/safetensors.ts";
 import { scope } from "../engine/scope.ts";
 import { type Tensor, tensor } from "../engine/tensor.ts";
-import { augmentParams, DEFAULT_AUGMENT } from "../data/augment.ts";
+import { augmentParams, DEFAULT_AUGMENT, NO_AUGMENT } from "../data/augment.ts";
 import { checkDataset, type CheckedDataset, type PairInfo } from "../data/dataset.ts";
 import { type Batch, openLoader } from "../data/loader.ts";
 import type { ChangeDetector } from "../models/model.ts";
@@ -52,12 +52,6 @@ export interface TrainResult {
   /** Mean training loss of every logged interval. */
   losses: { step: number; loss: number }[];
 }
-
-const identity = (batch: number) => {
-  const p = new Float32Array(batch * AUG_PARAMS);
-  for (let i = 0; i < batch; i++) p.set([0, 0, 0, 0, 1, 1, 0, 1, 1], i * AUG_PARAMS);
-  return p;
-};
 
 function logLine(path: string, obj: Record<string, unknown>): void {
   Deno.writeTextFileSync(path, JSON.stringify(obj) + "\n", { append: true });
@@ -197,7 +191,7 @@ function trainStep(
   lossSum: Tensor,
 ): void {
   const n = batch.size, h = batch.height;
-  const params = cfg.augment ? augmentParams(n, cfg.seed, step, DEFAULT_AUGMENT) : identity(n);
+  const params = augmentParams(n, cfg.seed, step, cfg.augment ? DEFAULT_AUGMENT : NO_AUGMENT);
   const { a, b, label } = augmentBatch(
     tensor(batch.a, [n, 3, h, batch.width]),
     tensor(batch.b, [n, 3, h, batch.width]),
