@@ -1,7 +1,9 @@
 // Training step (forward, loss, backward, AdamW) and inference time of the registry's models at
 // batch B of S×S pairs, on this engine; run beside bench/reference/train_step.py on the GPU
 // machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
-// [--size 512] [--iters 10]
+// [--size 512] [--iters 10] [--profile]
+// --profile also prints GPU time per kernel label (and per label and grid) of one training step,
+// each dispatch in its own timestamped pass, and the CPU time spent recording a step.
 
 import { parseArgs } from "node:util";
 import { backward, noGrad } from "../engine/autograd.ts";
@@ -14,6 +16,7 @@ import { scope } from "../engine/scope.ts";
 import { tensor } from "../engine/tensor.ts";
 import { modelEntry } from "../models/registry.ts";
 import { Random } from "../engine/random.ts";
+import { type KernelTime, startProfile, stopProfile } from "../engine/kernel_profile.ts";
 
 const { values } = parseArgs({
   options: {
@@ -21,6 +24,7 @@ const { values } = parseArgs({
     batch: { type: "string", default: "8" },
     size: { type: "string", default: "512" },
     iters: { type: "string", default: "10" },
+    profile: { type: "boolean", default: false },
   },
 });
 await initDevice();
@@ -52,6 +56,22 @@ for (const name of values.models!.split(",")) {
   model.train();
   const trainMs = await time(step);
   const peak = pool.peakLiveBytes;
+  // CPU cost of recording a step: with the GPU idle, the wall time of step() itself.
+  await sync();
+  let recordMs = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    step();
+    recordMs = Math.min(recordMs, performance.now() - t0);
+    await sync();
+  }
+  let profile: KernelTime[] = [];
+  if (values.profile) {
+    startProfile();
+    step();
+    await sync();
+    profile = await stopProfile();
+  }
   model.eval();
   const inferMs = await time(() => scope(() => void noGrad(() => model.forward(ta, tb))));
   console.log(JSON.stringify({
@@ -62,9 +82,11 @@ for (const name of values.models!.split(",")) {
     train_ms: +trainMs.toFixed(2),
     infer_ms: +inferMs.toFixed(2),
     pairs_per_s_train: +(B / trainMs * 1000).toFixed(1),
+    record_ms: +recordMs.toFixed(2),
     peak_pool_gb: +(peak / 1e9).toFixed(2),
     device: deviceInfo().description,
   }));
+  if (profile.length) printProfile(name, profile);
   for (const t of [ta, tb, tl]) {
     t.kept = false;
     t.dispose();
@@ -72,4 +94,26 @@ for (const name of values.models!.split(",")) {
   opt.dispose();
   opt.arena.dispose();
   pool.trim();
+}
+
+function printProfile(name: string, rows: KernelTime[]): void {
+  const total = rows.reduce((s, r) => s + r.ms, 0);
+  const calls = rows.reduce((s, r) => s + r.calls, 0);
+  console.log(`# ${name}: ${calls} dispatches, ${total.toFixed(2)} ms GPU in one profiled step`);
+  const byLabel = new Map<string, KernelTime>();
+  for (const r of rows) {
+    const label = r.label.split(" [")[0];
+    const t = byLabel.get(label) ?? { label, calls: 0, ms: 0 };
+    t.calls += r.calls;
+    t.ms += r.ms;
+    byLabel.set(label, t);
+  }
+  const show = (r: KernelTime) =>
+    console.log(
+      `#   ${r.ms.toFixed(3).padStart(9)} ms ${String(r.calls).padStart(5)}×  ${r.label}`,
+    );
+  console.log("# by kernel:");
+  [...byLabel.values()].sort((a, b) => b.ms - a.ms).slice(0, 30).forEach(show);
+  console.log("# by kernel and grid:");
+  rows.slice(0, 40).forEach(show);
 }

@@ -1,7 +1,9 @@
-// Records every dispatch of a step into one command encoder and one compute pass; nothing is
-// submitted until flush() (called by readback, uploads into reused buffers, or the caller).
+// Records dispatches into one command encoder and one compute pass, submitted by flush() (called
+// by readback, uploads into reused buffers, the caller, or every AUTO_FLUSH dispatches, so the
+// GPU starts on a step's first kernels while the CPU is still recording the rest).
 
 import { device, throwPendingErrors } from "./device.ts";
+import { nextTimestampWrites, profiling } from "./kernel_profile.ts";
 import { pipeline } from "./pipelines.ts";
 
 export interface Binding {
@@ -13,8 +15,10 @@ export interface Binding {
 let encoder: GPUCommandEncoder | null = null;
 let pass: GPUComputePassEncoder | null = null;
 let recorded = 0;
+/** Dispatches recorded before an automatic submit. */
+export const AUTO_FLUSH = 256;
 /** Counters for tests and benchmarks. */
-export const stats = { dispatches: 0, submits: 0 };
+export const stats = { dispatches: 0, submits: 0, bindGroupsCreated: 0 };
 
 function ensurePass(): GPUComputePassEncoder {
   encoder ??= device().createCommandEncoder();
@@ -48,6 +52,7 @@ function bindGroup(pipe: GPUComputePipeline, label: string, bindings: Binding[])
   for (const b of bindings) key += `|${idOf(b.buffer)}:${b.offset}:${b.size}`;
   let group = groups.get(key);
   if (!group) {
+    stats.bindGroupsCreated++;
     if (groups.size >= MAX_GROUPS) groups.clear();
     group = device().createBindGroup({
       label,
@@ -76,12 +81,20 @@ export function dispatch(
 ): void {
   const pipe = pipeline(code, label);
   const group = bindGroup(pipe, label, bindings);
+  if (profiling()) {
+    endPass();
+    pass = encoder!.beginComputePass({
+      timestampWrites: nextTimestampWrites(`${label} [${workgroups.join("x")}]`),
+    });
+  }
   const p = ensurePass();
   p.setPipeline(pipe);
   p.setBindGroup(0, group);
   p.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+  if (profiling()) endPass();
   recorded++;
   stats.dispatches++;
+  if (recorded >= AUTO_FLUSH) flush();
 }
 
 /** Record a buffer-to-buffer copy (ends the current compute pass). */

@@ -26,7 +26,9 @@ function close(set: Set<Disposable>, result: unknown): void {
   const keep = new Set<unknown>();
   collect(result, keep);
   const parent = stack.at(-1);
-  for (const t of set) {
+  // Newest first, so the pool's free lists end a step in the order the step will ask for
+  // buffers again: the next step gets the same buffers, and its cached bind groups hit.
+  for (const t of [...set].reverse()) {
     if (t.disposed) continue;
     if (keep.has(t)) parent?.add(t);
     else if (!t.kept) t.dispose();

@@ -1,7 +1,7 @@
 // Activation kernels: pointwise functions with their derivatives as WGSL helpers (`act`,
 // `act_grad`), and PReLU, whose slope is indexed by channel. Layout NCHW.
 
-import { f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, type Kernel } from "./common.ts";
 
 export type Activation =
   | { op: "silu" }
@@ -82,7 +82,7 @@ fn act_grad(x: f32) -> f32 { return select(0.0, ${f(1 / 6)}, x > -3.0 && x < 3.0
 }
 
 /** y = act(x) over n elements. */
-export function activationKernel(a: Activation, n: number): Kernel {
+function activationKernelGen(a: Activation, n: number): Kernel {
   const g = grid1d(n);
   return {
     name: a.op,
@@ -100,7 +100,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 /** dx = g · act'(x) over n elements. */
-export function activationGradKernel(a: Activation, n: number): Kernel {
+function activationGradKernelGen(a: Activation, n: number): Kernel {
   const g = grid1d(n);
   return {
     name: `${a.op}_grad`,
@@ -133,7 +133,7 @@ function slopeIndex(s: PreluSpec): string {
 }
 
 /** y = x > 0 ? x : a·x. */
-export function preluKernel(s: PreluSpec): Kernel {
+function preluKernelGen(s: PreluSpec): Kernel {
   const g = grid1d(s.n);
   return {
     name: "prelu",
@@ -152,7 +152,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 /** dx = x > 0 ? g : a·g. */
-export function preluGradKernel(s: PreluSpec): Kernel {
+function preluGradKernelGen(s: PreluSpec): Kernel {
   const g = grid1d(s.n);
   return {
     name: "prelu_grad",
@@ -170,3 +170,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const activationKernel = cached(activationKernelGen);
+export const activationGradKernel = cached(activationGradKernelGen);
+export const preluKernel = cached(preluKernelGen);
+export const preluGradKernel = cached(preluGradKernelGen);

@@ -6,7 +6,7 @@
 //   hp.z = 1 / sqrt(1 − β2^t)      (second bias correction)
 //   hp.w = unused (padding)
 
-import { f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, type Kernel } from "./common.ts";
 
 export interface AdamWSpec {
   /** f32 words in the arena; a multiple of 4. */
@@ -16,7 +16,7 @@ export interface AdamWSpec {
   eps: number;
 }
 
-export function adamwKernel(spec: AdamWSpec): Kernel {
+function adamwKernelGen(spec: AdamWSpec): Kernel {
   const { words, beta1, beta2, eps } = spec;
   if (words % 4 !== 0) throw new Error(`adamw: ${words} words is not a multiple of 4`);
   const n = words / 4;
@@ -40,3 +40,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`;
   return { name: "adamw", code, workgroups: g.workgroups };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const adamwKernel = cached(adamwKernelGen);

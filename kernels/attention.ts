@@ -9,7 +9,7 @@
 // Rows are held in vec4 registers with compile-time indices; head sizes that are not multiples
 // of 4 are zero-padded on load.
 
-import { f, groupGrid, type Kernel } from "./common.ts";
+import { cached, f, groupGrid, type Kernel } from "./common.ts";
 
 export interface AttentionSpec {
   /** batch × heads */
@@ -123,7 +123,7 @@ function tileLoad(
 }
 
 /** Forward. Bindings: q, k, v → o, lse. */
-export function attentionForwardKernel(s: AttentionSpec): Kernel {
+function attentionForwardKernelGen(s: AttentionSpec): Kernel {
   check(s);
   const D4 = q4(s.d), V4 = q4(s.dv);
   const BK = tileRows(D4 + V4);
@@ -184,7 +184,7 @@ ${each(V4, (c) => `st_o(row, ${c}u, a${c} * inv);`, "    ")}
 }
 
 /** D = rowsum(dO ⊙ O) alone (when q needs no gradient). Bindings: o, dout → dlt. */
-export function attentionRowDotKernel(s: AttentionSpec): Kernel {
+function attentionRowDotKernelGen(s: AttentionSpec): Kernel {
   check(s);
   const V4 = q4(s.dv), n = s.bh * s.lq;
   const g = groupGrid(Math.ceil(n / ROWS));
@@ -204,7 +204,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 /** dQ and D = rowsum(dO ⊙ O), one thread per query row. Bindings: q, k, v, o, dout, lse →
  * dq, dlt. */
-export function attentionBackwardQKernel(s: AttentionSpec): Kernel {
+function attentionBackwardQKernelGen(s: AttentionSpec): Kernel {
   check(s);
   const D4 = q4(s.d), V4 = q4(s.dv);
   const BK = tileRows(D4 + V4);
@@ -293,7 +293,7 @@ export function keyValuePlan(s: AttentionSpec): KeyValuePlan {
 
 /** dK and dV, one thread per key row, over one slice of the queries. Bindings: q, k, v, dout,
  * lse, dlt → dk, dv (each [splits, bh, lk, ·]; the op sums the slices when splits > 1). */
-export function attentionBackwardKVKernel(s: AttentionSpec): Kernel {
+function attentionBackwardKVKernelGen(s: AttentionSpec): Kernel {
   check(s);
   const D4 = q4(s.d), V4 = q4(s.dv);
   const { keys: KT, tile: BQ, splits, perSplit } = keyValuePlan(s);
@@ -360,3 +360,9 @@ ${each(V4, (c) => `st_dv(dst, ${c}u, gv${c});`, "    ")}
 }`;
   return { name: "attention_backward_kv", code, workgroups: g.workgroups };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const attentionForwardKernel = cached(attentionForwardKernelGen);
+export const attentionRowDotKernel = cached(attentionRowDotKernelGen);
+export const attentionBackwardQKernel = cached(attentionBackwardQKernelGen);
+export const attentionBackwardKVKernel = cached(attentionBackwardKVKernelGen);

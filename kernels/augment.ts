@@ -3,7 +3,7 @@
 // contrast, saturation) and the model's input normalisation. Parameters come per sample from a
 // small f32 tensor so the kernel text stays the same every step.
 
-import { f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, type Kernel } from "./common.ts";
 
 /** Per-sample parameter layout (floats): rot k, flip x, flip y, then brightness, contrast,
  * saturation for A and for B. */
@@ -34,7 +34,7 @@ fn source(p: u32, y0: u32, x0: u32) -> vec2<u32> {
 }
 
 /** Images: inputs raw A, B in [0, 1] [B, 3, S, S] and params; outputs normalised A, B. */
-export function augmentImagesKernel(spec: AugmentSpec): Kernel {
+function augmentImagesKernelGen(spec: AugmentSpec): Kernel {
   const { batch, size } = spec;
   const plane = size * size;
   const n = batch * plane;
@@ -79,7 +79,7 @@ ${image("rb", "ob", 3)}
 }
 
 /** Labels (u32 [B, S, S]): the same geometry, no photometry. */
-export function augmentLabelsKernel(spec: AugmentSpec): Kernel {
+function augmentLabelsKernelGen(spec: AugmentSpec): Kernel {
   const { batch, size } = spec;
   const plane = size * size;
   const n = batch * plane;
@@ -102,3 +102,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const augmentImagesKernel = cached(augmentImagesKernelGen);
+export const augmentLabelsKernel = cached(augmentLabelsKernelGen);

@@ -13,7 +13,7 @@
 // every load and store moves a vec4 (4 pixels): F and U below are vec4<f32> / vec4<u32> then, f32
 // and u32 otherwise, and the same WGSL text serves both.
 
-import { f, grid1d, groupGrid, type Kernel } from "./common.ts";
+import { cached, f, grid1d, groupGrid, type Kernel } from "./common.ts";
 
 export interface CdLossSpec {
   batch: number;
@@ -91,7 +91,7 @@ ${body}
 }
 
 /** Stage 1. Bindings: labels → wpart [partials]. */
-export function cdLossCountKernel(s: CdLossSpec): Kernel {
+function cdLossCountKernelGen(s: CdLossSpec): Kernel {
   check(s);
   const W = lanesOf(s.pixels);
   const { perImage, total } = cdLossPartials(s);
@@ -114,7 +114,7 @@ ${treeSum}
 }
 
 /** Stage 2. Bindings: wpart → invw [1] (1 / Σ w, or 0 when every pixel is ignored). */
-export function cdLossTotalKernel(s: CdLossSpec): Kernel {
+function cdLossTotalKernelGen(s: CdLossSpec): Kernel {
   check(s);
   const { total } = cdLossPartials(s);
   const code = `@group(0) @binding(0) var<storage, read> wpart: array<f32>;
@@ -134,7 +134,7 @@ ${treeSum}
 
 /** Stage 3. Bindings: logits, labels, [teacher if λ ≠ 0], [invw if grad] → [grad if grad],
  * part [partials] of vec4 (Σ w·ce, Σ w, Σ sq, 0). */
-export function cdLossMainKernel(s: CdLossSpec): Kernel {
+function cdLossMainKernelGen(s: CdLossSpec): Kernel {
   check(s);
   const W = lanesOf(s.pixels);
   const { perImage, total } = cdLossPartials(s);
@@ -212,7 +212,7 @@ ${treeSum}
 
 /** Stage 4. Bindings: part → loss [1], perImage [batch]. Per image: its weighted CE mean over
  * its valid pixels (0 when it has none) + λ · its MSE. */
-export function cdLossFinishKernel(s: CdLossSpec): Kernel {
+function cdLossFinishKernelGen(s: CdLossSpec): Kernel {
   check(s);
   const { perImage } = cdLossPartials(s);
   const C = s.channels, HW = s.pixels;
@@ -245,7 +245,7 @@ ${treeSum.replaceAll("\n", "\n  ")}
 
 /** Backward: dlogits = g · grad, g the loss's incoming (scalar) gradient. Bindings: grad, g →
  * out. `n` is the number of logits; vec4 lanes when it is a multiple of 4. */
-export function cdLossBackwardKernel(n: number): Kernel {
+function cdLossBackwardKernelGen(n: number): Kernel {
   const W = n % 4 === 0 ? 4 : 1;
   const gr = grid1d(n / W);
   const code = `${aliases(W)}
@@ -260,3 +260,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`;
   return { name: "cd_loss_backward", code, workgroups: gr.workgroups };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const cdLossCountKernel = cached(cdLossCountKernelGen);
+export const cdLossTotalKernel = cached(cdLossTotalKernelGen);
+export const cdLossMainKernel = cached(cdLossMainKernelGen);
+export const cdLossFinishKernel = cached(cdLossFinishKernelGen);
+export const cdLossBackwardKernel = cached(cdLossBackwardKernelGen);

@@ -49,3 +49,26 @@ export function f(x: number): string {
 }
 
 export type StorageType = "f32" | "u32" | "i32";
+
+/**
+ * Memoise a kernel generator on its (plain-data) arguments. A training step asks for the same
+ * kernels every step; regenerating the WGSL and hashing it again for the pipeline cache cost
+ * more CPU than recording the dispatch. Returned kernels are shared: never mutate them.
+ */
+export function cached<A extends unknown[]>(gen: (...args: A) => Kernel): (...args: A) => Kernel {
+  const memo = new Map<string, Kernel>();
+  return (...args: A): Kernel => {
+    let key = JSON.stringify(args);
+    // JSON writes NaN, ±Infinity and null alike: spell them out where any appears.
+    if (key.includes("null")) key = JSON.stringify(args, nonFinite);
+    let k = memo.get(key);
+    if (!k) {
+      k = gen(...args);
+      memo.set(key, k);
+    }
+    return k;
+  };
+}
+
+const nonFinite = (_k: string, v: unknown) =>
+  typeof v === "number" && !Number.isFinite(v) ? String(v) : v;

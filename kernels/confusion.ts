@@ -4,7 +4,7 @@
 // result does not depend on the order the workgroups finish in. The output must start at zero.
 // When H·W is a multiple of 4 each load moves 4 pixels (vec4 lanes), as in kernels/cd_loss.ts.
 
-import { f, groupGrid, type Kernel } from "./common.ts";
+import { cached, f, groupGrid, type Kernel } from "./common.ts";
 
 export interface ConfusionSpec {
   batch: number;
@@ -24,7 +24,7 @@ const CHUNK = THREADS * PER_THREAD;
 
 /** Bindings: logits, labels (u32; 0, 1, anything else ignored) → counts [batch, 4] u32
  * (TP, FP, TN, FN), atomically added to. */
-export function confusionKernel(s: ConfusionSpec): Kernel {
+function confusionKernelGen(s: ConfusionSpec): Kernel {
   if (s.channels !== 1 && s.channels !== 2) throw new Error(`confusion: ${s.channels} channels`);
   const W = s.pixels % 4 === 0 ? 4 : 1;
   const chunks = Math.ceil(s.pixels / CHUNK);
@@ -82,3 +82,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
   return { name: "confusion", code, workgroups: g.workgroups };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const confusionKernel = cached(confusionKernelGen);

@@ -2,7 +2,7 @@
 // (bias + activation) shared by every convolution kernel, the choice between the implicit-GEMM
 // and the direct (few channels per group) kernels, and the eval-mode BatchNorm fold.
 
-import { f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, type Kernel } from "./common.ts";
 
 /** Activation fused into a convolution's write-out. PReLU reads a slope tensor (1 or Co). */
 export type ConvActivation = "none" | "relu" | "silu" | "sigmoid" | "prelu";
@@ -200,7 +200,7 @@ export interface FoldBatchNormSpec {
 /** Eval-mode BatchNorm folded into the preceding conv: with s = γ/√(var+ε),
  * w' = w·s (per output channel) and b' = (b − mean)·s + β. Inputs: w, [b], mean, var, [γ, β];
  * outputs w', b'. One thread per weight; the first weight of a channel also writes b'. */
-export function foldBatchNormKernel(s: FoldBatchNormSpec): Kernel {
+function foldBatchNormKernelGen(s: FoldBatchNormSpec): Kernel {
   const n = s.co * s.perChannel;
   const g = grid1d(n);
   const inputs = [
@@ -233,3 +233,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const foldBatchNormKernel = cached(foldBatchNormKernelGen);

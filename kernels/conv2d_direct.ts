@@ -5,7 +5,7 @@
 // The same generator gives the gradient w.r.t. the input (a transposed conv), where strips are
 // aligned to the stride so that which taps reach which output is known at compile time.
 
-import { grid1d, type Kernel } from "./common.ts";
+import { cached, grid1d, type Kernel } from "./common.ts";
 import { convBindings, type ConvGeometry, type Epilogue, epilogueStore } from "./conv2d.ts";
 
 export interface DirectConvSpec {
@@ -24,7 +24,7 @@ function mod(a: number, b: number): number {
   return ((a % b) + b) % b;
 }
 
-export function directConvKernel(s: DirectConvSpec): Kernel {
+function directConvKernelGen(s: DirectConvSpec): Kernel {
   const g = s.geom;
   const fwd = s.mode === "forward";
   const taps = g.kh * g.kw;
@@ -141,3 +141,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`;
   return { name: fwd ? "conv2d_direct" : "conv2d_dgrad_direct", code, workgroups: grid.workgroups };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const directConvKernel = cached(directConvKernelGen);

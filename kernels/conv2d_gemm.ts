@@ -9,7 +9,7 @@
 // registers; A and B slabs tk deep pass through shared memory as vec4, and every inner-loop
 // index is a per-thread base plus a constant. Bias and activation are fused into the write-out.
 
-import { type Kernel, MAX_GROUPS } from "./common.ts";
+import { cached, type Kernel, MAX_GROUPS } from "./common.ts";
 import { convBindings, type ConvGeometry, type Epilogue, epilogueStore } from "./conv2d.ts";
 
 export interface GemmTile {
@@ -202,7 +202,7 @@ function konst(c: number): string {
   return c === 0 ? "" : c > 0 ? ` + ${c}` : ` - ${-c}`;
 }
 
-export function implicitGemmKernel(s: ImplicitGemmSpec): Kernel {
+function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   const { tm, tn, tk, rm, rn } = s.tile;
   const tx = tn / rn, ty = tm / rm, nt = tx * ty;
   const cb = tn / 4; // vec4 columns of a B slab
@@ -411,3 +411,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroups: [Math.min(nTiles, MAX_GROUPS), mTiles, s.groups * fold],
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const implicitGemmKernel = cached(implicitGemmKernelGen);

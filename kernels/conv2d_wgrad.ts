@@ -7,7 +7,7 @@
 // a direct one for depthwise / mixing convs (one output channel per workgroup, every weight of
 // that channel in registers, strips of outputs along x).
 
-import { grid1d, type Kernel } from "./common.ts";
+import { cached, grid1d, type Kernel } from "./common.ts";
 import type { ConvGeometry } from "./conv2d.ts";
 
 export interface WgradTile {
@@ -54,7 +54,7 @@ export function pickSplits(
   return { splits: Math.ceil(positions / chunk), chunk };
 }
 
-export function wgradGemmKernel(s: WgradGemmSpec): Kernel {
+function wgradGemmKernelGen(s: WgradGemmSpec): Kernel {
   const g = s.geom;
   const { tm, tk, tp, rm, rk } = s.tile;
   const tx = tk / rk, ty = tm / rm, nt = tx * ty;
@@ -198,7 +198,7 @@ const RED_VALUES = 16;
 
 /** Weight (and bias) gradient partials for few output channels per group: one workgroup per
  * (chunk, output channel), all of the channel's weights accumulated in registers. */
-export function wgradDirectKernel(s: WgradDirectSpec): Kernel {
+function wgradDirectKernelGen(s: WgradDirectSpec): Kernel {
   const g = s.geom;
   const rw = s.rw;
   const rg = g.ci / g.groups, mg = g.co / g.groups;
@@ -318,7 +318,7 @@ export interface SplitReduceSpec {
 }
 
 /** dw[co, k] = Σ_s part[s, co, k]; with a bias column, db[co] = Σ_s part[s, co, cols]. */
-export function splitReduceKernel(s: SplitReduceSpec): Kernel {
+function splitReduceKernelGen(s: SplitReduceSpec): Kernel {
   const cols1 = s.cols + (s.bias ? 1 : 0);
   const n = s.co * cols1;
   const g = grid1d(n);
@@ -341,3 +341,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const wgradGemmKernel = cached(wgradGemmKernelGen);
+export const wgradDirectKernel = cached(wgradDirectKernelGen);
+export const splitReduceKernel = cached(splitReduceKernelGen);

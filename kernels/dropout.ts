@@ -3,7 +3,7 @@
 // the same mask in backward and nothing is stored. The seed arrives in a small binding, not in
 // the code, so one pipeline serves every step.
 
-import { f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, type Kernel } from "./common.ts";
 
 export interface DropoutSpec {
   /** Elements of x. */
@@ -12,6 +12,8 @@ export interface DropoutSpec {
   p: number;
   /** Consecutive elements sharing one mask decision: 1 (dropout) or H·W (dropout2d). */
   unit: number;
+  /** Apply ReLU first (fused: one pass instead of two). */
+  relu?: boolean;
 }
 
 /** WGSL: a 32-bit integer finaliser (xor-shift-multiply), a bijection with good avalanche. */
@@ -37,12 +39,12 @@ export function dropThreshold(p: number): number {
 
 /** y = keep ? x / (1 − p) : 0; inputs x, seed (u32, first word used); output y. Applied to the
  * incoming gradient with the same seed it is its own backward. */
-export function dropoutKernel(s: DropoutSpec): Kernel {
+function dropoutKernelGen(s: DropoutSpec): Kernel {
   if (!(s.p >= 0 && s.p < 1)) throw new Error(`dropout: p must lie in [0, 1), got ${s.p}`);
   const g = grid1d(s.n);
   const unit = s.unit === 1 ? "i" : `i / ${s.unit}u`;
   return {
-    name: s.unit === 1 ? "dropout" : "dropout2d",
+    name: (s.relu ? "relu_" : "") + (s.unit === 1 ? "dropout" : "dropout2d"),
     workgroups: g.workgroups,
     code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> seed: array<u32>;
@@ -53,7 +55,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${g.index};
   if (i >= ${s.n}u) { return; }
   let keep = unit_hash(seed[0], ${unit}) >= ${dropThreshold(s.p)}u;
-  y[i] = select(0.0, x[i] * ${f(1 / (1 - s.p))}, keep);
+  y[i] = select(0.0, ${s.relu ? "max(x[i], 0.0)" : "x[i]"} * ${f(1 / (1 - s.p))}, keep);
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const dropoutKernel = cached(dropoutKernelGen);

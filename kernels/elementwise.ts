@@ -1,7 +1,7 @@
 // Elementwise kernels: an n-ary map with NumPy broadcasting, where the op is a WGSL expression
 // over the loaded inputs (named a, b, c, d, ...). Shapes are baked in as constants.
 
-import { f, grid1d, type Kernel, prod, type StorageType, stridesOf } from "./common.ts";
+import { cached, f, grid1d, type Kernel, prod, type StorageType, stridesOf } from "./common.ts";
 
 export interface MapInput {
   shape: readonly number[];
@@ -58,7 +58,7 @@ function indexExpr(inShape: readonly number[], outShape: readonly number[]): str
   return terms.length ? terms.join(" + ") : "0u";
 }
 
-export function mapKernel(spec: MapSpec): Kernel {
+function mapKernelGen(spec: MapSpec): Kernel {
   const n = prod(spec.outShape);
   const g = grid1d(n);
   const outType = spec.outType ?? "f32";
@@ -82,7 +82,7 @@ ${loads.join("\n")}
 }
 
 /** out[i] = value, for n elements. */
-export function fillKernel(n: number, value: number, type: StorageType = "f32"): Kernel {
+function fillKernelGen(n: number, value: number, type: StorageType = "f32"): Kernel {
   const g = grid1d(n);
   const lit = type === "f32" ? f(value) : `${Math.trunc(value)}${type === "u32" ? "u" : "i"}`;
   return {
@@ -99,7 +99,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 /** dst[i] += src[i] (gradient accumulation). */
-export function accumulateKernel(n: number): Kernel {
+function accumulateKernelGen(n: number): Kernel {
   const g = grid1d(n);
   return {
     name: "accumulate",
@@ -114,3 +114,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     workgroups: g.workgroups,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const mapKernel = cached(mapKernelGen);
+export const fillKernel = cached(fillKernelGen);
+export const accumulateKernel = cached(accumulateKernelGen);

@@ -2,7 +2,7 @@
 // x [B, C, H, W], grid [B, Ho, Wo, 2] holding (x, y) in [-1, 1], out [B, C, Ho, Wo].
 // One thread per sampling point loops over the channels, so the corner weights are computed once.
 
-import { f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, type Kernel } from "./common.ts";
 
 export interface GridSampleSpec {
   batch: number;
@@ -54,7 +54,7 @@ function head(l: Layout, index: string): string {
   let q = p % ${l.pointsPerImage}u;`;
 }
 
-export function gridSampleKernel(s: GridSampleSpec): Kernel {
+function gridSampleKernelGen(s: GridSampleSpec): Kernel {
   const l = layout(s);
   const g = grid1d(l.points, 64);
   return {
@@ -81,7 +81,7 @@ ${head(l, g.index)}
 /** Gradient w.r.t. x: each point scatters grad · weight into its four corners with a
  * compare-and-swap float add (the sum order varies between runs, so the last bits may too).
  * `dx` must be zeroed first. */
-export function gridSampleGradInputKernel(s: GridSampleSpec): Kernel {
+function gridSampleGradInputKernelGen(s: GridSampleSpec): Kernel {
   const l = layout(s);
   const g = grid1d(l.points, 64);
   return {
@@ -117,7 +117,7 @@ ${head(l, g.index)}
 
 /** Gradient w.r.t. the grid: per point, the channel sum of grad · ∂out/∂(ix, iy), times the
  * unnormalisation factors (W−1)/2 and (H−1)/2. Deterministic (a gather). */
-export function gridSampleGradGridKernel(s: GridSampleSpec): Kernel {
+function gridSampleGradGridKernelGen(s: GridSampleSpec): Kernel {
   const l = layout(s);
   const g = grid1d(l.points, 64);
   return {
@@ -150,3 +150,8 @@ ${head(l, g.index)}
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const gridSampleKernel = cached(gridSampleKernelGen);
+export const gridSampleGradInputKernel = cached(gridSampleGradInputKernelGen);
+export const gridSampleGradGridKernel = cached(gridSampleGradGridKernelGen);

@@ -3,7 +3,7 @@
 // channels, so neighbouring threads read neighbouring pixels). Rows are short (C ≤ a few
 // hundred), so each thread keeps its row in cache over its two or three passes.
 
-import { f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, type Kernel } from "./common.ts";
 
 export interface RowLayout {
   /** Number of rows and the length of each (the normalised dimension). */
@@ -28,7 +28,7 @@ export interface RowNormSpec {
 }
 
 /** y = (x − mean)·rstd·w + b per row; inputs x, [w], [b]; outputs y, mean, rstd ([rows]). */
-export function rowNormKernel(s: RowNormSpec): Kernel {
+function rowNormKernelGen(s: RowNormSpec): Kernel {
   const l = s.layout;
   const g = grid1d(l.rows, 64);
   const { base, stride } = rowAddress(l);
@@ -83,7 +83,7 @@ export interface RowNormGradSpec {
 
 /** dx = rstd·(gw − mean(gw) − x̂·mean(gw·x̂)) per row, gw = g·w, and/or g·x̂. Inputs x, g, mean,
  * rstd, then w when dx is written with a weight; outputs dx and/or gxhat. */
-export function rowNormGradKernel(s: RowNormGradSpec): Kernel {
+function rowNormGradKernelGen(s: RowNormGradSpec): Kernel {
   if (!s.dx && !s.gxhat) throw new Error("rowNormGradKernel: nothing to write");
   const l = s.layout;
   const g = grid1d(l.rows, 64);
@@ -143,7 +143,7 @@ export const COLUMN_BLOCK = 256;
  * gradients of layerNorm): thread (block, col) sums COLUMN_BLOCK rows of its column, so
  * neighbouring threads read neighbouring columns. Outputs one [blocks, cols] array per input;
  * stage 2 is a sum over blocks. */
-export function columnSumsPartialKernel(rows: number, cols: number, arrays: number): Kernel {
+function columnSumsPartialKernelGen(rows: number, cols: number, arrays: number): Kernel {
   const blocks = Math.ceil(rows / COLUMN_BLOCK);
   const n = blocks * cols;
   const g = grid1d(n);
@@ -175,3 +175,8 @@ ${ids.map((k) => `  out${k}[i] = a${k};`).join("\n")}
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const rowNormKernel = cached(rowNormKernelGen);
+export const rowNormGradKernel = cached(rowNormGradKernelGen);
+export const columnSumsPartialKernel = cached(columnSumsPartialKernelGen);

@@ -2,7 +2,7 @@
 // flip and rot90 (negative strides) and channel interleaving; pad has its own gather kernels
 // because it clamps or zero-fills at the borders.
 
-import { grid1d, type Kernel, prod, type StorageType } from "./common.ts";
+import { cached, grid1d, type Kernel, prod, type StorageType } from "./common.ts";
 
 /** Where a copy reads or writes: a flat element offset plus one stride per iterated axis
  * (strides may be negative, e.g. for flips). */
@@ -94,7 +94,7 @@ function vectorised(c: Collapsed): Collapsed | null {
 
 /** dst[dst view] = src[src view] over `shape`. The output buffer is written only inside the
  * view, so several copies can fill one tensor (concat, interleave). */
-export function stridedCopyKernel(spec: StridedCopySpec): Kernel {
+function stridedCopyKernelGen(spec: StridedCopySpec): Kernel {
   const type = spec.type ?? "f32";
   const scalar = { ...collapse(spec), srcOffset: spec.src.offset, dstOffset: spec.dst.offset };
   const vec = vectorised(scalar);
@@ -141,7 +141,7 @@ export function paddedSize(s: PadSpec): [number, number] {
 
 /** Padding (or cropping) of the last two axes: each output pixel reads its source pixel,
  * clamped to the border (replicate) or zero outside it. */
-export function padKernel(s: PadSpec): Kernel {
+function padKernelGen(s: PadSpec): Kernel {
   const [ho, wo] = paddedSize(s);
   const n = s.outer * ho * wo;
   const g = grid1d(n);
@@ -174,7 +174,7 @@ ${body}
 
 /** Gradient of padKernel w.r.t. its input, as a gather: each input pixel sums the output pixels
  * that read it (one for interior pixels, a border strip for replicated edges). */
-export function padGradKernel(s: PadSpec): Kernel {
+function padGradKernelGen(s: PadSpec): Kernel {
   const [ho, wo] = paddedSize(s);
   const n = s.outer * s.h * s.w;
   const g = grid1d(n);
@@ -210,3 +210,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const stridedCopyKernel = cached(stridedCopyKernelGen);
+export const padKernel = cached(padKernelGen);
+export const padGradKernel = cached(padGradKernelGen);

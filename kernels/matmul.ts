@@ -9,7 +9,7 @@
 // (0 where it broadcasts). Reduced dims are summed over like K (for gradients of broadcast
 // operands), and `split` cuts the whole reduction into partial sums (splitSumKernel adds them).
 
-import { f, grid1d, type Kernel, prod } from "./common.ts";
+import { cached, f, grid1d, type Kernel, prod } from "./common.ts";
 
 export interface TileConfig {
   /** Tile of C per workgroup (rows, columns) and reduction depth per step. */
@@ -230,7 +230,7 @@ function threadPlace(t: TileConfig, TX: number, TY: number): string {
 }
 
 /** The matmul kernel for one spec. Bindings: a, b, [bias], c. */
-export function matmulKernel(spec: MatmulSpec): Kernel {
+function matmulKernelGen(spec: MatmulSpec): Kernel {
   const t = spec.tile;
   checkTile(t);
   const { m: M, n: N, k: K, transA, transB } = spec;
@@ -508,7 +508,7 @@ export interface SplitSumSpec {
 }
 
 /** out[i] = act(Σ_s part[s·count + i] + bias[i % n]). Bindings: part, [bias], out. */
-export function splitSumKernel(spec: SplitSumSpec): Kernel {
+function splitSumKernelGen(spec: SplitSumSpec): Kernel {
   const g = grid1d(spec.count);
   let v = "acc";
   if (spec.bias) {
@@ -588,3 +588,7 @@ export function planMatmul(m: number, n: number, k: number, batch = 1, r = 1): M
   }
   return { tile: best!.tile, split: best!.split };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const matmulKernel = cached(matmulKernelGen);
+export const splitSumKernel = cached(splitSumKernelGen);

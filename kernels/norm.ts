@@ -6,7 +6,7 @@
 // When H·W is a multiple of 4, the elementwise passes load and store vec4 (no vec4 straddles
 // two planes), which roughly halves their time on a GPU.
 
-import { f, grid1d, groupGrid, type Kernel } from "./common.ts";
+import { cached, f, grid1d, groupGrid, type Kernel } from "./common.ts";
 
 export interface PlaneLayout {
   batch: number;
@@ -94,7 +94,7 @@ function chunkPrologue(
 
 /** Stage 1 of the statistics: per chunk, (mean, M2 = Σ (x - mean)²), two floats per partial.
  * Sums are taken relative to the chunk's first value so that an offset does not cancel. */
-export function momentsPartialKernel(l: PlaneLayout, chunk: number): Kernel {
+function momentsPartialKernelGen(l: PlaneLayout, chunk: number): Kernel {
   const pro = chunkPrologue(l, chunk);
   const v = useVec4(l);
   return {
@@ -143,7 +143,7 @@ export interface PlaneSumsSpec {
 }
 
 /** Stage 1 of plain sums: per chunk, Σ term for each term (terms.length floats per partial). */
-export function planeSumsPartialKernel(s: PlaneSumsSpec): Kernel {
+function planeSumsPartialKernelGen(s: PlaneSumsSpec): Kernel {
   const pro = chunkPrologue(s.layout, s.chunk);
   const v = useVec4(s.layout);
   const t = s.terms.length;
@@ -213,7 +213,7 @@ export interface MomentsFinishSpec {
 
 /** Stage 2 of the statistics: outputs mean and 1/sqrt(var + eps) per group (biased variance),
  * and with `runningMomentum` updates runningMean and runningVar (extra outputs, in place). */
-export function momentsFinishKernel(s: MomentsFinishSpec): Kernel {
+function momentsFinishKernelGen(s: MomentsFinishSpec): Kernel {
   const { layout: l, chunk } = s;
   const groups = groupCount(l, s.group);
   const { perGroup, code: partOf } = partialOfGroup(l, chunk, s.group);
@@ -286,7 +286,7 @@ export interface SumsFinishSpec {
 }
 
 /** Stage 2 of plain sums: one output array per term, one value per group. */
-export function sumsFinishKernel(s: SumsFinishSpec): Kernel {
+function sumsFinishKernelGen(s: SumsFinishSpec): Kernel {
   const { layout: l, chunk, terms } = s;
   const groups = groupCount(l, s.group);
   const { perGroup, code: partOf } = partialOfGroup(l, chunk, s.group);
@@ -318,7 +318,7 @@ ${treeReduce(ids.map((j) => `sh${j}`), FINISH_WG)}
 }
 
 /** Stage 1 of the normalisation backward: per chunk, Σ g and Σ g·x̂ with x̂ = (x − mean)·rstd. */
-export function normGradSumsPartialKernel(
+function normGradSumsPartialKernelGen(
   l: PlaneLayout,
   chunk: number,
   group: "channel" | "plane",
@@ -371,7 +371,7 @@ function declareInputs(names: string[], elementwise: string[]): string {
 }
 
 /** y = (x − mean)·rstd·w[c] + b[c]; inputs x, mean, rstd, then weight and bias if present. */
-export function normApplyKernel(s: NormApplySpec): Kernel {
+function normApplyKernelGen(s: NormApplySpec): Kernel {
   const l = s.layout;
   const pro = elementPrologue(l, s.group);
   const names = ["x", "mean", "rstd", ...(s.weight ? ["w"] : []), ...(s.bias ? ["b"] : [])];
@@ -402,7 +402,7 @@ export interface NormGradSpec {
 
 /** dx of the normalisation. batchStats: inputs x, g, mean, rstd, sg, sgx, [w];
  * dx = w·rstd·(g − Σg/N − x̂·Σg·x̂/N). Fixed statistics: inputs g, rstd, [w]; dx = g·w·rstd. */
-export function normGradKernel(s: NormGradSpec): Kernel {
+function normGradKernelGen(s: NormGradSpec): Kernel {
   const l = s.layout;
   const pro = elementPrologue(l, s.group);
   const count = s.group === "channel" ? l.batch * l.planeSize : l.planeSize;
@@ -430,3 +430,12 @@ ${body}
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const momentsPartialKernel = cached(momentsPartialKernelGen);
+export const planeSumsPartialKernel = cached(planeSumsPartialKernelGen);
+export const momentsFinishKernel = cached(momentsFinishKernelGen);
+export const sumsFinishKernel = cached(sumsFinishKernelGen);
+export const normGradSumsPartialKernel = cached(normGradSumsPartialKernelGen);
+export const normApplyKernel = cached(normApplyKernelGen);
+export const normGradKernel = cached(normGradKernelGen);

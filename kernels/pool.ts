@@ -3,7 +3,7 @@
 // gathers from the few windows covering it, so overlapping windows need no atomics and the sum
 // order is fixed.
 
-import { f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, type Kernel } from "./common.ts";
 
 export interface Pool2dSpec {
   batch: number;
@@ -69,7 +69,7 @@ function needsBounds(s: Pool2dSpec, oh: number, ow: number): boolean {
 /** Max pooling: inputs x; outputs y and, unless `withArgmax` is false (inference), argmax (u32,
  * index within the plane; the first maximum in row-major order wins, as PyTorch). Padding never
  * wins. */
-export function maxPool2dKernel(s: Pool2dSpec, withArgmax = true): Kernel {
+function maxPool2dKernelGen(s: Pool2dSpec, withArgmax = true): Kernel {
   checkPool(s);
   const [oh, ow] = pooledShape(s);
   const n = s.batch * s.channels * oh * ow;
@@ -135,7 +135,7 @@ const INPUT_COORDS = (s: Pool2dSpec) =>
   let plane = i / ${s.height * s.width}u;`;
 
 /** Max-pool backward: inputs g (pooled shape), argmax; output dx. */
-export function maxPool2dGradKernel(s: Pool2dSpec): Kernel {
+function maxPool2dGradKernelGen(s: Pool2dSpec): Kernel {
   checkPool(s);
   const [oh, ow] = pooledShape(s);
   const n = s.batch * s.channels * s.height * s.width;
@@ -181,7 +181,7 @@ function divisor(s: AvgPool2dSpec): string {
 }
 
 /** Average pooling: inputs x; output y. */
-export function avgPool2dKernel(s: AvgPool2dSpec): Kernel {
+function avgPool2dKernelGen(s: AvgPool2dSpec): Kernel {
   checkPool(s);
   const [oh, ow] = pooledShape(s);
   const n = s.batch * s.channels * oh * ow;
@@ -217,7 +217,7 @@ ${outputCoords(s, oh, ow)}
 }
 
 /** Average-pool backward: input g (pooled shape); output dx. */
-export function avgPool2dGradKernel(s: AvgPool2dSpec): Kernel {
+function avgPool2dGradKernelGen(s: AvgPool2dSpec): Kernel {
   checkPool(s);
   const [oh, ow] = pooledShape(s);
   const n = s.batch * s.channels * s.height * s.width;
@@ -247,3 +247,9 @@ ${
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const maxPool2dKernel = cached(maxPool2dKernelGen);
+export const maxPool2dGradKernel = cached(maxPool2dGradKernelGen);
+export const avgPool2dKernel = cached(avgPool2dKernelGen);
+export const avgPool2dGradKernel = cached(avgPool2dGradKernelGen);

@@ -1,7 +1,7 @@
 // Reductions (sum, max) over any set of axes. Small reductions run one thread per output;
 // larger ones one workgroup per output with a shared-memory tree.
 
-import { grid1d, groupGrid, type Kernel, prod, stridesOf } from "./common.ts";
+import { cached, grid1d, groupGrid, type Kernel, prod, stridesOf } from "./common.ts";
 
 export type ReduceOp = "sum" | "max";
 
@@ -56,7 +56,7 @@ function offsetExprs(
   return { base: expr(kept, "o"), inner: expr(red, "r") };
 }
 
-export function reduceKernel(spec: ReduceSpec): Kernel {
+function reduceKernelGen(spec: ReduceSpec): Kernel {
   const { shape, axes, op } = spec;
   const n = prod(axes.map((k) => shape[k]));
   const outputs = prod(shape.filter((_, k) => !axes.includes(k)));
@@ -112,3 +112,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const reduceKernel = cached(reduceKernelGen);

@@ -2,7 +2,7 @@
 // coordinates, and their gradients as gathers (each input pixel sums the output pixels that
 // read it, found by binary search), so the backward pass is deterministic and needs no atomics.
 
-import { f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, type Kernel } from "./common.ts";
 
 export type ResampleMode = "bilinear" | "nearest";
 
@@ -86,7 +86,7 @@ function unrolled(pb: number, line: (k: number) => string): string {
   return Array.from({ length: pb }, (_, k) => line(k)).join("\n");
 }
 
-export function resampleKernel(s: ResampleSpec): Kernel {
+function resampleKernelGen(s: ResampleSpec): Kernel {
   const pb = planesPerThread(s.planes);
   const outHW = s.outH * s.outW, inHW = s.inH * s.inW;
   const n = (s.planes / pb) * outHW;
@@ -159,7 +159,7 @@ function firstFn(
 
 /** Gradient w.r.t. the input: one thread per input pixel and group of planes, summing
  * weight · grad over the output pixels whose taps include it. */
-export function resampleGradKernel(s: ResampleSpec): Kernel {
+function resampleGradKernelGen(s: ResampleSpec): Kernel {
   const pb = planesPerThread(s.planes);
   const outHW = s.outH * s.outW, inHW = s.inH * s.inW;
   const n = (s.planes / pb) * inHW;
@@ -201,3 +201,7 @@ ${unrolled(pb, (k) => `  dx[(p0 + ${k}u) * ${inHW}u + pix] = acc${k};`)}
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const resampleKernel = cached(resampleKernelGen);
+export const resampleGradKernel = cached(resampleGradKernelGen);

@@ -4,7 +4,7 @@
 // per (outer, inner) pair, whose loads over n are coalesced across neighbouring threads; when
 // inner is a multiple of 4 a thread takes 4 neighbouring pairs as one vec4.
 
-import { grid1d, groupGrid, type Kernel } from "./common.ts";
+import { cached, grid1d, groupGrid, type Kernel } from "./common.ts";
 
 export interface SoftmaxSpec {
   outer: number;
@@ -39,7 +39,7 @@ function tree(wg: number, op: (a: string, b: string) => string): string {
 }
 
 /** y = softmax(x) or log_softmax(x). Bindings: x → y. */
-export function softmaxKernel(spec: SoftmaxSpec): Kernel {
+function softmaxKernelGen(spec: SoftmaxSpec): Kernel {
   const { outer, n, inner, log = false } = spec;
   const name = log ? "log_softmax" : "softmax";
   const head = `@group(0) @binding(0) var<storage, read> x: array<F>;
@@ -103,7 +103,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 /** Gradient through softmax / log-softmax from the output y and its gradient g:
  * softmax: dx = y ⊙ (g − Σ g⊙y); log-softmax: dx = g − exp(y) ⊙ Σ g. Bindings: y, g → dx. */
-export function softmaxBackwardKernel(spec: SoftmaxSpec): Kernel {
+function softmaxBackwardKernelGen(spec: SoftmaxSpec): Kernel {
   const { outer, n, inner, log = false } = spec;
   const name = log ? "log_softmax_backward" : "softmax_backward";
   const head = `@group(0) @binding(0) var<storage, read> y: array<F>;
@@ -154,3 +154,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const softmaxKernel = cached(softmaxKernelGen);
+export const softmaxBackwardKernel = cached(softmaxBackwardKernelGen);

@@ -2,7 +2,7 @@
 // contiguous across a warp (a plain strided copy reads one element per cache line here).
 // Optional flips of either axis turn it into rot90 by ±90°.
 
-import { type Kernel, MAX_GROUPS, type StorageType } from "./common.ts";
+import { cached, type Kernel, MAX_GROUPS, type StorageType } from "./common.ts";
 
 export interface TransposeSpec {
   batch: number;
@@ -24,7 +24,7 @@ export function transposeFits(s: TransposeSpec): boolean {
     s.batch <= MAX_GROUPS;
 }
 
-export function transposeKernel(s: TransposeSpec): Kernel {
+function transposeKernelGen(s: TransposeSpec): Kernel {
   const type = s.type ?? "f32";
   const row = s.flipRows ? `${s.rows - 1}u - r` : "r";
   const col = s.flipCols ? `${s.cols - 1}u - c` : "c";
@@ -56,3 +56,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`,
   };
 }
+
+// Generated once per distinct spec (see cached in common.ts).
+export const transposeKernel = cached(transposeKernelGen);

@@ -10,7 +10,6 @@ import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { Conv2d, ConvTranspose2d } from "../engine/nn/conv.ts";
 import { Dropout2d } from "../engine/nn/dropout.ts";
 import { Module } from "../engine/nn/module.ts";
-import { relu } from "../engine/ops/elementwise.ts";
 import { absDiff, concat, pad2d } from "../engine/ops/layout.ts";
 import { maxPool2d } from "../engine/ops/pool.ts";
 import { Random } from "../engine/random.ts";
@@ -86,7 +85,7 @@ export class FcSiam extends Module implements ChangeDetector {
   #block(name: string, x: Tensor): Tensor {
     const y = this.#bns.get(name)!.forward(this.#convs.get(name)!.forward(x));
     this.#drop.training = this.training;
-    return this.#drop.forward(relu(y));
+    return this.#drop.forwardRelu(y);
   }
 
   #encode(x: Tensor): { bottom: Tensor; skips: Tensor[] } {

@@ -1,7 +1,7 @@
 // Dropout layers. Masks come from a counter: each forward call in training takes the next seed of
 // a stream that the trainer resets from (run seed, step), so a resumed run draws the same masks.
 
-import { dropout, dropout2d } from "../ops/dropout.ts";
+import { dropout, dropout2d, reluDropout2d } from "../ops/dropout.ts";
 import type { Tensor } from "../tensor.ts";
 import { type Layer, Module } from "./module.ts";
 
@@ -35,5 +35,10 @@ export class Dropout2d extends Module implements Layer {
   }
   forward(x: Tensor): Tensor {
     return dropout2d(x, this.p, { training: this.training, seed: this.training ? nextSeed() : 0 });
+  }
+  /** dropout2d(relu(x)), fused; the same masks as forward(relu(x)). */
+  forwardRelu(x: Tensor): Tensor {
+    const o = { training: this.training, seed: this.training ? nextSeed() : 0 };
+    return reluDropout2d(x, this.p, o);
   }
 }

@@ -13,7 +13,8 @@ import { record } from "../autograd.ts";
 import { device } from "../device.ts";
 import { type Binding, dispatch, flush, stats } from "../recorder.ts";
 import { empty, type Tensor } from "../tensor.ts";
-import { mulScalar } from "./elementwise.ts";
+import { f } from "../../kernels/common.ts";
+import { map, mulScalar, relu } from "./elementwise.ts";
 import { reshape } from "./shape.ts";
 
 export interface DropoutOptions {
@@ -49,9 +50,9 @@ function seedBinding(seed: number): Binding {
   return { buffer: ring, offset: slot * SLOT, size: 16 };
 }
 
-function masked(x: Tensor, p: number, unit: number, seed: number): Tensor {
+function masked(x: Tensor, p: number, unit: number, seed: number, withRelu = false): Tensor {
   const out = empty(x.shape);
-  const k = dropoutKernel({ n: x.size, p, unit });
+  const k = dropoutKernel({ n: x.size, p, unit, relu: withRelu });
   dispatch(k.name, k.code, [x.binding, seedBinding(seed), out.binding], k.workgroups);
   return out;
 }
@@ -74,4 +75,17 @@ export function dropout(x: Tensor, p: number, o: DropoutOptions): Tensor {
 export function dropout2d(x: Tensor, p: number, o: DropoutOptions): Tensor {
   if (x.ndim < 2) throw new Error(`dropout2d needs [B, C, ...], got ${x.describe()}`);
   return dropoutWith("dropout2d", x, p, prod(x.shape.slice(2)), o);
+}
+
+/** relu(x) then dropout2d, in one pass each way (FC-Siam's conv → BN → ReLU → Dropout2d). The
+ * gradient needs no mask: an output above 0 was kept and positive, so it passes g / (1 − p). */
+export function reluDropout2d(x: Tensor, p: number, o: DropoutOptions): Tensor {
+  if (x.ndim < 2) throw new Error(`reluDropout2d needs [B, C, ...], got ${x.describe()}`);
+  if (!(p >= 0 && p <= 1)) throw new Error(`reluDropout2d: p must lie in [0, 1], got ${p}`);
+  if (!o.training || p === 0) return relu(x);
+  if (p === 1) return mulScalar(x, 0);
+  const y = masked(x, p, prod(x.shape.slice(2)), o.seed, true);
+  return record(y, [x], "reluDropout2d", (g) => [
+    map("relu_dropout2d_grad", `select(0.0, a * ${f(1 / (1 - p))}, b > 0.0)`, [g, y]),
+  ]);
 }

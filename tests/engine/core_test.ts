@@ -6,7 +6,8 @@ import { sum } from "../../engine/ops/reduce.ts";
 import { reshape } from "../../engine/ops/shape.ts";
 import { pool, sizeClass } from "../../engine/pool.ts";
 import { scope } from "../../engine/scope.ts";
-import { sync } from "../../engine/recorder.ts";
+import { AUTO_FLUSH, stats, sync } from "../../engine/recorder.ts";
+import { fillKernel, mapKernel } from "../../kernels/elementwise.ts";
 import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
@@ -37,6 +38,35 @@ Deno.test("scope disposes intermediates, keeps what it returns, and buffers are 
     add(tensor([1, 2]), tensor([3, 4]));
   });
   assert.deepEqual(pool.live, live);
+});
+
+Deno.test("long recordings submit on their own every AUTO_FLUSH dispatches, in order", async () => {
+  const n = AUTO_FLUSH * 2 + 7;
+  const submits0 = stats.submits;
+  let y = tensor([0.5, -1, 2]);
+  for (let i = 0; i < n; i++) {
+    const next = scope(() => add(y, tensor([1, 2, 3])));
+    y.dispose();
+    y = next;
+  }
+  assert.ok(stats.submits - submits0 >= 2, "submitted while recording");
+  assertClose(await y.read(), [0.5 + n, -1 + 2 * n, 2 + 3 * n], { atol: 0, rtol: 1e-6 });
+  y.dispose();
+});
+
+Deno.test("kernel generators are memoised on their spec, non-finite numbers kept apart", () => {
+  const spec = {
+    name: "mul",
+    expr: "a * b",
+    inputs: [{ shape: [3, 5] }, { shape: [5] }],
+    outShape: [3, 5],
+  };
+  assert.equal(mapKernel(spec), mapKernel(structuredClone(spec)));
+  assert.notEqual(mapKernel(spec), mapKernel({ ...spec, expr: "a + b" }));
+  assert.equal(fillKernel(7, 1), fillKernel(7, 1));
+  assert.notEqual(fillKernel(7, 1), fillKernel(7, 2));
+  assert.throws(() => fillKernel(7, NaN), /non-finite/);
+  assert.throws(() => fillKernel(7, Infinity), /non-finite/);
 });
 
 Deno.test("broadcast errors name both shapes", () => {

@@ -1,5 +1,5 @@
 import { initDevice } from "../../engine/device.ts";
-import { dropout, dropout2d } from "../../engine/ops/dropout.ts";
+import { dropout, dropout2d, reluDropout2d } from "../../engine/ops/dropout.ts";
 import { scope } from "../../engine/scope.ts";
 import { type Tensor, tensor } from "../../engine/tensor.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
@@ -86,6 +86,21 @@ Deno.test("dropout backward reuses the mask (gradient check)", async () => {
   await gradCheck((t) => dropout2d(t, 0.5, { training: true, seed: 18 }), [
     { data: x, shape: SHAPE },
   ]);
+});
+
+Deno.test("reluDropout2d is dropout2d(relu(x)) with the same mask, forward and gradient", async () => {
+  const p = 0.4, seed = 31;
+  // values away from 0 so the finite differences never straddle the ReLU kink
+  const x = randArray(N, 8, 0.2, 1).map((v, i) => (i % 3 === 0 ? -v : v));
+  const y = await apply((t) => reluDropout2d(t, p, { training: true, seed }), x, SHAPE);
+  const expected = Array.from(
+    x,
+    (v, i) => (keeps(seed, Math.floor(i / 63), p) ? Math.max(v, 0) / (1 - p) : 0),
+  );
+  assertClose(y, expected);
+  await gradCheck((t) => reluDropout2d(t, p, { training: true, seed }), [{ data: x, shape: SHAPE }]);
+  const evalY = await apply((t) => reluDropout2d(t, p, { training: false, seed }), x, SHAPE);
+  assertClose(evalY, x.map((v) => Math.max(v, 0)));
 });
 
 Deno.test("dropout in eval, p = 0 and p = 1", async () => {
