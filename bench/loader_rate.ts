@@ -19,7 +19,9 @@ const { values, positionals } = parseArgs({
   },
 });
 if (positionals.length !== 1) {
-  console.error("usage: deno run -A bench/loader_rate.ts ROOT [--batch 8] [--batches 60] [--workers N]");
+  console.error(
+    "usage: deno run -A bench/loader_rate.ts ROOT [--batch 8] [--batches 60] [--workers N]",
+  );
   Deno.exit(2);
 }
 const pairs = await listSplit(join(positionals[0], "train"));

@@ -98,7 +98,10 @@ Deno.test("reluDropout2d is dropout2d(relu(x)) with the same mask, forward and g
     (v, i) => (keeps(seed, Math.floor(i / 63), p) ? Math.max(v, 0) / (1 - p) : 0),
   );
   assertClose(y, expected);
-  await gradCheck((t) => reluDropout2d(t, p, { training: true, seed }), [{ data: x, shape: SHAPE }]);
+  await gradCheck((t) => reluDropout2d(t, p, { training: true, seed }), [{
+    data: x,
+    shape: SHAPE,
+  }]);
   const evalY = await apply((t) => reluDropout2d(t, p, { training: false, seed }), x, SHAPE);
   assertClose(evalY, x.map((v) => Math.max(v, 0)));
 });
