@@ -1,9 +1,11 @@
 // The first four stages of EfficientNet-b4 (torchvision's `features[0..3]`), as TinyCD uses
 // them: stem 3→48 (stride 2), MBConv stages of 24 (k3), 32 (k3, stride 2) and 56 (k5, stride 2)
 // channels. Names follow torchvision: `N.M.block.K...`, SE as `fc1`/`fc2`.
-// Stochastic depth is the identity here, in training too (the trainer does not drop blocks).
+// Stochastic depth as torchvision builds b4: block i of the 32 in the whole network drops its
+// residual branch with probability 0.2·i/32 in training (blocks 0–9 live in these stages).
 
 import { Conv2d } from "../engine/nn/conv.ts";
+import { StochasticDepth } from "../engine/nn/dropout.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { silu } from "../engine/ops/activation.ts";
@@ -88,12 +90,14 @@ class SqueezeExcite extends Module {
 class MBConv extends Module {
   readonly #layers: (ConvBnAct | SqueezeExcite)[];
   readonly #residual: boolean;
+  readonly #drop: StochasticDepth;
   constructor(
     cin: number,
     cout: number,
     kernel: number,
     stride: number,
     expand: number,
+    dropProb: number,
     rng: Random,
   ) {
     super();
@@ -106,11 +110,15 @@ class MBConv extends Module {
     this.#layers = layers;
     this.child("block", new ModuleList<Module>(layers));
     this.#residual = stride === 1 && cin === cout;
+    // Not a child: it has no parameters, and state_dict names must stay torchvision's.
+    this.#drop = new StochasticDepth(dropProb);
   }
   forward(x: Tensor): Tensor {
     let y = x;
     for (const l of this.#layers) y = l.forward(y);
-    return this.#residual ? add(y, x) : y;
+    if (!this.#residual) return y;
+    this.#drop.training = this.training;
+    return add(this.#drop.forward(y), x);
   }
 }
 
@@ -122,17 +130,20 @@ const B4_STAGES: [number, number, number, number, number][] = [
 ];
 
 export const B4_STEM = 48;
+/** torchvision's efficientnet_b4: stochastic_depth_prob 0.2 over 32 MBConv blocks in all. */
+const B4_DROP = 0.2, B4_BLOCKS = 32;
 export const B4_CHANNELS = [B4_STEM, ...B4_STAGES.map((s) => s[0])];
 
 /** `features[0..3]`: forward(x) returns the output of every stage (1/2, 1/2, 1/4, 1/8). */
 export class EfficientNetB4Features extends ModuleList<Module> {
   constructor(rng: Random) {
     const stages: Module[] = [new ConvBnAct(3, B4_STEM, 3, 2, 1, "silu", rng)];
-    let cin = B4_STEM;
+    let cin = B4_STEM, id = 0;
     for (const [cout, n, k, s, e] of B4_STAGES) {
       const blocks: MBConv[] = [];
       for (let i = 0; i < n; i++) {
-        blocks.push(new MBConv(i === 0 ? cin : cout, cout, k, i === 0 ? s : 1, e, rng));
+        const p = (B4_DROP * id++) / B4_BLOCKS;
+        blocks.push(new MBConv(i === 0 ? cin : cout, cout, k, i === 0 ? s : 1, e, p, rng));
       }
       stages.push(new MBConvStage(blocks));
       cin = cout;

@@ -1,7 +1,7 @@
 // Dropout layers. Masks come from a counter: each forward call in training takes the next seed of
 // a stream that the trainer resets from (run seed, step), so a resumed run draws the same masks.
 
-import { dropout, dropout2d, reluDropout2d } from "../ops/dropout.ts";
+import { dropout, dropout2d, dropPath, reluDropout2d } from "../ops/dropout.ts";
 import type { Tensor } from "../tensor.ts";
 import { type Layer, Module } from "./module.ts";
 
@@ -40,5 +40,16 @@ export class Dropout2d extends Module implements Layer {
   forwardRelu(x: Tensor): Tensor {
     const o = { training: this.training, seed: this.training ? nextSeed() : 0 };
     return reluDropout2d(x, this.p, o);
+  }
+}
+
+/** Stochastic depth on a residual branch: the whole sample's branch is dropped with
+ * probability p in training (torchvision's StochasticDepth, mode "row"). */
+export class StochasticDepth extends Module implements Layer {
+  constructor(readonly p: number) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return dropPath(x, this.p, { training: this.training, seed: this.training ? nextSeed() : 0 });
   }
 }

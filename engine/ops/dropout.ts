@@ -77,6 +77,13 @@ export function dropout2d(x: Tensor, p: number, o: DropoutOptions): Tensor {
   return dropoutWith("dropout2d", x, p, prod(x.shape.slice(2)), o);
 }
 
+/** Stochastic depth ("row" mode): drop the whole sample with probability p, scale the rest by
+ * 1/(1 − p). Applied to a residual branch before the skip is added. */
+export function dropPath(x: Tensor, p: number, o: DropoutOptions): Tensor {
+  if (x.ndim < 1) throw new Error(`dropPath needs [B, ...], got ${x.describe()}`);
+  return dropoutWith("drop_path", x, p, prod(x.shape.slice(1)), o);
+}
+
 /** relu(x) then dropout2d, in one pass each way (FC-Siam's conv → BN → ReLU → Dropout2d). The
  * gradient needs no mask: an output above 0 was kept and positive, so it passes g / (1 − p). */
 export function reluDropout2d(x: Tensor, p: number, o: DropoutOptions): Tensor {

@@ -1,5 +1,5 @@
 import { initDevice } from "../../engine/device.ts";
-import { dropout, dropout2d, reluDropout2d } from "../../engine/ops/dropout.ts";
+import { dropout, dropout2d, dropPath, reluDropout2d } from "../../engine/ops/dropout.ts";
 import { scope } from "../../engine/scope.ts";
 import { type Tensor, tensor } from "../../engine/tensor.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
@@ -104,6 +104,16 @@ Deno.test("reluDropout2d is dropout2d(relu(x)) with the same mask, forward and g
   }]);
   const evalY = await apply((t) => reluDropout2d(t, p, { training: false, seed }), x, SHAPE);
   assertClose(evalY, x.map((v) => Math.max(v, 0)));
+});
+
+Deno.test("dropPath drops whole samples (stochastic depth), gradient by the same mask", async () => {
+  const p = 0.5, seed = 12, per = N / 3;
+  const x = randArray(N, 9, 0.5, 1.5);
+  const y = await apply((t) => dropPath(t, p, { training: true, seed }), x, SHAPE);
+  const expected = Array.from(x, (v, i) => (keeps(seed, Math.floor(i / per), p) ? v / (1 - p) : 0));
+  assertClose(y, expected);
+  await gradCheck((t) => dropPath(t, p, { training: true, seed }), [{ data: x, shape: SHAPE }]);
+  assertClose(await apply((t) => dropPath(t, p, { training: false, seed }), x, SHAPE), x);
 });
 
 Deno.test("dropout in eval, p = 0 and p = 1", async () => {
