@@ -64,13 +64,44 @@ export interface ImplicitGemmSpec {
   tile: GemmTile;
 }
 
-/** Tile for a GEMM with `mg` output channels per group (tuned on an H100/H200). */
-export function pickGemmTile(mg: number): GemmTile {
-  if (mg > 64) return { tm: 128, tn: 128, tk: 8, rm: 8, rn: 8 };
-  if (mg > 32) return { tm: 64, tn: 128, tk: 8, rm: 8, rn: 4 };
-  if (mg > 16) return { tm: 32, tn: 128, tk: 8, rm: 4, rn: 4 };
-  if (mg > 8) return { tm: 16, tn: 128, tk: 16, rm: 4, rn: 4 };
-  return { tm: 8, tn: 64, tk: 16, rm: 2, rn: 4 };
+/** The tiles pickGemmTile chooses from (exported for tests and sweeps). */
+export const GEMM_TILES: Record<string, GemmTile> = {
+  t64w: { tm: 64, tn: 256, tk: 8, rm: 8, rn: 8 },
+  t64: { tm: 64, tn: 128, tk: 8, rm: 8, rn: 4 },
+  t32w: { tm: 32, tn: 256, tk: 8, rm: 8, rn: 8 },
+  t32r8: { tm: 32, tn: 128, tk: 16, rm: 8, rn: 4 },
+  t16w: { tm: 16, tn: 256, tk: 8, rm: 4, rn: 8 },
+  t16: { tm: 16, tn: 128, tk: 16, rm: 4, rn: 4 },
+  t8: { tm: 8, tn: 64, tk: 16, rm: 2, rn: 4 },
+};
+/** Enough workgroups to fill an H100/H200 (132 SMs) about twice over. */
+const FILL = 256;
+
+/**
+ * Tile for a GEMM with `mg` output channels per group and `positions` output positions (per
+ * launch), from sweeps on an H200 (bench/gpu_conv.ts --sweep): the largest tile no taller than
+ * the channels need that still launches FILL workgroups; wide (256-position) tiles lost on the
+ * phase-split launches of strided input gradients, so those use 128.
+ */
+export function pickGemmTile(
+  mg: number,
+  positions = Infinity,
+  groups = 1,
+  phased = false,
+): GemmTile {
+  const tm = mg > 32 ? 64 : mg > 16 ? 32 : mg > 8 ? 16 : 8;
+  if (tm === 8) return GEMM_TILES.t8;
+  const order = tm === 64
+    ? ["t64w", "t64", "t32r8", "t16"]
+    : tm === 32
+    ? ["t32w", "t32r8", "t16"]
+    : ["t16w", "t16"];
+  const usable = order.filter((k) => !(phased && GEMM_TILES[k].tn > 128));
+  for (const k of usable) {
+    const t = GEMM_TILES[k];
+    if (Math.ceil(positions / t.tn) * Math.ceil(mg / t.tm) * groups >= FILL) return t;
+  }
+  return GEMM_TILES[usable.at(-1)!];
 }
 
 /** The forward convolution as one implicit GEMM. */
@@ -113,7 +144,7 @@ export function forwardGemmSpec(
     wty: g.kw,
     wtx: 1,
     epilogue,
-    tile: tile ?? pickGemmTile(mg),
+    tile: tile ?? pickGemmTile(mg, g.batch * g.ho * g.wo, g.groups),
   };
 }
 
@@ -183,7 +214,12 @@ export function dgradGemmSpecs(
         wty: ty.step * g.kw,
         wtx: tx.step,
         epilogue,
-        tile: tile ?? pickGemmTile(cig),
+        tile: tile ?? pickGemmTile(
+          cig,
+          g.batch * Math.ceil((g.h - ry) / g.strideY) * Math.ceil((g.w - rx) / g.strideX),
+          g.groups,
+          g.strideY > 1 || g.strideX > 1,
+        ),
       });
     }
   }

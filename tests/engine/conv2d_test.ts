@@ -8,8 +8,16 @@ import {
   foldBatchNorm,
 } from "../../engine/ops/conv2d.ts";
 import { scope } from "../../engine/scope.ts";
-import { type Tensor, tensor } from "../../engine/tensor.ts";
-import { type ConvGeometry, convGeometry, pair } from "../../kernels/conv2d.ts";
+import { run } from "../../engine/launch.ts";
+import { empty, type Tensor, tensor } from "../../engine/tensor.ts";
+import { type ConvGeometry, convGeometry, NO_EPILOGUE, pair } from "../../kernels/conv2d.ts";
+import {
+  dgradGemmSpecs,
+  forwardGemmSpec,
+  GEMM_TILES,
+  implicitGemmKernel,
+  pickGemmTile,
+} from "../../kernels/conv2d_gemm.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -355,4 +363,57 @@ Deno.test("conv2d rejects mismatched shapes with a clear message", () => {
     );
     assert.deepEqual(pair([2, 3], 1), [2, 3]);
   });
+});
+
+// Big layers pick wide or tall tiles that the small shapes above never reach: every tile the
+// picker can return, forced onto odd shapes (partial tiles on both axes), forward and the
+// input gradient with and without stride phases.
+Deno.test("implicit GEMM: every tile of the picker, forward and input gradient, odd shapes", async () => {
+  const shapes: [number[], number[], { stride?: number; padding?: number }][] = [
+    [[2, 7, 13, 11], [70, 7, 3, 3], { padding: 1 }],
+    [[1, 70, 9, 7], [33, 70, 3, 3], { padding: 1, stride: 2 }],
+  ];
+  for (const [xs, ws, opts] of shapes) {
+    const g = convGeometry(xs, ws, opts);
+    const x = randArray(xs.reduce((a, b) => a * b), 3);
+    const w = randArray(ws.reduce((a, b) => a * b), 4, -0.5, 0.5);
+    const dy = randArray(g.batch * g.co * g.ho * g.wo, 5);
+    const fwdRef = convRef(g, x, w);
+    const dxRef = dgradRef(g, dy, w);
+    for (const [name, tile] of Object.entries(GEMM_TILES)) {
+      const y = scope(() => {
+        const out = empty([g.batch, g.co, g.ho, g.wo]);
+        run(implicitGemmKernel(forwardGemmSpec(g, NO_EPILOGUE, tile)), [
+          tensor(x, xs),
+          tensor(w, ws),
+        ], [out]);
+        return out;
+      });
+      assertClose(await y.read(), fwdRef, { what: `${name} forward`, atol: 1e-4 });
+      y.dispose();
+      const dx = scope(() => {
+        const out = empty([g.batch, g.ci, g.h, g.w]);
+        const [dyt, wt] = [tensor(dy, [g.batch, g.co, g.ho, g.wo]), tensor(w, ws)];
+        for (const s of dgradGemmSpecs(g, NO_EPILOGUE, tile)) {
+          if (s.ny > 0 && s.nx > 0) run(implicitGemmKernel(s), [dyt, wt], [out]);
+        }
+        return out;
+      });
+      assertClose(await dx.read(), dxRef, { what: `${name} input gradient`, atol: 1e-4 });
+      dx.dispose();
+    }
+  }
+});
+
+Deno.test("the GEMM tile picker fills the GPU: wide tiles for big layers, smaller for few positions", () => {
+  assert.equal(pickGemmTile(256, 8 * 64 * 64), GEMM_TILES.t64w);
+  assert.equal(pickGemmTile(128, 8 * 32 * 32), GEMM_TILES.t32r8);
+  assert.equal(pickGemmTile(32, 8 * 256 * 256), GEMM_TILES.t32w);
+  assert.equal(
+    pickGemmTile(32, 8 * 256 * 256, 1, true),
+    GEMM_TILES.t32r8,
+    "no wide tile on phases",
+  );
+  assert.equal(pickGemmTile(5, 1e6), GEMM_TILES.t8);
+  assert.equal(pickGemmTile(70, 100), GEMM_TILES.t16, "tiny layers take the smallest tile");
 });
