@@ -80,8 +80,9 @@ const FILL = 256;
 /**
  * Tile for a GEMM with `mg` output channels per group and `positions` output positions (per
  * launch), from sweeps on an H200 (bench/gpu_conv.ts --sweep): the largest tile no taller than
- * the channels need that still launches FILL workgroups; wide (256-position) tiles lost on the
- * phase-split launches of strided input gradients, so those use 128.
+ * the channels need that still launches FILL workgroups (else the tallest 128-position tile);
+ * wide (256-position) tiles lost on the phase-split launches of strided input gradients, so
+ * those use 128.
  */
 export function pickGemmTile(
   mg: number,
@@ -101,7 +102,9 @@ export function pickGemmTile(
     const t = GEMM_TILES[k];
     if (Math.ceil(positions / t.tn) * Math.ceil(mg / t.tm) * groups >= FILL) return t;
   }
-  return GEMM_TILES[usable.at(-1)!];
+  // Too few positions to fill the GPU with any tile: the tallest plain tile keeps the launch
+  // (and the software adapter's work) small.
+  return GEMM_TILES[usable.find((k) => GEMM_TILES[k].tn === 128)!];
 }
 
 /** The forward convolution as one implicit GEMM. */

@@ -415,5 +415,5 @@ Deno.test("the GEMM tile picker fills the GPU: wide tiles for big layers, smalle
     "no wide tile on phases",
   );
   assert.equal(pickGemmTile(5, 1e6), GEMM_TILES.t8);
-  assert.equal(pickGemmTile(70, 100), GEMM_TILES.t16, "tiny layers take the smallest tile");
+  assert.equal(pickGemmTile(70, 100), GEMM_TILES.t64, "tiny layers: the tallest plain tile");
 });
