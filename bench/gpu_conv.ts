@@ -34,6 +34,7 @@ import { directConvKernel } from "../kernels/conv2d_direct.ts";
 import {
   dgradGemmSpecs,
   forwardGemmSpec,
+  GEMM_TILES,
   type GemmTile,
   implicitGemmKernel,
 } from "../kernels/conv2d_gemm.ts";
@@ -403,17 +404,12 @@ async function measure(launch: () => Tensor, check: Sampler): Promise<{ ms: numb
 
 // ---------------------------------------------------------------- sweeps
 
-const GEMM_TILES: Record<string, GemmTile> = {
-  t8: { tm: 8, tn: 64, tk: 16, rm: 2, rn: 4 },
-  t16: { tm: 16, tn: 128, tk: 16, rm: 4, rn: 4 },
-  t16w: { tm: 16, tn: 256, tk: 8, rm: 4, rn: 8 },
+// The picker's own tiles plus the ones it no longer picks, to keep checking them.
+const SWEEP_TILES: Record<string, GemmTile> = {
+  ...GEMM_TILES,
   t32: { tm: 32, tn: 128, tk: 8, rm: 4, rn: 4 },
-  t32r8: { tm: 32, tn: 128, tk: 16, rm: 8, rn: 4 },
-  t32w: { tm: 32, tn: 256, tk: 8, rm: 8, rn: 8 },
-  t64: { tm: 64, tn: 128, tk: 8, rm: 8, rn: 4 },
   t64s: { tm: 64, tn: 128, tk: 8, rm: 4, rn: 8 },
   t64n64: { tm: 64, tn: 64, tk: 16, rm: 8, rn: 4 },
-  t64w: { tm: 64, tn: 256, tk: 8, rm: 8, rn: 8 },
   t128: { tm: 128, tn: 128, tk: 8, rm: 8, rn: 8 },
   t128k16: { tm: 128, tn: 128, tk: 16, rm: 8, rn: 8 },
 };
@@ -431,7 +427,7 @@ const WGRAD_TILES: Record<string, WgradTile> = {
 
 /** Tiles worth trying for a GEMM with `mg` rows: none much taller than needed. */
 function gemmCandidates(mg: number): [string, GemmTile][] {
-  return Object.entries(GEMM_TILES).filter(([, t]) => t.tm <= Math.max(16, 2 * mg));
+  return Object.entries(SWEEP_TILES).filter(([, t]) => t.tm <= Math.max(16, 2 * mg));
 }
 
 interface SweepRow {
