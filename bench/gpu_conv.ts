@@ -8,7 +8,7 @@
 // Usage on the GPU machine (one command, so both sides run on the same card):
 //   deno run -A bench/gpu_conv.ts --list > layers.json
 //   python3 bench/reference/conv.py layers.json > torch.json
-//   deno run -A bench/gpu_conv.ts --torch torch.json [--sweep] [--only SUBSTRING]
+//   deno run -A bench/gpu_conv.ts --torch torch.json [--sweep [--sweep-op wgrad]] [--only SUBSTRING]
 // `--small` shrinks batch and image (÷16) for a smoke run on the software adapter.
 // `--sweep` also times alternative tiles of the GEMM kernels and strip widths of the direct
 // ones, and prints the fastest per case (how the kernels' pickers were tuned).
@@ -45,6 +45,12 @@ import {
   wgradGemmKernel,
   type WgradTile,
 } from "../kernels/conv2d_wgrad.ts";
+import {
+  pickTiledSplits,
+  WGRAD_TILED_TILES,
+  wgradIsTiled,
+  wgradTiledKernel,
+} from "../kernels/conv2d_wgrad_tiled.ts";
 import { convTransposeGeometry } from "../kernels/conv_transpose2d.ts";
 
 const args = Deno.args;
@@ -52,6 +58,9 @@ const SMALL = args.includes("--small");
 const SWEEP = args.includes("--sweep");
 const arg = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 const ONLY = arg("--only");
+/** `--sweep-op wgrad` (or fwd, dgrad) sweeps that computation only. */
+const SWEEP_OP = arg("--sweep-op");
+const sweepOp = (op: string) => !SWEEP_OP || SWEEP_OP === op;
 const TARGET_MS = SMALL ? 5 : 25;
 const SAMPLES = SMALL ? 2 : 5;
 
@@ -502,6 +511,25 @@ function wgradVariants(g: ConvGeometry, x: Tensor, dy: Tensor): [string, () => T
   if (wgradIsDirect(g)) return [];
   const mg = g.co / g.groups, cols = wgradColumns(g, false);
   const variants: [string, () => Tensor][] = [];
+  if (wgradIsTiled(g)) {
+    for (const [name, tile] of Object.entries(WGRAD_TILED_TILES)) {
+      if (tile.tm > Math.max(8, 2 * g.co) || tile.tc > Math.max(4, 2 * g.ci)) continue;
+      variants.push([`tiled-${name}`, () => {
+        const sp = pickTiledSplits(g, tile);
+        const dw = empty([g.co, g.ci, g.kh, g.kw]);
+        const part = sp.splits === 1 ? dw : empty([sp.splits, g.co, cols]);
+        run(
+          wgradTiledKernel({ geom: g, bias: false, splits: sp.splits, chunk: sp.chunk, tile }),
+          [x, dy],
+          [part],
+        );
+        if (part !== dw) {
+          run(splitReduceKernel({ splits: sp.splits, co: g.co, cols, bias: false }), [part], [dw]);
+        }
+        return dw;
+      }]);
+    }
+  }
   for (const [name, tile] of Object.entries(WGRAD_TILES)) {
     if (tile.tm > Math.max(8, 2 * mg) || tile.tk > Math.max(16, 2 * cols)) continue;
     for (const target of [512, 2048]) {
@@ -544,6 +572,7 @@ function pathOf(g: ConvGeometry, op: string): string {
     : op === "dgrad"
     ? dgradIsDirect(g)
     : wgradIsDirect(g);
+  if (!direct && op === "wgrad" && wgradIsTiled(g)) return "tiled";
   return direct ? "direct" : "gemm";
 }
 
@@ -631,9 +660,15 @@ for (const layer of LAYERS) {
     }
   }
   if (SWEEP) {
-    await sweep(layer.key, "fwd", forwardVariants(g, x.t, w.t), forwardSampler(g, x, w));
-    await sweep(layer.key, "dgrad", dgradVariants(g, dy.t, w.t), dgradSampler(g, dy, w));
-    await sweep(layer.key, "wgrad", wgradVariants(g, x.t, dy.t), wgradSampler(g, x, dy));
+    if (sweepOp("fwd")) {
+      await sweep(layer.key, "fwd", forwardVariants(g, x.t, w.t), forwardSampler(g, x, w));
+    }
+    if (sweepOp("dgrad")) {
+      await sweep(layer.key, "dgrad", dgradVariants(g, dy.t, w.t), dgradSampler(g, dy, w));
+    }
+    if (sweepOp("wgrad")) {
+      await sweep(layer.key, "wgrad", wgradVariants(g, x.t, dy.t), wgradSampler(g, x, dy));
+    }
   }
   for (const d of [x, dy, w]) d.t.dispose();
   pool.trim();

@@ -58,8 +58,55 @@ function indexExpr(inShape: readonly number[], outShape: readonly number[]): str
   return terms.length ? terms.join(" + ") : "0u";
 }
 
+/** Four elements per thread, loaded and stored as vec4: every input is f32 and either the
+ * output's shape or a single value, and the element count is a multiple of 4. The expression
+ * stays scalar, evaluated once per component. */
+function mapVec4(spec: MapSpec, n: number): boolean {
+  return n % 4 === 0 && (spec.outType ?? "f32") === "f32" &&
+    spec.inputs.every((inp) =>
+      (inp.type ?? "f32") === "f32" &&
+      (prod(inp.shape) === 1 || indexExpr(inp.shape, spec.outShape) === "i")
+    );
+}
+
+function mapVec4KernelGen(spec: MapSpec, n: number): Kernel {
+  const g = grid1d(n / 4);
+  const names = spec.inputs.map((inp, k) => inp.name ?? NAMES[k]);
+  const full = spec.inputs.map((inp) => prod(inp.shape) !== 1);
+  const decls = spec.inputs.map((_, k) =>
+    `@group(0) @binding(${k}) var<storage, read> in_${names[k]}: array<${
+      full[k] ? "vec4<f32>" : "f32"
+    }>;`
+  );
+  const loads = spec.inputs.map((_, k) =>
+    `  let v_${names[k]} = in_${names[k]}[${full[k] ? "i" : "0u"}];`
+  );
+  const lanes = [0, 1, 2, 3].map((c) =>
+    `  {
+${
+      spec.inputs.map((_, k) => `    let ${names[k]} = v_${names[k]}${full[k] ? `[${c}]` : ""};`)
+        .join("\n")
+    }
+    r[${c}] = ${spec.expr};
+  }`
+  );
+  const code = `${decls.join("\n")}
+@group(0) @binding(${spec.inputs.length}) var<storage, read_write> out: array<vec4<f32>>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${g.index};
+  if (i >= ${n / 4}u) { return; }
+${loads.join("\n")}
+  var r: vec4<f32>;
+${lanes.join("\n")}
+  out[i] = r;
+}`;
+  return { name: spec.name, code, workgroups: g.workgroups };
+}
+
 function mapKernelGen(spec: MapSpec): Kernel {
   const n = prod(spec.outShape);
+  if (mapVec4(spec, n)) return mapVec4KernelGen(spec, n);
   const g = grid1d(n);
   const outType = spec.outType ?? "f32";
   const names = spec.inputs.map((inp, k) => inp.name ?? NAMES[k]);

@@ -16,6 +16,8 @@ def main():
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="also print CUDA time per kernel name of one training step")
     a = p.parse_args()
     torch.backends.cudnn.benchmark = True
     dev = "cuda"
@@ -51,6 +53,21 @@ def main():
     torch.cuda.reset_peak_memory_stats()
     train_ms = timeit(step, a.iters)
     peak = torch.cuda.max_memory_allocated() / 1e9
+    if a.profile:
+        from torch.profiler import profile, ProfilerActivity
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        rows = {}
+        for e in prof.events():
+            if e.device_type == torch.autograd.DeviceType.CUDA:
+                r = rows.setdefault(e.name[:90], [0, 0.0])
+                r[0] += 1
+                r[1] += e.device_time / 1000
+        total = sum(r[1] for r in rows.values())
+        print(f"# {a.model} pytorch: {total:.2f} ms CUDA in one profiled step")
+        for name, (n, ms) in sorted(rows.items(), key=lambda kv: -kv[1][1])[:30]:
+            print(f"#   {ms:9.3f} ms {n:5d}x  {name}")
     model.eval()
     with torch.no_grad():
         infer_ms = timeit(lambda: fwd(x1, x2), a.iters)

@@ -77,6 +77,26 @@ Deno.test("dropout2d drops whole channels", async () => {
   if (Math.abs(rate - p) > 5 * Math.sqrt((p * (1 - p)) / 1204)) throw new Error(`rate ${rate}`);
 });
 
+Deno.test("dropout2d and reluDropout2d on planes of a multiple of 4 (vec4 kernel): same masks", async () => {
+  const p = 0.4, seed = 77, shape = [3, 5, 4, 6], plane = 24;
+  const n = 3 * 5 * plane;
+  const x = randArray(n, 11, 0.2, 1).map((v, i) => (i % 3 === 0 ? -v : v));
+  const y = await apply((t) => dropout2d(t, p, { training: true, seed }), x, shape);
+  assertClose(
+    y,
+    Array.from(x, (v, i) => (keeps(seed, Math.floor(i / plane), p) ? v / (1 - p) : 0)),
+  );
+  const yr = await apply((t) => reluDropout2d(t, p, { training: true, seed }), x, shape);
+  assertClose(
+    yr,
+    Array.from(
+      x,
+      (v, i) => (keeps(seed, Math.floor(i / plane), p) ? Math.max(v, 0) / (1 - p) : 0),
+    ),
+  );
+  await gradCheck((t) => reluDropout2d(t, p, { training: true, seed }), [{ data: x, shape }]);
+});
+
 Deno.test("dropout backward reuses the mask (gradient check)", async () => {
   const x = randArray(N, 5);
   await gradCheck((t) => dropout(t, 0.3, { training: true, seed: 17 }), [{

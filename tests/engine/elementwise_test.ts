@@ -79,3 +79,19 @@ Deno.test("scalar ops and powScalar", async () => {
   assertClose(await out.read(), Array.from(data, (v) => v ** 3));
   out.dispose();
 });
+
+Deno.test("elementwise ops on sizes of a multiple of 4 (vec4 kernel), with a scalar operand", async () => {
+  const a = randArray(24, 21), b = randArray(24, 22, 0.5, 2), s = randArray(1, 23, 0.5, 2);
+  for (const [name, op, ref] of binary) {
+    const out = scope(() => op(tensor(a, [4, 6]), tensor(b, [4, 6])));
+    assertClose(await out.read(), Array.from(a, (v, i) => ref(v, b[i])), { what: name });
+    out.dispose();
+    const outS = scope(() => op(tensor(a, [4, 6]), tensor(s, [1])));
+    assertClose(await outS.read(), Array.from(a, (v) => ref(v, s[0])), { what: `${name} scalar` });
+    outS.dispose();
+  }
+  await gradCheck(E.mul, [{ data: a, shape: [4, 6] }, { data: b, shape: [4, 6] }]);
+  const r = scope(() => E.sigmoid(tensor(a, [2, 12])));
+  assertClose(await r.read(), Array.from(a, (x) => 1 / (1 + Math.exp(-x))));
+  r.dispose();
+});
