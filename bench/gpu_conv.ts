@@ -45,12 +45,6 @@ import {
   wgradGemmKernel,
   type WgradTile,
 } from "../kernels/conv2d_wgrad.ts";
-import {
-  pickTiledSplits,
-  WGRAD_TILED_TILES,
-  wgradIsTiled,
-  wgradTiledKernel,
-} from "../kernels/conv2d_wgrad_tiled.ts";
 import { convTransposeGeometry } from "../kernels/conv_transpose2d.ts";
 
 const args = Deno.args;
@@ -510,26 +504,10 @@ function dgradVariants(g: ConvGeometry, dy: Tensor, w: Tensor): [string, () => T
 function wgradVariants(g: ConvGeometry, x: Tensor, dy: Tensor): [string, () => Tensor][] {
   if (wgradIsDirect(g)) return [];
   const mg = g.co / g.groups, cols = wgradColumns(g, false);
-  const variants: [string, () => Tensor][] = [];
-  if (wgradIsTiled(g)) {
-    for (const [name, tile] of Object.entries(WGRAD_TILED_TILES)) {
-      if (tile.tm > Math.max(8, 2 * g.co) || tile.tc > Math.max(4, 2 * g.ci)) continue;
-      variants.push([`tiled-${name}`, () => {
-        const sp = pickTiledSplits(g, tile);
-        const dw = empty([g.co, g.ci, g.kh, g.kw]);
-        const part = sp.splits === 1 ? dw : empty([sp.splits, g.co, cols]);
-        run(
-          wgradTiledKernel({ geom: g, bias: false, splits: sp.splits, chunk: sp.chunk, tile }),
-          [x, dy],
-          [part],
-        );
-        if (part !== dw) {
-          run(splitReduceKernel({ splits: sp.splits, co: g.co, cols, bias: false }), [part], [dw]);
-        }
-        return dw;
-      }]);
-    }
-  }
+  const variants: [string, () => Tensor][] = [[
+    "pick",
+    () => convWeightGradRaw(g, x, dy, false).dw,
+  ]];
   for (const [name, tile] of Object.entries(WGRAD_TILES)) {
     if (tile.tm > Math.max(8, 2 * mg) || tile.tk > Math.max(16, 2 * cols)) continue;
     for (const target of [512, 2048]) {
@@ -572,7 +550,6 @@ function pathOf(g: ConvGeometry, op: string): string {
     : op === "dgrad"
     ? dgradIsDirect(g)
     : wgradIsDirect(g);
-  if (!direct && op === "wgrad" && wgradIsTiled(g)) return "tiled";
   return direct ? "direct" : "gemm";
 }
 

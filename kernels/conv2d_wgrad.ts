@@ -34,11 +34,19 @@ export function wgradColumns(g: ConvGeometry, bias: boolean): number {
   return (g.ci / g.groups) * g.kh * g.kw + (bias ? 1 : 0);
 }
 
-export function pickWgradTile(mg: number, cols: number): WgradTile {
-  const tm = mg > 32 ? 64 : mg > 16 ? 32 : mg > 8 ? 16 : 8;
-  const tk = cols > 32 ? 64 : cols > 16 ? 32 : 16;
-  const rm = tm >= 32 ? 4 : 2;
-  return { tm, tk, tp: 16, rm, rk: tk >= 64 ? 8 : 4 };
+/**
+ * Tile for `mg` output channels per group and `cols` weight columns, and the workgroups to aim
+ * for (splitting the positions), from sweeps of the FC-Siam layers on an H200
+ * (bench/gpu_conv.ts --sweep --sweep-op wgrad): 64×64 tiles once a group has more than 32
+ * channels; otherwise 32×32 tiles with 4×4 per thread and twice the workgroups, which beat the
+ * narrower 16- and 8-row tiles even where half their rows are padding.
+ */
+export function pickWgradTile(mg: number, cols: number): { tile: WgradTile; target: number } {
+  if (mg > 32) return { tile: { tm: 64, tk: 64, tp: 16, rm: 4, rk: 8 }, target: 1024 };
+  if (mg > 8) {
+    return { tile: { tm: 32, tk: cols > 16 ? 32 : 16, tp: 16, rm: 4, rk: 4 }, target: 2048 };
+  }
+  return { tile: { tm: 8, tk: cols > 16 ? 32 : 16, tp: 16, rm: 2, rk: 4 }, target: 1024 };
 }
 
 /** Split count: enough workgroups to fill a large GPU, each chunk at least `minSteps` steps. */
@@ -47,9 +55,10 @@ export function pickSplits(
   positions: number,
   step: number,
   minSteps = 16,
+  target = 1024,
 ): { splits: number; chunk: number } {
   const maxSplits = Math.max(1, Math.floor(positions / (step * minSteps)));
-  const splits = Math.max(1, Math.min(maxSplits, Math.round(1024 / tiles), 4096));
+  const splits = Math.max(1, Math.min(maxSplits, Math.round(target / tiles), 4096));
   const chunk = Math.ceil(positions / splits / step) * step;
   return { splits: Math.ceil(positions / chunk), chunk };
 }

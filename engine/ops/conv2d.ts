@@ -26,12 +26,6 @@ import {
   wgradDirectKernel,
   wgradGemmKernel,
 } from "../../kernels/conv2d_wgrad.ts";
-import {
-  pickTiledSplits,
-  pickWgradTiledTile,
-  wgradIsTiled,
-  wgradTiledKernel,
-} from "../../kernels/conv2d_wgrad_tiled.ts";
 import { isGradEnabled, record } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { addMacs } from "../profiler.ts";
@@ -168,21 +162,11 @@ export function convWeightGradRaw(
     splits = Math.ceil(strips / chunk);
     part = empty([splits, g.co, cols1]);
     run(wgradDirectKernel({ geom: g, bias: withBias, splits, chunk, rw }), [x, dy], [part]);
-  } else if (wgradIsTiled(g)) {
-    const tile = pickWgradTiledTile(g);
-    const sp = pickTiledSplits(g, tile);
-    splits = sp.splits;
-    part = splits === 1 && !withBias ? dw : empty([splits, g.co, cols1]);
-    run(
-      wgradTiledKernel({ geom: g, bias: withBias, splits, chunk: sp.chunk, tile }),
-      [x, dy],
-      [part],
-    );
   } else {
     const mg = g.co / g.groups;
-    const tile = pickWgradTile(mg, cols1);
+    const { tile, target } = pickWgradTile(mg, cols1);
     const tiles = Math.ceil(cols1 / tile.tk) * Math.ceil(mg / tile.tm) * g.groups;
-    const sp = pickSplits(tiles, g.batch * g.ho * g.wo, tile.tp);
+    const sp = pickSplits(tiles, g.batch * g.ho * g.wo, tile.tp, 16, target);
     splits = sp.splits;
     part = splits === 1 && !withBias ? dw : empty([splits, g.co, cols1]);
     run(
