@@ -7,7 +7,7 @@
 // a direct one for depthwise / mixing convs (one output channel per workgroup, every weight of
 // that channel in registers, strips of outputs along x).
 
-import { cached, grid1d, type Kernel } from "./common.ts";
+import { cached, groupGrid, type Kernel } from "./common.ts";
 import type { ConvGeometry } from "./conv2d.ts";
 
 export interface WgradTile {
@@ -38,13 +38,18 @@ export function wgradColumns(g: ConvGeometry, bias: boolean): number {
  * Tile for `mg` output channels per group and `cols` weight columns, and the workgroups to aim
  * for (splitting the positions), from sweeps of the FC-Siam layers on an H200
  * (bench/gpu_conv.ts --sweep --sweep-op wgrad): 64×64 tiles once a group has more than 32
- * channels; otherwise 32×32 tiles with 4×4 per thread and twice the workgroups, which beat the
- * narrower 16- and 8-row tiles even where half their rows are padding.
+ * channels; 16×64 for up to 16 channels with many columns; otherwise 32×32 tiles with 4×4 per
+ * thread, which beat narrower tiles even where half their rows are padding. Twice the
+ * workgroups (more splits) except for very few columns, where fewer won.
  */
 export function pickWgradTile(mg: number, cols: number): { tile: WgradTile; target: number } {
   if (mg > 32) return { tile: { tm: 64, tk: 64, tp: 16, rm: 4, rk: 8 }, target: 1024 };
+  if (mg > 8 && mg <= 16 && cols > 64) {
+    return { tile: { tm: 16, tk: 64, tp: 16, rm: 4, rk: 4 }, target: 2048 };
+  }
   if (mg > 8) {
-    return { tile: { tm: 32, tk: cols > 16 ? 32 : 16, tp: 16, rm: 4, rk: 4 }, target: 2048 };
+    const tk = cols > 16 ? 32 : 16;
+    return { tile: { tm: 32, tk, tp: 16, rm: 4, rk: 4 }, target: cols > 32 ? 2048 : 512 };
   }
   return { tile: { tm: 8, tk: cols > 16 ? 32 : 16, tp: 16, rm: 2, rk: 4 }, target: 1024 };
 }
@@ -326,27 +331,41 @@ export interface SplitReduceSpec {
   bias: boolean;
 }
 
-/** dw[co, k] = Σ_s part[s, co, k]; with a bias column, db[co] = Σ_s part[s, co, cols]. */
+const RED_COLS = 32;
+const RED_ROWS = 8;
+
+/** dw[co, k] = Σ_s part[s, co, k]; with a bias column, db[co] = Σ_s part[s, co, cols].
+ * A workgroup sums 32 consecutive outputs with 8 threads each (strided over the splits,
+ * coalesced along the outputs), then adds the 8 in shared memory: one thread per output alone
+ * left the few hundred splits as a serial, latency-bound loop on a handful of workgroups. */
 function splitReduceKernelGen(s: SplitReduceSpec): Kernel {
   const cols1 = s.cols + (s.bias ? 1 : 0);
   const n = s.co * cols1;
-  const g = grid1d(n);
+  const g = groupGrid(Math.ceil(n / RED_COLS));
   return {
     name: "conv2d_wgrad_reduce",
     workgroups: g.workgroups,
     code: `@group(0) @binding(0) var<storage, read> part: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dw: array<f32>;
 ${s.bias ? "@group(0) @binding(2) var<storage, read_write> db: array<f32>;" : ""}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let e = ${g.index};
-  if (e >= ${n}u) { return; }
-  var acc = 0.0;
-  for (var sp = 0u; sp < ${s.splits}u; sp++) { acc += part[sp * ${n}u + e]; }
+var<workgroup> acc: array<f32, ${RED_COLS * RED_ROWS}>;
+@compute @workgroup_size(${RED_COLS * RED_ROWS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = lid % ${RED_COLS}u;
+  let r = lid / ${RED_COLS}u;
+  let e = ${g.index} * ${RED_COLS}u + c;
+  var t = 0.0;
+  if (e < ${n}u) {
+    for (var sp = r; sp < ${s.splits}u; sp += ${RED_ROWS}u) { t += part[sp * ${n}u + e]; }
+  }
+  acc[lid] = t;
+  workgroupBarrier();
+  if (r != 0u || e >= ${n}u) { return; }
+  for (var q = 1u; q < ${RED_ROWS}u; q++) { t += acc[q * ${RED_COLS}u + c]; }
   let co = e / ${cols1}u;
   let k = e % ${cols1}u;
-  ${s.bias ? `if (k == ${s.cols}u) { db[co] = acc; return; }` : ""}
-  dw[co * ${s.cols}u + k] = acc;
+  ${s.bias ? `if (k == ${s.cols}u) { db[co] = t; return; }` : ""}
+  dw[co * ${s.cols}u + k] = t;
 }`,
   };
 }

@@ -276,6 +276,12 @@ const backwardCases: Case[] = [
     w: [20, 1, 3, 3],
     opts: { padding: 1 },
   },
+  {
+    name: "8→12 k3 p1 (16×64 wgrad tile)",
+    x: [2, 8, 9, 11],
+    w: [12, 8, 3, 3],
+    opts: { padding: 1 },
+  },
 ];
 
 for (const [k, c] of backwardCases.entries()) {
