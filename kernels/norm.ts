@@ -7,6 +7,7 @@
 // two planes), which roughly halves their time on a GPU.
 
 import { cached, f, grid1d, groupGrid, type Kernel } from "./common.ts";
+import { dropThreshold, MIX32_WGSL } from "./dropout.ts";
 
 export interface PlaneLayout {
   batch: number;
@@ -322,22 +323,40 @@ function normGradSumsPartialKernelGen(
   l: PlaneLayout,
   chunk: number,
   group: "channel" | "plane",
+  post?: NormPost,
 ): Kernel {
+  // With a fused ReLU (+ Dropout2d) after the norm, g is rebuilt from the output's gradient gy
+  // and the output y: y > 0 exactly where the unit was kept and the norm's output positive.
+  const g = post ? `select(V(0.0), gy[e] * ${f(postScale(post))}, y[e] > V(0.0))` : "g[e]";
   return planeSumsPartialKernel({
     name: "norm_grad_sums_partial",
     layout: l,
     chunk,
     inputs: [
       { name: "x", elementwise: true },
-      { name: "g", elementwise: true },
+      ...(post
+        ? [{ name: "gy", elementwise: true }, { name: "y", elementwise: true }]
+        : [{ name: "g", elementwise: true }]),
       { name: "mean", elementwise: false },
       { name: "rstd", elementwise: false },
     ],
     setup: `  let st = ${statOfPlane(l, group, "plane")};
   let mu = mean[st];
   let rs = rstd[st];`,
-    terms: ["g[e]", "g[e] * (x[e] - mu) * rs"],
+    terms: [g, `${g} * (x[e] - mu) * rs`],
   });
+}
+
+/** A ReLU, then optionally a channel dropout (Dropout2d: one mask unit per plane), fused into
+ * the normalisation's write-out and, in backward, into its gradient passes. */
+export interface NormPost {
+  /** Drop probability in [0, 1); 0 or absent: ReLU only. */
+  dropP?: number;
+}
+
+/** The factor kept outputs are scaled by: 1/(1 − p). */
+export function postScale(post: NormPost): number {
+  return 1 / (1 - (post.dropP ?? 0));
 }
 
 export interface NormApplySpec {
@@ -345,6 +364,8 @@ export interface NormApplySpec {
   group: "channel" | "plane";
   weight: boolean;
   bias: boolean;
+  /** Fused ReLU (+ Dropout2d, whose seed is one more u32 binding after the inputs). */
+  post?: NormPost;
 }
 
 /** One thread per V of x: index `i`, its plane, channel `c` and statistic `st`. */
@@ -377,12 +398,26 @@ function normApplyKernelGen(s: NormApplySpec): Kernel {
   const names = ["x", "mean", "rstd", ...(s.weight ? ["w"] : []), ...(s.bias ? ["b"] : [])];
   let expr = "(x[i] - mean[st]) * (rstd[st]" + (s.weight ? " * w[c])" : ")");
   if (s.bias) expr = `${expr} + b[c]`;
+  const drop = (s.post?.dropP ?? 0) > 0;
+  if (s.post) expr = `max(${expr}, V(0.0))`;
+  if (drop) {
+    // The mask of dropout2d: unit = plane index (b·C + c), same hash and threshold.
+    expr = `select(V(0.0), ${expr} * ${f(postScale(s.post!))}, unit_hash(seed[0], plane) >= ${
+      dropThreshold(s.post!.dropP!)
+    }u)`;
+  }
+  const out = names.length + (drop ? 1 : 0);
   return {
-    name: "norm_apply",
+    name: s.post ? (drop ? "norm_apply_relu_dropout2d" : "norm_apply_relu") : "norm_apply",
     workgroups: pro.workgroups,
     code: `${elementAlias(useVec4(l))}
 ${declareInputs(names, ["x"])}
-@group(0) @binding(${names.length}) var<storage, read_write> y: array<V>;
+${
+      drop
+        ? `@group(0) @binding(${names.length}) var<storage, read> seed: array<u32>;\n${MIX32_WGSL}`
+        : ""
+    }
+@group(0) @binding(${out}) var<storage, read_write> y: array<V>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 ${pro.code}
@@ -398,6 +433,8 @@ export interface NormGradSpec {
   /** true: the statistics came from this batch (training, instance norm), so dx has the
    * mean-and-variance terms and needs the sums Σg, Σg·x̂; false: fixed statistics (eval). */
   batchStats: boolean;
+  /** A fused ReLU (+ Dropout2d) followed the norm: the input g is replaced by gy and y. */
+  post?: NormPost;
 }
 
 /** dx of the normalisation. batchStats: inputs x, g, mean, rstd, sg, sgx, [w];
@@ -406,8 +443,10 @@ function normGradKernelGen(s: NormGradSpec): Kernel {
   const l = s.layout;
   const pro = elementPrologue(l, s.group);
   const count = s.group === "channel" ? l.batch * l.planeSize : l.planeSize;
-  const names = s.batchStats ? ["x", "g", "mean", "rstd", "sg", "sgx"] : ["g", "rstd"];
+  const gIn = s.post ? ["gy", "y"] : ["g"];
+  const names = s.batchStats ? ["x", ...gIn, "mean", "rstd", "sg", "sgx"] : [...gIn, "rstd"];
   if (s.weight) names.push("w");
+  const g = s.post ? `select(V(0.0), gy[i] * ${f(postScale(s.post))}, y[i] > V(0.0))` : "g[i]";
   const scale = s.weight ? "w[c] * rstd[st]" : "rstd[st]";
   // dx = scale·g − scale·Σg/N − (x − mean)·(scale·rstd·Σg·x̂/N): per-statistic factors first,
   // then one fused expression per element.
@@ -415,13 +454,13 @@ function normGradKernelGen(s: NormGradSpec): Kernel {
     ? `  let k = ${scale};
   let kg = k * sg[st] * ${f(1 / count)};
   let kx = k * rstd[st] * sgx[st] * ${f(1 / count)};
-  dx[i] = k * g[i] - kg - (x[i] - mean[st]) * kx;`
-    : `  dx[i] = g[i] * (${scale});`;
+  dx[i] = k * ${g} - kg - (x[i] - mean[st]) * kx;`
+    : `  dx[i] = ${g} * (${scale});`;
   return {
     name: "norm_grad",
     workgroups: pro.workgroups,
     code: `${elementAlias(useVec4(l))}
-${declareInputs(names, ["x", "g"])}
+${declareInputs(names, ["x", "g", "gy", "y"])}
 @group(0) @binding(${names.length}) var<storage, read_write> dx: array<V>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

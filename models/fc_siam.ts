@@ -81,11 +81,11 @@ export class FcSiam extends Module implements ChangeDetector {
     this.#bns.set(name, this.child(`bn${name}`, new BatchNorm2d(channels)));
   }
 
-  /** conv → BN → ReLU → Dropout2d(0.2). */
+  /** conv → BN → ReLU → Dropout2d(0.2), the last three in one pass each way. */
   #block(name: string, x: Tensor): Tensor {
-    const y = this.#bns.get(name)!.forward(this.#convs.get(name)!.forward(x));
     this.#drop.training = this.training;
-    return this.#drop.forwardRelu(y);
+    const y = this.#convs.get(name)!.forward(x);
+    return this.#bns.get(name)!.forward(y, { dropout: this.#drop.nextMask() });
   }
 
   #encode(x: Tensor): { bottom: Tensor; skips: Tensor[] } {

@@ -38,8 +38,12 @@ export class Dropout2d extends Module implements Layer {
   }
   /** dropout2d(relu(x)), fused; the same masks as forward(relu(x)). */
   forwardRelu(x: Tensor): Tensor {
-    const o = { training: this.training, seed: this.training ? nextSeed() : 0 };
-    return reluDropout2d(x, this.p, o);
+    return reluDropout2d(x, this.p, this.nextMask());
+  }
+  /** The options of this layer's next mask (drawing its seed), for an op that fuses the
+   * dropout into another pass, e.g. batchNorm2d's `post`. */
+  nextMask(): { p: number; training: boolean; seed: number } {
+    return { p: this.p, training: this.training, seed: this.training ? nextSeed() : 0 };
   }
 }
 

@@ -2,7 +2,7 @@
 // num_batches_tracked), InstanceNorm2d and LayerNorm.
 
 import { layerNorm } from "../ops/layer_norm.ts";
-import { batchNorm2d, instanceNorm2d } from "../ops/norm.ts";
+import { batchNorm2d, instanceNorm2d, type NormPostOptions } from "../ops/norm.ts";
 import { full, type Tensor, tensor } from "../tensor.ts";
 import { type Layer, Module } from "./module.ts";
 
@@ -21,7 +21,8 @@ export class BatchNorm2d extends Module implements Layer {
     this.buffer("num_batches_tracked", tensor([0], [], "i32"));
   }
 
-  forward(x: Tensor): Tensor {
+  /** `post` fuses a ReLU (and Dropout2d) into the same passes, forward and backward. */
+  forward(x: Tensor, post?: NormPostOptions): Tensor {
     return batchNorm2d(x, {
       weight: this.weight,
       bias: this.bias,
@@ -30,6 +31,7 @@ export class BatchNorm2d extends Module implements Layer {
       training: this.training,
       momentum: this.momentum,
       eps: this.eps,
+      post,
     });
   }
 }

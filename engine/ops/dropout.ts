@@ -32,7 +32,7 @@ const slotSubmits = new Array<number>(RING).fill(-1);
 let next = 0;
 
 /** A binding holding `seed` in a ring slot that no pending dispatch reads. */
-function seedBinding(seed: number): Binding {
+export function seedBinding(seed: number): Binding {
   if (!ring || ringDevice !== device()) {
     ringDevice = device();
     ring = ringDevice.createBuffer({

@@ -9,6 +9,7 @@ import {
   normApplyKernel,
   normGradKernel,
   normGradSumsPartialKernel,
+  type NormPost,
   partialCount,
   type PlaneLayout,
   planeSumsPartialKernel,
@@ -19,6 +20,8 @@ import {
 import { f, prod } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
 import { run } from "../launch.ts";
+import { dispatch } from "../recorder.ts";
+import { seedBinding } from "./dropout.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { map } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
@@ -33,6 +36,15 @@ export interface BatchNormOptions {
   training: boolean;
   momentum?: number;
   eps?: number;
+  /** Fuse a ReLU (and Dropout2d) into the output. */
+  post?: NormPostOptions;
+}
+
+/** A ReLU, then optionally Dropout2d, applied to the norm's output in the same pass (and
+ * folded into its backward): batchNorm2d(x, {post}) equals
+ * reluDropout2d(batchNorm2d(x), p, {training, seed}), or relu(batchNorm2d(x)) without dropout. */
+export interface NormPostOptions {
+  dropout?: { p: number; training: boolean; seed: number };
 }
 
 export interface InstanceNormOptions {
@@ -97,18 +109,39 @@ interface PlaneNormArgs {
   rstd: Tensor;
   /** Statistics of this batch (their gradient flows into dx) or fixed ones (eval). */
   batchStats: boolean;
+  post?: NormPostOptions;
+}
+
+/** The kernels' form of the fused post-activation: the drop probability, when dropping. */
+function kernelPost(o: NormPostOptions | undefined): { post?: NormPost; seed: number } {
+  if (!o) return { seed: 0 };
+  const d = o.dropout;
+  if (d && !(d.p >= 0 && d.p < 1)) {
+    throw new Error(`batchNorm2d post dropout: p must lie in [0, 1), got ${d.p}`);
+  }
+  return d?.training && d.p > 0 ? { post: { dropP: d.p }, seed: d.seed } : { post: {}, seed: 0 };
 }
 
 function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
   const l = planeLayout(x);
   const { weight, bias, mean, rstd, group } = a;
+  const { post, seed } = kernelPost(a.post);
   const y = empty(x.shape);
-  run(
-    normApplyKernel({ layout: l, group, weight: !!weight, bias: !!bias }),
-    [x, mean, rstd, ...(weight ? [weight] : []), ...(bias ? [bias] : [])],
-    [y],
+  const k = normApplyKernel({ layout: l, group, weight: !!weight, bias: !!bias, post });
+  const ins = [x, mean, rstd, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  dispatch(
+    k.name,
+    k.code,
+    [
+      ...ins.map((t) => t.binding),
+      ...(post?.dropP ? [seedBinding(seed)] : []),
+      y.binding,
+    ],
+    k.workgroups,
   );
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  // The gradient at the norm's output: g itself, or rebuilt by the kernels from (gy, y).
+  const gradIn = (g: Tensor) => (post ? [g, y] : [g]);
   return record(y, inputs, name, (g) => {
     const needW = !!weight?.requiresGrad;
     const needB = !!bias?.requiresGrad;
@@ -116,7 +149,9 @@ function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
     if (needW || needB || (x.requiresGrad && a.batchStats)) {
       const chunk = chunkFor(l.planeSize);
       const part = empty([partialCount(l, chunk) * 2]);
-      run(normGradSumsPartialKernel(l, chunk, group), [x, g, mean, rstd], [part]);
+      run(normGradSumsPartialKernel(l, chunk, group, post), [x, ...gradIn(g), mean, rstd], [
+        part,
+      ]);
       sg = empty([groupCount(l, group)]);
       sgx = empty([groupCount(l, group)]);
       run(sumsFinishKernel({ layout: l, chunk, group, terms: 2 }), [part], [sg, sgx]);
@@ -127,8 +162,8 @@ function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
       dx = empty(x.shape);
       const w = weight ? [weight] : [];
       run(
-        normGradKernel({ layout: l, group, weight: !!weight, batchStats: a.batchStats }),
-        a.batchStats ? [x, g, mean, rstd, sg!, sgx!, ...w] : [g, rstd, ...w],
+        normGradKernel({ layout: l, group, weight: !!weight, batchStats: a.batchStats, post }),
+        a.batchStats ? [x, ...gradIn(g), mean, rstd, sg!, sgx!, ...w] : [...gradIn(g), rstd, ...w],
         [dx],
       );
     }
@@ -179,6 +214,7 @@ export function batchNorm2d(x: Tensor, o: BatchNormOptions): Tensor {
     mean,
     rstd,
     batchStats: useBatch,
+    post: o.post,
   });
 }
 

@@ -2,7 +2,11 @@ import { initDevice } from "../../engine/device.ts";
 import { layerNorm, layerNorm2d } from "../../engine/ops/layer_norm.ts";
 import { batchNorm2d, instanceNorm2d } from "../../engine/ops/norm.ts";
 import { scope } from "../../engine/scope.ts";
-import { full, type Tensor, tensor } from "../../engine/tensor.ts";
+import { full, parameter, type Tensor, tensor } from "../../engine/tensor.ts";
+import { backward } from "../../engine/autograd.ts";
+import { reluDropout2d } from "../../engine/ops/dropout.ts";
+import { mul } from "../../engine/ops/elementwise.ts";
+import { sum } from "../../engine/ops/reduce.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -302,4 +306,70 @@ Deno.test("layer norm parameter gradients over several row blocks and on the vec
     { data: randArray(3, 104, 0.5, 1.5), shape: [3] },
     { data: randArray(3, 105), shape: [3] },
   ]);
+});
+
+/** Gradients of Σ y·r w.r.t. x, weight and bias, for y = f(x, weight, bias). */
+async function gradsOf(
+  f: (x: Tensor, w: Tensor, b: Tensor) => Tensor,
+  x: Float32Array,
+  shape: number[],
+  w: Float32Array,
+  b: Float32Array,
+): Promise<{ y: Float32Array; grads: Float32Array[] }> {
+  const ps = [parameter(x, shape), parameter(w, [w.length]), parameter(b, [b.length])];
+  const r = tensor(randArray(x.length, 99), shape);
+  let yt: Tensor | null = null;
+  scope(() => {
+    const y = f(ps[0], ps[1], ps[2]);
+    yt = y.keep();
+    backward(sum(mul(y, r)));
+  });
+  const y = (await yt!.read()) as Float32Array;
+  const grads = [];
+  for (const p of ps) {
+    grads.push((await p.grad!.read()) as Float32Array);
+    p.dispose();
+  }
+  r.dispose();
+  yt!.kept = false;
+  yt!.dispose();
+  return { y, grads };
+}
+
+Deno.test("batchNorm2d with fused ReLU + Dropout2d equals the ops in sequence, forward and backward", async () => {
+  for (const shape of [SHAPE, [2, 3, 4, 6]]) {
+    const n = shape.reduce((a, b) => a * b);
+    const x = randArray(n, 41, -2, 3);
+    const w = randArray(shape[1], 42, 0.5, 1.5), b = randArray(shape[1], 43, -0.3, 0.3);
+    for (const training of [true, false]) {
+      const dropout = { p: 0.4, training, seed: 1234 };
+      const opts = (wt: Tensor, bt: Tensor) => ({
+        weight: wt,
+        bias: bt,
+        runningMean: full([shape[1]], 0.1),
+        runningVar: full([shape[1]], 2),
+        training,
+      });
+      const fused = await gradsOf(
+        (xt, wt, bt) => batchNorm2d(xt, { ...opts(wt, bt), post: { dropout } }),
+        x,
+        shape,
+        w,
+        b,
+      );
+      const apart = await gradsOf(
+        (xt, wt, bt) => reluDropout2d(batchNorm2d(xt, opts(wt, bt)), 0.4, dropout),
+        x,
+        shape,
+        w,
+        b,
+      );
+      const what = `${shape} training ${training}`;
+      assertClose(fused.y, apart.y, { what: `${what} y` });
+      if (training && !fused.y.some((v) => v === 0)) throw new Error("nothing dropped");
+      ["x", "weight", "bias"].forEach((name, k) =>
+        assertClose(fused.grads[k], apart.grads[k], { what: `${what} d${name}`, atol: 1e-4 })
+      );
+    }
+  }
 });
