@@ -21,6 +21,16 @@ import { pool } from "../engine/pool.ts";
 import { sync, withEncoder } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { empty, type Tensor, view } from "../engine/tensor.ts";
+import {
+  dgradWinogradSpec,
+  forwardWinogradSpec,
+  winogradFits,
+  winogradFitsDgrad,
+  winogradKernel,
+  type WinogradSpec,
+  winogradWeightKernel,
+  winogradWeightShape,
+} from "../kernels/conv2d_winograd.ts";
 import { grid1d, type Kernel } from "../kernels/common.ts";
 import {
   type ConvGeometry,
@@ -476,9 +486,32 @@ function forwardVariants(g: ConvGeometry, x: Tensor, w: Tensor): [string, () => 
       return y;
     }]);
   }
-  return gemmCandidates(g.co / g.groups).map(([name, tile]) => [name, () => {
+  const gemms: [string, () => Tensor][] = gemmCandidates(g.co / g.groups).map((
+    [name, tile],
+  ) => [name, () => {
     const y = out();
     run(implicitGemmKernel(forwardGemmSpec(g, NO_EPILOGUE, tile)), [x, w], [y]);
+    return y;
+  }]);
+  if (!winogradFits(g)) return gemms;
+  return [...winogradVariants(forwardWinogradSpec(g, NO_EPILOGUE), x, w, false), ...gemms];
+}
+
+/** The Winograd kernel with each channel tile (weight transform included). */
+function winogradVariants(
+  base: WinogradSpec,
+  x: Tensor,
+  w: Tensor,
+  flip: boolean,
+): [string, () => Tensor][] {
+  return [16, 32].map((tm) => [`wino${tm}`, () => {
+    const spec = { ...base, tm };
+    const shape = winogradWeightShape(spec);
+    const u = empty(shape);
+    run(winogradWeightKernel({ m: spec.m, r: spec.r, mp: shape[2], flip }), [w], [u]);
+    const y = empty([spec.batch, spec.m, spec.outH, spec.outW]);
+    run(winogradKernel(spec), [x, u], [y]);
+    u.dispose();
     return y;
   }]);
 }
@@ -492,13 +525,17 @@ function dgradVariants(g: ConvGeometry, dy: Tensor, w: Tensor): [string, () => T
       return y;
     }]);
   }
-  return gemmCandidates(g.ci / g.groups).map(([name, tile]) => [name, () => {
+  const gemms: [string, () => Tensor][] = gemmCandidates(g.ci / g.groups).map((
+    [name, tile],
+  ) => [name, () => {
     const y = out();
     for (const s of dgradGemmSpecs(g, NO_EPILOGUE, tile)) {
       if (s.ny > 0 && s.nx > 0) run(implicitGemmKernel(s), [dy, w], [y]);
     }
     return y;
   }]);
+  if (!winogradFitsDgrad(g)) return gemms;
+  return [...winogradVariants(dgradWinogradSpec(g, NO_EPILOGUE), dy, w, true), ...gemms];
 }
 
 function wgradVariants(g: ConvGeometry, x: Tensor, dy: Tensor): [string, () => Tensor][] {
@@ -550,6 +587,8 @@ function pathOf(g: ConvGeometry, op: string): string {
     : op === "dgrad"
     ? dgradIsDirect(g)
     : wgradIsDirect(g);
+  if (op === "fwd" && winogradFits(g)) return "winograd";
+  if (op === "dgrad" && winogradFitsDgrad(g)) return "winograd";
   return direct ? "direct" : "gemm";
 }
 

@@ -2,7 +2,8 @@
 // batch B of S×S pairs, on this engine; run beside bench/reference/train_step.py on the GPU
 // machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
 // [--size 512] [--iters 10] [--profile]
-// --profile also prints GPU time per kernel label (and per label and grid) of one training step,
+// --profile also prints GPU time per kernel label (and per label and grid) of one training step
+// and of one inference forward,
 // each dispatch in its own timestamped pass, and the CPU time spent recording a step.
 
 import { parseArgs } from "node:util";
@@ -73,7 +74,16 @@ for (const name of values.models!.split(",")) {
     profile = await stopProfile();
   }
   model.eval();
-  const inferMs = await time(() => scope(() => void noGrad(() => model.forward(ta, tb))));
+  const infer = () => scope(() => void noGrad(() => model.forward(ta, tb)));
+  const inferMs = await time(infer);
+  let inferProfile: KernelTime[] = [];
+  if (values.profile) {
+    await sync();
+    startProfile();
+    infer();
+    await sync();
+    inferProfile = await stopProfile();
+  }
   console.log(JSON.stringify({
     model: name,
     impl: "cd-engine",
@@ -87,6 +97,7 @@ for (const name of values.models!.split(",")) {
     device: deviceInfo().description,
   }));
   if (profile.length) printProfile(name, profile);
+  if (inferProfile.length) printProfile(`${name} inference`, inferProfile);
   for (const t of [ta, tb, tl]) {
     t.kept = false;
     t.dispose();

@@ -16,6 +16,16 @@ import {
   wgradIsDirect,
 } from "../../kernels/conv2d.ts";
 import { directConvKernel } from "../../kernels/conv2d_direct.ts";
+import {
+  dgradWinogradSpec,
+  forwardWinogradSpec,
+  winogradFits,
+  winogradFitsDgrad,
+  winogradKernel,
+  type WinogradSpec,
+  winogradWeightKernel,
+  winogradWeightShape,
+} from "../../kernels/conv2d_winograd.ts";
 import { dgradGemmSpecs, forwardGemmSpec, implicitGemmKernel } from "../../kernels/conv2d_gemm.ts";
 import {
   directWgradStrips,
@@ -110,11 +120,26 @@ export function convForwardRaw(
   const y = empty(shape);
   const pre = ep.savePre ? empty(shape) : null;
   const outs = pre ? [y, pre] : [y];
+  if (winogradFits(g)) {
+    const spec = forwardWinogradSpec(g, ep);
+    const u = winogradWeights(spec, w, false);
+    run(winogradKernel(spec), [x, u, ...extra], outs);
+    u.dispose();
+    return { y, pre };
+  }
   const kernel = forwardIsDirect(g)
     ? directConvKernel({ mode: "forward", geom: g, epilogue: ep })
     : implicitGemmKernel(forwardGemmSpec(g, ep));
   run(kernel, [x, w, ...extra], outs);
   return { y, pre };
+}
+
+/** The filters transformed for a Winograd launch ([16, R, Mp]). */
+function winogradWeights(spec: WinogradSpec, w: Tensor, flip: boolean): Tensor {
+  const shape = winogradWeightShape(spec);
+  const u = empty(shape);
+  run(winogradWeightKernel({ m: spec.m, r: spec.r, mp: shape[2], flip }), [w], [u]);
+  return u;
 }
 
 /** Gradient w.r.t. the input of conv geometry `g` (a transposed conv of dy), no autograd;
@@ -130,7 +155,12 @@ export function convInputGradRaw(
   const y = empty(shape);
   const pre = ep.savePre ? empty(shape) : null;
   const outs = pre ? [y, pre] : [y];
-  if (dgradIsDirect(g)) {
+  if (winogradFitsDgrad(g)) {
+    const spec = dgradWinogradSpec(g, ep);
+    const u = winogradWeights(spec, w, true);
+    run(winogradKernel(spec), [dy, u, ...extra], outs);
+    u.dispose();
+  } else if (dgradIsDirect(g)) {
     run(directConvKernel({ mode: "dgrad", geom: g, epilogue: ep }), [dy, w, ...extra], outs);
   } else {
     for (const spec of dgradGemmSpecs(g, ep)) {

@@ -18,6 +18,7 @@ import {
   implicitGemmKernel,
   pickGemmTile,
 } from "../../kernels/conv2d_gemm.ts";
+import { winogradFits, winogradFitsDgrad } from "../../kernels/conv2d_winograd.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -434,4 +435,35 @@ Deno.test("the GEMM tile picker fills the GPU: wide tiles for big layers, smalle
   );
   assert.equal(pickGemmTile(5, 1e6), GEMM_TILES.t8);
   assert.equal(pickGemmTile(70, 100), GEMM_TILES.t64, "tiny layers: the tallest plain tile");
+});
+
+Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, odd shapes, both tiles", async () => {
+  const shapes: [number[], number[], number][] = [
+    [[2, 9, 7, 11], [13, 9, 3, 3], 1], // 16-channel tile, odd sizes, one channel slab short
+    [[1, 20, 9, 13], [37, 20, 3, 3], 1], // 32-channel tile, two channel tiles, 3 slabs
+    [[2, 8, 6, 5], [8, 8, 3, 3], 0], // no padding
+    [[1, 11, 5, 7], [9, 11, 3, 3], 2], // padding 2
+  ];
+  for (const [xs, ws, padding] of shapes) {
+    const g = convGeometry(xs, ws, { padding });
+    assert.ok(winogradFits(g) && winogradFitsDgrad(g), `${xs} ${ws} takes Winograd`);
+    const x = randArray(xs.reduce((a, b) => a * b), 31);
+    const w = randArray(ws.reduce((a, b) => a * b), 32, -0.5, 0.5);
+    const bias = randArray(ws[0], 33);
+    const dy = randArray(g.batch * g.co * g.ho * g.wo, 34);
+    const [y, dx] = scope(() => {
+      const y = conv2d(tensor(x, xs), tensor(w, ws), {
+        padding,
+        bias: tensor(bias, [ws[0]]),
+        activation: "relu",
+      });
+      const dx = convInputGradRaw(g, tensor(dy, [g.batch, g.co, g.ho, g.wo]), tensor(w, ws)).y;
+      return [y, dx];
+    });
+    const what = `${xs}→${ws} p${padding}`;
+    assertClose(await y.read(), convRef(g, x, w, bias, "relu"), { what: `${what} y`, atol: 1e-4 });
+    assertClose(await dx.read(), dgradRef(g, dy, w), { what: `${what} dx`, atol: 1e-4 });
+    y.dispose();
+    dx.dispose();
+  }
 });
