@@ -55,8 +55,10 @@ export function winogradFitsDgrad(g: ConvGeometry): boolean {
   return winogradFits(g) && g.padY <= 2 && g.padX <= 2;
 }
 
-export function winogradTile(m: number): number {
-  return m <= 16 ? 16 : 32;
+/** Output channels per workgroup: 16 (64 tiles) matched or beat 32 (32 tiles) on every
+ * FC-Siam layer in an H200 sweep (bench/gpu_conv.ts --sweep), up to 128 channels. */
+export function winogradTile(_m: number): number {
+  return 16;
 }
 
 export function paddedChannels(m: number, tm: number): number {

@@ -18,7 +18,14 @@ import {
   implicitGemmKernel,
   pickGemmTile,
 } from "../../kernels/conv2d_gemm.ts";
-import { winogradFits, winogradFitsDgrad } from "../../kernels/conv2d_winograd.ts";
+import {
+  forwardWinogradSpec,
+  winogradFits,
+  winogradFitsDgrad,
+  winogradKernel,
+  winogradWeightKernel,
+  winogradWeightShape,
+} from "../../kernels/conv2d_winograd.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -437,7 +444,7 @@ Deno.test("the GEMM tile picker fills the GPU: wide tiles for big layers, smalle
   assert.equal(pickGemmTile(70, 100), GEMM_TILES.t64, "tiny layers: the tallest plain tile");
 });
 
-Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, odd shapes, both tiles", async () => {
+Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, odd shapes, paddings, both tiles", async () => {
   const shapes: [number[], number[], number][] = [
     [[2, 9, 7, 11], [13, 9, 3, 3], 1], // 16-channel tile, odd sizes, one channel slab short
     [[1, 20, 9, 13], [37, 20, 3, 3], 1], // 32-channel tile, two channel tiles, 3 slabs
@@ -465,5 +472,24 @@ Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, 
     assertClose(await dx.read(), dgradRef(g, dy, w), { what: `${what} dx`, atol: 1e-4 });
     y.dispose();
     dx.dispose();
+  }
+  // The 32-channel tile (not picked, kept for sweeps) on the first two shapes.
+  for (const [xs, ws, padding] of shapes.slice(0, 2)) {
+    const g = convGeometry(xs, ws, { padding });
+    const x = randArray(xs.reduce((a, b) => a * b), 35);
+    const w = randArray(ws.reduce((a, b) => a * b), 36, -0.5, 0.5);
+    const spec = { ...forwardWinogradSpec(g, NO_EPILOGUE), tm: 32 };
+    const y = scope(() => {
+      const shape = winogradWeightShape(spec);
+      const u = empty(shape);
+      run(winogradWeightKernel({ m: spec.m, r: spec.r, mp: shape[2], flip: false }), [
+        tensor(w, ws),
+      ], [u]);
+      const out = empty([g.batch, g.co, g.ho, g.wo]);
+      run(winogradKernel(spec), [tensor(x, xs), u], [out]);
+      return out;
+    });
+    assertClose(await y.read(), convRef(g, x, w), { what: `tile 32 ${xs}→${ws}`, atol: 1e-4 });
+    y.dispose();
   }
 });
