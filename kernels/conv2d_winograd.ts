@@ -346,3 +346,238 @@ export function winogradWeightShape(s: WinogradSpec): number[] {
 // Generated once per distinct spec (see cached in common.ts).
 export const winogradKernel = cached(winogradKernelGen);
 export const winogradWeightKernel = cached(winogradWeightKernelGen);
+
+// ---- weight gradient -------------------------------------------------------------------------
+// The same transforms run backwards: with U = G g Gᵀ and y = Aᵀ (U ⊙ V) A per tile,
+//   dL/dU = Σ_tiles (A dY Aᵀ) ⊙ V   and   dL/dg = Gᵀ (dL/dU) G,
+// so the long sum over output tiles is 16 GEMMs of transformed dy and x tiles (reduced over
+// tiles), and the 4×4 → 3×3 transform runs once per (co, ci) at the end. Chunks of tiles write
+// partials [split, 16, Co, Ci]; winogradWgradFinishKernel sums them and transforms.
+
+export interface WinogradWgradSpec {
+  geom: ConvGeometry;
+  splits: number;
+  /** Tiles per split (a multiple of the slab, 8). */
+  chunk: number;
+}
+
+const WG_TM = 32, WG_TC = 32, WG_TK = 8;
+
+/** Splits: about 1024 workgroups, at least 4 slabs of tiles each. */
+export function winogradWgradSplits(g: ConvGeometry): { splits: number; chunk: number } {
+  const tiles = g.batch * Math.ceil(g.ho / 2) * Math.ceil(g.wo / 2);
+  const pairs = Math.ceil(g.co / WG_TM) * Math.ceil(g.ci / WG_TC);
+  const maxSplits = Math.max(1, Math.floor(tiles / (4 * WG_TK)));
+  const splits = Math.max(1, Math.min(maxSplits, Math.round(1024 / pairs), 4096));
+  const chunk = Math.ceil(tiles / splits / WG_TK) * WG_TK;
+  return { splits: Math.ceil(tiles / chunk), chunk };
+}
+
+function winogradWgradKernelGen(s: WinogradWgradSpec): Kernel {
+  const g = s.geom;
+  const tilesY = Math.ceil(g.ho / 2), tilesX = Math.ceil(g.wo / 2);
+  const T = g.batch * tilesY * tilesX;
+  const ciTiles = Math.ceil(g.ci / WG_TC);
+  const yOff = 0, vOff = (16 * WG_TK * WG_TM) / 4; // vec4 offsets in S
+  const sLen = vOff + (16 * WG_TK * WG_TC) / 4;
+  const hw = g.h * g.w, ohw = g.ho * g.wo;
+
+  // dy tile (2×2) → A dY Aᵀ (4×4); x patch (4×4) → Bᵀ d B.
+  const dyT = `let s00 = e00; let s01 = e01;
+      let s10 = e00 + e10; let s11 = e01 + e11;
+      let s20 = e00 - e10; let s21 = e01 - e11;
+      let s30 = -e10; let s31 = -e11;`;
+  const yStores: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    [`s${i}0`, `s${i}0 + s${i}1`, `s${i}0 - s${i}1`, `-s${i}1`].forEach((x, j) => {
+      yStores.push(`S[${yOff}u + ${((4 * i + j) * WG_TK * WG_TM) / 4}u + yRow][yc] = ${x};`);
+    });
+  }
+  const dLoads: string[] = [];
+  for (let a = 0; a < 4; a++) {
+    for (let c = 0; c < 4; c++) {
+      dLoads.push(`let d${a}${c} = ldx(xb, iy0 + ${a}, ix0 + ${c}, okx);`);
+    }
+  }
+  const tb: string[] = [];
+  for (let c = 0; c < 4; c++) {
+    tb.push(
+      `let t0${c} = d0${c} - d2${c};`,
+      `let t1${c} = d1${c} + d2${c};`,
+      `let t2${c} = d2${c} - d1${c};`,
+      `let t3${c} = d1${c} - d3${c};`,
+    );
+  }
+  const vStores: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    [`t${i}0 - t${i}2`, `t${i}1 + t${i}2`, `t${i}2 - t${i}1`, `t${i}1 - t${i}3`].forEach((x, j) => {
+      vStores.push(`S[${vOff}u + ${((4 * i + j) * WG_TK * WG_TC) / 4}u + vRow][vc] = ${x};`);
+    });
+  }
+  const accs: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    accs.push(`var acc${i}_0 = vec4<f32>(0.0);`, `var acc${i}_1 = vec4<f32>(0.0);`);
+  }
+  const body: string[] = [];
+  for (let k = 0; k < WG_TK; k++) {
+    body.push(
+      `let ya${k} = S[yRow2 + ${(k * WG_TM) / 4}u];`,
+      `let yb${k} = S[yRow2 + ${(k * WG_TM) / 4 + 1}u];`,
+      `let va${k} = S[vRow2 + ${(k * WG_TC) / 4}u];`,
+      `let vb${k} = S[vRow2 + ${(k * WG_TC) / 4 + 1}u];`,
+    );
+    for (let i = 0; i < 8; i++) {
+      const y = `${i < 4 ? "ya" : "yb"}${k}[${i % 4}]`;
+      body.push(
+        `acc${i}_0 = fma(vec4<f32>(${y}), va${k}, acc${i}_0);`,
+        `acc${i}_1 = fma(vec4<f32>(${y}), vb${k}, acc${i}_1);`,
+      );
+    }
+  }
+  const writes: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    for (let q = 0; q < 2; q++) {
+      writes.push(`{
+    let co = co0 + mi * 8u + ${i}u;
+    let ci = ci0 + ni * 8u + ${q * 4}u;
+    if (co < ${g.co}u) {
+      let o = ((split * 16u + el) * ${g.co}u + co) * ${g.ci}u + ci;
+      for (var l = 0u; l < 4u; l++) { if (ci + l < ${g.ci}u) { part[o + l] = acc${i}_${q}[l]; } }
+    }
+  }`);
+    }
+  }
+
+  const code = `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+var<workgroup> S: array<vec4<f32>, ${sLen}>;
+fn ldx(base: u32, iy: i32, ix: i32, ok: bool) -> f32 {
+  let inb = ok && u32(iy) < ${g.h}u && u32(ix) < ${g.w}u;
+  return select(0.0, x[select(0u, base + u32(iy) * ${g.w}u + u32(ix), inb)], inb);
+}
+fn ldy(base: u32, oy: u32, ox: u32, ok: bool) -> f32 {
+  let inb = ok && oy < ${g.ho}u && ox < ${g.wo}u;
+  return select(0.0, dy[select(0u, base + oy * ${g.wo}u + ox, inb)], inb);
+}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let co0 = (wid.x / ${ciTiles}u) * ${WG_TM}u;
+  let ci0 = (wid.x % ${ciTiles}u) * ${WG_TC}u;
+  let split = wid.y;
+  let el = lid / 16u;
+  let mi = (lid % 16u) / 4u;
+  let ni = lid % 4u;
+  // this thread's transforms: channel lc (co for dy, ci for x) of tile lk of each slab
+  let lc = lid % 32u;
+  let lk = lid / 32u;
+  let yRow = (lk * ${WG_TM}u + lc) / 4u;
+  let yc = lc % 4u;
+  let vRow = (lk * ${WG_TC}u + lc) / 4u;
+  let vc = lc % 4u;
+  let yRow2 = ${yOff}u + (el * ${WG_TK * WG_TM}u) / 4u + mi * 2u;
+  let vRow2 = ${vOff}u + (el * ${WG_TK * WG_TC}u) / 4u + ni * 2u;
+  ${accs.join("\n  ")}
+  let tEnd = min((split + 1u) * ${s.chunk}u, ${T}u);
+  for (var t0 = split * ${s.chunk}u; t0 < tEnd; t0 += ${WG_TK}u) {
+    {
+      let t = t0 + lk;
+      let ok = t < tEnd;
+      let b = t / ${tilesY * tilesX}u;
+      let r = t % ${tilesY * tilesX}u;
+      let oy = (r / ${tilesX}u) * 2u;
+      let ox = (r % ${tilesX}u) * 2u;
+      let oky = ok && co0 + lc < ${g.co}u;
+      let yb = (b * ${g.co}u + co0 + lc) * ${ohw}u;
+      let e00 = ldy(yb, oy, ox, oky);
+      let e01 = ldy(yb, oy, ox + 1u, oky);
+      let e10 = ldy(yb, oy + 1u, ox, oky);
+      let e11 = ldy(yb, oy + 1u, ox + 1u, oky);
+      ${dyT}
+      ${yStores.join("\n      ")}
+      let okx = ok && ci0 + lc < ${g.ci}u;
+      let xb = (b * ${g.ci}u + ci0 + lc) * ${hw}u;
+      let iy0 = i32(oy) - ${g.padY};
+      let ix0 = i32(ox) - ${g.padX};
+      ${dLoads.join("\n      ")}
+      ${tb.join("\n      ")}
+      ${vStores.join("\n      ")}
+    }
+    workgroupBarrier();
+    ${body.join("\n    ")}
+    workgroupBarrier();
+  }
+  ${writes.join("\n  ")}
+}`;
+  return {
+    name: "conv2d_wgrad_winograd",
+    code,
+    workgroups: [Math.ceil(g.co / WG_TM) * ciTiles, s.splits, 1],
+  };
+}
+
+export interface WinogradWgradFinishSpec {
+  co: number;
+  ci: number;
+  splits: number;
+}
+
+const FIN_PAIRS = 32, FIN_ROWS = 8;
+
+/** dW[co, ci] = Gᵀ (Σ_split part[split, ·, co, ci]) G: 32 (co, ci) pairs per workgroup, 8
+ * threads each summing strided splits, then shared memory. */
+function winogradWgradFinishKernelGen(s: WinogradWgradFinishSpec): Kernel {
+  const n = s.co * s.ci;
+  const groups = Math.ceil(n / FIN_PAIRS);
+  const sums = Array.from({ length: 16 }, (_, e) => `var m${e} = 0.0;`);
+  const adds = Array.from(
+    { length: 16 },
+    (_, e) => `m${e} += part[(sp * 16u + ${e}u) * ${n}u + pr];`,
+  );
+  const park = Array.from(
+    { length: 16 },
+    (_, e) => `red[(${e}u * ${FIN_ROWS}u + rw) * ${FIN_PAIRS}u + pc] = m${e};`,
+  );
+  const gather = Array.from({ length: 16 }, (_, e) =>
+    `var q${e} = 0.0;
+    for (var k = 0u; k < ${FIN_ROWS}u; k++) { q${e} += red[(${e}u * ${FIN_ROWS}u + k) * ${FIN_PAIRS}u + pc]; }`);
+  // t = Gᵀ M (3×4), dW = t G (3×3).
+  const tRows = [0, 1, 2, 3].map((j) =>
+    `let t0${j} = q${j} + 0.5 * (q${4 + j} + q${8 + j});
+    let t1${j} = 0.5 * (q${4 + j} - q${8 + j});
+    let t2${j} = 0.5 * (q${4 + j} + q${8 + j}) + q${12 + j};`
+  );
+  const outs = [0, 1, 2].flatMap((k) => [
+    `dw[pr * 9u + ${3 * k}u] = t${k}0 + 0.5 * (t${k}1 + t${k}2);`,
+    `dw[pr * 9u + ${3 * k + 1}u] = 0.5 * (t${k}1 - t${k}2);`,
+    `dw[pr * 9u + ${3 * k + 2}u] = 0.5 * (t${k}1 + t${k}2) + t${k}3;`,
+  ]);
+  return {
+    name: "conv2d_wgrad_winograd_finish",
+    workgroups: [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1],
+    code: `@group(0) @binding(0) var<storage, read> part: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dw: array<f32>;
+var<workgroup> red: array<f32, ${16 * FIN_ROWS * FIN_PAIRS}>;
+@compute @workgroup_size(${FIN_PAIRS * FIN_ROWS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let pc = lid % ${FIN_PAIRS}u;
+  let rw = lid / ${FIN_PAIRS}u;
+  let pr = (wid.x + wid.y * ${MAX_GROUPS}u) * ${FIN_PAIRS}u + pc;
+  ${sums.join("\n  ")}
+  if (pr < ${n}u) {
+    for (var sp = rw; sp < ${s.splits}u; sp += ${FIN_ROWS}u) {
+      ${adds.join("\n      ")}
+    }
+  }
+  ${park.join("\n  ")}
+  workgroupBarrier();
+  if (rw != 0u || pr >= ${n}u) { return; }
+  ${gather.join("\n  ")}
+  ${tRows.join("\n  ")}
+  ${outs.join("\n  ")}
+}`,
+  };
+}
+
+export const winogradWgradKernel = cached(winogradWgradKernelGen);
+export const winogradWgradFinishKernel = cached(winogradWgradFinishKernelGen);
