@@ -545,10 +545,6 @@ function wgradVariants(g: ConvGeometry, x: Tensor, dy: Tensor): [string, () => T
     "pick",
     () => convWeightGradRaw(g, x, dy, false).dw,
   ]];
-  if (winogradFits(g)) {
-    // The routed path above is Winograd; the GEMM tiles below stay for comparison.
-    variants[0][0] = "winograd";
-  }
   for (const [name, tile] of Object.entries(WGRAD_TILES)) {
     if (tile.tm > Math.max(8, 2 * mg) || tile.tk > Math.max(16, 2 * cols)) continue;
     for (const target of [512, 2048]) {
@@ -593,7 +589,6 @@ function pathOf(g: ConvGeometry, op: string): string {
     : wgradIsDirect(g);
   if (op === "fwd" && winogradFits(g)) return "winograd";
   if (op === "dgrad" && winogradFitsDgrad(g)) return "winograd";
-  if (op === "wgrad" && winogradFits(g)) return "winograd";
   return direct ? "direct" : "gemm";
 }
 

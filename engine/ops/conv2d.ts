@@ -25,9 +25,6 @@ import {
   type WinogradSpec,
   winogradWeightKernel,
   winogradWeightShape,
-  winogradWgradFinishKernel,
-  winogradWgradKernel,
-  winogradWgradSplits,
 } from "../../kernels/conv2d_winograd.ts";
 import { dgradGemmSpecs, forwardGemmSpec, implicitGemmKernel } from "../../kernels/conv2d_gemm.ts";
 import {
@@ -187,14 +184,6 @@ export function convWeightGradRaw(
   const cols1 = cols + (withBias ? 1 : 0);
   let splits: number;
   let part: Tensor;
-  if (winogradFits(g)) {
-    const sp = winogradWgradSplits(g);
-    part = empty([sp.splits * 16 * g.co * g.ci]);
-    run(winogradWgradKernel({ geom: g, ...sp }), [x, dy], [part]);
-    run(winogradWgradFinishKernel({ co: g.co, ci: g.ci, splits: sp.splits }), [part], [dw]);
-    part.dispose();
-    return { dw, db: withBias ? biasGrad(dy) : null };
-  }
   if (wgradIsDirect(g)) {
     const rw = 4;
     const strips = directWgradStrips(g, rw);

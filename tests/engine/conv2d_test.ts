@@ -285,10 +285,10 @@ const backwardCases: Case[] = [
     opts: { padding: 1 },
   },
   {
-    name: "8→12 k3 s2 p1 (16×64 wgrad tile)",
+    name: "8→12 k3 p1 (16×64 wgrad tile)",
     x: [2, 8, 9, 11],
     w: [12, 8, 3, 3],
-    opts: { padding: 1, stride: 2 },
+    opts: { padding: 1 },
   },
 ];
 
@@ -444,7 +444,7 @@ Deno.test("the GEMM tile picker fills the GPU: wide tiles for big layers, smalle
   assert.equal(pickGemmTile(70, 100), GEMM_TILES.t64, "tiny layers: the tallest plain tile");
 });
 
-Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU, input and weight gradients, odd shapes, paddings, tiles, splits", async () => {
+Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, odd shapes, paddings, both tiles", async () => {
   const shapes: [number[], number[], number][] = [
     [[2, 9, 7, 11], [13, 9, 3, 3], 1], // 16-channel tile, odd sizes, one channel slab short
     [[1, 20, 9, 13], [37, 20, 3, 3], 1], // 32-channel tile, two channel tiles, 3 slabs
@@ -472,28 +472,6 @@ Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU, input and weight gr
     assertClose(await dx.read(), dgradRef(g, dy, w), { what: `${what} dx`, atol: 1e-4 });
     y.dispose();
     dx.dispose();
-  }
-  // Weight and bias gradients; the last two shapes have several splits and channel tiles.
-  for (
-    const [xs, ws, padding] of [
-      ...shapes,
-      [[2, 9, 21, 23], [13, 9, 3, 3], 1],
-      [[1, 40, 9, 7], [37, 40, 3, 3], 1],
-    ] as [number[], number[], number][]
-  ) {
-    const g = convGeometry(xs, ws, { padding });
-    const x = randArray(xs.reduce((a, b) => a * b), 37);
-    const dy = randArray(g.batch * g.co * g.ho * g.wo, 38);
-    const { dw, db } = scope(() => {
-      const r = convWeightGradRaw(g, tensor(x, xs), tensor(dy, [g.batch, g.co, g.ho, g.wo]), true);
-      return { dw: r.dw, db: r.db! };
-    });
-    const ref = wgradRef(g, x, dy);
-    const what = `wgrad ${xs}→${ws} p${padding}`;
-    assertClose(await dw.read(), ref.dw, { what: `${what} dw`, atol: 1e-3, rtol: 1e-4 });
-    assertClose(await db.read(), ref.db, { what: `${what} db`, atol: 1e-3, rtol: 1e-4 });
-    dw.dispose();
-    db.dispose();
   }
   // The 32-channel tile (not picked, kept for sweeps) on the first two shapes.
   for (const [xs, ws, padding] of shapes.slice(0, 2)) {
