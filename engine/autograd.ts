@@ -3,7 +3,7 @@
 
 import { accumulateKernel, fillKernel, mapKernel } from "../kernels/elementwise.ts";
 import { run } from "./launch.ts";
-import { empty, type Node, type Tensor } from "./tensor.ts";
+import { empty, nextSerial, type Node, type Tensor } from "./tensor.ts";
 
 let enabled = true;
 
@@ -79,12 +79,30 @@ export function backward(root: Tensor, seed?: Tensor): void {
     throw new Error(`backward() of non-scalar ${root.describe()} needs a seed gradient`);
   }
   noGrad(() => {
+    // Gradients made here are disposed as soon as nothing pending holds them, as PyTorch
+    // frees them, rather than at the end of the step's scope: a step's peak then holds the
+    // saved activations and a few gradients, not every gradient too. `held` counts the
+    // entries of `grads` that are each tensor (an op may pass one gradient to several inputs).
+    const first = nextSerial();
     const grads = new Map<Tensor, Tensor>();
-    if (seed) grads.set(root, seed);
+    const held = new Map<Tensor, number>();
+    const hold = (x: Tensor) => held.set(x, (held.get(x) ?? 0) + 1);
+    const ours = (x: Tensor) => x.serial >= first && !x.kept && !x.disposed;
+    const release = (x: Tensor) => {
+      const n = (held.get(x) ?? 0) - 1;
+      if (n > 0) return void held.set(x, n);
+      held.delete(x);
+      if (ours(x)) x.dispose();
+    };
+    const put = (inp: Tensor, x: Tensor) => {
+      grads.set(inp, x);
+      hold(x);
+    };
+    if (seed) put(root, seed);
     else {
       const one = empty(root.shape);
       run(fillKernel(1, 1), [], [one]);
-      grads.set(root, one);
+      put(root, one);
     }
     const order = topoOrder(root);
     for (let k = order.length - 1; k >= 0; k--) {
@@ -95,9 +113,11 @@ export function backward(root: Tensor, seed?: Tensor): void {
       if (!t.node) {
         t.grad ??= zeroGrad(t);
         accumulate(t.grad, g);
+        release(g);
         continue;
       }
       const inGrads = t.node.backward(g);
+      const summed: Tensor[] = [];
       t.node.inputs.forEach((inp, j) => {
         const gi = inGrads[j];
         if (!gi || !inp.requiresGrad) return;
@@ -107,9 +127,15 @@ export function backward(root: Tensor, seed?: Tensor): void {
           );
         }
         const prev = grads.get(inp);
-        if (!prev) grads.set(inp, gi);
-        else grads.set(inp, addFresh(prev, gi));
+        if (!prev) return put(inp, gi);
+        put(inp, addFresh(prev, gi));
+        release(prev);
+        summed.push(gi);
       });
+      // Added into a sum and held nowhere else: done with (after the loop, since one tensor
+      // may be the gradient of several inputs).
+      for (const gi of summed) if (!held.has(gi) && gi !== g && ours(gi)) gi.dispose();
+      release(g);
     }
   });
 }

@@ -38,8 +38,16 @@ export function bytesOf(n: number, dtype: DType): number {
   return Math.max(4, Math.ceil(b / 4) * 4);
 }
 
+let created = 0;
+
+/** The serial number the next tensor will get (tensors are numbered in creation order). */
+export function nextSerial(): number {
+  return created;
+}
+
 export class Tensor {
   readonly size: number;
+  readonly serial = created++;
   requiresGrad = false;
   grad: Tensor | null = null;
   node: Node | null = null;

@@ -107,3 +107,31 @@ Deno.test("a 2-layer matmul MLP learns a teacher network with AdamW; live buffer
   x.dispose();
   target.dispose();
 });
+
+Deno.test("backward frees each gradient once used: peak holds the activations and a few gradients", async () => {
+  const K = 12, N = 1 << 16, bytes = N * 4;
+  const x = parameter(randArray(N, 3), [N]);
+  const base = pool.liveBytes;
+  pool.peakLiveBytes = base;
+  scope(() => {
+    let y = x;
+    for (let k = 0; k < K; k++) y = sigmoid(y);
+    // one gradient passed to two inputs (y + y) and summed, exercising the shared case
+    backward(sum(add(y, y)));
+  });
+  const extra = pool.peakLiveBytes - base;
+  // K activations, the sum's output, x's gradient and a couple of gradients in flight; keeping
+  // every gradient to the end of the scope would need about 2K.
+  assert(extra <= (K + 5) * bytes, `backward peak ${extra / bytes} tensors of ${K} activations`);
+  // d/dx Σ 2·σ^K(x): check one element on the CPU in float64
+  const g = await x.grad!.read();
+  const xv = (await x.read())[7];
+  let v = xv, d = 1;
+  for (let k = 0; k < K; k++) {
+    const s = 1 / (1 + Math.exp(-v));
+    d *= s * (1 - s);
+    v = s;
+  }
+  assert(Math.abs(g[7] - 2 * d) <= 1e-4 * 2 * d, `gradient ${g[7]} vs ${2 * d}`);
+  x.dispose();
+});
