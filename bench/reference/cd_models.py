@@ -139,6 +139,78 @@ class TinyCD(nn.Module):
         return self._classify(x)
 
 
+# ---- SNUNet-CD c16 with ECAM (Fang et al. 2021), as Open-CD builds it ------------------------
+# Mirrors models/snunet.ts (checked there against Open-CD's outputs): residual nested blocks,
+# A's encoder to 1/8 and B's to 1/16, column-1 lifts from B's path only, 2x2 stride-2 transposed
+# convs, ECAM, then Open-CD's FCN head without convs (Dropout2d(0.1), 1x1 classifier).
+# NOT YET RUN on a GPU (written when no device time was left); its constructor arithmetic gives
+# 3,012,178 parameters, as Open-CD's model and models/snunet.ts.
+class _Nested(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        identity = self.conv1(x)
+        y = self.conv2(F.relu(self.bn1(identity)))
+        return F.relu(self.bn2(y) + identity)
+
+
+class _ChannelAttention(nn.Module):
+    def __init__(self, c, ratio):
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, c // ratio, 1, bias=False)
+        self.fc2 = nn.Conv2d(c // ratio, c, 1, bias=False)
+
+    def forward(self, x):
+        def mlp(p):
+            return self.fc2(F.relu(self.fc1(p)))
+        return torch.sigmoid(mlp(F.adaptive_avg_pool2d(x, 1)) + mlp(F.adaptive_max_pool2d(x, 1)))
+
+
+class SNUNet(nn.Module):
+    def __init__(self, cin=3, base=16, classes=2):
+        super().__init__()
+        f = [base << i for i in range(5)]
+        for j in range(5):
+            for i in range(5 - j):
+                c = (cin if i == 0 else f[i - 1]) if j == 0 else f[i] * (j + 1) + f[i + 1]
+                setattr(self, f"conv{i}_{j}", _Nested(c, f[i]))
+                if i > 0:
+                    setattr(self, f"Up{i}_{j}", nn.ConvTranspose2d(f[i], f[i], 2, stride=2))
+        self.ca = _ChannelAttention(f[0] * 4, 16)
+        self.ca1 = _ChannelAttention(f[0], 4)
+        self.drop = nn.Dropout2d(0.1)
+        self.conv_seg = nn.Conv2d(f[0] * 4, classes, 1)
+
+    def _encode(self, x, depth):
+        out = []
+        for i in range(depth):
+            if i > 0:
+                x = F.max_pool2d(x, 2, 2)
+            x = getattr(self, f"conv{i}_0")(x)
+            out.append(x)
+        return out
+
+    def forward(self, a, b):
+        xa, xb = self._encode(a, 4), self._encode(b, 5)
+        x = [[t] for t in xb]
+        for k in range(1, 5):  # anti-diagonals, deepest node first
+            for i in range(k - 1, -1, -1):
+                j = k - i
+                lifted = getattr(self, f"Up{i + 1}_{j - 1}")(x[i + 1][j - 1])
+                x[i].append(getattr(self, f"conv{i}_{j}")(torch.cat([xa[i], xb[i], *x[i][1:j], lifted], 1)))
+        outs = x[0][1:]
+        out = torch.cat(outs, 1)
+        ca1 = self.ca1(outs[0] + outs[1] + outs[2] + outs[3])
+        y = self.ca(out) * (out + ca1.repeat(1, 4, 1, 1))
+        # log-probabilities, as the FC models return, so train_step.py's NLL is the CE of logits
+        return F.log_softmax(self.conv_seg(self.drop(y)), 1)
+
+
 def build(name):
     return {"fc_ef": lambda: FC("ef"), "fc_siam_conc": lambda: FC("conc"), "fc_siam_diff": lambda: FC("diff"),
-            "tinycd": TinyCD}[name]()
+            "tinycd": TinyCD, "snunet_c16": SNUNet}[name]()
