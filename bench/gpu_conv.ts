@@ -15,7 +15,12 @@
 
 import { device, deviceInfo, hasFeature, initDevice } from "../engine/device.ts";
 import { run } from "../engine/launch.ts";
-import { convForwardRaw, convInputGradRaw, convWeightGradRaw } from "../engine/ops/conv2d.ts";
+import {
+  convForwardRaw,
+  convInputGradRaw,
+  convWeightGradRaw,
+  runWinograd,
+} from "../engine/ops/conv2d.ts";
 import { gemm } from "../engine/ops/matmul.ts";
 import { pool } from "../engine/pool.ts";
 import { sync, withEncoder } from "../engine/recorder.ts";
@@ -26,10 +31,7 @@ import {
   forwardWinogradSpec,
   winogradFits,
   winogradFitsDgrad,
-  winogradKernel,
   type WinogradSpec,
-  winogradWeightKernel,
-  winogradWeightShape,
 } from "../kernels/conv2d_winograd.ts";
 import { grid1d, type Kernel } from "../kernels/common.ts";
 import {
@@ -505,13 +507,8 @@ function winogradVariants(
   flip: boolean,
 ): [string, () => Tensor][] {
   return [16, 32].map((tm) => [`wino${tm}`, () => {
-    const spec = { ...base, tm };
-    const shape = winogradWeightShape(spec);
-    const u = empty(shape);
-    run(winogradWeightKernel({ m: spec.m, r: spec.r, mp: shape[2], flip }), [w], [u]);
-    const y = empty([spec.batch, spec.m, spec.outH, spec.outW]);
-    run(winogradKernel(spec), [x, u], [y]);
-    u.dispose();
+    const y = empty([base.batch, base.m, base.outH, base.outW]);
+    runWinograd({ ...base, tm }, x, w, flip, [], [y]);
     return y;
   }]);
 }

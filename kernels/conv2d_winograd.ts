@@ -57,9 +57,7 @@ export function winogradFitsDgrad(g: ConvGeometry): boolean {
 
 /** Output channels per workgroup: 16 (64 tiles) matched or beat 32 (32 tiles) on every
  * FC-Siam layer in an H200 sweep (bench/gpu_conv.ts --sweep), up to 128 channels. */
-export function winogradTile(_m: number): number {
-  return 16;
-}
+const WINOGRAD_TILE = 16;
 
 export function paddedChannels(m: number, tm: number): number {
   return Math.ceil(m / tm) * tm;
@@ -78,7 +76,7 @@ export function forwardWinogradSpec(g: ConvGeometry, epilogue: Epilogue): Winogr
     padY: g.padY,
     padX: g.padX,
     epilogue,
-    tm: winogradTile(g.co),
+    tm: WINOGRAD_TILE,
   };
 }
 
@@ -95,7 +93,7 @@ export function dgradWinogradSpec(g: ConvGeometry, epilogue: Epilogue): Winograd
     padY: 2 - g.padY,
     padX: 2 - g.padX,
     epilogue,
-    tm: winogradTile(g.ci),
+    tm: WINOGRAD_TILE,
   };
 }
 

@@ -41,43 +41,25 @@ export function dropThreshold(p: number): number {
  * incoming gradient with the same seed it is its own backward. */
 function dropoutKernelGen(s: DropoutSpec): Kernel {
   if (!(s.p >= 0 && s.p < 1)) throw new Error(`dropout: p must lie in [0, 1), got ${s.p}`);
-  const scale = f(1 / (1 - s.p));
-  const thr = `${dropThreshold(s.p)}u`;
-  if (s.n % 4 === 0 && s.unit % 4 === 0) {
-    // Four elements of one mask unit per thread: one hash, vec4 loads and stores.
-    const g = grid1d(s.n / 4);
-    const unit = s.unit === 4 ? "i" : `i / ${s.unit / 4}u`;
-    return {
-      name: (s.relu ? "relu_" : "") + (s.unit === 1 ? "dropout" : "dropout2d"),
-      workgroups: g.workgroups,
-      code: `@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> seed: array<u32>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
-${MIX32_WGSL}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${s.n / 4}u) { return; }
-  let keep = unit_hash(seed[0], ${unit}) >= ${thr};
-  y[i] = select(vec4<f32>(0.0), ${s.relu ? "max(x[i], vec4<f32>(0.0))" : "x[i]"} * ${scale}, keep);
-}`,
-    };
-  }
-  const g = grid1d(s.n);
-  const unit = s.unit === 1 ? "i" : `i / ${s.unit}u`;
+  // Four elements of one mask unit per thread when units allow: one hash, vec4 loads/stores.
+  const lanes = s.n % 4 === 0 && s.unit % 4 === 0 ? 4 : 1;
+  const V = lanes === 4 ? "vec4<f32>" : "f32";
+  const g = grid1d(s.n / lanes);
+  const per = s.unit / lanes;
+  const unit = per === 1 ? "i" : `i / ${per}u`;
   return {
     name: (s.relu ? "relu_" : "") + (s.unit === 1 ? "dropout" : "dropout2d"),
     workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
+    code: `@group(0) @binding(0) var<storage, read> x: array<${V}>;
 @group(0) @binding(1) var<storage, read> seed: array<u32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<${V}>;
 ${MIX32_WGSL}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${g.index};
-  if (i >= ${s.n}u) { return; }
-  let keep = unit_hash(seed[0], ${unit}) >= ${thr};
-  y[i] = select(0.0, ${s.relu ? "max(x[i], 0.0)" : "x[i]"} * ${scale}, keep);
+  if (i >= ${s.n / lanes}u) { return; }
+  let keep = unit_hash(seed[0], ${unit}) >= ${dropThreshold(s.p)}u;
+  y[i] = select(${V}(0.0), ${s.relu ? `max(x[i], ${V}(0.0))` : "x[i]"} * ${f(1 / (1 - s.p))}, keep);
 }`,
   };
 }

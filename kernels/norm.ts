@@ -327,7 +327,7 @@ function normGradSumsPartialKernelGen(
 ): Kernel {
   // With a fused ReLU (+ Dropout2d) after the norm, g is rebuilt from the output's gradient gy
   // and the output y: y > 0 exactly where the unit was kept and the norm's output positive.
-  const g = post ? `select(V(0.0), gy[e] * ${f(postScale(post))}, y[e] > V(0.0))` : "g[e]";
+  const g = gradAtNorm(post, "e");
   return planeSumsPartialKernel({
     name: "norm_grad_sums_partial",
     layout: l,
@@ -357,6 +357,12 @@ export interface NormPost {
 /** The factor kept outputs are scaled by: 1/(1 − p). */
 export function postScale(post: NormPost): number {
   return 1 / (1 - (post.dropP ?? 0));
+}
+
+/** WGSL: the gradient at the norm's output at index `k`: g[k], or rebuilt from the fused
+ * post-activation's output gradient gy and output y. */
+function gradAtNorm(post: NormPost | undefined, k: string): string {
+  return post ? `select(V(0.0), gy[${k}] * ${f(postScale(post))}, y[${k}] > V(0.0))` : `g[${k}]`;
 }
 
 export interface NormApplySpec {
@@ -446,7 +452,7 @@ function normGradKernelGen(s: NormGradSpec): Kernel {
   const gIn = s.post ? ["gy", "y"] : ["g"];
   const names = s.batchStats ? ["x", ...gIn, "mean", "rstd", "sg", "sgx"] : [...gIn, "rstd"];
   if (s.weight) names.push("w");
-  const g = s.post ? `select(V(0.0), gy[i] * ${f(postScale(s.post))}, y[i] > V(0.0))` : "g[i]";
+  const g = gradAtNorm(s.post, "i");
   const scale = s.weight ? "w[c] * rstd[st]" : "rstd[st]";
   // dx = scale·g − scale·Σg/N − (x − mean)·(scale·rstd·Σg·x̂/N): per-statistic factors first,
   // then one fused expression per element.

@@ -121,10 +121,7 @@ export function convForwardRaw(
   const pre = ep.savePre ? empty(shape) : null;
   const outs = pre ? [y, pre] : [y];
   if (winogradFits(g)) {
-    const spec = forwardWinogradSpec(g, ep);
-    const u = winogradWeights(spec, w, false);
-    run(winogradKernel(spec), [x, u, ...extra], outs);
-    u.dispose();
+    runWinograd(forwardWinogradSpec(g, ep), x, w, false, extra, outs);
     return { y, pre };
   }
   const kernel = forwardIsDirect(g)
@@ -134,12 +131,21 @@ export function convForwardRaw(
   return { y, pre };
 }
 
-/** The filters transformed for a Winograd launch ([16, R, Mp]). */
-function winogradWeights(spec: WinogradSpec, w: Tensor, flip: boolean): Tensor {
+/** A Winograd launch (no autograd): the filters transformed to [16, R, Mp] (transposed and
+ * flipped for an input gradient), then the fused kernel writing `outs`. */
+export function runWinograd(
+  spec: WinogradSpec,
+  input: Tensor,
+  w: Tensor,
+  flip: boolean,
+  extra: Tensor[],
+  outs: Tensor[],
+): void {
   const shape = winogradWeightShape(spec);
   const u = empty(shape);
   run(winogradWeightKernel({ m: spec.m, r: spec.r, mp: shape[2], flip }), [w], [u]);
-  return u;
+  run(winogradKernel(spec), [input, u, ...extra], outs);
+  u.dispose();
 }
 
 /** Gradient w.r.t. the input of conv geometry `g` (a transposed conv of dy), no autograd;
@@ -156,10 +162,7 @@ export function convInputGradRaw(
   const pre = ep.savePre ? empty(shape) : null;
   const outs = pre ? [y, pre] : [y];
   if (winogradFitsDgrad(g)) {
-    const spec = dgradWinogradSpec(g, ep);
-    const u = winogradWeights(spec, w, true);
-    run(winogradKernel(spec), [dy, u, ...extra], outs);
-    u.dispose();
+    runWinograd(dgradWinogradSpec(g, ep), dy, w, true, extra, outs);
   } else if (dgradIsDirect(g)) {
     run(directConvKernel({ mode: "dgrad", geom: g, epilogue: ep }), [dy, w, ...extra], outs);
   } else {

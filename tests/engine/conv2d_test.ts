@@ -6,6 +6,7 @@ import {
   convInputGradRaw,
   convWeightGradRaw,
   foldBatchNorm,
+  runWinograd,
 } from "../../engine/ops/conv2d.ts";
 import { scope } from "../../engine/scope.ts";
 import { run } from "../../engine/launch.ts";
@@ -22,9 +23,6 @@ import {
   forwardWinogradSpec,
   winogradFits,
   winogradFitsDgrad,
-  winogradKernel,
-  winogradWeightKernel,
-  winogradWeightShape,
 } from "../../kernels/conv2d_winograd.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
@@ -480,13 +478,8 @@ Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, 
     const w = randArray(ws.reduce((a, b) => a * b), 36, -0.5, 0.5);
     const spec = { ...forwardWinogradSpec(g, NO_EPILOGUE), tm: 32 };
     const y = scope(() => {
-      const shape = winogradWeightShape(spec);
-      const u = empty(shape);
-      run(winogradWeightKernel({ m: spec.m, r: spec.r, mp: shape[2], flip: false }), [
-        tensor(w, ws),
-      ], [u]);
       const out = empty([g.batch, g.co, g.ho, g.wo]);
-      run(winogradKernel(spec), [tensor(x, xs), u], [out]);
+      runWinograd(spec, tensor(x, xs), tensor(w, ws), false, [], [out]);
       return out;
     });
     assertClose(await y.read(), convRef(g, x, w), { what: `tile 32 ${xs}→${ws}`, atol: 1e-4 });
