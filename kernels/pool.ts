@@ -3,7 +3,7 @@
 // gathers from the few windows covering it, so overlapping windows need no atomics and the sum
 // order is fixed.
 
-import { cached, f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, groupGrid, type Kernel } from "./common.ts";
 
 export interface Pool2dSpec {
   batch: number;
@@ -105,6 +105,65 @@ ${outputCoords(s, oh, ow)}
     }
   }
   y[i] = best;${withArgmax ? "\n  argmax[i] = at;" : ""}
+}`,
+  };
+}
+
+/** Global max pooling (the window is the whole plane): one workgroup per plane, each thread
+ * scanning a strided share (vec4 loads when the plane allows) and a shared-memory tree
+ * keeping the first maximum in row-major order, as PyTorch. A one-thread-per-output window
+ * loop would give a 512×512 plane to a single thread. Outputs y and argmax as maxPool2dKernel. */
+function globalMaxPoolKernelGen(planes: number, n: number, withArgmax = true): Kernel {
+  const g = groupGrid(planes);
+  const vec = n % 4 === 0;
+  const m = vec ? n / 4 : n;
+  const WG = 256;
+  const take = (v: string) => `${v} > best || at == 0xffffffffu`;
+  const scan = vec
+    ? `let v = xs[base + k];
+    let q = k * 4u;
+    if (${take("v.x")}) { best = v.x; at = q; }
+    if (${take("v.y")}) { best = v.y; at = q + 1u; }
+    if (${take("v.z")}) { best = v.z; at = q + 2u; }
+    if (${take("v.w")}) { best = v.w; at = q + 3u; }`
+    : `let v = xs[base + k];
+    if (${take("v")}) { best = v; at = k; }`;
+  return {
+    name: "global_max_pool",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> xs: array<${vec ? "vec4<f32>" : "f32"}>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+${withArgmax ? "@group(0) @binding(2) var<storage, read_write> argmax: array<u32>;" : ""}
+var<workgroup> sv: array<f32, ${WG}>;
+var<workgroup> si: array<u32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let plane = ${g.index};
+  if (plane >= ${planes}u) { return; }
+  let base = plane * ${m}u;
+  // Threads without elements keep −∞ and index 0xffffffff, so they lose every tie.
+  var best = bitcast<f32>(0xff800000u);
+  var at = 0xffffffffu;
+  for (var k = t; k < ${m}u; k += ${WG}u) {
+    ${scan}
+  }
+  sv[t] = best;
+  si[t] = at;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) {
+      let ov = sv[t + s];
+      let oi = si[t + s];
+      if (ov > sv[t] || (ov == sv[t] && oi < si[t])) {
+        sv[t] = ov;
+        si[t] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (t == 0u) {
+    y[plane] = sv[0];${withArgmax ? "\n    argmax[plane] = si[0];" : ""}
+  }
 }`,
   };
 }
@@ -251,5 +310,6 @@ ${
 // Generated once per distinct spec (see cached in common.ts).
 export const maxPool2dKernel = cached(maxPool2dKernelGen);
 export const maxPool2dGradKernel = cached(maxPool2dGradKernelGen);
+export const globalMaxPoolKernel = cached(globalMaxPoolKernelGen);
 export const avgPool2dKernel = cached(avgPool2dKernelGen);
 export const avgPool2dGradKernel = cached(avgPool2dGradKernelGen);

@@ -5,6 +5,7 @@ import {
   avgPool2dGradKernel,
   avgPool2dKernel,
   type AvgPool2dSpec,
+  globalMaxPoolKernel,
   maxPool2dGradKernel,
   maxPool2dKernel,
   type Pool2dSpec,
@@ -103,5 +104,26 @@ export function adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor {
 
 /** Adaptive max pooling; size 1 is the global max ([B, C, 1, 1]). */
 export function adaptiveMaxPool2d(x: Tensor, size: Pair): Tensor {
-  return maxPool2d(x, adaptiveWindows(x, size, "adaptiveMaxPool2d"));
+  const win = adaptiveWindows(x, size, "adaptiveMaxPool2d");
+  const [oh, ow] = pair(size);
+  return oh === 1 && ow === 1 ? globalMaxPool2d(x, win) : maxPool2d(x, win);
+}
+
+/** The global max: one workgroup per plane; the gradient goes back through the max-pool
+ * gradient kernel with the whole plane as its window. */
+function globalMaxPool2d(x: Tensor, win: Pool2dOptions): Tensor {
+  const s = poolSpec(x, win);
+  const planes = s.batch * s.channels, n = s.height * s.width;
+  const y = empty([s.batch, s.channels, 1, 1]);
+  if (!(isGradEnabled() && x.requiresGrad)) {
+    run(globalMaxPoolKernel(planes, n, false), [x], [y]);
+    return y;
+  }
+  const argmax = empty(y.shape, "u32");
+  run(globalMaxPoolKernel(planes, n), [x], [y, argmax]);
+  return record(y, [x], "global_max_pool", (g) => {
+    const dx = empty(x.shape);
+    run(maxPool2dGradKernel(s), [g, argmax], [dx]);
+    return [dx];
+  });
 }

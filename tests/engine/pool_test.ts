@@ -7,10 +7,12 @@ import {
   maxPool2d,
   type Pool2dOptions,
 } from "../../engine/ops/pool.ts";
-import { noGrad } from "../../engine/autograd.ts";
+import { backward, noGrad } from "../../engine/autograd.ts";
+import { mul } from "../../engine/ops/elementwise.ts";
+import { sum } from "../../engine/ops/reduce.ts";
 import { scope } from "../../engine/scope.ts";
-import { type Tensor, tensor } from "../../engine/tensor.ts";
-import { assertClose, gradCheck, rng } from "../util.ts";
+import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
+import { assertClose, gradCheck, randArray, rng } from "../util.ts";
 
 await initDevice();
 
@@ -214,3 +216,38 @@ Deno.test("adaptive pooling: global average and max, and dividing output sizes",
   }
   if (!threw) throw new Error("a non-dividing adaptive size must be refused");
 });
+
+// Planes larger than a workgroup, with ties (values from a set of 7, plus a plane of one
+// value): the maximum and the gradient's target must be the first maximum in row-major
+// order, as PyTorch. 37×41 takes the scalar loads, 18×20 the vec4 ones.
+for (const [h, w] of [[37, 41], [18, 20]]) {
+  Deno.test(`adaptiveMaxPool2d global on ${h}x${w} planes with ties: value and first argmax`, async () => {
+    const shape = [2, 3, h, w], n = h * w, planes = 6;
+    const r = rng(h);
+    const x = Float32Array.from({ length: planes * n }, () => Math.floor(r() * 7) - 3);
+    x.fill(-2, 5 * n); // the last plane is one value throughout
+    const gy = randArray(planes, 3);
+    const expected = new Float64Array(planes), dx = new Float64Array(planes * n);
+    for (let p = 0; p < planes; p++) {
+      let at = 0;
+      for (let q = 1; q < n; q++) if (x[p * n + q] > x[p * n + at]) at = q;
+      expected[p] = x[p * n + at];
+      dx[p * n + at] = gy[p];
+    }
+    const xp = parameter(x, shape);
+    const g = tensor(gy, [2, 3, 1, 1]);
+    let y: Tensor | null = null;
+    scope(() => {
+      const out = adaptiveMaxPool2d(xp, 1);
+      y = out.keep();
+      backward(sum(mul(out, g)));
+    });
+    assertClose(await y!.read(), expected);
+    assertClose(await xp.grad!.read(), dx);
+    await check((t) => noGrad(() => adaptiveMaxPool2d(t, 1)), x, shape, expected, [2, 3, 1, 1]);
+    y!.kept = false;
+    y!.dispose();
+    xp.dispose();
+    g.dispose();
+  });
+}
