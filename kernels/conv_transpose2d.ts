@@ -3,7 +3,16 @@
 // with the same weight tensor (PyTorch's [Ci, Co/groups, kh, kw] is that conv's
 // [Cout, Cin/groups, kh, kw]). The kernels of conv2d serve all three computations.
 
-import { type ConvGeometry, convOutSize, type Pair, pair } from "./conv2d.ts";
+import { cached, grid1d, type Kernel } from "./common.ts";
+import {
+  type ConvGeometry,
+  convOutSize,
+  type Epilogue,
+  epilogueInputs,
+  epilogueStore,
+  type Pair,
+  pair,
+} from "./conv2d.ts";
 
 export interface ConvTransposeOptionsSpec {
   stride?: Pair;
@@ -84,3 +93,85 @@ export function convTransposeGeometry(
   }
   return geom;
 }
+
+// ---- kernel == stride: each output pixel gets exactly one tap ----------------------------------
+//
+// With kh = stride_y, kw = stride_x, no padding, dilation 1, no output padding and one group,
+// y[n, co, s·i + a, s·j + b] = Σ_ci x[n, ci, i, j]·W[ci, co, a, b]: the forward is a GEMM
+// P[n] = Wᵀ[(co, a, b), ci] × x[n][ci, (i, j)] followed by a pixel shuffle of P into y, and the
+// input and weight gradients are GEMMs over G[n][(co, a, b), (i, j)] = gy[n, co, s·i + a, s·j + b]
+// (the inverse shuffle). The two shuffles are the kernels below; the GEMMs are the matmul op's.
+
+export interface ShuffleSpec {
+  batch: number;
+  /** Channels of the shuffled tensor (the transposed conv's output channels). */
+  channels: number;
+  /** The transposed conv's input size and the stride (= kernel). */
+  h: number;
+  w: number;
+  sy: number;
+  sx: number;
+}
+
+/** Index of P[n, (c·sy + a)·sx + b, i·w + j] for the output element (n, c, Y, X) in `o`
+ * (WGSL, from flat output index `o`). */
+function shuffleIndex(s: ShuffleSpec): string {
+  const W = s.w * s.sx, H = s.h * s.sy;
+  return `let X = o % ${W}u;
+  let Y = (o / ${W}u) % ${H}u;
+  let nc = o / ${W * H}u;
+  let c = nc % ${s.channels}u;
+  let src = (nc * ${s.sy * s.sx}u + (Y % ${s.sy}u) * ${s.sx}u + X % ${s.sx}u) * ${s.h * s.w}u +
+    (Y / ${s.sy}u) * ${s.w}u + X / ${s.sx}u;`;
+}
+
+/** y[n, c, Y, X] = act(P[n, (c·sy + Y % sy)·sx + X % sx, (Y / sy)·w + X / sx] + bias[c]), with
+ * the convolutions' fused epilogue (bias, activation, saved pre-activation). Bindings: P,
+ * [bias], [slope], out, [pre]. */
+function shuffleEpilogueKernelGen(s: ShuffleSpec, e: Epilogue): Kernel {
+  const n = s.batch * s.channels * s.h * s.sy * s.w * s.sx;
+  const g = grid1d(n);
+  const lines = ["@group(0) @binding(0) var<storage, read> inp: array<f32>;"];
+  let b = 1;
+  for (const name of epilogueInputs(e)) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> ${name}: array<f32>;`);
+  }
+  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: array<f32>;`);
+  if (e.savePre) lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<f32>;`);
+  return {
+    name: "conv_transpose2d_shuffle",
+    workgroups: g.workgroups,
+    code: `${lines.join("\n")}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let o = ${g.index};
+  if (o >= ${n}u) { return; }
+  ${shuffleIndex(s)}
+  ${epilogueStore(e, "inp[src]", "c", "o")}
+}`,
+  };
+}
+
+/** The inverse: G[n, (c·sy + a)·sx + b, i·w + j] = gy[n, c, s·i + a, s·j + b], written as
+ * out[src] = gy[o] (one thread per element of gy, so its reads are contiguous). Bindings: gy, G. */
+function unshuffleKernelGen(s: ShuffleSpec): Kernel {
+  const n = s.batch * s.channels * s.h * s.sy * s.w * s.sx;
+  const g = grid1d(n);
+  return {
+    name: "conv_transpose2d_unshuffle",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> gy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let o = ${g.index};
+  if (o >= ${n}u) { return; }
+  ${shuffleIndex(s)}
+  out[src] = gy[o];
+}`,
+  };
+}
+
+// Generated once per distinct spec (see cached in common.ts).
+export const shuffleEpilogueKernel = cached(shuffleEpilogueKernelGen);
+export const unshuffleKernel = cached(unshuffleKernelGen);

@@ -1,12 +1,20 @@
 // Transposed 2-D convolution (PyTorch semantics, weight [Ci, Co/groups, kh, kw]) with fused bias
 // and activation. Forward is the input-gradient kernel of the matching convolution; its
-// backward is that convolution's forward (input gradient) and weight gradient.
+// backward is that convolution's forward (input gradient) and weight gradient. Kernel = stride
+// (SNUNet's k2 s2 up-convs) takes GEMMs and pixel shuffles instead (see shuffleTransposeFits).
 
-import type { ConvActivation, Pair } from "../../kernels/conv2d.ts";
-import { convTransposeGeometry } from "../../kernels/conv_transpose2d.ts";
+import type { ConvActivation, ConvGeometry, Epilogue, Pair } from "../../kernels/conv2d.ts";
+import {
+  convTransposeGeometry,
+  shuffleEpilogueKernel,
+  type ShuffleSpec,
+  unshuffleKernel,
+} from "../../kernels/conv_transpose2d.ts";
 import { isGradEnabled, record } from "../autograd.ts";
+import { run } from "../launch.ts";
 import { addMacs } from "../profiler.ts";
-import type { Tensor } from "../tensor.ts";
+import { empty, type Tensor, view } from "../tensor.ts";
+import { gemm } from "./matmul.ts";
 import {
   activationBackward,
   biasGrad,
@@ -48,10 +56,25 @@ export function convTranspose2d(
   const extra = [...(bias ? [bias] : []), ...(slope ? [slope] : [])];
   const inputs = [x, w, ...extra];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
-  const { y, pre } = convInputGradRaw(g, x, w, epilogueFor(act, bias, slope, recording), extra);
+  const ep = epilogueFor(act, bias, slope, recording);
+  const shuffle = shuffleTransposeFits(g);
+  const { y, pre } = shuffle
+    ? shuffleForwardRaw(g, x, w, ep, extra)
+    : convInputGradRaw(g, x, w, ep, extra);
   addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);
   return record(y, inputs, "convTranspose2d", (gy) => {
     const gz = activationBackward(act, gy, y, pre, slope);
+    if (shuffle) {
+      const u = unshuffled(g, gz);
+      const grads: (Tensor | null)[] = [
+        x.requiresGrad ? shuffleInputGradRaw(g, u, w) : null,
+        w.requiresGrad ? shuffleWeightGradRaw(g, x, u) : null,
+      ];
+      u.dispose();
+      if (bias) grads.push(bias.requiresGrad ? biasGrad(gz) : null);
+      if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
+      return grads;
+    }
     const grads: (Tensor | null)[] = [
       x.requiresGrad ? convForwardRaw(g, gz, w).y : null,
       w.requiresGrad ? convWeightGradRaw(g, gz, x, false).dw : null,
@@ -60,4 +83,76 @@ export function convTranspose2d(
     if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
     return grads;
   });
+}
+
+// ---- kernel == stride ---------------------------------------------------------------------
+// Geometry g is the convolution's (convTransposeGeometry): g.co = the transposed conv's input
+// channels, g.ci its output channels, g.ho × g.wo its input size, g.h × g.w its output size.
+
+/** Channels (both ways) from which the GEMM + shuffle form is taken. Its shuffles move the
+ * whole output-sized tensor once more (a write and a read), which the GEMMs' 2·C flops per
+ * element hide at SNUNet's 256 channels (16×16 input) but not at its 32 (128×128 input), where
+ * the implicit-GEMM kernels' gathered reads already ran 0.98 / 1.40 / 1.09× cuDNN (forward,
+ * input and weight gradient; bench/results/conv_h200.txt) and the extra pass would cost more. */
+export const shuffleTranspose = { minChannels: 64 }; // tests lower it to reach small shapes
+
+/** Kernel == stride, no padding or output padding, dilation 1, one group: every output pixel
+ * is one tap, so the transposed conv is a GEMM plus a pixel shuffle. */
+export function shuffleTransposeFits(g: ConvGeometry): boolean {
+  return g.kh === g.strideY && g.kw === g.strideX && g.padY === 0 && g.padX === 0 &&
+    g.dilY === 1 && g.dilX === 1 && g.groups === 1 && g.h === g.ho * g.strideY &&
+    g.w === g.wo * g.strideX && Math.min(g.ci, g.co) >= shuffleTranspose.minChannels;
+}
+
+function shuffleSpec(g: ConvGeometry): ShuffleSpec {
+  return { batch: g.batch, channels: g.ci, h: g.ho, w: g.wo, sy: g.strideY, sx: g.strideX };
+}
+
+/** Forward (no autograd): P[n] = Wᵀ × x[n] as [(co, a, b), (i, j)], then the shuffle into
+ * y [B, Co, H·sy, W·sx] with the fused epilogue (and the pre-activation when it saves it). */
+export function shuffleForwardRaw(
+  g: ConvGeometry,
+  x: Tensor,
+  w: Tensor,
+  ep: Epilogue,
+  extra: Tensor[] = [],
+): { y: Tensor; pre: Tensor | null } {
+  const taps = g.kh * g.kw, hw = g.ho * g.wo;
+  const wm = view(w, [g.co, g.ci * taps]), xm = view(x, [g.batch, g.co, hw]);
+  const p = gemm(wm, xm, { transA: true });
+  wm.dispose();
+  xm.dispose();
+  const shape = [g.batch, g.ci, g.h, g.w];
+  const y = empty(shape);
+  const pre = ep.savePre ? empty(shape) : null;
+  run(shuffleEpilogueKernel(shuffleSpec(g), ep), [p, ...extra], pre ? [y, pre] : [y]);
+  p.dispose();
+  return { y, pre };
+}
+
+/** G [B, Co·sy·sx, H·W]: the output gradient gathered per tap (the shuffle's inverse). */
+export function unshuffled(g: ConvGeometry, gy: Tensor): Tensor {
+  const u = empty([g.batch, g.ci * g.kh * g.kw, g.ho * g.wo]);
+  run(unshuffleKernel(shuffleSpec(g)), [gy], [u]);
+  return u;
+}
+
+/** Input gradient from G: gx[n] = W [Ci, (co, a, b)] × G[n]. */
+export function shuffleInputGradRaw(g: ConvGeometry, u: Tensor, w: Tensor): Tensor {
+  const wm = view(w, [g.co, g.ci * g.kh * g.kw]);
+  const gx = gemm(wm, u);
+  wm.dispose();
+  const out = view(gx, [g.batch, g.co, g.ho, g.wo]);
+  gx.dispose();
+  return out;
+}
+
+/** Weight gradient from G: dW [Ci, (co, a, b)] = Σ_n x[n] × G[n]ᵀ (batch folded into K). */
+export function shuffleWeightGradRaw(g: ConvGeometry, x: Tensor, u: Tensor): Tensor {
+  const xs = view(x, [g.batch, g.co, g.ho * g.wo]);
+  const dw = gemm(xs, u, { transB: true, batchShape: [] });
+  xs.dispose();
+  const out = view(dw, [g.co, g.ci, g.kh, g.kw]);
+  dw.dispose();
+  return out;
 }

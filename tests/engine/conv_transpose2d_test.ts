@@ -1,8 +1,16 @@
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
-import { convTranspose2d, type ConvTranspose2dOptions } from "../../engine/ops/conv_transpose2d.ts";
+import {
+  convTranspose2d,
+  type ConvTranspose2dOptions,
+  shuffleTranspose,
+  shuffleTransposeFits,
+} from "../../engine/ops/conv_transpose2d.ts";
 import { scope } from "../../engine/scope.ts";
-import { type Tensor, tensor } from "../../engine/tensor.ts";
+import { backward } from "../../engine/autograd.ts";
+import { mul } from "../../engine/ops/elementwise.ts";
+import { sum } from "../../engine/ops/reduce.ts";
+import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
 import { convTransposeGeometry } from "../../kernels/conv_transpose2d.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
@@ -147,6 +155,161 @@ Deno.test("convTranspose2d silu gradient (saved pre-activation) matches finite d
     { maxPoints: 12 },
   );
 });
+
+// Kernel == stride: the GEMM + pixel-shuffle path (taken from 64 channels; lowered here so that
+// small odd shapes reach it). Same float64 reference, every epilogue, gradients for x, w, bias.
+interface ShuffleCase {
+  name: string;
+  x: number[];
+  w: number[];
+  stride: [number, number];
+  act?: NonNullable<ConvTranspose2dOptions["activation"]>;
+  bias?: boolean;
+  slopes?: number;
+}
+
+const shuffleCases: ShuffleCase[] = [
+  { name: "k2 s2, 3→3 bias", x: [2, 3, 7, 9], w: [3, 3, 2, 2], stride: [2, 2], bias: true },
+  { name: "k3 s3, 5→3", x: [2, 5, 7, 9], w: [5, 3, 3, 3], stride: [3, 3] },
+  {
+    name: "k2 s2, 5→3 bias relu",
+    x: [2, 5, 7, 9],
+    w: [5, 3, 2, 2],
+    stride: [2, 2],
+    act: "relu",
+    bias: true,
+  },
+  {
+    name: "k(2,3) s(2,3), 3→4 sigmoid",
+    x: [2, 3, 7, 9],
+    w: [3, 4, 2, 3],
+    stride: [2, 3],
+    act: "sigmoid",
+    bias: true,
+  },
+  {
+    name: "k3 s3, 3→3 silu",
+    x: [2, 3, 7, 9],
+    w: [3, 3, 3, 3],
+    stride: [3, 3],
+    act: "silu",
+    bias: true,
+  },
+  {
+    name: "k2 s2, 5→3 prelu per channel",
+    x: [2, 5, 7, 9],
+    w: [5, 3, 2, 2],
+    stride: [2, 2],
+    act: "prelu",
+    bias: true,
+    slopes: 3,
+  },
+];
+
+function actRef(a: string, z: number, slope: number): number {
+  switch (a) {
+    case "relu":
+      return Math.max(z, 0);
+    case "sigmoid":
+      return 1 / (1 + Math.exp(-z));
+    case "silu":
+      return z / (1 + Math.exp(-z));
+    case "prelu":
+      return z > 0 ? z : slope * z;
+    default:
+      return z;
+  }
+}
+
+async function withShuffle(fn: () => Promise<void>): Promise<void> {
+  const old = shuffleTranspose.minChannels;
+  shuffleTranspose.minChannels = 1;
+  try {
+    await fn();
+  } finally {
+    shuffleTranspose.minChannels = old;
+  }
+}
+
+for (const [k, c] of shuffleCases.entries()) {
+  const opts: Opts = { stride: c.stride, activation: c.act };
+  const data = (seed: number) => ({
+    x: randArray(c.x.reduce((a, b) => a * b), seed),
+    w: randArray(c.w.reduce((a, b) => a * b), seed + 1, -0.5, 0.5),
+    bias: c.bias ? randArray(c.w[1], seed + 2) : undefined,
+    slopes: c.slopes ? randArray(c.slopes, seed + 3, 0.1, 0.4) : undefined,
+  });
+  Deno.test(`convTranspose2d kernel = stride ${c.name}: GEMM + shuffle matches a float64 reference`, () =>
+    withShuffle(async () => {
+      assert.ok(shuffleTransposeFits(convTransposeGeometry(c.x, c.w, opts)));
+      const d = data(40 * k + 5);
+      const ref = convTransposeRef(c.x, c.w, { stride: c.stride }, d.x, d.w, d.bias);
+      const hw = ref.shape[2] * ref.shape[3];
+      const expect = ref.y.map((v, i) => {
+        const ch = Math.floor(i / hw) % ref.shape[1];
+        return actRef(c.act ?? "none", v, d.slopes ? d.slopes[ch] : 0);
+      });
+      const y = scope(() =>
+        convTranspose2d(tensor(d.x, c.x), tensor(d.w, c.w), {
+          ...opts,
+          bias: d.bias && tensor(d.bias),
+          preluSlope: d.slopes && tensor(d.slopes),
+        })
+      );
+      assert.deepEqual([...y.shape], ref.shape);
+      assertClose(await y.read(), expect, { what: c.name, atol: 1e-5, rtol: 1e-4 });
+      y.dispose();
+    }));
+  if (c.act === "relu") continue; // kink: the relu gradient is the same helper as conv2d's
+  Deno.test(`convTranspose2d kernel = stride ${c.name}: gradients match finite differences`, () =>
+    withShuffle(async () => {
+      const d = data(40 * k + 500);
+      if (d.slopes) {
+        // PReLU's kink: pre-activations kept away from zero (small weights, bias ±2).
+        d.w = d.w.map((v) => v * 0.2);
+        d.bias = d.bias!.map((_, ch) => (ch % 2 ? 2 : -2));
+      }
+      const inputs = [{ data: d.x, shape: c.x }, { data: d.w, shape: c.w }];
+      if (d.bias) inputs.push({ data: d.bias, shape: [d.bias.length] });
+      if (d.slopes) inputs.push({ data: d.slopes, shape: [d.slopes.length] });
+      await gradCheck(
+        (...ts: Tensor[]) =>
+          convTranspose2d(ts[0], ts[1], {
+            ...opts,
+            bias: d.bias ? ts[2] : undefined,
+            preluSlope: d.slopes ? ts[3] : undefined,
+          }),
+        inputs,
+        { maxPoints: 12 },
+      );
+    }));
+}
+
+Deno.test("convTranspose2d kernel = stride: relu gradients equal the general path's", () =>
+  withShuffle(async () => {
+    const c = shuffleCases[2];
+    const d = {
+      x: randArray(c.x.reduce((a, b) => a * b), 91),
+      w: randArray(c.w.reduce((a, b) => a * b), 92, -0.5, 0.5),
+      b: randArray(c.w[1], 93),
+    };
+    const grads = async (min: number) => {
+      shuffleTranspose.minChannels = min;
+      const x = parameter(d.x, c.x), w = parameter(d.w, c.w), b = parameter(d.b, [c.w[1]]);
+      scope(() => {
+        const y = convTranspose2d(x, w, { stride: c.stride, bias: b, activation: "relu" });
+        backward(sum(mul(y, y)));
+      });
+      const out = [await x.grad!.read(), await w.grad!.read(), await b.grad!.read()];
+      for (const t of [x, w, b]) t.dispose();
+      return out;
+    };
+    const shuffled = await grads(1);
+    const general = await grads(1 << 30);
+    for (const [i, what] of ["x", "w", "bias"].entries()) {
+      assertClose(shuffled[i], general[i], { what: `d${what}`, atol: 1e-4, rtol: 1e-4 });
+    }
+  }));
 
 Deno.test("convTranspose2d rejects bad output padding and weight shapes", () => {
   assert.throws(
