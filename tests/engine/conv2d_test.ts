@@ -7,6 +7,8 @@ import {
   convWeightGradRaw,
   foldBatchNorm,
   runWinograd,
+  winogradWeightGradRaw,
+  winogradWgradFits,
 } from "../../engine/ops/conv2d.ts";
 import { scope } from "../../engine/scope.ts";
 import { run } from "../../engine/launch.ts";
@@ -484,5 +486,37 @@ Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, 
     });
     assertClose(await y.read(), convRef(g, x, w), { what: `tile 32 ${xs}→${ws}`, atol: 1e-4 });
     y.dispose();
+  }
+});
+
+Deno.test("Winograd F(4×4, 3×3) weight gradient: odd shapes, paddings 0–2, partial tiles, through the op's router", async () => {
+  const shapes: [number[], number[], number][] = [
+    [[2, 3, 7, 9], [5, 3, 3, 3], 1], // output 7×9: partial tiles on both edges
+    [[1, 6, 10, 6], [4, 6, 3, 3], 0], // no padding: output 8×4, whole tiles
+    [[2, 5, 5, 11], [7, 5, 3, 3], 2], // padding 2: output 7×13
+    [[2, 17, 6, 7], [16, 17, 3, 3], 1], // taken by convWeightGradRaw (≥ 16 channels)
+    [[3, 4, 9, 5], [6, 4, 3, 3], 1], // three images in chunks of one (summed GEMM results)
+  ];
+  for (const [k, [xs, ws, padding]] of shapes.entries()) {
+    const g = convGeometry(xs, ws, { padding });
+    const x = randArray(xs.reduce((a, b) => a * b), 40 + k);
+    const dy = randArray(g.batch * g.co * g.ho * g.wo, 50 + k);
+    const viaOp = winogradWgradFits(g);
+    assert.equal(viaOp, k === 3, `${xs}→${ws}: router choice`);
+    const chunkBytes = k === 4 ? 36 * 6 * 9 * 4 : undefined; // one image's transformed dy
+    const { dw, db } = scope(() => {
+      const [tx, tdy] = [tensor(x, xs), tensor(dy, [g.batch, g.co, g.ho, g.wo])];
+      if (viaOp) {
+        const r = convWeightGradRaw(g, tx, tdy, true);
+        return { dw: r.dw, db: r.db };
+      }
+      return { dw: winogradWeightGradRaw(g, tx, tdy, chunkBytes), db: null };
+    });
+    const ref = wgradRef(g, x, dy);
+    const what = `${xs}→${ws} p${padding}`;
+    assertClose(await dw.read(), ref.dw, { what: `${what} dw`, atol: 1e-4, rtol: 1e-4 });
+    if (db) assertClose(await db.read(), ref.db, { what: `${what} db`, atol: 1e-4, rtol: 1e-4 });
+    dw.dispose();
+    db?.dispose();
   }
 });

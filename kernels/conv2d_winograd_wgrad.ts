@@ -1,0 +1,252 @@
+// Weight gradient of a 3×3 stride-1 convolution by Winograd's F(4×4, 3×3) (Lavin & Gray 2016).
+// The forward maps a 6×6 input patch d and the filter g to a 4×4 output tile as
+//   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A,
+// so the filter's gradient, summed over tiles, is
+//   dg = Gᵀ [ Σ_tiles (Bᵀ d B) ⊙ (A dY Aᵀ) ] G:
+// 36 products per (tile, input channel, output channel) where the direct form has 144 (9 taps ×
+// 16 outputs). Three kernels around one batched GEMM (the matmul op):
+//   wgradInputTransform:  x  → V [36, Ci, T], V = Bᵀ d B of every tile's patch;
+//   wgradGradTransform:   dy → W [36, Co, T], W = A dY Aᵀ of every tile;
+//   the GEMM:             M[e] = W[e] · V[e]ᵀ, [36, Co, Ci], split over T where it is long;
+//   wgradOutputTransform: M  → dw [Co, Ci, 3, 3], Gᵀ M G.
+// T counts the 4×4 output tiles (batch × ⌈Ho/4⌉ × ⌈Wo/4⌉), tile-fastest in V and W so the
+// transforms write and the GEMM reads along rows.
+
+import { cached, grid1d, type Kernel } from "./common.ts";
+import type { ConvGeometry } from "./conv2d.ts";
+
+/** Lavin & Gray's F(4×4, 3×3) matrices (interpolation points 0, ±1, ±2, ∞). */
+const BT = [
+  [4, 0, -5, 0, 1, 0],
+  [0, -4, -4, 1, 1, 0],
+  [0, 4, -4, -1, 1, 0],
+  [0, -2, -1, 2, 1, 0],
+  [0, 2, -1, -2, 1, 0],
+  [0, 4, 0, -5, 0, 1],
+];
+const G = [
+  [1 / 4, 0, 0],
+  [-1 / 6, -1 / 6, -1 / 6],
+  [-1 / 6, 1 / 6, -1 / 6],
+  [1 / 24, 1 / 12, 1 / 6],
+  [1 / 24, -1 / 12, 1 / 6],
+  [0, 0, 1],
+];
+const AT = [
+  [1, 1, 1, 1, 1, 0],
+  [0, 1, -1, 2, -2, 0],
+  [0, 1, 1, 4, 4, 0],
+  [0, 1, -1, 8, -8, 1],
+];
+
+/** Transform elements (6×6) and the output tile edge. */
+export const WINO4_ELEMENTS = 36;
+const TILE = 4;
+
+/** Σ c_k·term_k as WGSL, zero coefficients skipped and ±1 written without a product. */
+function lin(coefs: number[], terms: string[]): string {
+  const parts: string[] = [];
+  coefs.forEach((c, k) => {
+    if (c === 0) return;
+    const mag = Math.abs(c);
+    const t = mag === 1
+      ? terms[k]
+      : `${Number.isInteger(mag) ? mag.toFixed(1) : mag} * ${terms[k]}`;
+    parts.push(`${parts.length ? (c < 0 ? " - " : " + ") : (c < 0 ? "-" : "")}${t}`);
+  });
+  return parts.length ? `(${parts.join("")})` : "0.0";
+}
+
+/** WGSL computing out = L · X · Rᵀ for named scalars: X is rows×cols named `${x}${i}_${j}`,
+ * L is [p][rows], R is [q][cols]; results are `${out}${i}_${j}`. */
+function sandwich(x: string, out: string, l: number[][], r: number[][], cols: number): string {
+  const rows = l[0].length, lines: string[] = [];
+  for (let i = 0; i < l.length; i++) {
+    for (let j = 0; j < cols; j++) {
+      const terms = Array.from({ length: rows }, (_, k) => `${x}${k}_${j}`);
+      lines.push(`let h${out}${i}_${j} = ${lin(l[i], terms)};`);
+    }
+  }
+  for (let i = 0; i < l.length; i++) {
+    for (let j = 0; j < r.length; j++) {
+      const terms = Array.from({ length: cols }, (_, k) => `h${out}${i}_${k}`);
+      lines.push(`let ${out}${i}_${j} = ${lin(r[j], terms)};`);
+    }
+  }
+  return lines.join("\n  ");
+}
+
+const transpose = (m: number[][]) => m[0].map((_, j) => m.map((r) => r[j]));
+
+export interface WinoWgradSpec {
+  /** Images transformed by this launch, from image n0 on (the batch goes in chunks when its
+   * transformed operands would be too large). */
+  batch: number;
+  n0: number;
+  ci: number;
+  co: number;
+  h: number;
+  w: number;
+  ho: number;
+  wo: number;
+  padY: number;
+  padX: number;
+}
+
+export function winoWgradSpec(g: ConvGeometry, n0 = 0, batch = g.batch): WinoWgradSpec {
+  return {
+    batch,
+    n0,
+    ci: g.ci,
+    co: g.co,
+    h: g.h,
+    w: g.w,
+    ho: g.ho,
+    wo: g.wo,
+    padY: g.padY,
+    padX: g.padX,
+  };
+}
+
+/** Output tiles along y and x, and in all. */
+export function winoWgradTiles(s: WinoWgradSpec): { th: number; tw: number; t: number } {
+  const th = Math.ceil(s.ho / TILE), tw = Math.ceil(s.wo / TILE);
+  return { th, tw, t: s.batch * th * tw };
+}
+
+/** WGSL decoding tile index t (u32) into n, ty, tx. */
+function tileCoords(s: WinoWgradSpec): string {
+  const { th, tw } = winoWgradTiles(s);
+  return `let tx = i32(t % ${tw}u);
+  let ty = i32((t / ${tw}u) % ${th}u);
+  let n = t / ${th * tw}u + ${s.n0}u;`;
+}
+
+/** V[e, c, t] = (Bᵀ d B)[e] of tile t's 6×6 patch of input channel c (zero outside). */
+function inputTransformGen(s: WinoWgradSpec): Kernel {
+  const { t: T } = winoWgradTiles(s);
+  const total = s.ci * T;
+  const g = grid1d(total);
+  const loads: string[] = [];
+  for (let c = 0; c < 6; c++) loads.push(`let cx${c} = u32(x0 + ${c}) < ${s.w}u;`);
+  for (let r = 0; r < 6; r++) {
+    loads.push(`let ry${r} = u32(y0 + ${r}) < ${s.h}u;`);
+    for (let c = 0; c < 6; c++) {
+      loads.push(`let d${r}_${c} = tap(ry${r} && cx${c}, base, (y0 + ${r}) * ${s.w} + x0 + ${c});`);
+    }
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    for (let j = 0; j < 6; j++) {
+      stores.push(`v[${(i * 6 + j) * total}u + o] = V${i}_${j};`);
+    }
+  }
+  return {
+    name: "conv2d_wgrad_wino4_input",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> v: array<f32>;
+fn tap(ok: bool, base: u32, q: i32) -> f32 {
+  return select(0.0, x[select(0u, base + u32(q), ok)], ok);
+}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let o = ${g.index};
+  if (o >= ${total}u) { return; }
+  let t = o % ${T}u;
+  let c = o / ${T}u;
+  ${tileCoords(s)}
+  let y0 = ty * ${TILE} - ${s.padY};
+  let x0 = tx * ${TILE} - ${s.padX};
+  let base = (n * ${s.ci}u + c) * ${s.h * s.w}u;
+  ${loads.join("\n  ")}
+  ${sandwich("d", "V", BT, BT, 6)}
+  ${stores.join("\n  ")}
+}`,
+  };
+}
+
+/** W[e, c, t] = (A dY Aᵀ)[e] of tile t's 4×4 output gradient of channel c (zero past the
+ * output's edge). */
+function gradTransformGen(s: WinoWgradSpec): Kernel {
+  const { t: T } = winoWgradTiles(s);
+  const total = s.co * T;
+  const g = grid1d(total);
+  const A = transpose(AT);
+  const loads: string[] = [];
+  for (let r = 0; r < 4; r++) {
+    for (let c = 0; c < 4; c++) {
+      loads.push(
+        `let e${r}_${c} = tap(y0 + ${r} < ${s.ho} && x0 + ${c} < ${s.wo}, ` +
+          `base + u32((y0 + ${r}) * ${s.wo} + x0 + ${c}));`,
+      );
+    }
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    for (let j = 0; j < 6; j++) stores.push(`w[${(i * 6 + j) * total}u + o] = W${i}_${j};`);
+  }
+  return {
+    name: "conv2d_wgrad_wino4_grad",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read_write> w: array<f32>;
+fn tap(ok: bool, q: u32) -> f32 {
+  return select(0.0, dy[select(0u, q, ok)], ok);
+}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let o = ${g.index};
+  if (o >= ${total}u) { return; }
+  let t = o % ${T}u;
+  let c = o / ${T}u;
+  ${tileCoords(s)}
+  let y0 = ty * ${TILE};
+  let x0 = tx * ${TILE};
+  let base = (n * ${s.co}u + c) * ${s.ho * s.wo}u;
+  ${loads.join("\n  ")}
+  ${sandwich("e", "W", A, A, 4)}
+  ${stores.join("\n  ")}
+}`,
+  };
+}
+
+/** dw[co, ci, 3, 3] = Gᵀ M[·, co, ci] G, M being [36, Co, Ci]. */
+function outputTransformGen(s: WinoWgradSpec): Kernel {
+  const total = s.co * s.ci;
+  const g = grid1d(total);
+  const GT = transpose(G);
+  const loads: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    for (let j = 0; j < 6; j++) loads.push(`let m${i}_${j} = mm[${(i * 6 + j) * total}u + o];`);
+  }
+  const stores: string[] = [];
+  for (let a = 0; a < 3; a++) {
+    for (let b = 0; b < 3; b++) stores.push(`dw[o * 9u + ${a * 3 + b}u] = D${a}_${b};`);
+  }
+  return {
+    name: "conv2d_wgrad_wino4_output",
+    workgroups: g.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> mm: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dw: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let o = ${g.index};
+  if (o >= ${total}u) { return; }
+  ${loads.join("\n  ")}
+  ${sandwich("m", "D", GT, GT, 6)}
+  ${stores.join("\n  ")}
+}`,
+  };
+}
+
+/** Bytes of the larger transformed operand per image. */
+export function winoWgradBytesPerImage(g: ConvGeometry): number {
+  return WINO4_ELEMENTS * Math.max(g.ci, g.co) * Math.ceil(g.ho / TILE) * Math.ceil(g.wo / TILE) *
+    4;
+}
+
+// Generated once per distinct spec (see cached in common.ts).
+export const wgradInputTransformKernel = cached(inputTransformGen);
+export const wgradGradTransformKernel = cached(gradTransformGen);
+export const wgradOutputTransformKernel = cached(outputTransformGen);
