@@ -20,6 +20,7 @@ import {
   convInputGradRaw,
   convWeightGradRaw,
   runWinograd,
+  weightGradRaw,
 } from "../engine/ops/conv2d.ts";
 import {
   shuffleForwardRaw,
@@ -28,6 +29,7 @@ import {
   shuffleWeightGradRaw,
   unshuffled,
 } from "../engine/ops/conv_transpose2d.ts";
+import { small1x1Fits } from "../engine/ops/conv1x1_small.ts";
 import { gemm } from "../engine/ops/matmul.ts";
 import { pool } from "../engine/pool.ts";
 import { sync, withEncoder } from "../engine/recorder.ts";
@@ -598,6 +600,16 @@ function pathOf(g: ConvGeometry, op: string): string {
 
 type Case = [op: string, launch: () => Tensor, check: Sampler, path: string];
 
+/** pathOf, with the small 1×1 kernels (engine/ops/conv1x1_small.ts) where the conv ops take them. */
+function opPath(g: ConvGeometry, op: string): string {
+  const direct = op === "fwd"
+    ? forwardIsDirect(g)
+    : op === "dgrad"
+    ? dgradIsDirect(g)
+    : wgradIsDirect(g);
+  return small1x1Fits(g) && !direct ? "small" : pathOf(g, op);
+}
+
 /** Time one computation of a layer into a row; `alt` (a key suffix) marks a comparison row. */
 async function timeRow(layer: Layer, c: Case, flop: number, alt: "" | "conv" | "matmul") {
   const [op, launch, check, path] = c;
@@ -671,13 +683,13 @@ for (const layer of LAYERS) {
   const flop = 2 * g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw;
   // Each computation on the conv ops' kernels (conv terms).
   let cases: Case[] = [
-    ["fwd", () => convForwardRaw(g, x.t, w.t).y, forwardSampler(g, x, w), pathOf(g, "fwd")],
-    ["dgrad", () => convInputGradRaw(g, dy.t, w.t).y, dgradSampler(g, dy, w), pathOf(g, "dgrad")],
+    ["fwd", () => convForwardRaw(g, x.t, w.t).y, forwardSampler(g, x, w), opPath(g, "fwd")],
+    ["dgrad", () => convInputGradRaw(g, dy.t, w.t).y, dgradSampler(g, dy, w), opPath(g, "dgrad")],
     [
       "wgrad",
-      () => convWeightGradRaw(g, x.t, dy.t, false).dw,
+      () => weightGradRaw(g, x.t, dy.t, false).dw,
       wgradSampler(g, x, dy),
-      pathOf(g, "wgrad"),
+      opPath(g, "wgrad"),
     ],
   ];
   // Where the op takes another route for this shape, that route gives the row (the one compared

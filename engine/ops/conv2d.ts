@@ -49,6 +49,7 @@ import { isGradEnabled, record } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { addMacs } from "../profiler.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
+import { small1x1Fits, small1x1MixRaw, small1x1WeightGradRaw } from "./conv1x1_small.ts";
 import { add, mapNamed } from "./elementwise.ts";
 import { gemm, matmul } from "./matmul.ts";
 import { sum } from "./reduce.ts";
@@ -125,6 +126,7 @@ export function convForwardRaw(
   ep: Epilogue = NO_EPILOGUE,
   extra: Tensor[] = [],
 ): { y: Tensor; pre: Tensor | null } {
+  if (small1x1Fits(g) && !forwardIsDirect(g)) return small1x1MixRaw(g, "forward", x, w, ep, extra);
   const shape = [g.batch, g.co, g.ho, g.wo];
   const y = empty(shape);
   const pre = ep.savePre ? empty(shape) : null;
@@ -166,6 +168,7 @@ export function convInputGradRaw(
   ep: Epilogue = NO_EPILOGUE,
   extra: Tensor[] = [],
 ): { y: Tensor; pre: Tensor | null } {
+  if (small1x1Fits(g) && !dgradIsDirect(g)) return small1x1MixRaw(g, "dgrad", dy, w, ep, extra);
   const shape = [g.batch, g.ci, g.h, g.w];
   const y = empty(shape);
   const pre = ep.savePre ? empty(shape) : null;
@@ -326,10 +329,25 @@ export function biasGrad(gz: Tensor): Tensor {
 
 /** A 1×1 convolution (stride 1, no padding, one group) is the product W[Co, Ci] × X[b] of
  * [Ci, H·W]: the matmul op serves it when its epilogue can (no activation, or ReLU). Convs to
- * at most DIRECT_MAX_CHANNELS channels stay on the direct kernel. */
+ * at most DIRECT_MAX_CHANNELS channels stay on the direct kernel, and those with few weights
+ * (small1x1Fits) on the small 1×1 kernels. */
 function isPlainGemm(g: ConvGeometry, act: ConvActivation): boolean {
   return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
-    g.padX === 0 && g.groups === 1 && !forwardIsDirect(g) && (act === "none" || act === "relu");
+    g.padX === 0 && g.groups === 1 && !forwardIsDirect(g) && !small1x1Fits(g) &&
+    (act === "none" || act === "relu");
+}
+
+/** The weight gradient the conv ops take: the small 1×1 kernel for 1×1 convs with few weights
+ * (unless the direct kernel takes them), else convWeightGradRaw. */
+export function weightGradRaw(
+  g: ConvGeometry,
+  x: Tensor,
+  dy: Tensor,
+  withBias: boolean,
+): { dw: Tensor; db: Tensor | null } {
+  return small1x1Fits(g) && !wgradIsDirect(g)
+    ? small1x1WeightGradRaw(g, x, dy, withBias)
+    : convWeightGradRaw(g, x, dy, withBias);
 }
 
 /** conv2d(x [B, Ci, H, W], w [Co, Ci/groups, kh, kw]) → [B, Co, Ho, Wo], PyTorch semantics,
@@ -358,7 +376,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
     const gz = activationBackward(act, gy, y, pre, slope);
     const wantB = !!bias?.requiresGrad;
     let dw: Tensor | null = null, db: Tensor | null = null;
-    if (w.requiresGrad) ({ dw, db } = convWeightGradRaw(g, x, gz, wantB));
+    if (w.requiresGrad) ({ dw, db } = weightGradRaw(g, x, gz, wantB));
     else if (wantB) db = biasGrad(gz);
     const grads: (Tensor | null)[] = [
       x.requiresGrad ? convInputGradRaw(g, gz, w).y : null,

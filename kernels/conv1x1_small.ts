@@ -1,0 +1,244 @@
+// 1×1 convolutions (stride 1, no padding, one group) with few channels both ways (TinyCD's
+// classifier and mask chains: 3→10, 16→8, 8→1, …). They are memory-bound: every pixel's few
+// channels are read once and a handful of multiply-adds done with them, so GEMM tiles (16×16
+// outputs and up) are mostly padding and their weight gradient, a tiny Co×Ci result summed over
+// millions of pixels, needs split-K partials. Two kernels instead:
+//
+// - a per-pixel channel mix, out[n, o, p] = Σ_i w(o, i)·in[n, i, p], for the forward (o = Co,
+//   with the fused epilogue) and the input gradient (o = Ci, w transposed): each thread takes 4
+//   consecutive pixels (vec4 when H·W % 4 = 0) and keeps min(I, O) vec4 in registers;
+// - the weight gradient: each workgroup sums a chunk of pixels for every (co, ci) (and the bias
+//   column), threads split into channel blocks whose products stay in registers (≤ 8 input
+//   channels × ≤ 64/8 output channels), then a shared-memory tree; the partials [split, Co, Ci+1]
+//   are summed by conv2d_wgrad's splitReduceKernel.
+
+import { cached, grid1d, type Kernel } from "./common.ts";
+import { convBindings, type Epilogue, epilogueStore } from "./conv2d.ts";
+
+export interface Small1x1 {
+  batch: number;
+  ci: number;
+  co: number;
+  /** Pixels per image (H·W). */
+  pixels: number;
+}
+
+/** Above this many weights the GEMM kernels' tiles fill (TinyCD's 24→24, 576 weights, ran its
+ * weight gradient at 1.30× cuDNN and 32→16 at 0.93×, bench/results/conv_h200.txt), while the 3→10
+ * and 16→8 weight gradients ran at 2.1–2.5×: there these kernels are used. */
+export const SMALL_1X1_MAX_WEIGHTS = 256;
+/** Input channels per weight-gradient thread block, accumulators per thread (about). */
+const CI_BLOCK = 8;
+const ACC_BUDGET = 64;
+/** Channel blocks per workgroup (each gets 256 / blocks threads, at least 32). */
+export const MAX_BLOCKS = 8;
+
+export interface WgradBlocks {
+  /** Input / output channels per block, block counts along each. */
+  cib: number;
+  cob: number;
+  nci: number;
+  nco: number;
+  /** Threads per block. */
+  threads: number;
+}
+
+export function wgradBlocks(ci: number, co: number): WgradBlocks {
+  const cib = Math.min(ci, CI_BLOCK);
+  const cob = Math.min(co, Math.max(1, Math.floor(ACC_BUDGET / cib)));
+  const nci = Math.ceil(ci / cib), nco = Math.ceil(co / cob);
+  const g = nci * nco;
+  const threads = g === 1 ? 256 : g === 2 ? 128 : g <= 4 ? 64 : 32;
+  return { cib, cob, nci, nco, threads };
+}
+
+/** The shapes these kernels take: few weights, at most MAX_BLOCKS weight-gradient blocks. */
+export function small1x1Shape(ci: number, co: number): boolean {
+  const b = wgradBlocks(ci, co);
+  return ci * co <= SMALL_1X1_MAX_WEIGHTS && b.nci * b.nco <= MAX_BLOCKS;
+}
+
+export interface MixSpec extends Small1x1 {
+  /** "forward": out has Co channels, w(o, i) = w[o·Ci + i]; "dgrad": out has Ci channels,
+   * w(o, i) = w[i·Ci + o]. */
+  mode: "forward" | "dgrad";
+  epilogue: Epilogue;
+}
+
+/** Bindings: in, w, [bias], [slope], out, [pre]. */
+function mixKernelGen(s: MixSpec): Kernel {
+  const [I, O] = s.mode === "forward" ? [s.ci, s.co] : [s.co, s.ci];
+  const wIdx = (o: number, i: number) => (s.mode === "forward" ? o * s.ci + i : i * s.ci + o);
+  const vec = s.pixels % 4 === 0;
+  const U = vec ? s.pixels / 4 : s.pixels;
+  const n = s.batch * U;
+  const g = grid1d(n);
+  const T = vec ? "vec4<f32>" : "f32";
+  const body: string[] = [];
+  const store = (o: number, v: string) =>
+    epilogueStore(s.epilogue, v, `${o}u`, `ob + ${o * U}u`, vec);
+  if (I <= O) {
+    // Every input channel in registers, one output at a time.
+    for (let i = 0; i < I; i++) body.push(`let v${i} = inp[ib + ${i * U}u];`);
+    for (let o = 0; o < O; o++) {
+      const terms = Array.from({ length: I }, (_, i) => `wt[${wIdx(o, i)}] * v${i}`);
+      body.push(store(o, `(${terms.join(" + ")})`));
+    }
+  } else {
+    // Every output accumulated in registers, one input at a time.
+    for (let o = 0; o < O; o++) body.push(`var a${o}: ${T} = ${T}(0.0);`);
+    for (let i = 0; i < I; i++) {
+      body.push(`{ let v = inp[ib + ${i * U}u];`);
+      for (let o = 0; o < O; o++) body.push(`  a${o} = fma(${T}(wt[${wIdx(o, i)}]), v, a${o});`);
+      body.push("}");
+    }
+    for (let o = 0; o < O; o++) body.push(store(o, `a${o}`));
+  }
+  return {
+    name: `conv1x1_small_${s.mode}`,
+    workgroups: g.workgroups,
+    code: `${convBindings(s.epilogue, "inp", { in: vec, out: vec })}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let u = ${g.index};
+  if (u >= ${n}u) { return; }
+  let nb = u / ${U}u;
+  let p = u % ${U}u;
+  let ib = nb * ${I * U}u + p;
+  let ob = nb * ${O * U}u + p;
+  ${body.join("\n  ")}
+}`,
+  };
+}
+
+export interface SmallWgradSpec extends Small1x1 {
+  bias: boolean;
+  /** Workgroups (each writes one partial [Co, Ci + bias]) and pixel units per workgroup. */
+  splits: number;
+  chunk: number;
+}
+
+/** Pixel units (vec4 or single pixels) and the split of them over workgroups: about 8 units per
+ * thread, at most 1024 partials. */
+export function smallWgradSplits(s: Small1x1): { units: number; splits: number; chunk: number } {
+  const units = s.batch * (s.pixels % 4 === 0 ? s.pixels / 4 : s.pixels);
+  const { threads } = wgradBlocks(s.ci, s.co);
+  const want = Math.max(1, Math.min(1024, Math.ceil(units / (threads * 8))));
+  const chunk = Math.ceil(units / want);
+  return { units, splits: Math.ceil(units / chunk), chunk };
+}
+
+/** Rounds of this many accumulators go through shared memory at once (16 × 256 floats). */
+const ROUND = 16;
+
+/** Partials part[split, co, ci (+ bias column)]. Bindings: x, dy, part. */
+function smallWgradKernelGen(s: SmallWgradSpec): Kernel {
+  const b = wgradBlocks(s.ci, s.co);
+  const G = b.nci * b.nco, T = b.threads, WG = T * G;
+  const vec = s.pixels % 4 === 0;
+  const U = vec ? s.pixels / 4 : s.pixels;
+  const units = s.batch * U;
+  const cols1 = s.ci + (s.bias ? 1 : 0);
+  const prodOf = (a: string, c: string) => (vec ? `dot(${a}, ${c})` : `${a} * ${c}`);
+  const sumOf = (a: string) => (vec ? `(${a}.x + ${a}.y + ${a}.z + ${a}.w)` : a);
+  // Per block: its channel ranges and the loop body accumulating into a0, a1, …
+  let amax = 0;
+  const branches: string[] = [];
+  for (let grp = 0; grp < G; grp++) {
+    const ib = grp % b.nci, ob = Math.floor(grp / b.nci);
+    const c0 = ib * b.cib, cis = Math.min(b.cib, s.ci - c0);
+    const o0 = ob * b.cob, cos = Math.min(b.cob, s.co - o0);
+    const withBias = s.bias && ib === 0;
+    amax = Math.max(amax, cos * cis + (withBias ? cos : 0));
+    const lines: string[] = [];
+    for (let i = 0; i < cis; i++) lines.push(`let x${i} = xs[xb + ${(c0 + i) * U}u];`);
+    for (let o = 0; o < cos; o++) {
+      lines.push(`let d${o} = dy[yb + ${(o0 + o) * U}u];`);
+      for (let i = 0; i < cis; i++) {
+        lines.push(`a${o * cis + i} += ${prodOf(`x${i}`, `d${o}`)};`);
+      }
+      if (withBias) lines.push(`a${cos * cis + o} += ${sumOf(`d${o}`)};`);
+    }
+    branches.push(`if (grp == ${grp}u) {\n      ${lines.join("\n      ")}\n    }`);
+  }
+  const rounds = Math.ceil(amax / ROUND);
+  const seg = T / ROUND; // threads summing one (block, accumulator) in the first reduce step
+  const roundCode: string[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const writes: string[] = [];
+    for (let j = 0; j < ROUND; j++) {
+      const k = r * ROUND + j;
+      writes.push(`sh[${j * WG}u + lid] = ${k < amax ? `a${k}` : "0.0"};`);
+    }
+    roundCode.push(`{
+    ${writes.join("\n    ")}
+    workgroupBarrier();
+    var t = 0.0;
+    {
+      let q = lid / ${seg}u;
+      let base = (q % ${ROUND}u) * ${WG}u + (q / ${ROUND}u) * ${T}u + (lid % ${seg}u) * ${ROUND}u;
+      for (var m = 0u; m < ${ROUND}u; m++) { t += sh[base + m]; }
+    }
+    workgroupBarrier();
+    sh[lid] = t;
+    workgroupBarrier();
+    if (lid < ${G * ROUND}u) {
+      var tot = 0.0;
+      for (var m = 0u; m < ${seg}u; m++) { tot += sh[lid * ${seg}u + m]; }
+      emit(lid / ${ROUND}u, ${r * ROUND}u + lid % ${ROUND}u, tot, wid);
+    }
+    workgroupBarrier();
+  }`);
+  }
+  const accs = Array.from({ length: amax }, (_, k) => `var a${k} = 0.0;`);
+  const T4 = vec ? "vec4<f32>" : "f32";
+  return {
+    name: "conv1x1_small_wgrad",
+    workgroups: [s.splits, 1, 1],
+    code: `@group(0) @binding(0) var<storage, read> xs: array<${T4}>;
+@group(0) @binding(1) var<storage, read> dy: array<${T4}>;
+@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+var<workgroup> sh: array<f32, ${ROUND * WG}>;
+
+// Accumulator k of block grp → part[split, co, col].
+fn emit(grp: u32, k: u32, v: f32, split: u32) {
+  let ib = grp % ${b.nci}u;
+  let ob = grp / ${b.nci}u;
+  let cis = min(${b.cib}u, ${s.ci}u - ib * ${b.cib}u);
+  let cos = min(${b.cob}u, ${s.co}u - ob * ${b.cob}u);
+  var co = 0u;
+  var col = 0u;
+  if (k < cos * cis) {
+    co = ob * ${b.cob}u + k / cis;
+    col = ib * ${b.cib}u + k % cis;
+  } else if (${s.bias} && ib == 0u && k < cos * (cis + 1u)) {
+    co = ob * ${b.cob}u + k - cos * cis;
+    col = ${s.ci}u;
+  } else {
+    return;
+  }
+  part[(split * ${s.co}u + co) * ${cols1}u + col] = v;
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let wid = wg.x;
+  let grp = lid / ${T}u;
+  let u0 = wid * ${s.chunk}u;
+  let u1 = min(u0 + ${s.chunk}u, ${units}u);
+  ${accs.join("\n  ")}
+  for (var u = u0 + lid % ${T}u; u < u1; u += ${T}u) {
+    let nb = u / ${U}u;
+    let p = u % ${U}u;
+    let xb = nb * ${s.ci * U}u + p;
+    let yb = nb * ${s.co * U}u + p;
+    ${branches.join(" else ")}
+  }
+  ${roundCode.join("\n  ")}
+}`,
+  };
+}
+
+// Generated once per distinct spec (see cached in common.ts).
+export const mixKernel = cached(mixKernelGen);
+export const smallWgradKernel = cached(smallWgradKernelGen);

@@ -1,0 +1,200 @@
+// The small 1×1 convolution kernels (kernels/conv1x1_small.ts): forward with every epilogue,
+// input and weight gradients against float64, the conv op's gradients by finite differences.
+
+import assert from "node:assert/strict";
+import { initDevice } from "../../engine/device.ts";
+import { conv2d, type Conv2dOptions } from "../../engine/ops/conv2d.ts";
+import {
+  small1x1Fits,
+  small1x1MixRaw,
+  small1x1WeightGradRaw,
+} from "../../engine/ops/conv1x1_small.ts";
+import { scope } from "../../engine/scope.ts";
+import { type Tensor, tensor } from "../../engine/tensor.ts";
+import { convGeometry, NO_EPILOGUE } from "../../kernels/conv2d.ts";
+import { smallWgradSplits, wgradBlocks } from "../../kernels/conv1x1_small.ts";
+import { assertClose, gradCheck, randArray } from "../util.ts";
+
+await initDevice();
+
+type Act = NonNullable<Conv2dOptions["activation"]>;
+
+function act(a: Act, z: number, slope: number): number {
+  switch (a) {
+    case "relu":
+      return Math.max(z, 0);
+    case "sigmoid":
+      return 1 / (1 + Math.exp(-z));
+    case "silu":
+      return z / (1 + Math.exp(-z));
+    case "prelu":
+      return z > 0 ? z : slope * z;
+    default:
+      return z;
+  }
+}
+
+/** y[b, o, p] = Σ_c w[o, c]·x[b, c, p] (+ bias, activation), float64. */
+function mixRef(
+  x: Float32Array,
+  w: Float32Array,
+  b: number,
+  cin: number,
+  cout: number,
+  p: number,
+  wAt: (o: number, c: number) => number,
+  bias?: Float32Array,
+  a: Act = "none",
+  slopes?: Float32Array,
+): Float64Array {
+  const y = new Float64Array(b * cout * p);
+  for (let n = 0; n < b; n++) {
+    for (let o = 0; o < cout; o++) {
+      for (let q = 0; q < p; q++) {
+        let s = bias ? bias[o] : 0;
+        for (let c = 0; c < cin; c++) s += w[wAt(o, c)] * x[(n * cin + c) * p + q];
+        y[(n * cout + o) * p + q] = act(a, s, slopes ? slopes[slopes.length === 1 ? 0 : o] : 0);
+      }
+    }
+  }
+  return y;
+}
+
+interface Case {
+  name: string;
+  x: number[];
+  co: number;
+  bias?: boolean;
+  act?: Act;
+  slopes?: number;
+}
+
+const B = 2;
+const cases: Case[] = [
+  { name: "3→5 bias on 7×9", x: [B, 3, 7, 9], co: 5, bias: true },
+  { name: "5→1 bias on 7×9 (direct forward)", x: [B, 5, 7, 9], co: 1, bias: true },
+  {
+    name: "6→4 bias prelu on 7×8 (vec4)",
+    x: [B, 6, 7, 8],
+    co: 4,
+    bias: true,
+    act: "prelu",
+    slopes: 4,
+  },
+  { name: "3→10 bias silu on 7×8 (vec4)", x: [B, 3, 7, 8], co: 10, bias: true, act: "silu" },
+  { name: "16→8 relu on 7×9", x: [B, 16, 7, 9], co: 8, act: "relu" },
+  {
+    name: "20→12 bias sigmoid on 5×8 (6 channel blocks)",
+    x: [B, 20, 5, 8],
+    co: 12,
+    bias: true,
+    act: "sigmoid",
+  },
+];
+
+function inputs(c: Case, seed: number) {
+  const ci = c.x[1];
+  return {
+    x: randArray(c.x.reduce((a, b) => a * b), seed),
+    w: randArray(c.co * ci, seed + 1, -0.5, 0.5),
+    bias: c.bias ? randArray(c.co, seed + 2) : undefined,
+    slopes: c.slopes ? randArray(c.slopes, seed + 3, 0.1, 0.4) : undefined,
+  };
+}
+
+for (const [k, c] of cases.entries()) {
+  const ci = c.x[1], p = c.x[2] * c.x[3];
+  const ws = [c.co, ci, 1, 1];
+  Deno.test(`small 1×1 conv ${c.name}: forward matches float64`, async () => {
+    assert.ok(small1x1Fits(convGeometry(c.x, ws)), "takes the small kernels");
+    const d = inputs(c, 10 * k + 1);
+    const y = scope(() =>
+      conv2d(tensor(d.x, c.x), tensor(d.w, ws), {
+        bias: d.bias && tensor(d.bias),
+        activation: c.act,
+        preluSlope: d.slopes && tensor(d.slopes),
+      })
+    );
+    assert.deepEqual([...y.shape], [B, c.co, c.x[2], c.x[3]]);
+    const ref = mixRef(d.x, d.w, B, ci, c.co, p, (o, i) => o * ci + i, d.bias, c.act, d.slopes);
+    assertClose(await y.read(), ref, { what: c.name, atol: 1e-5, rtol: 1e-4 });
+    y.dispose();
+  });
+}
+
+// Backward kernels directly, on images large enough for several weight-gradient splits.
+const backward: [number[], number][] = [
+  [[2, 3, 41, 37], 10], // scalar loads, one channel block, 3·10 weights
+  [[2, 16, 40, 40], 8], // vec4, two input-channel blocks
+  [[1, 20, 13, 11], 12], // scalar, 3 × 2 blocks, partial blocks both ways
+  [[2, 1, 9, 12], 200], // one input channel, 4 output-channel blocks
+  [[2, 8, 9, 15], 1], // the input gradient of 8→1 (co = 1: an outer product)
+];
+for (const [k, [xs, co]] of backward.entries()) {
+  const ci = xs[1], p = xs[2] * xs[3], ws = [co, ci, 1, 1];
+  Deno.test(`small 1×1 conv ${ci}→${co} on ${xs.join("×")}: input and weight gradients match float64`, async () => {
+    const g = convGeometry(xs, ws);
+    assert.ok(small1x1Fits(g));
+    const b = wgradBlocks(ci, co);
+    assert.ok(b.nci * b.nco <= 8);
+    const x = randArray(xs.reduce((a, v) => a * v), 50 + k);
+    const w = randArray(co * ci, 60 + k, -0.5, 0.5);
+    const dy = randArray(xs[0] * co * p, 70 + k);
+    const { dx, dw, db } = scope(() => {
+      const dyt = tensor(dy, [xs[0], co, xs[2], xs[3]]);
+      const dx = small1x1MixRaw(g, "dgrad", dyt, tensor(w, ws), NO_EPILOGUE).y;
+      const { dw, db } = small1x1WeightGradRaw(g, tensor(x, xs), dyt, true);
+      return { dx, dw, db: db! };
+    });
+    const dxRef = mixRef(dy, w, xs[0], co, ci, p, (o, i) => i * ci + o);
+    assertClose(await dx.read(), dxRef, { what: "dx", atol: 1e-5, rtol: 1e-4 });
+    const dwRef = new Float64Array(co * ci), dbRef = new Float64Array(co);
+    for (let n = 0; n < xs[0]; n++) {
+      for (let o = 0; o < co; o++) {
+        for (let q = 0; q < p; q++) {
+          const g0 = dy[(n * co + o) * p + q];
+          dbRef[o] += g0;
+          for (let i = 0; i < ci; i++) dwRef[o * ci + i] += g0 * x[(n * ci + i) * p + q];
+        }
+      }
+    }
+    assertClose(await dw.read(), dwRef, { what: "dw", atol: 1e-4, rtol: 1e-4 });
+    assertClose(await db.read(), dbRef, { what: "db", atol: 1e-4, rtol: 1e-4 });
+    for (const t of [dx, dw, db]) t.dispose();
+  });
+}
+
+Deno.test("small 1×1 weight gradient splits its pixels over several workgroups", () => {
+  assert.ok(smallWgradSplits({ batch: 2, ci: 3, co: 10, pixels: 41 * 37 }).splits > 1);
+  const big = smallWgradSplits({ batch: 8, ci: 16, co: 8, pixels: 512 * 512 });
+  assert.ok(big.splits > 100 && big.splits <= 1024);
+  assert.ok(!small1x1Fits(convGeometry([1, 24, 4, 4], [24, 24, 1, 1])), "576 weights: GEMM");
+});
+
+// Autograd through the conv op: x, w, bias (and the slope) by finite differences.
+for (const [k, c] of cases.entries()) {
+  if (c.act === "relu") continue; // kink: conv2d's relu backward is shared and tested there
+  const ci = c.x[1];
+  const ws = [c.co, ci, 1, 1];
+  Deno.test(`small 1×1 conv ${c.name}: gradients match finite differences`, async () => {
+    const d = inputs(c, 1000 + 10 * k);
+    if (d.slopes) {
+      // PReLU's kink: pre-activations kept away from zero (small weights, bias ±2).
+      d.w = d.w.map((v) => v * 0.2);
+      d.bias = d.bias!.map((_, o) => (o % 2 ? 2 : -2));
+    }
+    const ins = [{ data: d.x, shape: c.x }, { data: d.w, shape: ws }];
+    if (d.bias) ins.push({ data: d.bias, shape: [c.co] });
+    if (d.slopes) ins.push({ data: d.slopes, shape: [d.slopes.length] });
+    await gradCheck(
+      (...ts: Tensor[]) =>
+        conv2d(ts[0], ts[1], {
+          bias: d.bias ? ts[2] : undefined,
+          activation: c.act,
+          preluSlope: d.slopes ? ts[3] : undefined,
+        }),
+      ins,
+      { maxPoints: 12 },
+    );
+  });
+}
