@@ -3,7 +3,10 @@
 // (wgrad) of every distinct layer shape. Inputs are filled on the GPU from an integer hash of the
 // element index, so sampled outputs can be checked at full size against float64 sums on the CPU
 // without uploading anything. Each case records n launches between two GPU timestamps (n chosen
-// so a sample lasts ~TARGET_MS), median of SAMPLES.
+// so a sample lasts ~TARGET_MS), median of SAMPLES. Each row times the route the conv op takes
+// for that shape without an activation (the matmul op for plain 1×1 convs, the small 1×1 kernels,
+// GEMMs + shuffles for kernel = stride transposed convs); another route, where one exists, follows
+// as a "(conv kernels)" or "(matmul op)" row, which the cuDNN summary leaves out.
 //
 // Usage on the GPU machine (one command, so both sides run on the same card):
 //   deno run -A bench/gpu_conv.ts --list > layers.json
@@ -630,6 +633,35 @@ async function timeRow(layer: Layer, c: Case, flop: number, alt: "" | "conv" | "
   );
 }
 
+/** A 1×1 conv through the matmul op's GEMMs (its forward and its backward's two products). */
+function matmulCases(g: ConvGeometry, x: Data, dy: Data, w: Data): Case[] {
+  const hw = g.h * g.w;
+  return [
+    [
+      "fwd",
+      () => gemm(view(w.t, [g.co, g.ci]), view(x.t, [g.batch, g.ci, hw])),
+      forwardSampler(g, x, w),
+      "matmul",
+    ],
+    [
+      "dgrad",
+      () => gemm(view(w.t, [g.co, g.ci]), view(dy.t, [g.batch, g.co, hw]), { transA: true }),
+      dgradSampler(g, dy, w),
+      "matmul",
+    ],
+    [
+      "wgrad",
+      () =>
+        gemm(view(dy.t, [g.batch, g.co, hw]), view(x.t, [g.batch, g.ci, hw]), {
+          transB: true,
+          batchShape: [],
+        }),
+      wgradSampler(g, x, dy),
+      "matmul",
+    ],
+  ];
+}
+
 /** Kernel = stride transposed convs (engine/ops/conv_transpose2d.ts): GEMMs and pixel shuffles;
  * the gradient's unshuffle is timed with each of the two passes that share it in the op. */
 function shuffleCases(g: ConvGeometry, x: Data, dy: Data, w: Data): Case[] {
@@ -699,49 +731,19 @@ for (const layer of LAYERS) {
     alt = cases;
     cases = shuffleCases(g, x, dy, w);
   }
-  for (const c of cases) await timeRow(layer, c, flop, "");
-  for (const c of alt) await timeRow(layer, c, flop, "conv");
-  // 1×1 convs (stride 1, groups 1) are also a plain GEMM: compare with the matmul op.
+  // 1×1 convs (stride 1, groups 1) are a plain GEMM: the conv op gives them to the matmul op
+  // (with no activation, ReLU, sigmoid, or SiLU in inference) unless the direct or the small
+  // 1×1 kernels take them; for the small ones the matmul op stays as a comparison row.
   const is1x1 = !layer.transposed && g.kh === 1 && g.kw === 1 && g.groups === 1 &&
     g.strideY === 1 && !forwardIsDirect(g);
-  if (is1x1) {
-    const hw = g.h * g.w;
-    const mm: [string, () => Tensor, Sampler][] = [
-      [
-        "fwd",
-        () => gemm(view(w.t, [g.co, g.ci]), view(x.t, [g.batch, g.ci, hw])),
-        forwardSampler(g, x, w),
-      ],
-      [
-        "dgrad",
-        () => gemm(view(w.t, [g.co, g.ci]), view(dy.t, [g.batch, g.co, hw]), { transA: true }),
-        dgradSampler(g, dy, w),
-      ],
-      [
-        "wgrad",
-        () =>
-          gemm(view(dy.t, [g.batch, g.co, hw]), view(x.t, [g.batch, g.ci, hw]), {
-            transB: true,
-            batchShape: [],
-          }),
-        wgradSampler(g, x, dy),
-      ],
-    ];
-    for (const [op, launch, check] of mm) {
-      const r = await measure(launch, check);
-      rows.push({
-        key: `${layer.key}_${op}_matmul`,
-        what: `${layer.what} ${op} (matmul op)`,
-        op,
-        ...r,
-        gflop: flop / 1e9,
-        path: "matmul",
-      });
-      console.log(
-        `${layer.key} ${op} via matmul: ${r.ms.toFixed(4)} ms, err ${r.err.toExponential(1)}`,
-      );
-    }
+  const mm = is1x1 ? matmulCases(g, x, dy, w) : [];
+  if (is1x1 && !small1x1Fits(g)) {
+    alt = cases;
+    cases = mm;
   }
+  for (const c of cases) await timeRow(layer, c, flop, "");
+  for (const c of alt) await timeRow(layer, c, flop, "conv");
+  if (is1x1 && small1x1Fits(g)) { for (const c of mm) await timeRow(layer, c, flop, "matmul"); }
   if (SWEEP) {
     if (sweepOp("fwd")) {
       await sweep(layer.key, "fwd", forwardVariants(g, x.t, w.t), forwardSampler(g, x, w));

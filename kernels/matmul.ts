@@ -9,7 +9,7 @@
 // (0 where it broadcasts). Reduced dims are summed over like K (for gradients of broadcast
 // operands), and `split` cuts the whole reduction into partial sums (splitSumKernel adds them).
 
-import { cached, f, grid1d, type Kernel, prod } from "./common.ts";
+import { cached, grid1d, type Kernel, prod } from "./common.ts";
 
 export interface TileConfig {
   /** Tile of C per workgroup (rows, columns) and reduction depth per step. */
@@ -61,7 +61,7 @@ export interface MatmulSpec {
    * biasRows (a 1×1 convolution's channel bias). Not with split > 1. */
   bias?: boolean;
   biasRows?: boolean;
-  activation?: "relu";
+  activation?: MatmulActivation;
   /** Elements bound for A and B (needed when tile.fixedArrays). */
   aSize?: number;
   bSize?: number;
@@ -84,6 +84,22 @@ export const TILE_LARGE: TileConfig = {
 };
 
 export const MAX_DIM_GROUPS = 65535;
+
+/** Activations the epilogue applies after the bias. */
+export type MatmulActivation = "relu" | "sigmoid" | "silu";
+
+/** WGSL of act(v) for a value of type `t` (f32 or vec4<f32>). */
+export function activationExpr(a: MatmulActivation, v: string, t: string): string {
+  const z = `(${v})`;
+  switch (a) {
+    case "relu":
+      return `max(${z}, ${t}(0.0))`;
+    case "sigmoid":
+      return `(${t}(1.0) / (${t}(1.0) + exp(-${z})))`;
+    case "silu":
+      return `(${z} / (${t}(1.0) + exp(-${z})))`;
+  }
+}
 
 function checkTile(t: TileConfig): void {
   const ok = t.tm % 4 === 0 && t.tn % 4 === 0 && t.bm % t.tm === 0 && t.bn % t.tn === 0 &&
@@ -419,7 +435,7 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
     for (let gj = 0; gj < gn; gj++) {
       let v = `c${i}_${gj}`;
       if (spec.bias) v = `(${v} + ${spec.biasRows ? "bias_r" : `bias${gj}`})`;
-      if (spec.activation === "relu") v = `max(${v}, vec4<f32>(0.0))`;
+      if (spec.activation) v = activationExpr(spec.activation, v, "vec4<f32>");
       if (vecC) {
         const st = `c_out[c_base + row * ${N / 4}u + col${gj} / 4u] = ${v};`;
         body.push(checkN ? `if (col${gj} < ${N}u) { ${st} }` : st);
@@ -504,7 +520,7 @@ export interface SplitSumSpec {
   m: number;
   bias?: boolean;
   biasRows?: boolean;
-  activation?: "relu";
+  activation?: MatmulActivation;
 }
 
 /** out[i] = act(Σ_s part[s·count + i] + bias[i % n]). Bindings: part, [bias], out. */
@@ -515,7 +531,7 @@ function splitSumKernelGen(spec: SplitSumSpec): Kernel {
     const bi = spec.biasRows ? `(i / ${spec.n}u) % ${spec.m}u` : `i % ${spec.n}u`;
     v = `${v} + bias_in[${bi}]`;
   }
-  if (spec.activation === "relu") v = `max(${v}, ${f(0)})`;
+  if (spec.activation) v = activationExpr(spec.activation, v, "f32");
   const decls = ["@group(0) @binding(0) var<storage, read> part: array<f32>;"];
   if (spec.bias) decls.push("@group(0) @binding(1) var<storage, read> bias_in: array<f32>;");
   decls.push(

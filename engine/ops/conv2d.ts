@@ -328,13 +328,15 @@ export function biasGrad(gz: Tensor): Tensor {
 }
 
 /** A 1×1 convolution (stride 1, no padding, one group) is the product W[Co, Ci] × X[b] of
- * [Ci, H·W]: the matmul op serves it when its epilogue can (no activation, or ReLU). Convs to
- * at most DIRECT_MAX_CHANNELS channels stay on the direct kernel, and those with few weights
- * (small1x1Fits) on the small 1×1 kernels. */
-function isPlainGemm(g: ConvGeometry, act: ConvActivation): boolean {
+ * [Ci, H·W]: the matmul op serves it when its epilogue can: no activation, ReLU or sigmoid
+ * (whose gradients need only the output), and SiLU when no gradient is recorded (inference with
+ * BatchNorm folded; its backward would need the pre-activation, which the conv kernels save).
+ * Convs to at most DIRECT_MAX_CHANNELS channels stay on the direct kernel, and those with few
+ * weights (small1x1Fits) on the small 1×1 kernels. */
+function isPlainGemm(g: ConvGeometry, act: ConvActivation, recording: boolean): boolean {
   return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
     g.padX === 0 && g.groups === 1 && !forwardIsDirect(g) && !small1x1Fits(g) &&
-    (act === "none" || act === "relu");
+    (act === "none" || act === "relu" || act === "sigmoid" || (act === "silu" && !recording));
 }
 
 /** The weight gradient the conv ops take: the small 1×1 kernel for 1×1 convs with few weights
@@ -358,17 +360,17 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const act = opts.activation ?? "none";
   const { bias, preluSlope: slope } = opts;
   checkEpilogueInputs("conv2d", g.co, act, bias, slope);
-  if (isPlainGemm(g, act)) {
-    const y = matmul(reshape(w, [g.co, g.ci]), reshape(x, [g.batch, g.ci, g.h * g.w]), {
-      bias: bias ?? undefined,
-      biasAxis: "m",
-      activation: act === "relu" ? "relu" : undefined,
-    });
-    return reshape(y, [g.batch, g.co, g.ho, g.wo]);
-  }
   const extra = epilogueTensors(bias, slope);
   const inputs = [x, w, ...extra];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  if (isPlainGemm(g, act, recording)) {
+    const y = matmul(reshape(w, [g.co, g.ci]), reshape(x, [g.batch, g.ci, g.h * g.w]), {
+      bias: bias ?? undefined,
+      biasAxis: "m",
+      activation: act === "none" || act === "prelu" ? undefined : act,
+    });
+    return reshape(y, [g.batch, g.co, g.ho, g.wo]);
+  }
   const ep = epilogueFor(act, bias, slope, recording);
   const { y, pre } = convForwardRaw(g, x, w, ep, extra);
   addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);

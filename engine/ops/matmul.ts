@@ -12,17 +12,20 @@
 
 import { broadcastShapes, fillKernel } from "../../kernels/elementwise.ts";
 import {
+  activationExpr,
   type BatchDim,
+  type MatmulActivation,
   matmulKernel,
   planMatmul,
   splitSumKernel,
   type TileConfig,
 } from "../../kernels/matmul.ts";
 import { prod, stridesOf } from "../../kernels/common.ts";
-import { record } from "../autograd.ts";
+import { isGradEnabled, record } from "../autograd.ts";
 import { addMacs } from "../profiler.ts";
 import { run } from "../launch.ts";
 import { empty, type Shape, type Tensor, view } from "../tensor.ts";
+import { silu } from "./activation.ts";
 import { map, mapNamed } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 
@@ -33,8 +36,9 @@ export interface MatmulOptions {
   transB?: boolean;
   /** Added in the epilogue: [N] (default) or [M] with biasAxis "m". */
   bias?: Tensor;
-  /** Applied after the bias, in the same write-out. */
-  activation?: "relu";
+  /** Applied after the bias, in the same write-out. With gradients recorded, SiLU (whose
+   * backward needs the pre-activation) runs as a separate op after the product. */
+  activation?: MatmulActivation;
   /** Which output axis the bias runs along: "n" (columns, a linear layer) or "m" (rows, the
    * channels of a 1×1 convolution). */
   biasAxis?: "n" | "m";
@@ -207,7 +211,7 @@ function emptyProduct(out: Tensor, o: GemmOptions): Tensor {
   const sum = bias ? "a + b" : "a";
   const res = map(
     "matmul_epilogue",
-    o.activation === "relu" ? `max(${sum}, 0.0)` : sum,
+    o.activation ? activationExpr(o.activation, sum, "f32") : sum,
     bias ? [out, bias] : [out],
   );
   out.dispose();
@@ -218,16 +222,21 @@ function emptyProduct(out: Tensor, o: GemmOptions): Tensor {
 /**
  * Batched matrix product with autograd. a is [..., M, K] ([..., K, M] with transA), b is
  * [..., K, N] ([..., N, K] with transB); batch dims broadcast. The optional bias ([N], or [M]
- * with biasAxis "m") and ReLU are fused into the write-out.
+ * with biasAxis "m") and activation (ReLU, sigmoid, SiLU) are fused into the write-out.
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const { transA = false, transB = false, bias, activation } = opts;
+  const inputs = bias ? [a, b, bias] : [a, b];
+  if (activation === "silu" && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    return silu(matmul(a, b, { ...opts, activation: undefined }));
+  }
   const y = gemm(a, b, opts);
   addMacs(y.size * (transA ? a.shape[a.ndim - 2] : a.shape[a.ndim - 1]));
-  const inputs = bias ? [a, b, bias] : [a, b];
   return record(y, inputs, "matmul", (g) => {
     const gz = activation === "relu"
       ? mapNamed("relu_grad", "select(0.0, g, y > 0.0)", [["g", g], ["y", y]])
+      : activation === "sigmoid"
+      ? mapNamed("sigmoid_grad", "g * y * (1.0 - y)", [["g", g], ["y", y]])
       : g;
     const aBatch = a.shape.slice(0, -2), bBatch = b.shape.slice(0, -2);
     // dA = dC·op(B)ᵀ (or op(B)·dCᵀ when a is stored transposed); dB likewise.

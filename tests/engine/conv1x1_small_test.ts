@@ -1,5 +1,6 @@
-// The small 1×1 convolution kernels (kernels/conv1x1_small.ts): forward with every epilogue,
-// input and weight gradients against float64, the conv op's gradients by finite differences.
+// 1×1 convolution routes: the small kernels (kernels/conv1x1_small.ts) with every epilogue, input
+// and weight gradients against float64 and the conv op's gradients by finite differences; larger
+// 1×1 convs with sigmoid / SiLU through the matmul op's epilogue.
 
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
@@ -9,6 +10,7 @@ import {
   small1x1MixRaw,
   small1x1WeightGradRaw,
 } from "../../engine/ops/conv1x1_small.ts";
+import { noGrad } from "../../engine/autograd.ts";
 import { scope } from "../../engine/scope.ts";
 import { type Tensor, tensor } from "../../engine/tensor.ts";
 import { convGeometry, NO_EPILOGUE } from "../../kernels/conv2d.ts";
@@ -195,6 +197,28 @@ for (const [k, c] of cases.entries()) {
         }),
       ins,
       { maxPoints: 12 },
+    );
+  });
+}
+
+// Above the small kernels' size, sigmoid (always) and SiLU (without recorded gradients: BN-folded
+// inference) take the matmul op's fused epilogue; SiLU with gradients keeps the conv kernels.
+for (const a of ["sigmoid", "silu"] as const) {
+  const xs = [2, 17, 7, 9], ws = [16, 17, 1, 1];
+  Deno.test(`1×1 conv 17→16 ${a} (matmul epilogue) matches float64, gradients too`, async () => {
+    assert.ok(!small1x1Fits(convGeometry(xs, ws)));
+    const x = randArray(xs.reduce((p, v) => p * v), 81), w = randArray(272, 82, -0.3, 0.3);
+    const bias = randArray(16, 83);
+    const y = scope(() =>
+      noGrad(() => conv2d(tensor(x, xs), tensor(w, ws), { bias: tensor(bias), activation: a }))
+    );
+    const ref = mixRef(x, w, 2, 17, 16, 63, (o, i) => o * 17 + i, bias, a);
+    assertClose(await y.read(), ref, { what: a, atol: 1e-5, rtol: 1e-4 });
+    y.dispose();
+    await gradCheck(
+      (xt, wt, bt) => conv2d(xt, wt, { bias: bt, activation: a }),
+      [{ data: x, shape: xs }, { data: w, shape: ws }, { data: bias, shape: [16] }],
+      { maxPoints: 8 },
     );
   });
 }

@@ -14,6 +14,13 @@ interface Operand {
   shape: Shape;
 }
 
+function actRef(a: MatmulOptions["activation"], v: number): number {
+  if (a === "relu") return Math.max(v, 0);
+  if (a === "sigmoid") return 1 / (1 + Math.exp(-v));
+  if (a === "silu") return v / (1 + Math.exp(-v));
+  return v;
+}
+
 /** float64 reference of gemm: broadcast batch, transposes, bias, relu, sum to batchShape. */
 function reference(a: Operand, b: Operand, o: GemmOptions = {}): Float64Array {
   const [ar, ac] = a.shape.slice(-2), [br, bc] = b.shape.slice(-2);
@@ -60,7 +67,7 @@ function reference(a: Operand, b: Operand, o: GemmOptions = {}): Float64Array {
       const row = Math.floor(i / n) % m, col = i % n;
       let v = out[i];
       if (bias) v += o.biasAxis === "m" ? bias[row] : bias[col];
-      out[i] = o.activation === "relu" ? Math.max(v, 0) : v;
+      out[i] = actRef(o.activation, v);
     }
   }
   return out;
@@ -163,6 +170,27 @@ Deno.test("matmul fused bias and relu, columns and rows, with and without split"
   }, "bias m split");
 });
 
+Deno.test("matmul fused sigmoid and silu: columns and rows bias, vec4 and scalar stores, split", async () => {
+  for (const activation of ["sigmoid", "silu"] as const) {
+    const a = operand([2, 7, 13], 1), b = operand([13, 11], 2);
+    await check(a, b, { biasData: randArray(11, 3), activation }, `${activation} bias n`);
+    const w = operand([9, 5], 4), x = operand([3, 5, 12], 5); // N = 12: vec4 stores
+    await check(w, x, { biasData: randArray(9, 6), biasAxis: "m", activation }, `${activation} m`);
+    await check(w, x, {
+      biasData: randArray(9, 6),
+      biasAxis: "m",
+      activation,
+      tile: SMALL,
+      split: 3,
+    }, `${activation} bias m split`);
+    const out = scope(() => gemm(empty([2, 0]), empty([0, 3]), { activation }));
+    assertClose(await out.read(), new Array(6).fill(activation === "sigmoid" ? 0.5 : 0), {
+      what: `${activation} over K = 0`,
+    });
+    out.dispose();
+  }
+});
+
 Deno.test("matmul aligned 128x128x64 runs the unchecked large tile", async () => {
   const a = operand([128, 64], 1), b = operand([64, 128], 2);
   await check(a, b, { tile: TILE_LARGE }, "aligned large tile");
@@ -244,4 +272,17 @@ Deno.test("matmul bias and relu gradients match finite differences", async () =>
     (w, x, bias) => matmul(w, x, { bias, biasAxis: "m", activation: "relu" }),
     [pos([4, 3], 4), pos([2, 3, 7], 5), pos([4], 6)],
   );
+});
+
+Deno.test("matmul sigmoid and silu gradients match finite differences", async () => {
+  for (const activation of ["sigmoid", "silu"] as const) {
+    await gradCheck(
+      (a, b, bias) => matmul(a, b, { bias, activation }),
+      [operand([2, 5, 6], 1), operand([6, 3], 2), operand([3], 3)],
+    );
+    await gradCheck(
+      (w, x, bias) => matmul(w, x, { bias, biasAxis: "m", activation }),
+      [operand([4, 3], 4), operand([2, 3, 7], 5), operand([4], 6)],
+    );
+  }
 });
