@@ -24,6 +24,8 @@ import {
   convWeightGradRaw,
   runWinograd,
   weightGradRaw,
+  winogradWeightGradRaw,
+  winogradWgradFits,
 } from "../engine/ops/conv2d.ts";
 import {
   shuffleForwardRaw,
@@ -554,6 +556,7 @@ function wgradVariants(g: ConvGeometry, x: Tensor, dy: Tensor): [string, () => T
     "pick",
     () => convWeightGradRaw(g, x, dy, false).dw,
   ]];
+  if (winogradFits(g)) variants.push(["wino4", () => winogradWeightGradRaw(g, x, dy)]);
   for (const [name, tile] of Object.entries(WGRAD_TILES)) {
     if (tile.tm > Math.max(8, 2 * mg) || tile.tk > Math.max(16, 2 * cols)) continue;
     for (const target of [512, 2048]) {
@@ -598,6 +601,7 @@ function pathOf(g: ConvGeometry, op: string): string {
     : wgradIsDirect(g);
   if (op === "fwd" && winogradFits(g)) return "winograd";
   if (op === "dgrad" && winogradFitsDgrad(g)) return "winograd";
+  if (op === "wgrad" && winogradWgradFits(g)) return "wino4";
   return direct ? "direct" : "gemm";
 }
 

@@ -210,7 +210,7 @@ const cases: Case[] = [
     w: [6, 3, 3, 3],
     opts: { padding: 1, activation: "silu" },
   },
-  { name: "6→7 1×1 bias (matmul op)", x: [B, 6, H, W], w: [7, 6, 1, 1], bias: true },
+  { name: "6→7 1×1 bias (small 1×1 kernels)", x: [B, 6, H, W], w: [7, 6, 1, 1], bias: true },
 ];
 
 function makeInputs(c: Case, seed: number) {
