@@ -19,9 +19,13 @@
 import { device, deviceInfo, hasFeature, initDevice } from "../engine/device.ts";
 import { run } from "../engine/launch.ts";
 import {
+  col2imFits,
   convForwardRaw,
   convInputGradRaw,
   convWeightGradRaw,
+  im2colFits,
+  runCol2im,
+  runIm2col,
   runWinograd,
   weightGradRaw,
   winogradWeightGradRaw,
@@ -509,6 +513,9 @@ function forwardVariants(g: ConvGeometry, x: Tensor, w: Tensor): [string, () => 
     run(implicitGemmKernel(forwardGemmSpec(g, NO_EPILOGUE, tile)), [x, w], [y]);
     return y;
   }]);
+  if (g.groups === 1 && (g.strideY > 1 || g.strideX > 1) && g.kh * g.kw > 1) {
+    gemms.unshift(["im2col", () => runIm2col(g, x, w)]);
+  }
   if (!winogradFits(g)) return gemms;
   return [...winogradVariants(forwardWinogradSpec(g, NO_EPILOGUE), x, w, false), ...gemms];
 }
@@ -545,6 +552,13 @@ function dgradVariants(g: ConvGeometry, dy: Tensor, w: Tensor): [string, () => T
     }
     return y;
   }]);
+  if (g.groups === 1 && (g.strideY > 1 || g.strideX > 1) && g.kh * g.kw > 1) {
+    gemms.unshift(["col2im", () => {
+      const y = out();
+      runCol2im(g, dy, w, NO_EPILOGUE, [], [y]);
+      return y;
+    }]);
+  }
   if (!winogradFitsDgrad(g)) return gemms;
   return [...winogradVariants(dgradWinogradSpec(g, NO_EPILOGUE), dy, w, true), ...gemms];
 }
@@ -602,6 +616,8 @@ function pathOf(g: ConvGeometry, op: string): string {
   if (op === "fwd" && winogradFits(g)) return "winograd";
   if (op === "dgrad" && winogradFitsDgrad(g)) return "winograd";
   if (op === "wgrad" && winogradWgradFits(g)) return "wino4";
+  if (op === "dgrad" && col2imFits(g)) return "col2im";
+  if (op === "fwd" && im2colFits(g, NO_EPILOGUE)) return "im2col";
   return direct ? "direct" : "gemm";
 }
 

@@ -76,6 +76,14 @@ for (const name of values.models!.split(",")) {
   model.eval();
   const infer = () => scope(() => void noGrad(() => model.forward(ta, tb)));
   const inferMs = await time(infer);
+  // The same for recording one inference forward.
+  let inferRecordMs = Infinity;
+  for (let i = 0; i < 3; i++) {
+    await sync();
+    const t0 = performance.now();
+    infer();
+    inferRecordMs = Math.min(inferRecordMs, performance.now() - t0);
+  }
   let inferProfile: KernelTime[] = [];
   if (values.profile) {
     await sync();
@@ -93,6 +101,7 @@ for (const name of values.models!.split(",")) {
     infer_ms: +inferMs.toFixed(2),
     pairs_per_s_train: +(B / trainMs * 1000).toFixed(1),
     record_ms: +recordMs.toFixed(2),
+    infer_record_ms: +inferRecordMs.toFixed(2),
     peak_pool_gb: +(peak / 1e9).toFixed(2),
     device: deviceInfo().description,
   }));

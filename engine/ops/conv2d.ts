@@ -15,6 +15,7 @@ import {
   type Pair,
   wgradIsDirect,
 } from "../../kernels/conv2d.ts";
+import { col2imKernel, columnsBytes, im2colKernel } from "../../kernels/conv2d_columns.ts";
 import { directConvKernel } from "../../kernels/conv2d_direct.ts";
 import {
   dgradWinogradSpec,
@@ -127,6 +128,7 @@ export function convForwardRaw(
   extra: Tensor[] = [],
 ): { y: Tensor; pre: Tensor | null } {
   if (small1x1Fits(g) && !forwardIsDirect(g)) return small1x1MixRaw(g, "forward", x, w, ep, extra);
+  if (im2colFits(g, ep)) return { y: runIm2col(g, x, w), pre: null };
   const shape = [g.batch, g.co, g.ho, g.wo];
   const y = empty(shape);
   const pre = ep.savePre ? empty(shape) : null;
@@ -135,6 +137,7 @@ export function convForwardRaw(
     runWinograd(forwardWinogradSpec(g, ep), x, w, false, extra, outs);
     return { y, pre };
   }
+
   const kernel = forwardIsDirect(g)
     ? directConvKernel({ mode: "forward", geom: g, epilogue: ep })
     : implicitGemmKernel(forwardGemmSpec(g, ep));
@@ -175,6 +178,8 @@ export function convInputGradRaw(
   const outs = pre ? [y, pre] : [y];
   if (winogradFitsDgrad(g)) {
     runWinograd(dgradWinogradSpec(g, ep), dy, w, true, extra, outs);
+  } else if (col2imFits(g)) {
+    runCol2im(g, dy, w, ep, extra, outs);
   } else if (dgradIsDirect(g)) {
     run(directConvKernel({ mode: "dgrad", geom: g, epilogue: ep }), [dy, w, ...extra], outs);
   } else {
@@ -183,6 +188,59 @@ export function convInputGradRaw(
     }
   }
   return { y, pre };
+}
+
+/** Strided convs (one group, kernel > 1×1) with a cols buffer of at most 512 MB. */
+function columnsFit(g: ConvGeometry): boolean {
+  return g.groups === 1 && (g.strideY > 1 || g.strideX > 1) && g.kh * g.kw > 1 &&
+    columnsBytes(g) <= 512 << 20;
+}
+
+/** The input gradient takes GEMM + col2im (kernels/conv2d_columns.ts) from 64 channels each way:
+ * in an H200 sweep of FC-Siam's k3 s2 up-convs it beat the phase-split implicit GEMM at 128 and
+ * 64 channels (0.126 against 0.239 ms, 0.182 against 0.207) and lost at 32 and 16. */
+export function col2imFits(g: ConvGeometry): boolean {
+  return columnsFit(g) && g.ci >= 64 && g.co >= 64;
+}
+
+/** The forward takes im2col + GEMM from 128 channels each way and without an epilogue (the
+ * transposed conv's input gradient): 0.124 against 0.186 ms at 128 channels in the same sweep,
+ * slower at 64 and below. */
+export function im2colFits(g: ConvGeometry, ep: Epilogue): boolean {
+  return columnsFit(g) && g.ci >= 128 && g.co >= 128 && !ep.bias && !ep.savePre &&
+    ep.activation === "none";
+}
+
+/** The input gradient as cols = Wᵀ × dy (the matmul kernel) and a gather of cols into `outs`
+ * with the epilogue. */
+export function runCol2im(
+  g: ConvGeometry,
+  dy: Tensor,
+  w: Tensor,
+  ep: Epilogue,
+  extra: Tensor[],
+  outs: Tensor[],
+): void {
+  const w2 = view(w, [g.co, g.ci * g.kh * g.kw]);
+  const dy2 = view(dy, [g.batch, g.co, g.ho * g.wo]);
+  const cols = gemm(w2, dy2, { transA: true });
+  w2.dispose();
+  dy2.dispose();
+  run(col2imKernel({ geom: g, epilogue: ep }), [cols, ...extra], outs);
+  cols.dispose();
+}
+
+/** The forward as im2col and W × cols (the matmul kernel), no epilogue. */
+export function runIm2col(g: ConvGeometry, x: Tensor, w: Tensor): Tensor {
+  const cols = empty([g.batch, g.ci * g.kh * g.kw, g.ho * g.wo]);
+  run(im2colKernel(g), [x], [cols]);
+  const w2 = view(w, [g.co, g.ci * g.kh * g.kw]);
+  const y = gemm(w2, cols);
+  w2.dispose();
+  cols.dispose();
+  const out = view(y, [g.batch, g.co, g.ho, g.wo]);
+  y.dispose();
+  return out;
 }
 
 /** Gradient w.r.t. the weight [Co, Ci/groups, kh, kw] (and the bias [Co] when asked) of conv

@@ -1,11 +1,15 @@
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
 import {
+  col2imFits,
   conv2d,
   type Conv2dOptions,
+  convForwardRaw,
   convInputGradRaw,
   convWeightGradRaw,
   foldBatchNorm,
+  im2colFits,
+  runIm2col,
   runWinograd,
   winogradWeightGradRaw,
   winogradWgradFits,
@@ -519,4 +523,64 @@ Deno.test("Winograd F(4×4, 3×3) weight gradient: odd shapes, paddings 0–2, p
     dw.dispose();
     db?.dispose();
   }
+});
+
+Deno.test("strided input gradient as GEMM + col2im: strides 2 and (2, 3), dilation, the epilogue and its saved pre-activation", async () => {
+  const shapes: [number[], number[], Conv2dOptions][] = [
+    [[2, 64, 9, 11], [65, 64, 3, 3], { stride: 2, padding: 1 }], // FC-Siam's up-conv form
+    [[1, 66, 13, 14], [64, 66, 3, 2], { stride: [2, 3], padding: [1, 0], dilation: [1, 2] }],
+  ];
+  for (const [k, [xs, ws, opts]] of shapes.entries()) {
+    const g = convGeometry(xs, ws, opts);
+    assert.ok(col2imFits(g) && !winogradFitsDgrad(g), `${xs}→${ws} takes col2im`);
+    const w = randArray(ws.reduce((a, b) => a * b), 60 + k, -0.5, 0.5);
+    const dy = randArray(g.batch * g.co * g.ho * g.wo, 70 + k);
+    const bias = randArray(g.ci, 80 + k);
+    const ref = dgradRef(g, dy, w);
+    const hw = g.h * g.w;
+    const z = ref.map((v, i) => v + bias[Math.floor(i / hw) % g.ci]);
+    const ep = { bias: true, activation: "silu" as const, savePre: true };
+    const [plain, y, pre] = scope(() => {
+      const [tdy, tw] = [tensor(dy, [g.batch, g.co, g.ho, g.wo]), tensor(w, ws)];
+      const plain = convInputGradRaw(g, tdy, tw).y;
+      const r = convInputGradRaw(g, tdy, tw, ep, [tensor(bias, [g.ci])]);
+      return [plain, r.y, r.pre!];
+    });
+    const what = `${xs}→${ws}`;
+    assertClose(await plain.read(), ref, { what: `${what} dx`, atol: 1e-4 });
+    assertClose(await pre.read(), z, { what: `${what} pre`, atol: 1e-4 });
+    assertClose(await y.read(), z.map((v) => actRef("silu", v)), {
+      what: `${what} silu`,
+      atol: 1e-4,
+    });
+    for (const t of [plain, y, pre]) t.dispose();
+  }
+});
+
+Deno.test("strided forward as im2col + GEMM: stride 2, strides (2, 3) with dilation, zero padding reaching past the edge", async () => {
+  const shapes: [number[], number[], Conv2dOptions][] = [
+    [[2, 5, 9, 11], [7, 5, 3, 3], { stride: 2, padding: 1 }],
+    [[1, 6, 13, 14], [4, 6, 3, 2], { stride: [2, 3], padding: [1, 0], dilation: [1, 2] }],
+  ];
+  for (const [k, [xs, ws, opts]] of shapes.entries()) {
+    const g = convGeometry(xs, ws, opts);
+    const x = randArray(xs.reduce((a, b) => a * b), 90 + k);
+    const w = randArray(ws.reduce((a, b) => a * b), 95 + k, -0.5, 0.5);
+    const y = scope(() => runIm2col(g, tensor(x, xs), tensor(w, ws)));
+    assert.deepEqual(y.shape, [g.batch, g.co, g.ho, g.wo]);
+    assertClose(await y.read(), convRef(g, x, w), { what: `${xs}→${ws} im2col`, atol: 1e-4 });
+    y.dispose();
+  }
+  // The router takes it from 128 channels each way, without an epilogue.
+  const [xs, ws] = [[1, 128, 7, 9], [128, 128, 3, 3]];
+  const g = convGeometry(xs, ws, { stride: 2, padding: 1 });
+  assert.ok(im2colFits(g, NO_EPILOGUE) && !im2colFits(g, { ...NO_EPILOGUE, bias: true }));
+  const x = randArray(xs.reduce((a, b) => a * b), 97);
+  const w = randArray(ws.reduce((a, b) => a * b), 98, -0.5, 0.5);
+  const y = scope(() => convForwardRaw(g, tensor(x, xs), tensor(w, ws)).y);
+  assertClose(await y.read(), convRef(g, x, w), {
+    what: "128→128 s2 via convForwardRaw",
+    atol: 1e-4,
+  });
+  y.dispose();
 });

@@ -1,0 +1,124 @@
+// Strided convolutions through explicit columns, so the matmul kernel runs their GEMM with full
+// tiles where the implicit-GEMM kernels split into one small launch per output phase.
+//
+// Input gradient (equivalently, a strided transposed convolution's forward): one GEMM forms
+//   cols[b, (ci, ky, kx), (oy, ox)] = Σ_co W[co, (ci, ky, kx)] · dy[b, co, (oy, ox)],
+// a well-shaped product (rows = Ci·kh·kw) that the matmul kernel runs at full tile size, where
+// the implicit-GEMM form splits into one small launch per output phase. col2imKernel then sums,
+// for every input pixel, the few (oy, ox, ky, kx) that reach it, and applies the conv epilogue.
+
+import { cached, grid1d, type Kernel } from "./common.ts";
+import { type ConvGeometry, type Epilogue, epilogueInputs, epilogueStore } from "./conv2d.ts";
+
+export interface Col2imSpec {
+  geom: ConvGeometry;
+  epilogue: Epilogue;
+}
+
+/** WGSL: taps of one axis reaching input coordinate `i` (i32): for each k with
+ * (i + pad − k·dil) divisible by the stride and the quotient inside [0, out), the body runs
+ * with `o${axis}` (u32) and `k${axis}` (u32) bound. */
+function axisLoop(
+  axis: string,
+  i: string,
+  k: number,
+  stride: number,
+  pad: number,
+  dil: number,
+  out: number,
+  body: string,
+): string {
+  return `for (var k${axis} = 0u; k${axis} < ${k}u; k${axis}++) {
+    let t${axis} = ${i} + ${pad} - i32(k${axis}) * ${dil};
+    if (t${axis} < 0 || t${axis} % ${stride} != 0) { continue; }
+    let o${axis} = u32(t${axis} / ${stride});
+    if (o${axis} >= ${out}u) { continue; }
+    ${body}
+  }`;
+}
+
+/** dx[b, c, iy, ix] = epilogue(Σ cols[b, (c·kh + ky)·kw + kx, oy·wo + ox]) over the taps that
+ * reach (iy, ix). Bindings: cols, [bias], [slope], out, [pre]. */
+function col2imKernelGen(s: Col2imSpec): Kernel {
+  const g = s.geom, e = s.epilogue;
+  if (g.groups !== 1) throw new Error("col2im: one group only");
+  const n = g.batch * g.ci * g.h * g.w;
+  const grid = grid1d(n);
+  const taps = g.kh * g.kw, ohw = g.ho * g.wo;
+  const lines = ["@group(0) @binding(0) var<storage, read> cols: array<f32>;"];
+  let b = 1;
+  for (const name of epilogueInputs(e)) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> ${name}: array<f32>;`);
+  }
+  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: array<f32>;`);
+  if (e.savePre) lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<f32>;`);
+  const inner = axisLoop(
+    "x",
+    "ix",
+    g.kw,
+    g.strideX,
+    g.padX,
+    g.dilX,
+    g.wo,
+    `acc += cols[rowBase + (ky * ${g.kw}u + kx) * ${ohw}u + oy * ${g.wo}u + ox];`,
+  );
+  const loops = axisLoop("y", "iy", g.kh, g.strideY, g.padY, g.dilY, g.ho, inner);
+  return {
+    name: "conv2d_col2im",
+    workgroups: grid.workgroups,
+    code: `${lines.join("\n")}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let o = ${grid.index};
+  if (o >= ${n}u) { return; }
+  let ix = i32(o % ${g.w}u);
+  let iy = i32((o / ${g.w}u) % ${g.h}u);
+  let bc = o / ${g.h * g.w}u;
+  let c = bc % ${g.ci}u;
+  // cols rows of (b, c): [b][c·taps + tap][oy·wo + ox].
+  let rowBase = bc * ${taps * ohw}u;
+  var acc = 0.0;
+  ${loops}
+  ${epilogueStore(e, "acc", "c", "o")}
+}`,
+  };
+}
+
+/** Forward: cols[b, (ci, ky, kx), (oy, ox)] = x[b, ci, oy·s − p + ky·d, ox·s − p + kx·d] (zero
+ * outside), for y[b] = W[co, (ci, ky, kx)] × cols[b]. One thread per element of cols, so the
+ * writes are contiguous. Bindings: x, cols. */
+function im2colKernelGen(g: ConvGeometry): Kernel {
+  if (g.groups !== 1) throw new Error("im2col: one group only");
+  const ohw = g.ho * g.wo, taps = g.kh * g.kw;
+  const n = g.batch * g.ci * taps * ohw;
+  const grid = grid1d(n);
+  return {
+    name: "conv2d_im2col",
+    workgroups: grid.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> cols: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let o = ${grid.index};
+  if (o >= ${n}u) { return; }
+  let p = o % ${ohw}u;
+  let row = o / ${ohw}u;
+  let tap = row % ${taps}u;
+  let bc = row / ${taps}u;
+  let iy = i32(p / ${g.wo}u) * ${g.strideY} - ${g.padY} + i32(tap / ${g.kw}u) * ${g.dilY};
+  let ix = i32(p % ${g.wo}u) * ${g.strideX} - ${g.padX} + i32(tap % ${g.kw}u) * ${g.dilX};
+  let ok = u32(iy) < ${g.h}u && u32(ix) < ${g.w}u;
+  let v = x[select(0u, bc * ${g.h * g.w}u + u32(iy * ${g.w} + ix), ok)];
+  cols[o] = select(0.0, v, ok);
+}`,
+  };
+}
+
+/** Bytes of the cols intermediate (the same shape for both directions). */
+export function columnsBytes(g: ConvGeometry): number {
+  return g.batch * g.ci * g.kh * g.kw * g.ho * g.wo * 4;
+}
+
+// Generated once per distinct spec (see cached in common.ts).
+export const col2imKernel = cached(col2imKernelGen);
+export const im2colKernel = cached(im2colKernelGen);
