@@ -24,6 +24,7 @@ import {
   convInputGradRaw,
   convWeightGradRaw,
   im2colFits,
+  matmul1x1Fits,
   runCol2im,
   runIm2col,
   runWinograd,
@@ -753,17 +754,18 @@ for (const layer of LAYERS) {
   }
   // 1×1 convs (stride 1, groups 1) are a plain GEMM: the conv op gives them to the matmul op
   // (with no activation, ReLU, sigmoid, or SiLU in inference) unless the direct or the small
-  // 1×1 kernels take them; for the small ones the matmul op stays as a comparison row.
+  // 1×1 kernels take them or they have at most 1152 weights (matmul1x1Fits); where it does not
+  // take them the matmul op stays as a comparison row.
   const is1x1 = !layer.transposed && g.kh === 1 && g.kw === 1 && g.groups === 1 &&
     g.strideY === 1 && !forwardIsDirect(g);
   const mm = is1x1 ? matmulCases(g, x, dy, w) : [];
-  if (is1x1 && !small1x1Fits(g)) {
+  if (is1x1 && matmul1x1Fits(g)) {
     alt = cases;
     cases = mm;
   }
   for (const c of cases) await timeRow(layer, c, flop, "");
   for (const c of alt) await timeRow(layer, c, flop, "conv");
-  if (is1x1 && small1x1Fits(g)) { for (const c of mm) await timeRow(layer, c, flop, "matmul"); }
+  if (is1x1 && !matmul1x1Fits(g)) { for (const c of mm) await timeRow(layer, c, flop, "matmul"); }
   if (SWEEP) {
     if (sweepOp("fwd")) {
       await sweep(layer.key, "fwd", forwardVariants(g, x.t, w.t), forwardSampler(g, x, w));

@@ -386,14 +386,22 @@ export function biasGrad(gz: Tensor): Tensor {
 }
 
 /** A 1×1 convolution (stride 1, no padding, one group) is the product W[Co, Ci] × X[b] of
- * [Ci, H·W]: the matmul op serves it when its epilogue can: no activation, ReLU or sigmoid
- * (whose gradients need only the output), and SiLU when no gradient is recorded (inference with
- * BatchNorm folded; its backward would need the pre-activation, which the conv kernels save).
- * Convs to at most DIRECT_MAX_CHANNELS channels stay on the direct kernel, and those with few
- * weights (small1x1Fits) on the small 1×1 kernels. */
-function isPlainGemm(g: ConvGeometry, act: ConvActivation, recording: boolean): boolean {
+ * [Ci, H·W], which the matmul op serves. Not: convs to at most DIRECT_MAX_CHANNELS channels
+ * (the direct kernel), those with few weights (small1x1Fits: the small 1×1 kernels), and those
+ * with at most 1152 weights, where the matmul op's weight gradient (the batch folded into a
+ * long reduction over a tiny product) lost to the conv kernels' split GEMM on an H200 (24→24
+ * @256: 0.27 against 0.17 ms) and forward and input gradient came out even. */
+export function matmul1x1Fits(g: ConvGeometry): boolean {
   return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
     g.padX === 0 && g.groups === 1 && !forwardIsDirect(g) && !small1x1Fits(g) &&
+    g.ci * g.co > 1152;
+}
+
+/** The matmul route also needs an epilogue it can fuse: no activation, ReLU or sigmoid (whose
+ * gradients need only the output), and SiLU when no gradient is recorded (inference with
+ * BatchNorm folded; its backward would need the pre-activation, which the conv kernels save). */
+function isPlainGemm(g: ConvGeometry, act: ConvActivation, recording: boolean): boolean {
+  return matmul1x1Fits(g) &&
     (act === "none" || act === "relu" || act === "sigmoid" || (act === "silu" && !recording));
 }
 

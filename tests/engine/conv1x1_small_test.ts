@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
-import { conv2d, type Conv2dOptions } from "../../engine/ops/conv2d.ts";
+import { conv2d, type Conv2dOptions, matmul1x1Fits } from "../../engine/ops/conv2d.ts";
 import {
   small1x1Fits,
   small1x1MixRaw,
@@ -201,23 +201,23 @@ for (const [k, c] of cases.entries()) {
   });
 }
 
-// Above the small kernels' size, sigmoid (always) and SiLU (without recorded gradients: BN-folded
+// Above 1152 weights (matmul1x1Fits), sigmoid (always) and SiLU (without recorded gradients: BN-folded
 // inference) take the matmul op's fused epilogue; SiLU with gradients keeps the conv kernels.
 for (const a of ["sigmoid", "silu"] as const) {
-  const xs = [2, 17, 7, 9], ws = [16, 17, 1, 1];
-  Deno.test(`1×1 conv 17→16 ${a} (matmul epilogue) matches float64, gradients too`, async () => {
-    assert.ok(!small1x1Fits(convGeometry(xs, ws)));
-    const x = randArray(xs.reduce((p, v) => p * v), 81), w = randArray(272, 82, -0.3, 0.3);
-    const bias = randArray(16, 83);
+  const xs = [2, 40, 7, 9], ws = [33, 40, 1, 1];
+  Deno.test(`1×1 conv 40→33 ${a} (matmul epilogue) matches float64, gradients too`, async () => {
+    assert.ok(matmul1x1Fits(convGeometry(xs, ws)));
+    const x = randArray(xs.reduce((p, v) => p * v), 81), w = randArray(1320, 82, -0.3, 0.3);
+    const bias = randArray(33, 83);
     const y = scope(() =>
       noGrad(() => conv2d(tensor(x, xs), tensor(w, ws), { bias: tensor(bias), activation: a }))
     );
-    const ref = mixRef(x, w, 2, 17, 16, 63, (o, i) => o * 17 + i, bias, a);
+    const ref = mixRef(x, w, 2, 40, 33, 63, (o, i) => o * 40 + i, bias, a);
     assertClose(await y.read(), ref, { what: a, atol: 1e-5, rtol: 1e-4 });
     y.dispose();
     await gradCheck(
       (xt, wt, bt) => conv2d(xt, wt, { bias: bt, activation: a }),
-      [{ data: x, shape: xs }, { data: w, shape: ws }, { data: bias, shape: [16] }],
+      [{ data: x, shape: xs }, { data: w, shape: ws }, { data: bias, shape: [33] }],
       { maxPoints: 8 },
     );
   });
