@@ -190,8 +190,10 @@ function activationExpr(e: Epilogue, z: string, ch: string, zero: string): strin
 
 export interface FoldBatchNormSpec {
   co: number;
-  /** Weights per output channel (Ci/groups·kh·kw). */
+  /** Consecutive weights of one output channel (Ci/groups·kh·kw; kh·kw for a transposed
+   * conv's [Ci, Co, kh, kw], whose channel blocks repeat `outer` = Ci times). */
   perChannel: number;
+  outer?: number;
   eps: number;
   hasBias: boolean;
   affine: boolean;
@@ -201,7 +203,7 @@ export interface FoldBatchNormSpec {
  * w' = w·s (per output channel) and b' = (b − mean)·s + β. Inputs: w, [b], mean, var, [γ, β];
  * outputs w', b'. One thread per weight; the first weight of a channel also writes b'. */
 function foldBatchNormKernelGen(s: FoldBatchNormSpec): Kernel {
-  const n = s.co * s.perChannel;
+  const n = (s.outer ?? 1) * s.co * s.perChannel;
   const g = grid1d(n);
   const inputs = [
     "w",
@@ -224,10 +226,10 @@ function foldBatchNormKernelGen(s: FoldBatchNormSpec): Kernel {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${g.index};
   if (i >= ${n}u) { return; }
-  let c = i / ${s.perChannel}u;
+  let c = (i / ${s.perChannel}u) % ${s.co}u;
   let sc = ${s.affine ? "gamma[c] * " : ""}inverseSqrt(vars[c] + ${f(s.eps)});
   w2[i] = w[i] * sc;
-  if (i % ${s.perChannel}u == 0u) {
+  if (i < ${s.co * s.perChannel}u && i % ${s.perChannel}u == 0u) {
     b2[c] = (${s.hasBias ? "b[c]" : "0.0"} - mean[c]) * sc${s.affine ? " + beta[c]" : ""};
   }
 }`,

@@ -458,7 +458,9 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
 
 /** Eval-mode BatchNorm folded into the conv before it: with s = γ/√(var + ε),
  * w' = w·s per output channel and b' = (b − mean)·s + β, so conv(x, w', b') equals
- * bn(conv(x, w, b)). γ, β may be null (BatchNorm without affine). No autograd. */
+ * bn(conv(x, w, b)). γ, β may be null (BatchNorm without affine). `transposed`: w is a
+ * transposed conv's [Ci, Co, kh, kw] (one group), whose output channels are axis 1. No
+ * autograd. */
 export function foldBatchNorm(
   w: Tensor,
   b: Tensor | null,
@@ -467,8 +469,11 @@ export function foldBatchNorm(
   gamma: Tensor | null,
   beta: Tensor | null,
   eps = 1e-5,
+  transposed = false,
 ): { weight: Tensor; bias: Tensor } {
-  const co = w.shape[0];
+  if (w.ndim !== 4) throw new Error(`foldBatchNorm: weight ${w.describe()} must be 4-D`);
+  const co = w.shape[transposed ? 1 : 0];
+  const outer = transposed ? w.shape[0] : 1;
   for (const t of [b, mean, variance, gamma, beta]) {
     if (t && t.size !== co) {
       throw new Error(`foldBatchNorm: ${t.describe()} does not match ${co} output channels`);
@@ -481,7 +486,8 @@ export function foldBatchNorm(
   run(
     foldBatchNormKernel({
       co,
-      perChannel: w.size / co,
+      perChannel: w.size / (co * outer),
+      outer,
       eps,
       hasBias: !!b,
       affine: !!gamma,

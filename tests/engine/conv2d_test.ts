@@ -381,6 +381,27 @@ Deno.test("conv2d folded BatchNorm equals conv followed by eval BatchNorm", asyn
   });
   assertClose(await y2.read(), ref2, { what: "conv+BN", atol: 2e-5, rtol: 2e-4 });
   y2.dispose();
+  // A transposed conv's [Ci, Co, kh, kw] weight: the output channels are axis 1.
+  const ci = 4, wt = randArray(ci * co * 9, 58, -0.5, 0.5);
+  const f3 = scope(() =>
+    foldBatchNorm(
+      tensor(wt, [ci, co, 3, 3]),
+      tensor(b),
+      tensor(mean),
+      tensor(vars),
+      tensor(gamma),
+      tensor(beta),
+      eps,
+      true,
+    )
+  );
+  const sc = Array.from({ length: co }, (_, c) => gamma[c] / Math.sqrt(vars[c] + eps));
+  const wRef = Float64Array.from(wt, (v, i) => v * sc[Math.floor(i / 9) % co]);
+  const bRef = Float64Array.from(b, (v, c) => (v - mean[c]) * sc[c] + beta[c]);
+  assertClose(await f3.weight.read(), wRef, { what: "transposed fold w", atol: 1e-6 });
+  assertClose(await f3.bias.read(), bRef, { what: "transposed fold b", atol: 1e-6 });
+  f3.weight.dispose();
+  f3.bias.dispose();
 });
 
 Deno.test("conv2d rejects mismatched shapes with a clear message", () => {
