@@ -30,6 +30,23 @@ export function randTensor(shape: Shape, seed: number, lo = -1, hi = 1): Tensor 
   return tensor(randArray(prod(shape), seed, lo, hi), shape);
 }
 
+/** float64 reference of the conv epilogue's activations (PReLU with the given slope). */
+export function activationRef(a: string, z: number, slope = 0.25): number {
+  switch (a) {
+    case "relu":
+      return Math.max(z, 0);
+    case "sigmoid":
+      return 1 / (1 + Math.exp(-z));
+    case "silu":
+      return z / (1 + Math.exp(-z));
+    case "prelu":
+      return z > 0 ? z : slope * z;
+    case "none":
+      return z;
+  }
+  throw new Error(`activationRef: unknown activation ${a}`);
+}
+
 /** Assert |actual - expected| <= atol + rtol·|expected| everywhere, naming the first offender. */
 export function assertClose(
   actual: ArrayLike<number>,

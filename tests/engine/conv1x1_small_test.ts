@@ -15,26 +15,11 @@ import { scope } from "../../engine/scope.ts";
 import { type Tensor, tensor } from "../../engine/tensor.ts";
 import { convGeometry, NO_EPILOGUE } from "../../kernels/conv2d.ts";
 import { smallWgradSplits, wgradBlocks } from "../../kernels/conv1x1_small.ts";
-import { assertClose, gradCheck, randArray } from "../util.ts";
+import { activationRef, assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
 
 type Act = NonNullable<Conv2dOptions["activation"]>;
-
-function act(a: Act, z: number, slope: number): number {
-  switch (a) {
-    case "relu":
-      return Math.max(z, 0);
-    case "sigmoid":
-      return 1 / (1 + Math.exp(-z));
-    case "silu":
-      return z / (1 + Math.exp(-z));
-    case "prelu":
-      return z > 0 ? z : slope * z;
-    default:
-      return z;
-  }
-}
 
 /** y[b, o, p] = Σ_c w[o, c]·x[b, c, p] (+ bias, activation), float64. */
 function mixRef(
@@ -55,7 +40,11 @@ function mixRef(
       for (let q = 0; q < p; q++) {
         let s = bias ? bias[o] : 0;
         for (let c = 0; c < cin; c++) s += w[wAt(o, c)] * x[(n * cin + c) * p + q];
-        y[(n * cout + o) * p + q] = act(a, s, slopes ? slopes[slopes.length === 1 ? 0 : o] : 0);
+        y[(n * cout + o) * p + q] = activationRef(
+          a,
+          s,
+          slopes ? slopes[slopes.length === 1 ? 0 : o] : 0,
+        );
       }
     }
   }

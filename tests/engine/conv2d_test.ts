@@ -30,7 +30,7 @@ import {
   winogradFits,
   winogradFitsDgrad,
 } from "../../kernels/conv2d_winograd.ts";
-import { assertClose, gradCheck, randArray } from "../util.ts";
+import { activationRef, assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
 
@@ -65,21 +65,6 @@ function eachTap(g: ConvGeometry, visit: (yi: number, xi: number, wi: number) =>
 
 type Act = NonNullable<Conv2dOptions["activation"]>;
 
-function actRef(a: Act, z: number, slope = 0.25): number {
-  switch (a) {
-    case "none":
-      return z;
-    case "relu":
-      return Math.max(z, 0);
-    case "silu":
-      return z / (1 + Math.exp(-z));
-    case "sigmoid":
-      return 1 / (1 + Math.exp(-z));
-    case "prelu":
-      return z > 0 ? z : slope * z;
-  }
-}
-
 function convRef(
   g: ConvGeometry,
   x: Float32Array,
@@ -94,7 +79,7 @@ function convRef(
   return y.map((v, i) => {
     const c = Math.floor(i / hw) % g.co;
     const z = v + (bias ? bias[c] : 0);
-    return actRef(act, z, slopes ? slopes[slopes.length === 1 ? 0 : c] : 0);
+    return activationRef(act, z, slopes ? slopes[slopes.length === 1 ? 0 : c] : 0);
   });
 }
 
@@ -570,7 +555,7 @@ Deno.test("strided input gradient as GEMM + col2im: strides 2 and (2, 3), dilati
     const what = `${xs}→${ws}`;
     assertClose(await plain.read(), ref, { what: `${what} dx`, atol: 1e-4 });
     assertClose(await pre.read(), z, { what: `${what} pre`, atol: 1e-4 });
-    assertClose(await y.read(), z.map((v) => actRef("silu", v)), {
+    assertClose(await y.read(), z.map((v) => activationRef("silu", v)), {
       what: `${what} silu`,
       atol: 1e-4,
     });

@@ -12,7 +12,7 @@ import { mul } from "../../engine/ops/elementwise.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
 import { convTransposeGeometry } from "../../kernels/conv_transpose2d.ts";
-import { assertClose, gradCheck, randArray } from "../util.ts";
+import { activationRef, assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
 
@@ -206,21 +206,6 @@ const shuffleCases: ShuffleCase[] = [
   },
 ];
 
-function actRef(a: string, z: number, slope: number): number {
-  switch (a) {
-    case "relu":
-      return Math.max(z, 0);
-    case "sigmoid":
-      return 1 / (1 + Math.exp(-z));
-    case "silu":
-      return z / (1 + Math.exp(-z));
-    case "prelu":
-      return z > 0 ? z : slope * z;
-    default:
-      return z;
-  }
-}
-
 async function withShuffle(fn: () => Promise<void>): Promise<void> {
   const old = shuffleTranspose.minChannels;
   shuffleTranspose.minChannels = 1;
@@ -247,7 +232,7 @@ for (const [k, c] of shuffleCases.entries()) {
       const hw = ref.shape[2] * ref.shape[3];
       const expect = ref.y.map((v, i) => {
         const ch = Math.floor(i / hw) % ref.shape[1];
-        return actRef(c.act ?? "none", v, d.slopes ? d.slopes[ch] : 0);
+        return activationRef(c.act ?? "none", v, d.slopes ? d.slopes[ch] : 0);
       });
       const y = scope(() =>
         convTranspose2d(tensor(d.x, c.x), tensor(d.w, c.w), {
