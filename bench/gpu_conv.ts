@@ -39,7 +39,11 @@ import {
   shuffleWeightGradRaw,
   unshuffled,
 } from "../engine/ops/conv_transpose2d.ts";
-import { small1x1Fits } from "../engine/ops/conv1x1_small.ts";
+import {
+  small1x1Fits,
+  small1x1WeightGradRaw,
+  smallWgradFits,
+} from "../engine/ops/conv1x1_small.ts";
 import { gemm } from "../engine/ops/matmul.ts";
 import { pool } from "../engine/pool.ts";
 import { sync, withEncoder } from "../engine/recorder.ts";
@@ -572,6 +576,7 @@ function wgradVariants(g: ConvGeometry, x: Tensor, dy: Tensor): [string, () => T
     () => convWeightGradRaw(g, x, dy, false).dw,
   ]];
   if (winogradFits(g)) variants.push(["wino4", () => winogradWeightGradRaw(g, x, dy)]);
+  if (smallWgradFits(g)) variants.push(["small", () => small1x1WeightGradRaw(g, x, dy, false).dw]);
   for (const [name, tile] of Object.entries(WGRAD_TILES)) {
     if (tile.tm > Math.max(8, 2 * mg) || tile.tk > Math.max(16, 2 * cols)) continue;
     for (const target of [512, 2048]) {
@@ -624,14 +629,17 @@ function pathOf(g: ConvGeometry, op: string): string {
 
 type Case = [op: string, launch: () => Tensor, check: Sampler, path: string];
 
-/** pathOf, with the small 1×1 kernels (engine/ops/conv1x1_small.ts) where the conv ops take them. */
+/** pathOf, with the small 1×1 kernels (engine/ops/conv1x1_small.ts) where the conv ops take them:
+ * forward and input gradient up to 256 weights (small1x1Fits), the weight gradient (weightGradRaw)
+ * up to 1152 (smallWgradFits). */
 function opPath(g: ConvGeometry, op: string): string {
   const direct = op === "fwd"
     ? forwardIsDirect(g)
     : op === "dgrad"
     ? dgradIsDirect(g)
     : wgradIsDirect(g);
-  return small1x1Fits(g) && !direct ? "small" : pathOf(g, op);
+  const small = op === "wgrad" ? smallWgradFits(g) : small1x1Fits(g);
+  return small && !direct ? "small" : pathOf(g, op);
 }
 
 /** Time one computation of a layer into a row; `alt` (a key suffix) marks a comparison row. */
@@ -762,6 +770,16 @@ for (const layer of LAYERS) {
   if (is1x1 && matmul1x1Fits(g)) {
     alt = cases;
     cases = mm;
+  }
+  // 1×1 convs with 257–1152 weights: the small kernel takes only their weight gradient; the
+  // conv kernels' split-K GEMM it replaced follows as a "(conv kernels)" row.
+  if (alt.length === 0 && !small1x1Fits(g) && opPath(g, "wgrad") === "small") {
+    alt = [[
+      "wgrad",
+      () => convWeightGradRaw(g, x.t, dy.t, false).dw,
+      wgradSampler(g, x, dy),
+      pathOf(g, "wgrad"),
+    ]];
   }
   for (const c of cases) await timeRow(layer, c, flop, "");
   for (const c of alt) await timeRow(layer, c, flop, "conv");

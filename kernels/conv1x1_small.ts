@@ -8,9 +8,13 @@
 //   with the fused epilogue) and the input gradient (o = Ci, w transposed): each thread takes 4
 //   consecutive pixels (vec4 when H·W % 4 = 0) and keeps min(I, O) vec4 in registers;
 // - the weight gradient: each workgroup sums a chunk of pixels for every (co, ci) (and the bias
-//   column), threads split into channel blocks whose products stay in registers (≤ 8 input
-//   channels × ≤ 64/8 output channels), then a shared-memory tree; the partials [split, Co, Ci+1]
-//   are summed by conv2d_wgrad's splitReduceKernel.
+//   column) of its channel blocks, threads split into blocks whose products stay in registers
+//   (≤ 8 input channels × ≤ 64/8 output channels), then a shared-memory tree; the partials
+//   [split, Co, Ci+1] are summed by conv2d_wgrad's splitReduceKernel. It also takes the weight
+//   gradient (only) of 1×1 convs with up to SMALL_WGRAD_MAX_WEIGHTS weights (24→24, 48→24, …):
+//   above MAX_BLOCKS blocks they are dealt out in groups of ≤ MAX_BLOCKS, one workgroup per
+//   (pixel chunk, group), so x is read once per output-channel block and dy once per
+//   input-channel block. Not yet timed on a GPU against the split-K GEMM it replaces there.
 
 import { cached, grid1d, type Kernel } from "./common.ts";
 import { convBindings, type Epilogue, epilogueStore } from "./conv2d.ts";
@@ -25,13 +29,20 @@ export interface Small1x1 {
 
 /** Above this many weights the GEMM kernels' tiles fill (TinyCD's 24→24, 576 weights, ran its
  * weight gradient at 1.30× cuDNN and 32→16 at 0.93×, bench/results/conv_h200.txt), while the 3→10
- * and 16→8 weight gradients ran at 2.1–2.5×: there these kernels are used. */
+ * and 16→8 weight gradients ran at 2.1–2.5×: there these kernels are used (for the weight gradient
+ * alone, see SMALL_WGRAD_MAX_WEIGHTS). */
 export const SMALL_1X1_MAX_WEIGHTS = 256;
 /** Input channels per weight-gradient thread block, accumulators per thread (about). */
 const CI_BLOCK = 8;
 const ACC_BUDGET = 64;
+/** Weights up to which smallWgradKernel takes the weight gradient (not the forward or the input
+ * gradient): TinyCD's 24→24 split-K GEMM weight gradient took 0.17–0.21 ms against cuDNN's 0.13
+ * on an H200 (256², batch 8), where reading x and dy once takes about 0.03. */
+export const SMALL_WGRAD_MAX_WEIGHTS = 1152;
 /** Channel blocks per workgroup (each gets 256 / blocks threads, at least 32). */
 export const MAX_BLOCKS = 8;
+/** Workgroups of the weight gradient, over splits and block groups together (about). */
+const MAX_WORKGROUPS = 2048;
 
 export interface WgradBlocks {
   /** Input / output channels per block, block counts along each. */
@@ -39,6 +50,10 @@ export interface WgradBlocks {
   cob: number;
   nci: number;
   nco: number;
+  /** Blocks per workgroup (≤ MAX_BLOCKS) and block groups (workgroups per split): block
+   * b = group·perGroup + local (block b covers input block b % nci, output block b / nci). */
+  perGroup: number;
+  groups: number;
   /** Threads per block. */
   threads: number;
 }
@@ -47,15 +62,24 @@ export function wgradBlocks(ci: number, co: number): WgradBlocks {
   const cib = Math.min(ci, CI_BLOCK);
   const cob = Math.min(co, Math.max(1, Math.floor(ACC_BUDGET / cib)));
   const nci = Math.ceil(ci / cib), nco = Math.ceil(co / cob);
-  const g = nci * nco;
+  const blocks = nci * nco;
+  const groups = Math.ceil(blocks / MAX_BLOCKS);
+  // Balanced groups (9 blocks: 5 + 4, not 8 + 1).
+  const g = Math.ceil(blocks / groups);
   const threads = g === 1 ? 256 : g === 2 ? 128 : g <= 4 ? 64 : 32;
-  return { cib, cob, nci, nco, threads };
+  return { cib, cob, nci, nco, perGroup: g, groups, threads };
 }
 
-/** The shapes these kernels take: few weights, at most MAX_BLOCKS weight-gradient blocks. */
+/** The shapes the forward and input-gradient kernels take (and the weight gradient's with them):
+ * few weights, at most MAX_BLOCKS weight-gradient blocks. */
 export function small1x1Shape(ci: number, co: number): boolean {
   const b = wgradBlocks(ci, co);
   return ci * co <= SMALL_1X1_MAX_WEIGHTS && b.nci * b.nco <= MAX_BLOCKS;
+}
+
+/** The shapes the weight-gradient kernel takes: at most SMALL_WGRAD_MAX_WEIGHTS weights. */
+export function smallWgradShape(ci: number, co: number): boolean {
+  return ci * co <= SMALL_WGRAD_MAX_WEIGHTS;
 }
 
 export interface MixSpec extends Small1x1 {
@@ -113,17 +137,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 export interface SmallWgradSpec extends Small1x1 {
   bias: boolean;
-  /** Workgroups (each writes one partial [Co, Ci + bias]) and pixel units per workgroup. */
+  /** Pixel chunks (each workgroup writes its blocks' part of one partial [Co, Ci + bias]) and
+   * pixel units per chunk. */
   splits: number;
   chunk: number;
 }
 
-/** Pixel units (vec4 or single pixels) and the split of them over workgroups: about 8 units per
- * thread, at most 1024 partials. */
+/** Pixel units (vec4 or single pixels) and the split of them into chunks: about 8 units per
+ * thread, at most 1024 partials and about MAX_WORKGROUPS workgroups (splits × block groups). */
 export function smallWgradSplits(s: Small1x1): { units: number; splits: number; chunk: number } {
   const units = s.batch * (s.pixels % 4 === 0 ? s.pixels / 4 : s.pixels);
-  const { threads } = wgradBlocks(s.ci, s.co);
-  const want = Math.max(1, Math.min(1024, Math.ceil(units / (threads * 8))));
+  const { threads, groups } = wgradBlocks(s.ci, s.co);
+  const most = Math.max(1, Math.min(1024, Math.floor(MAX_WORKGROUPS / groups)));
+  const want = Math.max(1, Math.min(most, Math.ceil(units / (threads * 8))));
   const chunk = Math.ceil(units / want);
   return { units, splits: Math.ceil(units / chunk), chunk };
 }
@@ -131,35 +157,45 @@ export function smallWgradSplits(s: Small1x1): { units: number; splits: number; 
 /** Rounds of this many accumulators go through shared memory at once (16 × 256 floats). */
 const ROUND = 16;
 
-/** Partials part[split, co, ci (+ bias column)]. Bindings: x, dy, part. */
+/** Partials part[split, co, ci (+ bias column)]. Bindings: x, dy, part. Workgroup w takes pixel
+ * chunk w / groups and block group w % groups (the groups of one chunk run side by side, so their
+ * re-reads of x and dy can come from cache). */
 function smallWgradKernelGen(s: SmallWgradSpec): Kernel {
   const b = wgradBlocks(s.ci, s.co);
-  const G = b.nci * b.nco, T = b.threads, WG = T * G;
+  const NB = b.nci * b.nco, PG = b.perGroup, T = b.threads, WG = T * PG;
   const vec = s.pixels % 4 === 0;
   const U = vec ? s.pixels / 4 : s.pixels;
   const units = s.batch * U;
   const cols1 = s.ci + (s.bias ? 1 : 0);
   const prodOf = (a: string, c: string) => (vec ? `dot(${a}, ${c})` : `${a} * ${c}`);
   const sumOf = (a: string) => (vec ? `(${a}.x + ${a}.y + ${a}.z + ${a}.w)` : a);
-  // Per block: its channel ranges and the loop body accumulating into a0, a1, …
+  // Blocks come in a few shapes (full or last partial block along each side, with or without
+  // the bias column); one loop body per shape, the channel offsets are the thread's.
+  const shapes = new Map<string, { cis: number; cos: number; bias: boolean }>();
+  for (let blk = 0; blk < NB; blk++) {
+    const ib = blk % b.nci, ob = Math.floor(blk / b.nci);
+    const cis = Math.min(b.cib, s.ci - ib * b.cib), cos = Math.min(b.cob, s.co - ob * b.cob);
+    const bias = s.bias && ib === 0;
+    shapes.set(`${cis},${cos},${bias}`, { cis, cos, bias });
+  }
   let amax = 0;
+  const kinds: string[] = [];
   const branches: string[] = [];
-  for (let grp = 0; grp < G; grp++) {
-    const ib = grp % b.nci, ob = Math.floor(grp / b.nci);
-    const c0 = ib * b.cib, cis = Math.min(b.cib, s.ci - c0);
-    const o0 = ob * b.cob, cos = Math.min(b.cob, s.co - o0);
-    const withBias = s.bias && ib === 0;
-    amax = Math.max(amax, cos * cis + (withBias ? cos : 0));
+  for (const [k, { cis, cos, bias }] of [...shapes.values()].entries()) {
+    amax = Math.max(amax, cos * cis + (bias ? cos : 0));
+    kinds.push(
+      `if (cis == ${cis}u && cos == ${cos}u && ${bias ? "" : "!"}wb) { kind = ${k}u; }`,
+    );
     const lines: string[] = [];
-    for (let i = 0; i < cis; i++) lines.push(`let x${i} = xs[xb + ${(c0 + i) * U}u];`);
+    for (let i = 0; i < cis; i++) lines.push(`let x${i} = xs[xb + ${i * U}u];`);
     for (let o = 0; o < cos; o++) {
-      lines.push(`let d${o} = dy[yb + ${(o0 + o) * U}u];`);
+      lines.push(`let d${o} = dy[yb + ${o * U}u];`);
       for (let i = 0; i < cis; i++) {
         lines.push(`a${o * cis + i} += ${prodOf(`x${i}`, `d${o}`)};`);
       }
-      if (withBias) lines.push(`a${cos * cis + o} += ${sumOf(`d${o}`)};`);
+      if (bias) lines.push(`a${cos * cis + o} += ${sumOf(`d${o}`)};`);
     }
-    branches.push(`if (grp == ${grp}u) {\n      ${lines.join("\n      ")}\n    }`);
+    branches.push(`if (kind == ${k}u) {\n      ${lines.join("\n      ")}\n    }`);
   }
   const rounds = Math.ceil(amax / ROUND);
   const seg = T / ROUND; // threads summing one (block, accumulator) in the first reduce step
@@ -182,10 +218,10 @@ function smallWgradKernelGen(s: SmallWgradSpec): Kernel {
     workgroupBarrier();
     sh[lid] = t;
     workgroupBarrier();
-    if (lid < ${G * ROUND}u) {
+    if (lid < ${PG * ROUND}u) {
       var tot = 0.0;
       for (var m = 0u; m < ${seg}u; m++) { tot += sh[lid * ${seg}u + m]; }
-      emit(lid / ${ROUND}u, ${r * ROUND}u + lid % ${ROUND}u, tot, wid);
+      emit(blk0 + lid / ${ROUND}u, ${r * ROUND}u + lid % ${ROUND}u, tot, split);
     }
     workgroupBarrier();
   }`);
@@ -194,16 +230,17 @@ function smallWgradKernelGen(s: SmallWgradSpec): Kernel {
   const T4 = vec ? "vec4<f32>" : "f32";
   return {
     name: "conv1x1_small_wgrad",
-    workgroups: [s.splits, 1, 1],
+    workgroups: [s.splits * b.groups, 1, 1],
     code: `@group(0) @binding(0) var<storage, read> xs: array<${T4}>;
 @group(0) @binding(1) var<storage, read> dy: array<${T4}>;
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
 var<workgroup> sh: array<f32, ${ROUND * WG}>;
 
-// Accumulator k of block grp → part[split, co, col].
-fn emit(grp: u32, k: u32, v: f32, split: u32) {
-  let ib = grp % ${b.nci}u;
-  let ob = grp / ${b.nci}u;
+// Accumulator k of block blk → part[split, co, col].
+fn emit(blk: u32, k: u32, v: f32, split: u32) {
+  if (blk >= ${NB}u) { return; }
+  let ib = blk % ${b.nci}u;
+  let ob = blk / ${b.nci}u;
   let cis = min(${b.cib}u, ${s.ci}u - ib * ${b.cib}u);
   let cos = min(${b.cob}u, ${s.co}u - ob * ${b.cob}u);
   var co = 0u;
@@ -222,16 +259,31 @@ fn emit(grp: u32, k: u32, v: f32, split: u32) {
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let wid = wg.x;
-  let grp = lid / ${T}u;
-  let u0 = wid * ${s.chunk}u;
+  let split = wg.x / ${b.groups}u;
+  let blk0 = (wg.x % ${b.groups}u) * ${PG}u;
+  // This thread's block: its channel offsets and loop body (none past the last block).
+  let blk = blk0 + lid / ${T}u;
+  var kind = ${shapes.size}u;
+  var xo = 0u;
+  var yo = 0u;
+  if (blk < ${NB}u) {
+    let ib = blk % ${b.nci}u;
+    let ob = blk / ${b.nci}u;
+    let cis = min(${b.cib}u, ${s.ci}u - ib * ${b.cib}u);
+    let cos = min(${b.cob}u, ${s.co}u - ob * ${b.cob}u);
+    let wb = ${s.bias} && ib == 0u;
+    ${kinds.join("\n    ")}
+    xo = ib * ${b.cib * U}u;
+    yo = ob * ${b.cob * U}u;
+  }
+  let u0 = split * ${s.chunk}u;
   let u1 = min(u0 + ${s.chunk}u, ${units}u);
   ${accs.join("\n  ")}
   for (var u = u0 + lid % ${T}u; u < u1; u += ${T}u) {
     let nb = u / ${U}u;
     let p = u % ${U}u;
-    let xb = nb * ${s.ci * U}u + p;
-    let yb = nb * ${s.co * U}u + p;
+    let xb = nb * ${s.ci * U}u + p + xo;
+    let yb = nb * ${s.co * U}u + p + yo;
     ${branches.join(" else ")}
   }
   ${roundCode.join("\n  ")}

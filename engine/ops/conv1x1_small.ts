@@ -1,11 +1,13 @@
 // Launches of the small 1×1 convolution kernels (kernels/conv1x1_small.ts), no autograd: the
-// conv op routes 1×1 convs with few weights here (forward, input and weight gradients).
+// conv op routes 1×1 convs with few weights here (forward, input and weight gradients), and the
+// weight gradient of those with up to SMALL_WGRAD_MAX_WEIGHTS weights.
 
 import type { ConvGeometry, Epilogue } from "../../kernels/conv2d.ts";
 import {
   mixKernel,
   small1x1Shape,
   smallWgradKernel,
+  smallWgradShape,
   smallWgradSplits,
 } from "../../kernels/conv1x1_small.ts";
 import { splitReduceKernel } from "../../kernels/conv2d_wgrad.ts";
@@ -16,6 +18,13 @@ import { empty, type Tensor } from "../tensor.ts";
 export function small1x1Fits(g: ConvGeometry): boolean {
   return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
     g.padX === 0 && g.groups === 1 && small1x1Shape(g.ci, g.co);
+}
+
+/** A 1×1 conv (stride 1, no padding, one group) with at most SMALL_WGRAD_MAX_WEIGHTS weights:
+ * small1x1WeightGradRaw takes its weight gradient. */
+export function smallWgradFits(g: ConvGeometry): boolean {
+  return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
+    g.padX === 0 && g.groups === 1 && smallWgradShape(g.ci, g.co);
 }
 
 function dims(g: ConvGeometry) {

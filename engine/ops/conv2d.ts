@@ -50,7 +50,12 @@ import { isGradEnabled, record } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { addMacs } from "../profiler.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
-import { small1x1Fits, small1x1MixRaw, small1x1WeightGradRaw } from "./conv1x1_small.ts";
+import {
+  small1x1Fits,
+  small1x1MixRaw,
+  small1x1WeightGradRaw,
+  smallWgradFits,
+} from "./conv1x1_small.ts";
 import { add, mapNamed } from "./elementwise.ts";
 import { gemm, matmul } from "./matmul.ts";
 import { sum } from "./reduce.ts";
@@ -405,15 +410,15 @@ function isPlainGemm(g: ConvGeometry, act: ConvActivation, recording: boolean): 
     (act === "none" || act === "relu" || act === "sigmoid" || (act === "silu" && !recording));
 }
 
-/** The weight gradient the conv ops take: the small 1×1 kernel for 1×1 convs with few weights
- * (unless the direct kernel takes them), else convWeightGradRaw. */
+/** The weight gradient the conv ops take: the small 1×1 kernel for 1×1 convs with at most 1152
+ * weights (smallWgradFits; unless the direct kernel takes them), else convWeightGradRaw. */
 export function weightGradRaw(
   g: ConvGeometry,
   x: Tensor,
   dy: Tensor,
   withBias: boolean,
 ): { dw: Tensor; db: Tensor | null } {
-  return small1x1Fits(g) && !wgradIsDirect(g)
+  return smallWgradFits(g) && !wgradIsDirect(g)
     ? small1x1WeightGradRaw(g, x, dy, withBias)
     : convWeightGradRaw(g, x, dy, withBias);
 }

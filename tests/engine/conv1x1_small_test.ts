@@ -1,6 +1,8 @@
 // 1×1 convolution routes: the small kernels (kernels/conv1x1_small.ts) with every epilogue, input
-// and weight gradients against float64 and the conv op's gradients by finite differences; larger
-// 1×1 convs with sigmoid / SiLU through the matmul op's epilogue.
+// and weight gradients against float64 and the conv op's gradients by finite differences; the
+// weight gradient alone of 1×1 convs up to 1152 weights (more than MAX_BLOCKS channel blocks,
+// dealt out in block groups); larger 1×1 convs with sigmoid / SiLU through the matmul op's
+// epilogue.
 
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
@@ -9,12 +11,20 @@ import {
   small1x1Fits,
   small1x1MixRaw,
   small1x1WeightGradRaw,
+  smallWgradFits,
 } from "../../engine/ops/conv1x1_small.ts";
 import { noGrad } from "../../engine/autograd.ts";
 import { scope } from "../../engine/scope.ts";
-import { type Tensor, tensor } from "../../engine/tensor.ts";
-import { convGeometry, NO_EPILOGUE } from "../../kernels/conv2d.ts";
-import { smallWgradSplits, wgradBlocks } from "../../kernels/conv1x1_small.ts";
+import { run } from "../../engine/launch.ts";
+import { empty, type Tensor, tensor } from "../../engine/tensor.ts";
+import { convGeometry, NO_EPILOGUE, wgradIsDirect } from "../../kernels/conv2d.ts";
+import {
+  MAX_BLOCKS,
+  smallWgradKernel,
+  smallWgradSplits,
+  wgradBlocks,
+} from "../../kernels/conv1x1_small.ts";
+import { splitReduceKernel } from "../../kernels/conv2d_wgrad.ts";
 import { activationRef, assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -160,6 +170,94 @@ Deno.test("small 1×1 weight gradient splits its pixels over several workgroups"
   const big = smallWgradSplits({ batch: 8, ci: 16, co: 8, pixels: 512 * 512 });
   assert.ok(big.splits > 100 && big.splits <= 1024);
   assert.ok(!small1x1Fits(convGeometry([1, 24, 4, 4], [24, 24, 1, 1])), "576 weights: GEMM");
+});
+
+/** dw [co, ci] and db [co] of a 1×1 conv, float64. */
+function wgradRef(x: Float32Array, dy: Float32Array, b: number, ci: number, co: number, p: number) {
+  const dw = new Float64Array(co * ci), db = new Float64Array(co);
+  for (let n = 0; n < b; n++) {
+    for (let o = 0; o < co; o++) {
+      for (let q = 0; q < p; q++) {
+        const g0 = dy[(n * co + o) * p + q];
+        db[o] += g0;
+        for (let i = 0; i < ci; i++) dw[o * ci + i] += g0 * x[(n * ci + i) * p + q];
+      }
+    }
+  }
+  return { dw, db };
+}
+
+// The weight gradient alone of 1×1 convs with more than MAX_BLOCKS channel blocks (up to 1152
+// weights: forward and input gradient stay on the conv kernels): through the op's launch
+// (smallWgradSplits) and with forced splits, scalar (odd H·W) and vec4 (H·W % 4 = 0) loads.
+const manyBlocks: [xs: number[], co: number, bias: boolean][] = [
+  [[2, 24, 13, 11], 24, false], // TinyCD's 24→24: 3 × 3 blocks in groups of 5 + 4, scalar
+  [[2, 20, 8, 10], 33, true], // 3 × 5 blocks, partial both ways, bias, vec4
+  [[1, 9, 7, 9], 40, true], // input blocks of 8 + 1, 2 × 5 blocks, scalar
+  [[2, 48, 4, 8], 24, false], // 6 × 3 blocks in 3 groups, vec4
+  [[1, 1152, 3, 5], 1, true], // 144 blocks of 8 × 1 in 18 groups
+];
+for (const [k, [xs, co, bias]] of manyBlocks.entries()) {
+  const ci = xs[1], p = xs[2] * xs[3], ws = [co, ci, 1, 1];
+  const name = `${ci}→${co}${bias ? " bias" : ""} on ${xs.join("×")}`;
+  Deno.test(`small 1×1 weight gradient ${name} (block groups) matches float64`, async () => {
+    const g = convGeometry(xs, ws);
+    assert.ok(smallWgradFits(g) && !small1x1Fits(g) && !wgradIsDirect(g), "wgrad only");
+    const b = wgradBlocks(ci, co);
+    assert.ok(b.nci * b.nco > MAX_BLOCKS && b.groups > 1 && b.perGroup <= MAX_BLOCKS);
+    const x = randArray(xs.reduce((a, v) => a * v), 90 + k);
+    const dy = randArray(xs[0] * co * p, 95 + k);
+    const ref = wgradRef(x, dy, xs[0], ci, co, p);
+    const d = { batch: xs[0], ci, co, pixels: p };
+    const units = smallWgradSplits(d).units;
+    // The op's own launch, then 1, 3 and 7 splits directly (the last chunk shorter).
+    for (const want of [0, 1, 3, 7]) {
+      const what = want ? `${want} splits` : "op";
+      const { dw, db } = scope(() => {
+        const xt = tensor(x, xs), dyt = tensor(dy, [xs[0], co, xs[2], xs[3]]);
+        if (!want) return small1x1WeightGradRaw(g, xt, dyt, bias);
+        const chunk = Math.ceil(units / want), splits = Math.ceil(units / chunk);
+        const part = empty([splits, co, ci + (bias ? 1 : 0)]);
+        run(smallWgradKernel({ ...d, bias, splits, chunk }), [xt, dyt], [part]);
+        const dw = empty(ws), db = bias ? empty([co]) : null;
+        run(splitReduceKernel({ splits, co, cols: ci, bias }), [part], db ? [dw, db] : [dw]);
+        return { dw, db };
+      });
+      assertClose(await dw.read(), ref.dw, { what: `dw (${what})`, atol: 1e-4, rtol: 1e-4 });
+      if (bias) {
+        assertClose(await db!.read(), ref.db, { what: `db (${what})`, atol: 1e-4, rtol: 1e-4 });
+      }
+      for (const t of [dw, db]) t?.dispose();
+    }
+  });
+}
+
+Deno.test("small 1×1 weight gradient keeps splits × block groups near 2048 workgroups", () => {
+  for (const [ci, co] of [[24, 24], [48, 24], [32, 16], [16, 64], [1152, 1], [1, 1152]]) {
+    const d = { batch: 8, ci, co, pixels: 256 * 256 };
+    const { groups, perGroup } = wgradBlocks(ci, co);
+    const { splits } = smallWgradSplits(d);
+    assert.ok(perGroup <= MAX_BLOCKS, `${ci}→${co}: ${perGroup} blocks per workgroup`);
+    assert.ok(splits > 1 && splits * groups <= 2048, `${ci}→${co}: ${splits} × ${groups}`);
+    assert.ok(smallWgradFits(convGeometry([8, ci, 256, 256], [co, ci, 1, 1])));
+  }
+  assert.ok(!smallWgradFits(convGeometry([1, 40, 4, 4], [33, 40, 1, 1])), "1320 weights");
+});
+
+// Through the conv op: forward and input gradient on the conv kernels, weight and bias gradients
+// on the small kernel (20→33: 660 weights, 15 blocks).
+Deno.test("1×1 conv 20→33 bias (small weight gradient only): gradients match finite differences", async () => {
+  const xs = [2, 20, 5, 7], ws = [33, 20, 1, 1];
+  assert.ok(smallWgradFits(convGeometry(xs, ws)) && !small1x1Fits(convGeometry(xs, ws)));
+  await gradCheck(
+    (xt, wt, bt) => conv2d(xt, wt, { bias: bt }),
+    [
+      { data: randArray(xs.reduce((a, v) => a * v), 201), shape: xs },
+      { data: randArray(660, 202, -0.3, 0.3), shape: ws },
+      { data: randArray(33, 203), shape: [33] },
+    ],
+    { maxPoints: 8 },
+  );
 });
 
 // Autograd through the conv op: x, w, bias (and the slope) by finite differences.
