@@ -395,7 +395,8 @@ export function biasGrad(gz: Tensor): Tensor {
  * (the direct kernel), those with few weights (small1x1Fits: the small 1×1 kernels), and those
  * with at most 1152 weights, where the matmul op's weight gradient (the batch folded into a
  * long reduction over a tiny product) lost to the conv kernels' split GEMM on an H200 (24→24
- * @256: 0.27 against 0.17 ms) and forward and input gradient came out even. */
+ * @256: 0.27 against 0.17 ms) and forward and input gradient came out even; their weight
+ * gradient now takes the small 1×1 kernel (smallWgradFits, see weightGradRaw). */
 export function matmul1x1Fits(g: ConvGeometry): boolean {
   return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
     g.padX === 0 && g.groups === 1 && !forwardIsDirect(g) && !small1x1Fits(g) &&
