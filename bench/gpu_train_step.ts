@@ -43,7 +43,7 @@ for (const name of values.models!.split(",")) {
     scope(() => {
       const { loss } = cdLoss(model.forward(ta, tb), tl);
       opt.zeroGrad();
-      backward(loss);
+      backward(loss, undefined, { freeActivations: true });
       opt.step();
     });
   // Two timed rounds, the second reported: on a freshly started machine the first round of a

@@ -71,9 +71,18 @@ function topoOrder(root: Tensor): Tensor[] {
   return order;
 }
 
+export interface BackwardOptions {
+  /** Dispose each op output the forward made as soon as every backward rule that may read it
+   * (its own op's and those of the ops it fed) has run, as PyTorch frees saved tensors: the
+   * graph cannot be walked twice, and those tensors (all but the root and kept ones) must not
+   * be read after backward. Tensors an op keeps without recording them (saved statistics,
+   * masks) still live until the step's scope ends. Default false. */
+  freeActivations?: boolean;
+}
+
 /** Back-propagate from `root` (seeded with `seed`, or ones for a scalar). Gradients add into
  * the `.grad` of every leaf that requires one. */
-export function backward(root: Tensor, seed?: Tensor): void {
+export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}): void {
   if (!root.requiresGrad) throw new Error("backward() on a tensor that does not require grad");
   if (!seed && root.size !== 1) {
     throw new Error(`backward() of non-scalar ${root.describe()} needs a seed gradient`);
@@ -105,6 +114,23 @@ export function backward(root: Tensor, seed?: Tensor): void {
       put(root, one);
     }
     const order = topoOrder(root);
+    // Backward rules still to run that may read each op output: its own and its consumers'.
+    const readers = new Map<Tensor, number>();
+    if (opts.freeActivations) {
+      for (const t of order) {
+        if (!t.node) continue;
+        readers.set(t, (readers.get(t) ?? 0) + 1);
+        for (const i of new Set(t.node.inputs)) {
+          if (i.node && i.requiresGrad) readers.set(i, (readers.get(i) ?? 0) + 1);
+        }
+      }
+    }
+    const doneReading = (x: Tensor) => {
+      const n = (readers.get(x) ?? 0) - 1;
+      if (n > 0) return void readers.set(x, n);
+      readers.delete(x);
+      if (x !== root && x.serial < first && !x.kept && !x.disposed) x.dispose();
+    };
     for (let k = order.length - 1; k >= 0; k--) {
       const t = order[k];
       const g = grads.get(t);
@@ -136,6 +162,10 @@ export function backward(root: Tensor, seed?: Tensor): void {
       // may be the gradient of several inputs).
       for (const gi of summed) if (!held.has(gi) && gi !== g && ours(gi)) gi.dispose();
       release(g);
+      if (opts.freeActivations) {
+        for (const i of new Set(t.node.inputs)) if (readers.has(i)) doneReading(i);
+        doneReading(t);
+      }
     }
   });
 }

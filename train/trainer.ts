@@ -207,7 +207,8 @@ function trainStep(
     teacher,
   });
   opt.zeroGrad();
-  backward(loss);
+  // Nothing below reads the forward's outputs but the loss: free them as backward goes.
+  backward(loss, undefined, { freeActivations: true });
   opt.step(lr);
   accumulate(lossSum, loss);
 }

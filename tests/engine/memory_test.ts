@@ -135,3 +135,25 @@ Deno.test("backward frees each gradient once used: peak holds the activations an
   assert(Math.abs(g[7] - 2 * d) <= 1e-4 * 2 * d, `gradient ${g[7]} vs ${2 * d}`);
   x.dispose();
 });
+
+Deno.test("backward with freeActivations frees each op output once its readers have run", async () => {
+  const K = 12, N = 1 << 16;
+  const x = parameter(randArray(N, 4), [N]);
+  const grads: Float32Array[] = [];
+  for (const freeActivations of [false, true]) {
+    x.grad?.dispose();
+    x.grad = null;
+    scope(() => {
+      const ys: Tensor[] = [];
+      let y = x;
+      for (let k = 0; k < K; k++) ys.push(y = sigmoid(y));
+      const root = sum(add(y, y));
+      backward(root, undefined, { freeActivations });
+      assert(!root.disposed, "the root survives");
+      assertEquals(ys.filter((t) => t.disposed).length, freeActivations ? K : 0);
+    });
+    grads.push((await x.grad!.read()) as Float32Array);
+  }
+  assertEquals(grads[1], grads[0]);
+  x.dispose();
+});
