@@ -24,11 +24,11 @@ import {
   convInputGradRaw,
   convWeightGradRaw,
   im2colFits,
+  kernelWeightGradRaw,
   matmul1x1Fits,
   runCol2im,
   runIm2col,
   runWinograd,
-  weightGradRaw,
   winogradWeightGradRaw,
   winogradWgradFits,
 } from "../engine/ops/conv2d.ts";
@@ -630,7 +630,7 @@ function pathOf(g: ConvGeometry, op: string): string {
 type Case = [op: string, launch: () => Tensor, check: Sampler, path: string];
 
 /** pathOf, with the small 1×1 kernels (engine/ops/conv1x1_small.ts) where the conv ops take them:
- * forward and input gradient up to 256 weights (small1x1Fits), the weight gradient (weightGradRaw)
+ * forward and input gradient up to 256 weights (small1x1Fits), the weight gradient (convWeightGradRaw)
  * up to 1152 (smallWgradFits). */
 function opPath(g: ConvGeometry, op: string): string {
   const direct = op === "fwd"
@@ -748,7 +748,7 @@ for (const layer of LAYERS) {
     ["dgrad", () => convInputGradRaw(g, dy.t, w.t).y, dgradSampler(g, dy, w), opPath(g, "dgrad")],
     [
       "wgrad",
-      () => weightGradRaw(g, x.t, dy.t, false).dw,
+      () => convWeightGradRaw(g, x.t, dy.t, false).dw,
       wgradSampler(g, x, dy),
       opPath(g, "wgrad"),
     ],
@@ -776,7 +776,7 @@ for (const layer of LAYERS) {
   if (alt.length === 0 && !small1x1Fits(g) && opPath(g, "wgrad") === "small") {
     alt = [[
       "wgrad",
-      () => convWeightGradRaw(g, x.t, dy.t, false).dw,
+      () => kernelWeightGradRaw(g, x.t, dy.t, false).dw,
       wgradSampler(g, x, dy),
       pathOf(g, "wgrad"),
     ]];

@@ -122,32 +122,38 @@ function tileCoords(s: WinoWgradSpec): string {
   let n = t / ${th * tw}u + ${s.n0}u;`;
 }
 
-/** V[e, c, t] = (Bᵀ d B)[e] of tile t's 6×6 patch of input channel c (zero outside). */
-function inputTransformGen(s: WinoWgradSpec): Kernel {
+/** The two sides' tile transforms, out[e, c, t] = (L d Lᵀ)[e] of tile t's patch d of channel c
+ * (zero outside the source):
+ *   "input": V = Bᵀ d B of the 6×6 input patch at (4·ty − padY, 4·tx − padX);
+ *   "grad":  W = A dY Aᵀ of the 4×4 output-gradient tile at (4·ty, 4·tx). */
+function tileTransformGen(s: WinoWgradSpec, side: "input" | "grad"): Kernel {
+  const input = side === "input";
+  const [channels, H, W] = input ? [s.ci, s.h, s.w] : [s.co, s.ho, s.wo];
+  const [padY, padX] = input ? [s.padY, s.padX] : [0, 0];
+  const L = input ? BT : transpose(AT);
+  const patch = L[0].length;
   const { t: T } = winoWgradTiles(s);
-  const total = s.ci * T;
+  const total = channels * T;
   const g = grid1d(total);
   const loads: string[] = [];
-  for (let c = 0; c < 6; c++) loads.push(`let cx${c} = u32(x0 + ${c}) < ${s.w}u;`);
-  for (let r = 0; r < 6; r++) {
-    loads.push(`let ry${r} = u32(y0 + ${r}) < ${s.h}u;`);
-    for (let c = 0; c < 6; c++) {
-      loads.push(`let d${r}_${c} = tap(ry${r} && cx${c}, base, (y0 + ${r}) * ${s.w} + x0 + ${c});`);
+  for (let c = 0; c < patch; c++) loads.push(`let cx${c} = u32(x0 + ${c}) < ${W}u;`);
+  for (let r = 0; r < patch; r++) {
+    loads.push(`let ry${r} = u32(y0 + ${r}) < ${H}u;`);
+    for (let c = 0; c < patch; c++) {
+      loads.push(`let d${r}_${c} = tap(ry${r} && cx${c}, base, (y0 + ${r}) * ${W} + x0 + ${c});`);
     }
   }
   const stores: string[] = [];
   for (let i = 0; i < 6; i++) {
-    for (let j = 0; j < 6; j++) {
-      stores.push(`v[${(i * 6 + j) * total}u + o] = V${i}_${j};`);
-    }
+    for (let j = 0; j < 6; j++) stores.push(`dst[${(i * 6 + j) * total}u + o] = T${i}_${j};`);
   }
   return {
-    name: "conv2d_wgrad_wino4_input",
+    name: `conv2d_wgrad_wino4_${side}`,
     workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> v: array<f32>;
+    code: `@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 fn tap(ok: bool, base: u32, q: i32) -> f32 {
-  return select(0.0, x[select(0u, base + u32(q), ok)], ok);
+  return select(0.0, src[select(0u, base + u32(q), ok)], ok);
 }
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -156,56 +162,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let t = o % ${T}u;
   let c = o / ${T}u;
   ${tileCoords(s)}
-  let y0 = ty * ${TILE} - ${s.padY};
-  let x0 = tx * ${TILE} - ${s.padX};
-  let base = (n * ${s.ci}u + c) * ${s.h * s.w}u;
+  let y0 = ty * ${TILE} - ${padY};
+  let x0 = tx * ${TILE} - ${padX};
+  let base = (n * ${channels}u + c) * ${H * W}u;
   ${loads.join("\n  ")}
-  ${sandwich("d", "V", BT, BT, 6)}
-  ${stores.join("\n  ")}
-}`,
-  };
-}
-
-/** W[e, c, t] = (A dY Aᵀ)[e] of tile t's 4×4 output gradient of channel c (zero past the
- * output's edge). */
-function gradTransformGen(s: WinoWgradSpec): Kernel {
-  const { t: T } = winoWgradTiles(s);
-  const total = s.co * T;
-  const g = grid1d(total);
-  const A = transpose(AT);
-  const loads: string[] = [];
-  for (let r = 0; r < 4; r++) {
-    for (let c = 0; c < 4; c++) {
-      loads.push(
-        `let e${r}_${c} = tap(y0 + ${r} < ${s.ho} && x0 + ${c} < ${s.wo}, ` +
-          `base + u32((y0 + ${r}) * ${s.wo} + x0 + ${c}));`,
-      );
-    }
-  }
-  const stores: string[] = [];
-  for (let i = 0; i < 6; i++) {
-    for (let j = 0; j < 6; j++) stores.push(`w[${(i * 6 + j) * total}u + o] = W${i}_${j};`);
-  }
-  return {
-    name: "conv2d_wgrad_wino4_grad",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> dy: array<f32>;
-@group(0) @binding(1) var<storage, read_write> w: array<f32>;
-fn tap(ok: bool, q: u32) -> f32 {
-  return select(0.0, dy[select(0u, q, ok)], ok);
-}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = ${g.index};
-  if (o >= ${total}u) { return; }
-  let t = o % ${T}u;
-  let c = o / ${T}u;
-  ${tileCoords(s)}
-  let y0 = ty * ${TILE};
-  let x0 = tx * ${TILE};
-  let base = (n * ${s.co}u + c) * ${s.ho * s.wo}u;
-  ${loads.join("\n  ")}
-  ${sandwich("e", "W", A, A, 4)}
+  ${sandwich("d", "T", L, L, patch)}
   ${stores.join("\n  ")}
 }`,
   };
@@ -247,6 +208,7 @@ export function winoWgradBytesPerImage(g: ConvGeometry): number {
 }
 
 // Generated once per distinct spec (see cached in common.ts).
-export const wgradInputTransformKernel = cached(inputTransformGen);
-export const wgradGradTransformKernel = cached(gradTransformGen);
+const tileTransformKernel = cached(tileTransformGen);
+export const wgradInputTransformKernel = (s: WinoWgradSpec) => tileTransformKernel(s, "input");
+export const wgradGradTransformKernel = (s: WinoWgradSpec) => tileTransformKernel(s, "grad");
 export const wgradOutputTransformKernel = cached(outputTransformGen);

@@ -6,11 +6,10 @@
 
 import { Conv2d } from "../engine/nn/conv.ts";
 import { StochasticDepth } from "../engine/nn/dropout.ts";
+import { foldedConvBn } from "../engine/nn/fold.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { silu } from "../engine/ops/activation.ts";
-import { conv2d } from "../engine/ops/conv2d.ts";
-import { foldBatchNorm } from "../engine/ops/conv2d.ts";
 import { add, mul } from "../engine/ops/elementwise.ts";
 import { adaptiveAvgPool2d } from "../engine/ops/pool.ts";
 import type { Random } from "../engine/random.ts";
@@ -50,24 +49,7 @@ export class ConvBnAct extends Module {
       const y = this.bn.forward(this.conv.forward(x));
       return this.act === "silu" ? silu(y) : y;
     }
-    const bn = this.bn;
-    const { weight, bias } = foldBatchNorm(
-      this.conv.weight,
-      null,
-      bn.runningMean,
-      bn.runningVar,
-      bn.weight,
-      bn.bias,
-      bn.eps,
-    );
-    const c = this.conv.config;
-    return conv2d(x, weight, {
-      bias,
-      stride: c.stride,
-      padding: c.padding,
-      groups: c.groups,
-      activation: this.act,
-    });
+    return foldedConvBn(this.conv, this.bn, x, this.act);
   }
 }
 

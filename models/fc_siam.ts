@@ -9,9 +9,8 @@
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { Conv2d, ConvTranspose2d } from "../engine/nn/conv.ts";
 import { Dropout2d } from "../engine/nn/dropout.ts";
+import { foldedConvBn } from "../engine/nn/fold.ts";
 import { Module } from "../engine/nn/module.ts";
-import { conv2d, foldBatchNorm } from "../engine/ops/conv2d.ts";
-import { convTranspose2d } from "../engine/ops/conv_transpose2d.ts";
 import { absDiff, concat, pad2d } from "../engine/ops/layout.ts";
 import { maxPool2d } from "../engine/ops/pool.ts";
 import { Random } from "../engine/random.ts";
@@ -87,7 +86,7 @@ export class FcSiam extends Module implements ChangeDetector {
    * is folded into the conv and the ReLU fused into its write-out (dropout is the identity). */
   #block(name: string, x: Tensor): Tensor {
     const conv = this.#convs.get(name)!, bn = this.#bns.get(name)!;
-    if (!this.training) return foldedConvRelu(conv, bn, x);
+    if (!this.training) return foldedConvBn(conv, bn, x, "relu");
     this.#drop.training = true;
     return bn.forward(conv.forward(x), { dropout: this.#drop.nextMask() });
   }
@@ -126,24 +125,4 @@ export class FcSiam extends Module implements ChangeDetector {
     });
     return this.#last.forward(x);
   }
-}
-
-/** relu(bn(conv(x))) with BatchNorm's running statistics folded into the conv's weight. */
-function foldedConvRelu(conv: Conv2d | ConvTranspose2d, bn: BatchNorm2d, x: Tensor): Tensor {
-  const transposed = conv instanceof ConvTranspose2d;
-  const { weight, bias } = foldBatchNorm(
-    conv.weight,
-    conv.bias,
-    bn.runningMean,
-    bn.runningVar,
-    bn.weight,
-    bn.bias,
-    bn.eps,
-    transposed,
-  );
-  const c = conv.config;
-  const opts = { bias, stride: c.stride, padding: c.padding, activation: "relu" as const };
-  return conv instanceof ConvTranspose2d
-    ? convTranspose2d(x, weight, { ...opts, outputPadding: conv.config.outputPadding })
-    : conv2d(x, weight, { ...opts, dilation: conv.config.dilation, groups: conv.config.groups });
 }

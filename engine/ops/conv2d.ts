@@ -249,8 +249,22 @@ export function runIm2col(g: ConvGeometry, x: Tensor, w: Tensor): Tensor {
 }
 
 /** Gradient w.r.t. the weight [Co, Ci/groups, kh, kw] (and the bias [Co] when asked) of conv
- * geometry `g`, from its input x and output gradient dy; no autograd. */
+ * geometry `g`, from its input x and output gradient dy; no autograd. 1×1 convs with at most
+ * 1152 weights take the small 1×1 kernel (smallWgradFits) unless the direct kernel takes them. */
 export function convWeightGradRaw(
+  g: ConvGeometry,
+  x: Tensor,
+  dy: Tensor,
+  withBias: boolean,
+): { dw: Tensor; db: Tensor | null } {
+  return smallWgradFits(g) && !wgradIsDirect(g)
+    ? small1x1WeightGradRaw(g, x, dy, withBias)
+    : kernelWeightGradRaw(g, x, dy, withBias);
+}
+
+/** convWeightGradRaw on the conv kernels alone (Winograd, direct or split GEMM), without the
+ * small 1×1 route (tests and benchmarks compare the two). */
+export function kernelWeightGradRaw(
   g: ConvGeometry,
   x: Tensor,
   dy: Tensor,
@@ -396,7 +410,7 @@ export function biasGrad(gz: Tensor): Tensor {
  * with at most 1152 weights, where the matmul op's weight gradient (the batch folded into a
  * long reduction over a tiny product) lost to the conv kernels' split GEMM on an H200 (24→24
  * @256: 0.27 against 0.17 ms) and forward and input gradient came out even; their weight
- * gradient now takes the small 1×1 kernel (smallWgradFits, see weightGradRaw). */
+ * gradient now takes the small 1×1 kernel (smallWgradFits, see convWeightGradRaw). */
 export function matmul1x1Fits(g: ConvGeometry): boolean {
   return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
     g.padX === 0 && g.groups === 1 && !forwardIsDirect(g) && !small1x1Fits(g) &&
@@ -409,19 +423,6 @@ export function matmul1x1Fits(g: ConvGeometry): boolean {
 function isPlainGemm(g: ConvGeometry, act: ConvActivation, recording: boolean): boolean {
   return matmul1x1Fits(g) &&
     (act === "none" || act === "relu" || act === "sigmoid" || (act === "silu" && !recording));
-}
-
-/** The weight gradient the conv ops take: the small 1×1 kernel for 1×1 convs with at most 1152
- * weights (smallWgradFits; unless the direct kernel takes them), else convWeightGradRaw. */
-export function weightGradRaw(
-  g: ConvGeometry,
-  x: Tensor,
-  dy: Tensor,
-  withBias: boolean,
-): { dw: Tensor; db: Tensor | null } {
-  return smallWgradFits(g) && !wgradIsDirect(g)
-    ? small1x1WeightGradRaw(g, x, dy, withBias)
-    : convWeightGradRaw(g, x, dy, withBias);
 }
 
 /** conv2d(x [B, Ci, H, W], w [Co, Ci/groups, kh, kw]) → [B, Co, Ho, Wo], PyTorch semantics,
@@ -450,7 +451,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
     const gz = activationBackward(act, gy, y, pre, slope);
     const wantB = !!bias?.requiresGrad;
     let dw: Tensor | null = null, db: Tensor | null = null;
-    if (w.requiresGrad) ({ dw, db } = weightGradRaw(g, x, gz, wantB));
+    if (w.requiresGrad) ({ dw, db } = convWeightGradRaw(g, x, gz, wantB));
     else if (wantB) db = biasGrad(gz);
     const grads: (Tensor | null)[] = [
       x.requiresGrad ? convInputGradRaw(g, gz, w).y : null,

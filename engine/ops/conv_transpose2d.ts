@@ -22,9 +22,9 @@ import {
   checkFloat,
   convForwardRaw,
   convInputGradRaw,
+  convWeightGradRaw,
   epilogueFor,
   preluSlopeGrad,
-  weightGradRaw,
 } from "./conv2d.ts";
 
 export interface ConvTranspose2dOptions {
@@ -77,7 +77,7 @@ export function convTranspose2d(
     }
     const grads: (Tensor | null)[] = [
       x.requiresGrad ? convForwardRaw(g, gz, w).y : null,
-      w.requiresGrad ? weightGradRaw(g, gz, x, false).dw : null,
+      w.requiresGrad ? convWeightGradRaw(g, gz, x, false).dw : null,
     ];
     if (bias) grads.push(bias.requiresGrad ? biasGrad(gz) : null);
     if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);

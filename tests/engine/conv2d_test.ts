@@ -9,6 +9,7 @@ import {
   convWeightGradRaw,
   foldBatchNorm,
   im2colFits,
+  kernelWeightGradRaw,
   runIm2col,
   runWinograd,
   winogradWeightGradRaw,
@@ -289,7 +290,7 @@ for (const [k, c] of backwardCases.entries()) {
     const { dx, dw, db } = scope(() => {
       const dy = tensor(dyData, [g.batch, g.co, g.ho, g.wo]);
       const dx = convInputGradRaw(g, dy, tensor(d.w, c.w)).y;
-      const { dw, db } = convWeightGradRaw(g, tensor(d.x, c.x), dy, true);
+      const { dw, db } = kernelWeightGradRaw(g, tensor(d.x, c.x), dy, true);
       return { dx, dw, db: db! };
     });
     assertClose(await dx.read(), dgradRef(g, dyData, d.w), { what: `${c.name} dx`, atol: 1e-4 });
