@@ -29,7 +29,6 @@ import {
   runCol2im,
   runIm2col,
   runWinograd,
-  runWinogradS2,
   winogradWeightGradRaw,
   winogradWgradFits,
 } from "../engine/ops/conv2d.ts";
@@ -67,11 +66,6 @@ import {
   wgradIsDirect,
 } from "../kernels/conv2d.ts";
 import { directConvKernel } from "../kernels/conv2d_direct.ts";
-import {
-  winogradS2Fits,
-  winogradS2Spec,
-  type WinogradS2Tile,
-} from "../kernels/conv2d_winograd_s2.ts";
 import {
   dgradGemmSpecs,
   forwardGemmSpec,
@@ -458,17 +452,6 @@ const SWEEP_TILES: Record<string, GemmTile> = {
   t128k16: { tm: 128, tn: 128, tk: 16, rm: 8, rn: 8 },
 };
 
-/** Tiles of the stride-2 Winograd kernel: channels × 2×2 tiles per workgroup, channels per slab. */
-const S2_TILES: [string, WinogradS2Tile][] = [
-  [16, 32, 4],
-  [16, 32, 8],
-  [16, 40, 4],
-  [8, 64, 4],
-  [8, 80, 4],
-  [32, 16, 4],
-  [16, 16, 8],
-].map(([tm, tn, ck]) => [`ws2_${tm}x${tn}c${ck}`, { tm, tn, ck }]);
-
 const WGRAD_TILES: Record<string, WgradTile> = {
   w8x16: { tm: 8, tk: 16, tp: 16, rm: 2, rk: 4 },
   w16x32: { tm: 16, tk: 32, tp: 16, rm: 2, rk: 4 },
@@ -537,13 +520,6 @@ function forwardVariants(g: ConvGeometry, x: Tensor, w: Tensor): [string, () => 
   }]);
   if (g.groups === 1 && (g.strideY > 1 || g.strideX > 1) && g.kh * g.kw > 1) {
     gemms.unshift(["im2col", () => runIm2col(g, x, w)]);
-  }
-  if (g.kh === 3 && g.kw === 3 && g.strideY === 2 && g.strideX === 2 && g.groups === 1) {
-    gemms.unshift(...S2_TILES.map(([name, tile]): [string, () => Tensor] => [name, () => {
-      const y = out();
-      runWinogradS2(winogradS2Spec(g, NO_EPILOGUE, tile), x, w, [], [y]);
-      return y;
-    }]));
   }
   if (!winogradFits(g)) return gemms;
   return [...winogradVariants(forwardWinogradSpec(g, NO_EPILOGUE), x, w, false), ...gemms];
@@ -644,7 +620,6 @@ function pathOf(g: ConvGeometry, op: string): string {
     ? dgradIsDirect(g)
     : wgradIsDirect(g);
   if (op === "fwd" && winogradFits(g)) return "winograd";
-  if (op === "fwd" && winogradS2Fits(g)) return "wino_s2";
   if (op === "dgrad" && winogradFitsDgrad(g)) return "winograd";
   if (op === "wgrad" && winogradWgradFits(g)) return "wino4";
   if (op === "dgrad" && col2imFits(g)) return "col2im";

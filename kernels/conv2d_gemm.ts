@@ -82,7 +82,8 @@ const FILL = 256;
  * launch), from sweeps on an H200 (bench/gpu_conv.ts --sweep): the largest tile no taller than
  * the channels need that still launches FILL workgroups (else the tallest 128-position tile);
  * wide (256-position) tiles lost on the phase-split launches of strided input gradients, so
- * those use 128.
+ * those use 128. Past 32 channels t32r8 comes before t64: where t64w cannot fill the GPU it beat
+ * t64 in 9 of 11 sweeps (bench/results/conv_sweep_s5_h200.txt).
  */
 export function pickGemmTile(
   mg: number,
@@ -93,7 +94,7 @@ export function pickGemmTile(
   const tm = mg > 32 ? 64 : mg > 16 ? 32 : mg > 8 ? 16 : 8;
   if (tm === 8) return GEMM_TILES.t8;
   const order = tm === 64
-    ? ["t64w", "t64", "t32r8", "t16"]
+    ? ["t64w", "t32r8", "t64", "t16"]
     : tm === 32
     ? ["t32w", "t32r8", "t16"]
     : ["t16w", "t16"];
@@ -104,7 +105,8 @@ export function pickGemmTile(
   }
   // Too few positions to fill the GPU with any tile: the tallest plain tile keeps the launch
   // (and the software adapter's work) small.
-  return GEMM_TILES[usable.find((k) => GEMM_TILES[k].tn === 128)!];
+  const plain = usable.map((k) => GEMM_TILES[k]).filter((t) => t.tn === 128);
+  return plain.reduce((a, b) => (b.tm > a.tm ? b : a));
 }
 
 /** The forward convolution as one implicit GEMM. */

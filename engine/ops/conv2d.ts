@@ -16,14 +16,6 @@ import {
   wgradIsDirect,
 } from "../../kernels/conv2d.ts";
 import { col2imKernel, columnsBytes, im2colKernel } from "../../kernels/conv2d_columns.ts";
-import {
-  winogradS2Channels,
-  winogradS2Fits,
-  winogradS2Kernel,
-  type WinogradS2Spec,
-  winogradS2Spec,
-  winogradS2WeightKernel,
-} from "../../kernels/conv2d_winograd_s2.ts";
 import { directConvKernel } from "../../kernels/conv2d_direct.ts";
 import {
   dgradWinogradSpec,
@@ -141,17 +133,13 @@ export function convForwardRaw(
   extra: Tensor[] = [],
 ): { y: Tensor; pre: Tensor | null } {
   if (small1x1Fits(g) && !forwardIsDirect(g)) return small1x1MixRaw(g, "forward", x, w, ep, extra);
-  if (!winogradS2Fits(g) && im2colFits(g, ep)) return { y: runIm2col(g, x, w), pre: null };
+  if (im2colFits(g, ep)) return { y: runIm2col(g, x, w), pre: null };
   const shape = [g.batch, g.co, g.ho, g.wo];
   const y = empty(shape);
   const pre = ep.savePre ? empty(shape) : null;
   const outs = pre ? [y, pre] : [y];
   if (winogradFits(g)) {
     runWinograd(forwardWinogradSpec(g, ep), x, w, false, extra, outs);
-    return { y, pre };
-  }
-  if (winogradS2Fits(g)) {
-    runWinogradS2(winogradS2Spec(g, ep), x, w, extra, outs);
     return { y, pre };
   }
 
@@ -176,22 +164,6 @@ export function runWinograd(
   const u = empty(shape);
   run(winogradWeightKernel({ m: spec.m, r: spec.r, mp: shape[2], flip }), [w], [u]);
   run(winogradKernel(spec), [input, u, ...extra], outs);
-  u.dispose();
-}
-
-/** A stride-2 Winograd launch (no autograd): the filters transformed to [25, R, Mp], then the
- * fused kernel writing `outs`. */
-export function runWinogradS2(
-  spec: WinogradS2Spec,
-  x: Tensor,
-  w: Tensor,
-  extra: Tensor[],
-  outs: Tensor[],
-): void {
-  const mp = winogradS2Channels(spec);
-  const u = empty([25, spec.r, mp]);
-  run(winogradS2WeightKernel({ m: spec.m, r: spec.r, mp }), [w], [u]);
-  run(winogradS2Kernel(spec), [x, u, ...extra], outs);
   u.dispose();
 }
 
