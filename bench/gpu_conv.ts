@@ -28,6 +28,7 @@ import {
   matmul1x1Fits,
   runCol2im,
   runIm2col,
+  runImplicitGemm,
   runWinograd,
   winogradWeightGradRaw,
   winogradWgradFits,
@@ -518,6 +519,18 @@ function forwardVariants(g: ConvGeometry, x: Tensor, w: Tensor): [string, () => 
     run(implicitGemmKernel(forwardGemmSpec(g, NO_EPILOGUE, tile)), [x, w], [y]);
     return y;
   }]);
+  // Split reductions ("/sN") on the tiles that win most often.
+  for (const [name, tile] of gemmCandidates(g.co / g.groups)) {
+    if (!["t64w", "t64", "t32w", "t32r8"].includes(name)) continue;
+    for (const splits of [2, 3, 4]) {
+      const spec = { ...forwardGemmSpec(g, NO_EPILOGUE, tile), splits };
+      gemms.push([`${name}/s${splits}`, () => {
+        const y = out();
+        runImplicitGemm(spec, x, w, [], [y]);
+        return y;
+      }]);
+    }
+  }
   if (g.groups === 1 && (g.strideY > 1 || g.strideX > 1) && g.kh * g.kw > 1) {
     gemms.unshift(["im2col", () => runIm2col(g, x, w)]);
   }

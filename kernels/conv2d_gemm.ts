@@ -9,8 +9,15 @@
 // registers; A and B slabs tk deep pass through shared memory as vec4, and every inner-loop
 // index is a per-thread base plus a constant. Bias and activation are fused into the write-out.
 
-import { cached, type Kernel, MAX_GROUPS } from "./common.ts";
-import { convBindings, type ConvGeometry, type Epilogue, epilogueStore } from "./conv2d.ts";
+import { cached, grid1d, type Kernel, MAX_GROUPS } from "./common.ts";
+import {
+  convBindings,
+  type ConvGeometry,
+  type Epilogue,
+  epilogueInputs,
+  epilogueStore,
+  NO_EPILOGUE,
+} from "./conv2d.ts";
 
 export interface GemmTile {
   /** Output channels × output positions per workgroup, and reduction depth per step. */
@@ -62,6 +69,9 @@ export interface ImplicitGemmSpec {
   wtx: number;
   epilogue: Epilogue;
   tile: GemmTile;
+  /** Split the reduction into this many ranges, each written raw to its own copy of the output
+   * ([splits, ...out]) for splitSumKernel to add up and apply the epilogue (default 1). */
+  splits?: number;
 }
 
 /** The tiles pickGemmTile chooses from (exported for tests and sweeps). */
@@ -109,13 +119,39 @@ export function pickGemmTile(
   return plain.reduce((a, b) => (b.tm > a.tm ? b : a));
 }
 
-/** The forward convolution as one implicit GEMM. */
+/**
+ * Tile and reduction splits for a forward conv: past 32 channels, where the 64×256 tile (t64w)
+ * launches too few workgroups, it splits the reduction into up to 4 ranges (each at least 64
+ * deep) to launch FILL. In an H200 sweep this beat every unsplit tile on FC-Siam's stride-2
+ * up-conv gradients: 0.128 against 0.139 ms (64 channels, 2 splits), 0.127 against 0.192 (128
+ * channels, 4 splits) (bench/results/conv_sweep_s5_h200.txt). Otherwise pickGemmTile, unsplit.
+ */
+export function pickForwardGemm(
+  mg: number,
+  positions: number,
+  groups: number,
+  depth: number,
+): { tile: GemmTile; splits: number } {
+  const wide = GEMM_TILES.t64w;
+  if (mg > 32) {
+    const launched = Math.ceil(positions / wide.tn) * Math.ceil(mg / wide.tm) * groups;
+    const splits = Math.ceil(FILL / launched);
+    if (splits > 1 && splits <= 4 && depth >= splits * 64) return { tile: wide, splits };
+  }
+  return { tile: pickGemmTile(mg, positions, groups), splits: 1 };
+}
+
+/** The forward convolution as one implicit GEMM (split over the reduction where
+ * pickForwardGemm says so, unless a tile is given). */
 export function forwardGemmSpec(
   g: ConvGeometry,
   epilogue: Epilogue,
   tile?: GemmTile,
 ): ImplicitGemmSpec {
   const mg = g.co / g.groups, rg = g.ci / g.groups, taps = g.kh * g.kw;
+  const pick = tile
+    ? { tile, splits: 1 }
+    : pickForwardGemm(mg, g.batch * g.ho * g.wo, g.groups, rg * taps);
   return {
     name: "conv2d_gemm",
     batch: g.batch,
@@ -149,7 +185,8 @@ export function forwardGemmSpec(
     wty: g.kw,
     wtx: 1,
     epilogue,
-    tile: tile ?? pickGemmTile(mg, g.batch * g.ho * g.wo, g.groups),
+    tile: pick.tile,
+    splits: pick.splits,
   };
 }
 
@@ -256,7 +293,11 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   const nTiles = Math.ceil(N / tn), mTiles = Math.ceil(s.mg / tm);
   const fold = Math.ceil(nTiles / MAX_GROUPS);
   const inHW = s.inH * s.inW, outHW = s.outH * s.outW;
-  const e = s.epilogue;
+  const splits = s.splits ?? 1;
+  // Split ranges hold whole slabs; each split writes its partial sums with no epilogue.
+  const kSplit = Math.ceil(Math.ceil(K / tk) / splits) * tk;
+  const outTotal = s.batch * s.outC * outHW;
+  const e = splits > 1 ? NO_EPILOGUE : s.epilogue;
   // Four neighbouring positions of a row that start at a multiple of 4 (nx % 4 == 0): stored
   // as one vec4 when contiguous in out, loaded as one vec4 for a pointwise (1×1, stride 1, no
   // padding) reduction whose input rows have the same width.
@@ -368,7 +409,9 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   const position = (n: string) =>
     `let bb = ${n} / ${s.ny * s.nx}u;
       let rem = ${n} % ${s.ny * s.nx}u;
-      let o = (bb * ${s.outC}u + ch0) * ${outHW}u + (${s.oy0}u + (rem / ${s.nx}u) * ${s.osy}u) * ${s.outW}u + ${s.ox0}u + (rem % ${s.nx}u) * ${s.osx}u;`;
+      let o = ${
+      splits > 1 ? `sp * ${outTotal}u + ` : ""
+    }(bb * ${s.outC}u + ch0) * ${outHW}u + (${s.oy0}u + (rem / ${s.nx}u) * ${s.osy}u) * ${s.outW}u + ${s.ox0}u + (rem % ${s.nx}u) * ${s.osx}u;`;
   for (let q = 0; q < rn / 4; q++) {
     if (vecOut) {
       const lines = Array.from(
@@ -410,11 +453,19 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   let px${j} = i32((rem${j} % ${s.nx}u) * ${s.isx}u)${konst(s.ix0)};`
   ).join("\n  ");
 
+  // wid.z = (group · splits + split) · fold + the fold of the tile index.
+  const zParts = `let zr = wid.z / ${fold}u;
+  let g = zr / ${splits}u;
+  let sp = zr % ${splits}u;`;
   const tileIndex = fold === 1
-    ? `let nTile = wid.x;\n  let g = wid.z;`
+    ? `let nTile = wid.x;\n  ${zParts}`
     : `let nTile = wid.x + (wid.z % ${fold}u) * ${MAX_GROUPS}u;
-  let g = wid.z / ${fold}u;
+  ${zParts}
   if (nTile >= ${nTiles}u) { return; }`;
+  // This split's slabs: k0 from sp·kSplit up to K.
+  const kRange = splits > 1
+    ? `var k0 = sp * ${kSplit}u; k0 < min(sp * ${kSplit}u + ${kSplit}u, ${K}u)`
+    : `var k0 = 0u; k0 < ${K}u`;
 
   const code = `${convBindings(e, "inp", { in: vecIn, out: vecOut })}
 var<workgroup> As: array<vec4<f32>, ${aElems}>;
@@ -433,7 +484,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${pix}
   ${accs.join("\n  ")}
   ${
-    K === 0 ? "_ = inp[0];\n  _ = wt[0];" : `for (var k0 = 0u; k0 < ${K}u; k0 += ${tk}u) {
+    K === 0 ? "_ = inp[0];\n  _ = wt[0];" : `for (${kRange}; k0 += ${tk}u) {
   ${aLoad.join("\n  ")}
   ${bLoad.join("\n  ")}
   workgroupBarrier();
@@ -449,9 +500,53 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   return {
     name: s.name,
     code,
-    workgroups: [Math.min(nTiles, MAX_GROUPS), mTiles, s.groups * fold],
+    workgroups: [Math.min(nTiles, MAX_GROUPS), mTiles, s.groups * splits * fold],
+  };
+}
+
+export interface SplitSumSpec {
+  splits: number;
+  /** Output tensor [batch, outC, hw] and the epilogue to apply. */
+  batch: number;
+  outC: number;
+  hw: number;
+  epilogue: Epilogue;
+}
+
+/** out = epilogue(Σ_s part[s]) over the splits of a split-reduction implicit GEMM, four
+ * elements per thread when a channel's plane is a multiple of 4. Bindings: part, [bias],
+ * [slope], out, [pre]. */
+function splitSumKernelGen(s: SplitSumSpec): Kernel {
+  const vec = s.hw % 4 === 0;
+  const w = vec ? 4 : 1;
+  const total = s.batch * s.outC * s.hw;
+  const n = total / w;
+  const grid = grid1d(n);
+  const t = vec ? "vec4<f32>" : "f32";
+  const lines = [`@group(0) @binding(0) var<storage, read> part: array<${t}>;`];
+  let b = 1;
+  for (const name of epilogueInputs(s.epilogue)) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read> ${name}: array<f32>;`);
+  }
+  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: array<${t}>;`);
+  if (s.epilogue.savePre) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<${t}>;`);
+  }
+  const sum = Array.from({ length: s.splits }, (_, k) => `part[o + ${k * n}u]`).join(" + ");
+  return {
+    name: "conv2d_gemm_split_sum",
+    workgroups: grid.workgroups,
+    code: `${lines.join("\n")}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let o = ${grid.index};
+  if (o >= ${n}u) { return; }
+  let c = (o / ${s.hw / w}u) % ${s.outC}u;
+  ${epilogueStore(s.epilogue, sum, "c", "o", vec)}
+}`,
   };
 }
 
 // Generated once per distinct spec (see cached in common.ts).
 export const implicitGemmKernel = cached(implicitGemmKernelGen);
+export const splitSumKernel = cached(splitSumKernelGen);

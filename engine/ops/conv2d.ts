@@ -27,7 +27,13 @@ import {
   winogradWeightKernel,
   winogradWeightShape,
 } from "../../kernels/conv2d_winograd.ts";
-import { dgradGemmSpecs, forwardGemmSpec, implicitGemmKernel } from "../../kernels/conv2d_gemm.ts";
+import {
+  dgradGemmSpecs,
+  forwardGemmSpec,
+  implicitGemmKernel,
+  type ImplicitGemmSpec,
+  splitSumKernel,
+} from "../../kernels/conv2d_gemm.ts";
 import {
   wgradGradTransformKernel,
   wgradInputTransformKernel,
@@ -143,11 +149,39 @@ export function convForwardRaw(
     return { y, pre };
   }
 
-  const kernel = forwardIsDirect(g)
-    ? directConvKernel({ mode: "forward", geom: g, epilogue: ep })
-    : implicitGemmKernel(forwardGemmSpec(g, ep));
-  run(kernel, [x, w, ...extra], outs);
+  if (forwardIsDirect(g)) {
+    run(directConvKernel({ mode: "forward", geom: g, epilogue: ep }), [x, w, ...extra], outs);
+  } else {
+    runImplicitGemm(forwardGemmSpec(g, ep), x, w, extra, outs);
+  }
   return { y, pre };
+}
+
+/** One implicit-GEMM launch writing `outs`; a split reduction writes [splits, ...out] partial
+ * sums that splitSumKernel adds up with the epilogue. */
+export function runImplicitGemm(
+  spec: ImplicitGemmSpec,
+  input: Tensor,
+  w: Tensor,
+  extra: Tensor[],
+  outs: Tensor[],
+): void {
+  const splits = spec.splits ?? 1;
+  if (splits === 1) {
+    run(implicitGemmKernel(spec), [input, w, ...extra], outs);
+    return;
+  }
+  const part = empty([splits, ...outs[0].shape]);
+  run(implicitGemmKernel(spec), [input, w], [part]);
+  const sum = {
+    splits,
+    batch: spec.batch,
+    outC: spec.outC,
+    hw: spec.outH * spec.outW,
+    epilogue: spec.epilogue,
+  };
+  run(splitSumKernel(sum), [part, ...extra], outs);
+  part.dispose();
 }
 
 /** A Winograd launch (no autograd): the filters transformed to [16, R, Mp] (transposed and

@@ -11,6 +11,7 @@ import {
   im2colFits,
   kernelWeightGradRaw,
   runIm2col,
+  runImplicitGemm,
   runWinograd,
   winogradWeightGradRaw,
   winogradWgradFits,
@@ -24,6 +25,7 @@ import {
   forwardGemmSpec,
   GEMM_TILES,
   implicitGemmKernel,
+  pickForwardGemm,
   pickGemmTile,
 } from "../../kernels/conv2d_gemm.ts";
 import {
@@ -442,6 +444,45 @@ Deno.test("implicit GEMM: every tile of the picker, forward and input gradient, 
   }
 });
 
+Deno.test("implicit GEMM split over the reduction: partial sums, then the epilogue (bias, PReLU, saved pre-activation)", async () => {
+  const shapes: [number[], number[], { stride?: number; padding?: number }][] = [
+    [[2, 7, 13, 11], [10, 7, 3, 3], { padding: 1 }], // 63-deep reduction, odd plane
+    [[1, 20, 9, 8], [33, 20, 3, 3], { padding: 1, stride: 2 }], // plane of 4·5: vec4 sums
+  ];
+  for (const [xs, ws, opts] of shapes) {
+    const g = convGeometry(xs, ws, opts);
+    const x = randArray(xs.reduce((a, b) => a * b), 6);
+    const w = randArray(ws.reduce((a, b) => a * b), 7, -0.5, 0.5);
+    const bias = randArray(g.co, 8);
+    const slopes = randArray(g.co, 9, 0.05, 0.3);
+    const ep = { bias: true, activation: "prelu" as const, savePre: true, slopes: g.co };
+    for (const splits of [2, 3, 5]) {
+      for (const tile of [GEMM_TILES.t32r8, GEMM_TILES.t16]) {
+        const [y, pre] = scope(() => {
+          const shape = [g.batch, g.co, g.ho, g.wo];
+          const outs = [empty(shape), empty(shape)];
+          runImplicitGemm(
+            { ...forwardGemmSpec(g, ep, tile), splits },
+            tensor(x, xs),
+            tensor(w, ws),
+            [
+              tensor(bias, [g.co]),
+              tensor(slopes, [g.co]),
+            ],
+            outs,
+          );
+          return outs;
+        });
+        const what = `${xs}→${ws} splits ${splits} ${JSON.stringify(tile)}`;
+        assertClose(await y.read(), convRef(g, x, w, bias, "prelu", slopes), { what, atol: 1e-4 });
+        assertClose(await pre.read(), convRef(g, x, w, bias), { what: `${what} pre`, atol: 1e-4 });
+        y.dispose();
+        pre.dispose();
+      }
+    }
+  }
+});
+
 Deno.test("the GEMM tile picker fills the GPU: wide tiles for big layers, smaller for few positions", () => {
   assert.equal(pickGemmTile(256, 8 * 64 * 64), GEMM_TILES.t64w);
   assert.equal(pickGemmTile(128, 8 * 32 * 32), GEMM_TILES.t32r8);
@@ -454,6 +495,17 @@ Deno.test("the GEMM tile picker fills the GPU: wide tiles for big layers, smalle
   assert.equal(pickGemmTile(5, 1e6), GEMM_TILES.t8);
   assert.equal(pickGemmTile(64, 8 * 64 * 64), GEMM_TILES.t32r8, "t64w cannot fill: t32r8 first");
   assert.equal(pickGemmTile(70, 100), GEMM_TILES.t64, "tiny layers: the tallest plain tile");
+  // The forward splits t64w's reduction to fill the GPU, within 4 splits of ≥ 64 deep.
+  const fwd = (mg: number, positions: number, depth: number) => {
+    const p = pickForwardGemm(mg, positions, 1, depth);
+    return [Object.entries(GEMM_TILES).find(([, t]) => t === p.tile)![0], p.splits];
+  };
+  assert.deepEqual(fwd(64, 8 * 64 * 64, 576), ["t64w", 2]);
+  assert.deepEqual(fwd(128, 8 * 32 * 32, 1152), ["t64w", 4]);
+  assert.deepEqual(fwd(48, 8 * 256 * 256, 27), ["t64w", 1], "fills unsplit");
+  assert.deepEqual(fwd(64, 8 * 64 * 64, 100), ["t32r8", 1], "too shallow to split");
+  assert.deepEqual(fwd(64, 100, 576), ["t64", 1], "too few positions even split");
+  assert.deepEqual(fwd(32, 8 * 64 * 64, 576), ["t32r8", 1], "32 channels: no split");
 });
 
 Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, odd shapes, paddings, both tiles", async () => {
