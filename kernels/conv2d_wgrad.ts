@@ -40,9 +40,15 @@ export function wgradColumns(g: ConvGeometry, bias: boolean): number {
  * (bench/gpu_conv.ts --sweep --sweep-op wgrad): 64×64 tiles once a group has more than 32
  * channels; 16×64 for up to 16 channels with many columns; otherwise 32×32 tiles with 4×4 per
  * thread, which beat narrower tiles even where half their rows are padding. Twice the
- * workgroups (more splits) except for very few columns, where fewer won.
+ * workgroups (more splits) except for very few columns, where fewer won. Convs of 3-channel
+ * images (17–32 columns) take 32×32 tiles and 2048 workgroups whatever their channels: TinyCD's
+ * 3→48 stem 0.191 against 0.231 ms for 64×64, FC-Siam's 3→16 0.360 against 0.439 for 512
+ * workgroups (bench/results/conv_sweep_s5_h200.txt).
  */
 export function pickWgradTile(mg: number, cols: number): { tile: WgradTile; target: number } {
+  if (mg > 8 && cols > 16 && cols <= 32) {
+    return { tile: { tm: 32, tk: 32, tp: 16, rm: 4, rk: 4 }, target: 2048 };
+  }
   if (mg > 32) return { tile: { tm: 64, tk: 64, tp: 16, rm: 4, rk: 8 }, target: 1024 };
   if (mg > 8 && mg <= 16 && cols > 64) {
     return { tile: { tm: 16, tk: 64, tp: 16, rm: 4, rk: 4 }, target: 2048 };

@@ -33,6 +33,7 @@ import {
   winogradFits,
   winogradFitsDgrad,
 } from "../../kernels/conv2d_winograd.ts";
+import { pickWgradTile } from "../../kernels/conv2d_wgrad.ts";
 import { activationRef, assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -506,6 +507,12 @@ Deno.test("the GEMM tile picker fills the GPU: wide tiles for big layers, smalle
   assert.deepEqual(fwd(64, 8 * 64 * 64, 100), ["t32r8", 1], "too shallow to split");
   assert.deepEqual(fwd(64, 100, 576), ["t64", 1], "too few positions even split");
   assert.deepEqual(fwd(32, 8 * 64 * 64, 576), ["t32r8", 1], "32 channels: no split");
+  // Weight gradients of 3-channel inputs (27 columns, 28 with a bias): 32×32, 2048 workgroups.
+  for (const [mg, cols] of [[48, 27], [16, 28]]) {
+    const p = pickWgradTile(mg, cols);
+    assert.deepEqual([p.tile.tm, p.tile.tk, p.target], [32, 32, 2048], `${mg}×${cols}`);
+  }
+  assert.equal(pickWgradTile(64, 576).tile.tm, 64, "many channels and columns: 64×64");
 });
 
 Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, odd shapes, paddings, both tiles", async () => {
