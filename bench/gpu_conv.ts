@@ -451,6 +451,8 @@ const SWEEP_TILES: Record<string, GemmTile> = {
   t64n64: { tm: 64, tn: 64, tk: 16, rm: 8, rn: 4 },
   t128: { tm: 128, tn: 128, tk: 8, rm: 8, rn: 8 },
   t128k16: { tm: 128, tn: 128, tk: 16, rm: 8, rn: 8 },
+  t64r88: { tm: 64, tn: 128, tk: 16, rm: 8, rn: 8 },
+  t64r88k8: { tm: 64, tn: 128, tk: 8, rm: 8, rn: 8 },
 };
 
 const WGRAD_TILES: Record<string, WgradTile> = {
@@ -521,7 +523,7 @@ function forwardVariants(g: ConvGeometry, x: Tensor, w: Tensor): [string, () => 
   }]);
   // Split reductions ("/sN") on the tiles that win most often.
   for (const [name, tile] of gemmCandidates(g.co / g.groups)) {
-    if (!["t64w", "t64", "t32w", "t32r8"].includes(name)) continue;
+    if (!["t64w", "t64", "t32w", "t32r8", "t64wk16", "t64r88", "t64r88k8"].includes(name)) continue;
     for (const splits of [2, 3, 4]) {
       const spec = { ...forwardGemmSpec(g, NO_EPILOGUE, tile), splits };
       gemms.push([`${name}/s${splits}`, () => {

@@ -77,6 +77,7 @@ export interface ImplicitGemmSpec {
 /** The tiles pickGemmTile chooses from (exported for tests and sweeps). */
 export const GEMM_TILES: Record<string, GemmTile> = {
   t64w: { tm: 64, tn: 256, tk: 8, rm: 8, rn: 8 },
+  t64wk16: { tm: 64, tn: 256, tk: 16, rm: 8, rn: 8 },
   t64: { tm: 64, tn: 128, tk: 8, rm: 8, rn: 4 },
   t32w: { tm: 32, tn: 256, tk: 8, rm: 8, rn: 8 },
   t32r8: { tm: 32, tn: 128, tk: 16, rm: 8, rn: 4 },
@@ -120,11 +121,12 @@ export function pickGemmTile(
 }
 
 /**
- * Tile and reduction splits for a forward conv: past 32 channels, where the 64×256 tile (t64w)
+ * Tile and reduction splits for a forward conv: past 32 channels, where the 64×256 tile
  * launches too few workgroups, it splits the reduction into up to 4 ranges (each at least 64
- * deep) to launch FILL. In an H200 sweep this beat every unsplit tile on FC-Siam's stride-2
- * up-conv gradients: 0.128 against 0.139 ms (64 channels, 2 splits), 0.127 against 0.192 (128
- * channels, 4 splits) (bench/results/conv_sweep_s5_h200.txt). Otherwise pickGemmTile, unsplit.
+ * deep) to launch FILL, with 16-deep slabs (t64wk16). In H200 sweeps this beat every unsplit
+ * tile on FC-Siam's stride-2 up-conv gradients: 0.120 against 0.141 ms (64 channels, 2 splits),
+ * 0.113 against 0.187 (128 channels, 4 splits); 8-deep slabs split the same way took 0.128–0.141
+ * and 0.125 (bench/results/conv_sweep_s5_h200.txt). Otherwise pickGemmTile, unsplit.
  */
 export function pickForwardGemm(
   mg: number,
@@ -132,7 +134,7 @@ export function pickForwardGemm(
   groups: number,
   depth: number,
 ): { tile: GemmTile; splits: number } {
-  const wide = GEMM_TILES.t64w;
+  const wide = GEMM_TILES.t64wk16;
   if (mg > 32) {
     const launched = Math.ceil(positions / wide.tn) * Math.ceil(mg / wide.tm) * groups;
     const splits = Math.ceil(FILL / launched);

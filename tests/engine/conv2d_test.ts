@@ -501,8 +501,8 @@ Deno.test("the GEMM tile picker fills the GPU: wide tiles for big layers, smalle
     const p = pickForwardGemm(mg, positions, 1, depth);
     return [Object.entries(GEMM_TILES).find(([, t]) => t === p.tile)![0], p.splits];
   };
-  assert.deepEqual(fwd(64, 8 * 64 * 64, 576), ["t64w", 2]);
-  assert.deepEqual(fwd(128, 8 * 32 * 32, 1152), ["t64w", 4]);
+  assert.deepEqual(fwd(64, 8 * 64 * 64, 576), ["t64wk16", 2]);
+  assert.deepEqual(fwd(128, 8 * 32 * 32, 1152), ["t64wk16", 4]);
   assert.deepEqual(fwd(48, 8 * 256 * 256, 27), ["t64w", 1], "fills unsplit");
   assert.deepEqual(fwd(64, 8 * 64 * 64, 100), ["t32r8", 1], "too shallow to split");
   assert.deepEqual(fwd(64, 100, 576), ["t64", 1], "too few positions even split");
