@@ -72,3 +72,28 @@ export function cached<A extends unknown[]>(gen: (...args: A) => Kernel): (...ar
 
 const nonFinite = (_k: string, v: unknown) =>
   typeof v === "number" && !Number.isFinite(v) ? String(v) : v;
+
+/** Bytes a WGSL type occupies as an array element (its size rounded up to its alignment). */
+function wgslStride(t: string): number {
+  t = t.trim();
+  if (/^(f32|u32|i32|atomic<(u32|i32)>)$/.test(t)) return 4;
+  if (t === "f16") return 2;
+  const vec = /^vec([234])<(f32|u32|i32|f16)>$/.exec(t);
+  if (vec) {
+    const n = Number(vec[1]), w = vec[2] === "f16" ? 2 : 4;
+    return (n === 3 ? 4 : n) * w;
+  }
+  const arr = /^array<(.*),\s*(\d+)u?\s*>$/.exec(t);
+  if (arr) return Number(arr[2]) * wgslStride(arr[1]);
+  throw new Error(`workgroupBytes: no size for WGSL type ${t}`);
+}
+
+/** Workgroup memory a WGSL module declares (var<workgroup> of scalars, vectors and fixed-size
+ * arrays of them), each variable rounded up to 16 bytes. */
+export function workgroupBytes(code: string): number {
+  let total = 0;
+  for (const m of code.matchAll(/var<workgroup>\s+\w+\s*:\s*([^;]+);/g)) {
+    total += Math.ceil(wgslStride(m[1]) / 16) * 16;
+  }
+  return total;
+}
