@@ -134,6 +134,20 @@ export function epilogueInputs(e: Epilogue): string[] {
   return names;
 }
 
+/** WGSL declarations from binding `first` on: the epilogue's inputs (bias, slope: f32 arrays),
+ * then out and, if saved, pre as arrays of `t`. */
+export function epilogueBindings(e: Epilogue, first: number, t = "f32"): string[] {
+  let b = first;
+  const lines = epilogueInputs(e).map((n) =>
+    `@group(0) @binding(${b++}) var<storage, read> ${n}: array<f32>;`
+  );
+  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: array<${t}>;`);
+  if (e.savePre) {
+    lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<${t}>;`);
+  }
+  return lines;
+}
+
 /** WGSL declarations: the input, wt, then bias/slope, then out and (if saved) pre. The input,
  * out and pre may be declared as vec4 arrays (vectorised loads / stores). */
 export function convBindings(
@@ -141,20 +155,12 @@ export function convBindings(
   inName: string,
   vec: { in?: boolean; out?: boolean } = {},
 ): string {
-  const arr = (v?: boolean) => (v ? "array<vec4<f32>>" : "array<f32>");
-  const lines = [
-    `@group(0) @binding(0) var<storage, read> ${inName}: ${arr(vec.in)};`,
+  const arr = (v?: boolean) => (v ? "vec4<f32>" : "f32");
+  return [
+    `@group(0) @binding(0) var<storage, read> ${inName}: array<${arr(vec.in)}>;`,
     `@group(0) @binding(1) var<storage, read> wt: array<f32>;`,
-  ];
-  let b = 2;
-  for (const n of epilogueInputs(e)) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> ${n}: array<f32>;`);
-  }
-  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: ${arr(vec.out)};`);
-  if (e.savePre) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: ${arr(vec.out)};`);
-  }
-  return lines.join("\n");
+    ...epilogueBindings(e, 2, arr(vec.out)),
+  ].join("\n");
 }
 
 /** WGSL statements storing accumulator `v` (f32, or vec4 when `vec4`) for output channel `ch`

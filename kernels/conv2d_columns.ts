@@ -8,7 +8,7 @@
 // for every input pixel, the few (oy, ox, ky, kx) that reach it, and applies the conv epilogue.
 
 import { cached, grid1d, type Kernel } from "./common.ts";
-import { type ConvGeometry, type Epilogue, epilogueInputs, epilogueStore } from "./conv2d.ts";
+import { type ConvGeometry, type Epilogue, epilogueBindings, epilogueStore } from "./conv2d.ts";
 
 export interface Col2imSpec {
   geom: ConvGeometry;
@@ -45,13 +45,10 @@ function col2imKernelGen(s: Col2imSpec): Kernel {
   const n = g.batch * g.ci * g.h * g.w;
   const grid = grid1d(n);
   const taps = g.kh * g.kw, ohw = g.ho * g.wo;
-  const lines = ["@group(0) @binding(0) var<storage, read> cols: array<f32>;"];
-  let b = 1;
-  for (const name of epilogueInputs(e)) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> ${name}: array<f32>;`);
-  }
-  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: array<f32>;`);
-  if (e.savePre) lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<f32>;`);
+  const lines = [
+    "@group(0) @binding(0) var<storage, read> cols: array<f32>;",
+    ...epilogueBindings(e, 1),
+  ];
   const inner = axisLoop(
     "x",
     "ix",

@@ -14,7 +14,7 @@ import {
   convBindings,
   type ConvGeometry,
   type Epilogue,
-  epilogueInputs,
+  epilogueBindings,
   epilogueStore,
   NO_EPILOGUE,
 } from "./conv2d.ts";
@@ -525,15 +525,10 @@ function splitSumKernelGen(s: SplitSumSpec): Kernel {
   const n = total / w;
   const grid = grid1d(n);
   const t = vec ? "vec4<f32>" : "f32";
-  const lines = [`@group(0) @binding(0) var<storage, read> part: array<${t}>;`];
-  let b = 1;
-  for (const name of epilogueInputs(s.epilogue)) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> ${name}: array<f32>;`);
-  }
-  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: array<${t}>;`);
-  if (s.epilogue.savePre) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<${t}>;`);
-  }
+  const lines = [
+    `@group(0) @binding(0) var<storage, read> part: array<${t}>;`,
+    ...epilogueBindings(s.epilogue, 1, t),
+  ];
   const sum = Array.from({ length: s.splits }, (_, k) => `part[o + ${k * n}u]`).join(" + ");
   return {
     name: "conv2d_gemm_split_sum",

@@ -14,7 +14,7 @@
 // transposed and flipped, padded by 2 − pad (the `flip` of the weight transform).
 
 import { cached, type Kernel, MAX_GROUPS } from "./common.ts";
-import { type ConvGeometry, type Epilogue, epilogueInputs, epilogueStore } from "./conv2d.ts";
+import { type ConvGeometry, type Epilogue, epilogueBindings, epilogueStore } from "./conv2d.ts";
 
 export interface WinogradSpec {
   name: string;
@@ -250,22 +250,12 @@ function winogradKernelGen(s: WinogradSpec): Kernel {
     } }`
   );
 
-  const extra = epilogueInputs(e).map((n, k) =>
-    `@group(0) @binding(${2 + k}) var<storage, read> ${n}: array<f32>;`
-  );
-  let b = 2 + extra.length;
-  const outDecl = [`@group(0) @binding(${b++}) var<storage, read_write> out: array<f32>;`];
-  if (e.savePre) {
-    outDecl.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<f32>;`);
-  }
-
   const tileIndex = fold === 1 ? "let nTile = wid.x;" : `let nTile = wid.x + wid.z * ${MAX_GROUPS}u;
   if (nTile >= ${nTiles}u) { return; }`;
 
   const code = `@group(0) @binding(0) var<storage, read> inp: array<f32>;
 @group(0) @binding(1) var<storage, read> u: array<vec4<f32>>;
-${extra.join("\n")}
-${outDecl.join("\n")}
+${epilogueBindings(e, 2).join("\n")}
 var<workgroup> S: array<vec4<f32>, ${sLen}>;
 fn ld(base: u32, iy: i32, ix: i32, ok: bool) -> f32 {
   let inb = ok && u32(iy) < ${s.inH}u && u32(ix) < ${s.inW}u;

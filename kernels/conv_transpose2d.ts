@@ -8,7 +8,7 @@ import {
   type ConvGeometry,
   convOutSize,
   type Epilogue,
-  epilogueInputs,
+  epilogueBindings,
   epilogueStore,
   type Pair,
   pair,
@@ -131,13 +131,10 @@ function shuffleIndex(s: ShuffleSpec): string {
 function shuffleEpilogueKernelGen(s: ShuffleSpec, e: Epilogue): Kernel {
   const n = s.batch * s.channels * s.h * s.sy * s.w * s.sx;
   const g = grid1d(n);
-  const lines = ["@group(0) @binding(0) var<storage, read> inp: array<f32>;"];
-  let b = 1;
-  for (const name of epilogueInputs(e)) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read> ${name}: array<f32>;`);
-  }
-  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: array<f32>;`);
-  if (e.savePre) lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<f32>;`);
+  const lines = [
+    "@group(0) @binding(0) var<storage, read> inp: array<f32>;",
+    ...epilogueBindings(e, 1),
+  ];
   return {
     name: "conv_transpose2d_shuffle",
     workgroups: g.workgroups,
