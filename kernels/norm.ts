@@ -138,6 +138,8 @@ export interface PlaneSumsSpec {
   inputs: { name: string; elementwise: boolean }[];
   /** WGSL lines run once per workgroup after `plane` is known (e.g. load its statistics). */
   setup?: string;
+  /** WGSL functions the terms call. */
+  helpers?: string;
   /** WGSL expressions of type V summed over the chunk, in terms of the V index `e`; write
    * constants as V(…) so that they suit both f32 and vec4. */
   terms: string[];
@@ -165,6 +167,7 @@ function planeSumsPartialKernelGen(s: PlaneSumsSpec): Kernel {
 ${decls.join("\n")}
 @group(0) @binding(${s.inputs.length}) var<storage, read_write> part: array<f32>;
 ${shared}
+${s.helpers ?? ""}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
 ${pro.code}
@@ -318,16 +321,21 @@ ${treeReduce(ids.map((j) => `sh${j}`), FINISH_WG)}
   };
 }
 
-/** Stage 1 of the normalisation backward: per chunk, Σ g and Σ g·x̂ with x̂ = (x − mean)·rstd. */
+/** Stage 1 of the normalisation backward: per chunk, Σ g and Σ g·x̂ with x̂ = (x − mean)·rstd.
+ * With a fused SiLU the affine weight and bias (when present) follow the statistics. */
 function normGradSumsPartialKernelGen(
   l: PlaneLayout,
   chunk: number,
   group: "channel" | "plane",
   post?: NormPost,
+  affine: { weight: boolean; bias: boolean } = { weight: false, bias: false },
 ): Kernel {
   // With a fused ReLU (+ Dropout2d) after the norm, g is rebuilt from the output's gradient gy
   // and the output y: y > 0 exactly where the unit was kept and the norm's output positive.
-  const g = gradAtNorm(post, "e");
+  // With a fused SiLU, from gy and the norm's output, recomputed from x.
+  const silu = post?.act === "silu";
+  // (The affine inputs are named aw, ab: `w` is the partial index in planeSumsPartialKernel.)
+  const g = gradAtNorm(post, "e", silu ? normOutput(affine, "e", "mu", "rs", "c", "a") : "");
   return planeSumsPartialKernel({
     name: "norm_grad_sums_partial",
     layout: l,
@@ -335,23 +343,31 @@ function normGradSumsPartialKernelGen(
     inputs: [
       { name: "x", elementwise: true },
       ...(post
-        ? [{ name: "gy", elementwise: true }, { name: "y", elementwise: true }]
+        ? [{ name: "gy", elementwise: true }, ...(silu ? [] : [{ name: "y", elementwise: true }])]
         : [{ name: "g", elementwise: true }]),
       { name: "mean", elementwise: false },
       { name: "rstd", elementwise: false },
+      ...(silu && affine.weight ? [{ name: "aw", elementwise: false }] : []),
+      ...(silu && affine.bias ? [{ name: "ab", elementwise: false }] : []),
     ],
     setup: `  let st = ${statOfPlane(l, group, "plane")};
   let mu = mean[st];
-  let rs = rstd[st];`,
+  let rs = rstd[st];
+  let c = plane % ${l.channels}u;`,
+    helpers: silu ? DSILU_WGSL : "",
     terms: [g, `${g} * (x[e] - mu) * rs`],
   });
 }
 
-/** A ReLU, then optionally a channel dropout (Dropout2d: one mask unit per plane), fused into
- * the normalisation's write-out and, in backward, into its gradient passes. */
+/** A ReLU or SiLU, then optionally (after a ReLU) a channel dropout (Dropout2d: one mask unit
+ * per plane), fused into the normalisation's write-out and, in backward, into its gradient
+ * passes. */
 export interface NormPost {
-  /** Drop probability in [0, 1); 0 or absent: ReLU only. */
+  /** Drop probability in [0, 1); 0 or absent: the activation only. */
   dropP?: number;
+  /** The activation; default ReLU. SiLU's gradient needs the norm's output, which the backward
+   * kernels recompute from x, the statistics and the affine parameters (not with dropout). */
+  act?: "relu" | "silu";
 }
 
 /** The factor kept outputs are scaled by: 1/(1 − p). */
@@ -359,10 +375,32 @@ export function postScale(post: NormPost): number {
   return 1 / (1 - (post.dropP ?? 0));
 }
 
+/** silu'(z) = s·(1 + z·(1 − s)) with s = sigmoid(z), for V = f32 or vec4. */
+const DSILU_WGSL = `fn dsilu(z: V) -> V {
+  let s = V(1.0) / (V(1.0) + exp(-z));
+  return s * (V(1.0) + z * (V(1.0) - s));
+}`;
+
+/** WGSL: the norm's output at index `k` from x and the statistic / channel expressions; the
+ * affine parameters are the arrays `${prefix}w` and `${prefix}b`. */
+function normOutput(
+  affine: { weight: boolean; bias: boolean },
+  k: string,
+  mu: string,
+  rs: string,
+  c: string,
+  prefix = "",
+): string {
+  const scaled = `(x[${k}] - ${mu}) * ${affine.weight ? `(${rs} * ${prefix}w[${c}])` : rs}`;
+  return affine.bias ? `(${scaled} + ${prefix}b[${c}])` : `(${scaled})`;
+}
+
 /** WGSL: the gradient at the norm's output at index `k`: g[k], or rebuilt from the fused
- * post-activation's output gradient gy and output y. */
-function gradAtNorm(post: NormPost | undefined, k: string): string {
-  return post ? `select(V(0.0), gy[${k}] * ${f(postScale(post))}, y[${k}] > V(0.0))` : `g[${k}]`;
+ * post-activation's output gradient gy and output y (ReLU) or the norm's output `z` (SiLU). */
+function gradAtNorm(post: NormPost | undefined, k: string, z: string): string {
+  if (!post) return `g[${k}]`;
+  if (post.act === "silu") return `(gy[${k}] * dsilu(${z}))`;
+  return `select(V(0.0), gy[${k}] * ${f(postScale(post))}, y[${k}] > V(0.0))`;
 }
 
 export interface NormApplySpec {
@@ -405,7 +443,10 @@ function normApplyKernelGen(s: NormApplySpec): Kernel {
   let expr = "(x[i] - mean[st]) * (rstd[st]" + (s.weight ? " * w[c])" : ")");
   if (s.bias) expr = `${expr} + b[c]`;
   const drop = (s.post?.dropP ?? 0) > 0;
-  if (s.post) expr = `max(${expr}, V(0.0))`;
+  const silu = s.post?.act === "silu";
+  if (silu && drop) throw new Error("norm apply: dropout after a fused SiLU is not supported");
+  if (silu) expr = `silu(${expr})`;
+  else if (s.post) expr = `max(${expr}, V(0.0))`;
   if (drop) {
     // The mask of dropout2d: unit = plane index (b·C + c), same hash and threshold.
     expr = `select(V(0.0), ${expr} * ${f(postScale(s.post!))}, unit_hash(seed[0], plane) >= ${
@@ -414,7 +455,11 @@ function normApplyKernelGen(s: NormApplySpec): Kernel {
   }
   const out = names.length + (drop ? 1 : 0);
   return {
-    name: s.post ? (drop ? "norm_apply_relu_dropout2d" : "norm_apply_relu") : "norm_apply",
+    name: silu
+      ? "norm_apply_silu"
+      : s.post
+      ? (drop ? "norm_apply_relu_dropout2d" : "norm_apply_relu")
+      : "norm_apply",
     workgroups: pro.workgroups,
     code: `${elementAlias(useVec4(l))}
 ${declareInputs(names, ["x"])}
@@ -424,6 +469,7 @@ ${
         : ""
     }
 @group(0) @binding(${out}) var<storage, read_write> y: array<V>;
+${silu ? "fn silu(z: V) -> V { return z / (V(1.0) + exp(-z)); }" : ""}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 ${pro.code}
@@ -439,20 +485,31 @@ export interface NormGradSpec {
   /** true: the statistics came from this batch (training, instance norm), so dx has the
    * mean-and-variance terms and needs the sums Σg, Σg·x̂; false: fixed statistics (eval). */
   batchStats: boolean;
-  /** A fused ReLU (+ Dropout2d) followed the norm: the input g is replaced by gy and y. */
+  /** A fused ReLU (+ Dropout2d) followed the norm: the input g is replaced by gy and y; a
+   * fused SiLU: by gy, with x and mean bound in either case, and the bias when `bias`. */
   post?: NormPost;
+  bias?: boolean;
 }
 
 /** dx of the normalisation. batchStats: inputs x, g, mean, rstd, sg, sgx, [w];
- * dx = w·rstd·(g − Σg/N − x̂·Σg·x̂/N). Fixed statistics: inputs g, rstd, [w]; dx = g·w·rstd. */
+ * dx = w·rstd·(g − Σg/N − x̂·Σg·x̂/N). Fixed statistics: inputs g, rstd, [w]; dx = g·w·rstd.
+ * A fused post-activation replaces g by (gy, y) for ReLU, by gy for SiLU, whose fixed-statistics
+ * form also reads x and mean; SiLU adds the bias after w when the norm has one. */
 function normGradKernelGen(s: NormGradSpec): Kernel {
   const l = s.layout;
   const pro = elementPrologue(l, s.group);
   const count = s.group === "channel" ? l.batch * l.planeSize : l.planeSize;
-  const gIn = s.post ? ["gy", "y"] : ["g"];
-  const names = s.batchStats ? ["x", ...gIn, "mean", "rstd", "sg", "sgx"] : [...gIn, "rstd"];
+  const silu = s.post?.act === "silu";
+  const gIn = s.post ? (silu ? ["gy"] : ["gy", "y"]) : ["g"];
+  const names = s.batchStats
+    ? ["x", ...gIn, "mean", "rstd", "sg", "sgx"]
+    : silu
+    ? ["x", ...gIn, "mean", "rstd"]
+    : [...gIn, "rstd"];
   if (s.weight) names.push("w");
-  const g = gradAtNorm(s.post, "i");
+  if (silu && s.bias) names.push("b");
+  const affine = { weight: s.weight, bias: silu && !!s.bias };
+  const g = gradAtNorm(s.post, "i", normOutput(affine, "i", "mean[st]", "rstd[st]", "c"));
   const scale = s.weight ? "w[c] * rstd[st]" : "rstd[st]";
   // dx = scale·g − scale·Σg/N − (x − mean)·(scale·rstd·Σg·x̂/N): per-statistic factors first,
   // then one fused expression per element.
@@ -468,6 +525,7 @@ function normGradKernelGen(s: NormGradSpec): Kernel {
     code: `${elementAlias(useVec4(l))}
 ${declareInputs(names, ["x", "g", "gy", "y"])}
 @group(0) @binding(${names.length}) var<storage, read_write> dx: array<V>;
+${silu ? DSILU_WGSL : ""}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 ${pro.code}

@@ -9,7 +9,6 @@ import { StochasticDepth } from "../engine/nn/dropout.ts";
 import { foldedConvBn } from "../engine/nn/fold.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
-import { silu } from "../engine/ops/activation.ts";
 import { add, mul } from "../engine/ops/elementwise.ts";
 import { adaptiveAvgPool2d } from "../engine/ops/pool.ts";
 import type { Random } from "../engine/random.ts";
@@ -17,8 +16,10 @@ import type { Tensor } from "../engine/tensor.ts";
 
 type Act = "silu" | "none";
 
-/** conv (no bias) → BatchNorm → activation; in eval the BN is folded into the conv and the
- * activation fused into its write-out (one kernel). Children "0" (conv) and "1" (BN). */
+/** conv (no bias) → BatchNorm → activation; in training the SiLU is fused into the BN's passes
+ * (its backward recomputes the BN output instead of keeping it), in eval the BN is folded into
+ * the conv and the activation fused into its write-out (one kernel). Children "0" (conv) and "1"
+ * (BN). */
 export class ConvBnAct extends Module {
   readonly conv: Conv2d;
   readonly bn: BatchNorm2d;
@@ -46,8 +47,10 @@ export class ConvBnAct extends Module {
 
   forward(x: Tensor): Tensor {
     if (this.training) {
-      const y = this.bn.forward(this.conv.forward(x));
-      return this.act === "silu" ? silu(y) : y;
+      return this.bn.forward(
+        this.conv.forward(x),
+        this.act === "silu" ? { activation: "silu" } : undefined,
+      );
     }
     return foldedConvBn(this.conv, this.bn, x, this.act);
   }

@@ -21,7 +21,8 @@ export class BatchNorm2d extends Module implements Layer {
     this.buffer("num_batches_tracked", tensor([0], [], "i32"));
   }
 
-  /** `post` fuses a ReLU (and Dropout2d) into the same passes, forward and backward. */
+  /** `post` fuses a ReLU (and Dropout2d) or a SiLU into the same passes, forward and
+   * backward. */
   forward(x: Tensor, post?: NormPostOptions): Tensor {
     return batchNorm2d(x, {
       weight: this.weight,

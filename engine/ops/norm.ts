@@ -36,14 +36,18 @@ export interface BatchNormOptions {
   training: boolean;
   momentum?: number;
   eps?: number;
-  /** Fuse a ReLU (and Dropout2d) into the output. */
+  /** Fuse a ReLU (and Dropout2d) or a SiLU into the output. */
   post?: NormPostOptions;
 }
 
-/** A ReLU, then optionally Dropout2d, applied to the norm's output in the same pass (and
- * folded into its backward): batchNorm2d(x, {post}) equals
- * reluDropout2d(batchNorm2d(x), p, {training, seed}), or relu(batchNorm2d(x)) without dropout. */
+/** A ReLU, then optionally Dropout2d, or a SiLU, applied to the norm's output in the same pass
+ * (and folded into its backward): batchNorm2d(x, {post}) equals
+ * reluDropout2d(batchNorm2d(x), p, {training, seed}), relu(batchNorm2d(x)) without dropout, or
+ * silu(batchNorm2d(x)) with activation "silu" (whose backward recomputes the norm's output from
+ * x instead of keeping it). */
 export interface NormPostOptions {
+  /** Default "relu". */
+  activation?: "relu" | "silu";
   dropout?: { p: number; training: boolean; seed: number };
 }
 
@@ -115,6 +119,10 @@ interface PlaneNormArgs {
 /** The kernels' form of the fused post-activation: the drop probability, when dropping. */
 function kernelPost(o: NormPostOptions | undefined): { post?: NormPost; seed: number } {
   if (!o) return { seed: 0 };
+  if (o.activation === "silu") {
+    if (o.dropout) throw new Error("batchNorm2d post: dropout follows a ReLU only, not a SiLU");
+    return { post: { act: "silu" }, seed: 0 };
+  }
   const d = o.dropout;
   if (d && !(d.p >= 0 && d.p < 1)) {
     throw new Error(`batchNorm2d post dropout: p must lie in [0, 1), got ${d.p}`);
@@ -140,8 +148,13 @@ function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
     k.workgroups,
   );
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  // The gradient at the norm's output: g itself, or rebuilt by the kernels from (gy, y).
-  const gradIn = (g: Tensor) => (post ? [g, y] : [g]);
+  // The gradient at the norm's output: g itself, or rebuilt by the kernels from (gy, y) after a
+  // ReLU, from gy and the norm's output recomputed from x (and w, b) after a SiLU.
+  const silu = post?.act === "silu";
+  const gradIn = (g: Tensor) => (post && !silu ? [g, y] : [g]);
+  const w = weight ? [weight] : [];
+  const affine = silu ? [...w, ...(bias ? [bias] : [])] : [];
+  const flags = { weight: !!weight, bias: !!bias };
   return record(y, inputs, name, (g) => {
     const needW = !!weight?.requiresGrad;
     const needB = !!bias?.requiresGrad;
@@ -149,9 +162,11 @@ function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
     if (needW || needB || (x.requiresGrad && a.batchStats)) {
       const chunk = chunkFor(l.planeSize);
       const part = empty([partialCount(l, chunk) * 2]);
-      run(normGradSumsPartialKernel(l, chunk, group, post), [x, ...gradIn(g), mean, rstd], [
-        part,
-      ]);
+      run(
+        normGradSumsPartialKernel(l, chunk, group, post, silu ? flags : undefined),
+        [x, ...gradIn(g), mean, rstd, ...affine],
+        [part],
+      );
       sg = empty([groupCount(l, group)]);
       sgx = empty([groupCount(l, group)]);
       run(sumsFinishKernel({ layout: l, chunk, group, terms: 2 }), [part], [sg, sgx]);
@@ -160,10 +175,14 @@ function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
     let dx: Tensor | null = null;
     if (x.requiresGrad) {
       dx = empty(x.shape);
-      const w = weight ? [weight] : [];
+      const spec = { layout: l, group, weight: !!weight, batchStats: a.batchStats, post };
       run(
-        normGradKernel({ layout: l, group, weight: !!weight, batchStats: a.batchStats, post }),
-        a.batchStats ? [x, ...gradIn(g), mean, rstd, sg!, sgx!, ...w] : [...gradIn(g), rstd, ...w],
+        normGradKernel(silu ? { ...spec, bias: !!bias } : spec),
+        a.batchStats
+          ? [x, ...gradIn(g), mean, rstd, sg!, sgx!, ...(silu ? affine : w)]
+          : silu
+          ? [x, g, mean, rstd, ...affine]
+          : [...gradIn(g), rstd, ...w],
         [dx],
       );
     }

@@ -6,6 +6,7 @@ import { full, parameter, type Tensor, tensor } from "../../engine/tensor.ts";
 import { backward } from "../../engine/autograd.ts";
 import { reluDropout2d } from "../../engine/ops/dropout.ts";
 import { mul } from "../../engine/ops/elementwise.ts";
+import { silu } from "../../engine/ops/activation.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
@@ -372,4 +373,61 @@ Deno.test("batchNorm2d with fused ReLU + Dropout2d equals the ops in sequence, f
       );
     }
   }
+});
+
+Deno.test("batchNorm2d with a fused SiLU equals silu(batchNorm2d), forward and backward, batch and running statistics", async () => {
+  for (const shape of [SHAPE, [2, 3, 4, 6]]) {
+    const n = shape.reduce((a, b) => a * b);
+    const x = randArray(n, 51, -2, 3);
+    const w = randArray(shape[1], 52, 0.5, 1.5), b = randArray(shape[1], 53, -0.3, 0.3);
+    for (const training of [true, false]) {
+      const opts = (wt: Tensor, bt: Tensor) => ({
+        weight: wt,
+        bias: bt,
+        runningMean: full([shape[1]], 0.1),
+        runningVar: full([shape[1]], 2),
+        training,
+      });
+      const fused = await gradsOf(
+        (xt, wt, bt) => batchNorm2d(xt, { ...opts(wt, bt), post: { activation: "silu" } }),
+        x,
+        shape,
+        w,
+        b,
+      );
+      const apart = await gradsOf(
+        (xt, wt, bt) => silu(batchNorm2d(xt, opts(wt, bt))),
+        x,
+        shape,
+        w,
+        b,
+      );
+      const what = `${shape} training ${training}`;
+      assertClose(fused.y, apart.y, { what: `${what} y` });
+      ["x", "weight", "bias"].forEach((name, k) =>
+        assertClose(fused.grads[k], apart.grads[k], { what: `${what} d${name}`, atol: 1e-4 })
+      );
+    }
+  }
+});
+
+Deno.test("batchNorm2d with a fused SiLU and no affine parameters: gradient by finite differences", async () => {
+  const shape = [2, 3, 5, 3];
+  const x = randArray(shape.reduce((a, b) => a * b), 61, -2, 2);
+  await gradCheck(
+    (xt) => batchNorm2d(xt, { training: true, post: { activation: "silu" } }),
+    [{ data: x, shape }],
+  );
+  const bad = () =>
+    batchNorm2d(tensor(x, shape), {
+      training: true,
+      post: { activation: "silu", dropout: { p: 0.5, training: true, seed: 1 } },
+    });
+  let message = "";
+  try {
+    scope(bad);
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  if (!message.includes("dropout follows a ReLU only")) throw new Error(`got "${message}"`);
 });
