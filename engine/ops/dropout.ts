@@ -2,16 +2,15 @@
 // fly in forward and again in backward, so it is never stored.
 //
 // The seed changes every step while the kernel text must not, so it reaches the GPU through a
-// ring of 256-byte slots written with queue.writeBuffer (the scheme of optim/adamw.ts): a write
-// takes effect before any recorded-but-unsubmitted work, so a slot is reused only after a submit
-// has carried the dispatch that read it; when every slot is pending, the op submits (never
-// waits) first.
+// ring of 256-byte slots written with queue.writeBuffer (slot_ring.ts, as optim/adamw.ts does):
+// a slot is reused only once a submit has carried the dispatch that read it.
 
 import { dropoutKernel } from "../../kernels/dropout.ts";
 import { prod } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
 import { device } from "../device.ts";
-import { type Binding, dispatch, flush, stats } from "../recorder.ts";
+import { type Binding, dispatch } from "../recorder.ts";
+import { SlotRing } from "../slot_ring.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { f } from "../../kernels/common.ts";
 import { map, mulScalar, relu } from "./elementwise.ts";
@@ -28,8 +27,7 @@ const SLOT = 256;
 const RING = 64;
 let ring: GPUBuffer | null = null;
 let ringDevice: GPUDevice | null = null;
-const slotSubmits = new Array<number>(RING).fill(-1);
-let next = 0;
+const slots = new SlotRing(RING);
 
 /** A binding holding `seed` in a ring slot that no pending dispatch reads. */
 export function seedBinding(seed: number): Binding {
@@ -40,12 +38,9 @@ export function seedBinding(seed: number): Binding {
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
       label: "dropout_seeds",
     });
-    slotSubmits.fill(-1);
+    slots.reset();
   }
-  const slot = next;
-  next = (next + 1) % RING;
-  if (slotSubmits[slot] === stats.submits) flush();
-  slotSubmits[slot] = stats.submits;
+  const slot = slots.take();
   device().queue.writeBuffer(ring, slot * SLOT, new Uint32Array([seed >>> 0, 0, 0, 0]));
   return { buffer: ring, offset: slot * SLOT, size: 16 };
 }

@@ -5,15 +5,14 @@
 // compiled once), so they reach the GPU through a small hyper-parameter buffer written with
 // queue.writeBuffer. Such a write takes effect at once on the queue, before any work recorded
 // earlier but not yet submitted; one shared buffer would therefore let step k+1's values
-// overwrite step k's before step k ran. Each step takes its own 256-byte slot of a ring instead.
-// A slot is reused only after a submit has carried the dispatch that read it (tracked with the
-// recorder's submit counter); if a caller records more steps than the ring holds without ever
-// submitting, the step submits (never waits) before reusing the slot.
+// overwrite step k's before step k ran. Each step takes its own 256-byte slot of a ring instead
+// (slot_ring.ts: reused only once a submit has carried the dispatch that read it).
 
 import { adamwKernel } from "../../kernels/adamw.ts";
 import { ARENA_ALIGN, arenaView, ParamArena } from "../arena.ts";
 import { device } from "../device.ts";
-import { copy, dispatch, flush, stats } from "../recorder.ts";
+import { copy, dispatch, flush } from "../recorder.ts";
+import { SlotRing } from "../slot_ring.ts";
 import { type Tensor, tensor } from "../tensor.ts";
 
 export interface AdamWOptions {
@@ -40,9 +39,8 @@ export class AdamW {
   readonly #flatM: Tensor;
   readonly #flatV: Tensor;
   readonly #ring: GPUBuffer;
-  /** stats.submits at the time each ring slot was last used; -1 when never used. */
-  readonly #slotSubmits = new Array<number>(RING).fill(-1);
-  #next = 0;
+  /** Which slot of #ring each step writes its hyper-parameters to. */
+  readonly #slots = new SlotRing(RING);
   readonly #code: string;
   readonly #workgroups: [number, number, number];
 
@@ -107,12 +105,7 @@ export class AdamW {
       1 / Math.sqrt(bc2),
       0,
     ]);
-    const slot = this.#next;
-    this.#next = (this.#next + 1) % RING;
-    // Still read by an unsubmitted dispatch: submit that work before overwriting its values.
-    if (this.#slotSubmits[slot] === stats.submits) flush();
-    this.#slotSubmits[slot] = stats.submits;
-    const offset = slot * ARENA_ALIGN;
+    const offset = this.#slots.take() * ARENA_ALIGN;
     device().queue.writeBuffer(this.#ring, offset, hyper);
     dispatch("adamw", this.#code, [
       { buffer: this.#ring, offset, size: HYPER_BYTES },
