@@ -15,16 +15,13 @@ export class SlotRing {
   /** The slot for the next dispatch; submits pending work first when every slot is taken. */
   take(): number {
     if (this.#next === this.size && this.#submits === stats.submits) flush();
-    if (this.#submits !== stats.submits || this.#next === this.size) {
-      this.#submits = stats.submits;
-      this.#next = 0;
-    }
+    if (this.#submits !== stats.submits || this.#next === this.size) this.reset(stats.submits);
     return this.#next++;
   }
 
-  /** Forget the slots taken (a new buffer behind the ring). */
-  reset(): void {
-    this.#submits = -1;
+  /** Forget the slots taken (a new buffer behind the ring, or a submit since `submits`). */
+  reset(submits = -1): void {
+    this.#submits = submits;
     this.#next = 0;
   }
 }

@@ -52,15 +52,23 @@ export const ERF_WGSL = `fn erf_f32(x: f32) -> f32 {
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
+/** WGSL `silu(z)` and its derivative `dsilu(z)` for values of type `t` (f32, or a kernel's
+ * alias V of f32 or vec4<f32>). */
+export function siluWgsl(t: string): string {
+  return `fn silu(z: ${t}) -> ${t} { return z / (${t}(1.0) + exp(-z)); }
+fn dsilu(z: ${t}) -> ${t} {
+  let s = ${t}(1.0) / (${t}(1.0) + exp(-z));
+  return s * (${t}(1.0) + z * (${t}(1.0) - s));
+}`;
+}
+
 /** WGSL `act(x)` and `act_grad(x)` (dy/dx) for an activation. */
 function helpers(a: Activation): string {
   switch (a.op) {
     case "silu":
-      return `fn act(x: f32) -> f32 { return x / (1.0 + exp(-x)); }
-fn act_grad(x: f32) -> f32 {
-  let s = 1.0 / (1.0 + exp(-x));
-  return s * (1.0 + x * (1.0 - s));
-}`;
+      return `${siluWgsl("f32")}
+fn act(x: f32) -> f32 { return silu(x); }
+fn act_grad(x: f32) -> f32 { return dsilu(x); }`;
     case "gelu":
       return `${ERF_WGSL}
 fn act(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_f32(x * ${f(SQRT1_2)})); }

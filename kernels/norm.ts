@@ -8,6 +8,7 @@
 
 import { cached, f, grid1d, groupGrid, type Kernel } from "./common.ts";
 import { dropThreshold, MIX32_WGSL } from "./dropout.ts";
+import { siluWgsl } from "./activation.ts";
 
 export interface PlaneLayout {
   batch: number;
@@ -354,7 +355,7 @@ function normGradSumsPartialKernelGen(
   let mu = mean[st];
   let rs = rstd[st];
   let c = plane % ${l.channels}u;`,
-    helpers: silu ? DSILU_WGSL : "",
+    helpers: silu ? siluWgsl("V") : "",
     terms: [g, `${g} * (x[e] - mu) * rs`],
   });
 }
@@ -374,12 +375,6 @@ export interface NormPost {
 export function postScale(post: NormPost): number {
   return 1 / (1 - (post.dropP ?? 0));
 }
-
-/** silu'(z) = s·(1 + z·(1 − s)) with s = sigmoid(z), for V = f32 or vec4. */
-const DSILU_WGSL = `fn dsilu(z: V) -> V {
-  let s = V(1.0) / (V(1.0) + exp(-z));
-  return s * (V(1.0) + z * (V(1.0) - s));
-}`;
 
 /** WGSL: the norm's output at index `k` from x and the statistic / channel expressions; the
  * affine parameters are the arrays `${prefix}w` and `${prefix}b`. */
@@ -469,7 +464,7 @@ ${
         : ""
     }
 @group(0) @binding(${out}) var<storage, read_write> y: array<V>;
-${silu ? "fn silu(z: V) -> V { return z / (V(1.0) + exp(-z)); }" : ""}
+${silu ? siluWgsl("V") : ""}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 ${pro.code}
@@ -525,7 +520,7 @@ function normGradKernelGen(s: NormGradSpec): Kernel {
     code: `${elementAlias(useVec4(l))}
 ${declareInputs(names, ["x", "g", "gy", "y"])}
 @group(0) @binding(${names.length}) var<storage, read_write> dx: array<V>;
-${silu ? DSILU_WGSL : ""}
+${silu ? siluWgsl("V") : ""}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 ${pro.code}

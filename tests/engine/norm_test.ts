@@ -337,6 +337,17 @@ async function gradsOf(
   return { y, grads };
 }
 
+/** Affine BatchNorm options over `channels` with fixed running statistics (mean 0.1, var 2). */
+function bnOptions(channels: number, training: boolean) {
+  return (weight: Tensor, bias: Tensor) => ({
+    weight,
+    bias,
+    runningMean: full([channels], 0.1),
+    runningVar: full([channels], 2),
+    training,
+  });
+}
+
 Deno.test("batchNorm2d with fused ReLU + Dropout2d equals the ops in sequence, forward and backward", async () => {
   for (const shape of [SHAPE, [2, 3, 4, 6]]) {
     const n = shape.reduce((a, b) => a * b);
@@ -344,13 +355,7 @@ Deno.test("batchNorm2d with fused ReLU + Dropout2d equals the ops in sequence, f
     const w = randArray(shape[1], 42, 0.5, 1.5), b = randArray(shape[1], 43, -0.3, 0.3);
     for (const training of [true, false]) {
       const dropout = { p: 0.4, training, seed: 1234 };
-      const opts = (wt: Tensor, bt: Tensor) => ({
-        weight: wt,
-        bias: bt,
-        runningMean: full([shape[1]], 0.1),
-        runningVar: full([shape[1]], 2),
-        training,
-      });
+      const opts = bnOptions(shape[1], training);
       const fused = await gradsOf(
         (xt, wt, bt) => batchNorm2d(xt, { ...opts(wt, bt), post: { dropout } }),
         x,
@@ -381,13 +386,7 @@ Deno.test("batchNorm2d with a fused SiLU equals silu(batchNorm2d), forward and b
     const x = randArray(n, 51, -2, 3);
     const w = randArray(shape[1], 52, 0.5, 1.5), b = randArray(shape[1], 53, -0.3, 0.3);
     for (const training of [true, false]) {
-      const opts = (wt: Tensor, bt: Tensor) => ({
-        weight: wt,
-        bias: bt,
-        runningMean: full([shape[1]], 0.1),
-        runningVar: full([shape[1]], 2),
-        training,
-      });
+      const opts = bnOptions(shape[1], training);
       const fused = await gradsOf(
         (xt, wt, bt) => batchNorm2d(xt, { ...opts(wt, bt), post: { activation: "silu" } }),
         x,
