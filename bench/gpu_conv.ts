@@ -523,7 +523,8 @@ function forwardVariants(g: ConvGeometry, x: Tensor, w: Tensor): [string, () => 
   }]);
   // Split reductions ("/sN") on the tiles that win most often.
   for (const [name, tile] of gemmCandidates(g.co / g.groups)) {
-    if (!["t64w", "t64", "t32w", "t32r8", "t64wk16", "t64r88", "t64r88k8"].includes(name)) continue;
+    const split = ["t64w", "t64", "t32w", "t32r8", "t64wk16", "t64r88", "t64r88k8"];
+    if (!split.includes(name)) continue;
     for (const splits of [2, 3, 4]) {
       const spec = { ...forwardGemmSpec(g, NO_EPILOGUE, tile), splits };
       gemms.push([`${name}/s${splits}`, () => {

@@ -306,6 +306,10 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   const vecOut = s.nx % 4 === 0 && s.osx === 1 && s.ox0 === 0 && s.outW % 4 === 0;
   const vecIn = s.nx % 4 === 0 && taps === 1 && s.isx === 1 && s.ix0 === 0 &&
     s.inW % 4 === 0 && s.nx <= s.inW;
+  // Tap-major reduction order k = tap·rg + r when whole slabs fit in one tap: the tap, its
+  // bounds checks and each position's address are then per-slab values, and a slab's rows are
+  // consecutive channels at a constant plane stride (as cuDNN's precomputed-offset GEMM walks).
+  const tapMajor = taps > 1 && s.rg % tk === 0;
 
   // k → (r, qy, qx), as WGSL lets from `k`.
   const splitK = (k: string, p: string) => {
@@ -331,13 +335,18 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
     ${guard ? `if (e < ${aElems}u) {` : "{"}
       let kk = e / ${tm / 4}u;
       let m4 = mBase + (e % ${tm / 4}u) * 4u;
-      let k = k0 + kk;
       var v = vec4<f32>(0.0);
+      ${
+      tapMajor
+        ? `{
+      let wi = tapW + i32((r0 + kk) * ${s.wr}u);`
+        : `let k = k0 + kk;
       if (k < ${K}u) {
       ${splitK("k", "a")}
       let wi = i32(g * ${s.wg}u)${term("ar", s.wr)}${konst(s.wt0)}${term("aqy", s.wty)}${
-      term("aqx", s.wtx)
-    };
+          term("aqx", s.wtx)
+        };`
+    }
       for (var c = 0u; c < 4u; c++) {
         let m = m4 + c;
         if (m < ${s.mg}u) { v[c] = wt[u32(wi + i32(m * ${s.wm}u))]; }
@@ -354,7 +363,12 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   const bLoad: string[] = [];
   for (let p = 0; p < bPasses; p++) {
     const guard = (p + 1) * rowsPerPass > tk;
-    const loads = vecIn
+    const loads = tapMajor
+      ? `let cOff = (r0 + kk) * ${inHW}u;
+      vv = vec4<f32>(${
+        [0, 1, 2, 3].map((j) => `select(0.0, inp[at${j} + cOff], ok${j})`).join(", ")
+      });`
+      : vecIn
       ? `let iy0 = py0${term("bqy", s.iys)};
       let ok0 = u32(iy0) < ${s.inH}u;
       vv = select(vec4<f32>(0.0), inp[select(0u, u32(base0 + cOff + iy0 * ${s.inW} + px0) / 4u, ok0)], ok0);`
@@ -365,15 +379,16 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
       let v${j} = inp[select(0u, u32(base${j} + cOff + iy${j} * ${s.inW} + ix${j}), ok${j})];`
       ).join("\n      ") +
         `\n      vv = vec4<f32>(select(0.0, v0, ok0), select(0.0, v1, ok1), select(0.0, v2, ok2), select(0.0, v3, ok3));`;
-    bLoad.push(`{
-    let kk = brow + ${p * rowsPerPass}u;
-    ${guard ? `if (kk < ${tk}u) {` : "{"}
-      let k = k0 + kk;
-      var vv = vec4<f32>(0.0);
+    const gather = tapMajor ? `{\n      ${loads}` : `let k = k0 + kk;
       if (k < ${K}u) {
       ${splitK("k", "b")}
       let cOff = br * ${inHW};
-      ${loads}
+      ${loads}`;
+    bLoad.push(`{
+    let kk = brow + ${p * rowsPerPass}u;
+    ${guard ? `if (kk < ${tk}u) {` : "{"}
+      var vv = vec4<f32>(0.0);
+      ${gather}
       }
       Bs[kk * ${cb}u + bcol] = vv;
     }
@@ -455,6 +470,22 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   let px${j} = i32((rem${j} % ${s.nx}u) * ${s.isx}u)${konst(s.ix0)};`
   ).join("\n  ");
 
+  // Tap-major: this slab's tap, channel offset, weight base, and each loader position's input
+  // address (channel 0 of its group) and bounds check.
+  const slabTap = `let tap = k0 / ${s.rg}u;
+  let r0 = k0 % ${s.rg}u;
+  let qy = i32(tap / ${s.ntx}u);
+  let qx = i32(tap % ${s.ntx}u);
+  let tapW = i32(g * ${s.wg}u)${konst(s.wt0)}${term("qy", s.wty)}${term("qx", s.wtx)};
+  ${
+    [0, 1, 2, 3].map((j) =>
+      `let iy${j} = py${j}${term("qy", s.iys)};
+  let ix${j} = px${j}${term("qx", s.ixs)};
+  let ok${j} = u32(iy${j}) < ${s.inH}u && u32(ix${j}) < ${s.inW}u;
+  let at${j} = select(0u, u32(base${j} + iy${j} * ${s.inW} + ix${j}), ok${j});`
+    ).join("\n  ")
+  }`;
+
   // wid.z = (group · splits + split) · fold + the fold of the tile index.
   const zParts = `let zr = wid.z / ${fold}u;
   let g = zr / ${splits}u;
@@ -487,6 +518,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${accs.join("\n  ")}
   ${
     K === 0 ? "_ = inp[0];\n  _ = wt[0];" : `for (${kRange}; k0 += ${tk}u) {
+  ${tapMajor ? slabTap : ""}
   ${aLoad.join("\n  ")}
   ${bLoad.join("\n  ")}
   workgroupBarrier();

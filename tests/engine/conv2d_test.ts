@@ -412,6 +412,10 @@ Deno.test("implicit GEMM: every tile of the picker, forward and input gradient, 
   const shapes: [number[], number[], { stride?: number; padding?: number }][] = [
     [[2, 7, 13, 11], [70, 7, 3, 3], { padding: 1 }],
     [[1, 70, 9, 7], [33, 70, 3, 3], { padding: 1, stride: 2 }],
+    // Reductions of 16 channels per tap: whole slabs in one tap (the tap-major order), forward
+    // and the stride-2 input gradient's phases (1, 2 and 4 taps).
+    [[2, 16, 9, 7], [16, 16, 3, 3], { padding: 1 }],
+    [[1, 5, 11, 9], [16, 5, 3, 3], { padding: 1, stride: 2 }],
   ];
   for (const [xs, ws, opts] of shapes) {
     const g = convGeometry(xs, ws, opts);
@@ -449,6 +453,7 @@ Deno.test("implicit GEMM split over the reduction: partial sums, then the epilog
   const shapes: [number[], number[], { stride?: number; padding?: number }][] = [
     [[2, 7, 13, 11], [10, 7, 3, 3], { padding: 1 }], // 63-deep reduction, odd plane
     [[1, 20, 9, 8], [33, 20, 3, 3], { padding: 1, stride: 2 }], // plane of 4·5: vec4 sums
+    [[1, 32, 9, 8], [33, 32, 3, 3], { padding: 1, stride: 2 }], // tap-major, 18 slabs of 16
   ];
   for (const [xs, ws, opts] of shapes) {
     const g = convGeometry(xs, ws, opts);
