@@ -23,11 +23,10 @@ import {
   convForwardRaw,
   convInputGradRaw,
   convWeightGradRaw,
-  im2colFits,
   kernelWeightGradRaw,
   matmul1x1Fits,
+  packWeights,
   runCol2im,
-  runIm2col,
   runImplicitGemm,
   runWinograd,
   winogradWeightGradRaw,
@@ -73,6 +72,7 @@ import {
   GEMM_TILES,
   type GemmTile,
   implicitGemmKernel,
+  tapMajorFits,
 } from "../kernels/conv2d_gemm.ts";
 import {
   pickSplits,
@@ -451,7 +451,6 @@ const SWEEP_TILES: Record<string, GemmTile> = {
   t64n64: { tm: 64, tn: 64, tk: 16, rm: 8, rn: 4 },
   t128: { tm: 128, tn: 128, tk: 8, rm: 8, rn: 8 },
   t128k16: { tm: 128, tn: 128, tk: 16, rm: 8, rn: 8 },
-  t64r88: { tm: 64, tn: 128, tk: 16, rm: 8, rn: 8 },
   t64r88k8: { tm: 64, tn: 128, tk: 8, rm: 8, rn: 8 },
 };
 
@@ -523,7 +522,7 @@ function forwardVariants(g: ConvGeometry, x: Tensor, w: Tensor): [string, () => 
   }]);
   // Split reductions ("/sN") on the tiles that win most often.
   for (const [name, tile] of gemmCandidates(g.co / g.groups)) {
-    const split = ["t64w", "t64", "t32w", "t32r8", "t64wk16", "t64r88", "t64r88k8"];
+    const split = ["t64w", "t64", "t32w", "t32r8", "t64wk16", "t64r8", "t64r88k8", "t16", "t16w"];
     if (!split.includes(name)) continue;
     for (const splits of [2, 3, 4]) {
       const spec = { ...forwardGemmSpec(g, NO_EPILOGUE, tile), splits };
@@ -533,9 +532,16 @@ function forwardVariants(g: ConvGeometry, x: Tensor, w: Tensor): [string, () => 
         return y;
       }]);
     }
-  }
-  if (g.groups === 1 && (g.strideY > 1 || g.strideX > 1) && g.kh * g.kw > 1) {
-    gemms.unshift(["im2col", () => runIm2col(g, x, w)]);
+    // Packed weights ("/p"), unsplit and split.
+    for (const splits of [1, 2, 3, 4]) {
+      const spec = { ...forwardGemmSpec(g, NO_EPILOGUE, tile), splits, packedWeights: true };
+      if (!tapMajorFits(spec)) continue;
+      gemms.push([`${name}${splits > 1 ? `/s${splits}` : ""}/p`, () => {
+        const y = out();
+        runImplicitGemm(spec, x, w, [], [y]);
+        return y;
+      }]);
+    }
   }
   if (!winogradFits(g)) return gemms;
   return [...winogradVariants(forwardWinogradSpec(g, NO_EPILOGUE), x, w, false), ...gemms];
@@ -573,6 +579,21 @@ function dgradVariants(g: ConvGeometry, dy: Tensor, w: Tensor): [string, () => T
     }
     return y;
   }]);
+  // Packed weights ("/p") for the phases that walk tap-major.
+  for (const [name, tile] of gemmCandidates(g.ci / g.groups)) {
+    const specs = dgradGemmSpecs(g, NO_EPILOGUE, tile).filter((s) => s.ny > 0 && s.nx > 0)
+      .map((s) => ({ ...s, packedWeights: tapMajorFits(s) }));
+    if (!specs.some((s) => s.packedWeights)) continue;
+    gemms.push([`${name}/p`, () => {
+      const y = out();
+      for (const s of specs) {
+        const wp = s.packedWeights ? packWeights(s, w) : w;
+        run(implicitGemmKernel(s), [dy, wp], [y]);
+        if (wp !== w) wp.dispose();
+      }
+      return y;
+    }]);
+  }
   if (g.groups === 1 && (g.strideY > 1 || g.strideX > 1) && g.kh * g.kw > 1) {
     gemms.unshift(["col2im", () => {
       const y = out();
@@ -639,7 +660,6 @@ function pathOf(g: ConvGeometry, op: string): string {
   if (op === "dgrad" && winogradFitsDgrad(g)) return "winograd";
   if (op === "wgrad" && winogradWgradFits(g)) return "wino4";
   if (op === "dgrad" && col2imFits(g)) return "col2im";
-  if (op === "fwd" && im2colFits(g, NO_EPILOGUE)) return "im2col";
   return direct ? "direct" : "gemm";
 }
 

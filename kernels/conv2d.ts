@@ -153,12 +153,12 @@ export function epilogueBindings(e: Epilogue, first: number, t = "f32"): string[
 export function convBindings(
   e: Epilogue,
   inName: string,
-  vec: { in?: boolean; out?: boolean } = {},
+  vec: { in?: boolean; out?: boolean; w?: boolean } = {},
 ): string {
   const arr = (v?: boolean) => (v ? "vec4<f32>" : "f32");
   return [
     `@group(0) @binding(0) var<storage, read> ${inName}: array<${arr(vec.in)}>;`,
-    `@group(0) @binding(1) var<storage, read> wt: array<f32>;`,
+    `@group(0) @binding(1) var<storage, read> wt: array<${arr(vec.w)}>;`,
     ...epilogueBindings(e, 2, arr(vec.out)),
   ].join("\n");
 }

@@ -1,5 +1,5 @@
-// Strided convolutions through explicit columns, so the matmul kernel runs their GEMM with full
-// tiles where the implicit-GEMM kernels split into one small launch per output phase.
+// Strided transposed convolutions through explicit columns, so the matmul kernel runs their GEMM
+// with full tiles where the implicit-GEMM kernels split into one small launch per output phase.
 //
 // Input gradient (equivalently, a strided transposed convolution's forward): one GEMM forms
 //   cols[b, (ci, ky, kx), (oy, ox)] = Σ_co W[co, (ci, ky, kx)] · dy[b, co, (oy, ox)],
@@ -81,36 +81,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   };
 }
 
-/** Forward: cols[b, (ci, ky, kx), (oy, ox)] = x[b, ci, oy·s − p + ky·d, ox·s − p + kx·d] (zero
- * outside), for y[b] = W[co, (ci, ky, kx)] × cols[b]. One thread per element of cols, so the
- * writes are contiguous. Bindings: x, cols. */
-function im2colKernelGen(g: ConvGeometry): Kernel {
-  if (g.groups !== 1) throw new Error("im2col: one group only");
-  const ohw = g.ho * g.wo, taps = g.kh * g.kw;
-  const n = g.batch * g.ci * taps * ohw;
-  const grid = grid1d(n);
-  return {
-    name: "conv2d_im2col",
-    workgroups: grid.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> cols: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = ${grid.index};
-  if (o >= ${n}u) { return; }
-  let p = o % ${ohw}u;
-  let row = o / ${ohw}u;
-  let tap = row % ${taps}u;
-  let bc = row / ${taps}u;
-  let iy = i32(p / ${g.wo}u) * ${g.strideY} - ${g.padY} + i32(tap / ${g.kw}u) * ${g.dilY};
-  let ix = i32(p % ${g.wo}u) * ${g.strideX} - ${g.padX} + i32(tap % ${g.kw}u) * ${g.dilX};
-  let ok = u32(iy) < ${g.h}u && u32(ix) < ${g.w}u;
-  let v = x[select(0u, bc * ${g.h * g.w}u + u32(iy * ${g.w} + ix), ok)];
-  cols[o] = select(0.0, v, ok);
-}`,
-  };
-}
-
 /** Bytes of the cols intermediate (the same shape for both directions). */
 export function columnsBytes(g: ConvGeometry): number {
   return g.batch * g.ci * g.kh * g.kw * g.ho * g.wo * 4;
@@ -118,4 +88,3 @@ export function columnsBytes(g: ConvGeometry): number {
 
 // Generated once per distinct spec (see cached in common.ts).
 export const col2imKernel = cached(col2imKernelGen);
-export const im2colKernel = cached(im2colKernelGen);

@@ -72,6 +72,9 @@ export interface ImplicitGemmSpec {
   /** Split the reduction into this many ranges, each written raw to its own copy of the output
    * ([splits, ...out]) for splitSumKernel to add up and apply the epilogue (default 1). */
   splits?: number;
+  /** `wt` is packWeightsKernel's output for this spec ([groups, taps, rg, mg rounded up to 4]),
+   * read as one coalesced vec4 per thread instead of four scattered weights (tap-major only). */
+  packedWeights?: boolean;
 }
 
 /** The tiles pickGemmTile chooses from (exported for tests and sweeps). */
@@ -79,6 +82,7 @@ export const GEMM_TILES: Record<string, GemmTile> = {
   t64w: { tm: 64, tn: 256, tk: 8, rm: 8, rn: 8 },
   t64wk16: { tm: 64, tn: 256, tk: 16, rm: 8, rn: 8 },
   t64: { tm: 64, tn: 128, tk: 8, rm: 8, rn: 4 },
+  t64r8: { tm: 64, tn: 128, tk: 16, rm: 8, rn: 8 },
   t32w: { tm: 32, tn: 256, tk: 8, rm: 8, rn: 8 },
   t32r8: { tm: 32, tn: 128, tk: 16, rm: 8, rn: 4 },
   t16w: { tm: 16, tn: 256, tk: 8, rm: 4, rn: 8 },
@@ -120,27 +124,56 @@ export function pickGemmTile(
   return plain.reduce((a, b) => (b.tm > a.tm ? b : a));
 }
 
+/** A forward GEMM's tile, reduction splits and whether its weights are packed. */
+export interface ForwardGemmPick {
+  tile: GemmTile;
+  splits: number;
+  packed: boolean;
+}
+
 /**
- * Tile and reduction splits for a forward conv: past 32 channels, where the 64×256 tile
- * launches too few workgroups, it splits the reduction into up to 4 ranges (each at least 64
- * deep) to launch FILL, with 16-deep slabs (t64wk16). In H200 sweeps this beat every unsplit
- * tile on FC-Siam's stride-2 up-conv gradients: 0.120 against 0.141 ms (64 channels, 2 splits),
- * 0.113 against 0.187 (128 channels, 4 splits); 8-deep slabs split the same way took 0.128–0.141
- * and 0.125 (bench/results/conv_sweep_s5_h200.txt). Otherwise pickGemmTile, unsplit.
+ * Tile, reduction splits and weight packing for a forward conv of `rg` channels per group and
+ * `taps` kernel taps.
+ *
+ * Past 8 output channels, where the reduction walks tap-major (whole 16-deep slabs per tap),
+ * the weights are packed and the tile is 64×128 (8×8 per thread), 32×128 to 32 channels or
+ * 16×128 to 16; the reduction splits (up to 4 ranges, each at least 64 deep) until FILL
+ * workgroups launch. H200 sweep of FC-Siam's stride-2 up-conv input gradients
+ * (bench/results/conv_sweep_s6_h200.txt): 0.080 ms at 64 channels against 0.087 for packed
+ * 64×256 and 0.103 unpacked; 0.086 at 128 (2 splits) against 0.124 for im2col + GEMM; 0.093
+ * at 32 against 0.116 unpacked; 0.116 at 16 against 0.131.
+ *
+ * Otherwise, past 32 channels where the 64×256 tile launches too few workgroups, the same
+ * splits on t64wk16 (0.120 against 0.141 ms unsplit at 64 channels, session 5); else
+ * pickGemmTile, unsplit.
  */
 export function pickForwardGemm(
   mg: number,
   positions: number,
   groups: number,
-  depth: number,
-): { tile: GemmTile; splits: number } {
+  rg: number,
+  taps: number,
+): ForwardGemmPick {
+  const depth = rg * taps;
+  const splitsFor = (t: GemmTile) => {
+    const launched = Math.ceil(positions / t.tn) * Math.ceil(mg / t.tm) * groups;
+    let splits = 1;
+    while (splits < 4 && launched * splits < FILL && depth >= (splits + 1) * 64) splits++;
+    return splits;
+  };
+  if (mg > 8 && taps > 1) {
+    const tile = mg > 32 ? GEMM_TILES.t64r8 : mg > 16 ? GEMM_TILES.t32r8 : GEMM_TILES.t16;
+    if (rg % tile.tk === 0) return { tile, splits: splitsFor(tile), packed: true };
+  }
   const wide = GEMM_TILES.t64wk16;
   if (mg > 32) {
     const launched = Math.ceil(positions / wide.tn) * Math.ceil(mg / wide.tm) * groups;
     const splits = Math.ceil(FILL / launched);
-    if (splits > 1 && splits <= 4 && depth >= splits * 64) return { tile: wide, splits };
+    if (splits > 1 && splits <= 4 && depth >= splits * 64) {
+      return { tile: wide, splits, packed: false };
+    }
   }
-  return { tile: pickGemmTile(mg, positions, groups), splits: 1 };
+  return { tile: pickGemmTile(mg, positions, groups), splits: 1, packed: false };
 }
 
 /** The forward convolution as one implicit GEMM (split over the reduction where
@@ -152,8 +185,8 @@ export function forwardGemmSpec(
 ): ImplicitGemmSpec {
   const mg = g.co / g.groups, rg = g.ci / g.groups, taps = g.kh * g.kw;
   const pick = tile
-    ? { tile, splits: 1 }
-    : pickForwardGemm(mg, g.batch * g.ho * g.wo, g.groups, rg * taps);
+    ? { tile, splits: 1, packed: false }
+    : pickForwardGemm(mg, g.batch * g.ho * g.wo, g.groups, rg, taps);
   return {
     name: "conv2d_gemm",
     batch: g.batch,
@@ -189,6 +222,7 @@ export function forwardGemmSpec(
     epilogue,
     tile: pick.tile,
     splits: pick.splits,
+    packedWeights: pick.packed,
   };
 }
 
@@ -282,11 +316,17 @@ function konst(c: number): string {
   return c === 0 ? "" : c > 0 ? ` + ${c}` : ` - ${-c}`;
 }
 
+/** Whether a launch walks its reduction tap-major (whole slabs within one tap), the order
+ * that packed weights serve. */
+export function tapMajorFits(s: ImplicitGemmSpec): boolean {
+  return s.nty * s.ntx > 1 && s.rg % s.tile.tk === 0;
+}
+
 function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   const { tm, tn, tk, rm, rn } = s.tile;
   const tx = tn / rn, ty = tm / rm, nt = tx * ty;
   const cb = tn / 4; // vec4 columns of a B slab
-  if (rn % 4 || tn % rn || tm % rm || tm % 4 || ![1, 2, 4, 8].includes(rm) || nt % cb) {
+  if (rn % 4 || tn % rn || tm % rm || tm % 4 || ![1, 2, 4, 8].includes(rm) || nt % cb || cb % 4) {
     throw new Error(`conv implicit GEMM: bad tile ${JSON.stringify(s.tile)}`);
   }
   const taps = s.nty * s.ntx;
@@ -309,7 +349,12 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   // Tap-major reduction order k = tap·rg + r when whole slabs fit in one tap: the tap, its
   // bounds checks and each position's address are then per-slab values, and a slab's rows are
   // consecutive channels at a constant plane stride (as cuDNN's precomputed-offset GEMM walks).
-  const tapMajor = taps > 1 && s.rg % tk === 0;
+  const tapMajor = tapMajorFits(s);
+  const packed = !!s.packedWeights;
+  if (packed && !tapMajor) {
+    throw new Error(`conv implicit GEMM: packed weights need ${s.rg} channels in whole slabs`);
+  }
+  const m4s = Math.ceil(s.mg / 4); // vec4 rows of a packed weight slab
 
   // k → (r, qy, qx), as WGSL lets from `k`.
   const splitK = (k: string, p: string) => {
@@ -330,6 +375,18 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   const aLoad: string[] = [];
   for (let it = 0; it < aIters; it++) {
     const guard = (it + 1) * nt > aElems;
+    if (packed) {
+      aLoad.push(`{
+    let e = lid + ${it * nt}u;
+    ${guard ? `if (e < ${aElems}u) {` : "{"}
+      let m4 = mBase / 4u + e % ${tm / 4}u;
+      As[e] = select(vec4<f32>(0.0), wt[min(tapP + (r0 + e / ${tm / 4}u) * ${m4s}u + m4, ${
+        s.groups * taps * s.rg * m4s - 1
+      }u)], m4 < ${m4s}u);
+    }
+  }`);
+      continue;
+    }
     aLoad.push(`{
     let e = lid + ${it * nt}u;
     ${guard ? `if (e < ${aElems}u) {` : "{"}
@@ -363,12 +420,7 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   const bLoad: string[] = [];
   for (let p = 0; p < bPasses; p++) {
     const guard = (p + 1) * rowsPerPass > tk;
-    const loads = tapMajor
-      ? `let cOff = (r0 + kk) * ${inHW}u;
-      vv = vec4<f32>(${
-        [0, 1, 2, 3].map((j) => `select(0.0, inp[at${j} + cOff], ok${j})`).join(", ")
-      });`
-      : vecIn
+    const loads = vecIn
       ? `let iy0 = py0${term("bqy", s.iys)};
       let ok0 = u32(iy0) < ${s.inH}u;
       vv = select(vec4<f32>(0.0), inp[select(0u, u32(base0 + cOff + iy0 * ${s.inW} + px0) / 4u, ok0)], ok0);`
@@ -379,7 +431,24 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
       let v${j} = inp[select(0u, u32(base${j} + cOff + iy${j} * ${s.inW} + ix${j}), ok${j})];`
       ).join("\n      ") +
         `\n      vv = vec4<f32>(select(0.0, v0, ok0), select(0.0, v1, ok1), select(0.0, v2, ok2), select(0.0, v3, ok3));`;
-    const gather = tapMajor ? `{\n      ${loads}` : `let k = k0 + kk;
+    if (tapMajor) {
+      // Loader thread bcol holds positions bcol + j·cb: a warp's loads cover consecutive
+      // positions (coalesced) and its shared-memory stores consecutive words.
+      bLoad.push(`{
+    let kk = brow + ${p * rowsPerPass}u;
+    ${guard ? `if (kk < ${tk}u) {` : "{"}
+      let cOff = (r0 + kk) * ${inHW}u;
+      let row = kk * ${cb}u + bcol / 4u;
+      ${
+        [0, 1, 2, 3].map((j) =>
+          `Bs[row${konst(j * cb / 4)}][bcol % 4u] = select(0.0, inp[at${j} + cOff], ok${j});`
+        ).join("\n      ")
+      }
+    }
+  }`);
+      continue;
+    }
+    const gather = `let k = k0 + kk;
       if (k < ${K}u) {
       ${splitK("k", "b")}
       let cOff = br * ${inHW};
@@ -461,7 +530,7 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
 
   // Per-thread positions of the B loader.
   const pix = [0, 1, 2, 3].map((j) =>
-    `let n${j} = nTile * ${tn}u + bcol * 4u + ${j}u;
+    `let n${j} = nTile * ${tn}u + ${tapMajor ? `bcol + ${j * cb}u` : `bcol * 4u + ${j}u`};
   let rem${j} = n${j} % ${s.ny * s.nx}u;
   let base${j} = i32((n${j} / ${s.ny * s.nx}u) * ${s.inC * inHW}u + g * ${s.rg * inHW}u);
   let py${j} = select(-1073741824, i32((rem${j} / ${s.nx}u) * ${s.isy}u)${
@@ -476,7 +545,11 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
   let r0 = k0 % ${s.rg}u;
   let qy = i32(tap / ${s.ntx}u);
   let qx = i32(tap % ${s.ntx}u);
-  let tapW = i32(g * ${s.wg}u)${konst(s.wt0)}${term("qy", s.wty)}${term("qx", s.wtx)};
+  ${
+    packed
+      ? `let tapP = (g * ${taps}u + tap) * ${s.rg * m4s}u;`
+      : `let tapW = i32(g * ${s.wg}u)${konst(s.wt0)}${term("qy", s.wty)}${term("qx", s.wtx)};`
+  }
   ${
     [0, 1, 2, 3].map((j) =>
       `let iy${j} = py${j}${term("qy", s.iys)};
@@ -500,7 +573,7 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
     ? `var k0 = sp * ${kSplit}u; k0 < min(sp * ${kSplit}u + ${kSplit}u, ${K}u)`
     : `var k0 = 0u; k0 < ${K}u`;
 
-  const code = `${convBindings(e, "inp", { in: vecIn, out: vecOut })}
+  const code = `${convBindings(e, "inp", { in: vecIn, out: vecOut, w: packed })}
 var<workgroup> As: array<vec4<f32>, ${aElems}>;
 var<workgroup> Bs: array<vec4<f32>, ${tk * cb}>;
 @compute @workgroup_size(${nt})
@@ -576,6 +649,37 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   };
 }
 
+/** A GEMM's weights rearranged for its A slabs: [groups, taps, rg, 4·⌈mg/4⌉] with the output
+ * channel fastest and zeros past mg, so a tap-major slab is one contiguous block. Bindings: w,
+ * packed. */
+function packWeightsKernelGen(s: ImplicitGemmSpec): Kernel {
+  const taps = s.nty * s.ntx, m4s = Math.ceil(s.mg / 4);
+  const total = s.groups * taps * s.rg * m4s * 4;
+  const grid = grid1d(total);
+  return {
+    name: "conv2d_gemm_pack_weights",
+    workgroups: grid.workgroups,
+    code: `@group(0) @binding(0) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read_write> packed: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${grid.index};
+  if (i >= ${total}u) { return; }
+  let m = i % ${m4s * 4}u;
+  let r = (i / ${m4s * 4}u) % ${s.rg}u;
+  let t = (i / ${m4s * 4 * s.rg}u) % ${taps}u;
+  let g = i / ${m4s * 4 * s.rg * taps}u;
+  let qy = i32(t / ${s.ntx}u);
+  let qx = i32(t % ${s.ntx}u);
+  let wi = i32(g * ${s.wg}u + m * ${s.wm}u + r * ${s.wr}u)${konst(s.wt0)}${term("qy", s.wty)}${
+      term("qx", s.wtx)
+    };
+  packed[i] = select(0.0, w[u32(max(wi, 0))], m < ${s.mg}u);
+}`,
+  };
+}
+
 // Generated once per distinct spec (see cached in common.ts).
 export const implicitGemmKernel = cached(implicitGemmKernelGen);
+export const packWeightsKernel = cached(packWeightsKernelGen);
 export const splitSumKernel = cached(splitSumKernelGen);

@@ -15,7 +15,7 @@ import {
   type Pair,
   wgradIsDirect,
 } from "../../kernels/conv2d.ts";
-import { col2imKernel, columnsBytes, im2colKernel } from "../../kernels/conv2d_columns.ts";
+import { col2imKernel, columnsBytes } from "../../kernels/conv2d_columns.ts";
 import { directConvKernel } from "../../kernels/conv2d_direct.ts";
 import {
   dgradWinogradSpec,
@@ -32,6 +32,7 @@ import {
   forwardGemmSpec,
   implicitGemmKernel,
   type ImplicitGemmSpec,
+  packWeightsKernel,
   splitSumKernel,
 } from "../../kernels/conv2d_gemm.ts";
 import {
@@ -139,7 +140,6 @@ export function convForwardRaw(
   extra: Tensor[] = [],
 ): { y: Tensor; pre: Tensor | null } {
   if (small1x1Fits(g) && !forwardIsDirect(g)) return small1x1MixRaw(g, "forward", x, w, ep, extra);
-  if (im2colFits(g, ep)) return { y: runIm2col(g, x, w), pre: null };
   const shape = [g.batch, g.co, g.ho, g.wo];
   const y = empty(shape);
   const pre = ep.savePre ? empty(shape) : null;
@@ -159,6 +159,14 @@ export function convForwardRaw(
 
 /** One implicit-GEMM launch writing `outs`; a split reduction writes [splits, ...out] partial
  * sums that splitSumKernel adds up with the epilogue. */
+/** `w` rearranged for a GEMM with packedWeights. */
+export function packWeights(spec: ImplicitGemmSpec, w: Tensor): Tensor {
+  const taps = spec.nty * spec.ntx;
+  const packed = empty([spec.groups * taps * spec.rg * Math.ceil(spec.mg / 4) * 4]);
+  run(packWeightsKernel(spec), [w], [packed]);
+  return packed;
+}
+
 export function runImplicitGemm(
   spec: ImplicitGemmSpec,
   input: Tensor,
@@ -167,12 +175,15 @@ export function runImplicitGemm(
   outs: Tensor[],
 ): void {
   const splits = spec.splits ?? 1;
+  const wp = spec.packedWeights ? packWeights(spec, w) : w;
   if (splits === 1) {
-    run(implicitGemmKernel(spec), [input, w, ...extra], outs);
+    run(implicitGemmKernel(spec), [input, wp, ...extra], outs);
+    if (wp !== w) wp.dispose();
     return;
   }
   const part = empty([splits, ...outs[0].shape]);
-  run(implicitGemmKernel(spec), [input, w], [part]);
+  run(implicitGemmKernel(spec), [input, wp], [part]);
+  if (wp !== w) wp.dispose();
   const sum = {
     splits,
     batch: spec.batch,
@@ -242,14 +253,6 @@ export function col2imFits(g: ConvGeometry): boolean {
   return columnsFit(g) && g.ci >= 64 && g.co >= 64;
 }
 
-/** The forward takes im2col + GEMM from 128 channels each way and without an epilogue (the
- * transposed conv's input gradient): 0.124 against 0.186 ms at 128 channels in the same sweep,
- * slower at 64 and below. */
-export function im2colFits(g: ConvGeometry, ep: Epilogue): boolean {
-  return columnsFit(g) && g.ci >= 128 && g.co >= 128 && !ep.bias && !ep.savePre &&
-    ep.activation === "none";
-}
-
 /** The input gradient as cols = Wᵀ × dy (the matmul kernel) and a gather of cols into `outs`
  * with the epilogue. */
 export function runCol2im(
@@ -267,19 +270,6 @@ export function runCol2im(
   dy2.dispose();
   run(col2imKernel({ geom: g, epilogue: ep }), [cols, ...extra], outs);
   cols.dispose();
-}
-
-/** The forward as im2col and W × cols (the matmul kernel), no epilogue. */
-export function runIm2col(g: ConvGeometry, x: Tensor, w: Tensor): Tensor {
-  const cols = empty([g.batch, g.ci * g.kh * g.kw, g.ho * g.wo]);
-  run(im2colKernel(g), [x], [cols]);
-  const w2 = view(w, [g.co, g.ci * g.kh * g.kw]);
-  const y = gemm(w2, cols);
-  w2.dispose();
-  cols.dispose();
-  const out = view(y, [g.batch, g.co, g.ho, g.wo]);
-  y.dispose();
-  return out;
 }
 
 /** Gradient w.r.t. the weight [Co, Ci/groups, kh, kw] (and the bias [Co] when asked) of conv

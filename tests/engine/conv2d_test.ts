@@ -8,9 +8,8 @@ import {
   convInputGradRaw,
   convWeightGradRaw,
   foldBatchNorm,
-  im2colFits,
   kernelWeightGradRaw,
-  runIm2col,
+  packWeights,
   runImplicitGemm,
   runWinograd,
   winogradWeightGradRaw,
@@ -27,6 +26,7 @@ import {
   implicitGemmKernel,
   pickForwardGemm,
   pickGemmTile,
+  tapMajorFits,
 } from "../../kernels/conv2d_gemm.ts";
 import {
   forwardWinogradSpec,
@@ -424,22 +424,31 @@ Deno.test("implicit GEMM: every tile of the picker, forward and input gradient, 
     const dy = randArray(g.batch * g.co * g.ho * g.wo, 5);
     const fwdRef = convRef(g, x, w);
     const dxRef = dgradRef(g, dy, w);
-    for (const [name, tile] of Object.entries(GEMM_TILES)) {
-      const y = scope(() => {
-        const out = empty([g.batch, g.co, g.ho, g.wo]);
-        run(implicitGemmKernel(forwardGemmSpec(g, NO_EPILOGUE, tile)), [
-          tensor(x, xs),
-          tensor(w, ws),
-        ], [out]);
-        return out;
-      });
-      assertClose(await y.read(), fwdRef, { what: `${name} forward`, atol: 1e-4 });
-      y.dispose();
+    // Tap-major launches also run on packed weights.
+    const tiles = Object.entries(GEMM_TILES).flatMap(([name, tile]) => [
+      { name, tile, packed: false },
+      { name: `${name} packed`, tile, packed: true },
+    ]);
+    for (const { name, tile, packed } of tiles) {
+      const fwd = { ...forwardGemmSpec(g, NO_EPILOGUE, tile), packedWeights: packed };
+      if (!packed || tapMajorFits(fwd)) {
+        const y = scope(() => {
+          const out = empty([g.batch, g.co, g.ho, g.wo]);
+          runImplicitGemm(fwd, tensor(x, xs), tensor(w, ws), [], [out]);
+          return out;
+        });
+        assertClose(await y.read(), fwdRef, { what: `${name} forward`, atol: 1e-4 });
+        y.dispose();
+      }
+      const specs = dgradGemmSpecs(g, NO_EPILOGUE, tile).filter((s) => s.ny > 0 && s.nx > 0)
+        .map((s) => ({ ...s, packedWeights: packed && tapMajorFits(s) }));
+      if (packed && !specs.some((s) => s.packedWeights)) continue;
       const dx = scope(() => {
         const out = empty([g.batch, g.ci, g.h, g.w]);
         const [dyt, wt] = [tensor(dy, [g.batch, g.co, g.ho, g.wo]), tensor(w, ws)];
-        for (const s of dgradGemmSpecs(g, NO_EPILOGUE, tile)) {
-          if (s.ny > 0 && s.nx > 0) run(implicitGemmKernel(s), [dyt, wt], [out]);
+        for (const s of specs) {
+          const wp = s.packedWeights ? packWeights(s, wt) : wt;
+          run(implicitGemmKernel(s), [dyt, wp], [out]);
         }
         return out;
       });
@@ -462,13 +471,14 @@ Deno.test("implicit GEMM split over the reduction: partial sums, then the epilog
     const bias = randArray(g.co, 8);
     const slopes = randArray(g.co, 9, 0.05, 0.3);
     const ep = { bias: true, activation: "prelu" as const, savePre: true, slopes: g.co };
-    for (const splits of [2, 3, 5]) {
+    const packs = xs[1] % 16 === 0 ? [false, true] : [false];
+    for (const [splits, packed] of [2, 3, 5].flatMap((s) => packs.map((p) => [s, p] as const))) {
       for (const tile of [GEMM_TILES.t32r8, GEMM_TILES.t16]) {
         const [y, pre] = scope(() => {
           const shape = [g.batch, g.co, g.ho, g.wo];
           const outs = [empty(shape), empty(shape)];
           runImplicitGemm(
-            { ...forwardGemmSpec(g, ep, tile), splits },
+            { ...forwardGemmSpec(g, ep, tile), splits, packedWeights: packed },
             tensor(x, xs),
             tensor(w, ws),
             [
@@ -479,7 +489,7 @@ Deno.test("implicit GEMM split over the reduction: partial sums, then the epilog
           );
           return outs;
         });
-        const what = `${xs}→${ws} splits ${splits} ${JSON.stringify(tile)}`;
+        const what = `${xs}→${ws} splits ${splits} packed ${packed} ${JSON.stringify(tile)}`;
         assertClose(await y.read(), convRef(g, x, w, bias, "prelu", slopes), { what, atol: 1e-4 });
         assertClose(await pre.read(), convRef(g, x, w, bias), { what: `${what} pre`, atol: 1e-4 });
         y.dispose();
@@ -501,23 +511,53 @@ Deno.test("the GEMM tile picker fills the GPU: wide tiles for big layers, smalle
   assert.equal(pickGemmTile(5, 1e6), GEMM_TILES.t8);
   assert.equal(pickGemmTile(64, 8 * 64 * 64), GEMM_TILES.t32r8, "t64w cannot fill: t32r8 first");
   assert.equal(pickGemmTile(70, 100), GEMM_TILES.t64, "tiny layers: the tallest plain tile");
-  // The forward splits t64w's reduction to fill the GPU, within 4 splits of ≥ 64 deep.
-  const fwd = (mg: number, positions: number, depth: number) => {
-    const p = pickForwardGemm(mg, positions, 1, depth);
-    return [Object.entries(GEMM_TILES).find(([, t]) => t === p.tile)![0], p.splits];
+  // The forward packs the weights of tap-major reductions past 8 channels (64×128, 32×128 or
+  // 16×128 tiles), else splits t64wk16's reduction to fill the GPU; splits stay ≤ 4, ≥ 64 deep.
+  const fwd = (mg: number, positions: number, rg: number, taps: number) => {
+    const p = pickForwardGemm(mg, positions, 1, rg, taps);
+    const name = Object.entries(GEMM_TILES).find(([, t]) => t === p.tile)![0];
+    return [name, p.splits, p.packed];
   };
-  assert.deepEqual(fwd(64, 8 * 64 * 64, 576), ["t64wk16", 2]);
-  assert.deepEqual(fwd(128, 8 * 32 * 32, 1152), ["t64wk16", 4]);
-  assert.deepEqual(fwd(48, 8 * 256 * 256, 27), ["t64w", 1], "fills unsplit");
-  assert.deepEqual(fwd(64, 8 * 64 * 64, 100), ["t32r8", 1], "too shallow to split");
-  assert.deepEqual(fwd(64, 100, 576), ["t64", 1], "too few positions even split");
-  assert.deepEqual(fwd(32, 8 * 64 * 64, 576), ["t32r8", 1], "32 channels: no split");
+  assert.deepEqual(fwd(64, 8 * 64 * 64, 64, 9), ["t64r8", 1, true], "FC-Siam upT 64");
+  assert.deepEqual(fwd(128, 8 * 32 * 32, 128, 9), ["t64r8", 2, true], "FC-Siam upT 128");
+  assert.deepEqual(fwd(32, 8 * 128 * 128, 32, 9), ["t32r8", 1, true], "FC-Siam upT 32");
+  assert.deepEqual(fwd(64, 100, 64, 9), ["t64r8", 4, true], "few positions: 4 splits");
+  assert.deepEqual(fwd(64, 100, 16, 2), ["t64r8", 1, true], "32 deep: no split");
+  assert.deepEqual(fwd(64, 8 * 64 * 64, 24, 9), ["t64wk16", 2, false], "24 channels: unpacked");
+  assert.deepEqual(fwd(48, 8 * 256 * 256, 3, 9), ["t64w", 1, false], "fills unsplit");
+  assert.deepEqual(fwd(64, 8 * 64 * 64, 100, 1), ["t32r8", 1, false], "too shallow to split");
+  assert.deepEqual(fwd(64, 100, 8, 72), ["t64", 1, false], "too few positions even split");
+  assert.deepEqual(fwd(16, 8 * 256 * 256, 16, 9), ["t16", 1, true], "FC-Siam upT 16");
+  assert.deepEqual(fwd(8, 8 * 64 * 64, 16, 9), ["t8", 1, false], "8 channels: unpacked");
   // Weight gradients of 3-channel inputs (27 columns, 28 with a bias): 32×32, 2048 workgroups.
   for (const [mg, cols] of [[48, 27], [16, 28]]) {
     const p = pickWgradTile(mg, cols);
     assert.deepEqual([p.tile.tm, p.tile.tk, p.target], [32, 32, 2048], `${mg}×${cols}`);
   }
   assert.equal(pickWgradTile(64, 576).tile.tm, 64, "many channels and columns: 64×64");
+});
+
+Deno.test("the forward router's packed GEMMs: 128→128 stride 2 split 4 ways, 32→40 with bias + ReLU", async () => {
+  const cases: [number[], number[], Conv2dOptions, boolean][] = [
+    [[1, 128, 7, 9], [128, 128, 3, 3], { stride: 2, padding: 1 }, false],
+    [[2, 32, 7, 5], [40, 32, 3, 3], { stride: 2, padding: 1 }, true],
+  ];
+  for (const [k, [xs, ws, opts, withBias]] of cases.entries()) {
+    const g = convGeometry(xs, ws, opts);
+    const pick = pickForwardGemm(g.co, g.batch * g.ho * g.wo, 1, g.ci, 9);
+    assert.ok(pick.packed && !winogradFits(g), `${xs}→${ws} takes the packed GEMM`);
+    const x = randArray(xs.reduce((a, b) => a * b), 90 + k);
+    const w = randArray(ws.reduce((a, b) => a * b), 95 + k, -0.5, 0.5);
+    const bias = randArray(g.co, 99 + k);
+    const ep = withBias ? { ...NO_EPILOGUE, bias: true, activation: "relu" as const } : NO_EPILOGUE;
+    const y = scope(() => {
+      const extra = withBias ? [tensor(bias, [g.co])] : [];
+      return convForwardRaw(g, tensor(x, xs), tensor(w, ws), ep, extra).y;
+    });
+    const ref = withBias ? convRef(g, x, w, bias, "relu") : convRef(g, x, w);
+    assertClose(await y.read(), ref, { what: `${xs}→${ws} splits ${pick.splits}`, atol: 1e-4 });
+    y.dispose();
+  }
 });
 
 Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, odd shapes, paddings, both tiles", async () => {
@@ -627,32 +667,4 @@ Deno.test("strided input gradient as GEMM + col2im: strides 2 and (2, 3), dilati
     });
     for (const t of [plain, y, pre]) t.dispose();
   }
-});
-
-Deno.test("strided forward as im2col + GEMM: stride 2, strides (2, 3) with dilation, zero padding reaching past the edge", async () => {
-  const shapes: [number[], number[], Conv2dOptions][] = [
-    [[2, 5, 9, 11], [7, 5, 3, 3], { stride: 2, padding: 1 }],
-    [[1, 6, 13, 14], [4, 6, 3, 2], { stride: [2, 3], padding: [1, 0], dilation: [1, 2] }],
-  ];
-  for (const [k, [xs, ws, opts]] of shapes.entries()) {
-    const g = convGeometry(xs, ws, opts);
-    const x = randArray(xs.reduce((a, b) => a * b), 90 + k);
-    const w = randArray(ws.reduce((a, b) => a * b), 95 + k, -0.5, 0.5);
-    const y = scope(() => runIm2col(g, tensor(x, xs), tensor(w, ws)));
-    assert.deepEqual(y.shape, [g.batch, g.co, g.ho, g.wo]);
-    assertClose(await y.read(), convRef(g, x, w), { what: `${xs}→${ws} im2col`, atol: 1e-4 });
-    y.dispose();
-  }
-  // The router takes it from 128 channels each way, without an epilogue.
-  const [xs, ws] = [[1, 128, 7, 9], [128, 128, 3, 3]];
-  const g = convGeometry(xs, ws, { stride: 2, padding: 1 });
-  assert.ok(im2colFits(g, NO_EPILOGUE) && !im2colFits(g, { ...NO_EPILOGUE, bias: true }));
-  const x = randArray(xs.reduce((a, b) => a * b), 97);
-  const w = randArray(ws.reduce((a, b) => a * b), 98, -0.5, 0.5);
-  const y = scope(() => convForwardRaw(g, tensor(x, xs), tensor(w, ws)).y);
-  assertClose(await y.read(), convRef(g, x, w), {
-    what: "128→128 s2 via convForwardRaw",
-    atol: 1e-4,
-  });
-  y.dispose();
 });
