@@ -12,6 +12,7 @@
 //   deno run -A bench/gpu_conv.ts --list > layers.json
 //   python3 bench/reference/conv.py layers.json > torch.json
 //   deno run -A bench/gpu_conv.ts --torch torch.json [--sweep [--sweep-op wgrad]] [--only SUBSTRING]
+//     [--warmup-ms 3000]
 // `--small` shrinks batch and image (÷16) for a smoke run on the software adapter.
 // `--sweep` also times alternative tiles of the GEMM kernels and strip widths of the direct
 // ones, and prints the fastest per case (how the kernels' pickers were tuned).
@@ -45,6 +46,7 @@ import {
   smallWgradFits,
 } from "../engine/ops/conv1x1_small.ts";
 import { gemm } from "../engine/ops/matmul.ts";
+import { TILE_LARGE, type TileConfig } from "../kernels/matmul.ts";
 import { pool } from "../engine/pool.ts";
 import { sync, withEncoder } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
@@ -93,6 +95,8 @@ const SWEEP_OP = arg("--sweep-op");
 const sweepOp = (op: string) => !SWEEP_OP || SWEEP_OP === op;
 const TARGET_MS = SMALL ? 5 : 25;
 const SAMPLES = SMALL ? 2 : 5;
+/** Sustained load before the first measurement (`--warmup-ms`). */
+const WARMUP_MS = Number(arg("--warmup-ms") ?? 3000);
 
 // ---------------------------------------------------------------- layers
 
@@ -433,6 +437,18 @@ async function timeMs(step: () => void): Promise<number> {
   return xs[Math.floor(xs.length / 2)];
 }
 
+/** Keep the GPU busy with 2048² matmuls for `ms` of wall time. */
+async function warmUp(ms: number): Promise<void> {
+  const a = empty([2048, 2048]).keep(), b = empty([2048, 2048]).keep();
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    for (let i = 0; i < 20; i++) scope(() => void gemm(a, b));
+    await sync();
+  }
+  a.dispose();
+  b.dispose();
+}
+
 /** Run `launch` once, check its output with `check`, then time it. */
 async function measure(launch: () => Tensor, check: Sampler): Promise<{ ms: number; err: number }> {
   const out = scope(launch);
@@ -453,6 +469,19 @@ const SWEEP_TILES: Record<string, GemmTile> = {
   t128k16: { tm: 128, tn: 128, tk: 16, rm: 8, rn: 8 },
   t64r88k8: { tm: 64, tn: 128, tk: 8, rm: 8, rn: 8 },
 };
+
+/** Matmul tiles for 1×1 convs: planMatmul's candidates, and each with 8-deep slabs. */
+const MATMUL_SWEEP_TILES: TileConfig[] = [
+  [128, 128, 8, 8],
+  [64, 64, 4, 4],
+  [64, 128, 4, 8],
+  [128, 64, 8, 4],
+  [32, 128, 4, 4],
+  [128, 32, 4, 4],
+  [32, 32, 4, 4],
+  [16, 64, 4, 4],
+  [64, 16, 4, 4],
+].flatMap(([bm, bn, tm, tn]) => [16, 8].map((bk) => ({ ...TILE_LARGE, bm, bn, tm, tn, bk })));
 
 const WGRAD_TILES: Record<string, WgradTile> = {
   w8x16: { tm: 8, tk: 16, tp: 16, rm: 2, rk: 4 },
@@ -511,6 +540,13 @@ function forwardVariants(g: ConvGeometry, x: Tensor, w: Tensor): [string, () => 
       const y = out();
       run(directConvKernel({ mode: "forward", geom: g, epilogue: NO_EPILOGUE, rw }), [x, w], [y]);
       return y;
+    }]);
+  }
+  if (matmul1x1Fits(g)) {
+    // The matmul op's forward with each tile (mm<bm>x<bn>k<bk>).
+    const hw = g.h * g.w;
+    return MATMUL_SWEEP_TILES.map((tile) => [`mm${tile.bm}x${tile.bn}k${tile.bk}`, () => {
+      return gemm(view(w, [g.co, g.ci]), view(x, [g.batch, g.ci, hw]), { tile });
     }]);
   }
   const gemms: [string, () => Tensor][] = gemmCandidates(g.co / g.groups).map((
@@ -761,6 +797,10 @@ function shuffleCases(g: ConvGeometry, x: Data, dy: Data, w: Data): Case[] {
     ],
   ];
 }
+
+// An idle GPU starts at a low clock and raises it under sustained load: without this, the first
+// layers of a run measured up to 2× slower than the same kernels later in the run.
+if (!SMALL) await warmUp(WARMUP_MS);
 
 for (const layer of LAYERS) {
   const opts = {

@@ -568,6 +568,31 @@ const CANDIDATES: { tile: TileConfig; speed: number }[] = [
   { tile: { ...TILE_LARGE, bm: 64, bn: 16, tm: 4, tn: 4 }, speed: 0.4 },
 ];
 
+/** Reductions this shallow are bound by writing the output, not by the tile's arithmetic: in
+ * an H200 sweep of TinyCD's 1×1 convs (K 24–64, bench/results/conv_sweep_s6_h200.txt) every tile
+ * shape ran at about the same time per padded multiply-add, so the least padding wins, with
+ * 8-deep slabs where 16 would pad K (24 → 32: 0.322 ms on 128×128×16 against 0.159–0.166 on
+ * 32×128×8 and 16×64×8 for 144 rows; 8-deep slabs ran ~7 % slower where K divides by 16). */
+const SHALLOW_K = 64;
+const SHALLOW_CANDIDATES: { tile: TileConfig; speed: number }[] = [
+  [64, 128, 4, 8],
+  [32, 128, 4, 4],
+  [128, 128, 8, 8],
+  [64, 64, 4, 4],
+  [16, 64, 4, 4],
+  [128, 64, 8, 4],
+  [128, 32, 4, 4],
+  [32, 32, 4, 4],
+  [64, 16, 4, 4],
+].flatMap(([bm, bn, tm, tn]) =>
+  [16, 8].map((bk) => ({
+    tile: bm === 128 && bn === 128 && bk === 16
+      ? TILE_LARGE
+      : { ...TILE_LARGE, bm, bn, tm, tn, bk },
+    speed: bk === 16 ? 1 : 0.93,
+  }))
+);
+
 /** Threads that keep a big GPU busy (132 SMs × 512); fewer leave SMs idle. */
 const BUSY_THREADS = 132 * 512;
 /** Time of one partial-sum element (written, then read back by splitSumKernel) in FMA times:
@@ -586,7 +611,7 @@ export interface MatmulPlan {
  * partial sums. Long reductions into few tiles get split so that more workgroups share them. */
 export function planMatmul(m: number, n: number, k: number, batch = 1, r = 1): MatmulPlan {
   let best: MatmulPlan & { cost: number } | null = null;
-  for (const { tile, speed } of CANDIDATES) {
+  for (const { tile, speed } of k * r <= SHALLOW_K ? SHALLOW_CANDIDATES : CANDIDATES) {
     const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn) * batch;
     const threads = (tile.bm / tile.tm) * (tile.bn / tile.tn);
     const slabs = r * Math.ceil(k / tile.bk);

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
 import { gemm, type GemmOptions, matmul, type MatmulOptions } from "../../engine/ops/matmul.ts";
 import { scope } from "../../engine/scope.ts";
@@ -114,6 +115,7 @@ Deno.test("matmul tile variants on odd shapes (bounds checks, vec4 and scalar lo
     { bm: 32, bn: 16, bk: 8, tm: 8, tn: 4, swizzle: 2, fixedArrays: true },
     { ...TILE_LARGE, bm: 32, bn: 32, tm: 4, tn: 4, warp: [4, 8] },
     { ...TILE_LARGE, bm: 32, bn: 64, tm: 4, tn: 8, doubleBuffer: true },
+    { ...TILE_LARGE, bm: 16, bn: 64, bk: 8, tm: 4, tn: 4 }, // planMatmul's shallow-K pick
   ];
   // 33x64x20: K % 4 == 0 (vec4 loads along K), 35x66x17: nothing aligned. Each tile takes two
   // transpose layouts in turn, so every layout meets several tiles (compiles are slow here).
@@ -239,6 +241,13 @@ Deno.test("planMatmul picks big tiles for big products and splits long thin redu
   if (planMatmul(4096, 4096, 4096).tile.bm !== 128) throw new Error("expected 128 tile");
   const thin = planMatmul(16, 16, 262144, 1, 8);
   if (thin.split < 2) throw new Error(`expected a split, got ${JSON.stringify(thin)}`);
+  // Shallow reductions (TinyCD's 1×1 convs): the least padding, 8-deep slabs for K = 24 or 56.
+  const shape = (p: { tile: TileConfig }) => `${p.tile.bm}x${p.tile.bn}x${p.tile.bk}`;
+  assert.equal(shape(planMatmul(144, 65536, 24, 8)), "16x64x8");
+  assert.equal(shape(planMatmul(64, 65536, 64, 8)), "64x128x16");
+  assert.equal(shape(planMatmul(336, 4096, 56, 8)), "16x64x8");
+  assert.equal(shape(planMatmul(192, 16384, 32, 8)), "64x128x16");
+  assert.equal(planMatmul(4096, 4096, 4096).tile, TILE_LARGE, "deep: unchanged");
 });
 
 const grad = (opts: MatmulOptions) => (a: Parameters<typeof matmul>[0], b: typeof a) =>
