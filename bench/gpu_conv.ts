@@ -68,14 +68,13 @@ import {
   wgradIsDirect,
 } from "../kernels/conv2d.ts";
 import { directConvKernel } from "../kernels/conv2d_direct.ts";
+import { implicitGemmKernel, tapMajorFits } from "../kernels/conv2d_gemm.ts";
 import {
   dgradGemmSpecs,
   forwardGemmSpec,
   GEMM_TILES,
   type GemmTile,
-  implicitGemmKernel,
-  tapMajorFits,
-} from "../kernels/conv2d_gemm.ts";
+} from "../kernels/conv2d_gemm_plan.ts";
 import {
   pickSplits,
   splitReduceKernel,

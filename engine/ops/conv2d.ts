@@ -28,13 +28,15 @@ import {
   winogradWeightShape,
 } from "../../kernels/conv2d_winograd.ts";
 import {
-  dgradGemmSpecs,
-  forwardGemmSpec,
   implicitGemmKernel,
-  type ImplicitGemmSpec,
   packWeightsKernel,
   splitSumKernel,
 } from "../../kernels/conv2d_gemm.ts";
+import {
+  dgradGemmSpecs,
+  forwardGemmSpec,
+  type ImplicitGemmSpec,
+} from "../../kernels/conv2d_gemm_plan.ts";
 import {
   wgradGradTransformKernel,
   wgradInputTransformKernel,

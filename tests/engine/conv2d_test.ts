@@ -19,15 +19,14 @@ import { scope } from "../../engine/scope.ts";
 import { run } from "../../engine/launch.ts";
 import { empty, type Tensor, tensor } from "../../engine/tensor.ts";
 import { type ConvGeometry, convGeometry, NO_EPILOGUE, pair } from "../../kernels/conv2d.ts";
+import { implicitGemmKernel, tapMajorFits } from "../../kernels/conv2d_gemm.ts";
 import {
   dgradGemmSpecs,
   forwardGemmSpec,
   GEMM_TILES,
-  implicitGemmKernel,
   pickForwardGemm,
   pickGemmTile,
-  tapMajorFits,
-} from "../../kernels/conv2d_gemm.ts";
+} from "../../kernels/conv2d_gemm_plan.ts";
 import {
   forwardWinogradSpec,
   winogradFits,
