@@ -8,7 +8,9 @@
 // Each workgroup computes a tm×tn tile of out, each thread rm×rn outputs held in vec4
 // registers; A and B slabs tk deep pass through shared memory as vec4, and every inner-loop
 // index is a per-thread base plus a constant. Bias and activation are fused into the write-out.
-// Tiles, pickers and the specs of each launch: conv2d_gemm_plan.ts.
+// Where whole slabs fit in one tap the reduction runs tap-major, its gathers coalesced, and
+// can read weights that packWeightsKernel laid out slab by slab. Tiles, pickers and the specs
+// of each launch: conv2d_gemm_plan.ts.
 
 import { cached, grid1d, type Kernel, MAX_GROUPS } from "./common.ts";
 import {
