@@ -141,10 +141,10 @@ export function pickForwardGemm(
   taps: number,
 ): ForwardGemmPick {
   const depth = rg * taps;
+  const launched = (t: GemmTile) => Math.ceil(positions / t.tn) * Math.ceil(mg / t.tm) * groups;
   const splitsFor = (t: GemmTile) => {
-    const launched = Math.ceil(positions / t.tn) * Math.ceil(mg / t.tm) * groups;
     let splits = 1;
-    while (splits < 4 && launched * splits < FILL && depth >= (splits + 1) * 64) splits++;
+    while (splits < 4 && launched(t) * splits < FILL && depth >= (splits + 1) * 64) splits++;
     return splits;
   };
   if (mg > 8 && taps > 1) {
@@ -153,8 +153,7 @@ export function pickForwardGemm(
   }
   const wide = GEMM_TILES.t64wk16;
   if (mg > 32) {
-    const launched = Math.ceil(positions / wide.tn) * Math.ceil(mg / wide.tm) * groups;
-    const splits = Math.ceil(FILL / launched);
+    const splits = Math.ceil(FILL / launched(wide));
     if (splits > 1 && splits <= 4 && depth >= splits * 64) {
       return { tile: wide, splits, packed: false };
     }

@@ -586,9 +586,7 @@ const SHALLOW_CANDIDATES: { tile: TileConfig; speed: number }[] = [
   [64, 16, 4, 4],
 ].flatMap(([bm, bn, tm, tn]) =>
   [16, 8].map((bk) => ({
-    tile: bm === 128 && bn === 128 && bk === 16
-      ? TILE_LARGE
-      : { ...TILE_LARGE, bm, bn, tm, tn, bk },
+    tile: { ...TILE_LARGE, bm, bn, tm, tn, bk },
     speed: bk === 16 ? 1 : 0.93,
   }))
 );

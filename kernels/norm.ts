@@ -435,8 +435,7 @@ function normApplyKernelGen(s: NormApplySpec): Kernel {
   const l = s.layout;
   const pro = elementPrologue(l, s.group);
   const names = ["x", "mean", "rstd", ...(s.weight ? ["w"] : []), ...(s.bias ? ["b"] : [])];
-  let expr = "(x[i] - mean[st]) * (rstd[st]" + (s.weight ? " * w[c])" : ")");
-  if (s.bias) expr = `${expr} + b[c]`;
+  let expr = normOutput({ weight: s.weight, bias: s.bias }, "i", "mean[st]", "rstd[st]", "c");
   const drop = (s.post?.dropP ?? 0) > 0;
   const silu = s.post?.act === "silu";
   if (silu && drop) throw new Error("norm apply: dropout after a fused SiLU is not supported");

@@ -159,8 +159,6 @@ export function convForwardRaw(
   return { y, pre };
 }
 
-/** One implicit-GEMM launch writing `outs`; a split reduction writes [splits, ...out] partial
- * sums that splitSumKernel adds up with the epilogue. */
 /** `w` rearranged for a GEMM with packedWeights. */
 export function packWeights(spec: ImplicitGemmSpec, w: Tensor): Tensor {
   const taps = spec.nty * spec.ntx;
@@ -169,6 +167,9 @@ export function packWeights(spec: ImplicitGemmSpec, w: Tensor): Tensor {
   return packed;
 }
 
+/** One implicit-GEMM launch writing `outs` (after packing `w` when the spec reads packed
+ * weights); a split reduction writes [splits, ...out] partial sums that splitSumKernel adds up
+ * with the epilogue. */
 export function runImplicitGemm(
   spec: ImplicitGemmSpec,
   input: Tensor,
@@ -180,21 +181,15 @@ export function runImplicitGemm(
   const wp = spec.packedWeights ? packWeights(spec, w) : w;
   if (splits === 1) {
     run(implicitGemmKernel(spec), [input, wp, ...extra], outs);
-    if (wp !== w) wp.dispose();
-    return;
+  } else {
+    const part = empty([splits, ...outs[0].shape]);
+    run(implicitGemmKernel(spec), [input, wp], [part]);
+    const hw = spec.outH * spec.outW;
+    const sum = { splits, batch: spec.batch, outC: spec.outC, hw, epilogue: spec.epilogue };
+    run(splitSumKernel(sum), [part, ...extra], outs);
+    part.dispose();
   }
-  const part = empty([splits, ...outs[0].shape]);
-  run(implicitGemmKernel(spec), [input, wp], [part]);
   if (wp !== w) wp.dispose();
-  const sum = {
-    splits,
-    batch: spec.batch,
-    outC: spec.outC,
-    hw: spec.outH * spec.outW,
-    epilogue: spec.epilogue,
-  };
-  run(splitSumKernel(sum), [part, ...extra], outs);
-  part.dispose();
 }
 
 /** A Winograd launch (no autograd): the filters transformed to [16, R, Mp] (transposed and
@@ -236,7 +231,7 @@ export function convInputGradRaw(
     run(directConvKernel({ mode: "dgrad", geom: g, epilogue: ep }), [dy, w, ...extra], outs);
   } else {
     for (const spec of dgradGemmSpecs(g, ep)) {
-      if (spec.ny > 0 && spec.nx > 0) run(implicitGemmKernel(spec), [dy, w, ...extra], outs);
+      if (spec.ny > 0 && spec.nx > 0) runImplicitGemm(spec, dy, w, extra, outs);
     }
   }
   return { y, pre };
