@@ -3,8 +3,13 @@
 import type { Module } from "../engine/nn/module.ts";
 import type { Tensor } from "../engine/tensor.ts";
 
+/** Receives named intermediate tensors of a forward pass (parity tests compare them with the
+ * original code's; the model owns the tensor, a tap that keeps one must `keep()` it). */
+export type Tap = (name: string, t: Tensor) => void;
+
 export interface ChangeDetector extends Module {
   /** Images A and B, [B, 3, H, W], normalised as the registry entry says. Returns change
-   * logits: [B, 1, H, W] (sigmoid form) or [B, 2, H, W] (softmax form), before any activation. */
-  forward(a: Tensor, b: Tensor): Tensor;
+   * logits: [B, 1, H, W] (sigmoid form) or [B, 2, H, W] (softmax form), before any activation.
+   * Models that document intermediate features report them to `tap`. */
+  forward(a: Tensor, b: Tensor, tap?: Tap): Tensor;
 }
