@@ -5,6 +5,7 @@
 import { device, throwPendingErrors } from "./device.ts";
 import { nextTimestampWrites, profiling } from "./kernel_profile.ts";
 import { pipeline } from "./pipelines.ts";
+import { isDryRun } from "./profiler.ts";
 
 export interface Binding {
   buffer: GPUBuffer;
@@ -79,6 +80,7 @@ export function dispatch(
   bindings: Binding[],
   workgroups: [number, number, number],
 ): void {
+  if (isDryRun()) return; // a dry MAC count: shapes only
   const pipe = pipeline(code, label);
   const group = bindGroup(pipe, label, bindings);
   if (profiling()) {

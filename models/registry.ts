@@ -97,18 +97,19 @@ export function modelEntry(name: string): ModelEntry {
   return e;
 }
 
-/** Multiply-accumulates of one forward pass at size×size, measured by running the model at a
- * small size (fully convolutional: the count scales with the pixel count). */
-export function measureMacs(model: ChangeDetector, size = 512, probe = 64): number {
+/** Multiply-accumulates of one forward pass at size×size (conv, transposed conv, matmul and
+ * attention products), counted by a dry run at that size: no kernel runs, so this is cheap even
+ * where attention makes the cost grow faster than the pixel count. */
+export function measureMacs(model: ChangeDetector, size = 512): number {
   const was = model.training;
   model.eval();
   const macs = scope(() =>
     noGrad(() =>
       countMacs(() => {
-        model.forward(zeros([1, 3, probe, probe]), zeros([1, 3, probe, probe]));
-      })
+        model.forward(zeros([1, 3, size, size]), zeros([1, 3, size, size]));
+      }, { dry: true })
     )
   );
   model.train(was);
-  return macs * (size / probe) ** 2;
+  return macs;
 }

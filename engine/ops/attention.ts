@@ -12,6 +12,7 @@ import {
 import { reduceKernel } from "../../kernels/reduce.ts";
 import { record } from "../autograd.ts";
 import { run } from "../launch.ts";
+import { addMacs } from "../profiler.ts";
 import { empty, type Tensor } from "../tensor.ts";
 
 export interface AttentionOptions {
@@ -51,6 +52,7 @@ export function attention(
 ): Tensor {
   const s = specOf(q, k, v, opts.scale);
   const [b, h, lq] = q.shape;
+  addMacs(s.bh * s.lq * s.lk * (s.d + s.dv)); // q·kᵀ and p·v
   const out = empty([b, h, lq, s.dv]);
   const lse = empty([b, h, lq]);
   run(attentionForwardKernel(s), [q, k, v], [out, lse]);
