@@ -5,6 +5,10 @@
 //   hp.y = lr / (1 − β1^t)         (step size with the first bias correction)
 //   hp.z = 1 / sqrt(1 − β2^t)      (second bias correction)
 //   hp.w = unused (padding)
+// With parameter groups (per-parameter LR / weight-decay multipliers) there is one such vec4 per
+// group, and a u32 per 64-word arena block names the block's group: every parameter starts on a
+// 256-byte (64-word) boundary, so a block never mixes two parameters, and the table costs one
+// u32 load per 16 vec4s instead of a multiplier per element.
 
 import { cached, f, grid1d, type Kernel } from "./common.ts";
 
@@ -14,23 +18,45 @@ export interface AdamWSpec {
   beta1: number;
   beta2: number;
   eps: number;
+  /** Hyper-parameter groups (1: no group table is bound; at most MAX_GROUPS). */
+  groups?: number;
 }
 
+/** f32 words per group-table block (ARENA_ALIGN bytes). */
+export const GROUP_BLOCK_WORDS = 64;
+/** Groups one 256-byte hyper-parameter slot holds (16-byte vec4 each). */
+export const MAX_GROUPS = 16;
+
 function adamwKernelGen(spec: AdamWSpec): Kernel {
-  const { words, beta1, beta2, eps } = spec;
+  const { words, beta1, beta2, eps, groups = 1 } = spec;
   if (words % 4 !== 0) throw new Error(`adamw: ${words} words is not a multiple of 4`);
+  if (!(groups >= 1 && groups <= MAX_GROUPS)) {
+    throw new Error(`adamw: ${groups} groups (1 to ${MAX_GROUPS} distinct multiplier pairs)`);
+  }
+  if (groups > 1 && words % GROUP_BLOCK_WORDS !== 0) {
+    throw new Error(
+      `adamw: ${words} words is not a whole number of ${GROUP_BLOCK_WORDS}-word blocks`,
+    );
+  }
   const n = words / 4;
   const g = grid1d(n);
-  const code = `@group(0) @binding(0) var<storage, read> hp: vec4<f32>;
-@group(0) @binding(1) var<storage, read> grad: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> param: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> exp_avg: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
+  // Bindings: hp, [block groups], grad, param, exp_avg, exp_avg_sq.
+  const grouped = groups > 1;
+  const at = (k: number) => (grouped && k > 0 ? k + 1 : k);
+  const head = grouped
+    ? `@group(0) @binding(0) var<storage, read> hp: array<vec4<f32>, ${groups}>;
+@group(0) @binding(1) var<storage, read> block_group: array<u32>;`
+    : "@group(0) @binding(0) var<storage, read> hp: vec4<f32>;";
+  const code = `${head}
+@group(0) @binding(${at(1)}) var<storage, read> grad: array<vec4<f32>>;
+@group(0) @binding(${at(2)}) var<storage, read_write> param: array<vec4<f32>>;
+@group(0) @binding(${at(3)}) var<storage, read_write> exp_avg: array<vec4<f32>>;
+@group(0) @binding(${at(4)}) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = ${g.index};
   if (i >= ${n}u) { return; }
-  let h = hp;
+  let h = ${grouped ? `hp[block_group[i / ${GROUP_BLOCK_WORDS / 4}u]]` : "hp"};
   let gr = grad[i];
   let m = exp_avg[i] * ${f(beta1)} + gr * ${f(1 - beta1)};
   let v = exp_avg_sq[i] * ${f(beta2)} + gr * gr * ${f(1 - beta2)};

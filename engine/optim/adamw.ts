@@ -7,8 +7,13 @@
 // earlier but not yet submitted; one shared buffer would therefore let step k+1's values
 // overwrite step k's before step k ran. Each step takes its own 256-byte slot of a ring instead
 // (slot_ring.ts: reused only once a submit has carried the dispatch that read it).
+//
+// Parameter groups (Open-CD's paramwise_cfg, see param_groups.ts): each parameter may carry an LR
+// and a weight-decay multiplier. Parameters sharing a pair form a group; the slot then holds one
+// vec4 per group and a small per-64-word-block table names each block's group (kernels/adamw.ts),
+// so the step stays one dispatch and the optimiser-state files keep the same keys.
 
-import { adamwKernel } from "../../kernels/adamw.ts";
+import { adamwKernel, GROUP_BLOCK_WORDS, MAX_GROUPS } from "../../kernels/adamw.ts";
 import { ARENA_ALIGN, arenaView, ParamArena } from "../arena.ts";
 import { device } from "../device.ts";
 import { copy, dispatch, flush } from "../recorder.ts";
@@ -20,10 +25,12 @@ export interface AdamWOptions {
   betas?: [number, number];
   eps?: number;
   weightDecay?: number;
+  /** Per parameter (same order as the parameters): LR and weight-decay multipliers, as torch
+   * param groups with lr = lr·lrMult and weight_decay = weightDecay·decayMult. Default: all 1. */
+  multipliers?: readonly { lrMult: number; decayMult: number }[];
 }
 
 const RING = 16;
-const HYPER_BYTES = 16;
 
 export class AdamW {
   readonly arena: ParamArena;
@@ -43,6 +50,11 @@ export class AdamW {
   readonly #slots = new SlotRing(RING);
   readonly #code: string;
   readonly #workgroups: [number, number, number];
+  /** Distinct (lrMult, decayMult) pairs; each parameter's index into it. */
+  readonly groups: { lrMult: number; decayMult: number }[];
+  readonly groupOf: number[];
+  /** u32 per 64-word arena block: its group (only with more than one group). */
+  readonly #blockGroups: GPUBuffer | null = null;
 
   /** Pass the parameters (moved into a new arena) or an existing arena. */
   constructor(params: Tensor[] | ParamArena, opts: AdamWOptions) {
@@ -67,13 +79,37 @@ export class AdamW {
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
       label: "adamw_hyper",
     });
-    const k = adamwKernel({ words: this.arena.words, beta1: this.beta1, beta2: this.beta2, eps });
+    ({ groups: this.groups, groupOf: this.groupOf } = groupParams(this.arena, opts.multipliers));
+    if (this.groups.length > 1) this.#blockGroups = this.#uploadBlockGroups();
+    const k = adamwKernel({
+      words: this.arena.words,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps,
+      groups: this.groups.length,
+    });
     this.#code = k.code;
     this.#workgroups = k.workgroups;
   }
 
   get params(): Tensor[] {
     return this.arena.params;
+  }
+
+  #uploadBlockGroups(): GPUBuffer {
+    const table = new Uint32Array(this.arena.words / GROUP_BLOCK_WORDS);
+    this.arena.slots.forEach(({ param, offset }, i) => {
+      const first = offset / 4 / GROUP_BLOCK_WORDS;
+      const end = Math.ceil((offset / 4 + Math.max(1, param.size)) / GROUP_BLOCK_WORDS);
+      table.fill(this.groupOf[i], first, end);
+    });
+    const buf = device().createBuffer({
+      size: Math.max(16, table.byteLength),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      label: "adamw_block_groups",
+    });
+    device().queue.writeBuffer(buf, 0, table);
+    return buf;
   }
 
   /** Zero every gradient (one dispatch). */
@@ -99,16 +135,17 @@ export class AdamW {
     this.t++;
     const bc1 = 1 - this.beta1 ** this.t;
     const bc2 = 1 - this.beta2 ** this.t;
-    const hyper = new Float32Array([
-      1 - this.lr * this.weightDecay,
-      this.lr / bc1,
-      1 / Math.sqrt(bc2),
-      0,
-    ]);
+    const hyper = new Float32Array(this.groups.flatMap(({ lrMult, decayMult }) => {
+      const lr = this.lr * lrMult;
+      return [1 - lr * this.weightDecay * decayMult, lr / bc1, 1 / Math.sqrt(bc2), 0];
+    }));
     const offset = this.#slots.take() * ARENA_ALIGN;
     device().queue.writeBuffer(this.#ring, offset, hyper);
+    const blocks = this.#blockGroups;
+    const table = blocks ? [{ buffer: blocks, offset: 0, size: blocks.size }] : [];
     dispatch("adamw", this.#code, [
-      { buffer: this.#ring, offset, size: HYPER_BYTES },
+      { buffer: this.#ring, offset, size: hyper.byteLength },
+      ...table,
       this.arena.flatGrads.binding,
       this.arena.flatParams.binding,
       this.#flatM.binding,
@@ -171,5 +208,38 @@ export class AdamW {
     this.#m.destroy();
     this.#v.destroy();
     this.#ring.destroy();
+    this.#blockGroups?.destroy();
   }
+}
+
+/** Distinct multiplier pairs (first-seen order) and each parameter's group. */
+function groupParams(
+  arena: ParamArena,
+  mults: AdamWOptions["multipliers"],
+): { groups: { lrMult: number; decayMult: number }[]; groupOf: number[] } {
+  const n = arena.slots.length;
+  if (mults && mults.length !== n) {
+    throw new Error(`AdamW: ${mults.length} multiplier pairs for ${n} parameters`);
+  }
+  const groups: { lrMult: number; decayMult: number }[] = [];
+  const index = new Map<string, number>();
+  const groupOf = arena.slots.map((_, i) => {
+    const { lrMult, decayMult } = mults?.[i] ?? { lrMult: 1, decayMult: 1 };
+    if (!(lrMult >= 0 && decayMult >= 0 && Number.isFinite(lrMult + decayMult))) {
+      throw new Error(`AdamW: parameter ${i}: multipliers must be finite and ≥ 0`);
+    }
+    const key = `${lrMult}/${decayMult}`;
+    if (!index.has(key)) {
+      index.set(key, groups.length);
+      groups.push({ lrMult, decayMult });
+    }
+    return index.get(key)!;
+  });
+  if (groups.length === 0) groups.push({ lrMult: 1, decayMult: 1 });
+  if (groups.length > MAX_GROUPS) {
+    throw new Error(
+      `AdamW: ${groups.length} distinct (lrMult, decayMult) pairs; at most ${MAX_GROUPS} fit one step's hyper-parameter slot`,
+    );
+  }
+  return { groups, groupOf };
 }
