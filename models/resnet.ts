@@ -1,0 +1,217 @@
+// mmseg's ResNet backbone (v1.2.2) with BasicBlocks (depths 18 and 34), as the Open-CD detectors
+// configure it: ResNetV1c's deep stem (three 3×3 convs) or the 7×7 stem, any number of stages
+// with per-stage strides and dilations, outputs at chosen stages. Parameter names follow mmseg's
+// state_dict (stem.0 … stem.7 or conv1/bn1, layer{i}.{j}.conv1/bn1/conv2/bn2/downsample.{0,1}),
+// so Open-CD checkpoints of BIT, ChangerEx-R18 or STANet load by name.
+//
+// Seeded creation initialises as mmseg does from scratch (pretrained None): every conv
+// kaiming_normal(fan_out, relu), every BN weight 1 and bias 0, and zero_init_residual sets each
+// block's second BN (bn2) to 0 so that a block starts as its shortcut.
+
+import { BatchNorm2d } from "../engine/nn/norm.ts";
+import { Conv2d } from "../engine/nn/conv.ts";
+import { Module, ModuleList } from "../engine/nn/module.ts";
+import { add, relu } from "../engine/ops/elementwise.ts";
+import { maxPool2d } from "../engine/ops/pool.ts";
+import type { Random } from "../engine/random.ts";
+import { type Tensor, write } from "../engine/tensor.ts";
+
+/** mmengine's kaiming_init(mode="fan_out", nonlinearity="relu", distribution="normal"): weight
+ * N(0, 2 / (out channels · kernel area)), bias 0. Used by mmseg/mmcv for ResNet and ConvModule. */
+export function kaimingFanOut<C extends Conv2d>(conv: C, rng: Random): C {
+  const [co, , kh, kw] = conv.weight.shape;
+  write(conv.weight, rng.normal(conv.weight.size, Math.sqrt(2 / (co * kh * kw))));
+  if (conv.bias) write(conv.bias, new Float32Array(conv.bias.size));
+  return conv;
+}
+
+function conv(
+  cin: number,
+  cout: number,
+  kernel: number,
+  o: { stride?: number; padding?: number; dilation?: number },
+  rng: Random,
+): Conv2d {
+  const c = new Conv2d(cin, cout, { kernel, bias: false, ...o }, rng);
+  return kaimingFanOut(c, rng);
+}
+
+/** 1×1 conv (stride s) + BN on the shortcut, named downsample.0 / downsample.1. */
+class Downsample extends Module {
+  readonly #conv: Conv2d;
+  readonly #bn: BatchNorm2d;
+  constructor(cin: number, cout: number, stride: number, rng: Random) {
+    super();
+    this.#conv = this.child("0", conv(cin, cout, 1, { stride }, rng));
+    this.#bn = this.child("1", new BatchNorm2d(cout));
+  }
+  forward(x: Tensor): Tensor {
+    return this.#bn.forward(this.#conv.forward(x));
+  }
+}
+
+/** out = ReLU(bn2(conv2(ReLU(bn1(conv1 x)))) + shortcut(x)); conv1 carries the stride and the
+ * dilation (padding = dilation), conv2 is a plain 3×3 (mmseg's BasicBlock). */
+export class BasicBlock extends Module {
+  readonly #conv1: Conv2d;
+  readonly #bn1: BatchNorm2d;
+  readonly #conv2: Conv2d;
+  readonly #bn2: BatchNorm2d;
+  readonly #downsample: Downsample | null;
+  constructor(
+    cin: number,
+    planes: number,
+    stride: number,
+    dilation: number,
+    rng: Random,
+    zeroInitResidual: boolean,
+  ) {
+    super();
+    this.#conv1 = this.child(
+      "conv1",
+      conv(cin, planes, 3, { stride, padding: dilation, dilation }, rng),
+    );
+    this.#bn1 = this.child("bn1", new BatchNorm2d(planes));
+    this.#conv2 = this.child("conv2", conv(planes, planes, 3, { padding: 1 }, rng));
+    this.#bn2 = this.child("bn2", new BatchNorm2d(planes));
+    if (zeroInitResidual) write(this.#bn2.weight, new Float32Array(planes));
+    this.#downsample = stride !== 1 || cin !== planes
+      ? this.child("downsample", new Downsample(cin, planes, stride, rng))
+      : null;
+  }
+  forward(x: Tensor): Tensor {
+    const y = this.#bn1.forward(this.#conv1.forward(x), { activation: "relu" });
+    const z = this.#bn2.forward(this.#conv2.forward(y));
+    return relu(add(z, this.#downsample ? this.#downsample.forward(x) : x));
+  }
+}
+
+/** ResNetV1c's deep stem: 3×3 s2 (→ stem/2) + BN + ReLU, 3×3 (stem/2) + BN + ReLU, 3×3 (→ stem)
+ * + BN + ReLU, named as nn.Sequential with the ReLUs at 2, 5, 8. */
+class DeepStem extends Module {
+  readonly #convs: Conv2d[];
+  readonly #bns: BatchNorm2d[];
+  constructor(cin: number, channels: number, rng: Random) {
+    super();
+    const half = channels / 2;
+    const widths = [[cin, half, 2], [half, half, 1], [half, channels, 1]];
+    this.#convs = widths.map(([i, o, stride], k) =>
+      this.child(String(3 * k), conv(i, o, 3, { stride, padding: 1 }, rng))
+    );
+    this.#bns = widths.map(([, o], k) => this.child(String(3 * k + 1), new BatchNorm2d(o)));
+  }
+  forward(x: Tensor): Tensor {
+    for (let k = 0; k < 3; k++) {
+      x = this.#bns[k].forward(this.#convs[k].forward(x), { activation: "relu" });
+    }
+    return x;
+  }
+}
+
+/** The 7×7 stride-2 stem of ResNetV1b (conv1 + bn1 + ReLU at the backbone's top level). */
+class PlainStem {
+  constructor(readonly conv1: Conv2d, readonly bn1: BatchNorm2d) {}
+  forward(x: Tensor): Tensor {
+    return this.bn1.forward(this.conv1.forward(x), { activation: "relu" });
+  }
+}
+
+/** BasicBlock counts per stage. */
+const BLOCKS: Record<number, number[]> = { 18: [2, 2, 2, 2], 34: [3, 4, 6, 3] };
+
+export interface ResNetConfig {
+  /** 18 or 34 (BasicBlock depths; the Bottleneck depths are not built here). */
+  depth: number;
+  inChannels?: number;
+  /** Default 64. */
+  stemChannels?: number;
+  /** Default 64; stage i has base·2^i channels. */
+  baseChannels?: number;
+  /** 1–4, default 4. */
+  numStages?: number;
+  /** Stride of each stage's first block, default (1, 2, 2, 2). */
+  strides?: number[];
+  /** Default all 1. */
+  dilations?: number[];
+  /** Stages whose outputs forward returns, default all. */
+  outIndices?: number[];
+  /** Three 3×3 convs (ResNetV1c) instead of one 7×7; default true. */
+  deepStem?: boolean;
+  /** The first block of a dilated stage uses half the dilation (mmseg's contract_dilation). */
+  contractDilation?: boolean;
+  /** bn2 of every block starts at 0 (mmseg default true). */
+  zeroInitResidual?: boolean;
+}
+
+/** mmseg ResNet with BasicBlocks; forward returns the outputs of `outIndices`' stages. */
+export class ResNet extends Module {
+  readonly #stem: DeepStem | PlainStem;
+  readonly #layers: BasicBlock[][] = [];
+  readonly outIndices: number[];
+  /** Channels of each stage's output. */
+  readonly stageChannels: number[];
+
+  constructor(cfg: ResNetConfig, rng: Random) {
+    super();
+    const blocks = BLOCKS[cfg.depth];
+    if (!blocks) {
+      throw new Error(`ResNet depth ${cfg.depth}: only the BasicBlock depths 18 and 34 are built`);
+    }
+    const stages = cfg.numStages ?? 4;
+    const strides = cfg.strides ?? [1, 2, 2, 2].slice(0, stages);
+    const dilations = cfg.dilations ?? Array(stages).fill(1);
+    if (stages < 1 || stages > 4 || strides.length !== stages || dilations.length !== stages) {
+      throw new Error(
+        `ResNet: ${stages} stages need as many strides (${strides}) and dilations (${dilations})`,
+      );
+    }
+    this.outIndices = cfg.outIndices ?? [...Array(stages).keys()];
+    if (this.outIndices.some((i) => i < 0 || i >= stages)) {
+      throw new Error(`ResNet: out indices ${this.outIndices} outside stages 0…${stages - 1}`);
+    }
+    const cin = cfg.inChannels ?? 3;
+    const stem = cfg.stemChannels ?? 64;
+    const base = cfg.baseChannels ?? 64;
+    if (cfg.deepStem ?? true) {
+      this.#stem = this.child("stem", new DeepStem(cin, stem, rng));
+    } else {
+      this.#stem = new PlainStem(
+        this.child("conv1", conv(cin, stem, 7, { stride: 2, padding: 3 }, rng)),
+        this.child("bn1", new BatchNorm2d(stem)),
+      );
+    }
+    const zeroInit = cfg.zeroInitResidual ?? true;
+    let inplanes = stem;
+    this.stageChannels = [];
+    for (let i = 0; i < stages; i++) {
+      const planes = base << i;
+      const d = dilations[i];
+      const first = d > 1 && cfg.contractDilation ? d / 2 : d;
+      const layer: BasicBlock[] = [];
+      for (let j = 0; j < blocks[i]; j++) {
+        const blk = new BasicBlock(
+          j === 0 ? inplanes : planes,
+          planes,
+          j === 0 ? strides[i] : 1,
+          j === 0 ? first : d,
+          rng,
+          zeroInit,
+        );
+        layer.push(blk);
+      }
+      this.#layers.push(this.child(`layer${i + 1}`, new ModuleList(layer)).items);
+      this.stageChannels.push(planes);
+      inplanes = planes;
+    }
+  }
+
+  forward(x: Tensor): Tensor[] {
+    x = maxPool2d(this.#stem.forward(x), { kernel: 3, stride: 2, padding: 1 });
+    const outs: Tensor[] = [];
+    this.#layers.forEach((layer, i) => {
+      for (const blk of layer) x = blk.forward(x);
+      if (this.outIndices.includes(i)) outs.push(x);
+    });
+    return outs;
+  }
+}
