@@ -12,6 +12,12 @@
 // Two-stage sums keep it deterministic (WGSL has no float atomics). When H·W is a multiple of 4
 // every load and store moves a vec4 (4 pixels): F and U below are vec4<f32> / vec4<u32> then, f32
 // and u32 otherwise, and the same WGSL text serves both.
+//
+// With OHEM (mmseg's OHEMPixelSampler + CrossEntropyLoss, kernels/ohem.ts finds the threshold)
+// a valid pixel's weight is w_y·[p < threshold], and the CE term is Σ w·ce / (B·H·W): mmseg
+// averages over every pixel, not over the kept ones. Stages 1–2 are then not needed (the
+// normaliser is a constant); the main stage reads p and the threshold from the OHEM kernels, so
+// the keep decision uses the very values the threshold was chosen from.
 
 import { cached, f, grid1d, groupGrid, type Kernel } from "./common.ts";
 
@@ -25,8 +31,10 @@ export interface CdLossSpec {
   lambda: number;
   /** CE weight of label 0 and label 1. */
   weights: readonly [number, number];
-  /** Write the gradient (needs the count and total stages first). */
+  /** Write the gradient (needs the count and total stages first, unless ohem). */
   grad: boolean;
+  /** OHEM weights (2 channels): the main stage also binds p and the OHEM state. */
+  ohem?: boolean;
 }
 
 const THREADS = 256;
@@ -45,6 +53,7 @@ function check(s: CdLossSpec): void {
   if (s.channels !== 1 && s.channels !== 2) throw new Error(`cdLoss: ${s.channels} channels`);
   if (!(s.pixels > 0 && s.batch > 0)) throw new Error("cdLoss: empty batch");
   if (s.weights.some((w) => !(w >= 0))) throw new Error(`cdLoss: class weights ${s.weights}`);
+  if (s.ohem && s.channels !== 2) throw new Error("cdLoss: OHEM needs 2-channel softmax logits");
 }
 
 /** Pixels per lane: 4 when each image's pixels fill whole vec4s. */
@@ -132,7 +141,8 @@ ${treeSum}
   return { name: "cd_loss_total", code, workgroups: [1, 1, 1] };
 }
 
-/** Stage 3. Bindings: logits, labels, [teacher if λ ≠ 0], [invw if grad] → [grad if grad],
+/** Stage 3. Bindings: logits, labels, [teacher if λ ≠ 0], [prob, OHEM state if ohem, else invw if
+ * grad] → [grad if grad],
  * part [partials] of vec4 (Σ w·ce, Σ w, Σ sq, 0). */
 function cdLossMainKernelGen(s: CdLossSpec): Kernel {
   check(s);
@@ -144,7 +154,10 @@ function cdLossMainKernelGen(s: CdLossSpec): Kernel {
   const decls = ["@group(0) @binding(0) var<storage, read> logits: array<F>;"];
   decls.push("@group(0) @binding(1) var<storage, read> labels: array<U>;");
   if (kd) decls.push(`@group(0) @binding(${decls.length}) var<storage, read> teacher: array<F>;`);
-  if (s.grad) {
+  if (s.ohem) {
+    decls.push(`@group(0) @binding(${decls.length}) var<storage, read> prob: array<F>;`);
+    decls.push(`@group(0) @binding(${decls.length}) var<storage, read> ostate: array<u32>;`);
+  } else if (s.grad) {
     decls.push(`@group(0) @binding(${decls.length}) var<storage, read> invw: array<f32>;`);
   }
   if (s.grad) {
@@ -183,8 +196,12 @@ function cdLossMainKernelGen(s: CdLossSpec): Kernel {
     }
     return lines.join("\n");
   }).join("\n");
+  // OHEM: keep only pixels below the threshold (ignored ones hold p = 2, never below).
+  const weight = s.ohem
+    ? `${weightExpr(s, "y")} * select(F(0.0), F(1.0), prob[b * ${L}u + e] < F(thr))`
+    : weightExpr(s, "y");
   const body = `      let y = labels[b * ${L}u + e];
-      let w = ${weightExpr(s, "y")};
+      let w = ${weight};
       let ws = w${s.grad ? " * iw" : ""};
       let yf = select(F(0.0), F(1.0), y == U(1u));
 ${ce}
@@ -197,7 +214,14 @@ ${decls.join("\n")}
 var<workgroup> red: array<vec4<f32>, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  ${s.grad ? "let iw = invw[0];" : ""}
+  ${
+    s.ohem
+      ? `let thr = bitcast<f32>(ostate[3]);
+  let iw = ${f(1 / (s.batch * s.pixels))};`
+      : s.grad
+      ? "let iw = invw[0];"
+      : ""
+  }
   var wce = F(0.0);
   var wsum = F(0.0);
   var sq = F(0.0);
@@ -216,6 +240,11 @@ function cdLossFinishKernelGen(s: CdLossSpec): Kernel {
   check(s);
   const { perImage } = cdLossPartials(s);
   const C = s.channels, HW = s.pixels;
+  // CE mean over the valid pixels' weights, or (OHEM) over every pixel.
+  const ceImage = s.ohem ? `t.x * ${f(1 / HW)}` : "select(0.0, t.x / t.y, t.y > 0.0)";
+  const ceAll = s.ohem
+    ? `tot.x * ${f(1 / (s.batch * HW))}`
+    : "select(0.0, tot.x / tot.y, tot.y > 0.0)";
   const code = `@group(0) @binding(0) var<storage, read> part: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(2) var<storage, read_write> per_image: array<f32>;
@@ -232,12 +261,12 @@ ${treeSum.replaceAll("\n", "\n  ")}
     let t = red[0];
     tot += t;
     if (lid == 0u) {
-      per_image[b] = select(0.0, t.x / t.y, t.y > 0.0) + ${f(s.lambda / (C * HW))} * t.z;
+      per_image[b] = ${ceImage} + ${f(s.lambda / (C * HW))} * t.z;
     }
     workgroupBarrier();
   }
   if (lid == 0u) {
-    loss[0] = select(0.0, tot.x / tot.y, tot.y > 0.0) + ${f(s.lambda / (s.batch * C * HW))} * tot.z;
+    loss[0] = ${ceAll} + ${f(s.lambda / (s.batch * C * HW))} * tot.z;
   }
 }`;
   return { name: "cd_loss_finish", code, workgroups: [1, 1, 1] };
