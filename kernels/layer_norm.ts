@@ -146,7 +146,9 @@ export const COLUMN_BLOCK = 256;
 function columnSumsPartialKernelGen(rows: number, cols: number, arrays: number): Kernel {
   const blocks = Math.ceil(rows / COLUMN_BLOCK);
   const n = blocks * cols;
-  const g = grid1d(n);
+  // The grid must be sized for the 64-thread workgroups below (the default 256 left 3/4 of the
+  // columns past the first 64 threads unsummed).
+  const g = grid1d(n, 64);
   const ids = Array.from({ length: arrays }, (_, k) => k);
   return {
     name: "column_sums_partial",

@@ -430,3 +430,33 @@ Deno.test("batchNorm2d with a fused SiLU and no affine parameters: gradient by f
   }
   if (!message.includes("dropout follows a ReLU only")) throw new Error(`got "${message}"`);
 });
+
+Deno.test("layerNorm weight and bias gradients match float64 in every column (past 64 threads)", async () => {
+  // 300 rows × 70 columns: 2 row blocks × 70 columns = 140 summing threads, more than one
+  // 64-thread workgroup (a grid sized for 256-thread groups left columns ≥ 64 at zero).
+  const [rows, len] = [300, 70];
+  const xs = randArray(rows * len, 110, -2, 2), gs = randArray(rows * len, 111);
+  const w = parameter(randArray(len, 112, 0.5, 1.5), [len]);
+  const b = parameter(randArray(len, 113), [len]);
+  scope(() => {
+    const y = layerNorm(tensor(xs, [1, rows, len]), { weight: w, bias: b, eps: 1e-6 });
+    backward(sum(mul(y, tensor(gs, [1, rows, len]))));
+  });
+  const gw = new Float64Array(len), gb = new Float64Array(len);
+  for (let r = 0; r < rows; r++) {
+    const row = xs.subarray(r * len, (r + 1) * len);
+    const m = row.reduce((s, v) => s + v, 0) / len;
+    const v = row.reduce((s, x) => s + (x - m) ** 2, 0) / len;
+    for (let c = 0; c < len; c++) {
+      gw[c] += gs[r * len + c] * (row[c] - m) / Math.sqrt(v + 1e-6);
+      gb[c] += gs[r * len + c];
+    }
+  }
+  assertClose((await w.grad!.read()) as Float32Array, gw, { atol: 1e-4, rtol: 1e-4 });
+  assertClose((await b.grad!.read()) as Float32Array, gb, { atol: 1e-4, rtol: 1e-4 });
+  for (const t of [w, b]) {
+    t.grad!.dispose();
+    t.kept = false;
+    t.dispose();
+  }
+});
