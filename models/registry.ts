@@ -1,6 +1,7 @@
 // The model registry: a name and a small validated config per detector, with the recipe that
 // the JL1-CD paper's Table II gives for it. The trainer reads the recipe from here.
 
+import type { OpenCdAugment } from "../data/augment.ts";
 import { IMAGENET } from "../data/loader.ts";
 import type { Normalize } from "../data/sample.ts";
 import { noGrad } from "../engine/autograd.ts";
@@ -22,6 +23,15 @@ export interface Recipe {
   betas: [number, number];
   /** Default MTKD weight λ (Table II; "-" there → 1e-4 here). */
   lambda: number;
+  /** Open-CD's `optim_wrapper.paramwise_cfg.custom_keys`: LR and weight-decay multipliers by
+   * parameter name, matched as mmengine does (engine/optim/param_groups.ts). */
+  paramwise?: { customKeys: Record<string, { lrMult?: number; decayMult?: number }> };
+  /** Loss beyond the plain CE: mmseg's OHEM pixel sampler (2-channel models; min_kept per
+   * image), as Changer's decode_head.sampler. */
+  loss?: { ohem?: { thresh: number; minKept: number } };
+  /** Open-CD transforms added to the default augmentation (data/augment.ts AugmentOptions):
+   * any-angle rotation, Changer's RotFlip, the A/B exchange. */
+  augment?: OpenCdAugment;
 }
 
 export interface ModelEntry {
