@@ -90,3 +90,55 @@ Deno.test("ChangeFormer has Open-CD's 3,846,754 parameters and trains on a 2 × 
   lossValue.dispose();
   model.dispose();
 });
+
+/** Mean and standard deviation of a parameter's values. */
+function moments(v: Float32Array): { mean: number; std: number; maxAbs: number } {
+  let s = 0, s2 = 0, m = 0;
+  for (const x of v) {
+    s += x;
+    s2 += x * x;
+    m = Math.max(m, Math.abs(x));
+  }
+  const mean = s / v.length;
+  return { mean, std: Math.sqrt(Math.max(0, s2 / v.length - mean * mean)), maxAbs: m };
+}
+
+Deno.test("ChangeFormer's seeded init follows mmseg's init_weights (MiT, SegformerHead)", async () => {
+  await initDevice();
+  const model = createChangeFormer(3);
+  // [name pattern, expected std (0: all zero, 1 with const: all equal to it)].
+  const conv = (fanOut: number) => Math.sqrt(2 / fanOut);
+  const rules: [RegExp, { std?: number; value?: number; bound?: number }][] = [
+    [/norm\d?\.weight$|layers\.\d\.2\.weight$|\.bn\.weight$/, { value: 1 }],
+    [/norm\d?\.bias$|layers\.\d\.2\.bias$|\.bn\.bias$|_bias$|\.bias$/, { value: 0 }],
+    [/layers\.0\.0\.projection\.weight$/, { std: conv(7 * 7 * 32) }],
+    [/layers\.3\.0\.projection\.weight$/, { std: conv(3 * 3 * 256) }],
+    [/layers\.0\.1\.0\.attn\.sr\.weight$/, { std: conv(8 * 8 * 32) }],
+    [/layers\.1\.1\.1\.ffn\.layers\.0\.weight$/, { std: conv(256) }],
+    [/layers\.2\.1\.0\.ffn\.layers\.1\.weight$/, { std: conv(9) }], // depthwise: fan_out / groups
+    [/layers\.3\.1\.1\.ffn\.layers\.4\.weight$/, { std: conv(256) }],
+    [/out_proj\.weight$/, { std: 0.02 }],
+    [/layers\.3\.1\.0\.attn\.attn\.in_proj_weight$/, { bound: Math.sqrt(6 / (4 * 256)) }],
+    [/decode_head\.convs\.2\.conv\.weight$/, { std: conv(256) }],
+    [/decode_head\.fusion_conv\.conv\.weight$/, { std: conv(256) }],
+    [/decode_head\.conv_seg\.weight$/, { std: 0.01 }],
+  ];
+  let checked = 0;
+  for (const [name, p] of model.namedParameters()) {
+    const rule = rules.find(([re]) => re.test(name))?.[1];
+    if (!rule) continue;
+    const m = moments((await p.read()) as Float32Array);
+    if (rule.value !== undefined) {
+      assert.ok(m.std === 0 && m.mean === rule.value, `${name}: not all ${rule.value}`);
+    } else {
+      const std = rule.std ?? rule.bound! / Math.sqrt(3); // uniform(−b, b)
+      assert.ok(Math.abs(m.std / std - 1) < 0.1, `${name}: std ${m.std}, want ${std}`);
+      assert.ok(Math.abs(m.mean) < 0.1 * std, `${name}: mean ${m.mean}`);
+      if (rule.bound) assert.ok(m.maxAbs <= rule.bound, `${name}: |w| up to ${m.maxAbs}`);
+    }
+    checked++;
+  }
+  // Every LN/BN weight and every bias (129), plus the 10 weights named above.
+  assert.equal(checked, 139, `${checked} parameters matched a rule`);
+  model.dispose();
+});
