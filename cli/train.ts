@@ -37,6 +37,10 @@ Every key of a --config JSON file can also be given as a flag; flags win.
   --no-augment           no rotation/flip/photometric augmentation
   --workers W            PNG decode workers
   --init FILE            start from these weights
+  --pretrained FILE      load an ImageNet backbone (safetensors, mmseg names such as MiT-b0's
+                         or ResNetV1c-18's, with or without "backbone.") into backbone.* first;
+                         any key, missing tensor or shape that does not fit is an error naming it
+  --pretrained-skip P,Q  leave out file keys under these prefixes (e.g. layer4,fc)
   --resume RUN_DIR       continue a run exactly where its last checkpoint left it
   --keep-checkpoints     also keep iter_N.safetensors at each validation
 `;

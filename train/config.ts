@@ -24,6 +24,12 @@ export const TrainConfigSchema = z.object({
   augment: z.boolean().default(true),
   workers: z.number().int().positive().optional(),
   init: z.string().optional().describe("start from these weights (e.g. M_O for the student)"),
+  pretrained: z.string().optional().describe(
+    "safetensors backbone (mmseg names) loaded into backbone.* before training",
+  ),
+  pretrainedSkip: z.array(z.string()).optional().describe(
+    "file-key prefixes of --pretrained to leave out (e.g. layer4,fc)",
+  ),
   resume: z.string().optional().describe("run folder (or its last.safetensors) to continue"),
   keepCheckpoints: z.boolean().default(false).describe("keep iter_N files, not just best/last"),
 });

@@ -4,6 +4,8 @@
 // Checkpoints: last (with optimiser state, for --resume) every `valEvery` steps, best by
 // validation mIoU. Resume continues the same run: weights, optimiser state, schedule position,
 // data order, augmentation and dropout draws all follow from (seed, step).
+// The model's recipe may add Open-CD training options: per-parameter LR / weight-decay groups
+// (paramwise), the OHEM loss and extra augmentation; --pretrained loads an ImageNet backbone.
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -15,16 +17,23 @@ import { AUG_PARAMS, augmentBatch } from "../engine/ops/augment.ts";
 import { cdLoss } from "../engine/ops/cd_loss.ts";
 import { fill, fillInPlace } from "../engine/ops/elementwise.ts";
 import { AdamW } from "../engine/optim/adamw.ts";
+import { paramMultipliers } from "../engine/optim/param_groups.ts";
 import { loadInto, saveTensors } from "../engine/safetensors.ts";
 import { scope } from "../engine/scope.ts";
 import { type Tensor, tensor } from "../engine/tensor.ts";
-import { augmentParams, DEFAULT_AUGMENT, NO_AUGMENT } from "../data/augment.ts";
+import {
+  type AugmentOptions,
+  augmentParams,
+  DEFAULT_AUGMENT,
+  NO_AUGMENT,
+} from "../data/augment.ts";
 import { checkDataset, type CheckedDataset, type PairInfo } from "../data/dataset.ts";
 import { type Batch, openLoader } from "../data/loader.ts";
 import type { ChangeDetector } from "../models/model.ts";
 import { type ModelEntry, modelEntry } from "../models/registry.ts";
 import { evalWindow, type TrainConfig } from "./config.ts";
 import { evaluateModel } from "./evaluate.ts";
+import { loadPretrained } from "./pretrained.ts";
 import { Progress } from "./progress.ts";
 import { defaultWarmup, lrAt } from "./schedule.ts";
 
@@ -80,25 +89,32 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   const size = Math.min(cfg.size, minSide);
 
   let state: RunState = { step: 0, best: null };
+  if (!cfg.resume && existsSync(join(runDir, "last.safetensors"))) {
+    throw new Error(
+      `${runDir} already holds a run: pass --resume ${runDir} to continue it, or choose another --out`,
+    );
+  }
+  const model = entry.create(cfg.seed);
   if (!cfg.resume) {
-    if (existsSync(join(runDir, "last.safetensors"))) {
-      throw new Error(
-        `${runDir} already holds a run: pass --resume ${runDir} to continue it, or choose another --out`,
-      );
+    // Starting weights first: a bad --pretrained or --init stops the run before anything is
+    // written. A resumed run's weights come from its checkpoint.
+    try {
+      initialWeights(model, entry, cfg);
+    } catch (e) {
+      model.dispose();
+      throw e;
     }
     Deno.mkdirSync(runDir, { recursive: true });
     Deno.writeTextFileSync(join(runDir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
   } else {
     state = JSON.parse(Deno.readTextFileSync(join(runDir, "state.json")));
   }
-
-  const model = entry.create(cfg.seed);
-  if (cfg.init && !cfg.resume) loadCheckpoint(model, cfg.init, { expectModel: entry.name });
   const lr = cfg.lr ?? entry.recipe.lr;
   const opt = new AdamW(model.parameters(), {
     lr,
     betas: entry.recipe.betas,
     weightDecay: cfg.weightDecay ?? entry.recipe.weightDecay,
+    multipliers: recipeMultipliers(model, entry),
   });
   if (cfg.resume) {
     loadCheckpoint(model, join(runDir, "last.safetensors"), { expectModel: entry.name });
@@ -191,7 +207,7 @@ function trainStep(
   lossSum: Tensor,
 ): void {
   const n = batch.size, h = batch.height;
-  const params = augmentParams(n, cfg.seed, step, cfg.augment ? DEFAULT_AUGMENT : NO_AUGMENT);
+  const params = augmentParams(n, cfg.seed, step, augmentOptions(entry, cfg));
   const { a, b, label } = augmentBatch(
     tensor(batch.a, [n, 3, h, batch.width]),
     tensor(batch.b, [n, 3, h, batch.width]),
@@ -205,12 +221,39 @@ function trainStep(
   const { loss } = cdLoss(logits, label, {
     lambda: hooks.distill?.lambda ?? 0,
     teacher,
+    ohem: entry.recipe.loss?.ohem,
   });
   opt.zeroGrad();
   // Nothing below reads the forward's outputs but the loss: free them as backward goes.
   backward(loss, undefined, { freeActivations: true });
   opt.step(lr);
   accumulate(lossSum, loss);
+}
+
+/** --pretrained (backbone) then --init (every weight; the two together are refused). */
+function initialWeights(model: ChangeDetector, entry: ModelEntry, cfg: TrainConfig): void {
+  if (cfg.pretrained && cfg.init) {
+    throw new Error(
+      "--pretrained and --init both given: --init replaces every weight, the backbone included; pass one of them",
+    );
+  }
+  if (cfg.pretrained) loadPretrained(model, cfg.pretrained, { skip: cfg.pretrainedSkip });
+  if (cfg.init) loadCheckpoint(model, cfg.init, { expectModel: entry.name });
+}
+
+/** Per-parameter LR / weight-decay multipliers of the recipe's paramwise custom keys. */
+export function recipeMultipliers(
+  model: ChangeDetector,
+  entry: ModelEntry,
+): { lrMult: number; decayMult: number }[] | undefined {
+  const pw = entry.recipe.paramwise;
+  if (!pw) return undefined;
+  return paramMultipliers(model.namedParameters().map(([n]) => n), pw.customKeys);
+}
+
+/** The default augmentation plus the recipe's Open-CD transforms (none with --no-augment). */
+export function augmentOptions(entry: ModelEntry, cfg: TrainConfig): AugmentOptions {
+  return cfg.augment ? { ...DEFAULT_AUGMENT, ...entry.recipe.augment } : NO_AUGMENT;
 }
 
 async function saveRun(
