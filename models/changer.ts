@@ -1,0 +1,264 @@
+// ChangerEx (Fang et al., "Changer: Feature Interaction is What You Need for Change Detection",
+// TGRS 2023) with a MiT-b0 encoder, as Open-CD builds it for the JL1-CD paper
+// (configs/changer/changer_ex_mit-b0_512x512_200k_cgwx.py):
+//
+//   backbone   IA_MixVisionTransformer: both dates run the shared MiT stage by stage, and an
+//              interaction layer follows each stage (identity, spatial exchange, channel
+//              exchange twice); its outputs feed both the head and the next stage
+//   head       Changer: per date, SegFormer-style fusion of the 4 levels to 64 channels; FDAF
+//              (a flow per date, predicted from both, warps each date onto the other); the
+//              differences through a MixFFN "discriminator"; a 1×1 classifier; ×4 bilinear
+//
+// Both dates travel through the backbone as one [2B, …] batch (MiT has no batch statistics, and
+// the exchange op takes the two halves); the head runs each date on its own, as Open-CD does, so
+// its BatchNorms see one date's batch statistics in training. Names follow Open-CD's state_dict.
+
+import { device } from "../engine/device.ts";
+import { GELU } from "../engine/nn/activation.ts";
+import { Conv2d } from "../engine/nn/conv.ts";
+import { Dropout2d } from "../engine/nn/dropout.ts";
+import { Module, ModuleList, Sequential } from "../engine/nn/module.ts";
+import { BatchNorm2d, InstanceNorm2d } from "../engine/nn/norm.ts";
+import { gelu } from "../engine/ops/activation.ts";
+import { add, div, sub } from "../engine/ops/elementwise.ts";
+import { exchange, type ExchangeMode } from "../engine/ops/exchange.ts";
+import { gridSample } from "../engine/ops/grid_sample.ts";
+import { concat, permute, slice } from "../engine/ops/layout.ts";
+import { interpolate } from "../engine/ops/resample.ts";
+import { Random } from "../engine/random.ts";
+import { type Tensor, tensor, write } from "../engine/tensor.ts";
+import { MIT_B0, type MitConfig, MixVisionTransformer } from "./mit.ts";
+import type { ChangeDetector, Tap } from "./model.ts";
+
+/** mmcv's ConvModule as the head uses it: 1×1 conv (no bias, a norm follows) + BN + ReLU. */
+class ConvModule extends Module {
+  readonly conv: Conv2d;
+  readonly bn: BatchNorm2d;
+  constructor(cin: number, cout: number, rng: Random) {
+    super();
+    this.conv = this.child("conv", new Conv2d(cin, cout, { kernel: 1, bias: false }, rng));
+    this.bn = this.child("bn", new BatchNorm2d(cout));
+  }
+  forward(x: Tensor): Tensor {
+    return this.bn.forward(this.conv.forward(x), {}); // ReLU fused into the norm
+  }
+}
+
+/** torch.linspace(−1, 1, n) in float32 as PyTorch's CPU kernel forms it (the first half counts
+ * up from −1, the second down from 1). */
+function linspace(n: number): Float32Array {
+  const out = new Float32Array(n);
+  if (n === 1) return out.fill(-1);
+  const step = Math.fround(2 / (n - 1));
+  const half = Math.floor(n / 2);
+  for (let i = 0; i < n; i++) {
+    out[i] = i < half ? -1 + Math.fround(step * i) : 1 - Math.fround(step * (n - 1 - i));
+  }
+  return out;
+}
+
+/** Constants of warp() per device and plane size: the identity grid [h, w, 2] and the flow's
+ * divisors [w, h]. Kept for the process, as compiled pipelines are (a few sizes per run). */
+const warpConstants = new WeakMap<GPUDevice, Map<string, { grid: Tensor; norm: Tensor }>>();
+
+function warpConstantsFor(h: number, w: number): { grid: Tensor; norm: Tensor } {
+  const dev = device();
+  let bySize = warpConstants.get(dev);
+  if (!bySize) warpConstants.set(dev, bySize = new Map());
+  const key = `${h}x${w}`;
+  let c = bySize.get(key);
+  if (!c) {
+    const gx = linspace(w), gy = linspace(h);
+    const grid = new Float32Array(h * w * 2);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        grid[2 * (y * w + x)] = gx[x];
+        grid[2 * (y * w + x) + 1] = gy[y];
+      }
+    }
+    c = { grid: tensor(grid, [h, w, 2]).keep(), norm: tensor([w, h], [2]).keep() };
+    bySize.set(key, c);
+  }
+  return c;
+}
+
+/** FDAF's warp: sample x [B, C, h, w] at the identity grid moved by flow [B, 2, h, w] (x offset
+ * / w, y offset / h; Open-CD's divisors, not (w − 1)/2), bilinear, zero padding, align_corners
+ * True. The loss reaches the flow through the grid. */
+export function warp(x: Tensor, flow: Tensor): Tensor {
+  const [, , h, w] = x.shape;
+  const { grid, norm } = warpConstantsFor(h, w);
+  return gridSample(x, add(grid, div(permute(flow, [0, 2, 3, 1]), norm)));
+}
+
+/** Flow Dual-Alignment Fusion (`neck_layer`): a flow per date from both dates' features, each
+ * date warped by its flow, minus the other date; output cat(d_A, d_B). */
+export class Fdaf extends Module {
+  readonly flowMake: Sequential;
+  constructor(channels: number, rng: Random) {
+    super();
+    const c2 = 2 * channels;
+    this.flowMake = this.child(
+      "flow_make",
+      new Sequential(
+        new Conv2d(c2, c2, { kernel: 5, padding: 2, groups: c2 }, rng),
+        // nn.InstanceNorm2d's defaults: no affine, no running statistics, eps 1e-5.
+        new InstanceNorm2d(c2),
+        GELU(),
+        new Conv2d(c2, 4, { kernel: 1, bias: false }, rng),
+      ),
+    );
+  }
+  forward(a: Tensor, b: Tensor, tap?: Tap): Tensor {
+    const flow = this.flowMake.forward(concat([a, b], 1));
+    tap?.("flow", flow);
+    const dA = sub(warp(a, slice(flow, 1, 0, 2)), b);
+    const dB = sub(warp(b, slice(flow, 1, 2, 4)), a);
+    return concat([dA, dB], 1);
+  }
+}
+
+/** The discriminator's `layers`: fc1 (0), depthwise 3×3 (1), fc2 (4); GELU and Dropout(0) hold
+ * the indices between and have no weights. */
+class MixFfnLayers extends Module {
+  readonly fc1: Conv2d;
+  readonly pe: Conv2d;
+  readonly fc2: Conv2d;
+  constructor(channels: number, hidden: number, rng: Random) {
+    super();
+    this.fc1 = this.child("0", new Conv2d(channels, hidden, { kernel: 1 }, rng));
+    this.pe = this.child(
+      "1",
+      new Conv2d(hidden, hidden, { kernel: 3, padding: 1, groups: hidden }, rng),
+    );
+    this.fc2 = this.child("4", new Conv2d(hidden, channels, { kernel: 1 }, rng));
+  }
+  forward(x: Tensor): Tensor {
+    return this.fc2.forward(gelu(this.pe.forward(this.fc1.forward(x))));
+  }
+}
+
+/** Changer's MixFFN on NCHW with its internal residual: x + fc2(GELU(dw(fc1(x)))) (its dropout
+ * and DropPath have p = 0). */
+class MixFfn extends Module {
+  readonly layers: MixFfnLayers;
+  constructor(channels: number, hidden: number, rng: Random) {
+    super();
+    this.layers = this.child("layers", new MixFfnLayers(channels, hidden, rng));
+  }
+  forward(x: Tensor): Tensor {
+    return add(x, this.layers.forward(x));
+  }
+}
+
+/** Open-CD's Changer decode head, initialised as Changer.init_weights() leaves it: `conv_seg`
+ * N(0, 0.01) and bias 0 (BaseDecodeHead's init_cfg); `fusion_conv` a ConvModule that mmengine
+ * reaches, so kaiming normal (fan_out, ReLU) and BN 1/0; `convs` sit in a plain nn.ModuleList,
+ * which mmengine's init_weights does not descend into, so they and FDAF / the discriminator keep
+ * PyTorch's defaults. */
+export class ChangerHead extends Module {
+  readonly convSeg: Conv2d;
+  readonly dropout: Dropout2d;
+  readonly convs: ModuleList<ConvModule>;
+  readonly fusionConv: ConvModule;
+  readonly neckLayer: Fdaf;
+  readonly discriminator: MixFfn;
+  constructor(inChannels: number[], rng: Random, channels = 128, classes = 2, dropout = 0.1) {
+    super();
+    // BaseDecodeHead builds conv_seg and dropout first.
+    this.convSeg = this.child("conv_seg", new Conv2d(channels, classes, { kernel: 1 }, rng));
+    write(this.convSeg.weight, rng.normal(this.convSeg.weight.size, 0.01));
+    write(this.convSeg.bias!, new Float32Array(classes));
+    this.dropout = this.child("dropout", new Dropout2d(dropout));
+    this.convs = this.child(
+      "convs",
+      new ModuleList(inChannels.map((c) => new ConvModule(c, channels, rng))),
+    );
+    const fused = channels / 2;
+    this.fusionConv = this.child(
+      "fusion_conv",
+      new ConvModule(channels * inChannels.length, fused, rng),
+    );
+    write(
+      this.fusionConv.conv.weight,
+      rng.normal(this.fusionConv.conv.weight.size, Math.sqrt(2 / fused)),
+    );
+    this.neckLayer = this.child("neck_layer", new Fdaf(fused, rng));
+    this.discriminator = this.child("discriminator", new MixFfn(channels, channels, rng));
+  }
+
+  /** One date's levels → 1×1 conv + BN + ReLU each, resized to level 0, fused to channels/2. */
+  #baseForward(levels: Tensor[]): Tensor {
+    const size = [levels[0].shape[2], levels[0].shape[3]] as const;
+    const outs = levels.map((x, i) => {
+      const y = this.convs.items[i].forward(x);
+      // mmseg's resize to level 0's own size is an exact copy: skip it.
+      return i === 0 ? y : interpolate(y, { size, mode: "bilinear" });
+    });
+    return this.fusionConv.forward(concat(outs, 1));
+  }
+
+  /** Levels of A and of B (after the interactions) → logits [B, classes, h0, w0]. */
+  forward(a: Tensor[], b: Tensor[], tap?: Tap): Tensor {
+    const d = this.neckLayer.forward(this.#baseForward(a), this.#baseForward(b), tap);
+    return this.convSeg.forward(this.dropout.forward(this.discriminator.forward(d)));
+  }
+}
+
+/** The interaction after each MiT stage: null = identity (Open-CD's TwoIdentity). */
+export const CHANGER_EX_INTERACTIONS: readonly (ExchangeMode | null)[] = [
+  null,
+  "spatial",
+  "channel",
+  "channel",
+];
+
+/** ChangerEx MiT-b0 change detector: 2-channel logits (softmax form). Inputs must be multiples
+ * of 32 (Open-CD pads to that; MiT halves the size four times after a stride-4 stem). */
+export class ChangerEx extends Module implements ChangeDetector {
+  readonly backbone: MixVisionTransformer;
+  readonly head: ChangerHead;
+  constructor(
+    seed = 0,
+    readonly config: MitConfig = MIT_B0,
+    readonly interactions: readonly (ExchangeMode | null)[] = CHANGER_EX_INTERACTIONS,
+    /** Exchange fraction p of Open-CD's layers (every int(1/p)-th column or channel). */
+    readonly exchangeP = 1 / 2,
+  ) {
+    super();
+    if (interactions.length !== config.embedDims.length) {
+      throw new Error(
+        `ChangerEx: ${interactions.length} interactions for ${config.embedDims.length} stages`,
+      );
+    }
+    this.backbone = this.child("backbone", new MixVisionTransformer(config, seed));
+    // A stream of its own, so the head's draws do not repeat the backbone's.
+    const rng = new Random((seed ^ 0x9e3779b9) >>> 0);
+    this.head = this.child("decode_head", new ChangerHead(config.embedDims, rng));
+  }
+
+  forward(a: Tensor, b: Tensor, tap?: Tap): Tensor {
+    const [n, , h, w] = a.shape;
+    if (h % 32 || w % 32) {
+      throw new Error(`ChangerEx needs H and W divisible by 32 (pad the input), got ${h}×${w}`);
+    }
+    let x = concat([a, b], 0);
+    const levelsA: Tensor[] = [], levelsB: Tensor[] = [];
+    for (let i = 0; i < this.interactions.length; i++) {
+      x = this.backbone.stage(i, x);
+      const mode = this.interactions[i];
+      if (mode) x = exchange(x, mode, this.exchangeP);
+      const fa = slice(x, 0, 0, n);
+      tap?.(`feat.s${i + 1}`, fa);
+      levelsA.push(fa);
+      levelsB.push(slice(x, 0, n, 2 * n));
+    }
+    const logits = this.head.forward(levelsA, levelsB, tap);
+    tap?.("head", logits);
+    return interpolate(logits, { size: [h, w], mode: "bilinear" });
+  }
+}
+
+export function createChangerEx(seed?: number): ChangerEx {
+  return new ChangerEx(seed);
+}
