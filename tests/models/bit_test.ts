@@ -3,11 +3,13 @@
 // has Open-CD's parameters and initialisation and trains (forward + backward) in train mode.
 
 import assert from "node:assert/strict";
-import { backward } from "../../engine/autograd.ts";
+import { backward, isGradEnabled } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
 import { cdLoss } from "../../engine/ops/cd_loss.ts";
 import { scope } from "../../engine/scope.ts";
-import { tensor } from "../../engine/tensor.ts";
+import { Linear } from "../../engine/nn/linear.ts";
+import { add, mul, sub } from "../../engine/ops/elementwise.ts";
+import { type Tensor, tensor } from "../../engine/tensor.ts";
 import { BIT, createBit } from "../../models/bit.ts";
 import { randArray } from "../util.ts";
 import { checkOpenCdParity, fixturePresent } from "./opencd_parity.ts";
@@ -21,6 +23,53 @@ Deno.test({
     const r = await checkOpenCdParity(model, "bit_r18_seed0");
     console.log(JSON.stringify(r));
     model.dispose();
+  },
+});
+
+// The reference's gradients pass one ReLU whose input is at float32's knife edge: decoder
+// block 2's FF hidden unit 35 at date A's pixel 2868 (row 44, column 52 of 64×64) of the first
+// pair, where we compute −8.2e-8 and upstream a value > 0. That one pixel's missing contribution
+// moves decoder.2.ff.0's gradient by 4.2e-4 of its max and, through everything below it, most
+// backbone gradients by 1.5–2.7e-4 (the harness allows 1e-4), so the test above fails there. This
+// test takes the reference's decision at that one ReLU (the forward moves by |pre| < 1e-6) and
+// must then pass the unchanged harness: everything else agrees to rounding.
+const KNIFE = { call: 2, row: 2868, unit: 35, hidden: 64 };
+
+Deno.test({
+  name: "BIT-R18 parity with the reference's decision at its one knife-edge ReLU",
+  ignore: !fixturePresent("bit_r18_seed0"),
+  fn: async () => {
+    await initDevice();
+    const forward = Linear.prototype.forward;
+    let calls = 0;
+    let pre: Tensor | null = null;
+    Linear.prototype.forward = function (this: Linear, x: Tensor, act?: "relu"): Tensor {
+      const y = forward.call(this, x, act);
+      // Only the gradient pass runs with a tape; its third pixel-wise FF is decoder block 2's.
+      if (act !== "relu" || x.shape[1] <= 8 || !isGradEnabled() || calls++ !== KNIFE.call) {
+        return y;
+      }
+      pre = forward.call(this, x).keep();
+      const e = new Float32Array(y.size);
+      e[KNIFE.row * KNIFE.hidden + KNIFE.unit] = 1;
+      // y + e·(pre − y): the same values up to |pre| there, and a gradient of 1 through it.
+      return add(y, mul(sub(pre, y), tensor(e, y.shape)));
+    };
+    try {
+      const model = new BIT();
+      const r = await checkOpenCdParity(model, "bit_r18_seed0");
+      console.log(JSON.stringify(r));
+      model.dispose();
+    } finally {
+      Linear.prototype.forward = forward;
+    }
+    assert.ok(pre, "decoder block 2's FF was not reached");
+    const v =
+      ((await (pre as Tensor).read()) as Float32Array)[KNIFE.row * KNIFE.hidden + KNIFE.unit];
+    (pre as Tensor).kept = false;
+    (pre as Tensor).dispose();
+    console.log(`knife-edge pre-activation ${v}`);
+    assert.ok(Math.abs(v) < 1e-6, `the knife-edge ReLU input is ${v}, not within 1e-6 of 0`);
   },
 });
 
