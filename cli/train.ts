@@ -87,6 +87,11 @@ runCommand(async () => {
     );
     throw new Error(`bad training configuration: ${missing.join("; ")} (see --help)`);
   }
+  if (parsed.data.pretrained && parsed.data.init && !parsed.data.resume) {
+    throw new Error(
+      "--pretrained and --init both given: --init replaces every weight, the backbone included; pass one of them",
+    );
+  }
   const result = await train(parsed.data);
   console.log(
     `done: ${result.lastStep} steps in ${result.runDir}` +

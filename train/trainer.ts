@@ -230,13 +230,9 @@ function trainStep(
   accumulate(lossSum, loss);
 }
 
-/** --pretrained (backbone) then --init (every weight; the two together are refused). */
+/** --pretrained (backbone) then --init (every weight: with both, as for MTKD students started
+ * from an M_O that was itself trained from --pretrained, --init is what the run starts from). */
 function initialWeights(model: ChangeDetector, entry: ModelEntry, cfg: TrainConfig): void {
-  if (cfg.pretrained && cfg.init) {
-    throw new Error(
-      "--pretrained and --init both given: --init replaces every weight, the backbone included; pass one of them",
-    );
-  }
   if (cfg.pretrained) loadPretrained(model, cfg.pretrained, { skip: cfg.pretrainedSkip });
   if (cfg.init) loadCheckpoint(model, cfg.init, { expectModel: entry.name });
 }
