@@ -124,6 +124,26 @@ Deno.test("ChangerEx trains: batch 2 × 64², finite loss, every parameter gets 
   model.dispose();
 });
 
+Deno.test("ChangerEx head starts as Changer.init_weights() leaves it", async () => {
+  const model = new ChangerEx(5);
+  const p = model.stateDict();
+  const values = async (name: string) => Array.from(await p.get(`decode_head.${name}`)!.read());
+  const rms = (v: number[]) => Math.sqrt(v.reduce((s, x) => s + x * x, 0) / v.length);
+  const maxAbs = (v: number[]) => Math.max(...v.map(Math.abs));
+  // conv_seg N(0, 0.01), bias 0 (BaseDecodeHead's init_cfg).
+  assert.ok(Math.abs(rms(await values("conv_seg.weight")) / 0.01 - 1) < 0.15);
+  assert.ok((await values("conv_seg.bias")).every((v) => v === 0));
+  // fusion_conv: kaiming normal, fan_out = 64 (ConvModule.init_weights); BN 1 / 0.
+  assert.ok(Math.abs(rms(await values("fusion_conv.conv.weight")) / Math.sqrt(2 / 64) - 1) < 0.03);
+  assert.ok((await values("fusion_conv.bn.weight")).every((v) => v === 1));
+  // convs (inside a plain nn.ModuleList) and FDAF keep PyTorch's U(±1/√fan_in).
+  const c1 = await values("convs.1.conv.weight");
+  assert.ok(maxAbs(c1) <= 1 / 8 && maxAbs(c1) > 0.9 / 8, `convs.1 bound ${maxAbs(c1)}`);
+  const dw = await values("neck_layer.flow_make.0.weight");
+  assert.ok(maxAbs(dw) <= 1 / 5 && maxAbs(dw) > 0.9 / 5, `flow_make.0 bound ${maxAbs(dw)}`);
+  model.dispose();
+});
+
 Deno.test("ChangerEx refuses inputs that are not multiples of 32", () => {
   const model = new ChangerEx(2);
   scope(() => {
