@@ -63,6 +63,15 @@ export const BIT_R18_HEAD: BitHeadConfig = {
   dropout: 0.1,
 };
 
+/** mmseg's Upsample: bilinear (align_corners False) to int(size · factor). */
+function upsample(x: Tensor, factor: number): Tensor {
+  const [h, w] = x.shape.slice(-2);
+  return interpolate(x, {
+    size: [Math.floor(h * factor), Math.floor(w * factor)],
+    mode: "bilinear",
+  });
+}
+
 /** Split the last axis into heads: [N, L, h·d] → [N, h, L, d]. */
 function toHeads(x: Tensor, heads: number): Tensor {
   const [n, l, c] = x.shape;
@@ -196,18 +205,12 @@ export class BitHead extends Module {
     this.#decoder = this.child("decoder", new ModuleList(blocks(cfg.decDepth, true))).items;
   }
 
-  /** feats [2B, C, h, w] → logits [B, classes, h·pre·up, w·pre·up]. */
+  /** feats [2B, C, h, w] → logits [B, classes, h·pre·up, w·pre·up] (pre_upsample 2,
+   * upsample 4 in bit_r18). */
   forward(feats: Tensor, tap?: Tap): Tensor {
     const cfg = this.cfg;
     const n = feats.shape[0], b = n / 2;
-    const [fh, fw] = [feats.shape[2], feats.shape[3]];
-    const size = (
-      s: number,
-      k: number,
-    ): [number, number] => [Math.floor(fh * s * k), Math.floor(fw * s * k)];
-    const x = this.#pre.forward(
-      interpolate(feats, { size: size(cfg.preUpsample, 1), mode: "bilinear" }),
-    );
+    const x = this.#pre.forward(upsample(feats, cfg.preUpsample));
     tap?.("pre", slice(x, 0, 0, b));
     const [c, h, w] = [x.shape[1], x.shape[2], x.shape[3]];
 
@@ -231,8 +234,7 @@ export class BitHead extends Module {
     const y = permute(reshape(q, [n, h, w, c]), [0, 3, 1, 2]);
 
     const d = absDiff(slice(y, 0, 0, b), slice(y, 0, b, n));
-    const up = interpolate(d, { size: size(cfg.preUpsample, cfg.upsample), mode: "bilinear" });
-    return this.#convSeg.forward(this.#dropout.forward(up));
+    return this.#convSeg.forward(this.#dropout.forward(upsample(d, cfg.upsample)));
   }
 }
 
