@@ -16,6 +16,7 @@ import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { tensor } from "../engine/tensor.ts";
 import { modelEntry } from "../models/registry.ts";
+import { recipeMultipliers } from "../train/trainer.ts";
 import { Random } from "../engine/random.ts";
 import { type KernelTime, startProfile, stopProfile } from "../engine/kernel_profile.ts";
 
@@ -36,12 +37,18 @@ const label = Uint32Array.from({ length: B * S * S }, () => (rng.next() > 0.9 ? 
 for (const name of values.models!.split(",")) {
   const entry = modelEntry(name);
   const model = entry.create(0);
-  const opt = new AdamW(model.parameters(), { lr: 1e-3, betas: [0.9, 0.99], weightDecay: 0.01 });
+  // The model's recipe: its parameter groups and loss (OHEM for Changer), as the trainer runs it.
+  const opt = new AdamW(model.parameters(), {
+    lr: entry.recipe.lr,
+    betas: entry.recipe.betas,
+    weightDecay: entry.recipe.weightDecay,
+    multipliers: recipeMultipliers(model, entry),
+  });
   const ta = tensor(a, [B, 3, S, S]).keep(), tb = tensor(b, [B, 3, S, S]).keep();
   const tl = tensor(label, [B, S, S], "u32").keep();
   const step = () =>
     scope(() => {
-      const { loss } = cdLoss(model.forward(ta, tb), tl);
+      const { loss } = cdLoss(model.forward(ta, tb), tl, { ohem: entry.recipe.loss?.ohem });
       opt.zeroGrad();
       backward(loss, undefined, { freeActivations: true });
       opt.step();

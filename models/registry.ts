@@ -8,6 +8,9 @@ import { noGrad } from "../engine/autograd.ts";
 import { countMacs } from "../engine/profiler.ts";
 import { scope } from "../engine/scope.ts";
 import { zeros } from "../engine/tensor.ts";
+import { createBit } from "./bit.ts";
+import { createChangeFormer } from "./changeformer.ts";
+import { createChangerEx } from "./changer.ts";
 import { FcSiam } from "./fc_siam.ts";
 import type { ChangeDetector } from "./model.ts";
 import { SNUNet } from "./snunet.ts";
@@ -48,6 +51,13 @@ export interface ModelEntry {
 }
 
 const common = { optimizer: "adamw" as const, betas: [0.9, 0.99] as [number, number] };
+const opencd = { optimizer: "adamw" as const, betas: [0.9, 0.999] as [number, number] };
+/** Open-CD's standard pipeline: MultiImgRandomRotate(prob 0.5, degree 180), then the flips. */
+const STANDARD_ROTATE = { rotateProb: 0.5, rotateDegrees: 180 };
+/** SegFormer-style configs: no weight decay on norms (and PVT position blocks), head ×10 LR. */
+const SEGFORMER_KEYS = {
+  customKeys: { pos_block: { decayMult: 0 }, norm: { decayMult: 0 }, head: { lrMult: 10 } },
+};
 
 export const MODELS: Record<string, ModelEntry> = {
   fc_ef: {
@@ -96,6 +106,53 @@ export const MODELS: Record<string, ModelEntry> = {
     // The paper's LR; weight decay as Open-CD's standard schedule.
     recipe: { ...common, lr: 1e-3, weightDecay: 5e-2, lambda: 1e-4 },
     paper: { params: 3.012, flops: 46.921 },
+  },
+  // The transformer detectors as Open-CD builds them, with the paper's configs
+  // (configs/{bit,changeformer,changer}/*_512x512_200k_cgwx.py of MTKD-CD): AdamW β (0.9, 0.999)
+  // there, not the CNN rows' 0.99. The configs start MiT-b0 / ResNetV1c-18 from ImageNet
+  // weights, which cannot be downloaded here: `train --pretrained FILE` loads them.
+  bit_r18: {
+    name: "bit_r18",
+    title: "BIT, ResNet-18 (Chen et al. 2021), as Open-CD builds it",
+    create: (seed) => createBit(seed),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: { ...opencd, lr: 1e-3, weightDecay: 5e-2, lambda: 1e-4, augment: STANDARD_ROTATE },
+    paper: { params: 2.990, flops: 34.996 },
+  },
+  changeformer_mit_b0: {
+    name: "changeformer_mit_b0",
+    title: "ChangeFormer, MiT-b0 (Open-CD's Siamese SegFormer)",
+    create: (seed) => createChangeFormer(seed),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 6e-5,
+      weightDecay: 1e-2,
+      lambda: 1e-3,
+      paramwise: SEGFORMER_KEYS,
+      augment: STANDARD_ROTATE,
+    },
+    paper: { params: 3.847, flops: 11.380 },
+  },
+  changer_ex_mit_b0: {
+    name: "changer_ex_mit_b0",
+    title: "ChangerEx, MiT-b0 (Fang et al. 2023), as Open-CD builds it",
+    create: (seed) => createChangerEx(seed),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 1e-4,
+      weightDecay: 1e-2,
+      lambda: 1e-4,
+      paramwise: SEGFORMER_KEYS,
+      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
+      // MultiImgRandomRotFlip(rotate 0.5, flip 0.5, ±20°) and MultiImgExchangeTime(0.5).
+      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+    },
+    paper: { params: 3.457, flops: 8.523 },
   },
 };
 
