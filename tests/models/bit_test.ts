@@ -30,8 +30,10 @@ Deno.test({
 // block 2's FF hidden unit 35 at date A's pixel 2868 (row 44, column 52 of 64×64) of the first
 // pair, where we compute −8.2e-8 and upstream a value > 0. That one pixel's missing contribution
 // moves decoder.2.ff.0's gradient by 4.2e-4 of its max and, through everything below it, most
-// backbone gradients by 1.5–2.7e-4 (the harness allows 1e-4), so the test above fails there. This
-// test takes the reference's decision at that one ReLU (the forward moves by |pre| < 1e-6) and
+// backbone gradients by 1.5–2.7e-4 (the harness allows 1e-4), so the test above fails there.
+// Which side is right is rounding: from the reference's own "feat" and "tok", the same path in
+// float64 (up×2, conv, decoder blocks 0–2 at that pixel) gives −1.8e-7, our sign; from its
+// float32 "pre" it gives +2.0e-7 (a one-off numpy check, not part of the suite). This test takes the reference's decision at that one ReLU (the forward moves by |pre| < 1e-6) and
 // must then pass the unchanged harness: everything else agrees to rounding.
 const KNIFE = { call: 2, row: 2868, unit: 35, hidden: 64 };
 
