@@ -33,8 +33,9 @@ Deno.test({
 // backbone gradients by 1.5–2.7e-4 (the harness allows 1e-4), so the test above fails there.
 // Which side is right is rounding: from the reference's own "feat" and "tok", the same path in
 // float64 (up×2, conv, decoder blocks 0–2 at that pixel) gives −1.8e-7, our sign; from its
-// float32 "pre" it gives +2.0e-7 (a one-off numpy check, not part of the suite). This test takes the reference's decision at that one ReLU (the forward moves by |pre| < 1e-6) and
-// must then pass the unchanged harness: everything else agrees to rounding.
+// float32 "pre" it gives +2.0e-7 (a one-off numpy check, not part of the suite). This test takes
+// the reference's decision at that one ReLU (the forward moves by |pre| < 1e-6) and must then
+// pass the unchanged harness: everything else agrees to rounding.
 const KNIFE = { call: 2, row: 2868, unit: 35, hidden: 64 };
 
 Deno.test({
