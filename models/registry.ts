@@ -48,6 +48,9 @@ export interface ModelEntry {
   recipe: Recipe;
   /** Table II of the paper: parameters (M) and FLOPs (G) at 512×512. */
   paper: { params: number; flops: number };
+  /** Smallest square side a training step takes at batch 1 (default 32): MiT's 1/32 level
+   * must keep 2×2 positions, since the head's BatchNorm needs more than one per channel. */
+  minSize?: number;
 }
 
 const common = { optimizer: "adamw" as const, betas: [0.9, 0.99] as [number, number] };
@@ -135,6 +138,7 @@ export const MODELS: Record<string, ModelEntry> = {
       augment: STANDARD_ROTATE,
     },
     paper: { params: 3.847, flops: 11.380 },
+    minSize: 64,
   },
   changer_ex_mit_b0: {
     name: "changer_ex_mit_b0",
@@ -153,6 +157,7 @@ export const MODELS: Record<string, ModelEntry> = {
       augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
     },
     paper: { params: 3.457, flops: 8.523 },
+    minSize: 64,
   },
 };
 

@@ -14,10 +14,12 @@ import { randArray } from "../util.ts";
 
 await initDevice();
 
-for (const name of ["tinycd", "fc_siam_diff"]) {
+for (
+  const name of ["tinycd", "fc_siam_diff", "bit_r18", "changeformer_mit_b0", "changer_ex_mit_b0"]
+) {
   Deno.test(`${name}: outputs are the same on poisoned reused buffers`, async () => {
     const model = MODELS[name].create(3).eval();
-    const s = 32, shape = [2, 3, s, s];
+    const s = MODELS[name].minSize ?? 32, shape = [2, 3, s, s];
     const a = randArray(2 * 3 * s * s, 1), b = randArray(2 * 3 * s * s, 2);
     const once = async () => {
       const y = scope(() => noGrad(() => model.forward(tensor(a, shape), tensor(b, shape))));
