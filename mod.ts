@@ -22,6 +22,7 @@ export { dropout, dropout2d } from "./engine/ops/dropout.ts";
 export { adaptiveAvgPool2d, adaptiveMaxPool2d, avgPool2d, maxPool2d } from "./engine/ops/pool.ts";
 export { interpolate } from "./engine/ops/resample.ts";
 export { gridSample } from "./engine/ops/grid_sample.ts";
+export { exchange } from "./engine/ops/exchange.ts";
 export {
   absDiff,
   concat,
@@ -49,7 +50,12 @@ export { loadCheckpoint, saveCheckpoint } from "./engine/nn/checkpoint.ts";
 export { countMacs } from "./engine/profiler.ts";
 export { Random } from "./engine/random.ts";
 
-export type { ChangeDetector } from "./models/model.ts";
+export type { ChangeDetector, Tap } from "./models/model.ts";
+export { BIT, createBit } from "./models/bit.ts";
+export { ChangeFormer, createChangeFormer } from "./models/changeformer.ts";
+export { ChangerEx, createChangerEx } from "./models/changer.ts";
+export { MIT_B0, MixVisionTransformer } from "./models/mit.ts";
+export { ResNet } from "./models/resnet.ts";
 export { measureMacs, modelEntry, MODELS } from "./models/registry.ts";
 
 export { checkDataset, checkSplit, openDataset, openSplit } from "./data/dataset.ts";
