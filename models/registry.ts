@@ -48,6 +48,9 @@ export interface ModelEntry {
   recipe: Recipe;
   /** Table II of the paper: parameters (M) and FLOPs (G) at 512×512. */
   paper: { params: number; flops: number };
+  /** Input sides must be multiples of this (the model's deepest stride): whole-image runs pad
+   * to it and crop back, as mmseg's size_divisor. */
+  sizeDivisor: number;
   /** Smallest square side a training step takes at batch 1 (default 32): MiT's 1/32 level
    * must keep 2×2 positions, since the head's BatchNorm needs more than one per channel. */
   minSize?: number;
@@ -71,6 +74,7 @@ export const MODELS: Record<string, ModelEntry> = {
     normalize: IMAGENET_NORM,
     recipe: { ...common, lr: 1e-3, weightDecay: 1e-2, lambda: 1e-4 },
     paper: { params: 1.353, flops: 12.976 },
+    sizeDivisor: 16,
   },
   fc_siam_conc: {
     name: "fc_siam_conc",
@@ -80,6 +84,7 @@ export const MODELS: Record<string, ModelEntry> = {
     normalize: IMAGENET_NORM,
     recipe: { ...common, lr: 1e-3, weightDecay: 1e-2, lambda: 1e-4 },
     paper: { params: 1.548, flops: 19.956 },
+    sizeDivisor: 16,
   },
   fc_siam_diff: {
     name: "fc_siam_diff",
@@ -89,6 +94,7 @@ export const MODELS: Record<string, ModelEntry> = {
     normalize: IMAGENET_NORM,
     recipe: { ...common, lr: 1e-3, weightDecay: 1e-2, lambda: 1e-4 },
     paper: { params: 1.352, flops: 17.540 },
+    sizeDivisor: 16,
   },
   tinycd: {
     name: "tinycd",
@@ -99,6 +105,7 @@ export const MODELS: Record<string, ModelEntry> = {
     // The paper's LR; weight decay as the TinyCD authors' training script.
     recipe: { ...common, lr: 3.57e-3, weightDecay: 9.45e-3, lambda: 1e-5 },
     paper: { params: 0.285, flops: 5.791 },
+    sizeDivisor: 16,
   },
   snunet_c16: {
     name: "snunet_c16",
@@ -109,6 +116,7 @@ export const MODELS: Record<string, ModelEntry> = {
     // The paper's LR; weight decay as Open-CD's standard schedule.
     recipe: { ...common, lr: 1e-3, weightDecay: 5e-2, lambda: 1e-4 },
     paper: { params: 3.012, flops: 46.921 },
+    sizeDivisor: 16,
   },
   // The transformer detectors as Open-CD builds them, with the paper's configs
   // (configs/{bit,changeformer,changer}/*_512x512_200k_cgwx.py of MTKD-CD): AdamW β (0.9, 0.999)
@@ -122,6 +130,7 @@ export const MODELS: Record<string, ModelEntry> = {
     normalize: IMAGENET_NORM,
     recipe: { ...opencd, lr: 1e-3, weightDecay: 5e-2, lambda: 1e-4, augment: STANDARD_ROTATE },
     paper: { params: 2.990, flops: 34.996 },
+    sizeDivisor: 8,
   },
   changeformer_mit_b0: {
     name: "changeformer_mit_b0",
@@ -138,6 +147,7 @@ export const MODELS: Record<string, ModelEntry> = {
       augment: STANDARD_ROTATE,
     },
     paper: { params: 3.847, flops: 11.380 },
+    sizeDivisor: 32,
     minSize: 64,
   },
   changer_ex_mit_b0: {
@@ -157,6 +167,7 @@ export const MODELS: Record<string, ModelEntry> = {
       augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
     },
     paper: { params: 3.457, flops: 8.523 },
+    sizeDivisor: 32,
     minSize: 64,
   },
 };

@@ -76,6 +76,7 @@ const tiny = (recipe: Partial<ModelEntry["recipe"]> = {}): ModelEntry => ({
     ...recipe,
   },
   paper: { params: 0, flops: 0 },
+  sizeDivisor: 1,
 });
 
 /** Register `entry` for the duration of `fn` (the trainer looks models up by name). */
