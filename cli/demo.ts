@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { writeSynthDataset } from "../data/synth.ts";
-import { deviceInfo, initDevice } from "../engine/device.ts";
+import { initDevice } from "../engine/device.ts";
 import { LAMBDA_GRID } from "../train/distill.ts";
 import { runExperiment } from "../train/experiment.ts";
 import { modelEntry } from "../models/registry.ts";
@@ -62,9 +62,7 @@ const Flags = z.object({
 runCommand(async () => {
   const f = parseFlags(Deno.args, Flags, { help: HELP });
   const t0 = performance.now();
-  await initDevice();
-  const info = deviceInfo();
-  console.error(`adapter: ${info.description}${info.isFallback ? " (software)" : ""}`);
+  await initDevice(); // names the adapter (runCommand)
   const data = join(f.out, "data");
   if (!existsSync(join(data, "train"))) {
     const val = Math.max(4, Math.round(f.pairs / 6)), test = val;

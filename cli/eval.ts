@@ -4,6 +4,7 @@
 
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
+import { announceAdapter, releaseDevice } from "../engine/device.ts";
 import { checkSplit, isSplitDir, openSplit, type PairInfo, SPLITS } from "../data/dataset.ts";
 import { modelEntry, MODELS } from "../models/registry.ts";
 import { evaluateModel, type Evaluation } from "../train/evaluate.ts";
@@ -187,10 +188,12 @@ export async function runEval(
 
 if (import.meta.main) {
   const flags = parseFlags(Deno.args, EvalFlags, { help: HELP });
+  announceAdapter();
   try {
     const r = await runEval(flags, progressPrinter("eval", flags.quiet));
     console.log(r.table);
     if (flags.json) console.log(`\nwrote ${flags.json}`);
+    await releaseDevice();
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
     Deno.exit(1);

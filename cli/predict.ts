@@ -17,7 +17,7 @@ import {
   writeGrayPng,
   writeRgbPng,
 } from "../data/png.ts";
-import { initDevice } from "../engine/device.ts";
+import { announceAdapter, initDevice, releaseDevice } from "../engine/device.ts";
 import { loadCheckpoint } from "../engine/nn/checkpoint.ts";
 import { type WriteEntry, writeSafetensors } from "../engine/safetensors.ts";
 import type { ChangeDetector } from "../models/model.ts";
@@ -387,6 +387,7 @@ export async function runPredict(
 
 if (import.meta.main) {
   const flags = parseFlags(Deno.args, PredictFlags, { help: HELP, aliases: { o: "out" } });
+  announceAdapter();
   try {
     const s = await runPredict(flags, progressPrinter("predict", flags.quiet));
     console.log(
@@ -394,6 +395,7 @@ if (import.meta.main) {
         (s.labelled ? ` and error overlays to ${join(s.out, "overlay")}` : "") +
         (s.probs ? `; probabilities to ${s.probs}` : ""),
     );
+    await releaseDevice();
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
     Deno.exit(1);

@@ -1,5 +1,9 @@
 // The one GPU device of the process: adapter choice, the features and limits kernels use, and
-// error reporting that names the op responsible.
+// error reporting that names the op responsible. The backend is chosen deliberately: the engine
+// needs compute shaders with many storage buffers, so only Vulkan, Metal and DX12 are asked for;
+// without them Deno's WebGPU would fall back to OpenGL and run for minutes without a word.
+// releaseDevice() waits for submitted work and destroys the device: a process that ends with work
+// still queued makes Deno panic ("timed out while waiting on the last successful submission").
 
 export interface DeviceInfo {
   description: string;
@@ -16,18 +20,56 @@ let lost: string | null = null;
 
 const WANTED_FEATURES = ["timestamp-query", "shader-f16"] as const;
 
+/** Backends with the compute the kernels need, as DENO_WEBGPU_BACKEND names them. */
+export const COMPUTE_BACKENDS = "vulkan,metal,dx12";
+const UNSUITABLE = ["gl", "gles", "opengl"];
+const INSTALL_HINT = "On a machine without a GPU install Mesa's software Vulkan driver " +
+  "(`apt-get install mesa-vulkan-drivers`, or ./setup.sh); on a GPU machine make sure the Vulkan " +
+  "loader (libvulkan1) and the vendor's Vulkan driver are installed (`vulkaninfo --summary` lists " +
+  "them; VK_ICD_FILENAMES / VK_DRIVER_FILES, when set, must name an existing driver file).";
+
 export class NoAdapterError extends Error {
-  constructor() {
+  constructor(detail = "") {
     super(
-      "No WebGPU adapter found. On a machine without a GPU install Mesa's software Vulkan driver " +
-        "(`apt-get install mesa-vulkan-drivers`); on a GPU machine make sure the Vulkan loader " +
-        "(libvulkan1) and the vendor's Vulkan driver are installed.",
+      `No WebGPU adapter with compute found (backends tried: ${COMPUTE_BACKENDS}; OpenGL is not ` +
+        `used: the kernels need compute shaders with many storage buffers).${detail} ` +
+        INSTALL_HINT,
     );
   }
 }
 
+let announce = false;
+/** Commands call this so the adapter is named on stderr as soon as the device starts. */
+export function announceAdapter(on = true): void {
+  announce = on;
+}
+
+/** Ask Deno's WebGPU for the compute backends only, unless the user chose one; refuse OpenGL. */
+function chooseBackend(): void {
+  let chosen: string | undefined;
+  try {
+    chosen = Deno.env.get("DENO_WEBGPU_BACKEND");
+    if (chosen === undefined) Deno.env.set("DENO_WEBGPU_BACKEND", COMPUTE_BACKENDS);
+  } catch {
+    return; // no env permission: Deno's default order applies
+  }
+  const names = (chosen ?? "").toLowerCase().split(",").map((b) => b.trim());
+  if (names.some((b) => UNSUITABLE.includes(b))) {
+    throw new NoAdapterError(
+      ` DENO_WEBGPU_BACKEND=${chosen} asks for OpenGL; unset it or set it to ${COMPUTE_BACKENDS}.`,
+    );
+  }
+}
+
+/** The API Deno's WebGPU uses here for the chosen backends. */
+function backendName(): string {
+  const os = Deno.build.os;
+  return os === "darwin" ? "Metal" : os === "windows" ? "DX12 or Vulkan" : "Vulkan";
+}
+
 async function create(): Promise<GPUDevice> {
   if (!("gpu" in navigator) || !navigator.gpu) throw new NoAdapterError();
+  chooseBackend();
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) throw new NoAdapterError();
   const features = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
@@ -52,8 +94,10 @@ async function create(): Promise<GPUDevice> {
   } catch {
     device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits });
   }
+  const made = device;
   device.lost.then((i) => {
-    lost = `GPU device lost (${i.reason}): ${i.message}`;
+    // releaseDevice() clears `current` first: its own destroy() is not a loss.
+    if (current === made) lost = `GPU device lost (${i.reason}): ${i.message}`;
   });
   device.addEventListener("uncapturederror", (e) => {
     const err = (e as GPUUncapturedErrorEvent).error;
@@ -69,7 +113,32 @@ async function create(): Promise<GPUDevice> {
     maxWorkgroupStorage: device.limits.maxComputeWorkgroupStorageSize,
   };
   current = device;
+  if (announce) console.error(`adapter: ${describeAdapter()}`);
   return device;
+}
+
+/** One line naming the adapter, its backend and whether it is a CPU (software) driver. */
+export function describeAdapter(): string {
+  const i = deviceInfo();
+  const software = i.isFallback ||
+    /llvmpipe|lavapipe|swiftshader|softpipe|warp/i.test(i.description);
+  return `${i.description} (${backendName()}${
+    software ? "; software driver on the CPU: fine for tests and the demo, slow for training" : ""
+  })`;
+}
+
+/**
+ * Wait for every submitted command buffer, then destroy the device. Call before the process
+ * ends (runCommand does): Deno panics at exit when the queue still holds work. Idempotent; a
+ * later initDevice() starts a fresh device.
+ */
+export async function releaseDevice(): Promise<void> {
+  const d = current;
+  if (!d) return;
+  current = null;
+  devicePromise = null;
+  await d.queue.onSubmittedWorkDone();
+  d.destroy();
 }
 
 const pendingErrors: string[] = [];

@@ -1,0 +1,87 @@
+// Issue 18 item 6, in child processes: without a Vulkan driver a command fails at once with the
+// install hint (instead of falling back to OpenGL and running for minutes), the adapter is named
+// at start-up, OpenGL asked for by the user is refused, and a process that ends with GPU work
+// still queued exits cleanly once it calls releaseDevice() (Deno panicked there, exit 139).
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+async function run(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string }> {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    env: { XDG_RUNTIME_DIR: "/tmp", ...env },
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(120_000),
+  });
+  const r = await cmd.output();
+  const dec = new TextDecoder();
+  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+}
+
+Deno.test("device: no Vulkan driver → exit 1 at once with the install hint, no OpenGL fallback", async () => {
+  const r = await run(["run", "-A", "cli/models.ts"], {
+    VK_ICD_FILENAMES: "/nonexistent/icd.json",
+    VK_DRIVER_FILES: "/nonexistent/icd.json",
+  });
+  assert.equal(r.code, 1, r.out + r.err);
+  assert.match(r.err, /No WebGPU adapter with compute found/);
+  assert.match(r.err, /mesa-vulkan-drivers/);
+  assert.equal(r.out, "", "no table from an OpenGL adapter");
+});
+
+Deno.test("device: DENO_WEBGPU_BACKEND=gl is refused naming the fix", async () => {
+  const r = await run(["run", "-A", "cli/models.ts"], { DENO_WEBGPU_BACKEND: "gl" });
+  assert.equal(r.code, 1, r.out + r.err);
+  assert.match(r.err, /DENO_WEBGPU_BACKEND=gl asks for OpenGL; unset it/);
+});
+
+Deno.test("device: deno task models on a cold shader cache names the adapter first and exits 0", async () => {
+  const cache = await Deno.makeTempDir({ prefix: "cd_mesa_cache_" });
+  try {
+    const r = await run(["run", "-A", "cli/models.ts"], { MESA_SHADER_CACHE_DIR: cache });
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err.split("\n")[0], /^adapter: .+\((Vulkan|Metal|DX12)/);
+    assert.match(r.out, /^fc_ef +1\.351/m);
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("device: releaseDevice() drains a long queue so the process exits 0 (Deno panicked)", async () => {
+  // About 6 s of matmuls on the software adapter, submitted and never read: without the release
+  // Deno's exit waits 5 s for the queue, then panics (exit 1 with "timed out while waiting on the
+  // last successful submission").
+  const dir = await Deno.makeTempDir({ prefix: "cd_exit_" });
+  const script = `${dir}/exit.ts`;
+  const url = (p: string) => new URL(`../../${p}`, import.meta.url).href;
+  await Deno.writeTextFile(
+    script,
+    `import { initDevice, releaseDevice } from "${url("engine/device.ts")}";
+import { matmul } from "${url("engine/ops/matmul.ts")}";
+import { flush } from "${url("engine/recorder.ts")}";
+import { tensor } from "${url("engine/tensor.ts")}";
+await initDevice();
+const a = tensor(new Float32Array(2048 * 2048).fill(1 / 2048), [2048, 2048]);
+let c = a;
+for (let i = 0; i < 3; i++) c = matmul(c, a);
+flush();
+await releaseDevice();
+console.log("released");
+`,
+  );
+  try {
+    const r = await run(["run", "-A", script]);
+    assert.doesNotMatch(r.err, /panicked/);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.trim(), "released");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
