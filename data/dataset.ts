@@ -60,17 +60,34 @@ export function isSplitDir(dir: string): Promise<boolean> {
   return isDir(join(dir, "A"));
 }
 
-/** Files of a folder, hidden ones skipped. */
-async function listNames(dir: string): Promise<string[]> {
+/** Files of a folder, hidden ones skipped; symbolic links count when they lead to a file, and
+ * links that lead nowhere go to `broken`. */
+export async function listNames(dir: string, broken: string[] = []): Promise<string[]> {
   const names: string[] = [];
   for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && !e.name.startsWith(".")) names.push(e.name);
+    if (e.name.startsWith(".")) continue;
+    if (e.isFile) names.push(e.name);
+    else if (e.isSymlink) {
+      const target = await Deno.stat(join(dir, e.name)).catch(() => null);
+      if (target?.isFile) names.push(e.name);
+      else if (!target) broken.push(e.name);
+    }
   }
   return names;
 }
 
 const isPng = (file: string) => extname(file).toLowerCase() === ".png";
 const stem = (file: string) => file.slice(0, -extname(file).length);
+
+/** The PNGs of a folder by stem (".png" in any case: NAME.PNG is NAME); missing folder: empty. */
+export async function pngFiles(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (!(await isDir(dir))) return out;
+  for (const f of (await listNames(dir)).sort()) {
+    if (isPng(f) && !out.has(stem(f))) out.set(stem(f), f);
+  }
+  return out;
+}
 
 /** The pairs of a split folder, named by the PNGs in A, in natural name order. No checks. */
 export async function listSplit(dir: string): Promise<PairFiles[]> {
@@ -81,8 +98,10 @@ export async function listSplit(dir: string): Promise<PairFiles[]> {
       fix: "a split folder holds A/ (time 1), B/ (time 2) and label/ with PNGs of the same names",
     }]);
   }
-  const names = (await listNames(join(dir, "A"))).filter(isPng).map(stem);
-  return names.sort(compareNames).map((n) => pairFiles(dir, n));
+  const [a, b, label] = await Promise.all(FOLDERS.map((f) => pngFiles(join(dir, f))));
+  return [...a.keys()].sort(compareNames).map((n) =>
+    pairFiles(dir, n, { A: a.get(n), B: b.get(n), label: label.get(n) })
+  );
 }
 
 /** Split the training list by the val rule: first `valCount` pairs validate, the rest train. */
@@ -161,9 +180,11 @@ const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gi
 async function scanSplit(dir: string): Promise<{ problems: Problem[]; pairs: PairFiles[] }> {
   const problems: Problem[] = [];
   const present: Record<string, Set<string>> = {};
+  const fileOf: Record<string, Map<string, string>> = {};
   for (const folder of FOLDERS) {
     const path = join(dir, folder);
     present[folder] = new Set();
+    fileOf[folder] = new Map();
     if (!(await isDir(path))) {
       problems.push({
         file: path,
@@ -174,10 +195,19 @@ async function scanSplit(dir: string): Promise<{ problems: Problem[]; pairs: Pai
       });
       continue;
     }
-    for (const file of await listNames(path)) {
+    const broken: string[] = [];
+    for (const file of (await listNames(path, broken)).sort()) {
       const ext = extname(file).toLowerCase();
-      if (ext === ".png") present[folder].add(stem(file));
-      else if (IMAGE_EXTENSIONS.has(ext)) {
+      if (ext === ".png" && fileOf[folder].has(stem(file))) {
+        problems.push({
+          file: join(path, file),
+          problem: `two files for one name: ${fileOf[folder].get(stem(file))} and ${file}`,
+          fix: "keep one of them (extensions are read case-insensitively)",
+        });
+      } else if (ext === ".png") {
+        present[folder].add(stem(file));
+        fileOf[folder].set(stem(file), file);
+      } else if (IMAGE_EXTENSIONS.has(ext)) {
         problems.push({
           file: join(path, file),
           problem: `not a PNG file (${ext})`,
@@ -185,11 +215,22 @@ async function scanSplit(dir: string): Promise<{ problems: Problem[]; pairs: Pai
         });
       }
     }
+    for (const file of broken) {
+      problems.push({
+        file: join(path, file),
+        problem: `symbolic link to a missing file (${await Deno.readLink(join(path, file))})`,
+        fix: "point the link at an existing image, or remove it",
+      });
+    }
   }
   const names = [...new Set(FOLDERS.flatMap((f) => [...present[f]]))].sort(compareNames);
   const pairs: PairFiles[] = [];
   for (const name of names) {
-    const files = pairFiles(dir, name);
+    const files = pairFiles(dir, name, {
+      A: fileOf.A.get(name),
+      B: fileOf.B.get(name),
+      label: fileOf.label.get(name),
+    });
     const missing = FOLDERS.filter((f) => !present[f].has(name));
     if (missing.length === 0) {
       pairs.push(files);

@@ -11,13 +11,16 @@ export interface PairFiles {
   label: string;
 }
 
-export function pairFiles(dir: string, name: string): PairFiles {
+/** The actual file names of a pair where they differ from NAME.png (e.g. NAME.PNG). */
+export type PairFileNames = Partial<Record<"A" | "B" | "label", string>>;
+
+export function pairFiles(dir: string, name: string, files: PairFileNames = {}): PairFiles {
   const file = `${name}.png`;
   return {
     name,
-    a: join(dir, "A", file),
-    b: join(dir, "B", file),
-    label: join(dir, "label", file),
+    a: join(dir, "A", files.A ?? file),
+    b: join(dir, "B", files.B ?? file),
+    label: join(dir, "label", files.label ?? file),
   };
 }
 

@@ -1,0 +1,59 @@
+// Issue 18 items 7–9 on the data side: files that were read wrongly or refused wrongly —
+// symbolic links, upper-case extensions, a data root that does not exist, an empty test/,
+// no validation pairs, 12-bit data in 16-bit PNGs, alpha and grayscale-with-RGB pairs.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { checkSplit, DatasetError, listSplit } from "../../data/dataset.ts";
+import { loadSample } from "../../data/sample.ts";
+import { writePair, writeSplit } from "./make_pairs.ts";
+
+async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "cd_odd_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function datasetError(p: Promise<unknown>): Promise<DatasetError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof DatasetError, `expected a DatasetError, got ${e}`);
+    return e;
+  }
+  throw new Error("expected a DatasetError");
+}
+
+Deno.test("odd files: symlinked images are followed and .PNG is a PNG", async () => {
+  await withTemp(async (root) => {
+    const split = join(root, "val");
+    await writeSplit(split, 2);
+    // A/1.png becomes a link to a copy elsewhere; B/2.png is renamed 2.PNG; label/2 → 2.Png.
+    const elsewhere = join(root, "store");
+    await Deno.mkdir(elsewhere);
+    await Deno.rename(join(split, "A", "1.png"), join(elsewhere, "a1.png"));
+    await Deno.symlink(join(elsewhere, "a1.png"), join(split, "A", "1.png"));
+    await Deno.rename(join(split, "B", "2.png"), join(split, "B", "2.PNG"));
+    await Deno.rename(join(split, "label", "2.png"), join(split, "label", "2.Png"));
+    await writePair(split, "3");
+    await Deno.rename(join(split, "A", "3.png"), join(split, "A", "3.PNG"));
+    const pairs = await checkSplit(split);
+    assert.deepStrictEqual(pairs.map((p) => p.name), ["1", "2", "3"]);
+    assert.equal(pairs[1].b, join(split, "B", "2.PNG"));
+    assert.equal(pairs[1].label, join(split, "label", "2.Png"));
+    for (const p of pairs) assert.equal((await loadSample(p)).width, 8);
+    const listed = await listSplit(split);
+    assert.deepStrictEqual(listed.map((p) => p.a), pairs.map((p) => p.a));
+    // A dangling link is a missing file, and two spellings of one name are named.
+    await Deno.symlink(join(elsewhere, "gone.png"), join(split, "A", "4.png"));
+    await writePair(split, "5");
+    await Deno.copyFile(join(split, "A", "5.png"), join(split, "A", "5.PNG"));
+    const err = await datasetError(checkSplit(split));
+    assert.match(err.message, /A\/5\.png: two files for one name: 5\.PNG and 5\.png/);
+    assert.match(err.message, /A\/4\.png: symbolic link to a missing file \(.*gone\.png\)/);
+    assert.equal(err.problems.length, 2, err.message);
+  });
+});
