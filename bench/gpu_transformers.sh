@@ -7,24 +7,35 @@
 # recipe's loss (OHEM for Changer) and the peak memory of each, all in one call.
 # train: each model trains ITERS steps on a synthetic benchmark (SIZE², PAIRS pairs) with its
 # recipe and reports validation mIoU every VAL_EVERY steps.
-# Env: MODELS, PART (speed | train), ITERS (600), PAIRS (1000), SIZE (256), VAL_EVERY (150)
+# PART=all does both in one call (speed without compile, training, then compile).
+# Env: MODELS, PART (speed | train | compile | all), ITERS (600), PAIRS (1000), SIZE (256), VAL_EVERY (150)
 set -uo pipefail
 out=${1:-bench-out}; mkdir -p "$out"
 models=${MODELS:-bit_r18 changeformer_mit_b0 changer_ex_mit_b0}
 export PYTHONUNBUFFERED=1 NO_COLOR=1
-if [ "${PART:-speed}" = speed ]; then
+part=${PART:-speed}
+if [ "$part" = all ]; then # one call: speed without compile, training runs, then compile
+  PART=speed NO_COMPILE=1 bash "$0" "$out"
+  PART=train bash "$0" "$out"
+  PART=compile bash "$0" "$out"
+  exit
+fi
+if [ "$part" = speed ]; then
   nvidia-smi --query-gpu=name,clocks.sm,memory.used --format=csv | tee "$out/gpu.txt"
   for m in $models; do # eager and ours first: compiling takes minutes
     echo "== $m"
     timeout 150 python3 bench/reference/train_step.py --model "$m" | tee -a "$out/step.jsonl"
     timeout 150 deno run -A bench/gpu_train_step.ts --models "$m" | tee -a "$out/step.jsonl"
   done
+fi
+if [ "$part" = compile ] || { [ "$part" = speed ] && [ -z "${NO_COMPILE:-}" ]; }; then
   for m in $models; do
     echo "== $m, torch.compile"
     timeout 240 python3 bench/reference/train_step.py --model "$m" --compile --iters 10 2>&1 |
       tee -a "$out/step.jsonl"
   done
-else
+fi
+if [ "$part" = train ]; then
   iters=${ITERS:-600}; pairs=${PAIRS:-1000}; size=${SIZE:-256}; every=${VAL_EVERY:-150}
   data=/tmp/cd-synth-$size
   t0=$SECONDS
@@ -40,7 +51,7 @@ print('all-unchanged baseline mIoU %.2f over %d val pairs' % (100 * sum((1 - c +
 " | tee "$out/baseline.txt"
   for m in $models; do
     run="/tmp/cd-run-$m"; rm -rf "$run"; t0=$SECONDS
-    timeout 400 deno run -A cli/train.ts --model "$m" --data "$data" --out "$run" --iters "$iters" \
+    timeout "${TRAIN_TIMEOUT:-150}" deno run -A cli/train.ts --model "$m" --data "$data" --out "$run" --iters "$iters" \
       --batch 8 --val-every "$every" --log-every 50 --seed 0 > "$out/train_$m.txt" 2>&1
     echo "$m: exit $?, $((SECONDS - t0)) s"
     cp "$run/log.jsonl" "$out/log_$m.jsonl" 2>/dev/null
