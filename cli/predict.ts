@@ -1,12 +1,13 @@
-// deno task predict --model NAME --weights FILE --data DIR --out DIR [--probs FILE]
+// deno task predict --weights FILE --data DIR --out DIR [--model NAME] [--probs FILE]
 // Change masks for every pair of a folder (whole scenes by sliding window), error overlays where
-// labels exist, and optionally the probabilities. Everything is checked before anything is
-// written, and outputs go to a hidden folder beside OUT that is renamed into place at the end,
-// so a failure never leaves a partial OUT behind.
+// labels exist, and optionally the probabilities. Every input file is checked (decoded) before
+// the model runs; outputs go to a folder beside OUT that is renamed into place at the end, so a
+// bad input never leaves a partial OUT behind. A pair that still fails mid-run (the model, a
+// file changed meanwhile) is reported at the end, and the pairs that finished are kept.
 
-import { basename, dirname, extname, join, resolve } from "node:path";
+import { basename, dirname, extname, isAbsolute, join, relative, resolve } from "node:path";
 import { z } from "zod";
-import { checkSplit, DatasetError, isSplitDir, listSplit, type Problem } from "../data/dataset.ts";
+import { checkSplit, DatasetError, listSplit, type Problem } from "../data/dataset.ts";
 import { binarizeLabel } from "../data/label.ts";
 import { compareNames, type PairFiles, pairFiles } from "../data/pair_files.ts";
 import {
@@ -17,7 +18,7 @@ import {
   writeGrayPng,
   writeRgbPng,
 } from "../data/png.ts";
-import { announceAdapter, initDevice, releaseDevice } from "../engine/device.ts";
+import { initDevice } from "../engine/device.ts";
 import { loadCheckpoint } from "../engine/nn/checkpoint.ts";
 import { type WriteEntry, writeSafetensors } from "../engine/safetensors.ts";
 import type { ChangeDetector } from "../models/model.ts";
@@ -32,26 +33,35 @@ import {
   predictProbability,
 } from "../train/predict.ts";
 import { parseFlags } from "./args.ts";
+import { resolveDataSplit, resolveModelName } from "./inputs.ts";
 
 const HELP = `Predict change masks for every image pair of a folder.
 
 Usage:
-  deno task predict --model NAME --weights FILE --data DIR --out DIR [--probs FILE]
+  deno task predict --weights FILE --data DIR --out DIR [--model NAME] [--probs FILE]
 
-DIR holds A/ (time 1) and B/ (time 2) PNGs of the same names, and optionally label/ (0/255 or
-0/1). Writes OUT/NAME.png (0 unchanged, 255 changed) and, where labels exist,
+DIR is a split folder holding A/ (time 1) and B/ (time 2) PNGs of the same names, and
+optionally label/ (0/255 or 0/1), or a dataset root holding train/, val/, test/; then --split
+picks one (default test), as for deno task eval. Every file is decoded and checked before the
+model runs. Writes OUT/NAME.png (0 unchanged, 255 changed) and, where labels exist,
 OUT/overlay/NAME.png: image B with missed changes in red, false alarms in blue and found
 changes in white. Images larger than a tile run as a sliding window whose overlapping
-probabilities are averaged, so a whole scene is predicted in one call.
+probabilities are averaged, so a whole scene is predicted in one call; sides that are not a
+multiple of the model's size divisor are padded for the model and cropped back. Tile and
+batch shrink where the adapter's buffer limits require it (said on stderr). If a pair fails
+mid-run, the others are still written and the failures are listed at the end (exit 1).
 
 Flags:
-  --model NAME       ${Object.keys(MODELS).join(", ")} (required)
-  --weights FILE     safetensors checkpoint of that model (required)
-  --data DIR         folder with A/, B/ and optionally label/ (required)
-  --out DIR          output folder; must be new or empty unless --overwrite (required)
+  --weights FILE     safetensors checkpoint (required)
+  --data DIR         split folder, or dataset root with --split (required)
+  --out DIR          output folder; must be new or empty unless --overwrite (required); created
+                     with the usual permissions (umask)
+  --model NAME       ${Object.keys(MODELS).join(", ")}
+                     (default: the model the checkpoint records; the flag overrides it)
+  --split S          train, val or test, for a dataset root (default test)
   --probs FILE       also write a safetensors file with prob.NAME = [H, W] float32 change
                      probabilities (sigmoid of 1-channel models, softmax channel 1 of 2-channel
-                     ones); every map is held in memory until the end
+                     ones); every map is held in memory until the end; may lie inside OUT
   --tile N           tile side in pixels (default ${DEFAULT_TILE}); smaller images run whole
   --overlap N        pixels shared by neighbouring tiles (default ${DEFAULT_OVERLAP})
   --batch N          tiles per forward pass (default ${DEFAULT_BATCH})
@@ -65,10 +75,11 @@ Flags:
 const modelNames = Object.keys(MODELS) as [string, ...string[]];
 
 export const PredictFlags = z.object({
-  model: z.enum(modelNames),
   weights: z.string().min(1),
   data: z.string().min(1),
   out: z.string().min(1),
+  model: z.enum(modelNames).optional(),
+  split: z.enum(["train", "val", "test"]).optional(),
   probs: z.string().min(1).optional(),
   tile: z.number().int().min(1).default(DEFAULT_TILE),
   overlap: z.number().int().min(0).default(DEFAULT_OVERLAP),
@@ -168,7 +179,7 @@ async function pngSize(path: string): Promise<{ width: number; height: number }>
   }
 }
 
-/** A/ and B/ without labels: partners, file types and sizes (from the PNG headers). */
+/** A/ and B/ without labels: partners, file types, sizes, and every image decoded. */
 async function checkUnlabelled(dir: string): Promise<PairFiles[]> {
   const problems: Problem[] = [];
   const names: Record<"A" | "B", Set<string>> = { A: new Set(), B: new Set() };
@@ -214,7 +225,11 @@ async function checkUnlabelled(dir: string): Promise<PairFiles[]> {
     const sizes = [];
     for (const file of [p.a, p.b]) {
       try {
-        sizes.push(await pngSize(file));
+        // The header first (cheap, names a non-PNG), then the whole file: a truncated or
+        // corrupt image must stop the run here, not after other pairs were predicted.
+        await pngSize(file);
+        const { width, height } = await readRgbPng(file);
+        sizes.push({ width, height });
       } catch (e) {
         const problem = e instanceof PngError ? e.problem : (e as Error).message;
         problems.push({ file, problem, fix: "re-export the file as an 8-bit RGB PNG" });
@@ -244,15 +259,19 @@ async function checkUnlabelled(dir: string): Promise<PairFiles[]> {
   return pairs;
 }
 
-/** The pairs of DIR, checked: with label/ every file is decoded and labels must be binary. */
+/** The pairs of DIR, checked: every file decoded, labels (where label/ exists) binary. `only`
+ * keeps just those names (the carved val split). */
 export async function checkPredictFolder(
   dir: string,
+  only: Set<string> | null = null,
 ): Promise<{ pairs: PairFiles[]; labelled: boolean }> {
-  if (!(await isSplitDir(dir))) await listSplit(dir); // throws the layout hint
+  await listSplit(dir); // throws the layout hint when A/ is missing
+  const keep = <T extends PairFiles>(pairs: T[]) =>
+    only ? pairs.filter((p) => only.has(p.name)) : pairs;
   if ((await statOrNull(join(dir, "label")))?.isDirectory) {
-    return { pairs: await checkSplit(dir), labelled: true };
+    return { pairs: keep(await checkSplit(dir)), labelled: true };
   }
-  return { pairs: await checkUnlabelled(dir), labelled: false };
+  return { pairs: keep(await checkUnlabelled(dir)), labelled: false };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,7 +293,25 @@ async function checkOutFolder(out: string, overwrite: boolean): Promise<void> {
   }
 }
 
-async function checkProbsPath(path: string): Promise<void> {
+/** --probs relative to OUT when it lies inside OUT (then it is written into the staged folder,
+ * which replaces OUT: written beside the old OUT it was deleted with it), else null. */
+function probsInsideOut(probs: string, out: string): string | null {
+  const rel = relative(resolve(out), resolve(probs));
+  return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? rel : null;
+}
+
+async function checkProbsPath(path: string, out: string): Promise<void> {
+  const inside = probsInsideOut(path, out);
+  if (inside !== null) {
+    if (extname(inside).toLowerCase() === ".png" || inside.split(/[\\/]/)[0] === "overlay") {
+      throw new Error(
+        `${path}: inside --out it would clash with the masks or overlays; ` +
+          `name it e.g. ${join(out, "probs.safetensors")} (--probs)`,
+      );
+    }
+    return; // its folders are made in the staged OUT
+  }
+  if (resolve(path) === resolve(out)) throw new Error(`${path}: is --out itself (--probs)`);
   const st = await statOrNull(path);
   if (st?.isDirectory) throw new Error(`${path}: is a folder; --probs takes a file name`);
   const parent = await statOrNull(dirname(resolve(path)));
@@ -292,7 +329,9 @@ async function stageBeside(out: string): Promise<Staging> {
   const created: string[] = [];
   for (let d = parent; !(await statOrNull(d)); d = dirname(d)) created.unshift(d);
   await Deno.mkdir(parent, { recursive: true });
-  const dir = await Deno.makeTempDir({ dir: parent, prefix: `.${basename(out)}.partial-` });
+  // Deno.mkdir leaves the mode to the umask, as train's run folders (makeTempDir made it 0700).
+  const dir = join(parent, `.${basename(out)}.partial-${crypto.randomUUID().slice(0, 8)}`);
+  await Deno.mkdir(dir);
   return { dir, created };
 }
 
@@ -314,64 +353,84 @@ async function commit(s: Staging, out: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 
 export interface PredictSummary {
+  /** Pairs written. */
   images: number;
   labelled: boolean;
   out: string;
   probs?: string;
+  /** The model that ran (--model, or the one the checkpoint records). */
+  model: string;
+  /** Pairs that failed mid-run (the rest were written), with the reason. */
+  failed: { file: string; message: string }[];
 }
 
-/** The whole command after flag parsing; throws an error naming the file at fault. */
+/** Hooks for the command's output: progress per pair, and planning notes (smaller tile or
+ * batch for the adapter's limits), each once. */
+export interface PredictHooks {
+  onProgress?: (done: number, total: number) => void;
+  onNote?: (note: string) => void;
+}
+
+/** The whole command after flag parsing. Bad input throws an error naming the file, before
+ * anything is written; a pair failing mid-run is listed in `failed` and the rest are written
+ * (when every pair fails, nothing is written and the error lists them). */
 export async function runPredict(
   opts: PredictOptions,
-  onProgress?: (done: number, total: number) => void,
+  hooks: PredictHooks | ((done: number, total: number) => void) = {},
 ): Promise<PredictSummary> {
-  modelEntry(opts.model);
-  if (!(await statOrNull(opts.weights))) {
-    throw new Error(`${opts.weights}: weights file not found (--weights)`);
-  }
-  const { pairs, labelled } = await checkPredictFolder(opts.data);
+  const { onProgress, onNote } = typeof hooks === "function" ? { onProgress: hooks } : hooks;
+  const name = await resolveModelName(opts.model, opts.weights);
+  const where = await resolveDataSplit(opts.data, opts.split);
+  const { pairs, labelled } = await checkPredictFolder(where.dir, where.only);
   await checkOutFolder(opts.out, opts.overwrite);
-  if (opts.probs) await checkProbsPath(opts.probs);
-  const { entry, model } = await loadTrainedModel(opts.model, opts.weights);
+  if (opts.probs) await checkProbsPath(opts.probs, opts.out);
+  const { entry, model } = await loadTrainedModel(name, opts.weights);
+  const failed: PredictSummary["failed"] = [];
   let staging: Staging | null = null;
   try {
     staging = await stageBeside(opts.out);
     if (labelled) await Deno.mkdir(join(staging.dir, "overlay"));
     const probs = new Map<string, WriteEntry>();
-    const window = { tile: opts.tile, overlap: opts.overlap, batch: opts.batch };
+    const notes = new Set<string>();
+    const window = {
+      tile: opts.tile,
+      overlap: opts.overlap,
+      batch: opts.batch,
+      sizeDivisor: entry.sizeDivisor,
+      onNote: (n: string) => {
+        if (!notes.has(n)) onNote?.(n);
+        notes.add(n);
+      },
+    };
     for (const [i, pair] of pairs.entries()) {
-      const [a, b] = [await readRgbPng(pair.a), await readRgbPng(pair.b)];
-      const { width, height } = a;
-      const images = {
-        width,
-        height,
-        a: normalizeImage(a, entry.normalize),
-        b: normalizeImage(b, entry.normalize),
-      };
-      let prob: Float32Array;
       try {
-        prob = await predictProbability(model, images, window);
+        const prob = await predictPair(entry, model, pair, window);
+        await writePair(staging.dir, pair, prob, labelled, opts.threshold);
+        if (opts.probs) {
+          probs.set(`prob.${pair.name}`, {
+            dtype: "F32",
+            shape: [prob.height, prob.width],
+            data: prob.data,
+          });
+        }
       } catch (e) {
-        throw new Error(
-          `${pair.a}: the model failed on this ${width}×${height} pair: ${(e as Error).message}`,
-        );
-      }
-      const mask = maskOf(prob, opts.threshold);
-      const png = Uint8Array.from(mask, (v) => v * 255);
-      await writeGrayPng(join(staging.dir, `${pair.name}.png`), { width, height, data: png });
-      if (labelled) {
-        const label = binarizeLabel((await readGrayPng(pair.label)).data);
-        const overlay = errorOverlay(b, label, mask);
-        await writeRgbPng(join(staging.dir, "overlay", `${pair.name}.png`), overlay);
-      }
-      if (opts.probs) {
-        probs.set(`prob.${pair.name}`, { dtype: "F32", shape: [height, width], data: prob });
+        const m = (e as Error).message;
+        const named = [pair.a, pair.b, pair.label].some((f) => m.includes(f));
+        failed.push({ file: pair.a, message: named ? m : `${pair.a}: ${m}` });
       }
       onProgress?.(i + 1, pairs.length);
     }
+    if (failed.length === pairs.length) {
+      throw new Error(
+        `every pair failed, nothing written:\n${failed.map((f) => `  ${f.message}`).join("\n")}`,
+      );
+    }
     if (opts.probs) {
-      writeSafetensors(opts.probs, probs, {
-        model: opts.model,
+      const inside = probsInsideOut(opts.probs, opts.out);
+      const file = inside === null ? opts.probs : join(staging.dir, inside);
+      await Deno.mkdir(dirname(file), { recursive: true });
+      writeSafetensors(file, probs, {
+        model: name,
         weights: basename(opts.weights),
         content: "change probability per image, [H, W] float32",
       });
@@ -382,20 +441,78 @@ export async function runPredict(
     if (staging) await abandon(staging);
     model.dispose();
   }
-  return { images: pairs.length, labelled, out: opts.out, probs: opts.probs };
+  return {
+    images: pairs.length - failed.length,
+    labelled,
+    out: opts.out,
+    probs: opts.probs,
+    model: name,
+    failed,
+  };
+}
+
+/** One pair's change probabilities, [H, W]; errors name the pair's file. */
+async function predictPair(
+  entry: ModelEntry,
+  model: ChangeDetector,
+  pair: PairFiles,
+  window: Parameters<typeof predictProbability>[2],
+): Promise<{ width: number; height: number; data: Float32Array }> {
+  const [a, b] = [await readRgbPng(pair.a), await readRgbPng(pair.b)];
+  const { width, height } = a;
+  const images = {
+    width,
+    height,
+    a: normalizeImage(a, entry.normalize),
+    b: normalizeImage(b, entry.normalize),
+  };
+  try {
+    return { width, height, data: await predictProbability(model, images, window) };
+  } catch (e) {
+    throw new Error(
+      `${pair.a}: the model failed on this ${width}×${height} pair: ${(e as Error).message}`,
+    );
+  }
+}
+
+/** The mask, and where labels exist the error overlay, of one pair into `dir`. */
+async function writePair(
+  dir: string,
+  pair: PairFiles,
+  prob: { width: number; height: number; data: Float32Array },
+  labelled: boolean,
+  threshold: number,
+): Promise<void> {
+  const { width, height } = prob;
+  const mask = maskOf(prob.data, threshold);
+  const png = Uint8Array.from(mask, (v) => v * 255);
+  await writeGrayPng(join(dir, `${pair.name}.png`), { width, height, data: png });
+  if (labelled) {
+    const label = binarizeLabel((await readGrayPng(pair.label)).data);
+    const overlay = errorOverlay(await readRgbPng(pair.b), label, mask);
+    await writeRgbPng(join(dir, "overlay", `${pair.name}.png`), overlay);
+  }
 }
 
 if (import.meta.main) {
   const flags = parseFlags(Deno.args, PredictFlags, { help: HELP, aliases: { o: "out" } });
-  announceAdapter();
   try {
-    const s = await runPredict(flags, progressPrinter("predict", flags.quiet));
+    const s = await runPredict(flags, {
+      onProgress: progressPrinter("predict", flags.quiet),
+      onNote: (n) => flags.quiet || console.error(`note: ${n}`),
+    });
     console.log(
-      `wrote ${s.images} mask${s.images === 1 ? "" : "s"} to ${s.out}` +
+      `wrote ${s.images} mask${s.images === 1 ? "" : "s"} (${s.model}) to ${s.out}` +
         (s.labelled ? ` and error overlays to ${join(s.out, "overlay")}` : "") +
         (s.probs ? `; probabilities to ${s.probs}` : ""),
     );
-    await releaseDevice();
+    if (s.failed.length) {
+      console.error(
+        `error: ${s.failed.length} pair${s.failed.length === 1 ? "" : "s"} failed ` +
+          `(the others are written):\n${s.failed.map((f) => `  ${f.message}`).join("\n")}`,
+      );
+      Deno.exit(1);
+    }
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
     Deno.exit(1);

@@ -10,6 +10,7 @@ export interface DeviceInfo {
   isFallback: boolean;
   features: string[];
   maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
   maxWorkgroupStorage: number;
 }
 
@@ -110,6 +111,7 @@ async function create(): Promise<GPUDevice> {
       false,
     features: [...device.features],
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+    maxBufferSize: device.limits.maxBufferSize,
     maxWorkgroupStorage: device.limits.maxComputeWorkgroupStorageSize,
   };
   current = device;

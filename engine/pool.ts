@@ -35,8 +35,11 @@ class BufferPool {
   peakBytes = 0;
   #liveBytes = 0;
   peakLiveBytes = 0;
+  /** Largest single request so far (train/window_plan.ts reads it around a dry forward). */
+  largestRequest = 0;
 
   acquire(bytes: number, label = "tensor"): GPUBuffer {
+    this.largestRequest = Math.max(this.largestRequest, bytes);
     const size = sizeClass(bytes);
     const list = this.#free.get(size);
     let buf = list?.pop();

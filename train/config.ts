@@ -2,6 +2,7 @@
 // so every key can be set either way, and unknown keys or bad values are refused by name.
 
 import { z } from "zod";
+import { MODELS } from "../models/registry.ts";
 
 export const TrainConfigSchema = z.object({
   model: z.string().describe("registry name (deno task models lists them)"),
@@ -55,7 +56,8 @@ export function parseConfigObject(obj: unknown, file: string): Partial<TrainConf
 }
 
 /** Validation and test inference window for a run: whole images up to the training size,
- * larger ones by sliding window with 1/8 overlap. */
-export function evalWindow(cfg: Pick<TrainConfig, "batch" | "size">) {
-  return { batch: cfg.batch, tile: cfg.size, overlap: Math.floor(cfg.size / 8) };
+ * larger ones by sliding window with 1/8 overlap; inputs pad to the model's size divisor. */
+export function evalWindow(cfg: Pick<TrainConfig, "batch" | "size"> & { model?: string }) {
+  const sizeDivisor = cfg.model ? MODELS[cfg.model]?.sizeDivisor : undefined;
+  return { batch: cfg.batch, tile: cfg.size, overlap: Math.floor(cfg.size / 8), sizeDivisor };
 }

@@ -29,6 +29,7 @@ import {
   checkWindowOptions,
   forwardProbability,
   inEvalMode,
+  planFor,
   predictProbability,
   type WindowOptions,
 } from "./predict.ts";
@@ -40,8 +41,18 @@ export interface EvaluateOptions extends WindowOptions {
   normalize?: Normalize;
   /** Decode workers (default: cores − 1, at most 8). */
   workers?: number;
-  /** Called after each image is counted. */
+  /** Called after each image is counted (or has failed, with keepGoing). */
   onProgress?: (done: number, total: number) => void;
+  /** A pair that fails (unreadable, or the model fails on it) is listed in `failed` and the
+   * rest still count, instead of the first failure ending the run (the eval command). */
+  keepGoing?: boolean;
+}
+
+/** A pair left out of the metrics because it failed, with the reason. */
+export interface FailedPair {
+  name: string;
+  file: string;
+  message: string;
 }
 
 export interface ImageResult {
@@ -55,8 +66,10 @@ export interface ImageResult {
 
 export interface Evaluation {
   report: MetricsReport;
-  /** One entry per pair, in the order given. */
+  /** One entry per pair counted, in the order given. */
   perImage: ImageResult[];
+  /** Pairs that failed (only with keepGoing; otherwise the first failure throws). */
+  failed: FailedPair[];
 }
 
 /** Per-image counts of probabilities [n, 1, H, W] against 0/1 labels [n·H·W], on the GPU. */
@@ -92,6 +105,7 @@ async function countBatch(
   model: ChangeDetector,
   group: SampleTensors[],
   threshold: number,
+  sizeDivisor: number,
 ): Promise<Confusion[]> {
   const { width, height } = group[0];
   const plane = width * height, n = group.length;
@@ -102,7 +116,7 @@ async function countBatch(
     b.set(s.b, k * 3 * plane);
     labels.set(s.label, k * plane);
   });
-  const prob = forwardProbability(model, a, b, n, height, width);
+  const prob = forwardProbability(model, a, b, n, height, width, sizeDivisor);
   try {
     return await readCounts(countOnGpu(prob, labels, threshold));
   } finally {
@@ -114,7 +128,7 @@ async function countBatch(
 async function countTiled(
   model: ChangeDetector,
   s: SampleTensors,
-  window: Required<WindowOptions>,
+  window: WindowOptions,
   threshold: number,
 ): Promise<Confusion> {
   const p = await predictProbability(model, s, window);
@@ -128,8 +142,9 @@ async function countTiled(
 
 /**
  * Run `model` (eval mode; its training mode is restored afterwards) over `pairs` and report the
- * metrics. Pairs of the same size that fit in a tile run `batch` at a time; a larger pair runs by
- * sliding window. Bad files fail with an error naming the file.
+ * metrics. Pairs of the same size that fit in a tile run up to `batch` at a time (fewer where
+ * the adapter's buffer limits say so); a larger pair runs by sliding window. Bad files fail
+ * with an error naming the file, or with keepGoing are listed in `failed` while the rest count.
  */
 export async function evaluateModel(
   model: ChangeDetector,
@@ -137,11 +152,12 @@ export async function evaluateModel(
   opts: EvaluateOptions = {},
 ): Promise<Evaluation> {
   const window = checkWindowOptions(opts);
-  const { threshold = 0.5, normalize = IMAGENET_NORM, onProgress } = opts;
+  const { threshold = 0.5, normalize = IMAGENET_NORM, onProgress, keepGoing = false } = opts;
   if (!(threshold >= 0 && threshold <= 1)) throw new Error(`threshold ${threshold}: not in [0, 1]`);
   return await inEvalMode(model, async () => {
     const perImage: ImageResult[] = [];
-    if (pairs.length === 0) return { report: evaluate([]), perImage };
+    const failed: FailedPair[] = [];
+    if (pairs.length === 0) return { report: evaluate([]), perImage, failed };
     const pool = new WorkerPool<DecodeRequest, DecodeResult>(
       new URL("../data/decode_worker.ts", import.meta.url),
       Math.min(pairs.length, opts.workers ?? defaultWorkerCount()),
@@ -160,42 +176,77 @@ export async function evaluateModel(
       decoding.delete(i);
       return p;
     };
+    const progress = () => onProgress?.(perImage.length + failed.length, pairs.length);
     const done = (list: Confusion[], names: string[]) => {
       list.forEach((c, k) => perImage.push(resultOf(names[k], c)));
-      onProgress?.(perImage.length, pairs.length);
+      progress();
     };
+    /** Run `fn` for the pairs at `indices`; a failure throws or, with keepGoing, is listed. */
+    const attempt = async (indices: number[], fn: () => Promise<Confusion[]>) => {
+      try {
+        done(await withPairName(pairs[indices[0]], indices.length, fn), indices.map(nameAt));
+      } catch (e) {
+        if (!keepGoing) throw e;
+        if (indices.length > 1) throw e; // callers retry a batch pair by pair
+        const pair = pairs[indices[0]];
+        failed.push({ name: pair.name, file: pair.a, message: (e as Error).message });
+        progress();
+      }
+    };
+    const nameAt = (i: number) => pairs[i].name;
     let group: SampleTensors[] = [];
     let groupStart = 0;
+    let groupBatch = window.batch;
     const flush = async () => {
       if (group.length === 0) return;
-      const counts = await withPairName(
-        pairs[groupStart],
-        group.length,
-        () => countBatch(model, group, threshold),
-      );
-      done(counts, group.map((s) => s.name));
+      const g = group, first = groupStart;
       group = [];
+      const indices = g.map((_, k) => first + k);
+      try {
+        await attempt(indices, () => countBatch(model, g, threshold, window.sizeDivisor));
+      } catch (e) {
+        if (!keepGoing) throw e;
+        // Which pair of the batch failed is unknown: run them one at a time.
+        for (const [k, s] of g.entries()) {
+          await attempt(
+            [first + k],
+            () => countBatch(model, [s], threshold, window.sizeDivisor),
+          );
+        }
+      }
     };
     try {
       for (let i = 0; i < pairs.length; i++) {
-        const s = await take(i);
-        if (s.width <= window.tile && s.height <= window.tile) {
-          const fits = group.length < window.batch && group.length > 0 &&
+        let s: SampleTensors;
+        try {
+          s = await take(i);
+        } catch (e) {
+          if (!keepGoing) throw e;
+          await flush(); // keeps the listed order: earlier pairs first
+          failed.push({ name: pairs[i].name, file: pairs[i].a, message: (e as Error).message });
+          progress();
+          continue;
+        }
+        const plan = planFor(model, s.width, s.height, opts);
+        if (s.width <= plan.tile && s.height <= plan.tile) {
+          const fits = group.length < groupBatch && group.length > 0 &&
             group[0].width === s.width && group[0].height === s.height;
           if (!fits) await flush();
-          if (group.length === 0) groupStart = i;
+          if (group.length === 0) {
+            groupStart = i;
+            groupBatch = plan.batch;
+          }
           group.push(s);
         } else {
           await flush();
-          const c = await withPairName(pairs[i], 1, () => countTiled(model, s, window, threshold));
-          done([c], [s.name]);
+          await attempt([i], async () => [await countTiled(model, s, opts, threshold)]);
         }
       }
       await flush();
     } finally {
       pool.close();
     }
-    return { report: evaluate(perImage.map((r) => r.counts)), perImage };
+    return { report: evaluate(perImage.map((r) => r.counts)), perImage, failed };
   });
 }
 

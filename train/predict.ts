@@ -2,6 +2,10 @@
 // one runs as a sliding window of tile×tile crops (batched), and the change probabilities of
 // overlapping tiles are averaged. Shared by `deno task predict` and the evaluator so that the
 // masks predict writes and the counts eval reports come from the very same probabilities.
+// Every forward pads its input on the bottom and right to the model's size divisor (zeros after
+// normalisation, as mmseg's size_divisor with pad_val 0) and crops the output back, so sizes
+// like 100×70 run; tiles and batches are planned within the adapter's buffer limits
+// (train/window_plan.ts).
 
 import { type Normalize, toChw } from "../data/sample.ts";
 import type { RgbImage } from "../data/png.ts";
@@ -12,6 +16,14 @@ import { softmax } from "../engine/ops/softmax.ts";
 import { scope } from "../engine/scope.ts";
 import { type Tensor, tensor } from "../engine/tensor.ts";
 import type { ChangeDetector } from "../models/model.ts";
+import {
+  type BufferLimits,
+  deviceLimits,
+  measureBytesPerPixel,
+  padSide,
+  planWindow,
+  type WindowPlan,
+} from "./window_plan.ts";
 
 export const DEFAULT_TILE = 512;
 export const DEFAULT_OVERLAP = 64;
@@ -24,6 +36,12 @@ export interface WindowOptions {
   overlap?: number;
   /** Tiles (or whole images) per forward pass (default 4). */
   batch?: number;
+  /** The model's registry `sizeDivisor`: inputs pad to multiples of it (default 1: none). */
+  sizeDivisor?: number;
+  /** Buffer limits to plan within (default: the device's; tests pass small ones). */
+  limits?: BufferLimits;
+  /** Told when the plan differs from the options (smaller batch or tile), once per reason. */
+  onNote?: (note: string) => void;
 }
 
 /** A pair ready for the model: A and B as [3, H, W] float32, normalised. */
@@ -42,14 +60,44 @@ export interface Window {
   height: number;
 }
 
-export function checkWindowOptions(opts: WindowOptions): Required<WindowOptions> {
+export interface CheckedWindow {
+  tile: number;
+  overlap: number;
+  batch: number;
+  sizeDivisor: number;
+}
+
+export function checkWindowOptions(opts: WindowOptions): CheckedWindow {
   const { tile = DEFAULT_TILE, overlap = DEFAULT_OVERLAP, batch = DEFAULT_BATCH } = opts;
+  const sizeDivisor = opts.sizeDivisor ?? 1;
+  if (!Number.isInteger(sizeDivisor) || sizeDivisor < 1) {
+    throw new Error(`sizeDivisor ${sizeDivisor}: expected a whole number ≥ 1`);
+  }
   if (!Number.isInteger(tile) || tile < 1) throw new Error(`tile ${tile}: expected a size ≥ 1`);
   if (!Number.isInteger(overlap) || overlap < 0 || overlap >= tile) {
     throw new Error(`overlap ${overlap}: expected a whole number from 0 to tile − 1 (${tile - 1})`);
   }
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`batch ${batch}: expected ≥ 1`);
-  return { tile, overlap, batch };
+  return { tile, overlap, batch, sizeDivisor };
+}
+
+/** The tile, overlap and batch for a width×height image of `model` on this adapter. */
+export function planFor(
+  model: ChangeDetector,
+  width: number,
+  height: number,
+  opts: WindowOptions,
+): WindowPlan {
+  const w = checkWindowOptions(opts);
+  const plan = planWindow({
+    width,
+    height,
+    ...w,
+    bytesPerPixel: measureBytesPerPixel(model, w.sizeDivisor),
+    limits: opts.limits ?? deviceLimits(),
+  });
+  if (plan.note) opts.onNote?.(plan.note);
+  return plan;
 }
 
 /** Tile starts along one axis: [0] when the side fits in a tile; else steps of tile − overlap
@@ -112,8 +160,30 @@ export function changeProbability(logits: Tensor): Tensor {
   return c === 1 ? sigmoid(logits) : slice(softmax(logits, 1), 1, 1, 2);
 }
 
+/** [n, c, H, W] → [n, c, H', W'] with zeros on the bottom and right (the same array when
+ * nothing pads). */
+export function padPlanes(
+  x: Float32Array,
+  planes: number,
+  height: number,
+  width: number,
+  paddedHeight: number,
+  paddedWidth: number,
+): Float32Array {
+  if (paddedHeight === height && paddedWidth === width) return x;
+  const out = new Float32Array(planes * paddedHeight * paddedWidth);
+  for (let p = 0; p < planes; p++) {
+    for (let y = 0; y < height; y++) {
+      const from = (p * height + y) * width;
+      out.set(x.subarray(from, from + width), (p * paddedHeight + y) * paddedWidth);
+    }
+  }
+  return out;
+}
+
 /** Probabilities of `n` stacked same-size pairs ([n, 3, H, W] each) as a GPU tensor
- * [n, 1, H, W]; the caller disposes it. */
+ * [n, 1, H, W]; the caller disposes it. Inputs pad to multiples of `sizeDivisor` and the
+ * output is cropped back. */
 export function forwardProbability(
   model: ChangeDetector,
   a: Float32Array,
@@ -121,10 +191,18 @@ export function forwardProbability(
   n: number,
   height: number,
   width: number,
+  sizeDivisor = 1,
 ): Tensor {
-  const shape = [n, 3, height, width];
+  const ph = padSide(height, sizeDivisor), pw = padSide(width, sizeDivisor);
+  const shape = [n, 3, ph, pw];
+  const pa = padPlanes(a, 3 * n, height, width, ph, pw);
+  const pb = padPlanes(b, 3 * n, height, width, ph, pw);
   return scope(() =>
-    noGrad(() => changeProbability(model.forward(tensor(a, shape), tensor(b, shape))))
+    noGrad(() => {
+      const p = changeProbability(model.forward(tensor(pa, shape), tensor(pb, shape)));
+      if (ph === height && pw === width) return p;
+      return slice(slice(p, 2, 0, height), 3, 0, width);
+    })
   );
 }
 
@@ -146,12 +224,13 @@ export async function predictProbability(
   pair: PairImages,
   opts: WindowOptions = {},
 ): Promise<Float32Array> {
-  const { tile, overlap, batch } = checkWindowOptions(opts);
+  const { sizeDivisor } = checkWindowOptions(opts);
   const { width, height } = pair;
   return await inEvalMode(model, async () => {
+    const { tile, overlap, batch } = planFor(model, width, height, opts);
     const windows = tileWindows(width, height, tile, overlap);
     if (windows.length === 1) {
-      const p = forwardProbability(model, pair.a, pair.b, 1, height, width);
+      const p = forwardProbability(model, pair.a, pair.b, 1, height, width, sizeDivisor);
       try {
         return (await p.read()) as Float32Array;
       } finally {
@@ -170,7 +249,7 @@ export async function predictProbability(
         copyWindow(pair.a, width, height, win, a, k * 3 * tilePlane);
         copyWindow(pair.b, width, height, win, b, k * 3 * tilePlane);
       });
-      const p = forwardProbability(model, a, b, group.length, th, tw);
+      const p = forwardProbability(model, a, b, group.length, th, tw, sizeDivisor);
       let probs: Float32Array;
       try {
         probs = (await p.read()) as Float32Array;

@@ -96,7 +96,14 @@ Deno.test("predict: 0/255 masks, probabilities equal the model's output, overlay
       `--probs=${probs}`,
       `--threshold=${t}`,
     ));
-    assert.deepStrictEqual(summary, { images: 3, labelled: true, out, probs });
+    assert.deepStrictEqual(summary, {
+      images: 3,
+      labelled: true,
+      out,
+      probs,
+      model: "tinycd",
+      failed: [],
+    });
     assert.deepStrictEqual(
       [...Deno.readDirSync(out)].map((e) => e.name).sort(),
       ["1.png", "10.png", "2.png", "overlay"],
@@ -349,8 +356,8 @@ Deno.test("predict: each bad input fails naming the file and writes nothing", as
     const missing = join(tmp, "nope.safetensors");
     await expectFailure(() => Promise.resolve(missing), { weights: missing, also: "not found" });
 
-    // A file that passes the header check but cannot be decoded fails mid-run, after pair 1
-    // was written to the staging folder: still nothing at OUT, and OUT's new parents go too.
+    // A file whose header is fine but whose pixels cannot be decoded is caught by the check
+    // (every file is decoded before the model runs): nothing at OUT, no new parents of OUT.
     const dir = join(tmp, "late");
     await makeSplitDirs(dir);
     await writePair(dir, "1", { size: 32, seed: 1 });
@@ -368,6 +375,7 @@ Deno.test("predict: each bad input fails naming the file and writes nothing", as
           `--out=${join(tmp, "new", "deeper", "out")}`,
         )),
       b2,
+      { dir },
     );
     assertNoOutput(tmp, before);
   } finally {
