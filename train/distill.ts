@@ -4,7 +4,6 @@
 // student runs at inference.
 
 import { initDevice } from "../engine/device.ts";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { noGrad } from "../engine/autograd.ts";
 import { add, mul } from "../engine/ops/elementwise.ts";
@@ -15,7 +14,8 @@ import type { Batch } from "../data/loader.ts";
 import type { ChangeDetector } from "../models/model.ts";
 import { evalWindow, type TrainConfig } from "./config.ts";
 import { evaluateModel } from "./evaluate.ts";
-import { isTrained, loadMember, originalDir, studentDir, teacherDir } from "./members.ts";
+import { hasRun, isTrained, loadMember, originalDir, studentDir, teacherDir } from "./members.ts";
+import { committedState, committedWeights } from "./checkpoint_set.ts";
 import type { Confusion, MetricsReport } from "./metrics.ts";
 import { train } from "./trainer.ts";
 
@@ -86,15 +86,15 @@ export async function runDistill(
           {
             ...base,
             out: runDir,
-            init: join(originalDir(dir), "best.safetensors"),
+            init: committedWeights(originalDir(dir), "best") ??
+              join(originalDir(dir), "best.safetensors"),
             // An interrupted student continues where its last checkpoint left it.
-            resume: existsSync(join(runDir, "state.json")) ? runDir : undefined,
+            resume: hasRun(runDir) ? runDir : undefined,
           },
           { dataset: ds, distill: { lambda, teacher }, label: `student λ=${lambda}`, quiet },
         );
       } else log(`student λ=${lambda}: reusing ${runDir}`);
-      const state = JSON.parse(Deno.readTextFileSync(join(runDir, "state.json")));
-      tried.push({ lambda, bestValMIoU: state.best?.mIoU ?? 0, runDir });
+      tried.push({ lambda, bestValMIoU: committedState(runDir)?.best?.mIoU ?? 0, runDir });
     }
   } finally {
     for (const t of teachers) t.dispose();

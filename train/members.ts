@@ -7,6 +7,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadCheckpoint } from "../engine/nn/checkpoint.ts";
+import { committedState, committedWeights } from "./checkpoint_set.ts";
 import { modelEntry } from "../models/registry.ts";
 import type { ChangeDetector } from "../models/model.ts";
 
@@ -15,16 +16,20 @@ export const teacherDir = (dir: string, name: string) => join(dir, `teacher_${na
 export const studentDir = (dir: string, lambda: number) => join(dir, `student_${lambda}`);
 export const manifestPath = (dir: string) => join(dir, "partition.json");
 
-/** A finished member has its best checkpoint and reached its last step. */
+/** A finished member has committed a checkpoint at its last step and has a best one. */
 export function isTrained(runDir: string, iters: number): boolean {
-  const state = join(runDir, "state.json");
-  if (!existsSync(join(runDir, "best.safetensors")) || !existsSync(state)) return false;
-  return JSON.parse(Deno.readTextFileSync(state)).step >= iters;
+  const s = committedState(runDir);
+  return s !== null && s.best !== null && s.step >= iters;
 }
+
+/** A member folder holds a run that can be resumed (or started again from step 0). */
+export const hasRun = (runDir: string) =>
+  committedState(runDir) !== null || existsSync(join(runDir, "config.json"));
 
 /** Load a member's best checkpoint, in eval mode. */
 export function loadMember(model: string, runDir: string): ChangeDetector {
-  const file = join(runDir, "best.safetensors");
+  // The committed file, not the published link (a crash may have cut the publishing short).
+  const file = committedWeights(runDir, "best") ?? join(runDir, "best.safetensors");
   if (!existsSync(file)) {
     throw new Error(`${file}: missing; train this member first (deno task op)`);
   }

@@ -2,8 +2,6 @@
 // pairs, one teacher per ground-truth CAR partition is trained from scratch on its pairs, and at
 // test time the CAR that M_O predicts for an image picks the teacher whose output is scored.
 
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { initDevice } from "../engine/device.ts";
 import { type CheckedDataset, type PairInfo } from "../data/dataset.ts";
 import {
@@ -17,7 +15,7 @@ import {
 import { type Confusion, evaluate, type MetricsReport } from "./metrics.ts";
 import { evalWindow, type TrainConfig } from "./config.ts";
 import { evaluateModel } from "./evaluate.ts";
-import { isTrained, loadMember, manifestPath, originalDir, teacherDir } from "./members.ts";
+import { hasRun, isTrained, loadMember, manifestPath, originalDir, teacherDir } from "./members.ts";
 import { train } from "./trainer.ts";
 
 export interface OpResult {
@@ -65,7 +63,7 @@ export async function runOp(
     }
     log(`${m.name}: training on ${m.pairs.length} pairs → ${m.runDir}`);
     // An interrupted member continues where its last checkpoint left it.
-    const resume = existsSync(join(m.runDir, "state.json")) ? m.runDir : undefined;
+    const resume = hasRun(m.runDir) ? m.runDir : undefined;
     await train({ ...base, out: m.runDir, resume }, {
       trainPairs: m.pairs,
       dataset: ds,

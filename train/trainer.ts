@@ -1,9 +1,12 @@
 // The training loop: data from the checked dataset, GPU augmentation, forward, the fused
 // CE (+ λ·KD) loss, backward and one fused AdamW dispatch per step, all recorded and submitted
 // together; the loss is summed on the GPU and read back only every `logEvery` steps.
-// Checkpoints: last (with optimiser state, for --resume) every `valEvery` steps, best by
-// validation mIoU. Resume continues the same run: weights, optimiser state, schedule position,
-// data order, augmentation and dropout draws all follow from (seed, step).
+// Checkpoints: every `valEvery` steps one committed unit (train/checkpoint_set.ts) of weights,
+// optimiser state and run state, with best by validation mIoU; a crash at any point of a save
+// leaves the previous checkpoint whole. Resume continues the same run: weights, optimiser state,
+// schedule position, data order, augmentation and dropout draws all follow from (seed, step);
+// the log loses the steps after the checkpoint, and a run hash (train/run_key.ts) refuses a
+// resume with other settings. Ctrl-C stops after the current step and names the resume command.
 // The model's recipe may add Open-CD training options: per-parameter LR / weight-decay groups
 // (paramwise), the OHEM loss and extra augmentation; --pretrained loads an ImageNet backbone.
 
@@ -31,10 +34,20 @@ import { checkDataset, type CheckedDataset, type PairInfo } from "../data/datase
 import { type Batch, openLoader } from "../data/loader.ts";
 import type { ChangeDetector } from "../models/model.ts";
 import { type ModelEntry, modelEntry } from "../models/registry.ts";
+import {
+  commitCheckpoint,
+  committedState,
+  POINTER,
+  prepareResume,
+  type RunState,
+  type SaveStage,
+  truncateLog,
+} from "./checkpoint_set.ts";
 import { evalWindow, type TrainConfig } from "./config.ts";
 import { evaluateModel } from "./evaluate.ts";
 import { loadPretrained } from "./pretrained.ts";
 import { Progress } from "./progress.ts";
+import { runKey, settingDiffs } from "./run_key.ts";
 import { defaultWarmup, lrAt } from "./schedule.ts";
 
 /** Teacher logits for a batch (MTKD): called under noGrad with the augmented inputs. */
@@ -52,6 +65,21 @@ export interface TrainHooks {
   quiet?: boolean;
   /** Stop after this step as if interrupted (the run can be resumed; tests). */
   stopAt?: number;
+  /** Called after each stage of a checkpoint save (tests simulate a crash there). */
+  afterSave?: (stage: SaveStage) => void;
+}
+
+/** Ctrl-C stopped the run; the last committed checkpoint is kept. */
+export class TrainingInterrupted extends Error {
+  constructor(readonly runDir: string, readonly step: number, readonly committed: number | null) {
+    super(
+      `interrupted at step ${step}; ` +
+        (committed === null
+          ? `no checkpoint was saved yet: deno task train --resume ${runDir} starts it again`
+          : `the last checkpoint (step ${committed}) is kept: continue with ` +
+            `deno task train --resume ${runDir}`),
+    );
+  }
 }
 
 export interface TrainResult {
@@ -64,11 +92,6 @@ export interface TrainResult {
 
 function logLine(path: string, obj: Record<string, unknown>): void {
   Deno.writeTextFileSync(path, JSON.stringify(obj) + "\n", { append: true });
-}
-
-interface RunState {
-  step: number;
-  best: { step: number; mIoU: number } | null;
 }
 
 /** Train `cfg.model` on `cfg.data`; see TrainConfig for every option. */
@@ -86,16 +109,28 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   const trainPairs = hooks.trainPairs ?? ds.train;
   if (trainPairs.length === 0) throw new Error(`${cfg.data}: no training pairs`);
   const minSide = Math.min(...trainPairs.map((p) => Math.min(p.width, p.height)));
-  const size = Math.min(cfg.size, minSide);
-
-  let state: RunState = { step: 0, best: null };
-  if (!cfg.resume && existsSync(join(runDir, "last.safetensors"))) {
-    throw new Error(
-      `${runDir} already holds a run: pass --resume ${runDir} to continue it, or choose another --out`,
+  if (cfg.size > minSide) {
+    say(
+      `--size ${cfg.size} exceeds the smallest training image (${minSide} px): crops are ${minSide}`,
     );
   }
+  // The crop used, not the one asked for, is the run's size (config.json, validation window).
+  cfg = { ...cfg, size: Math.min(cfg.size, minSide) };
+  const size = cfg.size;
+  const configHash = await runKey({
+    cfg,
+    trainPairs,
+    valPairs: ds.val,
+    lambda: hooks.distill?.lambda,
+  });
+
+  let state: RunState = { step: 0, best: null, configHash };
+  if (!cfg.resume) refuseUsedFolder(runDir);
+  const resumed = cfg.resume ? prepareResume(runDir) : null;
+  if (resumed) checkSameRun(runDir, resumed.state, cfg, configHash);
+  if (cfg.resume && !resumed) say(`${runDir}: no checkpoint was saved yet; starting from step 0`);
   const model = entry.create(cfg.seed);
-  if (!cfg.resume) {
+  if (!resumed) {
     // Starting weights first: a bad --pretrained or --init stops the run before anything is
     // written. A resumed run's weights come from its checkpoint.
     try {
@@ -105,10 +140,13 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
       throw e;
     }
     Deno.mkdirSync(runDir, { recursive: true });
-    Deno.writeTextFileSync(join(runDir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+    const { resume: _, ...saved } = cfg;
+    Deno.writeTextFileSync(join(runDir, "config.json"), JSON.stringify(saved, null, 2) + "\n");
   } else {
-    state = JSON.parse(Deno.readTextFileSync(join(runDir, "state.json")));
+    state = { ...resumed.state, configHash: resumed.state.configHash ?? configHash };
   }
+  // Steps logged after the checkpoint were lost with the crash: they run again.
+  if (cfg.resume) truncateLog(log, state.step);
   const lr = cfg.lr ?? entry.recipe.lr;
   const opt = new AdamW(model.parameters(), {
     lr,
@@ -116,10 +154,10 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
     weightDecay: cfg.weightDecay ?? entry.recipe.weightDecay,
     multipliers: recipeMultipliers(model, entry),
   });
-  if (cfg.resume) {
-    loadCheckpoint(model, join(runDir, "last.safetensors"), { expectModel: entry.name });
+  if (resumed) {
+    loadCheckpoint(model, resumed.model, { expectModel: entry.name });
     const s = opt.state();
-    loadInto(s, join(runDir, "last.optim.safetensors"));
+    loadInto(s, resumed.optim);
     await opt.loadState(s);
     for (const t of Object.values(s)) if (!t.kept) t.dispose();
   }
@@ -142,8 +180,9 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   const progress = new Progress(cfg.iters, state.step, hooks.label ?? entry.name, hooks.quiet);
   let sinceLog = 0;
   model.train();
+  const sigint = onSigint(() => say("Ctrl-C: stopping after this step (again: quit at once)"));
   try {
-    while (state.step < Math.min(cfg.iters, hooks.stopAt ?? Infinity)) {
+    while (state.step < Math.min(cfg.iters, hooks.stopAt ?? Infinity) && !sigint.seen) {
       const batch = (await loader.nextBatch())!;
       const step = state.step;
       scope(() =>
@@ -181,10 +220,11 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
           best: state.best,
         });
         progress.note(`val @${state.step}: mIoU ${mIoU.toFixed(2)}${improved ? " (best)" : ""}`);
-        await saveRun(model, opt, entry, runDir, state, improved, cfg.keepCheckpoints);
+        await saveRun(model, opt, entry, runDir, state, cfg.keepCheckpoints, hooks.afterSave);
       }
     }
   } finally {
+    sigint.remove();
     loader.close();
     progress.done();
     lossSum.kept = false;
@@ -192,6 +232,9 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   }
   opt.dispose();
   opt.arena.dispose();
+  if (sigint.seen) {
+    throw new TrainingInterrupted(runDir, state.step, committedState(runDir)?.step ?? null);
+  }
   return { runDir, best: state.best, lastStep: state.step, losses };
 }
 
@@ -258,27 +301,74 @@ async function saveRun(
   entry: ModelEntry,
   runDir: string,
   state: RunState,
-  improved: boolean,
-  keepAll: boolean,
+  keepIter: boolean,
+  after?: (stage: SaveStage) => void,
 ): Promise<void> {
-  const info = { model: entry.name, step: String(state.step) };
-  await saveCheckpoint(model, join(runDir, "last.safetensors"), info);
-  const optState = opt.state();
-  await saveTensors(join(runDir, "last.optim.safetensors"), optState);
-  for (const t of Object.values(optState)) if (!t.kept) t.dispose();
-  if (improved) await saveCheckpoint(model, join(runDir, "best.safetensors"), info);
-  if (keepAll) await saveCheckpoint(model, join(runDir, `iter_${state.step}.safetensors`), info);
-  // state.json last: a run is resumable from the files it names only once they all exist.
-  const tmp = join(runDir, "state.json.tmp");
-  Deno.writeTextFileSync(tmp, JSON.stringify(state) + "\n");
-  Deno.renameSync(tmp, join(runDir, "state.json"));
+  const info = { model: entry.name, step: String(state.step), config_hash: state.configHash };
+  await commitCheckpoint(runDir, { ...state }, {
+    model: (path) => saveCheckpoint(model, path, info),
+    optim: async (path) => {
+      const optState = opt.state();
+      await saveTensors(path, optState, { step: String(state.step) });
+      for (const t of Object.values(optState)) if (!t.kept) t.dispose();
+    },
+    after,
+  }, { keepIter });
+}
+
+/** A fresh run may not reuse a folder that holds one: its checkpoints, or a run that stopped
+ * before its first checkpoint (config.json), would be overwritten and its log appended to. */
+function refuseUsedFolder(runDir: string): void {
+  const has = (f: string) => existsSync(join(runDir, f));
+  if (has(POINTER) || has("state.json") || has("last.safetensors")) {
+    throw new Error(
+      `${runDir} already holds a run: pass --resume ${runDir} to continue it, or choose another --out`,
+    );
+  }
+  if (has("config.json") || has("log.jsonl")) {
+    throw new Error(
+      `${runDir} holds a run that stopped before its first checkpoint: pass --resume ${runDir} ` +
+        `to start it again from step 0 with its config.json, or choose another --out`,
+    );
+  }
+}
+
+/** A resumed run must be asked for with the settings, data and starting weights it began with. */
+function checkSameRun(runDir: string, saved: RunState, cfg: TrainConfig, hash: string): void {
+  if (!saved.configHash || saved.configHash === hash) return;
+  let diffs: string[] = [];
+  try {
+    diffs = settingDiffs(JSON.parse(Deno.readTextFileSync(join(runDir, "config.json"))), cfg);
+  } catch { /* no readable config.json: the generic reason below */ }
+  throw new Error(
+    `${runDir} was trained with other settings than this call asks for (` +
+      (diffs.length ? diffs.join(", ") : "its training data, pairs or starting weights differ") +
+      `): resume it with its own settings (deno task train --resume ${runDir} and no other ` +
+      `flags), or start a new run in another folder`,
+  );
+}
+
+/** Ctrl-C sets a flag the loop reads between steps; a second Ctrl-C quits at once (a save is
+ * one committed unit, so even that keeps the last checkpoint). */
+function onSigint(note: () => void): { readonly seen: boolean; remove: () => void } {
+  const s = { seen: false, remove: () => {} };
+  const handler = () => {
+    if (s.seen) Deno.exit(130);
+    s.seen = true;
+    note();
+  };
+  try {
+    Deno.addSignalListener("SIGINT", handler);
+    s.remove = () => Deno.removeSignalListener("SIGINT", handler);
+  } catch { /* no signals here (e.g. a platform without SIGINT): Ctrl-C kills as before */ }
+  return s;
 }
 
 function resumeDir(path: string): string {
   const dir = path.endsWith(".safetensors") ? join(path, "..") : path;
-  if (!existsSync(join(dir, "state.json")) || !existsSync(join(dir, "last.optim.safetensors"))) {
+  if (!existsSync(join(dir, "config.json")) && !committedState(dir)) {
     throw new Error(
-      `${path}: not a resumable run (needs state.json, last.safetensors and last.optim.safetensors, written at each validation)`,
+      `${path}: not a run folder (no config.json or ${POINTER}); pass the folder deno task train --out wrote`,
     );
   }
   return dir;

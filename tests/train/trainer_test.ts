@@ -50,7 +50,7 @@ Deno.test("a short run improves validation mIoU over the untrained model", async
   const first = res.losses.slice(0, 4).reduce((s, l) => s + l.loss, 0) / 4;
   const last = res.losses.slice(-4).reduce((s, l) => s + l.loss, 0) / 4;
   assert.ok(last < first, `loss ${first} → ${last}`);
-  for (const f of ["best.safetensors", "last.safetensors", "config.json", "state.json"]) {
+  for (const f of ["best.safetensors", "last.safetensors", "config.json", "checkpoint.json"]) {
     assert.ok(Deno.statSync(join(res.runDir, f)).isFile, f);
   }
 });
