@@ -132,10 +132,15 @@ function parseErrorMessage(e: Error & { code?: string }, specs: FlagSpec[]): str
   }
 }
 
+/** Plain decimal numbers only: Number() would also read "0x10" as 16, "0b1", "1_0" or " ". */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
 function coerce(spec: FlagSpec, raw: string): string | number {
   if (spec.kind !== "number") return raw;
-  const v = raw.trim() === "" ? NaN : Number(raw);
-  if (!Number.isFinite(v)) throw new FlagError(`--${spec.flag}: expected a number, got "${raw}"`);
+  const v = DECIMAL.test(raw.trim()) ? Number(raw) : NaN;
+  if (!Number.isFinite(v)) {
+    throw new FlagError(`--${spec.flag}: expected a number, got "${raw}"`);
+  }
   return v;
 }
 

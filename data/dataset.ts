@@ -116,6 +116,7 @@ export function carveValidation(
 /** Open ROOT/{train,val,test}. Lists files only; run checkDataset first to validate them. */
 export async function openDataset(root: string, opts: DatasetOptions = {}): Promise<Dataset> {
   const valCount = opts.valCount ?? DEFAULT_VAL_COUNT;
+  await checkRoot(root);
   if (!(await isDir(join(root, "train")))) {
     const hint = (await isSplitDir(root))
       ? `${root} is a single split (it has A/B/label); training needs ROOT/train/{A,B,label}`
@@ -127,18 +128,53 @@ export async function openDataset(root: string, opts: DatasetOptions = {}): Prom
     }]);
   }
   const all = await listSplit(join(root, "train"));
-  const test = (await isDir(join(root, "test"))) ? await listSplit(join(root, "test")) : [];
+  const test = (await hasSplit(join(root, "test"))) ? await listSplit(join(root, "test")) : [];
   if (await isDir(join(root, "val"))) {
     return { root, train: all, val: await listSplit(join(root, "val")), test, valFromTrain: false };
   }
-  if (all.length <= valCount) {
+  checkCarve(root, all.length, valCount);
+  return { root, ...carveValidation(all, valCount), test, valFromTrain: true };
+}
+
+/** A root that does not exist (or is a file) is named as such, not as a missing train/. */
+async function checkRoot(root: string): Promise<void> {
+  const st = await Deno.stat(root).catch(() => null);
+  if (st?.isDirectory) return;
+  throw new DatasetError(root, [{
+    file: root,
+    problem: st ? "not a folder" : "does not exist",
+    fix: "--data takes the dataset root, the folder that holds train/{A,B,label} " +
+      "(and optionally val/ and test/); check the path",
+  }]);
+}
+
+/** A split folder whose A/, B/ and label/ hold no files (or do not exist) counts as absent: an
+ * empty test/ must not stop training, which does not read it. */
+async function hasSplit(dir: string): Promise<boolean> {
+  if (!(await isDir(dir))) return false;
+  for (const f of FOLDERS) {
+    if ((await isDir(join(dir, f))) && (await listNames(join(dir, f))).length > 0) return true;
+  }
+  return false;
+}
+
+/** The val rule needs at least one validation pair and one training pair. */
+function checkCarve(root: string, pairs: number, valCount: number): void {
+  if (valCount < 1) {
     throw new DatasetError(root, [{
-      file: join(root, "train"),
-      problem: `no val folder, and train has only ${all.length} pairs to take ${valCount} from`,
-      fix: "add ROOT/val/{A,B,label}, or lower the validation count",
+      file: join(root, "val"),
+      problem: `no val folder, and a validation count of ${valCount} leaves nothing to validate ` +
+        "on (mIoU would be NaN and no best checkpoint chosen)",
+      fix: "pass --val-count 1 or more, or add ROOT/val/{A,B,label}",
     }]);
   }
-  return { root, ...carveValidation(all, valCount), test, valFromTrain: true };
+  if (pairs <= valCount) {
+    throw new DatasetError(root, [{
+      file: join(root, "train"),
+      problem: `no val folder, and train has only ${pairs} pairs to take ${valCount} from`,
+      fix: "add ROOT/val/{A,B,label}, or lower the validation count (--val-count)",
+    }]);
+  }
 }
 
 /**
@@ -172,6 +208,8 @@ export interface CheckOptions {
   workers?: number;
   /** Called after each pair is read. */
   onProgress?: (done: number, total: number) => void;
+  /** Decisions worth a line in the check's summary (an empty split skipped, alpha ignored). */
+  onNote?: (note: string) => void;
 }
 
 const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"]);
@@ -326,19 +364,16 @@ export async function checkDataset(
   const valCount = opts.valCount ?? DEFAULT_VAL_COUNT;
   if (!(await isDir(join(root, "train")))) await openDataset(root, opts); // throws the hint
   const present: SplitName[] = [];
-  for (const s of SPLITS) if (await isDir(join(root, s))) present.push(s);
+  for (const s of SPLITS) {
+    if (s === "train" ? true : await hasSplit(join(root, s))) present.push(s);
+    else if (await isDir(join(root, s))) opts.onNote?.(`${join(root, s)} is empty: skipped`);
+  }
+  if (!present.includes("val")) checkCarve(root, Infinity, valCount); // before decoding
   const checked = await checkSplits(root, present.map((s) => join(root, s)), opts);
   const bySplit: Record<SplitName, PairInfo[]> = { train: [], val: [], test: [] };
   present.forEach((s, i) => bySplit[s] = checked[i]);
   if (present.includes("val")) return { root, ...bySplit, valFromTrain: false };
-  if (bySplit.train.length <= valCount) {
-    throw new DatasetError(root, [{
-      file: join(root, "train"),
-      problem:
-        `no val folder, and train has only ${bySplit.train.length} pairs to take ${valCount} from`,
-      fix: "add ROOT/val/{A,B,label}, or lower the validation count",
-    }]);
-  }
+  checkCarve(root, bySplit.train.length, valCount);
   const carved = carveValidation(bySplit.train, valCount) as { train: PairInfo[]; val: PairInfo[] };
   return { root, train: carved.train, val: carved.val, test: bySplit.test, valFromTrain: true };
 }

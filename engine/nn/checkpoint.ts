@@ -1,8 +1,9 @@
 // Module checkpoints as safetensors, by PyTorch state_dict name. Loading is strict: one error
 // lists every missing, unexpected and mis-shaped key; files we write carry the model's name so a
-// checkpoint of another model is refused with that name.
+// checkpoint of another model is refused with that name, and one holding NaN or infinite weights
+// (a diverged run) is refused naming its tensors, so nothing evaluates garbage without a word.
 
-import { loadInto, readSafetensors, saveTensors } from "../safetensors.ts";
+import { loadInto, readSafetensors, type SafeEntry, saveTensors } from "../safetensors.ts";
 import type { Module } from "./module.ts";
 
 export interface CheckpointInfo {
@@ -35,6 +36,15 @@ export function loadCheckpoint(
         `pass --model ${saved} or the weights of a ${opts.expectModel} model`,
     );
   }
+  const bad = nonFinite(entries);
+  if (bad.length) {
+    const shown = bad.slice(0, 5).map(([k, n]) => `${k} (${n})`).join(", ");
+    throw new Error(
+      `${path}: ${bad.length} tensor${bad.length === 1 ? "" : "s"} hold NaN or infinite values: ` +
+        `${shown}${bad.length > 5 ? ", …" : ""}; the run that wrote it diverged — use an earlier ` +
+        `checkpoint or retrain with a lower --lr`,
+    );
+  }
   try {
     loadInto(module.stateDict(), entries, { strict: opts.strict ?? true, name: path });
   } catch (e) {
@@ -42,4 +52,17 @@ export function loadCheckpoint(
     throw new Error(`${(e as Error).message}${hint}`);
   }
   return entries.metadata;
+}
+
+/** Float tensors of a file holding NaN or ±Infinity, with how many such values each has. */
+export function nonFinite(entries: Map<string, SafeEntry>): [string, number][] {
+  const out: [string, number][] = [];
+  for (const [key, e] of entries) {
+    if (!(e.data instanceof Float32Array || e.data instanceof Float64Array)) continue;
+    if (e.dtype !== "F32" && e.dtype !== "F64" && e.dtype !== "F16" && e.dtype !== "BF16") continue;
+    let n = 0;
+    for (const v of e.data) if (!Number.isFinite(v)) n++;
+    if (n) out.push([key, n]);
+  }
+  return out;
 }

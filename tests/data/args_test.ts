@@ -97,6 +97,21 @@ Deno.test("args: every bad flag names the flag and what is allowed", () => {
   );
 });
 
+Deno.test("args: numbers are plain decimals (--iters 0x10 is not 16)", () => {
+  for (const bad of ["0x10", "0b1", "0o7", "1_000", "Infinity", "1e", "."]) {
+    assert.match(
+      flagError(() => parse("--out", "x", "--pairs", bad)),
+      new RegExp(`^--pairs: expected a number, got "${bad.replace(".", "\\.")}"$`),
+      bad,
+    );
+  }
+  assert.equal(parse("--out", "x", "--pairs", "12").pairs, 12);
+  assert.equal(parse("--out", "x", "--pairs", "1e3").pairs, 1000);
+  assert.equal(parse("--out", "x", "--lambda", "0.5").lambda, 0.5);
+  assert.equal(parse("--out", "x", "--lambda", ".25").lambda, 0.25);
+  assert.equal(parse("--out", "x", "--lambda=1e-3", "--pairs", "+3").pairs, 3);
+});
+
 Deno.test("args: --help and -h ask for the help text; positionals when allowed", () => {
   for (const h of ["--help", "-h"]) {
     try {

@@ -151,7 +151,7 @@ Deno.test("checker: empty and missing folders", async () => {
     const err = await datasetError(checkSplit(join(root, "empty")));
     assert.match(err.message, /A: no PNG pairs/);
     const none = await datasetError(checkDataset(join(root, "nothing")));
-    assert.match(none.message, /train: folder missing/);
+    assert.match(none.message, /nothing: does not exist/);
     await assert.rejects(listSplit(join(root, "nothing")), DatasetError);
   });
 });

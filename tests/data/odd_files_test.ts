@@ -4,9 +4,15 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { checkSplit, DatasetError, listSplit } from "../../data/dataset.ts";
+import {
+  checkDataset,
+  checkSplit,
+  DatasetError,
+  listSplit,
+  openDataset,
+} from "../../data/dataset.ts";
 import { loadSample } from "../../data/sample.ts";
-import { writePair, writeSplit } from "./make_pairs.ts";
+import { makeSplitDirs, writePair, writeSplit } from "./make_pairs.ts";
 
 async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "cd_odd_" });
@@ -55,5 +61,39 @@ Deno.test("odd files: symlinked images are followed and .PNG is a PNG", async ()
     assert.match(err.message, /A\/5\.png: two files for one name: 5\.PNG and 5\.png/);
     assert.match(err.message, /A\/4\.png: symbolic link to a missing file \(.*gone\.png\)/);
     assert.equal(err.problems.length, 2, err.message);
+  });
+});
+
+Deno.test("odd files: a data root that does not exist is named as such", async () => {
+  await withTemp(async (dir) => {
+    for (const open of [checkDataset, openDataset]) {
+      const err = await datasetError(open(join(dir, "no_such_root")));
+      assert.match(
+        err.message,
+        /no_such_root: does not exist\n\s+fix: --data takes the dataset root/,
+      );
+      assert.doesNotMatch(err.message, /train: folder missing/);
+    }
+  });
+});
+
+Deno.test("odd files: an empty test/ does not block training; --val-count 0 is refused", async () => {
+  await withTemp(async (root) => {
+    await writeSplit(join(root, "train"), 4);
+    await makeSplitDirs(join(root, "test")); // test/{A,B,label} with no files
+    const notes: string[] = [];
+    const ds = await checkDataset(root, { valCount: 1, onNote: (n) => notes.push(n) });
+    assert.deepStrictEqual([ds.train.length, ds.val.length, ds.test.length], [3, 1, 0]);
+    assert.deepStrictEqual(notes, [`${join(root, "test")} is empty: skipped`]);
+    assert.equal((await openDataset(root, { valCount: 1 })).test.length, 0);
+    for (const open of [checkDataset, openDataset]) {
+      const err = await datasetError(open(root, { valCount: 0 }));
+      assert.match(err.message, /validation count of 0 leaves nothing to validate/);
+      assert.match(err.message, /fix: pass --val-count 1 or more, or add ROOT\/val/);
+    }
+    // A test/ with files but no labels is still a problem.
+    await writePair(join(root, "test"), "t");
+    await Deno.remove(join(root, "test", "label", "t.png"));
+    assert.match((await datasetError(checkDataset(root, { valCount: 1 }))).message, /t\.png/);
   });
 });
