@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { encodeBase64 } from "./base64.ts";
 import type { ClassScores, MetricsReport } from "./metrics.ts";
+import { metricsSummary } from "./report_table.ts";
 
 export interface StrategyResult {
   name: string;
@@ -142,20 +143,28 @@ export function textTable(rows: string[][]): string {
   ).join("\n");
 }
 
-/** Write results.json, quintiles.svg and report.html into `dir`. */
-export async function writeReport(dir: string, r: MethodReport): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
-  const svg = quintileSvg(r);
-  const json = {
+/** results.json: every value in %, each strategy in the schema of `deno task eval --json`
+ * (metricsSummary: mIoU, mAcc, mPrecision, mFscore, perClass.changed.IoU, pooled,
+ * carQuintiles), so one reader serves both files. */
+export function resultsJson(r: MethodReport) {
+  return {
+    units: "%",
     title: r.title,
     model: r.model,
     dataset: r.dataset,
     notes: r.notes,
-    strategies: Object.fromEntries(r.strategies.map((s) => [s.name, s.report])),
-    routing: r.routing,
+    strategies: Object.fromEntries(r.strategies.map((s) => [s.name, metricsSummary(s.report)])),
+    routing: r.routing && { ...r.routing, accuracy: 100 * r.routing.accuracy },
     lambdas: r.lambdas,
     chosenLambda: r.chosenLambda,
   };
+}
+
+/** Write results.json, quintiles.svg and report.html into `dir`. */
+export async function writeReport(dir: string, r: MethodReport): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const svg = quintileSvg(r);
+  const json = resultsJson(r);
   await Deno.writeTextFile(join(dir, "results.json"), JSON.stringify(json, null, 2) + "\n");
   await Deno.writeTextFile(join(dir, "quintiles.svg"), svg + "\n");
   const routing = r.routing
