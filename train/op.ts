@@ -43,14 +43,7 @@ export async function runOp(
   await initDevice();
   const manifest = buildManifest(ds.train, scheme);
   await writeManifest(manifestPath(dir), manifest);
-  const members: { name: string; runDir: string; pairs: PairInfo[] }[] = [
-    { name: "original", runDir: originalDir(dir), pairs: ds.train },
-    ...scheme.names.map((n) => ({
-      name: n,
-      runDir: teacherDir(dir, n),
-      pairs: ds.train.filter((_, i) => manifest.pairs[i].partition === n),
-    })),
-  ];
+  const members = opMembers(ds, scheme, dir);
   for (const m of members) {
     if (isTrained(m.runDir, base.iters)) {
       log(`${m.name}: reusing ${m.runDir}`);
@@ -72,6 +65,23 @@ export async function runOp(
     });
   }
   return await evaluateOp(base.model, ds.test, scheme, dir, base);
+}
+
+/** M_O and the teachers: name, run folder, training pairs. */
+export function opMembers(
+  ds: CheckedDataset,
+  scheme: PartitionScheme,
+  dir: string,
+): { name: string; runDir: string; pairs: PairInfo[] }[] {
+  const manifest = buildManifest(ds.train, scheme);
+  return [
+    { name: "original", runDir: originalDir(dir), pairs: ds.train },
+    ...scheme.names.map((n) => ({
+      name: n,
+      runDir: teacherDir(dir, n),
+      pairs: ds.train.filter((_, i) => manifest.pairs[i].partition === n),
+    })),
+  ];
 }
 
 /** O-P's routing: each image goes to the teacher of the partition of the CAR that M_O

@@ -29,7 +29,14 @@ export function keySettings(cfg: Partial<TrainConfig>): Record<string, unknown> 
   );
 }
 
-/** SHA-256 (hex) of the run's key. */
+/** The configuration a run actually trains with: a --size above the smallest training image
+ * crops at that image's side (config.json records this, and the run key hashes it). */
+export function runConfig(cfg: TrainConfig, trainPairs: PairInfo[]): TrainConfig {
+  const minSide = Math.min(...trainPairs.map((p) => Math.min(p.width, p.height)));
+  return cfg.size > minSide ? { ...cfg, size: minSide } : cfg;
+}
+
+/** SHA-256 (hex) of the run's key (`cfg` as runConfig returns it). */
 export async function runKey(k: RunKeyInput): Promise<string> {
   const pairs = (ps: PairInfo[]) => ps.map((p) => [p.name, p.width, p.height, p.car]);
   const fileHash = async (f?: string) =>

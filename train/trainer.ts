@@ -47,7 +47,7 @@ import { evalWindow, type TrainConfig } from "./config.ts";
 import { evaluateModel } from "./evaluate.ts";
 import { loadPretrained } from "./pretrained.ts";
 import { Progress } from "./progress.ts";
-import { runKey, settingDiffs } from "./run_key.ts";
+import { runConfig, runKey, settingDiffs } from "./run_key.ts";
 import { defaultWarmup, lrAt } from "./schedule.ts";
 
 /** Teacher logits for a batch (MTKD): called under noGrad with the augmented inputs. */
@@ -115,7 +115,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
     );
   }
   // The crop used, not the one asked for, is the run's size (config.json, validation window).
-  cfg = { ...cfg, size: Math.min(cfg.size, minSide) };
+  cfg = runConfig(cfg, trainPairs);
   const size = cfg.size;
   const configHash = await runKey({
     cfg,
