@@ -5,7 +5,7 @@
 import { extname, join, relative } from "node:path";
 import type { DecodeRequest, DecodeResult } from "./decode_worker.ts";
 import { compareNames, type PairFiles, pairFiles } from "./pair_files.ts";
-import type { PairCheck, Problem } from "./sample.ts";
+import type { CheckNote, PairCheck, Problem } from "./sample.ts";
 import { defaultWorkerCount, WorkerPool } from "./worker_pool.ts";
 
 export type { PairFiles, Problem };
@@ -326,6 +326,9 @@ async function checkSplits(
   const all = scans.flatMap((s) => s.pairs);
   const checks = await inspectAll(all, opts, { done: 0, total: all.length });
   const problems = [...scans.flatMap((s) => s.problems), ...checks.flatMap((c) => c.problems)];
+  for (const note of summarizeNotes(root, checks.flatMap((c) => c.notes ?? []))) {
+    opts.onNote?.(note);
+  }
   if (problems.length > 0) {
     problems.sort((x, y) => compareNames(x.file, y.file));
     throw new DatasetError(root, problems);
@@ -337,6 +340,16 @@ async function checkSplits(
       return { ...p, width: c.width, height: c.height, car: c.car };
     })
   );
+}
+
+/** One line per kind of note: how many files, and the first of them. */
+export function summarizeNotes(root: string, notes: CheckNote[]): string[] {
+  const byNote = new Map<string, string[]>();
+  for (const n of notes) byNote.set(n.note, [...(byNote.get(n.note) ?? []), n.file]);
+  return [...byNote].map(([note, files]) => {
+    const first = relative(root, files[0]) || files[0];
+    return `${files.length} image${files.length === 1 ? "" : "s"} (e.g. ${first}): ${note}`;
+  });
 }
 
 /** Validate one split folder DIR/{A,B,label}; returns its pairs with sizes and CAR. */

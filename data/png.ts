@@ -1,5 +1,8 @@
-// PNG reading (fast-png) and writing (png_encode.ts) for the two kinds of files a change-detection dataset holds: RGB images
-// (8-bit, interleaved) and single-channel labels. Every error names the file and what to do.
+// PNG reading (fast-png) and writing (png_encode.ts) for the two kinds of files a change-detection
+// dataset holds: RGB images (8-bit, interleaved) and single-channel labels. Every error names the
+// file and what to do. Decisions on odd files: 16-bit images scale by their real bit depth (sBIT)
+// or, when they look like unscaled 12-bit data without one, are refused; alpha is dropped and
+// reported (RgbImage.source) so the dataset check can say so.
 
 import { decode } from "fast-png";
 import { encodePng } from "./png_encode.ts";
@@ -9,6 +12,18 @@ export interface RgbImage {
   width: number;
   height: number;
   data: Uint8Array;
+  /** What the file held, for the dataset check's decisions (set by decodeRgbPng). */
+  source?: PngSource;
+}
+
+/** The colour form of a decoded file and what reading it to 8-bit RGB did. */
+export interface PngSource {
+  /** RGB for colour and palette files, gray for grayscale ones. */
+  color: "rgb" | "gray";
+  /** Alpha that was dropped: "transparent" when some pixel was not opaque. */
+  alpha: "none" | "opaque" | "transparent";
+  /** Bits per sample the values were scaled from: 8 or less, 12 (sBIT), 16. */
+  bits: number;
 }
 
 /** 8-bit single-channel pixels, row-major. */
@@ -88,9 +103,68 @@ interface Decoded {
   samples: Uint8Array;
   channels: number;
   palette?: number[][];
+  /** Bits per sample the 8-bit values were scaled from. */
+  bits: number;
 }
 
-function decodeSamples(bytes: Uint8Array, file: string): Decoded {
+/** Significant bits of the first colour channel from an sBIT chunk, or null without one. */
+export function significantBits(bytes: Uint8Array): number | null {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let at = 8; at + 8 <= bytes.length;) {
+    const len = v.getUint32(at);
+    const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
+    if (type === "sBIT" && len >= 1 && at + 9 <= bytes.length) return bytes[at + 8];
+    if (type === "IDAT" || type === "IEND") return null;
+    at += 12 + len;
+  }
+  return null;
+}
+
+/**
+ * 16-bit samples → 8 bits. PNG stores fewer significant bits scaled up to the full range, which
+ * 65535 → 255 reduces correctly. Sensor data (12-bit, max 4095) is often stored unscaled: read as
+ * 16-bit it would be 17 grey levels. With an sBIT chunk saying so and values within its range it
+ * is scaled by its real depth; without one, images whose values never pass 4095 are refused.
+ * Labels whose values stay within 0..255 (0/1 or 0/255 written as 16-bit) keep their values.
+ */
+function reduce16(
+  src: Uint16Array,
+  n: number,
+  bytes: Uint8Array,
+  file: string,
+  kind: "image" | "label",
+): { samples: Uint8Array; bits: number } {
+  let max = 0;
+  for (let i = 0; i < n; i++) if (src[i] > max) max = src[i];
+  const samples = new Uint8Array(n);
+  if (kind === "label" && max <= 255) {
+    samples.set(src.subarray(0, n));
+    return { samples, bits: 8 };
+  }
+  const sbit = significantBits(bytes);
+  if (sbit !== null && sbit < 16 && max < 2 ** sbit) {
+    const top = 2 ** sbit - 1;
+    for (let i = 0; i < n; i++) samples[i] = Math.round((src[i] * 255) / top);
+    return { samples, bits: sbit };
+  }
+  if (sbit === null && kind === "image" && max > 0 && max <= 4095) {
+    throw new PngError(
+      file,
+      `16-bit PNG whose values never exceed ${max} (≤ 4095): this looks like 12-bit (or lower) ` +
+        "sensor data stored unscaled, which would read as a nearly black image; scale it to 8-bit " +
+        "(value·255/4095) or to the 16-bit range, or mark the real depth with an sBIT chunk",
+    );
+  }
+  // 65535 → 255 with rounding: the usual 16 → 8 bit reduction.
+  for (let i = 0; i < n; i++) samples[i] = (src[i] + 128) / 257;
+  return { samples, bits: 16 };
+}
+
+function decodeSamples(
+  bytes: Uint8Array,
+  file: string,
+  kind: "image" | "label" = "image",
+): Decoded {
   const header = readPngHeader(bytes, file);
   let png;
   try {
@@ -103,12 +177,11 @@ function decodeSamples(bytes: Uint8Array, file: string): Decoded {
   const n = width * height * channels;
   const indexed = header.colorType === 3;
   let samples: Uint8Array;
+  let bits = Math.min(depth, 8);
   if (depth === 16) {
     const src = png.data as Uint16Array;
     if (src.length < n) throw new PngError(file, "corrupt PNG (image data is too short)");
-    samples = new Uint8Array(n);
-    // 65535 → 255 with rounding: the usual 16 → 8 bit reduction.
-    for (let i = 0; i < n; i++) samples[i] = (src[i] + 128) / 257;
+    ({ samples, bits } = reduce16(src, n, bytes, file, kind));
   } else if (depth === 8) {
     const src = png.data as Uint8Array;
     if (src.length < n) throw new PngError(file, "corrupt PNG (image data is too short)");
@@ -116,7 +189,7 @@ function decodeSamples(bytes: Uint8Array, file: string): Decoded {
   } else {
     samples = unpackLowDepth(png.data as Uint8Array, width, height, depth, !indexed, file);
   }
-  return { header, samples, channels, palette: indexed ? png.palette : undefined };
+  return { header, samples, channels, palette: indexed ? png.palette : undefined, bits };
 }
 
 /** Rows of 1/2/4-bit samples are packed and byte-padded; spread them to one byte each. */
@@ -147,12 +220,27 @@ function unpackLowDepth(
   return out;
 }
 
-/** Decode any PNG to 8-bit RGB: alpha is dropped, grayscale expanded, palettes applied. */
+/** Alpha of the samples (last channel of 2 or 4): none, all opaque, or some pixel see-through. */
+function alphaOf(samples: Uint8Array, channels: number, n: number): PngSource["alpha"] {
+  if (channels !== 2 && channels !== 4) return "none";
+  for (let i = 0; i < n; i++) {
+    if (samples[channels * i + channels - 1] !== 255) return "transparent";
+  }
+  return "opaque";
+}
+
+/** Decode any PNG to 8-bit RGB: alpha is dropped (reported in `source`), grayscale expanded,
+ * palettes applied. */
 export function decodeRgbPng(bytes: Uint8Array, file: string): RgbImage {
-  const { header, samples, channels, palette } = decodeSamples(bytes, file);
+  const { header, samples, channels, palette, bits } = decodeSamples(bytes, file);
   const { width, height } = header;
   const n = width * height;
-  if (channels === 3) return { width, height, data: samples };
+  const source: PngSource = {
+    color: palette || channels >= 3 ? "rgb" : "gray",
+    alpha: alphaOf(samples, channels, n),
+    bits,
+  };
+  if (channels === 3) return { width, height, data: samples, source };
   const out = new Uint8Array(n * 3);
   if (palette) {
     for (let i = 0; i < n; i++) {
@@ -176,7 +264,7 @@ export function decodeRgbPng(bytes: Uint8Array, file: string): RgbImage {
       out[3 * i + 2] = g;
     }
   }
-  return { width, height, data: out };
+  return { width, height, data: out, source };
 }
 
 /**
@@ -185,7 +273,7 @@ export function decodeRgbPng(bytes: Uint8Array, file: string): RgbImage {
  * is gray, else the index (as Pillow and MMSegmentation read them).
  */
 export function decodeGrayPng(bytes: Uint8Array, file: string): GrayImage {
-  const { header, samples, channels, palette } = decodeSamples(bytes, file);
+  const { header, samples, channels, palette } = decodeSamples(bytes, file, "label");
   const { width, height } = header;
   const n = width * height;
   if (channels === 1 && !palette) return { width, height, data: samples };

@@ -24,8 +24,8 @@ function crc32(bytes: Uint8Array): number {
   return (c ^ 0xffffffff) >>> 0;
 }
 
-/** Length, type, data, CRC of type + data. */
-function chunk(type: string, data: Uint8Array): Uint8Array {
+/** Length, type, data, CRC of type + data (exported for tests that add chunks such as sBIT). */
+export function chunk(type: string, data: Uint8Array): Uint8Array {
   const out = new Uint8Array(12 + data.length);
   const v = new DataView(out.buffer);
   v.setUint32(0, data.length);

@@ -13,9 +13,17 @@ export interface Problem {
   fix: string;
 }
 
+/** Something the check decided about a file that the user should hear of (not an error). */
+export interface CheckNote {
+  file: string;
+  /** Short, the same for every file it applies to (the summary counts them). */
+  note: string;
+}
+
 export interface PairCheck {
   name: string;
   problems: Problem[];
+  notes?: CheckNote[];
   width: number;
   height: number;
   car: number;
@@ -74,11 +82,31 @@ async function tryRead<T>(
 /** Decode all three files of a pair and report everything wrong with them. */
 export async function inspectPair(pair: PairFiles): Promise<PairCheck> {
   const problems: Problem[] = [];
+  const notes: CheckNote[] = [];
   // Sequential, keeping only sizes of A and B: at most one decoded image alive per worker.
-  const sizes: [string, string, Size | null][] = [
-    ["A", pair.a, sizeOf(await tryRead(pair.a, readRgbPng, problems))],
-    ["B", pair.b, sizeOf(await tryRead(pair.b, readRgbPng, problems))],
-  ];
+  const imgA = await tryRead(pair.a, readRgbPng, problems);
+  const srcA = imgA?.source;
+  const sizes: [string, string, Size | null][] = [["A", pair.a, sizeOf(imgA)]];
+  const imgB = await tryRead(pair.b, readRgbPng, problems);
+  sizes.push(["B", pair.b, sizeOf(imgB)]);
+  for (const [file, src] of [[pair.a, srcA], [pair.b, imgB?.source]] as const) {
+    if (src?.alpha === "transparent") {
+      notes.push({ file, note: "alpha channel with see-through pixels: ignored (read as opaque)" });
+    }
+    if (src && src.bits > 8 && src.bits < 16) {
+      notes.push({ file, note: `${src.bits}-bit data (sBIT) scaled to 8 bits by its real depth` });
+    }
+  }
+  if (srcA && imgB?.source && srcA.color !== imgB.source.color) {
+    const [gray, rgb] = srcA.color === "gray" ? ["A", "B"] : ["B", "A"];
+    problems.push({
+      file: gray === "A" ? pair.a : pair.b,
+      problem: `${gray} is grayscale but ${rgb}/${pair.name} is colour: the model would read the ` +
+        "lost colour as change",
+      fix: "give both dates the same colour type (convert the grayscale one to RGB only if the " +
+        "colour one is really gray, else use colour images for both)",
+    });
+  }
   const label = await tryRead(pair.label, readGrayPng, problems);
   sizes.push(["label", pair.label, sizeOf(label)]);
   const known = sizes.filter((s) => s[2] !== null) as [string, string, Size][];
@@ -120,6 +148,7 @@ export async function inspectPair(pair: PairFiles): Promise<PairCheck> {
   return {
     name: pair.name,
     problems,
+    notes,
     width: ref.width,
     height: ref.height,
     car,

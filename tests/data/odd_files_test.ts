@@ -12,6 +12,8 @@ import {
   openDataset,
 } from "../../data/dataset.ts";
 import { loadSample } from "../../data/sample.ts";
+import { encode } from "fast-png";
+import { writeGrayPng } from "../../data/png.ts";
 import { makeSplitDirs, writePair, writeSplit } from "./make_pairs.ts";
 
 async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -95,5 +97,34 @@ Deno.test("odd files: an empty test/ does not block training; --val-count 0 is r
     await writePair(join(root, "test"), "t");
     await Deno.remove(join(root, "test", "label", "t.png"));
     assert.match((await datasetError(checkDataset(root, { valCount: 1 }))).message, /t\.png/);
+  });
+});
+
+Deno.test("odd files: RGBA alpha is ignored and said in the summary; gray A with RGB B is refused", async () => {
+  await withTemp(async (root) => {
+    const split = join(root, "val");
+    await writeSplit(split, 3);
+    // Pair 1: A is RGBA with see-through pixels; pair 2: A is RGBA, fully opaque (no note).
+    for (const [name, alpha] of [["1", 100], ["2", 255]] as const) {
+      const rgba = new Uint8Array(8 * 8 * 4).fill(alpha);
+      await Deno.writeFile(
+        join(split, "A", `${name}.png`),
+        encode({ width: 8, height: 8, data: rgba, channels: 4 }),
+      );
+    }
+    const notes: string[] = [];
+    assert.equal((await checkSplit(split, { onNote: (n) => notes.push(n) })).length, 3);
+    assert.deepStrictEqual(notes, [
+      "1 image (e.g. A/1.png): alpha channel with see-through pixels: ignored (read as opaque)",
+    ]);
+    // Pair 3: B grayscale, A colour → refused, naming the gray file.
+    await writeGrayPng(join(split, "B", "3.png"), {
+      width: 8,
+      height: 8,
+      data: new Uint8Array(64),
+    });
+    const err = await datasetError(checkSplit(split));
+    assert.match(err.message, /B\/3\.png: B is grayscale but A\/3 is colour/);
+    assert.equal(err.problems.length, 1, err.message);
   });
 });

@@ -9,6 +9,7 @@ import {
   readRgbPng,
   writeRgbPng,
 } from "../../data/png.ts";
+import { chunk } from "../../data/png_encode.ts";
 import { rng } from "../util.ts";
 
 const W = 7, H = 5; // odd sizes catch stride mistakes
@@ -110,4 +111,50 @@ Deno.test("png: errors name the file and the problem", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** `png` with an sBIT chunk of `bits` per channel inserted after IHDR (8 + 25 bytes). */
+function withSbit(png: Uint8Array, bits: number, channels: number): Uint8Array {
+  const sbit = chunk("sBIT", new Uint8Array(channels).fill(bits));
+  return Uint8Array.from([...png.subarray(0, 33), ...sbit, ...png.subarray(33)]);
+}
+
+Deno.test("png: 12-bit data in 16-bit PNGs scales by sBIT or is refused; 16-bit 0/1 labels", () => {
+  // 12-bit sensor values stored unscaled (max 4095): /257 would leave 17 grey levels.
+  const twelve = Uint16Array.from(rgb, (v) => Math.round((v * 4095) / 255));
+  const raw = encode({ width: W, height: H, data: twelve, channels: 3, depth: 16 });
+  const e = pngError(() => decodeRgbPng(raw, "s12.png"));
+  assert.match(e.message, /^s12\.png: 16-bit PNG whose values never exceed \d+ \(≤ 4095\).*sBIT/);
+  // With sBIT = 12 the values scale by 4095: every 8-bit level comes back.
+  const img = decodeRgbPng(withSbit(raw, 12, 3), "s12.png");
+  assert.deepStrictEqual(img.data, rgb);
+  assert.deepStrictEqual(img.source, { color: "rgb", alpha: "none", bits: 12 });
+  // sBIT with values already scaled to 16 bits (the PNG rule) reduces as usual.
+  const scaled = encode({
+    width: W,
+    height: H,
+    data: Uint16Array.from(rgb, (v) => v * 257),
+    channels: 3,
+    depth: 16,
+  });
+  assert.deepStrictEqual(decodeRgbPng(withSbit(scaled, 12, 3), "x").data, rgb);
+  // A 16-bit label holding 0/1 keeps its values (it read as all 0 before).
+  const lab = Uint16Array.from({ length: W * H }, (_, i) => i % 3 === 0 ? 1 : 0);
+  const l = decodeGrayPng(encode({ width: W, height: H, data: lab, channels: 1, depth: 16 }), "l");
+  assert.deepStrictEqual([...l.data], [...lab]);
+});
+
+Deno.test("png: the source says what was dropped: alpha (opaque or not) and gray", () => {
+  const rgba = new Uint8Array(W * H * 4).fill(255);
+  assert.equal(
+    decodeRgbPng(encode({ width: W, height: H, data: rgba, channels: 4 }), "x").source?.alpha,
+    "opaque",
+  );
+  rgba[7] = 10;
+  assert.equal(
+    decodeRgbPng(encode({ width: W, height: H, data: rgba, channels: 4 }), "x").source?.alpha,
+    "transparent",
+  );
+  const g = decodeRgbPng(encode({ width: W, height: H, data: gray, channels: 1 }), "x");
+  assert.deepStrictEqual(g.source, { color: "gray", alpha: "none", bits: 8 });
 });
