@@ -172,7 +172,10 @@ function issueMessage(
   const spec = specs.get(key);
   const flag = spec ? `--${spec.flag}` : key || "flags";
   const got = raw[key];
-  if (got === undefined && issue.code === "invalid_type") return `${flag} is required`;
+  // A missing required flag: zod says invalid_type, or invalid_value for an enum.
+  if (got === undefined && (issue.code === "invalid_type" || issue.code === "invalid_value")) {
+    return `${flag} is required`;
+  }
   const shown = Array.isArray(got) ? got.join(",") : String(got);
   if (spec?.choices) {
     return `${flag}: "${shown}" is not allowed; allowed values: ${spec.choices.join(", ")}`;

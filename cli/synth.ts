@@ -8,7 +8,7 @@ import { parseFlags } from "./args.ts";
 const HELP = `Write a synthetic JL1-like change-detection benchmark.
 
 Usage:
-  deno run -A cli/synth.ts --out DIR [--pairs N] [--size S] [--seed K] [--val V] [--test T]
+  deno task synth --out DIR [--pairs N] [--size S] [--seed K] [--val V] [--test T]
 
 Writes DIR/{train,val,test}/{A,B,label}/NNNN.png (A: date 1, B: date 2, label: 0/255) and
 DIR/synth.json (parameters and CAR summary) and DIR/car_histogram.svg.

@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { parseConfigObject, type TrainConfig, TrainConfigSchema } from "../train/config.ts";
 import { train } from "../train/trainer.ts";
+import { checkTrainSize } from "../train/model_size.ts";
 import { parseFlags } from "./args.ts";
 import { runCommand } from "./run.ts";
 
@@ -82,9 +83,11 @@ runCommand(async () => {
   for (const [k, v] of Object.entries(given)) if (v !== undefined && typed.has(k)) merged[k] = v;
   const parsed = TrainConfigSchema.safeParse(merged);
   if (!parsed.success) {
-    const missing = parsed.error.issues.map((i) =>
-      `--${String(i.path[0]).replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}: ${i.message}`
-    );
+    const missing = parsed.error.issues.map((i) => {
+      const key = String(i.path[0]);
+      const flag = `--${key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}`;
+      return merged[key] === undefined ? `${flag} is required` : `${flag}: ${i.message}`;
+    });
     throw new Error(`bad training configuration: ${missing.join("; ")} (see --help)`);
   }
   if (parsed.data.pretrained && parsed.data.init && !parsed.data.resume) {
@@ -92,6 +95,7 @@ runCommand(async () => {
       "--pretrained and --init both given: --init replaces every weight, the backbone included; pass one of them",
     );
   }
+  checkTrainSize(parsed.data.model, parsed.data.size);
   const result = await train(parsed.data);
   console.log(
     `done: ${result.lastStep} steps in ${result.runDir}` +

@@ -1,0 +1,19 @@
+// Whether a model can take a training crop: every side it sees must be a multiple of its deepest
+// stride (the registry's sizeDivisor), and at least its minSize. Checked when the command starts,
+// so `--size 63` is refused in one line naming the sizes that work, not by a broadcast error
+// deep in the model after the dataset check. (Inference pads instead: train/predict.ts.)
+
+import { modelEntry } from "../models/registry.ts";
+
+/** Throws a message naming the nearest sizes that work when `size` does not suit `model`. */
+export function checkTrainSize(model: string, size: number): void {
+  const e = modelEntry(model);
+  const d = e.sizeDivisor, min = Math.max(e.minSize ?? d, d);
+  if (size % d === 0 && size >= min) return;
+  const down = Math.floor(size / d) * d, up = Math.ceil(size / d) * d;
+  const options = size < min ? `${min}` : down === up ? `${up}` : `${down} or ${up}`;
+  throw new Error(
+    `--size ${size}: ${model} needs a crop side that is a multiple of ${d} (its deepest ` +
+      `stride)${min > d ? ` and at least ${min}` : ""}; use ${options}`,
+  );
+}
