@@ -46,7 +46,7 @@ import {
 import { evalWindow, type TrainConfig } from "./config.ts";
 import { evaluateModel } from "./evaluate.ts";
 import { loadPretrained } from "./pretrained.ts";
-import { Progress } from "./progress.ts";
+import { checkReporter, datasetSummary, Progress } from "./progress.ts";
 import { runConfig, runKey, settingDiffs } from "./run_key.ts";
 import { defaultWarmup, lrAt } from "./schedule.ts";
 
@@ -104,8 +104,9 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   const ds = hooks.dataset ?? await checkDataset(cfg.data, {
     valCount: cfg.valCount,
     workers: cfg.workers,
-    onProgress: (d, t) => !hooks.quiet && d % 500 === 0 && say(`checking ${cfg.data}: ${d}/${t}`),
+    ...checkReporter(cfg.data, say),
   });
+  if (!hooks.dataset) datasetSummary(ds).forEach(say);
   const trainPairs = hooks.trainPairs ?? ds.train;
   if (trainPairs.length === 0) throw new Error(`${cfg.data}: no training pairs`);
   const minSide = Math.min(...trainPairs.map((p) => Math.min(p.width, p.height)));
@@ -181,6 +182,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   let sinceLog = 0;
   model.train();
   const sigint = onSigint(() => say("Ctrl-C: stopping after this step (again: quit at once)"));
+  progress.begin();
   try {
     while (state.step < Math.min(cfg.iters, hooks.stopAt ?? Infinity) && !sigint.seen) {
       const batch = (await loader.nextBatch())!;
@@ -190,6 +192,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
       );
       state.step++;
       sinceLog++;
+      progress.tick(state.step);
       const atVal = state.step % cfg.valEvery === 0 || state.step === cfg.iters;
       if (state.step % cfg.logEvery === 0 || atVal) {
         const mean = (await lossSum.item()) / sinceLog;

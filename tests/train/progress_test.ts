@@ -1,0 +1,79 @@
+// Issue 18 item 13: progress from the first second. A training command names the adapter, says it
+// is checking the dataset, prints the check's summary (warning when validation has fewer than 10
+// pairs) and "compiling kernels" before the first step; on a terminal the progress line is
+// rewritten after every step.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { writeSynthDataset } from "../../data/synth.ts";
+import { MIN_VAL_PAIRS, Progress } from "../../train/progress.ts";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+Deno.test("progress: train says adapter, check, summary, small-val warning, compiling, in that order", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cd_progress_" });
+  try {
+    const data = join(dir, "data");
+    await writeSynthDataset({ out: data, pairs: 12, size: 32, seed: 1, val: 3, test: 0 });
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "cli/train.ts",
+        ...["--model", "fc_ef", "--data", data, "--out", join(dir, "run")],
+        ...["--iters", "2", "--batch", "2", "--size", "32", "--val-every", "2", "--log-every", "1"],
+      ],
+      cwd: ROOT,
+      env: { XDG_RUNTIME_DIR: "/tmp" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(r.stderr);
+    assert.equal(r.code, 0, err);
+    const lines = err.split("\n");
+    const at = (re: RegExp) => {
+      const i = lines.findIndex((l) => re.test(l));
+      assert.ok(i >= 0, `no line matching ${re} in:\n${err}`);
+      return i;
+    };
+    const order = [
+      at(/^adapter: /),
+      at(/^checking .*data: reading every pair once$/),
+      at(/^dataset .*data: 9 train, 3 val, 0 test pairs; all checked$/),
+      at(/^warning: only 3 validation pairs: .*use at least 10/),
+      at(/^fc_ef compiling kernels and running step 1/),
+      at(/^fc_ef step 1 done after /),
+      at(/^fc_ef 2\/2 /),
+    ];
+    assert.deepStrictEqual([...order].sort((x, y) => x - y), order, err);
+    assert.equal(lines[0].startsWith("adapter: "), true, err);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("progress: on a terminal every step rewrites the line; elsewhere only log lines", async () => {
+  assert.equal(MIN_VAL_PAIRS, 10);
+  for (const tty of [true, false]) {
+    const out: string[] = [];
+    const p = new Progress(5, 0, "m", false, tty, (t) => out.push(t));
+    p.begin();
+    p.tick(1);
+    await new Promise((r) => setTimeout(r, 300));
+    p.tick(2);
+    await new Promise((r) => setTimeout(r, 300));
+    p.tick(3);
+    const text = out.join("");
+    assert.match(text, /m compiling kernels and running step 1/);
+    assert.match(text, /m step 1 done after 0m0\ds/);
+    if (tty) {
+      assert.match(text, /\r\x1b\[2Km 2\/5 +[\d.]+ it\/s +ETA /);
+      assert.match(text, /\r\x1b\[2Km 3\/5 /);
+    } else {
+      assert.doesNotMatch(text, /m [23]\/5/); // no per-step lines in a log file
+    }
+    p.update(4, 0.5);
+    assert.match(out.at(-1)!, /m 4\/5 .* loss 0\.5000/);
+  }
+});
