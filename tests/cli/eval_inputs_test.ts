@@ -50,34 +50,34 @@ Deno.test("eval: a pair failing mid-run is listed and the other pairs still coun
   }
 });
 
-Deno.test("eval: TinyCD on 36×20 labelled pairs pads to 16 and counts every pixel", async () => {
+Deno.test("eval: TinyCD on a 30×20 labelled pair pads to 16 and counts every pixel", async () => {
   const tmp = await Deno.makeTempDir();
   try {
     const dir = join(tmp, "test"), w = join(tmp, "w.safetensors");
     await makeSplitDirs(dir);
-    // writePair makes squares; 36×20 comes from a square one cropped via the PNG module.
+    // writePair makes squares; 30×20 is the top of a 30×30 one, rewritten.
     const { readGrayPng, readRgbPng, writeGrayPng, writeRgbPng } = await import(
       "../../data/png.ts"
     );
-    await writePair(dir, "1", { size: 36, changed: 300 });
+    await writePair(dir, "1", { size: 30, changed: 300 });
     for (const f of ["A", "B"]) {
       const img = await readRgbPng(join(dir, f, "1.png"));
       await writeRgbPng(join(dir, f, "1.png"), {
-        width: 36,
+        width: 30,
         height: 20,
-        data: img.data.subarray(0, 36 * 20 * 3),
+        data: img.data.subarray(0, 30 * 20 * 3),
       });
     }
     const l = await readGrayPng(join(dir, "label", "1.png"));
     await writeGrayPng(join(dir, "label", "1.png"), {
-      width: 36,
+      width: 30,
       height: 20,
-      data: l.data.subarray(0, 36 * 20),
+      data: l.data.subarray(0, 30 * 20),
     });
     await saveTinycd(w);
     const r = await runEval(args("--model=tinycd", `--weights=${w}`, `--data=${dir}`));
     const c = r.json.perImage[0];
-    assert.equal(c.tp + c.fp + c.tn + c.fn, 36 * 20);
+    assert.equal(c.tp + c.fp + c.tn + c.fn, 30 * 20);
     assert.equal(c.tp + c.fn, 300);
   } finally {
     await Deno.remove(tmp, { recursive: true });
@@ -92,7 +92,7 @@ Deno.test("eval: --data and --split as predict reads them; --model from the chec
     await writePair(join(root, "test"), "1", { size: 32, changed: 100 });
     await writePair(join(root, "test"), "2", { size: 32, changed: 10 });
     await saveTinycd(w);
-    const r = await runEval(args(`--weights=${w}`, `--data=${root}`));
+    const r = await runEval(args(`--weights=${w}`, `--data=${root}`, "--batch=1"));
     assert.equal(r.json.model, "tinycd");
     assert.equal(r.json.split, "test");
     assert.equal(r.json.images, 2);
