@@ -26,7 +26,11 @@ teachers, and write DIR/report.html and DIR/results.json (Tables III/IV, Fig. 8,
 Running it again in the same DIR reuses everything already trained.
 
 Defaults fit a CPU-only machine (software Vulkan): 72 pairs of 32×32, FC-EF, 24 iterations per
-member. For the paper's scale on a GPU, e.g.:
+member (about 6 minutes on two cores). That shows the pipeline works, not which strategy wins:
+the report then opens with a banner saying the comparison is noise (under 1000 iterations,
+128-px images or 50 test pairs). The report has Tables III/IV, Fig. 5 (CAR of every pair),
+Fig. 8, and overlays with a column per strategy (Original, O-P's routed teacher, MTKD).
+For the paper's scale on a GPU, e.g.:
   deno task demo --out runs/paper --model tinycd --pairs 5000 --size 512 --iters 20000 \\
     --student-iters 10000 --val-every 1000 --batch 8
 
@@ -86,5 +90,8 @@ runCommand(async () => {
     lambdas,
     studentIters: f.studentIters ?? Math.max(1, Math.floor(f.iters / 2)),
   });
-  console.error(`demo finished in ${((performance.now() - t0) / 60000).toFixed(1)} min`);
+  console.error(
+    `demo finished in ${((performance.now() - t0) / 60000).toFixed(1)} min: ` +
+      `${join(f.out, "report.html")} and ${join(f.out, "results.json")}`,
+  );
 });

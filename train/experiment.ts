@@ -11,12 +11,19 @@ import { buildManifest, type PartitionScheme } from "../data/partition.ts";
 import type { TrainConfig } from "./config.ts";
 import { evalWindow } from "./config.ts";
 import { runDistill } from "./distill.ts";
-import { loadMember, originalDir, studentDir } from "./members.ts";
+import { loadMember, originalDir, studentDir, teacherDir } from "./members.ts";
 import { evaluate } from "./metrics.ts";
 import { evaluateOp, type OpResult, runOp } from "./op.ts";
 import { errorOverlay } from "./overlay.ts";
 import { maskOf, normalizeImage, predictProbability } from "./predict.ts";
-import { type MethodReport, type OverlayRow, tableIII, textTable, writeReport } from "./report.ts";
+import {
+  type MethodReport,
+  type OverlayRow,
+  reportLines,
+  tableIII,
+  textTable,
+  writeReport,
+} from "./report.ts";
 import { modelEntry } from "../models/registry.ts";
 
 export async function checkedDataset(cfg: TrainConfig, log: (s: string) => void) {
@@ -55,13 +62,15 @@ export async function writePartitionFiles(
   ], { logScale: true, thresholds: scheme.thresholds, title: "CAR distribution (Fig. 5)" });
 }
 
-/** Overlays for up to `n` test pairs spread over CAR: A, B, label, original, MTKD. */
+/** Overlays for up to `n` test pairs spread over CAR: A, B, label, original, O-P (the teacher
+ * M_O's predicted CAR routes the pair to), MTKD. */
 async function overlays(
   model: string,
   dir: string,
   lambda: number,
   test: PairInfo[],
   cfg: TrainConfig,
+  op: { routing: OpResult["routing"]; scheme: PartitionScheme },
   n = 5,
 ): Promise<OverlayRow[]> {
   const sorted = [...test].sort((a, b) => a.car - b.car);
@@ -74,10 +83,10 @@ async function overlays(
     ),
   ).map((i) => sorted[i]);
   const norm = modelEntry(model).normalize;
-  const members = [
-    ["Original", loadMember(model, originalDir(dir))],
-    ["MTKD", loadMember(model, studentDir(dir, lambda))],
-  ] as const;
+  const routed = new Map(op.routing.map((r) => [r.name, r.routed]));
+  const teachers = op.scheme.names.map((t) => loadMember(model, teacherDir(dir, t)));
+  const original = loadMember(model, originalDir(dir)),
+    mtkd = loadMember(model, studentDir(dir, lambda));
   const rows: OverlayRow[] = [];
   try {
     for (const p of pick) {
@@ -88,6 +97,11 @@ async function overlays(
         ["B", encodeRgbPng(b)],
         ["label", encodeGrayPng({ ...l, data: label.map((v) => v * 255) })],
       ];
+      const members = [
+        ["Original", original],
+        ["O-P", teachers[routed.get(p.name) ?? 0]],
+        ["MTKD", mtkd],
+      ] as const;
       for (const [title, m] of members) {
         const prob = await predictProbability(m, {
           width: a.width,
@@ -100,7 +114,7 @@ async function overlays(
       rows.push({ name: p.name, car: p.car, images });
     }
   } finally {
-    for (const [, m] of members) m.dispose();
+    for (const m of [original, ...teachers, mtkd]) m.dispose();
   }
   return rows;
 }
@@ -138,10 +152,13 @@ export async function runExperiment(
     lambdas: student.all,
     chosen: student.chosen.lambda,
   });
-  report.overlays = await overlays(cfg.model, dir, student.chosen.lambda, ds.test, cfg);
+  report.overlays = await overlays(cfg.model, dir, student.chosen.lambda, ds.test, cfg, {
+    routing: op.routing,
+    scheme: o.scheme,
+  });
   await writeReport(dir, report);
-  log("\n" + textTable(tableIII(report)));
-  log(`\nreport: ${join(dir, "report.html")}`);
+  log("\n" + textTable(tableIII(report)) + "\n");
+  reportLines(dir, report).forEach((l) => log(l));
   return report;
 }
 
@@ -159,7 +176,7 @@ export async function runOpOnly(
   await writeReport(dir, report);
   log("\n" + textTable(tableIII(report)));
   log(`routing accuracy ${(op.routingAccuracy * 100).toFixed(1)} %`);
-  log(`report: ${join(dir, "report.html")}`);
+  reportLines(dir, report).forEach((l) => log(l));
   return { op, report };
 }
 
@@ -178,10 +195,14 @@ export async function runDistillOnly(
     lambdas: student.all,
     chosen: student.chosen.lambda,
   });
-  report.overlays = await overlays(cfg.model, from, student.chosen.lambda, ds.test, cfg);
+  report.overlays = await overlays(cfg.model, from, student.chosen.lambda, ds.test, cfg, {
+    routing: op.routing,
+    scheme,
+  });
   await writeReport(from, report);
   log("\n" + textTable(tableIII(report)));
-  log(`chosen λ ${student.chosen.lambda}; report: ${join(from, "report.html")}`);
+  log(`chosen λ ${student.chosen.lambda}`);
+  reportLines(from, report).forEach((l) => log(l));
   return report;
 }
 
@@ -215,5 +236,6 @@ function methodReport(
     lambdas: lambdas?.lambdas,
     chosenLambda: lambdas?.chosen,
     overlays: [],
+    scale: { iters: cfg.iters, size: cfg.size, testPairs: op.routing.length },
   };
 }

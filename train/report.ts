@@ -1,6 +1,8 @@
 // The experiment report: the paper's Table III (Original / O-P / MTKD × mIoU, mAcc, mPrecision,
 // mFscore), Table IV (per-class deltas against the original), Fig. 8 (mIoU per CAR quintile) as
-// SVG, overlays across CAR (Fig. 7), all in one self-contained report.html plus results.json.
+// SVG, the CAR histogram (Fig. 5), overlays across CAR (Fig. 7) with a column per strategy, all in
+// one self-contained report.html plus results.json. A run too small for its comparison to mean
+// anything (the CPU demo) gets a banner saying so.
 
 import { join } from "node:path";
 import { encodeBase64 } from "./base64.ts";
@@ -29,6 +31,29 @@ export interface MethodReport {
   lambdas?: { lambda: number; bestValMIoU: number }[];
   chosenLambda?: number;
   overlays: OverlayRow[];
+  /** The run's scale, for the small-budget banner (the test size also comes from the metrics). */
+  scale?: { iters: number; size: number; testPairs?: number };
+}
+
+/** Below these the comparison of strategies is noise (the paper: 20k+ iterations at 512², 1,000+
+ * test pairs); the banner says so at the top of the page, in results.json and on the console. */
+export const MEANINGFUL = { iters: 1000, size: 128, testPairs: 50 };
+
+/** Why this run's comparison does not mean much, or null when its scale is reasonable. */
+export function smallRunWarning(r: MethodReport): string | null {
+  const test = r.scale?.testPairs ?? r.strategies[0]?.report.images ?? 0;
+  const why: string[] = [];
+  if (r.scale && r.scale.iters < MEANINGFUL.iters) {
+    why.push(`each member trained only ${r.scale.iters} iterations`);
+  }
+  if (r.scale && r.scale.size < MEANINGFUL.size) why.push(`on ${r.scale.size}-px images`);
+  if (test < MEANINGFUL.testPairs) why.push(`the test split has only ${test} pairs`);
+  if (!why.length) return null;
+  return `Too small to compare strategies: ${why.join(", ")}. Differences between Original, ` +
+    "O-P and MTKD here are noise; this run shows that the pipeline works, not which strategy " +
+    `wins. For a meaningful comparison use at least ${MEANINGFUL.iters} iterations, ` +
+    `${MEANINGFUL.size}-px images and ${MEANINGFUL.testPairs} test pairs (the paper: 20,000+ ` +
+    "iterations at 512²), e.g. deno task demo --pairs 5000 --size 512 --iters 20000 on a GPU.";
 }
 
 const pct = (v: number) => (v * 100).toFixed(2);
@@ -150,6 +175,7 @@ export function resultsJson(r: MethodReport) {
   return {
     units: "%",
     title: r.title,
+    warnings: [smallRunWarning(r)].filter((w) => w !== null),
     model: r.model,
     dataset: r.dataset,
     notes: r.notes,
@@ -158,6 +184,15 @@ export function resultsJson(r: MethodReport) {
     lambdas: r.lambdas,
     chosenLambda: r.chosenLambda,
   };
+}
+
+/** The console's closing lines: the banner when the run is too small, and both files. */
+export function reportLines(dir: string, r: MethodReport): string[] {
+  const warning = smallRunWarning(r);
+  return [
+    ...(warning ? [`warning: ${warning}`] : []),
+    `report: ${join(dir, "report.html")}; results: ${join(dir, "results.json")}`,
+  ];
 }
 
 /** Write results.json, quintiles.svg and report.html into `dir`. */
@@ -199,15 +234,23 @@ export async function writeReport(dir: string, r: MethodReport): Promise<void> {
       ).join("")
     }</table>`
     : "";
+  const banner = smallRunWarning(r);
+  const histogram = await Deno.readTextFile(join(dir, "car_histogram.svg")).catch(() => null);
+  const fig5 = histogram
+    ? `<h2>CAR of every pair (Fig. 5; partition thresholds marked)</h2>${histogram}`
+    : "";
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>${esc(r.title)}</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}
-.ov img{width:128px;image-rendering:pixelated}.ov td{text-align:center}</style></head><body>
-<h1>${esc(r.title)}</h1><p>Model <b>${esc(r.model)}</b> on <code>${esc(r.dataset)}</code>.</p>
+.ov img{width:128px;image-rendering:pixelated}.ov td{text-align:center}
+.banner{background:#fff3cd;border:1px solid #e0b000;padding:.8em 1em;font-weight:bold}</style></head><body>
+${banner ? `<p class="banner">${esc(banner)}</p>` : ""}<h1>${esc(r.title)}</h1><p>Model <b>${
+    esc(r.model)
+  }</b> on <code>${esc(r.dataset)}</code>.</p>
 <ul>${r.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>
 <h2>Results on the test split (Table III; per-image means, %)</h2>${htmlTable(tableIII(r))}
 <h2>Per-class change against the original (Table IV; percentage points)</h2>${htmlTable(tableIV(r))}
 <h2>mIoU per CAR quintile of the test set (Fig. 8)</h2>${svg}
-${routing}${lambdas}${overlays}</body></html>\n`;
+${fig5}${routing}${lambdas}${overlays}</body></html>\n`;
   await Deno.writeTextFile(join(dir, "report.html"), html);
 }

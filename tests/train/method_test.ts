@@ -107,11 +107,12 @@ Deno.test("teachers stay unchanged and gradient-free; λ = 0 equals plain fine-t
 
 Deno.test("the demo pipeline writes every report file", async () => {
   const dir = join(root, "experiment");
+  const logged: string[] = [];
   await runExperiment(
     cfg(dir),
     dir,
     { scheme: TWO_TEACHERS, lambdas: [1e-4], studentIters: 2, quiet: true },
-    () => {},
+    (l) => logged.push(l),
   );
   for (
     const f of [
@@ -132,4 +133,17 @@ Deno.test("the demo pipeline writes every report file", async () => {
   assert.match(html, /Table III/);
   assert.match(html, /<svg/);
   assert.match(html, /data:image\/png;base64,/);
+  // Issue 18 item 14: the small-budget banner, Fig. 5 in the page, an O-P overlay column, and the
+  // closing console line naming results.json.
+  assert.match(html, /<p class="banner">Too small to compare strategies: each member trained only/);
+  assert.equal(results.warnings.length, 1);
+  assert.match(html, /<h2>CAR of every pair \(Fig\. 5[^<]*<\/h2><svg/);
+  assert.match(html, /<th>label<\/th><th>Original<\/th><th>O-P<\/th><th>MTKD<\/th>/);
+  const row = /<tr><td>[^<]*<br>CAR[\s\S]*?<\/tr>/.exec(html)![0];
+  assert.equal(row.match(/<img /g)?.length, 6, "A, B, label, Original, O-P, MTKD");
+  assert.match(logged.at(-2)!, /^warning: Too small to compare strategies/);
+  assert.equal(
+    logged.at(-1),
+    `report: ${join(dir, "report.html")}; results: ${join(dir, "results.json")}`,
+  );
 });
