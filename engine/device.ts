@@ -115,6 +115,7 @@ async function create(): Promise<GPUDevice> {
     maxWorkgroupStorage: device.limits.maxComputeWorkgroupStorageSize,
   };
   current = device;
+  releaseAtExit();
   if (announce) console.error(`adapter: ${describeAdapter()}`);
   return device;
 }
@@ -127,6 +128,20 @@ export function describeAdapter(): string {
   return `${i.description} (${backendName()}${
     software ? "; software driver on the CPU: fine for tests and the demo, slow for training" : ""
   })`;
+}
+
+let exitHook = false;
+/** When the event loop runs dry with the device still alive (a script or test file that never
+ * called releaseDevice), keep the process alive until the queue is drained and the device
+ * destroyed: `beforeunload` fires again afterwards and then lets it end. */
+function releaseAtExit(): void {
+  if (exitHook) return;
+  exitHook = true;
+  globalThis.addEventListener("beforeunload", (e) => {
+    if (!current) return;
+    e.preventDefault();
+    releaseDevice();
+  });
 }
 
 /**
