@@ -7,7 +7,7 @@
 
 import { basename, dirname, extname, isAbsolute, join, relative, resolve } from "node:path";
 import { z } from "zod";
-import { checkSplit, DatasetError, listSplit, type Problem } from "../data/dataset.ts";
+import { checkSplit, DatasetError, listNames, listSplit, type Problem } from "../data/dataset.ts";
 import { binarizeLabel } from "../data/label.ts";
 import { compareNames, type PairFiles, pairFiles } from "../data/pair_files.ts";
 import {
@@ -18,7 +18,7 @@ import {
   writeGrayPng,
   writeRgbPng,
 } from "../data/png.ts";
-import { initDevice } from "../engine/device.ts";
+import { announceAdapter, initDevice, releaseDevice } from "../engine/device.ts";
 import { loadCheckpoint } from "../engine/nn/checkpoint.ts";
 import { type WriteEntry, writeSafetensors } from "../engine/safetensors.ts";
 import type { ChangeDetector } from "../models/model.ts";
@@ -183,6 +183,7 @@ async function pngSize(path: string): Promise<{ width: number; height: number }>
 async function checkUnlabelled(dir: string): Promise<PairFiles[]> {
   const problems: Problem[] = [];
   const names: Record<"A" | "B", Set<string>> = { A: new Set(), B: new Set() };
+  const fileOf: Record<"A" | "B", Map<string, string>> = { A: new Map(), B: new Map() };
   for (const folder of ["A", "B"] as const) {
     const path = join(dir, folder);
     const st = await statOrNull(path);
@@ -194,14 +195,16 @@ async function checkUnlabelled(dir: string): Promise<PairFiles[]> {
       });
       continue;
     }
-    for await (const e of Deno.readDir(path)) {
-      if (!e.isFile || e.name.startsWith(".")) continue;
-      const ext = extname(e.name).toLowerCase();
-      const stem = e.name.slice(0, -ext.length);
-      if (ext === ".png") names[folder].add(stem);
-      else if (IMAGE_EXTENSIONS.has(ext)) {
+    // listNames follows symbolic links; NAME.PNG is NAME as NAME.png is.
+    for (const file of (await listNames(path)).sort()) {
+      const ext = extname(file).toLowerCase();
+      const stem = file.slice(0, -ext.length);
+      if (ext === ".png") {
+        names[folder].add(stem);
+        if (!fileOf[folder].has(stem)) fileOf[folder].set(stem, file);
+      } else if (IMAGE_EXTENSIONS.has(ext)) {
         problems.push({
-          file: join(path, e.name),
+          file: join(path, file),
           problem: `not a PNG file (${ext})`,
           fix: `convert it to ${stem}.png (lossless)`,
         });
@@ -211,7 +214,7 @@ async function checkUnlabelled(dir: string): Promise<PairFiles[]> {
   const pairs: PairFiles[] = [];
   const all = [...new Set([...names.A, ...names.B])].sort(compareNames);
   for (const name of all) {
-    const p = pairFiles(dir, name);
+    const p = pairFiles(dir, name, { A: fileOf.A.get(name), B: fileOf.B.get(name) });
     const [has, lacks] = names.A.has(name) ? ["A", "B"] : ["B", "A"];
     if (!names.A.has(name) || !names.B.has(name)) {
       if (problems.some((q) => q.file === join(dir, lacks))) continue; // folder already missing
@@ -496,6 +499,7 @@ async function writePair(
 
 if (import.meta.main) {
   const flags = parseFlags(Deno.args, PredictFlags, { help: HELP, aliases: { o: "out" } });
+  announceAdapter();
   try {
     const s = await runPredict(flags, {
       onProgress: progressPrinter("predict", flags.quiet),
@@ -513,6 +517,7 @@ if (import.meta.main) {
       );
       Deno.exit(1);
     }
+    await releaseDevice();
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
     Deno.exit(1);
