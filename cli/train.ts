@@ -15,7 +15,9 @@ Usage:
 
 ROOT holds {train,val,test}/{A,B,label}/*.png (labels 0/255); without val/, the first
 --val-count training pairs (sorted by name) are the validation set, as in JL1-CD. The whole
-folder is checked first; every bad file is listed. RUN_DIR receives config.json, log.jsonl
+folder is checked first (progress on stderr, then a summary: pairs per split, notes such as
+ignored alpha, a warning under 10 validation pairs); every bad file is listed. Extensions are
+read in any case (.PNG) and symbolic links followed; an empty test/ is skipped. RUN_DIR receives config.json, log.jsonl
 (every logged step and validation), best.safetensors (best validation mIoU), last.safetensors
 and last.optim.safetensors + state.json (for --resume).
 
@@ -34,7 +36,8 @@ Every key of a --config JSON file can also be given as a flag; flags win.
   --size S               training crop (default 512)
   --val-every N          validate and checkpoint every N steps (default 1000)
   --log-every N          log the mean loss every N steps (default 20)
-  --val-count N          validation pairs taken from train when ROOT has no val/ (default 100)
+  --val-count N          validation pairs taken from train when ROOT has no val/ (default 100;
+                         at least 1)
   --no-augment           no rotation/flip/photometric augmentation
   --workers W            PNG decode workers
   --init FILE            start from these weights
