@@ -10,6 +10,7 @@ import { writeSynthDataset } from "../data/synth.ts";
 import { initDevice } from "../engine/device.ts";
 import { LAMBDA_GRID } from "../train/distill.ts";
 import { runExperiment } from "../train/experiment.ts";
+import { TrainingInterrupted } from "../train/trainer.ts";
 import { modelEntry } from "../models/registry.ts";
 import { parseFlags } from "./args.ts";
 import { memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
@@ -23,7 +24,10 @@ Usage:
 Steps: write the synthetic dataset (DIR/data), partition its training pairs by CAR, train M_O
 and one teacher per partition, evaluate O-P on the test split, distil the MTKD student from the
 teachers, and write DIR/report.html and DIR/results.json (Tables III/IV, Fig. 8, overlays).
-Running it again in the same DIR reuses everything already trained.
+Running it again in the same DIR reuses everything already trained with the same settings; when
+the data or a member was made with other flags (e.g. another --seed or --batch), it stops and
+names them: repeat those flags, pass --retrain to make them again with the new ones, or choose
+another --out. Ctrl-C stops after the current step; the same command continues.
 
 Defaults fit a CPU-only machine (software Vulkan): 72 pairs of 32×32, FC-EF, 24 iterations per
 member (about 6 minutes on two cores). That shows the pipeline works, not which strategy wins:
@@ -46,6 +50,7 @@ For the paper's scale on a GPU, e.g.:
   --teachers 2|3         partition scheme (default 3)
   --val-every N          validation interval (default: iters / 2)
   --seed K               seed of data and training (default 0)
+  --retrain              remake the data and retrain the members made with other flags
 `;
 
 const Flags = z.object({
@@ -60,6 +65,7 @@ const Flags = z.object({
   lambdaGrid: z.boolean().default(false),
   valEvery: z.number().int().positive().optional(),
   seed: z.number().int().nonnegative().default(0),
+  retrain: z.boolean().default(false),
   ...SchemeFlags,
 });
 
@@ -68,8 +74,19 @@ runCommand(async () => {
   const t0 = performance.now();
   await initDevice(); // names the adapter (runCommand)
   const data = join(f.out, "data");
+  const val = Math.max(4, Math.round(f.pairs / 6)), test = val;
+  const stale = existsSync(join(data, "train")) ? synthDiff(data, f) : [];
+  if (stale.length && !f.retrain) {
+    throw new Error(
+      `${data} was made with other flags (was → now: ${stale.join(", ")}): repeat them, ` +
+        `pass --retrain to make it again with these (every member is retrained), or choose another --out`,
+    );
+  }
+  if (stale.length) {
+    console.error(`synth: ${data} was made with ${stale.join(", ")}: making it again`);
+    await Deno.remove(data, { recursive: true });
+  }
   if (!existsSync(join(data, "train"))) {
-    const val = Math.max(4, Math.round(f.pairs / 6)), test = val;
     console.error(`synth: ${f.pairs} pairs of ${f.size}×${f.size} → ${data}`);
     await writeSynthDataset({ out: data, pairs: f.pairs, size: f.size, seed: f.seed, val, test });
   } else console.error(`synth: reusing ${data}`);
@@ -85,13 +102,39 @@ runCommand(async () => {
     logEvery: Math.max(1, Math.floor(f.iters / 4)),
   }, f.out);
   const lambdas = f.lambdaGrid ? LAMBDA_GRID : [f.lambda ?? entry.recipe.lambda];
-  await runExperiment(cfg, f.out, {
-    scheme: schemeOf(f),
-    lambdas,
-    studentIters: f.studentIters ?? Math.max(1, Math.floor(f.iters / 2)),
-  });
+  try {
+    await runExperiment(cfg, f.out, {
+      scheme: schemeOf(f),
+      lambdas,
+      studentIters: f.studentIters ?? Math.max(1, Math.floor(f.iters / 2)),
+      retrain: f.retrain,
+      hint: "repeat the flags they were trained with, pass --retrain to train them again " +
+        "with these, or choose another --out",
+    });
+  } catch (e) {
+    if (!(e instanceof TrainingInterrupted)) throw e;
+    throw new Error(
+      `interrupted: ${e.runDir} keeps its last checkpoint` +
+        (e.committed === null ? "" : ` (step ${e.committed})`) +
+        `; run the same deno task demo command again to continue`,
+    );
+  }
   console.error(
     `demo finished in ${((performance.now() - t0) / 60000).toFixed(1)} min: ` +
       `${join(f.out, "report.html")} and ${join(f.out, "results.json")}`,
   );
 });
+
+/** The flags the existing synthetic data was made with that differ from these (its synth.json). */
+function synthDiff(data: string, f: { pairs: number; size: number; seed: number }): string[] {
+  const file = join(data, "synth.json");
+  if (!existsSync(file)) return ["unknown flags (no synth.json)"];
+  const was = JSON.parse(Deno.readTextFileSync(file)) as {
+    pairs: number;
+    size: number;
+    seed: number;
+  };
+  return (["pairs", "size", "seed"] as const).filter((k) => was[k] !== f[k]).map((k) =>
+    `--${k} ${was[k]} → ${f[k]}`
+  );
+}

@@ -1,6 +1,8 @@
 // One experiment of the paper, end to end: partition the training set by CAR, train M_O and the
 // teachers (O-P), evaluate O-P on the test split, distil the MTKD student, and write the report.
-// Every stage reuses what an earlier call already trained in the same folder.
+// Every stage reuses what an earlier call already trained in the same folder, once each member's
+// run key shows it was trained with what is asked now (train/member_check.ts); the report's
+// notes come from the members' own config.json.
 
 import { join } from "node:path";
 import { checkDataset, type CheckedDataset, type PairInfo } from "../data/dataset.ts";
@@ -11,9 +13,11 @@ import { buildManifest, type PartitionScheme } from "../data/partition.ts";
 import type { TrainConfig } from "./config.ts";
 import { evalWindow } from "./config.ts";
 import { runDistill } from "./distill.ts";
+import { committedWeights } from "./checkpoint_set.ts";
+import { checkMembers, memberConfigOf, type MemberRequest } from "./member_check.ts";
 import { loadMember, originalDir, studentDir, teacherDir } from "./members.ts";
 import { evaluate } from "./metrics.ts";
-import { evaluateOp, type OpResult, runOp } from "./op.ts";
+import { evaluateOp, opMembers, type OpResult, runOp } from "./op.ts";
 import { errorOverlay } from "./overlay.ts";
 import { maskOf, normalizeImage, predictProbability } from "./predict.ts";
 import {
@@ -126,6 +130,41 @@ export interface ExperimentOptions {
   studentIters: number;
   /** No progress lines from the members' training. */
   quiet?: boolean;
+  /** Train again the members trained with other settings (else stop, naming them). */
+  retrain?: boolean;
+  /** The end of the message when members differ: how this command gets past it. */
+  hint?: string;
+}
+
+const DEFAULT_HINT = "repeat the flags they were trained with, or choose another --out";
+
+/** M_O and the teachers as the request would train them. */
+function opRequests(cfg: TrainConfig, ds: CheckedDataset, scheme: PartitionScheme, dir: string) {
+  return opMembers(ds, scheme, dir).map((m): MemberRequest => ({
+    name: m.name,
+    runDir: m.runDir,
+    cfg,
+    trainPairs: m.pairs,
+    valPairs: ds.val,
+  }));
+}
+
+/** The MTKD students as the request would train them (from M_O's committed best weights). */
+function studentRequests(
+  cfg: TrainConfig,
+  ds: CheckedDataset,
+  dir: string,
+  lambdas: number[],
+): MemberRequest[] {
+  const init = committedWeights(originalDir(dir), "best") ?? undefined;
+  return lambdas.map((lambda) => ({
+    name: `student λ=${lambda}`,
+    runDir: studentDir(dir, lambda),
+    cfg: { ...cfg, init },
+    trainPairs: ds.train,
+    valPairs: ds.val,
+    lambda,
+  }));
 }
 
 /** Run (or resume) the whole experiment in `dir` and write report.html / results.json there. */
@@ -138,9 +177,13 @@ export async function runExperiment(
   const ds = await checkedDataset(cfg, log);
   await writePartitionFiles(ds, o.scheme, dir);
   for (const line of partitionSummary(ds, o.scheme)) log(line);
+  const check = { retrain: o.retrain ?? false, hint: o.hint ?? DEFAULT_HINT, log };
+  await checkMembers(opRequests(cfg, ds, o.scheme, dir), check);
   const op = await runOp(cfg, ds, o.scheme, dir, log, o.quiet);
+  const studentCfg = { ...cfg, iters: o.studentIters };
+  await checkMembers(studentRequests(studentCfg, ds, dir, o.lambdas), check);
   const student = await runDistill(
-    { ...cfg, iters: o.studentIters },
+    studentCfg,
     ds,
     o.scheme,
     dir,
@@ -148,7 +191,7 @@ export async function runExperiment(
     log,
     o.quiet,
   );
-  const report = methodReport(cfg, op, o.scheme, student.chosen.test, {
+  const report = methodReport(cfg, op, o.scheme, dir, student.chosen.test, {
     lambdas: student.all,
     chosen: student.chosen.lambda,
   });
@@ -171,8 +214,9 @@ export async function runOpOnly(
 ) {
   const ds = await checkedDataset(cfg, log);
   await writePartitionFiles(ds, scheme, dir);
+  await checkMembers(opRequests(cfg, ds, scheme, dir), { retrain: false, hint: DEFAULT_HINT, log });
   const op = await runOp(cfg, ds, scheme, dir, log);
-  const report = methodReport(cfg, op, scheme);
+  const report = methodReport(cfg, op, scheme, dir);
   await writeReport(dir, report);
   log("\n" + textTable(tableIII(report)));
   log(`routing accuracy ${(op.routingAccuracy * 100).toFixed(1)} %`);
@@ -189,9 +233,11 @@ export async function runDistillOnly(
   log = console.error,
 ) {
   const ds = await checkedDataset(cfg, log);
+  const hint = DEFAULT_HINT;
+  await checkMembers(studentRequests(cfg, ds, from, lambdas), { retrain: false, hint, log });
   const student = await runDistill(cfg, ds, scheme, from, lambdas, log);
   const op = await evaluateOp(cfg.model, ds.test, scheme, from, cfg);
-  const report = methodReport(cfg, op, scheme, student.chosen.test, {
+  const report = methodReport(cfg, op, scheme, from, student.chosen.test, {
     lambdas: student.all,
     chosen: student.chosen.lambda,
   });
@@ -206,10 +252,40 @@ export async function runDistillOnly(
   return report;
 }
 
+/** "24 iterations, batch 4, crop 32, seed 0" from a member's config.json (as it trained). */
+function budget(c: TrainConfig): string {
+  return `${c.iters} iterations, batch ${c.batch}, crop ${c.size}, seed ${c.seed}`;
+}
+
+/** Report notes on the budget, from the members' own configs (the request's when missing). */
+function budgetNotes(
+  cfg: TrainConfig,
+  scheme: PartitionScheme,
+  dir: string,
+  chosenLambda?: number,
+): string[] {
+  const of = (name: string, runDir: string) => {
+    const c = memberConfigOf(runDir);
+    return { name, line: c ? budget(c) : `${budget(cfg)} (requested; no config.json)` };
+  };
+  const op = [
+    of("M_O", originalDir(dir)),
+    ...scheme.names.map((n) => of(`teacher ${n}`, teacherDir(dir, n))),
+  ];
+  const notes = new Set(op.map((m) => m.line)).size === 1
+    ? [`budget: M_O and each teacher ${op[0].line}`]
+    : op.map((m) => `budget: ${m.name} ${m.line}`);
+  if (chosenLambda !== undefined) {
+    notes.push(`budget: MTKD student ${of("", studentDir(dir, chosenLambda)).line}`);
+  }
+  return notes;
+}
+
 function methodReport(
   cfg: TrainConfig,
   op: OpResult,
   scheme: PartitionScheme,
+  dir: string,
   mtkd?: ReturnType<typeof evaluate>,
   lambdas?: { lambdas: { lambda: number; bestValMIoU: number }[]; chosen: number },
 ): MethodReport {
@@ -224,7 +300,7 @@ function methodReport(
     dataset: cfg.data,
     notes: [
       `${scheme.names.length} teachers, CAR thresholds ${scheme.thresholds.join(", ")}`,
-      `budget: ${cfg.iters} iterations per member, batch ${cfg.batch}, crop ${cfg.size}, seed ${cfg.seed}`,
+      ...budgetNotes(cfg, scheme, dir, lambdas?.chosen),
       "metrics: per-image means over the test split (a class absent from both label and prediction scores 1)",
     ],
     strategies,
