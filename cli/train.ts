@@ -17,9 +17,14 @@ ROOT holds {train,val,test}/{A,B,label}/*.png (labels 0/255); without val/, the 
 --val-count training pairs (sorted by name) are the validation set, as in JL1-CD. The whole
 folder is checked first (progress on stderr, then a summary: pairs per split, notes such as
 ignored alpha, a warning under 10 validation pairs); every bad file is listed. Extensions are
-read in any case (.PNG) and symbolic links followed; an empty test/ is skipped. RUN_DIR receives config.json, log.jsonl
-(every logged step and validation), best.safetensors (best validation mIoU), last.safetensors
-and last.optim.safetensors + state.json (for --resume).
+read in any case (.PNG) and symbolic links followed; an empty test/ is skipped.
+RUN_DIR receives config.json (the settings as trained; size is the crop used), log.jsonl (every
+logged step and validation), and at each validation one committed checkpoint: checkpoints/step_N/
+(weights, optimiser state) named by checkpoint.json, with best.safetensors (best validation mIoU)
+and last.safetensors beside them. A crash or Ctrl-C at any point keeps the last checkpoint whole;
+Ctrl-C stops after the current step and prints the resume command. --resume continues bit-exactly
+(the log loses the steps after the checkpoint) and refuses settings that differ from the run's,
+naming them.
 
 Every key of a --config JSON file can also be given as a flag; flags win.
   --model NAME           registry name (deno task models)
@@ -45,7 +50,8 @@ Every key of a --config JSON file can also be given as a flag; flags win.
                          or ResNetV1c-18's, with or without "backbone.") into backbone.* first;
                          any key, missing tensor or shape that does not fit is an error naming it
   --pretrained-skip P,Q  leave out file keys under these prefixes (e.g. layer4,fc)
-  --resume RUN_DIR       continue a run exactly where its last checkpoint left it
+  --resume RUN_DIR       continue a run exactly where its last checkpoint left it (a run that
+                         died before its first checkpoint starts again from step 0)
   --keep-checkpoints     also keep iter_N.safetensors at each validation
 `;
 
