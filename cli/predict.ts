@@ -510,6 +510,7 @@ if (import.meta.main) {
         (s.labelled ? ` and error overlays to ${join(s.out, "overlay")}` : "") +
         (s.probs ? `; probabilities to ${s.probs}` : ""),
     );
+    await releaseDevice(); // before exit 1 too: the device must not be dropped mid-queue
     if (s.failed.length) {
       console.error(
         `error: ${s.failed.length} pair${s.failed.length === 1 ? "" : "s"} failed ` +
@@ -517,7 +518,6 @@ if (import.meta.main) {
       );
       Deno.exit(1);
     }
-    await releaseDevice();
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
     Deno.exit(1);
