@@ -1,6 +1,6 @@
 // deno task demo: the whole JL1-CD pipeline on the built-in synthetic benchmark —
 // synth → partition → M_O and teachers → O-P evaluation → MTKD student → report.
-// With no flags it is sized for a CPU with the software Vulkan driver (about 10 minutes on two
+// With no flags it is sized for a CPU with the software Vulkan driver (3–4 minutes on two
 // cores); flags scale it up to the paper's setting on a GPU.
 
 import { existsSync } from "node:fs";
@@ -30,7 +30,7 @@ names them: repeat those flags, pass --retrain to make them again with the new o
 another --out. Ctrl-C stops after the current step; the same command continues.
 
 Defaults fit a CPU-only machine (software Vulkan): 72 pairs of 32×32, FC-EF, 24 iterations per
-member (about 6 minutes on two cores). That shows the pipeline works, not which strategy wins:
+member (3.4 min on two cores, 1.7 once the shader cache is warm). That shows the pipeline works, not which strategy wins:
 the report then opens with a banner saying the comparison is noise (under 1000 iterations,
 128-px images or 50 test pairs). The report has Tables III/IV, Fig. 5 (CAR of every pair),
 Fig. 8, and overlays with a column per strategy (Original, O-P's routed teacher, MTKD).
