@@ -25,16 +25,11 @@ const stepName = (step: number) => `step_${step}`;
 const ckptDir = (runDir: string) => join(runDir, "checkpoints");
 export const stepDir = (runDir: string, step: number) => join(ckptDir(runDir), stepName(step));
 
-/** Where a save can be cut short (tests stop a save there, as a kill -9 would). */
-export type SaveStage = "model" | "optim" | "folder" | "pointer" | "published";
-
 export interface SaveWriters {
   /** Write the weights (a checkpoint with metadata `step`) to this path. */
   model: (path: string) => Promise<void>;
   /** Write the optimiser state (metadata `step`) to this path. */
   optim: (path: string) => Promise<void>;
-  /** Called after each stage; a test throws here to simulate a crash. */
-  after?: (stage: SaveStage) => void;
 }
 
 const tmpName = (path: string) => `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
@@ -46,27 +41,21 @@ export async function commitCheckpoint(
   w: SaveWriters,
   opts: { keepIter?: boolean } = {},
 ): Promise<void> {
-  const after = w.after ?? (() => {});
   const final = stepDir(runDir, state.step);
   const tmp = tmpName(final);
   Deno.mkdirSync(tmp, { recursive: true });
   await w.model(join(tmp, "model.safetensors"));
-  after("model");
   await w.optim(join(tmp, "optim.safetensors"));
-  after("optim");
   Deno.writeTextFileSync(join(tmp, "state.json"), JSON.stringify(state) + "\n");
   // A folder of this step no pointer names is a leftover of a save cut short: replace it.
   if (existsSync(final)) Deno.removeSync(final, { recursive: true });
   Deno.renameSync(tmp, final);
-  after("folder");
   writeAtomic(join(runDir, POINTER), JSON.stringify({ format: FORMAT, ...state }) + "\n");
-  after("pointer");
   publish(runDir, state, opts.keepIter ?? false);
-  after("published");
   collect(runDir, state);
 }
 
-/** The committed state of a run folder, or null when it has none (legacy layout included).
+/** The committed state of a run folder (a legacy top-level state.json counts), or null.
  * Cheap: reads only the pointer (or the legacy state.json). */
 export function committedState(runDir: string): RunState | null {
   const p = join(runDir, POINTER);

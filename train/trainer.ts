@@ -40,7 +40,6 @@ import {
   POINTER,
   prepareResume,
   type RunState,
-  type SaveStage,
   truncateLog,
 } from "./checkpoint_set.ts";
 import { evalWindow, type TrainConfig } from "./config.ts";
@@ -65,8 +64,6 @@ export interface TrainHooks {
   quiet?: boolean;
   /** Stop after this step as if interrupted (the run can be resumed; tests). */
   stopAt?: number;
-  /** Called after each stage of a checkpoint save (tests simulate a crash there). */
-  afterSave?: (stage: SaveStage) => void;
 }
 
 /** Ctrl-C stopped the run; the last committed checkpoint is kept. */
@@ -223,7 +220,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
           best: state.best,
         });
         progress.note(`val @${state.step}: mIoU ${mIoU.toFixed(2)}${improved ? " (best)" : ""}`);
-        await saveRun(model, opt, entry, runDir, state, cfg.keepCheckpoints, hooks.afterSave);
+        await saveRun(model, opt, entry, runDir, state, cfg.keepCheckpoints);
       }
     }
   } finally {
@@ -305,7 +302,6 @@ async function saveRun(
   runDir: string,
   state: RunState,
   keepIter: boolean,
-  after?: (stage: SaveStage) => void,
 ): Promise<void> {
   const info = { model: entry.name, step: String(state.step), config_hash: state.configHash };
   await commitCheckpoint(runDir, { ...state }, {
@@ -315,7 +311,6 @@ async function saveRun(
       await saveTensors(path, optState, { step: String(state.step) });
       for (const t of Object.values(optState)) if (!t.kept) t.dispose();
     },
-    after,
   }, { keepIter });
 }
 

@@ -169,3 +169,37 @@ Deno.test("resume refuses other settings than the run's, naming them", async () 
     /trained with other settings than this call asks for \(batch 2 → 4, seed 0 → 1\)/,
   );
 });
+
+Deno.test("kill -9 of the train command during its saves leaves a run that resumes exactly", async () => {
+  // A save at every step; the kill lands just after the step-3 validation line, in or near
+  // that save.
+  const dir = join(root, "kill9"), ref = join(root, "every");
+  await train(cfg(ref, { valEvery: 1 }), { dataset: ds, quiet: true });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../../cli/train.ts", import.meta.url).pathname,
+      ...["--model", "fc_ef", "--data", data, "--out", dir, "--iters", "6", "--batch", "2"],
+      ...["--size", "32", "--val-every", "1", "--log-every", "1"],
+    ],
+    stderr: "piped",
+    stdout: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let err = "";
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  while (!/val @3/.test(err)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    err += value;
+  }
+  child.kill("SIGKILL");
+  await reader.cancel();
+  await child.status;
+  await train(cfg(dir, { valEvery: 1, resume: dir }), { dataset: ds, quiet: true });
+  assert.deepEqual(trainLog(dir), trainLog(ref));
+  const want = Deno.readFileSync(join(ref, "last.safetensors"));
+  assert.ok(Deno.readFileSync(join(dir, "last.safetensors")).every((b, i) => b === want[i]));
+  assert.deepEqual(leftovers(dir), []);
+});
