@@ -20,6 +20,7 @@ import { evaluate } from "./metrics.ts";
 import { evaluateOp, opMembers, type OpResult, runOp } from "./op.ts";
 import { errorOverlay } from "./overlay.ts";
 import { maskOf, normalizeImage, predictProbability } from "./predict.ts";
+import { checkReporter, datasetSummary } from "./progress.ts";
 import {
   type MethodReport,
   type OverlayRow,
@@ -31,13 +32,19 @@ import {
 import { modelEntry } from "../models/registry.ts";
 
 export async function checkedDataset(cfg: TrainConfig, log: (s: string) => void) {
-  log(`checking ${cfg.data} ...`);
-  const ds = await checkDataset(cfg.data, { valCount: cfg.valCount, workers: cfg.workers });
-  log(
-    `train ${ds.train.length}, val ${ds.val.length}${
-      ds.valFromTrain ? " (first pairs of train)" : ""
-    }, test ${ds.test.length}`,
-  );
+  const ds = await checkDataset(cfg.data, {
+    valCount: cfg.valCount,
+    workers: cfg.workers,
+    ...checkReporter(cfg.data, log),
+  });
+  datasetSummary(ds).forEach((l) => log(l));
+  // Training skips an empty test/, but O-P and MTKD are evaluated on it.
+  if (ds.test.length === 0) {
+    throw new Error(
+      `${cfg.data}: test/ is missing or empty, and O-P / MTKD are evaluated on the test split: ` +
+        "add ROOT/test/{A,B,label}",
+    );
+  }
   return ds;
 }
 

@@ -7,7 +7,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeSynthDataset } from "../../data/synth.ts";
+import type { TrainConfig } from "../../train/config.ts";
+import { checkedDataset } from "../../train/experiment.ts";
 import { MIN_VAL_PAIRS, Progress } from "../../train/progress.ts";
+import { writeSplit } from "../data/make_pairs.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -77,5 +80,31 @@ Deno.test("progress: on a terminal every step rewrites the line; elsewhere only 
     }
     p.update(4, 0.5);
     assert.match(out.at(-1)!, /m 4\/5 .* loss 0\.5000/);
+  }
+});
+
+Deno.test("progress: the experiment's check prints the summary and needs a test split", async () => {
+  const root = await Deno.makeTempDir({ prefix: "cd_exp_check_" });
+  try {
+    await writeSplit(join(root, "train"), 4);
+    const logged: string[] = [];
+    const cfg = { data: root, valCount: 1, workers: 1 } as TrainConfig;
+    await assert.rejects(
+      checkedDataset(cfg, (l) => logged.push(l)),
+      /test\/ is missing or empty, and O-P \/ MTKD are evaluated on the test split/,
+    );
+    assert.deepStrictEqual(logged.slice(0, 1), [`checking ${root}: reading every pair once`]);
+    assert.ok(
+      logged.includes(
+        `dataset ${root}: 3 train, 1 val (the first pairs of train/), 0 test pairs; all checked`,
+      ),
+      logged.join("\n"),
+    );
+    assert.ok(
+      logged.some((l) => l.startsWith("warning: only 1 validation pair:")),
+      logged.join("\n"),
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });
