@@ -16,6 +16,10 @@ await initDevice();
 
 const B = 1;
 
+/** Models whose backward sums with float atomics (ChangerEx: gridSample's image gradient in
+ * FDAF's warp), so two identical steps agree only to rounding. */
+const ATOMIC_SUMS = new Set(["changer_ex_mit_b0"]);
+
 for (const name of Object.keys(MODELS)) {
   Deno.test(`${name}: a training step frees its activations during backward, same gradients`, async () => {
     const S = MODELS[name].minSize ?? 32;
@@ -49,8 +53,15 @@ for (const name of Object.keys(MODELS)) {
     }
     runs[0].grads.forEach((g, i) => {
       const h = runs[1].grads[i];
+      // Bit-identical, except where an atomic sum decides the order of additions (there, 1e-8
+      // absolute covers gradients that are zero but for rounding: FDAF's flow bias).
+      const tol = ATOMIC_SUMS.has(name)
+        ? 1e-8 + 1e-5 * g.reduce((m, v) => Math.max(m, Math.abs(v)), 0)
+        : 0;
       for (let k = 0; k < g.length; k++) {
-        if (g[k] !== h[k]) throw new Error(`${name}: parameter ${i} gradient differs at ${k}`);
+        if (!(Math.abs(g[k] - h[k]) <= tol)) {
+          throw new Error(`${name}: parameter ${i} gradient differs at ${k}: ${g[k]} vs ${h[k]}`);
+        }
       }
     });
     assert(runs[1].peak < runs[0].peak, `${name}: peak ${runs[1].peak} not below ${runs[0].peak}`);
