@@ -18,8 +18,7 @@ import { GELU } from "../engine/nn/activation.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
 import { Dropout2d } from "../engine/nn/dropout.ts";
 import { Module, ModuleList, Sequential } from "../engine/nn/module.ts";
-import { BatchNorm2d, InstanceNorm2d } from "../engine/nn/norm.ts";
-import { gelu } from "../engine/ops/activation.ts";
+import { InstanceNorm2d } from "../engine/nn/norm.ts";
 import { add, div, sub } from "../engine/ops/elementwise.ts";
 import { exchange, type ExchangeMode } from "../engine/ops/exchange.ts";
 import { gridSample } from "../engine/ops/grid_sample.ts";
@@ -27,22 +26,9 @@ import { concat, permute, slice } from "../engine/ops/layout.ts";
 import { interpolate } from "../engine/ops/resample.ts";
 import { Random } from "../engine/random.ts";
 import { type Tensor, tensor, write } from "../engine/tensor.ts";
-import { MIT_B0, type MitConfig, MixVisionTransformer } from "./mit.ts";
+import { MIT_B0, type MitConfig, MixFfnConvs, MixVisionTransformer } from "./mit.ts";
+import { ConvModule1x1 } from "./segformer_head.ts";
 import type { ChangeDetector, Tap } from "./model.ts";
-
-/** mmcv's ConvModule as the head uses it: 1×1 conv (no bias, a norm follows) + BN + ReLU. */
-class ConvModule extends Module {
-  readonly conv: Conv2d;
-  readonly bn: BatchNorm2d;
-  constructor(cin: number, cout: number, rng: Random) {
-    super();
-    this.conv = this.child("conv", new Conv2d(cin, cout, { kernel: 1, bias: false }, rng));
-    this.bn = this.child("bn", new BatchNorm2d(cout));
-  }
-  forward(x: Tensor): Tensor {
-    return this.bn.forward(this.conv.forward(x), {}); // ReLU fused into the norm
-  }
-}
 
 /** torch.linspace(−1, 1, n) in float32 as PyTorch's CPU kernel forms it (the first half counts
  * up from −1, the second down from 1). */
@@ -118,33 +104,13 @@ export class Fdaf extends Module {
   }
 }
 
-/** The discriminator's `layers`: fc1 (0), depthwise 3×3 (1), fc2 (4); GELU and Dropout(0) hold
- * the indices between and have no weights. */
-class MixFfnLayers extends Module {
-  readonly fc1: Conv2d;
-  readonly pe: Conv2d;
-  readonly fc2: Conv2d;
-  constructor(channels: number, hidden: number, rng: Random) {
-    super();
-    this.fc1 = this.child("0", new Conv2d(channels, hidden, { kernel: 1 }, rng));
-    this.pe = this.child(
-      "1",
-      new Conv2d(hidden, hidden, { kernel: 3, padding: 1, groups: hidden }, rng),
-    );
-    this.fc2 = this.child("4", new Conv2d(hidden, channels, { kernel: 1 }, rng));
-  }
-  forward(x: Tensor): Tensor {
-    return this.fc2.forward(gelu(this.pe.forward(this.fc1.forward(x))));
-  }
-}
-
 /** Changer's MixFFN on NCHW with its internal residual: x + fc2(GELU(dw(fc1(x)))) (its dropout
  * and DropPath have p = 0). */
 class MixFfn extends Module {
-  readonly layers: MixFfnLayers;
+  readonly layers: MixFfnConvs;
   constructor(channels: number, hidden: number, rng: Random) {
     super();
-    this.layers = this.child("layers", new MixFfnLayers(channels, hidden, rng));
+    this.layers = this.child("layers", new MixFfnConvs(channels, hidden, rng));
   }
   forward(x: Tensor): Tensor {
     return add(x, this.layers.forward(x));
@@ -159,8 +125,8 @@ class MixFfn extends Module {
 export class ChangerHead extends Module {
   readonly convSeg: Conv2d;
   readonly dropout: Dropout2d;
-  readonly convs: ModuleList<ConvModule>;
-  readonly fusionConv: ConvModule;
+  readonly convs: ModuleList<ConvModule1x1>;
+  readonly fusionConv: ConvModule1x1;
   readonly neckLayer: Fdaf;
   readonly discriminator: MixFfn;
   constructor(inChannels: number[], rng: Random, channels = 128, classes = 2, dropout = 0.1) {
@@ -172,16 +138,14 @@ export class ChangerHead extends Module {
     this.dropout = this.child("dropout", new Dropout2d(dropout));
     this.convs = this.child(
       "convs",
-      new ModuleList(inChannels.map((c) => new ConvModule(c, channels, rng))),
+      new ModuleList(
+        inChannels.map((c) => new ConvModule1x1(c, channels, rng, { kaiming: false })),
+      ),
     );
     const fused = channels / 2;
     this.fusionConv = this.child(
       "fusion_conv",
-      new ConvModule(channels * inChannels.length, fused, rng),
-    );
-    write(
-      this.fusionConv.conv.weight,
-      rng.normal(this.fusionConv.conv.weight.size, Math.sqrt(2 / fused)),
+      new ConvModule1x1(channels * inChannels.length, fused, rng),
     );
     this.neckLayer = this.child("neck_layer", new Fdaf(fused, rng));
     this.discriminator = this.child("discriminator", new MixFfn(channels, channels, rng));

@@ -192,23 +192,38 @@ class EfficientAttention extends Module {
   }
 }
 
-/** Mix-FFN on tokens: 1×1 conv C→hidden, 3×3 depthwise conv, GELU, 1×1 conv hidden→C
- * (children 0, 1, 4 as upstream's Sequential with its activation and dropouts between). */
+/** Mix-FFN's convs on NCHW, as upstream's Sequential: 1×1 conv C→hidden (child 0), 3×3
+ * depthwise conv (1), GELU, 1×1 conv hidden→C (4); the GELU and dropouts between hold the
+ * other indices and have no weights. `init` runs on each conv as it is made (MiT's rule; Changer's
+ * discriminator keeps PyTorch's defaults). Shared by MiT and Changer's discriminator. */
+export class MixFfnConvs extends Module {
+  readonly fc1: Conv2d;
+  readonly pe: Conv2d;
+  readonly fc2: Conv2d;
+  constructor(dim: number, hidden: number, rng: Random, init = (c: Conv2d) => c) {
+    super();
+    this.fc1 = this.child("0", init(new Conv2d(dim, hidden, { kernel: 1 }, rng)));
+    const dw = { kernel: 3, padding: 1, groups: hidden };
+    this.pe = this.child("1", init(new Conv2d(hidden, hidden, dw, rng)));
+    this.fc2 = this.child("4", init(new Conv2d(hidden, dim, { kernel: 1 }, rng)));
+  }
+  forward(x: Tensor): Tensor {
+    return this.fc2.forward(gelu(this.pe.forward(this.fc1.forward(x))));
+  }
+}
+
+/** Mix-FFN on tokens: the convs above on the token grid. */
 class MixFFN extends Module {
-  readonly #fc1: Conv2d;
-  readonly #pe: Conv2d;
-  readonly #fc2: Conv2d;
+  readonly #layers: MixFfnConvs;
   constructor(dim: number, hidden: number, rng: Random) {
     super();
-    const layers = this.child("layers", new Children());
-    this.#fc1 = layers.add("0", mitConv(new Conv2d(dim, hidden, { kernel: 1 }, rng), rng));
-    const dw = { kernel: 3, padding: 1, groups: hidden };
-    this.#pe = layers.add("1", mitConv(new Conv2d(hidden, hidden, dw, rng), rng));
-    this.#fc2 = layers.add("4", mitConv(new Conv2d(hidden, dim, { kernel: 1 }, rng), rng));
+    this.#layers = this.child(
+      "layers",
+      new MixFfnConvs(dim, hidden, rng, (c) => mitConv(c, rng)),
+    );
   }
   forward(x: Tensor, h: number, w: number): Tensor {
-    const y = this.#pe.forward(this.#fc1.forward(tokensToNchw(x, h, w)));
-    return nchwToTokens(this.#fc2.forward(gelu(y)));
+    return nchwToTokens(this.#layers.forward(tokensToNchw(x, h, w)));
   }
 }
 

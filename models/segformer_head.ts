@@ -14,14 +14,17 @@ import type { Random } from "../engine/random.ts";
 import { type Tensor, write } from "../engine/tensor.ts";
 
 /** mmcv ConvModule with a 1×1 conv (no bias), BN (eps 1e-5) and ReLU. Its init_weights:
- * kaiming_normal (fan_out, ReLU gain) conv, BN weight 1 and bias 0. */
+ * kaiming_normal (fan_out, ReLU gain) conv, BN weight 1 and bias 0; `kaiming: false` keeps
+ * PyTorch's conv default, for modules mmengine's init does not reach (Changer's `convs`). */
 export class ConvModule1x1 extends Module {
   readonly conv: Conv2d;
   readonly bn: BatchNorm2d;
-  constructor(cin: number, cout: number, rng: Random) {
+  constructor(cin: number, cout: number, rng: Random, o: { kaiming?: boolean } = {}) {
     super();
     this.conv = this.child("conv", new Conv2d(cin, cout, { kernel: 1, bias: false }, rng));
-    write(this.conv.weight, rng.normal(this.conv.weight.size, Math.sqrt(2 / cout)));
+    if (o.kaiming ?? true) {
+      write(this.conv.weight, rng.normal(this.conv.weight.size, Math.sqrt(2 / cout)));
+    }
     this.bn = this.child("bn", new BatchNorm2d(cout));
   }
   /** conv → BN → ReLU, with an optional Dropout2d fused after the ReLU. */
