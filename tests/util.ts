@@ -26,6 +26,20 @@ export function randArray(n: number, seed: number, lo = -1, hi = 1): Float32Arra
   return a;
 }
 
+/** A random training batch of n pairs of size² (seeds 1, 2, 3): images in [−1, 1], 0/1 labels. */
+export function randomPairBatch(n: number, size: number): { a: Tensor; b: Tensor; labels: Tensor } {
+  const shape = [n, 3, size, size];
+  return {
+    a: tensor(randArray(n * 3 * size * size, 1), shape),
+    b: tensor(randArray(n * 3 * size * size, 2), shape),
+    labels: tensor(
+      Array.from(randArray(n * size * size, 3), (v) => (v > 0 ? 1 : 0)),
+      [n, size, size],
+      "u32",
+    ),
+  };
+}
+
 export function randTensor(shape: Shape, seed: number, lo = -1, hi = 1): Tensor {
   return tensor(randArray(prod(shape), seed, lo, hi), shape);
 }

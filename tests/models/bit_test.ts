@@ -11,7 +11,7 @@ import { Linear } from "../../engine/nn/linear.ts";
 import { add, mul, sub } from "../../engine/ops/elementwise.ts";
 import { type Tensor, tensor } from "../../engine/tensor.ts";
 import { BIT, createBit } from "../../models/bit.ts";
-import { randArray } from "../util.ts";
+import { randomPairBatch } from "../util.ts";
 import { checkOpenCdParity, fixturePresent } from "./opencd_parity.ts";
 
 // The reference's gradients pass one ReLU whose input is at float32's knife edge: decoder
@@ -105,15 +105,8 @@ Deno.test("BIT-R18 trains on a batch of two 64×64 pairs (train mode)", async ()
   await initDevice();
   const model = createBit(1).train();
   const [n, size] = [2, 64];
-  const shape = [n, 3, size, size];
   const logits = scope(() => {
-    const a = tensor(randArray(n * 3 * size * size, 1), shape);
-    const b = tensor(randArray(n * 3 * size * size, 2), shape);
-    const labels = tensor(
-      Array.from(randArray(n * size * size, 3), (v) => (v > 0 ? 1 : 0)),
-      [n, size, size],
-      "u32",
-    );
+    const { a, b, labels } = randomPairBatch(n, size);
     const y = model.forward(a, b);
     const { loss } = cdLoss(y, labels);
     backward(loss);

@@ -10,7 +10,7 @@ import { cdLoss } from "../../engine/ops/cd_loss.ts";
 import { scope } from "../../engine/scope.ts";
 import { tensor } from "../../engine/tensor.ts";
 import { ChangerEx, warp } from "../../models/changer.ts";
-import { assertClose, gradCheck, randArray } from "../util.ts";
+import { assertClose, gradCheck, randArray, randomPairBatch } from "../util.ts";
 import { checkOpenCdParity, fixturePresent } from "./opencd_parity.ts";
 
 await initDevice();
@@ -94,15 +94,8 @@ Deno.test("ChangerEx trains: batch 2 × 64², finite loss, every parameter gets 
   const model = new ChangerEx(1).train();
   assert.equal(model.parameterCount(), 3_457_250);
   const [n, size] = [2, 64];
-  const shape = [n, 3, size, size];
   const loss = scope(() => {
-    const a = tensor(randArray(n * 3 * size * size, 1), shape);
-    const b = tensor(randArray(n * 3 * size * size, 2), shape);
-    const labels = tensor(
-      Array.from(randArray(n * size * size, 3), (v) => (v > 0 ? 1 : 0)),
-      [n, size, size],
-      "u32",
-    );
+    const { a, b, labels } = randomPairBatch(n, size);
     const y = model.forward(a, b);
     assert.deepEqual(y.shape, [n, 2, size, size]);
     const l = cdLoss(y, labels).loss;

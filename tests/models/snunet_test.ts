@@ -14,7 +14,7 @@ import { listSplit } from "../../data/dataset.ts";
 import { IMAGENET } from "../../data/loader.ts";
 import { loadSample } from "../../data/sample.ts";
 import { SNUNet } from "../../models/snunet.ts";
-import { randArray } from "../util.ts";
+import { randomPairBatch } from "../util.ts";
 
 const FIX = new URL("../../../shared/fixtures/", import.meta.url).pathname;
 const WEIGHTS = FIX + "weights/snunet_c16_backbone_seed0";
@@ -82,15 +82,8 @@ Deno.test("SNUNet-c16 has Open-CD's 3,012,178 parameters and trains on a 32×32 
   assert.ok(names.includes("backbone.conv0_4.conv1.weight"));
   assert.ok(names.includes("decode_head.conv_seg.weight"));
   const [n, size] = [2, 32];
-  const shape = [n, 3, size, size];
   const logits = scope(() => {
-    const a = tensor(randArray(n * 3 * size * size, 1), shape);
-    const b = tensor(randArray(n * 3 * size * size, 2), shape);
-    const labels = tensor(
-      Array.from(randArray(n * size * size, 3), (v) => (v > 0 ? 1 : 0)),
-      [n, size, size],
-      "u32",
-    );
+    const { a, b, labels } = randomPairBatch(n, size);
     const y = model.forward(a, b);
     backward(cdLoss(y, labels).loss);
     return y;
