@@ -1,6 +1,6 @@
-// Layer normalisation: one thread per row, where a row is the last dimension of [..., C]
-// (tokens) or the channel vector of one pixel of NCHW (layerNorm2d, stride H·W between
-// channels, so neighbouring threads read neighbouring pixels). Rows are short (C ≤ a few
+// Layer normalisation, one thread per row: the channel vector of one pixel of NCHW (layerNorm2d,
+// stride H·W between channels, so neighbouring threads read neighbouring pixels), or a contiguous
+// row (kept for layouts the cooperative token kernels of layer_norm_tokens.ts do not take). Rows are short (C ≤ a few
 // hundred), so each thread keeps its row in cache over its two or three passes.
 
 import { cached, f, grid1d, type Kernel } from "./common.ts";
@@ -136,49 +136,6 @@ ${sums}
   };
 }
 
-/** Rows summed by one thread of columnSumsPartialKernel. */
-export const COLUMN_BLOCK = 256;
-
-/** Stage 1 of per-column sums of `arrays` row-major [rows, cols] inputs (the parameter
- * gradients of layerNorm): thread (block, col) sums COLUMN_BLOCK rows of its column, so
- * neighbouring threads read neighbouring columns. Outputs one [blocks, cols] array per input;
- * stage 2 is a sum over blocks. */
-function columnSumsPartialKernelGen(rows: number, cols: number, arrays: number): Kernel {
-  const blocks = Math.ceil(rows / COLUMN_BLOCK);
-  const n = blocks * cols;
-  // The grid must be sized for the 64-thread workgroups below (the default 256 left 3/4 of the
-  // columns past the first 64 threads unsummed).
-  const g = grid1d(n, 64);
-  const ids = Array.from({ length: arrays }, (_, k) => k);
-  return {
-    name: "column_sums_partial",
-    workgroups: g.workgroups,
-    code: `${
-      ids.map((k) => `@group(0) @binding(${k}) var<storage, read> in${k}: array<f32>;`).join("\n")
-    }
-${
-      ids.map((k) =>
-        `@group(0) @binding(${arrays + k}) var<storage, read_write> out${k}: array<f32>;`
-      ).join("\n")
-    }
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  let col = i % ${cols}u;
-  let r0 = (i / ${cols}u) * ${COLUMN_BLOCK}u;
-  let r1 = min(r0 + ${COLUMN_BLOCK}u, ${rows}u);
-${ids.map((k) => `  var a${k} = 0.0;`).join("\n")}
-  for (var r = r0; r < r1; r++) {
-    let e = r * ${cols}u + col;
-${ids.map((k) => `    a${k} += in${k}[e];`).join("\n")}
-  }
-${ids.map((k) => `  out${k}[i] = a${k};`).join("\n")}
-}`,
-  };
-}
-
 // Generated once per distinct spec (see cached in common.ts).
 export const rowNormKernel = cached(rowNormKernelGen);
 export const rowNormGradKernel = cached(rowNormGradKernelGen);
-export const columnSumsPartialKernel = cached(columnSumsPartialKernelGen);

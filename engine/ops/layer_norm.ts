@@ -1,13 +1,13 @@
 // Layer normalisation over the last dimension ([B, L, C] tokens) and over the channel dimension
 // of NCHW (layerNorm2d, as ConvNeXt-style blocks use it), with backward.
 
+import { type RowLayout, rowNormGradKernel, rowNormKernel } from "../../kernels/layer_norm.ts";
 import {
-  COLUMN_BLOCK,
-  columnSumsPartialKernel,
-  type RowLayout,
-  rowNormGradKernel,
-  rowNormKernel,
-} from "../../kernels/layer_norm.ts";
+  tokenNormGradGroups,
+  tokenNormGradIters,
+  tokenNormGradKernel,
+  tokenNormKernel,
+} from "../../kernels/layer_norm_tokens.ts";
 import { prod } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
 import { run } from "../launch.ts";
@@ -66,20 +66,52 @@ function rowNorm(
   });
 }
 
-/** Normalise over the last dimension; weight and bias have that dimension's size. */
+/** Normalise over the last dimension; weight and bias have that dimension's size. Rows are
+ * contiguous, so the cooperative token kernels run it (kernels/layer_norm_tokens.ts). */
 export function layerNorm(x: Tensor, o: LayerNormOptions = {}): Tensor {
   if (x.ndim < 1) throw new Error("layerNorm of a scalar");
   const len = x.shape[x.ndim - 1];
   const rows = x.size / len;
-  // Two stages: blocks of rows per column, then the blocks (a short reduce).
-  const paramSums: ParamSums = (ts) => {
-    if (ts.length === 0) return [];
-    const blocks = Math.ceil(rows / COLUMN_BLOCK);
-    const parts = ts.map(() => empty([blocks, len]));
-    run(columnSumsPartialKernel(rows, len, ts.length), ts, parts);
-    return parts.map((p) => sum(p, 0));
-  };
-  return rowNorm("layer_norm", x, { rows, len }, paramSums, o);
+  const { eps = 1e-5 } = o;
+  const weight = o.weight ?? null, bias = o.bias ?? null;
+  for (const [t, what] of [[weight, "weight"], [bias, "bias"]] as const) {
+    if (t && t.size !== len) throw new Error(`layer_norm ${what} ${t.describe()}: needs ${len}`);
+  }
+  const params = [...(weight ? [weight] : []), ...(bias ? [bias] : [])];
+  const y = empty(x.shape);
+  const mean = empty([rows]);
+  const rstd = empty([rows]);
+  run(tokenNormKernel({ rows, len, eps, weight: !!weight, bias: !!bias }), [x, ...params], [
+    y,
+    mean,
+    rstd,
+  ]);
+  return record(y, [x, ...params], "layer_norm", (g) => {
+    const dw = !!weight?.requiresGrad, db = !!bias?.requiresGrad;
+    const spec = {
+      rows,
+      len,
+      weight: !!weight,
+      dx: x.requiresGrad,
+      dw,
+      db,
+      iters: tokenNormGradIters(rows, len),
+    };
+    if (!spec.dx && !dw && !db) return [null, ...params.map(() => null)];
+    const groups = tokenNormGradGroups(spec);
+    const dx = spec.dx ? empty(x.shape) : null;
+    const pw = dw ? empty([groups, len]) : null;
+    const pb = db ? empty([groups, len]) : null;
+    run(
+      tokenNormGradKernel(spec),
+      [x, g, mean, rstd, ...(spec.dx && weight ? [weight] : [])],
+      [dx, pw, pb].filter((t) => t !== null),
+    );
+    const grads: (Tensor | null)[] = [dx];
+    if (weight) grads.push(pw ? view(sum(pw, 0), weight.shape) : null);
+    if (bias) grads.push(pb ? view(sum(pb, 0), bias.shape) : null);
+    return grads;
+  });
 }
 
 /** Normalise each pixel's channel vector of [B, C, H, W]; weight and bias are [C]. */
