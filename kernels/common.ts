@@ -5,6 +5,78 @@ export interface Kernel {
   name: string;
   code: string;
   workgroups: [number, number, number];
+  /** The storage bindings in order (inputs, then outputs), as `header` wrote them: `run` refuses
+   * a launch whose tensors do not match them. Optional while some generators still write their
+   * own declarations. */
+  bindings?: readonly Binding[];
+}
+
+/** One `@group(0)` storage binding: a runtime-sized array of `type` (a WGSL type such as f32,
+ * vec4<f32>, atomic<u32>, or an alias the module declares). */
+export interface Binding {
+  name: string;
+  type: string;
+  access: "read" | "read_write";
+  /** Tensor dtype(s) accepted; by default the scalar inside `type` (f32, u32 — which also takes
+   * packed u8 — or i32), none for an alias. */
+  dtype?: DType | readonly DType[];
+  /** Elements of `type` the kernel reads or writes at the most: a bound tensor must hold them. */
+  count?: number;
+}
+
+/** Tensor element types (engine/tensor.ts's DType). */
+export type DType = "f32" | "u32" | "i32" | "u8";
+
+/** A read-only binding of `type` (f32 by default). */
+export function ro(name: string, type = "f32", extra?: Partial<Binding>): Binding {
+  return { name, type, access: "read", ...extra };
+}
+
+/** A read-write binding of `type` (f32 by default). */
+export function rw(name: string, type = "f32", extra?: Partial<Binding>): Binding {
+  return { name, type, access: "read_write", ...extra };
+}
+
+/** The WGSL declarations of `bindings`, numbered in order. */
+export function header(bindings: readonly Binding[]): string {
+  return bindings.map((b, k) =>
+    `@group(0) @binding(${k}) var<storage, ${b.access}> ${b.name}: array<${b.type}>;`
+  ).join("\n");
+}
+
+/** The common 1-D entry point: `main` over a `grid1d` launch, with `i` the thread's flat index
+ * and threads past `n` (a count, or a WGSL u32 expression) returned. The caller closes the
+ * function body. */
+export function main1d(index: string, n: number | string, wg = 256): string {
+  return `@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = ${index};
+  if (i >= ${typeof n === "number" ? `${n}u` : n}) { return; }`;
+}
+
+/** A kernel whose code is the header of `bindings` followed by `body`. */
+export function kernel(
+  name: string,
+  bindings: readonly Binding[],
+  workgroups: [number, number, number],
+  body: string,
+): Kernel {
+  return { name, bindings, workgroups, code: `${header(bindings)}\n${body}` };
+}
+
+/** A one-thread-per-element kernel over `n` items: header, the 1-D prologue, then `body` (which
+ * uses `i`) and the closing brace; `decls` go between the header and the entry point. */
+export function kernel1d(
+  name: string,
+  bindings: readonly Binding[],
+  n: number,
+  body: string,
+  decls = "",
+  wg = 256,
+): Kernel {
+  const g = grid1d(n, wg);
+  const pre = decls ? `${decls}\n` : "";
+  return kernel(name, bindings, g.workgroups, `${pre}${main1d(g.index, n, wg)}\n  ${body}\n}`);
 }
 
 export const MAX_GROUPS = 65535;

@@ -9,7 +9,7 @@
 // (0 where it broadcasts). Reduced dims are summed over like K (for gradients of broadcast
 // operands), and `split` cuts the whole reduction into partial sums (splitSumKernel adds them).
 
-import { cached, grid1d, type Kernel, prod } from "./common.ts";
+import { cached, type Kernel, kernel, kernel1d, prod, ro, rw } from "./common.ts";
 
 export interface TileConfig {
   /** Tile of C per workgroup (rows, columns) and reduction depth per step. */
@@ -19,23 +19,12 @@ export interface TileConfig {
   /** Outputs per thread (rows, columns); multiples of 4. Threads = (bm/tm)·(bn/tn). */
   tm: number;
   tn: number;
-  /** Two shared-memory stages: the next slab is stored while this one is used, one barrier per
-   * step instead of two (the loop is unrolled by two so stage indices stay constant). Measured
-   * slower than one stage on an H200 (with a run-time stage index): kept for comparison. */
-  doubleBuffer?: boolean;
   /** Launch tiles in groups of this many tile rows, so workgroups running together share the
    * slabs of B they read (L2 reuse). 0 or 1: row-major order. */
   swizzle?: number;
-  /** Declare storage arrays with their baked sizes, so bounds clamps compare with constants. */
-  fixedArrays?: boolean;
-  /** One flat shared array per operand instead of [stage][k][column] (for comparison). */
-  flatShared?: boolean;
   /** Global-load order for operands stored with K contiguous: walk K first (coalesced reads) or
    * the rows first (conflict-free transposing stores into shared memory). */
   kFirst?: boolean;
-  /** Arrange each 32-thread warp as wx × wy threads of the tile (fewer distinct shared-memory
-   * rows per read); default: consecutive threads along the row. */
-  warp?: [number, number];
 }
 
 /** One batch dimension: its size and each operand's element stride along it (0: broadcast). */
@@ -62,9 +51,6 @@ export interface MatmulSpec {
   bias?: boolean;
   biasRows?: boolean;
   activation?: MatmulActivation;
-  /** Elements bound for A and B (needed when tile.fixedArrays). */
-  aSize?: number;
-  bSize?: number;
   tile: TileConfig;
 }
 
@@ -77,9 +63,7 @@ export const TILE_LARGE: TileConfig = {
   bk: 16,
   tm: 8,
   tn: 8,
-  doubleBuffer: false,
   swizzle: 8,
-  fixedArrays: false,
   kFirst: true,
 };
 
@@ -140,13 +124,10 @@ interface Operand {
   vec: boolean;
 }
 
-/** A shared-memory slot: stage, k row, vec4 column. Nested arrays (the default) keep the
- * per-thread column index free of the k row, so its bounds clamp is computed once, not per read. */
-function shared(nm: string, flat: boolean, o4: number, slab: number) {
-  return (stage: string, k: string, col: string) =>
-    flat
-      ? `${nm}_sh[${stage} * ${slab}u + (${k}) * ${o4}u + ${col}]`
-      : `${nm}_sh[${stage}][${k}][${col}]`;
+/** A shared-memory slot: stage, k row, vec4 column. Nested arrays keep the per-thread column
+ * index free of the k row, so its bounds clamp is computed once, not per read. */
+function shared(nm: string) {
+  return (stage: string, k: string, col: string) => `${nm}_sh[${stage}][${k}][${col}]`;
 }
 
 /** Code for one operand's global→register loads and register→shared stores. Loads read the
@@ -157,7 +138,6 @@ function operandCode(op: Operand, spec: MatmulSpec, threads: number) {
   const o4 = op.tileOuter / 4;
   const unit = op.vec ? 4 : 1;
   const ldU = op.ld / unit;
-  const slab = bk * o4; // vec4 slots in one shared stage
   const kFirst = spec.tile.kFirst ?? true;
   const checkOuter = op.outer % op.tileOuter !== 0;
   const checkK = spec.k % bk !== 0;
@@ -168,7 +148,7 @@ function operandCode(op: Operand, spec: MatmulSpec, threads: number) {
   const store: string[] = [];
   const regType = op.vec ? "vec4<f32>" : "f32";
   const nm = op.name;
-  const sh = shared(nm, !!spec.tile.flatShared, o4, slab);
+  const sh = shared(nm);
   const zero = op.vec ? "vec4<f32>(0.0)" : "0.0";
   for (let p = 0; p < per; p++) {
     const q = `(lid + ${p * threads}u)`;
@@ -226,23 +206,8 @@ function operandCode(op: Operand, spec: MatmulSpec, threads: number) {
       : slots.map((sl, j) => `${sl} = ${nm}_r${p}[${j}];`).join(" ");
     store.push(guard ? `if (${guard}) { ${st} }` : st);
   }
-  const decl = spec.tile.flatShared
-    ? `array<vec4<f32>, ${(spec.tile.doubleBuffer ? 2 : 1) * slab}>`
-    : `array<array<array<vec4<f32>, ${o4}>, ${bk}>, ${spec.tile.doubleBuffer ? 2 : 1}>`;
+  const decl = `array<array<array<vec4<f32>, ${o4}>, ${bk}>, 1>`;
   return { setup, load, store, decl, sh };
-}
-
-/** WGSL for this thread's column (tx) and row (ty) in the grid of TX × TY threads. */
-function threadPlace(t: TileConfig, TX: number, TY: number): string {
-  const [wx, wy] = t.warp ?? [0, 0];
-  if (!t.warp || wx * wy !== 32 || TX % wx !== 0 || TY % wy !== 0 || wx === TX) {
-    return `let tx = lid % ${TX}u;\n  let ty = lid / ${TX}u;`;
-  }
-  const across = TX / wx;
-  return `let warp = lid / 32u;
-  let lane = lid % 32u;
-  let tx = (warp % ${across}u) * ${wx}u + lane % ${wx}u;
-  let ty = (warp / ${across}u) * ${wy}u + lane / ${wx}u;`;
 }
 
 /** The matmul kernel for one spec. Bindings: a, b, [bias], c. */
@@ -372,28 +337,7 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
     ${compute.join("\n    ")}
   }`;
 
-  let loop: string;
-  if (total === 0) loop = "";
-  else if (t.doubleBuffer) {
-    // Unrolled by two so that each step's stages are constants.
-    const step = (cur: number, ahead: string) =>
-      `{
-    let more = g0 + ${ahead} < t1;
-    if (more) ${loadAt(`g0 + ${ahead}`)}
-    ${computeAt(`${cur}u`)}
-    if (more) ${storeAt(`${1 - cur}u`)}
-    workgroupBarrier();
-  }`;
-    loop = `${loadAt("t0")}
-  ${storeAt("0u")}
-  workgroupBarrier();
-  for (var g0 = t0; g0 < t1; g0 += 2u) {
-    ${step(0, "1u")}
-    if (g0 + 1u >= t1) { break; }
-    ${step(1, "2u")}
-  }`;
-  } else {
-    loop = `${loadAt("t0")}
+  const loop = total === 0 ? "" : `${loadAt("t0")}
   for (var g0 = t0; g0 < t1; g0++) {
     ${storeAt("0u")}
     workgroupBarrier();
@@ -401,7 +345,6 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
     ${computeAt("0u")}
     workgroupBarrier();
   }`;
-  }
   const splitCode = split > 1
     ? `let sp = z % ${split}u;
   let bz = z / ${split}u;
@@ -454,32 +397,16 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
     );
   }
 
-  const arr = (unit: number, size: number | undefined) => {
-    const el = unit === 4 ? "vec4<f32>" : "f32";
-    if (!t.fixedArrays) return `array<${el}>`;
-    if (size === undefined) throw new Error("matmul: fixedArrays needs aSize and bSize");
-    return `array<${el}, ${Math.max(1, Math.floor(size / unit))}>`;
-  };
-  const cSize = split * batchCount * M * N;
-  let binding = 0;
-  const decls = [
-    `@group(0) @binding(${binding++}) var<storage, read> a_in: ${arr(uA, spec.aSize)};`,
-    `@group(0) @binding(${binding++}) var<storage, read> b_in: ${arr(uB, spec.bSize)};`,
+  const v4 = (vec: boolean) => (vec ? "vec4<f32>" : "f32");
+  const bindings = [
+    ro("a_in", v4(vecA)),
+    ro("b_in", v4(vecB)),
+    ...(spec.bias ? [ro("bias_in", v4(!spec.biasRows && vecC))] : []),
+    rw("c_out", v4(vecC)),
   ];
-  if (spec.bias) {
-    decls.push(
-      `@group(0) @binding(${binding++}) var<storage, read> bias_in: ${
-        spec.biasRows ? arr(1, M) : arr(vecC ? 4 : 1, N)
-      };`,
-    );
-  }
-  decls.push(
-    `@group(0) @binding(${binding++}) var<storage, read_write> c_out: ${arr(uC, cSize)};`,
-  );
 
   const code =
     `// matmul ${M}x${N}x${K} transA=${transA} transB=${transB} batch=${batchCount} R=${R} split=${split} tile=${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}
-${decls.join("\n")}
 var<workgroup> a_sh: ${ca.decl};
 var<workgroup> b_sh: ${cb.decl};
 @compute @workgroup_size(${threads})
@@ -488,7 +415,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${zGuard}
   ${tileCode}
   ${splitCode}
-  ${threadPlace(t, TX, TY)}
+  let tx = lid % ${TX}u;
+  let ty = lid / ${TX}u;
   let a_o0 = tmI * ${t.bm / uA}u;
   let a_o0e = tmI * ${t.bm}u;
   let b_o0 = tnI * ${t.bn / uB}u;
@@ -504,11 +432,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let c_base = (sp * ${batchCount}u + bz) * ${(M * N) / uC}u;
   ${epi.join("\n  ")}
 }`;
-  return {
-    name: "matmul",
-    code,
-    workgroups: [tilesN, gy, gz],
-  };
+  return kernel("matmul", bindings, [tilesN, gy, gz], code);
 }
 
 export interface SplitSumSpec {
@@ -525,107 +449,21 @@ export interface SplitSumSpec {
 
 /** out[i] = act(Σ_s part[s·count + i] + bias[i % n]). Bindings: part, [bias], out. */
 function splitSumKernelGen(spec: SplitSumSpec): Kernel {
-  const g = grid1d(spec.count);
   let v = "acc";
   if (spec.bias) {
     const bi = spec.biasRows ? `(i / ${spec.n}u) % ${spec.m}u` : `i % ${spec.n}u`;
     v = `${v} + bias_in[${bi}]`;
   }
   if (spec.activation) v = activationExpr(spec.activation, v, "f32");
-  const decls = ["@group(0) @binding(0) var<storage, read> part: array<f32>;"];
-  if (spec.bias) decls.push("@group(0) @binding(1) var<storage, read> bias_in: array<f32>;");
-  decls.push(
-    `@group(0) @binding(${decls.length}) var<storage, read_write> out: array<f32>;`,
-  );
-  return {
-    name: "matmul_split_sum",
-    workgroups: g.workgroups,
-    code: `${decls.join("\n")}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${spec.count}u) { return; }
-  var acc = 0.0;
+  const bindings = [ro("part"), ...(spec.bias ? [ro("bias_in")] : []), rw("out")];
+  return kernel1d(
+    "matmul_split_sum",
+    bindings,
+    spec.count,
+    `var acc = 0.0;
   for (var s = 0u; s < ${spec.splits}u; s++) { acc += part[i + s * ${spec.count}u]; }
-  out[i] = ${v};
-}`,
-  };
-}
-
-/** Candidate tiles, largest first, with a relative speed per output. Measured on an H200 (8192³
- * and 4096³, two-stage versions): 64×64/4×4 ran as fast per FLOP as 128×128/8×8, 64×128/4×8 at
- * 0.75; the one-stage 128×128 default then ran 1.43× faster than its two-stage form, which the
- * smaller tiles were not measured in. The rest are guesses that prefer more outputs per thread. */
-const CANDIDATES: { tile: TileConfig; speed: number }[] = [
-  { tile: TILE_LARGE, speed: 1 },
-  { tile: { ...TILE_LARGE, bm: 64, bn: 64, tm: 4, tn: 4 }, speed: 0.75 },
-  { tile: { ...TILE_LARGE, bm: 64, tm: 4 }, speed: 0.6 },
-  { tile: { ...TILE_LARGE, bn: 64, tn: 4 }, speed: 0.6 },
-  { tile: { ...TILE_LARGE, bm: 32, bn: 128, tm: 4, tn: 4 }, speed: 0.55 },
-  { tile: { ...TILE_LARGE, bm: 128, bn: 32, tm: 4, tn: 4 }, speed: 0.55 },
-  { tile: { ...TILE_LARGE, bm: 32, bn: 32, tm: 4, tn: 4 }, speed: 0.45 },
-  { tile: { ...TILE_LARGE, bm: 16, bn: 64, tm: 4, tn: 4 }, speed: 0.4 },
-  { tile: { ...TILE_LARGE, bm: 64, bn: 16, tm: 4, tn: 4 }, speed: 0.4 },
-];
-
-/** Reductions this shallow are bound by writing the output, not by the tile's arithmetic: in
- * an H200 sweep of TinyCD's 1×1 convs (K 24–64, bench/results/conv_sweep_s6_h200.txt) every tile
- * shape ran at about the same time per padded multiply-add, so the least padding wins, with
- * 8-deep slabs where 16 would pad K (24 → 32: 0.322 ms on 128×128×16 against 0.159–0.166 on
- * 32×128×8 and 16×64×8 for 144 rows; 8-deep slabs ran ~7 % slower where K divides by 16). */
-const SHALLOW_K = 64;
-const SHALLOW_CANDIDATES: { tile: TileConfig; speed: number }[] = [
-  [64, 128, 4, 8],
-  [32, 128, 4, 4],
-  [128, 128, 8, 8],
-  [64, 64, 4, 4],
-  [16, 64, 4, 4],
-  [128, 64, 8, 4],
-  [128, 32, 4, 4],
-  [32, 32, 4, 4],
-  [64, 16, 4, 4],
-].flatMap(([bm, bn, tm, tn]) =>
-  [16, 8].map((bk) => ({
-    tile: { ...TILE_LARGE, bm, bn, tm, tn, bk },
-    speed: bk === 16 ? 1 : 0.93,
-  }))
-);
-
-/** Threads that keep a big GPU busy (132 SMs × 512); fewer leave SMs idle. */
-const BUSY_THREADS = 132 * 512;
-/** Time of one partial-sum element (written, then read back by splitSumKernel) in FMA times:
- * 8 bytes at ~4.8 TB/s against 2 FLOP at ~43 TFLOP/s is about 36. */
-const SPLIT_ELEMENT_COST = 40;
-const MAX_SPLIT = 1024;
-
-export interface MatmulPlan {
-  tile: TileConfig;
-  split: number;
-}
-
-/** Pick a tile and a split of the reduction for C[batch][m, n] summed over `r` reduced batch
- * entries of depth k: the least estimated time, where padded work runs at the tile's speed,
- * a launch too small to fill the GPU runs proportionally slower, and a split pays for its
- * partial sums. Long reductions into few tiles get split so that more workgroups share them. */
-export function planMatmul(m: number, n: number, k: number, batch = 1, r = 1): MatmulPlan {
-  let best: MatmulPlan & { cost: number } | null = null;
-  for (const { tile, speed } of k * r <= SHALLOW_K ? SHALLOW_CANDIDATES : CANDIDATES) {
-    const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn) * batch;
-    const threads = (tile.bm / tile.tm) * (tile.bn / tile.tn);
-    const slabs = r * Math.ceil(k / tile.bk);
-    const fill1 = (tiles * threads) / BUSY_THREADS;
-    let split = 1;
-    if (fill1 < 0.5 && slabs >= 16) {
-      split = Math.max(1, Math.min(MAX_SPLIT, Math.ceil(1 / fill1), Math.floor(slabs / 8)));
-      split = Math.ceil(slabs / Math.ceil(slabs / split)); // no empty part
-    }
-    const fill = Math.min(1, fill1 * split);
-    const work = tiles * tile.bm * tile.bn * slabs * tile.bk;
-    const cost = work / (speed * fill) +
-      (split > 1 ? split * m * n * batch * SPLIT_ELEMENT_COST : 0);
-    if (!best || cost < best.cost) best = { tile, split, cost };
-  }
-  return { tile: best!.tile, split: best!.split };
+  out[i] = ${v};`,
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

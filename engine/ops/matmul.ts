@@ -16,10 +16,10 @@ import {
   type BatchDim,
   type MatmulActivation,
   matmulKernel,
-  planMatmul,
   splitSumKernel,
   type TileConfig,
 } from "../../kernels/matmul.ts";
+import { planMatmul } from "../../kernels/matmul_plan.ts";
 import { prod, stridesOf } from "../../kernels/common.ts";
 import { isGradEnabled, record } from "../autograd.ts";
 import { addMacs } from "../profiler.ts";
@@ -169,8 +169,6 @@ export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
     transB: !!o.transB,
     batch: d.batch,
     reduce: d.reduce,
-    aSize: a.size,
-    bSize: b.size,
     tile: plan.tile,
   };
   if (split === 1) {

@@ -5,7 +5,8 @@ import { scope } from "../../engine/scope.ts";
 import { empty, type Shape, tensor } from "../../engine/tensor.ts";
 import { stridesOf } from "../../kernels/common.ts";
 import { broadcastShapes } from "../../kernels/elementwise.ts";
-import { planMatmul, TILE_LARGE, type TileConfig } from "../../kernels/matmul.ts";
+import { TILE_LARGE, type TileConfig } from "../../kernels/matmul.ts";
+import { planMatmul } from "../../kernels/matmul_plan.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -94,7 +95,7 @@ async function check(
   out.dispose();
 }
 
-const SMALL: TileConfig = { bm: 16, bn: 16, bk: 4, tm: 4, tn: 4, doubleBuffer: true };
+const SMALL: TileConfig = { bm: 16, bn: 16, bk: 4, tm: 4, tn: 4 };
 
 Deno.test("matmul odd shapes, every transpose combination, default plan", async () => {
   for (const [m, k, n] of [[7, 13, 5], [33, 65, 17]]) {
@@ -111,10 +112,10 @@ Deno.test("matmul odd shapes, every transpose combination, default plan", async 
 Deno.test("matmul tile variants on odd shapes (bounds checks, vec4 and scalar loads)", async () => {
   const tiles: TileConfig[] = [
     SMALL,
-    { ...SMALL, doubleBuffer: false, kFirst: false, flatShared: true },
-    { bm: 32, bn: 16, bk: 8, tm: 8, tn: 4, swizzle: 2, fixedArrays: true },
-    { ...TILE_LARGE, bm: 32, bn: 32, tm: 4, tn: 4, warp: [4, 8] },
-    { ...TILE_LARGE, bm: 32, bn: 64, tm: 4, tn: 8, doubleBuffer: true },
+    { ...SMALL, kFirst: false },
+    { bm: 32, bn: 16, bk: 8, tm: 8, tn: 4, swizzle: 2 },
+    { ...TILE_LARGE, bm: 32, bn: 32, tm: 4, tn: 4 },
+    { ...TILE_LARGE, bm: 32, bn: 64, tm: 4, tn: 8 },
     { ...TILE_LARGE, bm: 16, bn: 64, bk: 8, tm: 4, tn: 4 }, // planMatmul's shallow-K pick
   ];
   // 33x64x20: K % 4 == 0 (vec4 loads along K), 35x66x17: nothing aligned. Each tile takes two
