@@ -263,8 +263,12 @@ ${each(D4, (c) => `st_dq(row, ${c}u, g${c} * ${f(s.scale)});`, "    ")}
 }
 
 export interface KeyValuePlan {
-  /** Threads (keys) per workgroup. */
+  /** Keys per workgroup (one per thread of a lane). */
   keys: number;
+  /** Lanes of `keys` threads that share a key block, each taking every lanes-th query; their
+   * dK, dV are summed at the end. More than one only for short key sets (BIT's 4 tokens), which
+   * left 28 of 32 threads idle. */
+  lanes: number;
   /** Query rows per workgroup-memory tile. */
   tile: number;
   /** Slices the query range is split into (partial dK, dV per slice). */
@@ -276,19 +280,26 @@ export interface KeyValuePlan {
 /** Enough workgroups to fill a large GPU; more splits cost partial-sum memory. */
 const TARGET_GROUPS = 1024;
 const MAX_PARTIAL_FLOATS = 1 << 22;
+/** Key sets up to this size get lanes (threads = 64 in all). */
+const LANE_KEYS = 16;
 
 /** How the dK/dV kernel divides its work (the op allocates `splits` partial buffers). */
 export function keyValuePlan(s: AttentionSpec): KeyValuePlan {
   const D4 = q4(s.d), V4 = q4(s.dv);
   let keys = 32;
-  while (keys < s.lk && keys < 64) keys *= 2;
+  let lanes = 1;
+  if (s.lk <= LANE_KEYS) {
+    keys = 1;
+    while (keys < s.lk) keys *= 2;
+    lanes = 64 / keys;
+  } else while (keys < s.lk && keys < 64) keys *= 2;
   const tile = tileRows(D4 + V4, 8);
   const groups = s.bh * Math.ceil(s.lk / keys);
   const perRow = s.bh * s.lk * (s.d + s.dv);
   const memCap = Math.max(8, Math.floor(MAX_PARTIAL_FLOATS / perRow));
   const want = Math.max(1, Math.min(Math.ceil(TARGET_GROUPS / groups), memCap));
   const perSplit = Math.ceil(Math.ceil(s.lq / want) / tile) * tile;
-  return { keys, tile, splits: Math.ceil(s.lq / perSplit), perSplit };
+  return { keys, lanes, tile, splits: Math.ceil(s.lq / perSplit), perSplit };
 }
 
 /** dK and dV, one thread per key row, over one slice of the queries. Bindings: q, k, v, dout,
@@ -296,8 +307,21 @@ export function keyValuePlan(s: AttentionSpec): KeyValuePlan {
 function attentionBackwardKVKernelGen(s: AttentionSpec): Kernel {
   check(s);
   const D4 = q4(s.d), V4 = q4(s.dv);
-  const { keys: KT, tile: BQ, splits, perSplit } = keyValuePlan(s);
+  const { keys: KT, lanes: LN, tile: BQ, splits, perSplit } = keyValuePlan(s);
   const nkb = Math.ceil(s.lk / KT);
+  const TH = KT * LN;
+  // With lanes, lane 0 of each key sums the other lanes' dK, dV through `red`, one vec4 at a time.
+  const laneSum = (x: string) =>
+    `  red[lid] = ${x};
+  workgroupBarrier();
+  if (lane == 0u) {
+    for (var l = 1u; l < ${LN}u; l++) { ${x} += red[l * ${KT}u + lid]; }
+  }
+  workgroupBarrier();`;
+  const reduceLanes = LN === 1 ? "" : [
+    ...Array.from({ length: D4 }, (_, c) => laneSum(`gk${c}`)),
+    ...Array.from({ length: V4 }, (_, c) => laneSum(`gv${c}`)),
+  ].join("\n");
   const g = groupGrid(splits * s.bh * nkb);
   const code = `${rowBinding(0, "q", s.d)}
 ${rowBinding(1, "k", s.d)}
@@ -317,13 +341,15 @@ var<workgroup> qs: array<vec4<f32>, ${BQ * D4}>;
 var<workgroup> dos: array<vec4<f32>, ${BQ * V4}>;
 var<workgroup> ls: array<f32, ${BQ}>;
 var<workgroup> dls: array<f32, ${BQ}>;
-@compute @workgroup_size(${KT})
+${LN > 1 ? `var<workgroup> red: array<vec4<f32>, ${TH}>;` : ""}
+@compute @workgroup_size(${TH})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let g = ${g.index};
   if (g >= ${splits * s.bh * nkb}u) { return; }
   let split = g / ${s.bh * nkb}u;
   let bh = (g / ${nkb}u) % ${s.bh}u;
-  let j = (g % ${nkb}u) * ${KT}u + lid;
+  let lane = lid / ${KT}u;
+  let j = (g % ${nkb}u) * ${KT}u + lid % ${KT}u;
   let row = bh * ${s.lk}u + min(j, ${s.lk - 1}u);
 ${each(D4, (c) => `let k${c} = ld_k(row, ${c}u) * ${f(s.scale)};`)}
 ${each(V4, (c) => `let v${c} = ld_v(row, ${c}u);`)}
@@ -332,16 +358,16 @@ ${each(V4, (c) => `var gv${c} = vec4<f32>(0.0);`)}
   let first = split * ${perSplit}u;
   for (var t = 0u; t < ${perSplit / BQ}u; t++) {
     let q0 = first + t * ${BQ}u;
-${tileLoad("qs", "q", s.d, BQ, s.lq, "q0", KT)}
-${tileLoad("dos", "dout", s.dv, BQ, s.lq, "q0", KT)}
-    for (var e = lid; e < ${BQ}u; e += ${KT}u) {
+${tileLoad("qs", "q", s.d, BQ, s.lq, "q0", TH)}
+${tileLoad("dos", "dout", s.dv, BQ, s.lq, "q0", TH)}
+    for (var e = lid; e < ${BQ}u; e += ${TH}u) {
       let r = min(q0 + e, ${s.lq - 1}u);
       ls[e] = lse[bh * ${s.lq}u + r];
       dls[e] = dlt[bh * ${s.lq}u + r];
     }
     workgroupBarrier();
     let nq = min(${BQ}u, max(${s.lq}u, q0) - q0);
-    for (var i = 0u; i < nq; i++) {
+    for (var i = ${LN > 1 ? "lane" : "0u"}; i < nq; i += ${LN}u) {
       let qi = i * ${D4}u;
       let oi = i * ${V4}u;
       let p = exp(${dotSum(D4, (c) => `qs[qi + ${c}u]`, (c) => `k${c}`)} - ls[i]);
@@ -352,7 +378,8 @@ ${each(D4, (c) => `gk${c} += ds * qs[qi + ${c}u];`, "      ")}
     }
     workgroupBarrier();
   }
-  if (j < ${s.lk}u) {
+${reduceLanes}
+  if (${LN > 1 ? "lane == 0u && " : ""}j < ${s.lk}u) {
     let dst = split * ${s.bh * s.lk}u + row;
 ${each(D4, (c) => `st_dk(dst, ${c}u, gk${c} * ${f(s.scale)});`, "    ")}
 ${each(V4, (c) => `st_dv(dst, ${c}u, gv${c});`, "    ")}
