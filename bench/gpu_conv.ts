@@ -17,7 +17,8 @@
 // `--sweep` also times alternative tiles of the GEMM kernels and strip widths of the direct
 // ones, and prints the fastest per case (how the kernels' pickers were tuned).
 
-import { device, deviceInfo, hasFeature, initDevice } from "../engine/device.ts";
+import { deviceInfo, hasFeature, initDevice } from "../engine/device.ts";
+import { GpuClock } from "../engine/gpu_clock.ts";
 import { run } from "../engine/launch.ts";
 import {
   col2imFits,
@@ -48,7 +49,7 @@ import {
 import { gemm } from "../engine/ops/matmul.ts";
 import { TILE_LARGE, type TileConfig } from "../kernels/matmul.ts";
 import { pool } from "../engine/pool.ts";
-import { sync, withEncoder } from "../engine/recorder.ts";
+import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { empty, type Tensor, view } from "../engine/tensor.ts";
 import {
@@ -379,39 +380,6 @@ function wgradSampler(g: ConvGeometry, x: Data, dy: Data): Sampler {
 }
 
 // ---------------------------------------------------------------- timing
-
-class GpuClock {
-  #set = device().createQuerySet({ type: "timestamp", count: 2 });
-  #resolve = device().createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-  });
-  #read = device().createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-
-  /** An empty pass that writes timestamp `index` as it begins. */
-  mark(index: number): void {
-    withEncoder((e) =>
-      e.beginComputePass({
-        timestampWrites: { querySet: this.#set, beginningOfPassWriteIndex: index },
-      }).end()
-    );
-  }
-
-  async elapsedMs(): Promise<number> {
-    withEncoder((e) => {
-      e.resolveQuerySet(this.#set, 0, 2, this.#resolve, 0);
-      e.copyBufferToBuffer(this.#resolve, 0, this.#read, 0, 16);
-    });
-    await sync();
-    await this.#read.mapAsync(GPUMapMode.READ);
-    const [t0, t1] = new BigUint64Array(this.#read.getMappedRange().slice(0));
-    this.#read.unmap();
-    return Number(t1 - t0) / 1e6;
-  }
-}
 
 const clock = hasFeature("timestamp-query") ? new GpuClock() : null;
 

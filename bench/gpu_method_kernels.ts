@@ -22,13 +22,14 @@
 // cases the host-side recording, not the GPU, bounds a step.
 
 import { noGrad } from "../engine/autograd.ts";
-import { device, deviceInfo, hasFeature, initDevice } from "../engine/device.ts";
+import { deviceInfo, hasFeature, initDevice } from "../engine/device.ts";
+import { GpuClock } from "../engine/gpu_clock.ts";
 import { attention } from "../engine/ops/attention.ts";
 import { cdLoss } from "../engine/ops/cd_loss.ts";
 import { confusion } from "../engine/ops/confusion.ts";
 import { softmax } from "../engine/ops/softmax.ts";
 import { pool } from "../engine/pool.ts";
-import { sync, withEncoder } from "../engine/recorder.ts";
+import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { parameter, type Tensor, tensor } from "../engine/tensor.ts";
 
@@ -43,43 +44,6 @@ const SAMPLES = 5;
 const TARGET_MS = SMALL ? 20 : 40;
 
 // ---------------------------------------------------------------- timing
-
-/** Two timestamps around the recorded steps, written by empty compute passes. */
-class GpuClock {
-  #set = device().createQuerySet({ type: "timestamp", count: 2 });
-  #resolved = device().createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-  });
-  #staging = device().createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-
-  mark(index: number): void {
-    withEncoder((e) =>
-      e.beginComputePass({
-        timestampWrites: { querySet: this.#set, beginningOfPassWriteIndex: index },
-      })
-        .end()
-    );
-  }
-
-  resolve(): void {
-    withEncoder((e) => {
-      e.resolveQuerySet(this.#set, 0, 2, this.#resolved, 0);
-      e.copyBufferToBuffer(this.#resolved, 0, this.#staging, 0, 16);
-    });
-  }
-
-  /** Nanoseconds between the marks (after sync()). */
-  async elapsed(): Promise<number> {
-    await this.#staging.mapAsync(GPUMapMode.READ);
-    const t = new BigUint64Array(this.#staging.getMappedRange().slice(0));
-    this.#staging.unmap();
-    return Number(t[1] - t[0]);
-  }
-}
 
 const clock = hasFeature("timestamp-query") ? new GpuClock() : null;
 
@@ -99,7 +63,7 @@ async function sample(step: () => void, n: number): Promise<Sample> {
   const t1 = performance.now();
   await sync();
   const t2 = performance.now();
-  const gpu = clock ? (await clock.elapsed()) / 1e6 / n : null;
+  const gpu = clock ? (await clock.elapsedNs()) / 1e6 / n : null;
   return { gpu, wall: (t2 - t0) / n, record: (t1 - t0) / n };
 }
 

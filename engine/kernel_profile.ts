@@ -1,8 +1,48 @@
 // Per-kernel GPU time: while profiling, the recorder gives every dispatch its own compute pass
 // with begin/end timestamps, so a training step can be broken down by op label (bench only: a
-// pass per dispatch costs far more than the kernels themselves on small shapes).
+// pass per dispatch costs far more than the kernels themselves on small shapes). Also the
+// readback of a timestamp query set, which gpu_clock.ts (the benches' two-mark clock) shares;
+// it lives here because the recorder imports this file and gpu_clock.ts imports the recorder.
 
 import { device } from "./device.ts";
+
+/** Buffers that resolve the first `count` timestamps of a query set and read them back. */
+export class TimestampReadback {
+  readonly #count: number;
+  readonly #resolved: GPUBuffer;
+  readonly #staging: GPUBuffer;
+
+  constructor(count: number) {
+    this.#count = count;
+    this.#resolved = device().createBuffer({
+      size: count * 8,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    this.#staging = device().createBuffer({
+      size: count * 8,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /** Record the resolve of `set` and the copy into the mappable buffer. */
+  record(e: GPUCommandEncoder, set: GPUQuerySet): void {
+    e.resolveQuerySet(set, 0, this.#count, this.#resolved, 0);
+    e.copyBufferToBuffer(this.#resolved, 0, this.#staging, 0, this.#count * 8);
+  }
+
+  /** The timestamps (ns), once the recorded copy was submitted. */
+  async read(): Promise<BigUint64Array> {
+    await this.#staging.mapAsync(GPUMapMode.READ);
+    const ts = new BigUint64Array(this.#staging.getMappedRange().slice(0));
+    this.#staging.unmap();
+    return ts;
+  }
+
+  destroy(): void {
+    this.#resolved.destroy();
+    this.#staging.destroy();
+  }
+}
 
 const SET_SIZE = 4096; // WebGPU's maximum queries per set
 
@@ -48,22 +88,11 @@ export async function stopProfile(): Promise<KernelTime[]> {
   const dev = device();
   const totals = new Map<string, KernelTime>();
   for (const c of list) {
-    const n = c.labels.length * 2;
-    const resolve = dev.createBuffer({
-      size: n * 8,
-      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-    });
-    const read = dev.createBuffer({
-      size: n * 8,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
+    const readback = new TimestampReadback(c.labels.length * 2);
     const enc = dev.createCommandEncoder();
-    enc.resolveQuerySet(c.set, 0, n, resolve, 0);
-    enc.copyBufferToBuffer(resolve, 0, read, 0, n * 8);
+    readback.record(enc, c.set);
     dev.queue.submit([enc.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    const ts = new BigUint64Array(read.getMappedRange().slice(0));
-    read.unmap();
+    const ts = await readback.read();
     c.labels.forEach((label, k) => {
       const ms = Number(ts[2 * k + 1] - ts[2 * k]) / 1e6;
       const t = totals.get(label) ?? { label, calls: 0, ms: 0 };
@@ -71,8 +100,7 @@ export async function stopProfile(): Promise<KernelTime[]> {
       t.ms += ms;
       totals.set(label, t);
     });
-    resolve.destroy();
-    read.destroy();
+    readback.destroy();
     c.set.destroy();
   }
   return [...totals.values()].sort((a, b) => b.ms - a.ms);
