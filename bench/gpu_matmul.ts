@@ -14,6 +14,7 @@
 //   MATMUL_TRANS     also time these layouts at the largest sweep size, e.g. "NT,TN" (default none)
 
 import { device, deviceInfo, hasFeature, initDevice } from "../engine/device.ts";
+import { TimestampReadback } from "../engine/kernel_profile.ts";
 import { run } from "../engine/launch.ts";
 import { gemm } from "../engine/ops/matmul.ts";
 import { pool } from "../engine/pool.ts";
@@ -147,14 +148,7 @@ async function passTime(k: Kernel, tensors: Tensor[], reps: number): Promise<num
     entries: tensors.map((t, i) => ({ binding: i, resource: t.binding })),
   });
   const qs = dev.createQuerySet({ type: "timestamp", count: 2 });
-  const resolved = dev.createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-  });
-  const staging = dev.createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
+  const readback = new TimestampReadback(2);
   flush();
   const enc = dev.createCommandEncoder();
   const pass = enc.beginComputePass({
@@ -164,13 +158,10 @@ async function passTime(k: Kernel, tensors: Tensor[], reps: number): Promise<num
   pass.setBindGroup(0, group);
   for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(...k.workgroups);
   pass.end();
-  enc.resolveQuerySet(qs, 0, 2, resolved, 0);
-  enc.copyBufferToBuffer(resolved, 0, staging, 0, 16);
+  readback.record(enc, qs);
   dev.queue.submit([enc.finish()]);
-  await staging.mapAsync(GPUMapMode.READ);
-  const [t0, t1] = new BigUint64Array(staging.getMappedRange().slice(0));
-  staging.unmap();
-  for (const b of [staging, resolved]) b.destroy();
+  const [t0, t1] = await readback.read();
+  readback.destroy();
   qs.destroy();
   return Number(t1 - t0) / 1e9 / reps;
 }
