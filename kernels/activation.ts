@@ -1,7 +1,7 @@
 // Activation kernels: pointwise functions with their derivatives as WGSL helpers (`act`,
 // `act_grad`), and PReLU, whose slope is indexed by channel. Layout NCHW.
 
-import { cached, f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, type Kernel, kernel1d, ro, rw } from "./common.ts";
 
 export type Activation =
   | { op: "silu" }
@@ -91,39 +91,13 @@ fn act_grad(x: f32) -> f32 { return select(0.0, ${f(1 / 6)}, x > -3.0 && x < 3.0
 
 /** y = act(x) over n elements. */
 function activationKernelGen(a: Activation, n: number): Kernel {
-  const g = grid1d(n);
-  return {
-    name: a.op,
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-${helpers(a)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  y[i] = act(x[i]);
-}`,
-  };
+  return kernel1d(a.op, [ro("x"), rw("y")], n, "y[i] = act(x[i]);", helpers(a));
 }
 
 /** dx = g · act'(x) over n elements. */
 function activationGradKernelGen(a: Activation, n: number): Kernel {
-  const g = grid1d(n);
-  return {
-    name: `${a.op}_grad`,
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
-${helpers(a)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  dx[i] = g[i] * act_grad(x[i]);
-}`,
-  };
+  const bindings = [ro("x"), ro("g"), rw("dx")];
+  return kernel1d(`${a.op}_grad`, bindings, n, "dx[i] = g[i] * act_grad(x[i]);", helpers(a));
 }
 
 export interface PreluSpec {
@@ -142,41 +116,24 @@ function slopeIndex(s: PreluSpec): string {
 
 /** y = x > 0 ? x : a·x. */
 function preluKernelGen(s: PreluSpec): Kernel {
-  const g = grid1d(s.n);
-  return {
-    name: "prelu",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> slope: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${s.n}u) { return; }
-  let v = x[i];
-  y[i] = select(slope[${slopeIndex(s)}] * v, v, v > 0.0);
-}`,
-  };
+  return kernel1d(
+    "prelu",
+    [ro("x"), ro("slope"), rw("y")],
+    s.n,
+    `let v = x[i];
+  y[i] = select(slope[${slopeIndex(s)}] * v, v, v > 0.0);`,
+  );
 }
 
 /** dx = x > 0 ? g : a·g. */
 function preluGradKernelGen(s: PreluSpec): Kernel {
-  const g = grid1d(s.n);
-  return {
-    name: "prelu_grad",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> slope: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${s.n}u) { return; }
-  let gi = g[i];
-  dx[i] = select(slope[${slopeIndex(s)}] * gi, gi, x[i] > 0.0);
-}`,
-  };
+  return kernel1d(
+    "prelu_grad",
+    [ro("x"), ro("slope"), ro("g"), rw("dx")],
+    s.n,
+    `let gi = g[i];
+  dx[i] = select(slope[${slopeIndex(s)}] * gi, gi, x[i] > 0.0);`,
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -10,7 +10,7 @@
 // 256-byte (64-word) boundary, so a block never mixes two parameters, and the table costs one
 // u32 load per 16 vec4s instead of a multiplier per element.
 
-import { cached, f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, type Kernel, kernel1d, ro, rw } from "./common.ts";
 
 export interface AdamWSpec {
   /** f32 words in the arena; a multiple of 4. */
@@ -39,32 +39,25 @@ function adamwKernelGen(spec: AdamWSpec): Kernel {
     );
   }
   const n = words / 4;
-  const g = grid1d(n);
-  // Bindings: hp, [block groups], grad, param, exp_avg, exp_avg_sq.
   const grouped = groups > 1;
-  const at = (k: number) => (grouped && k > 0 ? k + 1 : k);
-  const head = grouped
-    ? `@group(0) @binding(0) var<storage, read> hp: array<vec4<f32>, ${groups}>;
-@group(0) @binding(1) var<storage, read> block_group: array<u32>;`
-    : "@group(0) @binding(0) var<storage, read> hp: vec4<f32>;";
-  const code = `${head}
-@group(0) @binding(${at(1)}) var<storage, read> grad: array<vec4<f32>>;
-@group(0) @binding(${at(2)}) var<storage, read_write> param: array<vec4<f32>>;
-@group(0) @binding(${at(3)}) var<storage, read_write> exp_avg: array<vec4<f32>>;
-@group(0) @binding(${at(4)}) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  let h = ${grouped ? `hp[block_group[i / ${GROUP_BLOCK_WORDS / 4}u]]` : "hp"};
+  const v4 = "vec4<f32>";
+  const bindings = [
+    ...(grouped
+      ? [ro("hp", `array<${v4}, ${groups}>`, { bare: true }), ro("block_group", "u32")]
+      : [ro("hp", v4, { bare: true })]),
+    ro("grad", v4),
+    rw("param", v4),
+    rw("exp_avg", v4),
+    rw("exp_avg_sq", v4),
+  ];
+  const body = `let h = ${grouped ? `hp[block_group[i / ${GROUP_BLOCK_WORDS / 4}u]]` : "hp"};
   let gr = grad[i];
   let m = exp_avg[i] * ${f(beta1)} + gr * ${f(1 - beta1)};
   let v = exp_avg_sq[i] * ${f(beta2)} + gr * gr * ${f(1 - beta2)};
   exp_avg[i] = m;
   exp_avg_sq[i] = v;
-  param[i] = param[i] * h.x - h.y * m / (sqrt(v) * h.z + ${f(eps)});
-}`;
-  return { name: "adamw", code, workgroups: g.workgroups };
+  param[i] = param[i] * h.x - h.y * m / (sqrt(v) * h.z + ${f(eps)});`;
+  return kernel1d("adamw", bindings, n, body);
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -10,7 +10,7 @@
 // nearest neighbour with 255 (ignored) outside. OpenCV quantises the bilinear position to 1/32
 // pixel and rounds to uint8; here it is exact float.
 
-import { cached, f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, type Kernel, kernel1d, ro, rw } from "./common.ts";
 
 /** Per-sample parameter layout (floats): rot k, flip x, flip y, then brightness, contrast,
  * saturation for A and for B, then the rotation angle in degrees (0: none; the quarter turn k is
@@ -86,7 +86,6 @@ function augmentImagesKernelGen(spec: AugmentSpec): Kernel {
   const { batch, size } = spec;
   const plane = size * size;
   const n = batch * plane;
-  const g = grid1d(n);
   const norm = (c: number) => `(v${c} - ${f(spec.mean[c])}) * ${f(1 / spec.std[c])}`;
   const image = (src: string, dst: string, off: number) => `
   {
@@ -102,22 +101,11 @@ function augmentImagesKernelGen(spec: AugmentSpec): Kernel {
     ${dst}[o + ${plane}u] = ${norm(1)};
     ${dst}[o + ${2 * plane}u] = ${norm(2)};
   }`;
-  return {
-    name: "augment_images",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> ra: array<f32>;
-@group(0) @binding(1) var<storage, read> rb: array<f32>;
-@group(0) @binding(2) var<storage, read> prm: array<f32>;
-@group(0) @binding(3) var<storage, read_write> oa: array<f32>;
-@group(0) @binding(4) var<storage, read_write> ob: array<f32>;
-${sourceOf(size)}
-${samplersOf("ra", size)}
-${samplersOf("rb", size)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  let p = i / ${plane}u;
+  return kernel1d(
+    "augment_images",
+    [ro("ra"), ro("rb"), ro("prm"), rw("oa"), rw("ob")],
+    n,
+    `let p = i / ${plane}u;
   let r = i % ${plane}u;
   let yx = unflip(p, r / ${size}u, r % ${size}u);
   let deg = prm[p * ${AUG_PARAMS}u + 9u];
@@ -139,9 +127,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
   let o = p * ${3 * plane}u + r;
 ${image("va", "oa", 0)}
-${image("vb", "ob", 3)}
-}`,
-  };
+${image("vb", "ob", 3)}`,
+    `${sourceOf(size)}
+${samplersOf("ra", size)}
+${samplersOf("rb", size)}`,
+  );
 }
 
 /** Labels (u32 [B, S, S]): the same geometry (no exchange: a change mask is symmetric), no
@@ -150,19 +140,11 @@ function augmentLabelsKernelGen(spec: AugmentSpec): Kernel {
   const { batch, size } = spec;
   const plane = size * size;
   const n = batch * plane;
-  const g = grid1d(n);
-  return {
-    name: "augment_labels",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> lab: array<u32>;
-@group(0) @binding(1) var<storage, read> prm: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<u32>;
-${sourceOf(size)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  let p = i / ${plane}u;
+  return kernel1d(
+    "augment_labels",
+    [ro("lab", "u32"), ro("prm"), rw("out", "u32")],
+    n,
+    `let p = i / ${plane}u;
   let r = i % ${plane}u;
   let yx = unflip(p, r / ${size}u, r % ${size}u);
   let deg = prm[p * ${AUG_PARAMS}u + 9u];
@@ -177,9 +159,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     return;
   }
   let s = quarter(p, yx);
-  out[i] = lab[p * ${plane}u + s.x * ${size}u + s.y];
-}`,
-  };
+  out[i] = lab[p * ${plane}u + s.x * ${size}u + s.y];`,
+    `${sourceOf(size)}`,
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -19,7 +19,7 @@
 // normaliser is a constant); the main stage reads p and the threshold from the OHEM kernels, so
 // the keep decision uses the very values the threshold was chosen from.
 
-import { cached, f, grid1d, groupGrid, type Kernel } from "./common.ts";
+import { cached, f, groupGrid, header, type Kernel, kernel1d, ro, rw } from "./common.ts";
 
 export interface CdLossSpec {
   batch: number;
@@ -60,6 +60,9 @@ function check(s: CdLossSpec): void {
 function lanesOf(pixels: number): 1 | 4 {
   return pixels % 4 === 0 ? 4 : 1;
 }
+
+/** Binding options of the F and U aliases' elements. */
+const F32 = { dtype: "f32" } as const, U32 = { dtype: "u32" } as const;
 
 function aliases(w: 1 | 4): string {
   return w === 4 ? "alias F = vec4<f32>;\nalias U = vec4<u32>;" : "alias F = f32;\nalias U = u32;";
@@ -106,9 +109,9 @@ function cdLossCountKernelGen(s: CdLossSpec): Kernel {
   const { perImage, total } = cdLossPartials(s);
   const g = groupGrid(total);
   const body = `      acc += ${weightExpr(s, `labels[b * ${s.pixels / W}u + e]`)};`;
-  const code = `${aliases(W)}
-@group(0) @binding(0) var<storage, read> labels: array<U>;
-@group(0) @binding(1) var<storage, read_write> wpart: array<f32>;
+  const bindings = [ro("labels", "U", U32), rw("wpart")];
+  const code = `${header(bindings)}
+${aliases(W)}
 var<workgroup> red: array<f32, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -119,15 +122,15 @@ ${laneLoop(s, perImage, total, g.index, body)}
 ${treeSum}
   if (lid == 0u) { wpart[g] = red[0]; }
 }`;
-  return { name: "cd_loss_count", code, workgroups: g.workgroups };
+  return { name: "cd_loss_count", bindings, code, workgroups: g.workgroups };
 }
 
 /** Stage 2. Bindings: wpart → invw [1] (1 / Σ w, or 0 when every pixel is ignored). */
 function cdLossTotalKernelGen(s: CdLossSpec): Kernel {
   check(s);
   const { total } = cdLossPartials(s);
-  const code = `@group(0) @binding(0) var<storage, read> wpart: array<f32>;
-@group(0) @binding(1) var<storage, read_write> invw: array<f32>;
+  const bindings = [ro("wpart"), rw("invw")];
+  const code = `${header(bindings)}
 var<workgroup> red: array<f32, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(local_invocation_index) lid: u32) {
@@ -138,7 +141,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 ${treeSum}
   if (lid == 0u) { invw[0] = select(0.0, 1.0 / red[0], red[0] > 0.0); }
 }`;
-  return { name: "cd_loss_total", code, workgroups: [1, 1, 1] };
+  return { name: "cd_loss_total", bindings, code, workgroups: [1, 1, 1] };
 }
 
 /** Stage 3. Bindings: logits, labels, [teacher if λ ≠ 0], [prob, OHEM state if ohem, else invw if
@@ -151,21 +154,12 @@ function cdLossMainKernelGen(s: CdLossSpec): Kernel {
   const g = groupGrid(total);
   const C = s.channels, L = s.pixels / W;
   const kd = s.lambda !== 0;
-  const decls = ["@group(0) @binding(0) var<storage, read> logits: array<F>;"];
-  decls.push("@group(0) @binding(1) var<storage, read> labels: array<U>;");
-  if (kd) decls.push(`@group(0) @binding(${decls.length}) var<storage, read> teacher: array<F>;`);
-  if (s.ohem) {
-    decls.push(`@group(0) @binding(${decls.length}) var<storage, read> prob: array<F>;`);
-    decls.push(`@group(0) @binding(${decls.length}) var<storage, read> ostate: array<u32>;`);
-  } else if (s.grad) {
-    decls.push(`@group(0) @binding(${decls.length}) var<storage, read> invw: array<f32>;`);
-  }
-  if (s.grad) {
-    decls.push(`@group(0) @binding(${decls.length}) var<storage, read_write> grad: array<F>;`);
-  }
-  decls.push(
-    `@group(0) @binding(${decls.length}) var<storage, read_write> part: array<vec4<f32>>;`,
-  );
+  const bindings = [ro("logits", "F", F32), ro("labels", "U", U32)];
+  if (kd) bindings.push(ro("teacher", "F", F32));
+  if (s.ohem) bindings.push(ro("prob", "F", F32), ro("ostate", "u32"));
+  else if (s.grad) bindings.push(ro("invw"));
+  if (s.grad) bindings.push(rw("grad", "F", F32));
+  bindings.push(rw("part", "vec4<f32>"));
   // Logit c of lane e of image b sits at (b·C + c)·L + e.
   const at = (c: number) => `(b * ${C}u + ${c}u) * ${L}u + e`;
   const ce = C === 1
@@ -209,8 +203,8 @@ ${ce}
       wce += select(F(0.0), w * ce, w > F(0.0));
       wsum += w;
 ${perChannel}`;
-  const code = `${aliases(W)}
-${decls.join("\n")}
+  const code = `${header(bindings)}
+${aliases(W)}
 var<workgroup> red: array<vec4<f32>, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -231,7 +225,7 @@ ${laneLoop(s, perImage, total, g.index, body)}
 ${treeSum}
   if (lid == 0u) { part[g] = red[0]; }
 }`;
-  return { name: "cd_loss", code, workgroups: g.workgroups };
+  return { name: "cd_loss", bindings, code, workgroups: g.workgroups };
 }
 
 /** Stage 4. Bindings: part → loss [1], perImage [batch]. Per image: its weighted CE mean over
@@ -245,9 +239,8 @@ function cdLossFinishKernelGen(s: CdLossSpec): Kernel {
   const ceAll = s.ohem
     ? `tot.x * ${f(1 / (s.batch * HW))}`
     : "select(0.0, tot.x / tot.y, tot.y > 0.0)";
-  const code = `@group(0) @binding(0) var<storage, read> part: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> loss: array<f32>;
-@group(0) @binding(2) var<storage, read_write> per_image: array<f32>;
+  const bindings = [ro("part", "vec4<f32>"), rw("loss"), rw("per_image")];
+  const code = `${header(bindings)}
 var<workgroup> red: array<vec4<f32>, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(local_invocation_index) lid: u32) {
@@ -269,25 +262,15 @@ ${treeSum.replaceAll("\n", "\n  ")}
     loss[0] = ${ceAll} + ${f(s.lambda / (s.batch * C * HW))} * tot.z;
   }
 }`;
-  return { name: "cd_loss_finish", code, workgroups: [1, 1, 1] };
+  return { name: "cd_loss_finish", bindings, code, workgroups: [1, 1, 1] };
 }
 
 /** Backward: dlogits = g · grad, g the loss's incoming (scalar) gradient. Bindings: grad, g →
  * out. `n` is the number of logits; vec4 lanes when it is a multiple of 4. */
 function cdLossBackwardKernelGen(n: number): Kernel {
   const W = n % 4 === 0 ? 4 : 1;
-  const gr = grid1d(n / W);
-  const code = `${aliases(W)}
-@group(0) @binding(0) var<storage, read> grad: array<F>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<F>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${gr.index};
-  if (i >= ${n / W}u) { return; }
-  out[i] = grad[i] * g[0];
-}`;
-  return { name: "cd_loss_backward", code, workgroups: gr.workgroups };
+  const bindings = [ro("grad", "F", F32), ro("g"), rw("out", "F", F32)];
+  return kernel1d("cd_loss_backward", bindings, n / W, "out[i] = grad[i] * g[0];", aliases(W));
 }
 
 // Generated once per distinct spec (see cached in common.ts).

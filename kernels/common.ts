@@ -22,6 +22,9 @@ export interface Binding {
   dtype?: DType | readonly DType[];
   /** Elements of `type` the kernel reads or writes at the most: a bound tensor must hold them. */
   count?: number;
+  /** `type` is the variable's whole type (a struct, a vector or a fixed-size array), not the
+   * element of a runtime-sized array. */
+  bare?: boolean;
 }
 
 /** Tensor element types (engine/tensor.ts's DType). */
@@ -40,7 +43,9 @@ export function rw(name: string, type = "f32", extra?: Partial<Binding>): Bindin
 /** The WGSL declarations of `bindings`, numbered in order. */
 export function header(bindings: readonly Binding[]): string {
   return bindings.map((b, k) =>
-    `@group(0) @binding(${k}) var<storage, ${b.access}> ${b.name}: array<${b.type}>;`
+    `@group(0) @binding(${k}) var<storage, ${b.access}> ${b.name}: ${
+      b.bare ? b.type : `array<${b.type}>`
+    };`
   ).join("\n");
 }
 

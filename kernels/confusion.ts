@@ -4,7 +4,7 @@
 // result does not depend on the order the workgroups finish in. The output must start at zero.
 // When H·W is a multiple of 4 each load moves 4 pixels (vec4 lanes), as in kernels/cd_loss.ts.
 
-import { cached, f, groupGrid, type Kernel } from "./common.ts";
+import { cached, f, groupGrid, header, type Kernel, ro, rw } from "./common.ts";
 
 export interface ConfusionSpec {
   batch: number;
@@ -44,10 +44,13 @@ fn cnt(v: B) -> u32 { return dot(select(vec4<u32>(0u), vec4<u32>(1u), v), vec4<u
 alias U = u32;
 alias B = bool;
 fn cnt(v: B) -> u32 { return select(0u, 1u, v); }`;
-  const code = `${types}
-@group(0) @binding(0) var<storage, read> logits: array<F>;
-@group(0) @binding(1) var<storage, read> labels: array<U>;
-@group(0) @binding(2) var<storage, read_write> counts: array<atomic<u32>>;
+  const bindings = [
+    ro("logits", "F", { dtype: "f32" }),
+    ro("labels", "U", { dtype: "u32" }),
+    rw("counts", "atomic<u32>"),
+  ];
+  const code = `${header(bindings)}
+${types}
 var<workgroup> red: array<vec4<u32>, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -80,7 +83,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (v > 0u) { atomicAdd(&counts[b * 4u + lid], v); }
   }
 }`;
-  return { name: "confusion", code, workgroups: g.workgroups };
+  return { name: "confusion", bindings, code, workgroups: g.workgroups };
 }
 
 // Generated once per distinct spec (see cached in common.ts).

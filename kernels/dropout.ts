@@ -3,7 +3,7 @@
 // the same mask in backward and nothing is stored. The seed arrives in a small binding, not in
 // the code, so one pipeline serves every step.
 
-import { cached, f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, type Kernel, kernel1d, ro, rw } from "./common.ts";
 
 export interface DropoutSpec {
   /** Elements of x. */
@@ -44,24 +44,18 @@ function dropoutKernelGen(s: DropoutSpec): Kernel {
   // Four elements of one mask unit per thread when units allow: one hash, vec4 loads/stores.
   const lanes = s.n % 4 === 0 && s.unit % 4 === 0 ? 4 : 1;
   const V = lanes === 4 ? "vec4<f32>" : "f32";
-  const g = grid1d(s.n / lanes);
   const per = s.unit / lanes;
   const unit = per === 1 ? "i" : `i / ${per}u`;
-  return {
-    name: (s.relu ? "relu_" : "") + (s.unit === 1 ? "dropout" : "dropout2d"),
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<${V}>;
-@group(0) @binding(1) var<storage, read> seed: array<u32>;
-@group(0) @binding(2) var<storage, read_write> y: array<${V}>;
-${MIX32_WGSL}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${s.n / lanes}u) { return; }
-  let keep = unit_hash(seed[0], ${unit}) >= ${dropThreshold(s.p)}u;
-  y[i] = select(${V}(0.0), ${s.relu ? `max(x[i], ${V}(0.0))` : "x[i]"} * ${f(1 / (1 - s.p))}, keep);
-}`,
-  };
+  return kernel1d(
+    (s.relu ? "relu_" : "") + (s.unit === 1 ? "dropout" : "dropout2d"),
+    [ro("x", V), ro("seed", "u32"), rw("y", V)],
+    s.n / lanes,
+    `let keep = unit_hash(seed[0], ${unit}) >= ${dropThreshold(s.p)}u;
+  y[i] = select(${V}(0.0), ${s.relu ? `max(x[i], ${V}(0.0))` : "x[i]"} * ${
+      f(1 / (1 - s.p))
+    }, keep);`,
+    MIX32_WGSL,
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -1,7 +1,17 @@
 // Elementwise kernels: an n-ary map with NumPy broadcasting, where the op is a WGSL expression
 // over the loaded inputs (named a, b, c, d, ...). Shapes are baked in as constants.
 
-import { cached, f, grid1d, type Kernel, prod, type StorageType, stridesOf } from "./common.ts";
+import {
+  cached,
+  f,
+  type Kernel,
+  kernel1d,
+  prod,
+  ro,
+  rw,
+  type StorageType,
+  stridesOf,
+} from "./common.ts";
 
 export interface MapInput {
   shape: readonly number[];
@@ -70,14 +80,12 @@ function mapVec4(spec: MapSpec, n: number): boolean {
 }
 
 function mapVec4KernelGen(spec: MapSpec, n: number): Kernel {
-  const g = grid1d(n / 4);
   const names = spec.inputs.map((inp, k) => inp.name ?? NAMES[k]);
   const full = spec.inputs.map((inp) => prod(inp.shape) !== 1);
-  const decls = spec.inputs.map((_, k) =>
-    `@group(0) @binding(${k}) var<storage, read> in_${names[k]}: array<${
-      full[k] ? "vec4<f32>" : "f32"
-    }>;`
-  );
+  const bindings = [
+    ...names.map((nm, k) => ro(`in_${nm}`, full[k] ? "vec4<f32>" : "f32")),
+    rw("out", "vec4<f32>"),
+  ];
   const loads = spec.inputs.map((_, k) =>
     `  let v_${names[k]} = in_${names[k]}[${full[k] ? "i" : "0u"}];`
   );
@@ -90,76 +98,38 @@ ${
     r[${c}] = ${spec.expr};
   }`
   );
-  const code = `${decls.join("\n")}
-@group(0) @binding(${spec.inputs.length}) var<storage, read_write> out: array<vec4<f32>>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n / 4}u) { return; }
-${loads.join("\n")}
+  const body = `${loads.join("\n")}
   var r: vec4<f32>;
 ${lanes.join("\n")}
-  out[i] = r;
-}`;
-  return { name: spec.name, code, workgroups: g.workgroups };
+  out[i] = r;`;
+  return kernel1d(spec.name, bindings, n / 4, body.trimStart());
 }
 
 function mapKernelGen(spec: MapSpec): Kernel {
   const n = prod(spec.outShape);
   if (mapVec4(spec, n)) return mapVec4KernelGen(spec, n);
-  const g = grid1d(n);
-  const outType = spec.outType ?? "f32";
   const names = spec.inputs.map((inp, k) => inp.name ?? NAMES[k]);
-  const decls = spec.inputs.map((inp, k) =>
-    `@group(0) @binding(${k}) var<storage, read> in_${names[k]}: array<${inp.type ?? "f32"}>;`
-  );
+  const bindings = [
+    ...spec.inputs.map((inp, k) => ro(`in_${names[k]}`, inp.type ?? "f32")),
+    rw("out", spec.outType ?? "f32"),
+  ];
   const loads = spec.inputs.map((inp, k) =>
     `  let ${names[k]} = in_${names[k]}[${indexExpr(inp.shape, spec.outShape)}];`
   );
-  const code = `${decls.join("\n")}
-@group(0) @binding(${spec.inputs.length}) var<storage, read_write> out: array<${outType}>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-${loads.join("\n")}
-  out[i] = ${spec.expr};
-}`;
-  return { name: spec.name, code, workgroups: g.workgroups };
+  const body = `${loads.join("\n")}
+  out[i] = ${spec.expr};`;
+  return kernel1d(spec.name, bindings, n, body.trimStart());
 }
 
 /** out[i] = value, for n elements. */
 function fillKernelGen(n: number, value: number, type: StorageType = "f32"): Kernel {
-  const g = grid1d(n);
   const lit = type === "f32" ? f(value) : `${Math.trunc(value)}${type === "u32" ? "u" : "i"}`;
-  return {
-    name: "fill",
-    code: `@group(0) @binding(0) var<storage, read_write> out: array<${type}>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  out[i] = ${lit};
-}`,
-    workgroups: g.workgroups,
-  };
+  return kernel1d("fill", [rw("out", type)], n, `out[i] = ${lit};`);
 }
 
 /** dst[i] += src[i] (gradient accumulation). */
 function accumulateKernelGen(n: number): Kernel {
-  const g = grid1d(n);
-  return {
-    name: "accumulate",
-    code: `@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  dst[i] = dst[i] + src[i];
-}`,
-    workgroups: g.workgroups,
-  };
+  return kernel1d("accumulate", [ro("src"), rw("dst")], n, "dst[i] = dst[i] + src[i];");
 }
 
 // Generated once per distinct spec (see cached in common.ts).

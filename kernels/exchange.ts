@@ -3,7 +3,7 @@
 // one thread per element of a half swaps or keeps its pair, so both outputs come from one pass.
 // The exchange is its own transpose, so the same kernel applied to the gradient is the backward.
 
-import { cached, grid1d, type Kernel } from "./common.ts";
+import { cached, type Kernel, kernel1d, ro, rw } from "./common.ts";
 
 export type ExchangeMode = "spatial" | "channel";
 
@@ -26,24 +26,17 @@ function exchangeKernelGen(s: ExchangeSpec): Kernel {
     throw new Error(`exchange: period must be a whole number ≥ 1, got ${s.period}`);
   }
   const half = s.batch * s.channels * s.h * s.w;
-  const g = grid1d(half);
   const index = s.mode === "spatial" ? `i % ${s.w}u` : `(i / ${s.h * s.w}u) % ${s.channels}u`;
-  return {
-    name: `${s.mode}_exchange`,
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${half}u) { return; }
-  let swap = (${index}) % ${s.period}u == 0u;
+  return kernel1d(
+    `${s.mode}_exchange`,
+    [ro("x"), rw("out")],
+    half,
+    `let swap = (${index}) % ${s.period}u == 0u;
   let a = x[i];
   let b = x[i + ${half}u];
   out[i] = select(a, b, swap);
-  out[i + ${half}u] = select(b, a, swap);
-}`,
-  };
+  out[i + ${half}u] = select(b, a, swap);`,
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

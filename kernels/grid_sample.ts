@@ -2,7 +2,7 @@
 // x [B, C, H, W], grid [B, Ho, Wo, 2] holding (x, y) in [-1, 1], out [B, C, Ho, Wo].
 // One thread per sampling point loops over the channels, so the corner weights are computed once.
 
-import { cached, f, grid1d, type Kernel } from "./common.ts";
+import { type Binding, cached, f, type Kernel, kernel1d, ro, rw } from "./common.ts";
 
 export interface GridSampleSpec {
   batch: number;
@@ -46,36 +46,36 @@ function layout(s: GridSampleSpec): Layout {
   return { points: s.batch * s.outH * s.outW, pointsPerImage: s.outH * s.outW, plane: s.h * s.w };
 }
 
-/** Common head of every kernel: the point index p, its batch b and pixel q. */
-function head(l: Layout, index: string): string {
-  return `  let p = ${index};
-  if (p >= ${l.points}u) { return; }
+/** A kernel with one thread per sampled point: the point index p, its batch b and pixel q,
+ * and its sample `sp`, then `body`; `decls` (besides the sampler) before the entry point. */
+function pointKernel(
+  s: GridSampleSpec,
+  name: string,
+  bindings: Binding[],
+  body: string,
+  decls = "",
+): Kernel {
+  const l = layout(s);
+  const lets = `let p = i;
   let b = p / ${l.pointsPerImage}u;
-  let q = p % ${l.pointsPerImage}u;`;
+  let q = p % ${l.pointsPerImage}u;
+  let sp = sample_at(p);`;
+  return kernel1d(name, bindings, l.points, `${lets}\n${body}`, sampleFn(s) + decls, 64);
 }
 
 function gridSampleKernelGen(s: GridSampleSpec): Kernel {
   const l = layout(s);
-  const g = grid1d(l.points, 64);
-  return {
-    name: "grid_sample",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> grid: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-${sampleFn(s)}
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-${head(l, g.index)}
-  let sp = sample_at(p);
-  for (var c = 0u; c < ${s.channels}u; c++) {
+  return pointKernel(
+    s,
+    "grid_sample",
+    [ro("x"), ro("grid"), rw("out")],
+    `  for (var c = 0u; c < ${s.channels}u; c++) {
     let base = (b * ${s.channels}u + c) * ${l.plane}u;
     let v = vec4<f32>(x[base + sp.off.x], x[base + sp.off.y], x[base + sp.off.z],
       x[base + sp.off.w]);
     out[(b * ${s.channels}u + c) * ${l.pointsPerImage}u + q] = dot(v, sp.w);
-  }
-}`,
-  };
+  }`,
+  );
 }
 
 /** Gradient w.r.t. x: each point scatters grad · weight into its four corners with a
@@ -83,14 +83,19 @@ ${head(l, g.index)}
  * `dx` must be zeroed first. */
 function gridSampleGradInputKernelGen(s: GridSampleSpec): Kernel {
   const l = layout(s);
-  const g = grid1d(l.points, 64);
-  return {
-    name: "grid_sample_grad_x",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> grid: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<atomic<u32>>;
-${sampleFn(s)}
+  return pointKernel(
+    s,
+    "grid_sample_grad_x",
+    [ro("grid"), ro("g"), rw("dx", "atomic<u32>", { dtype: "f32" })],
+    `  for (var c = 0u; c < ${s.channels}u; c++) {
+    let base = (b * ${s.channels}u + c) * ${l.plane}u;
+    let gv = g[(b * ${s.channels}u + c) * ${l.pointsPerImage}u + q];
+    if (gv == 0.0) { continue; }
+    for (var k = 0u; k < 4u; k++) {
+      if (sp.w[k] != 0.0) { add_to(base + sp.off[k], gv * sp.w[k]); }
+    }
+  }`,
+    `
 fn add_to(i: u32, v: f32) {
   var old = atomicLoad(&dx[i]);
   loop {
@@ -98,41 +103,19 @@ fn add_to(i: u32, v: f32) {
     if (r.exchanged) { break; }
     old = r.old_value;
   }
-}
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-${head(l, g.index)}
-  let sp = sample_at(p);
-  for (var c = 0u; c < ${s.channels}u; c++) {
-    let base = (b * ${s.channels}u + c) * ${l.plane}u;
-    let gv = g[(b * ${s.channels}u + c) * ${l.pointsPerImage}u + q];
-    if (gv == 0.0) { continue; }
-    for (var k = 0u; k < 4u; k++) {
-      if (sp.w[k] != 0.0) { add_to(base + sp.off[k], gv * sp.w[k]); }
-    }
-  }
 }`,
-  };
+  );
 }
 
 /** Gradient w.r.t. the grid: per point, the channel sum of grad · ∂out/∂(ix, iy), times the
  * unnormalisation factors (W−1)/2 and (H−1)/2. Deterministic (a gather). */
 function gridSampleGradGridKernelGen(s: GridSampleSpec): Kernel {
   const l = layout(s);
-  const g = grid1d(l.points, 64);
-  return {
-    name: "grid_sample_grad_grid",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> grid: array<f32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dgrid: array<f32>;
-${sampleFn(s)}
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-${head(l, g.index)}
-  let sp = sample_at(p);
-  // d out / d ix and d out / d iy are dot products of the corner values with these.
+  return pointKernel(
+    s,
+    "grid_sample_grad_grid",
+    [ro("x"), ro("grid"), ro("g"), rw("dgrid")],
+    `  // d out / d ix and d out / d iy are dot products of the corner values with these.
   let dix = vec4<f32>(-(1.0 - sp.fy), 1.0 - sp.fy, -sp.fy, sp.fy);
   let diy = vec4<f32>(-(1.0 - sp.fx), -sp.fx, 1.0 - sp.fx, sp.fx);
   var gx = 0.0;
@@ -146,9 +129,8 @@ ${head(l, g.index)}
     gy += gv * dot(v, diy);
   }
   dgrid[2u * p] = gx * ${f((s.w - 1) / 2)};
-  dgrid[2u * p + 1u] = gy * ${f((s.h - 1) / 2)};
-}`,
-  };
+  dgrid[2u * p + 1u] = gy * ${f((s.h - 1) / 2)};`,
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -2,7 +2,7 @@
 // flip and rot90 (negative strides) and channel interleaving; pad has its own gather kernels
 // because it clamps or zero-fills at the borders.
 
-import { cached, grid1d, type Kernel, prod, type StorageType } from "./common.ts";
+import { cached, type Kernel, kernel1d, prod, ro, rw, type StorageType } from "./common.ts";
 
 /** Where a copy reads or writes: a flat element offset plus one stride per iterated axis
  * (strides may be negative, e.g. for flips). */
@@ -101,22 +101,15 @@ function stridedCopyKernelGen(spec: StridedCopySpec): Kernel {
   const c = vec ?? scalar;
   const elem = vec ? `vec4<${type}>` : type;
   const n = prod(c.shape);
-  const g = grid1d(n);
   const contiguous = (s: number[]) => s.length === 0 || (s.length === 1 && s[0] === 1);
   const index = (strides: number[], offset: number) =>
     contiguous(strides) ? `i + ${offset}u` : `u32(${offsetExpr(c.shape, strides, offset)})`;
-  return {
-    name: spec.name,
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> src: array<${elem}>;
-@group(0) @binding(1) var<storage, read_write> dst: array<${elem}>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  dst[${index(c.dst, c.dstOffset)}] = src[${index(c.src, c.srcOffset)}];
-}`,
-  };
+  return kernel1d(
+    spec.name,
+    [ro("src", elem), rw("dst", elem)],
+    n,
+    `dst[${index(c.dst, c.dstOffset)}] = src[${index(c.src, c.srcOffset)}];`,
+  );
 }
 
 export type PadMode = "zeros" | "replicate";
@@ -144,7 +137,6 @@ export function paddedSize(s: PadSpec): [number, number] {
 function padKernelGen(s: PadSpec): Kernel {
   const [ho, wo] = paddedSize(s);
   const n = s.outer * ho * wo;
-  const g = grid1d(n);
   const type = s.type ?? "f32";
   const zero = type === "f32" ? "0.0" : type === "u32" ? "0u" : "0i";
   const body = s.mode === "replicate"
@@ -155,21 +147,15 @@ function padKernelGen(s: PadSpec): Kernel {
   let iw = ow - (${s.left});
   if (ih < 0 || ih >= ${s.h} || iw < 0 || iw >= ${s.w}) { out[i] = ${zero}; return; }
   out[i] = x[base + u32(ih * ${s.w} + iw)];`;
-  return {
-    name: `pad_${s.mode}`,
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<${type}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${type}>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  let base = (i / ${ho * wo}u) * ${s.h * s.w}u;
+  return kernel1d(
+    `pad_${s.mode}`,
+    [ro("x", type), rw("out", type)],
+    n,
+    `let base = (i / ${ho * wo}u) * ${s.h * s.w}u;
   let oh = i32((i / ${wo}u) % ${ho}u);
   let ow = i32(i % ${wo}u);
-${body}
-}`,
-  };
+${body}`,
+  );
 }
 
 /** Gradient of padKernel w.r.t. its input, as a gather: each input pixel sums the output pixels
@@ -177,7 +163,6 @@ ${body}
 function padGradKernelGen(s: PadSpec): Kernel {
   const [ho, wo] = paddedSize(s);
   const n = s.outer * s.h * s.w;
-  const g = grid1d(n);
   // Output rows reading input row r: r + top, widened to the whole padding strip at an edge
   // under replicate; clipped to the output.
   const range = (v: string, size: number, outSize: number, before: number) =>
@@ -188,16 +173,11 @@ function padGradKernelGen(s: PadSpec): Kernel {
       });`
       : `max(${v} + (${before}), 0);
   let ${v}_hi = min(${v} + (${before}), ${outSize - 1});`;
-  return {
-    name: `pad_${s.mode}_grad`,
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> g: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  let base = (i / ${s.h * s.w}u) * ${ho * wo}u;
+  return kernel1d(
+    `pad_${s.mode}_grad`,
+    [ro("g"), rw("dx")],
+    n,
+    `let base = (i / ${s.h * s.w}u) * ${ho * wo}u;
   let ih = i32((i / ${s.w}u) % ${s.h}u);
   let iw = i32(i % ${s.w}u);
   let ih_lo = ${range("ih", s.h, ho, s.top)}
@@ -206,9 +186,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var oh = ih_lo; oh <= ih_hi; oh++) {
     for (var ow = iw_lo; ow <= iw_hi; ow++) { acc += g[base + u32(oh * ${wo} + ow)]; }
   }
-  dx[i] = acc;
-}`,
-  };
+  dx[i] = acc;`,
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -6,7 +6,18 @@
 // When H·W is a multiple of 4, the elementwise passes load and store vec4 (no vec4 straddles
 // two planes), which roughly halves their time on a GPU.
 
-import { cached, f, grid1d, groupGrid, type Kernel } from "./common.ts";
+import {
+  type Binding,
+  cached,
+  f,
+  grid1d,
+  groupGrid,
+  type Kernel,
+  kernel,
+  main1d,
+  ro,
+  rw,
+} from "./common.ts";
 import { dropThreshold, MIX32_WGSL } from "./dropout.ts";
 import { siluWgsl } from "./activation.ts";
 
@@ -46,6 +57,9 @@ export function groupCount(l: PlaneLayout, group: StatGroup): number {
 export function useVec4(l: PlaneLayout): boolean {
   return l.planeSize % 4 === 0;
 }
+
+/** Binding option of the V alias (f32 or vec4<f32>) and of f32 statistics. */
+const F32 = { dtype: "f32" } as const;
 
 /** WGSL `alias V` (the element type of the per-element arrays) for a layout. */
 function elementAlias(vec4: boolean): string {
@@ -99,12 +113,11 @@ function chunkPrologue(
 function momentsPartialKernelGen(l: PlaneLayout, chunk: number): Kernel {
   const pro = chunkPrologue(l, chunk);
   const v = useVec4(l);
-  return {
-    name: "norm_moments_partial",
-    workgroups: pro.workgroups,
-    code: `${elementAlias(v)}
-@group(0) @binding(0) var<storage, read> x: array<V>;
-@group(0) @binding(1) var<storage, read_write> part: array<f32>;
+  return kernel(
+    "norm_moments_partial",
+    [ro("x", "V", F32), rw("part")],
+    pro.workgroups,
+    `${elementAlias(v)}
 var<workgroup> s1: array<f32, ${WG}>;
 var<workgroup> s2: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -127,7 +140,7 @@ ${treeReduce(["s1", "s2"], WG)}
     part[2u * w + 1u] = max(s2[0] - s1[0] * m, 0.0);
   }
 }`,
-  };
+  );
 }
 
 export interface PlaneSumsSpec {
@@ -151,22 +164,20 @@ function planeSumsPartialKernelGen(s: PlaneSumsSpec): Kernel {
   const pro = chunkPrologue(s.layout, s.chunk);
   const v = useVec4(s.layout);
   const t = s.terms.length;
-  const decls = s.inputs.map((inp, j) =>
-    `@group(0) @binding(${j}) var<storage, read> ${inp.name}: array<${
-      inp.elementwise ? "V" : "f32"
-    }>;`
-  );
+  const bindings = [
+    ...s.inputs.map((inp) => ro(inp.name, inp.elementwise ? "V" : "f32", F32)),
+    rw("part"),
+  ];
   const shared = s.terms.map((_, j) => `var<workgroup> sh${j}: array<f32, ${WG}>;`).join("\n");
   const accs = s.terms.map((_, j) => `  var a${j} = V(0.0);`).join("\n");
   const adds = s.terms.map((term, j) => `    a${j} += ${term};`).join("\n");
   const stores = s.terms.map((_, j) => `  sh${j}[lid] = ${lanes(v, `a${j}`)};`).join("\n");
   const writes = s.terms.map((_, j) => `part[${t}u * w + ${j}u] = sh${j}[0];`).join(" ");
-  return {
-    name: s.name,
-    workgroups: pro.workgroups,
-    code: `${elementAlias(v)}
-${decls.join("\n")}
-@group(0) @binding(${s.inputs.length}) var<storage, read_write> part: array<f32>;
+  return kernel(
+    s.name,
+    bindings,
+    pro.workgroups,
+    `${elementAlias(v)}
 ${shared}
 ${s.helpers ?? ""}
 @compute @workgroup_size(${WG})
@@ -182,7 +193,7 @@ ${stores}
 ${treeReduce(s.terms.map((_, j) => `sh${j}`), WG)}
   if (lid == 0u) { ${writes} }
 }`,
-  };
+  );
 }
 
 /** WGSL lines giving, for the group `grp` and its j-th partial, the partial index `p` and the
@@ -226,9 +237,12 @@ function momentsFinishKernelGen(s: MomentsFinishSpec): Kernel {
   const total = s.group === "plane" ? l.planeSize : l.batch * l.planeSize;
   const g = groupGrid(groups);
   const m = s.runningMomentum;
-  const running = m === undefined ? "" : `
-@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;`;
+  const bindings = [
+    ro("part"),
+    rw("mean"),
+    rw("rstd"),
+    ...(m === undefined ? [] : [rw("running_mean"), rw("running_var")]),
+  ];
   const update = m === undefined ? "" : `
     running_mean[grp] = ${f(1 - m)} * running_mean[grp] + ${f(m)} * cm[0];
     running_var[grp] = ${f(1 - m)} * running_var[grp] + ${f(m)} * cq[0] / ${
@@ -244,13 +258,11 @@ function momentsFinishKernelGen(s: MomentsFinishSpec): Kernel {
         cq[lid] = cq[lid] + cq[lid + s] + d * d * na * nb / nn;
         cn[lid] = nn;
       }`;
-  return {
-    name: "norm_moments_finish",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> part: array<f32>;
-@group(0) @binding(1) var<storage, read_write> mean: array<f32>;
-@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;${running}
-var<workgroup> cn: array<f32, ${FINISH_WG}>;
+  return kernel(
+    "norm_moments_finish",
+    bindings,
+    g.workgroups,
+    `var<workgroup> cn: array<f32, ${FINISH_WG}>;
 var<workgroup> cm: array<f32, ${FINISH_WG}>;
 var<workgroup> cq: array<f32, ${FINISH_WG}>;
 @compute @workgroup_size(${FINISH_WG})
@@ -279,7 +291,7 @@ ${treeReduce([], FINISH_WG, merge)}
     rstd[grp] = inverseSqrt(cq[0] / ${f(total)} + ${f(s.eps)});${update}
   }
 }`,
-  };
+  );
 }
 
 export interface SumsFinishSpec {
@@ -297,15 +309,11 @@ function sumsFinishKernelGen(s: SumsFinishSpec): Kernel {
   const { perGroup, code: partOf } = partialOfGroup(l, chunk, s.group);
   const g = groupGrid(groups);
   const ids = Array.from({ length: terms }, (_, j) => j);
-  return {
-    name: "plane_sums_finish",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> part: array<f32>;
-${
-      ids.map((j) => `@group(0) @binding(${j + 1}) var<storage, read_write> out${j}: array<f32>;`)
-        .join("\n")
-    }
-${ids.map((j) => `var<workgroup> sh${j}: array<f32, ${FINISH_WG}>;`).join("\n")}
+  return kernel(
+    "plane_sums_finish",
+    [ro("part"), ...ids.map((j) => rw(`out${j}`))],
+    g.workgroups,
+    `${ids.map((j) => `var<workgroup> sh${j}: array<f32, ${FINISH_WG}>;`).join("\n")}
 @compute @workgroup_size(${FINISH_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let grp = ${g.index};
@@ -319,7 +327,7 @@ ${ids.map((j) => `  sh${j}[lid] = a${j};`).join("\n")}
 ${treeReduce(ids.map((j) => `sh${j}`), FINISH_WG)}
   if (lid == 0u) { ${ids.map((j) => `out${j}[grp] = sh${j}[0];`).join(" ")} }
 }`,
-  };
+  );
 }
 
 /** Stage 1 of the normalisation backward: per chunk, Σ g and Σ g·x̂ with x̂ = (x − mean)·rstd.
@@ -407,27 +415,24 @@ export interface NormApplySpec {
   post?: NormPost;
 }
 
-/** One thread per V of x: index `i`, its plane, channel `c` and statistic `st`. */
+/** The entry point with one thread per V of x: index `i`, its plane, channel `c` and
+ * statistic `st`. */
 function elementPrologue(l: PlaneLayout, group: "channel" | "plane") {
   const v = useVec4(l);
   const n = (l.batch * l.channels * l.planeSize) / (v ? 4 : 1);
   const g = grid1d(n);
   return {
     workgroups: g.workgroups,
-    code: `  let i = ${g.index};
-  if (i >= ${n}u) { return; }
+    code: `${main1d(g.index, n, WG)}
   let plane = i / ${l.planeSize / (v ? 4 : 1)}u;
   let c = plane % ${l.channels}u;
   let st = ${statOfPlane(l, group, "plane")};`,
   };
 }
 
-function declareInputs(names: string[], elementwise: string[]): string {
-  return names.map((d, j) =>
-    `@group(0) @binding(${j}) var<storage, read> ${d}: array<${
-      elementwise.includes(d) ? "V" : "f32"
-    }>;`
-  ).join("\n");
+/** Read-only f32 bindings: of V for the per-element arrays, of f32 for per-statistic ones. */
+function inputBindings(names: string[], elementwise: string[]): Binding[] {
+  return names.map((d) => ro(d, elementwise.includes(d) ? "V" : "f32", F32));
 }
 
 /** y = (x − mean)·rstd·w[c] + b[c]; inputs x, mean, rstd, then weight and bias if present. */
@@ -447,29 +452,26 @@ function normApplyKernelGen(s: NormApplySpec): Kernel {
       dropThreshold(s.post!.dropP!)
     }u)`;
   }
-  const out = names.length + (drop ? 1 : 0);
-  return {
-    name: silu
+  const bindings = [
+    ...inputBindings(names, ["x"]),
+    ...(drop ? [ro("seed", "u32")] : []),
+    rw("y", "V", F32),
+  ];
+  return kernel(
+    silu
       ? "norm_apply_silu"
       : s.post
       ? (drop ? "norm_apply_relu_dropout2d" : "norm_apply_relu")
       : "norm_apply",
-    workgroups: pro.workgroups,
-    code: `${elementAlias(useVec4(l))}
-${declareInputs(names, ["x"])}
-${
-      drop
-        ? `@group(0) @binding(${names.length}) var<storage, read> seed: array<u32>;\n${MIX32_WGSL}`
-        : ""
-    }
-@group(0) @binding(${out}) var<storage, read_write> y: array<V>;
+    bindings,
+    pro.workgroups,
+    `${elementAlias(useVec4(l))}
+${drop ? MIX32_WGSL : ""}
 ${silu ? siluWgsl("V") : ""}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 ${pro.code}
   y[i] = ${expr};
 }`,
-  };
+  );
 }
 
 export interface NormGradSpec {
@@ -513,19 +515,16 @@ function normGradKernelGen(s: NormGradSpec): Kernel {
   let kx = k * rstd[st] * sgx[st] * ${f(1 / count)};
   dx[i] = k * ${g} - kg - (x[i] - mean[st]) * kx;`
     : `  dx[i] = ${g} * (${scale});`;
-  return {
-    name: "norm_grad",
-    workgroups: pro.workgroups,
-    code: `${elementAlias(useVec4(l))}
-${declareInputs(names, ["x", "g", "gy", "y"])}
-@group(0) @binding(${names.length}) var<storage, read_write> dx: array<V>;
+  return kernel(
+    "norm_grad",
+    [...inputBindings(names, ["x", "g", "gy", "y"]), rw("dx", "V", F32)],
+    pro.workgroups,
+    `${elementAlias(useVec4(l))}
 ${silu ? siluWgsl("V") : ""}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 ${pro.code}
 ${body}
 }`,
-  };
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -16,7 +16,7 @@
 // `state` (u32): [0] select needed, [1] prefix, [2] rank left, [3] threshold (f32 bits), then
 // four 256-bin histograms.
 
-import { cached, f, groupGrid, type Kernel } from "./common.ts";
+import { cached, f, groupGrid, header, type Kernel, ro, rw } from "./common.ts";
 
 export interface OhemSpec {
   batch: number;
@@ -84,10 +84,8 @@ function ohemProbKernelGen(s: OhemSpec): Kernel {
         below += select(0u, 1u, p < ${f(s.thresh)});
       }
       prob[i] = p;`;
-  const code = `@group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read> labels: array<u32>;
-@group(0) @binding(2) var<storage, read_write> prob: array<f32>;
-@group(0) @binding(3) var<storage, read_write> counts: array<vec2<u32>>;
+  const bindings = [ro("logits"), ro("labels", "u32"), rw("prob"), rw("counts", "vec2<u32>")];
+  const code = `${header(bindings)}
 var<workgroup> red: array<vec2<u32>, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -102,7 +100,7 @@ ${pixelLoop(s, g.index, body)}
   }
   if (lid == 0u && g < ${groups}u) { counts[g] = red[0]; }
 }`;
-  return { name: "ohem_prob", code, workgroups: g.workgroups };
+  return { name: "ohem_prob", bindings, code, workgroups: g.workgroups };
 }
 
 /** Stage 2 (one workgroup). Bindings: counts → state. */
@@ -110,8 +108,8 @@ function ohemSetupKernelGen(s: OhemSpec): Kernel {
   check(s);
   const groups = ohemGroups(s);
   const kept = s.minKept * s.batch;
-  const code = `@group(0) @binding(0) var<storage, read> counts: array<vec2<u32>>;
-@group(0) @binding(1) var<storage, read_write> state: array<u32>;
+  const bindings = [ro("counts", "vec2<u32>"), rw("state", "u32")];
+  const code = `${header(bindings)}
 var<workgroup> red: array<vec2<u32>, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(local_invocation_index) lid: u32) {
@@ -136,7 +134,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     state[3] = bitcast<u32>(${f(s.thresh)});
   }
 }`;
-  return { name: "ohem_setup", code, workgroups: [1, 1, 1] };
+  return { name: "ohem_setup", bindings, code, workgroups: [1, 1, 1] };
 }
 
 /** Stage 3a, pass d (0: the top 8 bits). Bindings: prob → state (atomic histograms). */
@@ -151,8 +149,8 @@ function ohemHistKernelGen(s: OhemSpec, d: number): Kernel {
         let bits = bitcast<u32>(v);
         if (${match}) { atomicAdd(&hist[(bits >> ${shift}u) & 255u], 1u); }
       }`;
-  const code = `@group(0) @binding(0) var<storage, read> prob: array<f32>;
-@group(0) @binding(1) var<storage, read_write> state: array<atomic<u32>>;
+  const bindings = [ro("prob"), rw("state", "atomic<u32>")];
+  const code = `${header(bindings)}
 var<workgroup> hist: array<atomic<u32>, 256>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -168,14 +166,15 @@ ${pixelLoop(s, g.index, body)}
   let c = atomicLoad(&hist[lid]);
   if (need && c > 0u) { atomicAdd(&state[${4 + 256 * d}u + lid], c); }
 }`;
-  return { name: "ohem_hist", code, workgroups: g.workgroups };
+  return { name: "ohem_hist", bindings, code, workgroups: g.workgroups };
 }
 
 /** Stage 3b, pass d (one thread): the digit holding the wanted rank. Bindings: → state. */
 function ohemScanKernelGen(d: number): Kernel {
   const shift = 24 - 8 * d;
   const last = d === 3 ? "\n  state[3] = state[1];" : "";
-  const code = `@group(0) @binding(0) var<storage, read_write> state: array<u32>;
+  const bindings = [rw("state", "u32")];
+  const code = `${header(bindings)}
 @compute @workgroup_size(1)
 fn main() {
   if (state[0] == 0u) { return; }
@@ -189,7 +188,7 @@ fn main() {
   state[1] = state[1] | (digit << ${shift}u);
   state[2] = r;${last}
 }`;
-  return { name: "ohem_scan", code, workgroups: [1, 1, 1] };
+  return { name: "ohem_scan", bindings, code, workgroups: [1, 1, 1] };
 }
 
 // Generated once per distinct spec (see cached in common.ts).

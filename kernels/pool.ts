@@ -3,7 +3,17 @@
 // gathers from the few windows covering it, so overlapping windows need no atomics and the sum
 // order is fixed.
 
-import { cached, f, grid1d, groupGrid, type Kernel } from "./common.ts";
+import {
+  type Binding,
+  cached,
+  f,
+  groupGrid,
+  type Kernel,
+  kernel,
+  kernel1d,
+  ro,
+  rw,
+} from "./common.ts";
 
 export interface Pool2dSpec {
   batch: number;
@@ -66,6 +76,11 @@ function needsBounds(s: Pool2dSpec, oh: number, ow: number): boolean {
     (ow - 1) * s.stride[1] + s.kernel[1] > s.width;
 }
 
+/** The argmax output binding of the max pools, when they record one. */
+function argmaxOut(withArgmax: boolean): Binding[] {
+  return withArgmax ? [rw("argmax", "u32")] : [];
+}
+
 /** Max pooling: inputs x; outputs y and, unless `withArgmax` is false (inference), argmax (u32,
  * index within the plane; the first maximum in row-major order wins, as PyTorch). Padding never
  * wins. */
@@ -73,22 +88,15 @@ function maxPool2dKernelGen(s: Pool2dSpec, withArgmax = true): Kernel {
   checkPool(s);
   const [oh, ow] = pooledShape(s);
   const n = s.batch * s.channels * oh * ow;
-  const g = grid1d(n);
   const bounds = needsBounds(s, oh, ow);
   const tapCheck = bounds
     ? `if (h < 0 || h >= ${s.height} || w < 0 || w >= ${s.width}) { continue; }`
     : "";
-  return {
-    name: "max_pool2d",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-${withArgmax ? "@group(0) @binding(2) var<storage, read_write> argmax: array<u32>;" : ""}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-${outputCoords(s, oh, ow)}
+  return kernel1d(
+    "max_pool2d",
+    [ro("x"), rw("y"), ...argmaxOut(withArgmax)],
+    n,
+    `${outputCoords(s, oh, ow)}
   var best = -3.4028235e38;
   var at = 0xffffffffu;
   for (var kh = 0; kh < ${s.kernel[0]}; kh++) {
@@ -104,9 +112,8 @@ ${outputCoords(s, oh, ow)}
       }
     }
   }
-  y[i] = best;${withArgmax ? "\n  argmax[i] = at;" : ""}
-}`,
-  };
+  y[i] = best;${withArgmax ? "\n  argmax[i] = at;" : ""}`,
+  );
 }
 
 /** Global max pooling (the window is the whole plane): one workgroup per plane, each thread
@@ -128,13 +135,11 @@ function globalMaxPoolKernelGen(planes: number, n: number, withArgmax = true): K
     if (${take("v.w")}) { best = v.w; at = q + 3u; }`
     : `let v = xs[base + k];
     if (${take("v")}) { best = v; at = k; }`;
-  return {
-    name: "global_max_pool",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> xs: array<${vec ? "vec4<f32>" : "f32"}>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-${withArgmax ? "@group(0) @binding(2) var<storage, read_write> argmax: array<u32>;" : ""}
-var<workgroup> sv: array<f32, ${WG}>;
+  return kernel(
+    "global_max_pool",
+    [ro("xs", vec ? "vec4<f32>" : "f32"), rw("y"), ...argmaxOut(withArgmax)],
+    g.workgroups,
+    `var<workgroup> sv: array<f32, ${WG}>;
 var<workgroup> si: array<u32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -165,7 +170,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     y[plane] = sv[0];${withArgmax ? "\n    argmax[plane] = si[0];" : ""}
   }
 }`,
-  };
+  );
 }
 
 /** WGSL loop over the outputs (oh, ow) whose windows cover input (h, w) of this plane; the
@@ -198,24 +203,16 @@ function maxPool2dGradKernelGen(s: Pool2dSpec): Kernel {
   checkPool(s);
   const [oh, ow] = pooledShape(s);
   const n = s.batch * s.channels * s.height * s.width;
-  const g = grid1d(n);
-  return {
-    name: "max_pool2d_grad",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> g: array<f32>;
-@group(0) @binding(1) var<storage, read> argmax: array<u32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-${INPUT_COORDS(s)}
+  return kernel1d(
+    "max_pool2d_grad",
+    [ro("g"), ro("argmax", "u32"), rw("dx")],
+    n,
+    `${INPUT_COORDS(s)}
   let q = u32(h * ${s.width} + w);
   var acc = 0.0;
 ${coveringWindows(s, oh, ow, "if (argmax[o] == q) { acc += g[o]; }")}
-  dx[i] = acc;
-}`,
-  };
+  dx[i] = acc;`,
+  );
 }
 
 export interface AvgPool2dSpec extends Pool2dSpec {
@@ -244,23 +241,16 @@ function avgPool2dKernelGen(s: AvgPool2dSpec): Kernel {
   checkPool(s);
   const [oh, ow] = pooledShape(s);
   const n = s.batch * s.channels * oh * ow;
-  const g = grid1d(n);
   const bounds = needsBounds(s, oh, ow);
   const tapCheck = bounds
     ? `if (h < 0 || h >= ${s.height} || w < 0 || w >= ${s.width}) { continue; }`
     : "";
   const div = bounds ? "divisor(h0, w0)" : f(s.kernel[0] * s.kernel[1]);
-  return {
-    name: "avg_pool2d",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-${divisor(s)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-${outputCoords(s, oh, ow)}
+  return kernel1d(
+    "avg_pool2d",
+    [ro("x"), rw("y")],
+    n,
+    `${outputCoords(s, oh, ow)}
   var acc = 0.0;
   for (var kh = 0; kh < ${s.kernel[0]}; kh++) {
     for (var kw = 0; kw < ${s.kernel[1]}; kw++) {
@@ -270,9 +260,9 @@ ${outputCoords(s, oh, ow)}
       acc += x[base + u32(h * ${s.width} + w)];
     }
   }
-  y[i] = acc / ${div};
-}`,
-  };
+  y[i] = acc / ${div};`,
+    `${divisor(s)}`,
+  );
 }
 
 /** Average-pool backward: input g (pooled shape); output dx. */
@@ -280,19 +270,12 @@ function avgPool2dGradKernelGen(s: AvgPool2dSpec): Kernel {
   checkPool(s);
   const [oh, ow] = pooledShape(s);
   const n = s.batch * s.channels * s.height * s.width;
-  const g = grid1d(n);
   const [sh, sw] = s.stride, [ph, pw] = s.padding;
-  return {
-    name: "avg_pool2d_grad",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> g: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
-${divisor(s)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-${INPUT_COORDS(s)}
+  return kernel1d(
+    "avg_pool2d_grad",
+    [ro("g"), rw("dx")],
+    n,
+    `${INPUT_COORDS(s)}
   var acc = 0.0;
 ${
       coveringWindows(
@@ -302,9 +285,9 @@ ${
         `acc += g[o] / divisor(ohi * ${sh} - ${ph}, owi * ${sw} - ${pw});`,
       )
     }
-  dx[i] = acc;
-}`,
-  };
+  dx[i] = acc;`,
+    `${divisor(s)}`,
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -1,7 +1,17 @@
 // Reductions (sum, max) over any set of axes. Small reductions run one thread per output;
 // larger ones one workgroup per output with a shared-memory tree.
 
-import { cached, grid1d, groupGrid, type Kernel, prod, stridesOf } from "./common.ts";
+import {
+  cached,
+  groupGrid,
+  type Kernel,
+  kernel,
+  kernel1d,
+  prod,
+  ro,
+  rw,
+  stridesOf,
+} from "./common.ts";
 
 export type ReduceOp = "sum" | "max";
 
@@ -65,33 +75,27 @@ function reduceKernelGen(spec: ReduceSpec): Kernel {
   const combine = (a: string, b: string) => op === "sum" ? `${a} + ${b}` : `max(${a}, ${b})`;
   const scale = spec.scale ?? 1;
   const fin = scale === 1 ? "acc" : `acc * ${scale}`;
-  const head = `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;`;
+  const bindings = [ro("x"), rw("out")];
   if (n <= 64 || outputs >= 65536) {
-    const g = grid1d(outputs);
-    return {
-      name: `reduce_${op}`,
-      workgroups: g.workgroups,
-      code: `${head}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = ${g.index};
-  if (o >= ${outputs}u) { return; }
+    return kernel1d(
+      `reduce_${op}`,
+      bindings,
+      outputs,
+      `let o = i;
   let b = ${base};
   var acc: f32 = ${init};
   for (var r = 0u; r < ${n}u; r++) { acc = ${combine("acc", `x[b + ${inner}]`)}; }
-  out[o] = ${fin};
-}`,
-    };
+  out[o] = ${fin};`,
+    );
   }
   const chunks = spec.chunks ?? 1;
   const per = Math.ceil(n / chunks);
   const g = groupGrid(outputs * chunks);
-  return {
-    name: chunks > 1 ? `reduce_${op}_chunks` : `reduce_${op}`,
-    workgroups: g.workgroups,
-    code: `${head}
-var<workgroup> part: array<f32, 256>;
+  return kernel(
+    chunks > 1 ? `reduce_${op}_chunks` : `reduce_${op}`,
+    bindings,
+    g.workgroups,
+    `var<workgroup> part: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let item = ${g.index};
@@ -110,7 +114,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   if (lid == 0u) { let acc = part[0]; out[item] = ${chunks > 1 ? "acc" : fin}; }
 }`,
-  };
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -2,7 +2,7 @@
 // coordinates, and their gradients as gathers (each input pixel sums the output pixels that
 // read it, found by binary search), so the backward pass is deterministic and needs no atomics.
 
-import { cached, f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, type Kernel, kernel1d, ro, rw } from "./common.ts";
 
 export type ResampleMode = "bilinear" | "nearest";
 
@@ -90,22 +90,15 @@ function resampleKernelGen(s: ResampleSpec): Kernel {
   const pb = planesPerThread(s.planes);
   const outHW = s.outH * s.outW, inHW = s.inH * s.inW;
   const n = (s.planes / pb) * outHW;
-  const g = grid1d(n);
   const value = s.mode === "nearest"
     ? "x[b + o00]"
     : `th.l0 * (tw.l0 * x[b + o00] + tw.l1 * x[b + o01]) +
       th.l1 * (tw.l0 * x[b + o10] + tw.l1 * x[b + o11])`;
-  return {
-    name: `resample_${s.mode}`,
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-${tapsFns(s)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  let pix = i % ${outHW}u;
+  return kernel1d(
+    `resample_${s.mode}`,
+    [ro("x"), rw("out")],
+    n,
+    `let pix = i % ${outHW}u;
   let p0 = (i / ${outHW}u) * ${pb}u;
   let th = taps_h(pix / ${s.outW}u);
   let tw = taps_w(pix % ${s.outW}u);
@@ -114,11 +107,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let o10 = th.i1 * ${s.inW}u + tw.i0;
   let o11 = th.i1 * ${s.inW}u + tw.i1;
 ${
-      unrolled(pb, (k) =>
-        `  { let b = (p0 + ${k}u) * ${inHW}u; out[(p0 + ${k}u) * ${outHW}u + pix] = ${value}; }`)
-    }
-}`,
-  };
+      unrolled(
+        pb,
+        (k) =>
+          `  { let b = (p0 + ${k}u) * ${inHW}u; out[(p0 + ${k}u) * ${outHW}u + pix] = ${value}; }`,
+      )
+    }`,
+    `${tapsFns(s)}`,
+  );
 }
 
 /** WGSL of `fn first_A(t: u32) -> u32`: the first output index whose lower tap is ≥ t. An
@@ -163,25 +159,13 @@ function resampleGradKernelGen(s: ResampleSpec): Kernel {
   const pb = planesPerThread(s.planes);
   const outHW = s.outH * s.outW, inHW = s.inH * s.inW;
   const n = (s.planes / pb) * inHW;
-  const g = grid1d(n);
   // Bilinear outputs reach back one input pixel (their upper tap), nearest ones do not.
   const from = (v: string) => s.mode === "bilinear" ? `max(${v}, 1u) - 1u` : v;
-  return {
-    name: `resample_${s.mode}_grad`,
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> g: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
-${tapsFns(s)}
-${firstFn("h", s.inH, s.outH, s, s.scale?.[0])}
-${firstFn("w", s.inW, s.outW, s, s.scale?.[1])}
-fn weight(t: Taps, i: u32) -> f32 {
-  return select(0.0, t.l0, t.i0 == i) + select(0.0, t.l1, t.i1 == i);
-}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  let pix = i % ${inHW}u;
+  return kernel1d(
+    `resample_${s.mode}_grad`,
+    [ro("g"), rw("dx")],
+    n,
+    `let pix = i % ${inHW}u;
   let p0 = (i / ${inHW}u) * ${pb}u;
   let ih = pix / ${s.inW}u;
   let iw = pix % ${s.inW}u;
@@ -197,9 +181,14 @@ ${unrolled(pb, (k) => `  var acc${k} = 0.0;`)}
 ${unrolled(pb, (k) => `      acc${k} += wt * g[o + ${k * outHW}u];`)}
     }
   }
-${unrolled(pb, (k) => `  dx[(p0 + ${k}u) * ${inHW}u + pix] = acc${k};`)}
+${unrolled(pb, (k) => `  dx[(p0 + ${k}u) * ${inHW}u + pix] = acc${k};`)}`,
+    `${tapsFns(s)}
+${firstFn("h", s.inH, s.outH, s, s.scale?.[0])}
+${firstFn("w", s.inW, s.outW, s, s.scale?.[1])}
+fn weight(t: Taps, i: u32) -> f32 {
+  return select(0.0, t.l0, t.i0 == i) + select(0.0, t.l1, t.i1 == i);
 }`,
-  };
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -4,7 +4,7 @@
 // per (outer, inner) pair, whose loads over n are coalesced across neighbouring threads; when
 // inner is a multiple of 4 a thread takes 4 neighbouring pairs as one vec4.
 
-import { cached, grid1d, groupGrid, type Kernel } from "./common.ts";
+import { cached, groupGrid, type Kernel, kernel, kernel1d, ro, rw } from "./common.ts";
 
 export interface SoftmaxSpec {
   outer: number;
@@ -38,21 +38,30 @@ function tree(wg: number, op: (a: string, b: string) => string): string {
   }`;
 }
 
+/** Declarations of the strided (inner > 1) kernels: the lane type and the column stride S. */
+function columnDecls(w: 1 | 4, inner: number): string {
+  return `${lanes(w)}\nconst S = ${inner / w}u;`;
+}
+
+/** WGSL: the first element `b` of thread i's column (of n elements S apart). */
+function columnStart(n: number): string {
+  return `let b = (i / S) * ${n}u * S + i % S;`;
+}
+
 /** y = softmax(x) or log_softmax(x). Bindings: x → y. */
 function softmaxKernelGen(spec: SoftmaxSpec): Kernel {
   const { outer, n, inner, log = false } = spec;
   const name = log ? "log_softmax" : "softmax";
-  const head = `@group(0) @binding(0) var<storage, read> x: array<F>;
-@group(0) @binding(1) var<storage, read_write> y: array<F>;`;
+  const bindings = [ro("x", "F", { dtype: "f32" }), rw("y", "F", { dtype: "f32" })];
   if (inner === 1) {
     const wg = rowThreads(n);
     const g = groupGrid(outer);
     const write = log ? "x[b + i] - mx - log(tot)" : "exp(x[b + i] - mx) * inv";
-    return {
+    return kernel(
       name,
-      workgroups: g.workgroups,
-      code: `${lanes(1)}
-${head}
+      bindings,
+      g.workgroups,
+      `${lanes(1)}
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -75,30 +84,23 @@ ${tree(wg, (a, c) => `${a} + ${c}`)}
   let inv = 1.0 / tot;
   for (var i = lid; i < ${n}u; i += ${wg}u) { y[b + i] = ${write}; }
 }`,
-    };
+    );
   }
   const W = inner % 4 === 0 ? 4 : 1;
-  const g = grid1d((outer * inner) / W);
   const write = log ? "x[b + k * S] - mx - log(tot)" : "exp(x[b + k * S] - mx) * inv";
-  return {
+  return kernel1d(
     name,
-    workgroups: g.workgroups,
-    code: `${lanes(W)}
-${head}
-const S = ${inner / W}u;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let t = ${g.index};
-  if (t >= ${(outer * inner) / W}u) { return; }
-  let b = (t / S) * ${n}u * S + t % S;
+    bindings,
+    (outer * inner) / W,
+    `${columnStart(n)}
   var mx = F(${NEG_MAX});
   for (var k = 0u; k < ${n}u; k++) { mx = max(mx, x[b + k * S]); }
   var tot = F(0.0);
   for (var k = 0u; k < ${n}u; k++) { tot += exp(x[b + k * S] - mx); }
   let inv = F(1.0) / tot;
-  for (var k = 0u; k < ${n}u; k++) { y[b + k * S] = ${write}; }
-}`,
-  };
+  for (var k = 0u; k < ${n}u; k++) { y[b + k * S] = ${write}; }`,
+    columnDecls(W, inner),
+  );
 }
 
 /** Gradient through softmax / log-softmax from the output y and its gradient g:
@@ -106,19 +108,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 function softmaxBackwardKernelGen(spec: SoftmaxSpec): Kernel {
   const { outer, n, inner, log = false } = spec;
   const name = log ? "log_softmax_backward" : "softmax_backward";
-  const head = `@group(0) @binding(0) var<storage, read> y: array<F>;
-@group(0) @binding(1) var<storage, read> g: array<F>;
-@group(0) @binding(2) var<storage, read_write> dx: array<F>;`;
+  const bindings = [
+    ro("y", "F", { dtype: "f32" }),
+    ro("g", "F", { dtype: "f32" }),
+    rw("dx", "F", { dtype: "f32" }),
+  ];
   const term = (j: string) => log ? `g[${j}]` : `g[${j}] * y[${j}]`;
   const out = (j: string) => log ? `g[${j}] - exp(y[${j}]) * tot` : `y[${j}] * (g[${j}] - tot)`;
   if (inner === 1) {
     const wg = rowThreads(n);
     const gg = groupGrid(outer);
-    return {
+    return kernel(
       name,
-      workgroups: gg.workgroups,
-      code: `${lanes(1)}
-${head}
+      bindings,
+      gg.workgroups,
+      `${lanes(1)}
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -133,26 +137,19 @@ ${tree(wg, (a, c) => `${a} + ${c}`)}
   let tot = red[0];
   for (var i = lid; i < ${n}u; i += ${wg}u) { dx[b + i] = ${out("b + i")}; }
 }`,
-    };
+    );
   }
   const W = inner % 4 === 0 ? 4 : 1;
-  const gg = grid1d((outer * inner) / W);
-  return {
+  return kernel1d(
     name,
-    workgroups: gg.workgroups,
-    code: `${lanes(W)}
-${head}
-const S = ${inner / W}u;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let t = ${gg.index};
-  if (t >= ${(outer * inner) / W}u) { return; }
-  let b = (t / S) * ${n}u * S + t % S;
+    bindings,
+    (outer * inner) / W,
+    `${columnStart(n)}
   var tot = F(0.0);
   for (var k = 0u; k < ${n}u; k++) { tot += ${term("b + k * S")}; }
-  for (var k = 0u; k < ${n}u; k++) { dx[b + k * S] = ${out("b + k * S")}; }
-}`,
-  };
+  for (var k = 0u; k < ${n}u; k++) { dx[b + k * S] = ${out("b + k * S")}; }`,
+    columnDecls(W, inner),
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

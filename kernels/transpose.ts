@@ -2,7 +2,7 @@
 // contiguous across a warp (a plain strided copy reads one element per cache line here).
 // Optional flips of either axis turn it into rot90 by ±90°.
 
-import { cached, type Kernel, MAX_GROUPS, type StorageType } from "./common.ts";
+import { cached, type Kernel, kernel, MAX_GROUPS, ro, rw, type StorageType } from "./common.ts";
 
 export interface TransposeSpec {
   batch: number;
@@ -28,12 +28,11 @@ function transposeKernelGen(s: TransposeSpec): Kernel {
   const type = s.type ?? "f32";
   const row = s.flipRows ? `${s.rows - 1}u - r` : "r";
   const col = s.flipCols ? `${s.cols - 1}u - c` : "c";
-  return {
-    name: "transpose",
-    workgroups: [Math.ceil(s.cols / TILE), Math.ceil(s.rows / TILE), s.batch],
-    code: `@group(0) @binding(0) var<storage, read> x: array<${type}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${type}>;
-// One padding column keeps the column-wise reads of the tile free of bank conflicts.
+  return kernel(
+    "transpose",
+    [ro("x", type), rw("out", type)],
+    [Math.ceil(s.cols / TILE), Math.ceil(s.rows / TILE), s.batch],
+    `// One padding column keeps the column-wise reads of the tile free of bank conflicts.
 var<workgroup> tile: array<array<${type}, ${TILE + 1}>, ${TILE}>;
 @compute @workgroup_size(${TILE}, ${ROWS_PER_PASS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -54,7 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (r < ${s.rows}u && c < ${s.cols}u) { out[plane + c * ${s.rows}u + r] = tile[lid.x][lid.y + k]; }
   }
 }`,
-  };
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).
