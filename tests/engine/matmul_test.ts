@@ -5,7 +5,13 @@ import { scope } from "../../engine/scope.ts";
 import { empty, type Shape, tensor } from "../../engine/tensor.ts";
 import { stridesOf } from "../../kernels/common.ts";
 import { broadcastShapes } from "../../kernels/elementwise.ts";
-import { TILE_LARGE, type TileConfig } from "../../kernels/matmul.ts";
+import {
+  splitSumKernel,
+  splitSumLanes,
+  TILE_LARGE,
+  type TileConfig,
+} from "../../kernels/matmul.ts";
+import { run } from "../../engine/launch.ts";
 import { planMatmul } from "../../kernels/matmul_plan.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
@@ -295,4 +301,20 @@ Deno.test("matmul sigmoid and silu gradients match finite differences", async ()
       [operand([4, 3], 4), operand([2, 3, 7], 5), operand([4], 6)],
     );
   }
+});
+
+Deno.test("split sum over lanes: 100 partial sums of 37 outputs, bias per row and relu", async () => {
+  const count = 37, splits = 100, m = 37, n = 1;
+  if (splitSumLanes(count, splits) !== 64) throw new Error("expected 64 lanes");
+  const part = randArray(count * splits, 5), bias = randArray(m, 6);
+  const want = Array.from({ length: count }, (_, i) => {
+    let s = 0;
+    for (let k = 0; k < splits; k++) s += part[k * count + i];
+    return Math.max(0, s + bias[i]);
+  });
+  const p = tensor(part, [splits, count]), b = tensor(bias, [m]), out = empty([count]);
+  const spec = { splits, count, n, m, bias: true, biasRows: true, activation: "relu" as const };
+  run(splitSumKernel(spec), [p, b], [out]);
+  assertClose(await out.read(), want, { what: "split sum", atol: 1e-4 });
+  for (const t of [p, b, out]) t.dispose();
 });
