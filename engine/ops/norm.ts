@@ -1,22 +1,25 @@
 // Batch and instance normalisation over NCHW (any rank ≥ 2: dimensions after the channel one
-// form the plane), with their backward. Statistics are two-stage reductions (kernels/norm.ts).
+// form the plane), with their backward. Statistics are two-stage reductions
+// (kernels/norm_stats.ts).
 
+import {
+  normApplyKernel,
+  normGradKernel,
+  normGradSumsPartialKernel,
+  type NormPost,
+} from "../../kernels/norm.ts";
 import {
   chunkFor,
   groupCount,
   momentsFinishKernel,
   momentsPartialKernel,
-  normApplyKernel,
-  normGradKernel,
-  normGradSumsPartialKernel,
-  type NormPost,
   partialCount,
   type PlaneLayout,
   planeSumsPartialKernel,
   type PlaneSumsSpec,
   type StatGroup,
   sumsFinishKernel,
-} from "../../kernels/norm.ts";
+} from "../../kernels/norm_stats.ts";
 import { f, prod } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
 import { run } from "../launch.ts";
