@@ -1,11 +1,12 @@
 // "ChangeFormer" as Open-CD and the JL1-CD paper define it (configs/changeformer/
 // changeformer_mit-b0_512x512_200k_cgwx.py): a Siamese SegFormer-b0, not wgcban's ChangeFormerV6.
-// SiamEncoderDecoder: one MiT-b0 encodes A, then B; FeatureFusionNeck "concat" joins each level
+// SiamEncoderDecoder: one MiT-b0 encodes A and B (here as one batch); FeatureFusionNeck "concat" joins each level
 // (A's channels first); SegformerHead (channels 256) decodes at 1/4, and the logits are resized
 // bilinearly (align_corners False) to the input size. Names follow Open-CD's state_dict
 // (backbone.*, decode_head.*).
 
-import { concat } from "../engine/ops/layout.ts";
+import { concat, permute, slice } from "../engine/ops/layout.ts";
+import { reshape } from "../engine/ops/shape.ts";
 import { Module } from "../engine/nn/module.ts";
 import { interpolate } from "../engine/ops/resample.ts";
 import { Random } from "../engine/random.ts";
@@ -31,14 +32,25 @@ export class ChangeFormer extends Module implements ChangeDetector {
 
   /** Taps: "feat.s1".."feat.s4" (A's stage outputs), "head" (logits before the resize). */
   forward(a: Tensor, b: Tensor, tap?: Tap): Tensor {
-    const fa = this.backbone.forward(a);
-    fa.forEach((t, i) => tap?.(`feat.s${i + 1}`, t));
-    const fb = this.backbone.forward(b);
-    const head = this.decodeHead.forward(fa.map((t, i) => concat([t, fb[i]], 1)));
+    // Both dates go through the backbone as one batch of 2B: MiT normalises per token (no batch
+    // statistics), so this equals encoding A, then B, with half the dispatches and no summing
+    // of two gradient contributions per weight.
+    const n = a.shape[0];
+    const feats = this.backbone.forward(concat([a, b], 0));
+    if (tap) feats.forEach((t, i) => tap(`feat.s${i + 1}`, slice(t, 0, 0, n)));
+    const head = this.decodeHead.forward(feats.map((t) => datesToChannels(t, n)));
     tap?.("head", head);
     const size = [a.shape[2], a.shape[3]] as const;
     return interpolate(head, { size, mode: "bilinear", alignCorners: false });
   }
+}
+
+/** [2B, C, H, W] (A's B images, then B's) → [B, 2C, H, W] with A's channels first: the neck's
+ * concat of the two dates, as one permute. */
+function datesToChannels(t: Tensor, n: number): Tensor {
+  const [, c, h, w] = t.shape;
+  const pairs = permute(reshape(t, [2, n, c * h * w]), [1, 0, 2]);
+  return reshape(pairs, [n, 2 * c, h, w]);
 }
 
 /** Open-CD's ChangeFormer (MiT-b0) with seeded from-scratch initialisation. */
