@@ -5,6 +5,12 @@
 // releaseDevice() waits for submitted work and destroys the device: a process that ends with work
 // still queued makes Deno panic ("timed out while waiting on the last successful submission").
 
+import {
+  profileForAdapter,
+  setActiveProfile,
+  SOFTWARE_ADAPTER,
+} from "../kernels/device_profile.ts";
+
 export interface DeviceInfo {
   description: string;
   isFallback: boolean;
@@ -114,6 +120,7 @@ async function create(): Promise<GPUDevice> {
     maxBufferSize: device.limits.maxBufferSize,
     maxWorkgroupStorage: device.limits.maxComputeWorkgroupStorageSize,
   };
+  setActiveProfile(profileForAdapter(info, navigator.hardwareConcurrency ?? 1));
   current = device;
   releaseAtExit();
   if (announce) console.error(`adapter: ${describeAdapter()}`);
@@ -123,8 +130,7 @@ async function create(): Promise<GPUDevice> {
 /** One line naming the adapter, its backend and whether it is a CPU (software) driver. */
 export function describeAdapter(): string {
   const i = deviceInfo();
-  const software = i.isFallback ||
-    /llvmpipe|lavapipe|swiftshader|softpipe|warp/i.test(i.description);
+  const software = i.isFallback || SOFTWARE_ADAPTER.test(i.description);
   return `${i.description} (${backendName()}${
     software ? "; software driver on the CPU: fine for tests and the demo, slow for training" : ""
   })`;

@@ -11,7 +11,8 @@
 //   column) of its channel blocks, threads split into blocks whose products stay in registers
 //   (≤ 8 input channels × ≤ 64/8 output channels), then a shared-memory tree; the partials
 //   [split, Co, Ci+1] are summed by conv2d_wgrad's splitReduceKernel. It also takes the weight
-//   gradient (only) of 1×1 convs with up to SMALL_WGRAD_MAX_WEIGHTS weights (24→24, 48→24, …):
+//   gradient (only) of 1×1 convs with up to 1152 weights (24→24, 48→24, …; the thresholds and
+//   their reasons are in kernels/conv_plan.ts):
 //   above MAX_BLOCKS blocks they are dealt out in groups of ≤ MAX_BLOCKS, one workgroup per
 //   (pixel chunk, group), so x is read once per output-channel block and dy once per
 //   input-channel block. Not yet timed on a GPU against the split-K GEMM it replaces there.
@@ -27,18 +28,9 @@ export interface Small1x1 {
   pixels: number;
 }
 
-/** Above this many weights the GEMM kernels' tiles fill (TinyCD's 24→24, 576 weights, ran its
- * weight gradient at 1.30× cuDNN and 32→16 at 0.93×, bench/results/conv_h200.txt), while the 3→10
- * and 16→8 weight gradients ran at 2.1–2.5×: there these kernels are used (for the weight gradient
- * alone, see SMALL_WGRAD_MAX_WEIGHTS). */
-export const SMALL_1X1_MAX_WEIGHTS = 256;
 /** Input channels per weight-gradient thread block, accumulators per thread (about). */
 const CI_BLOCK = 8;
 const ACC_BUDGET = 64;
-/** Weights up to which smallWgradKernel takes the weight gradient (not the forward or the input
- * gradient): TinyCD's 24→24 split-K GEMM weight gradient took 0.17–0.21 ms against cuDNN's 0.13
- * on an H200 (256², batch 8), where reading x and dy once takes about 0.03. */
-export const SMALL_WGRAD_MAX_WEIGHTS = 1152;
 /** Channel blocks per workgroup (each gets 256 / blocks threads, at least 32). */
 export const MAX_BLOCKS = 8;
 /** Workgroups of the weight gradient, over splits and block groups together (about). */
@@ -68,18 +60,6 @@ export function wgradBlocks(ci: number, co: number): WgradBlocks {
   const g = Math.ceil(blocks / groups);
   const threads = g === 1 ? 256 : g === 2 ? 128 : g <= 4 ? 64 : 32;
   return { cib, cob, nci, nco, perGroup: g, groups, threads };
-}
-
-/** The shapes the forward and input-gradient kernels take (and the weight gradient's with them):
- * few weights, at most MAX_BLOCKS weight-gradient blocks. */
-export function small1x1Shape(ci: number, co: number): boolean {
-  const b = wgradBlocks(ci, co);
-  return ci * co <= SMALL_1X1_MAX_WEIGHTS && b.nci * b.nco <= MAX_BLOCKS;
-}
-
-/** The shapes the weight-gradient kernel takes: at most SMALL_WGRAD_MAX_WEIGHTS weights. */
-export function smallWgradShape(ci: number, co: number): boolean {
-  return ci * co <= SMALL_WGRAD_MAX_WEIGHTS;
 }
 
 export interface MixSpec extends Small1x1 {

@@ -1,6 +1,6 @@
 // Convolution geometry (NCHW, weights [Co, Ci/groups, kh, kw] as PyTorch), the fused epilogue
-// (bias + activation) shared by every convolution kernel, the choice between the implicit-GEMM
-// and the direct (few channels per group) kernels, and the eval-mode BatchNorm fold.
+// (bias + activation) shared by every convolution kernel, and the eval-mode BatchNorm fold.
+// Which kernel runs a convolution is kernels/conv_plan.ts's choice.
 
 import { cached, f, grid1d, type Kernel } from "./common.ts";
 
@@ -92,27 +92,6 @@ export function convGeometry(
     dilX,
     groups,
   };
-}
-
-/** Output channels per group at most this: a direct kernel (one output channel per thread,
- * taps unrolled) beats a GEMM whose M dimension would be mostly padding (depthwise, mixing). */
-export const DIRECT_MAX_CHANNELS = 4;
-
-/** Forward (and the transposed form's backward-input) takes the direct kernel. */
-export function forwardIsDirect(g: ConvGeometry): boolean {
-  return g.co / g.groups <= DIRECT_MAX_CHANNELS;
-}
-
-/** The gradient w.r.t. the input takes the direct kernel (few input channels per group). */
-export function dgradIsDirect(g: ConvGeometry): boolean {
-  return g.ci / g.groups <= DIRECT_MAX_CHANNELS;
-}
-
-/** The weight gradient takes the direct kernel: few output channels per group and few weights
- * per output channel (each thread holds them all in registers). */
-export function wgradIsDirect(g: ConvGeometry): boolean {
-  return g.co / g.groups <= DIRECT_MAX_CHANNELS &&
-    (g.ci / g.groups) * g.kh * g.kw <= 32;
 }
 
 export interface Epilogue {

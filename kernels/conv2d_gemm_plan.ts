@@ -1,9 +1,11 @@
 // The implicit GEMM's launch plans (kernels/conv2d_gemm.ts generates their WGSL): the tile
 // shapes, the pickers that choose a tile, reduction splits and weight packing per layer (tuned
 // by H200 sweeps, bench/gpu_conv.ts --sweep), and the specs of a forward conv and of the
-// phase-split input gradient.
+// phase-split input gradient. How many workgroups fill the GPU comes from the device profile
+// (kernels/device_profile.ts; kernels/conv_plan.ts passes it), H100_PROFILE's by default.
 
 import type { ConvGeometry, Epilogue } from "./conv2d.ts";
+import { H100_PROFILE } from "./device_profile.ts";
 
 export interface GemmTile {
   /** Output channels × output positions per workgroup, and reduction depth per step. */
@@ -75,13 +77,14 @@ export const GEMM_TILES: Record<string, GemmTile> = {
   t16: { tm: 16, tn: 128, tk: 16, rm: 4, rn: 4 },
   t8: { tm: 8, tn: 64, tk: 16, rm: 2, rn: 4 },
 };
-/** Enough workgroups to fill an H100/H200 (132 SMs) about twice over. */
-const FILL = 256;
+/** Workgroups that fill the GPU (DeviceProfile.fillWorkgroups): the tuned H100/H200 value
+ * unless a profile says otherwise. */
+const FILL = H100_PROFILE.fillWorkgroups;
 
 /**
  * Tile for a GEMM with `mg` output channels per group and `positions` output positions (per
  * launch), from sweeps on an H200 (bench/gpu_conv.ts --sweep): the largest tile no taller than
- * the channels need that still launches FILL workgroups (else the tallest 128-position tile);
+ * the channels need that still launches `fill` workgroups (else the tallest 128-position tile);
  * wide (256-position) tiles lost on the phase-split launches of strided input gradients, so
  * those use 128. Past 32 channels t32r8 comes before t64: where t64w cannot fill the GPU it beat
  * t64 in 9 of 11 sweeps (bench/results/conv_sweep_s5_h200.txt).
@@ -91,6 +94,7 @@ export function pickGemmTile(
   positions = Infinity,
   groups = 1,
   phased = false,
+  fill = FILL,
 ): GemmTile {
   const tm = mg > 32 ? 64 : mg > 16 ? 32 : mg > 8 ? 16 : 8;
   if (tm === 8) return GEMM_TILES.t8;
@@ -102,7 +106,7 @@ export function pickGemmTile(
   const usable = order.filter((k) => !(phased && GEMM_TILES[k].tn > 128));
   for (const k of usable) {
     const t = GEMM_TILES[k];
-    if (Math.ceil(positions / t.tn) * Math.ceil(mg / t.tm) * groups >= FILL) return t;
+    if (Math.ceil(positions / t.tn) * Math.ceil(mg / t.tm) * groups >= fill) return t;
   }
   // Too few positions to fill the GPU with any tile: the tallest plain tile keeps the launch
   // (and the software adapter's work) small.
@@ -123,7 +127,7 @@ export interface ForwardGemmPick {
  *
  * Past 8 output channels, where the reduction walks tap-major (whole 16-deep slabs per tap),
  * the weights are packed and the tile is 64×128 (8×8 per thread), 32×128 to 32 channels or
- * 16×128 to 16; the reduction splits (up to 4 ranges, each at least 64 deep) until FILL
+ * 16×128 to 16; the reduction splits (up to 4 ranges, each at least 64 deep) until `fill`
  * workgroups launch. H200 sweep of FC-Siam's stride-2 up-conv input gradients
  * (bench/results/conv_sweep_s6_h200.txt): 0.080 ms at 64 channels against 0.087 for packed
  * 64×256 and 0.103 unpacked; 0.086 at 128 (2 splits) against 0.124 for im2col + GEMM; 0.093
@@ -139,12 +143,13 @@ export function pickForwardGemm(
   groups: number,
   rg: number,
   taps: number,
+  fill = FILL,
 ): ForwardGemmPick {
   const depth = rg * taps;
   const launched = (t: GemmTile) => Math.ceil(positions / t.tn) * Math.ceil(mg / t.tm) * groups;
   const splitsFor = (t: GemmTile) => {
     let splits = 1;
-    while (splits < 4 && launched(t) * splits < FILL && depth >= (splits + 1) * 64) splits++;
+    while (splits < 4 && launched(t) * splits < fill && depth >= (splits + 1) * 64) splits++;
     return splits;
   };
   if (mg > 8 && taps > 1) {
@@ -153,25 +158,26 @@ export function pickForwardGemm(
   }
   const wide = GEMM_TILES.t64wk16;
   if (mg > 32) {
-    const splits = Math.ceil(FILL / launched(wide));
+    const splits = Math.ceil(fill / launched(wide));
     if (splits > 1 && splits <= 4 && depth >= splits * 64) {
       return { tile: wide, splits, packed: false };
     }
   }
-  return { tile: pickGemmTile(mg, positions, groups), splits: 1, packed: false };
+  return { tile: pickGemmTile(mg, positions, groups, false, fill), splits: 1, packed: false };
 }
 
 /** The forward convolution as one implicit GEMM (split over the reduction where
- * pickForwardGemm says so, unless a tile is given). */
+ * pickForwardGemm says so for `fill` workgroups, unless a tile is given). */
 export function forwardGemmSpec(
   g: ConvGeometry,
   epilogue: Epilogue,
   tile?: GemmTile,
+  fill = FILL,
 ): ImplicitGemmSpec {
   const mg = g.co / g.groups, rg = g.ci / g.groups, taps = g.kh * g.kw;
   const pick = tile
     ? { tile, splits: 1, packed: false }
-    : pickForwardGemm(mg, g.batch * g.ho * g.wo, g.groups, rg, taps);
+    : pickForwardGemm(mg, g.batch * g.ho * g.wo, g.groups, rg, taps, fill);
   return {
     name: "conv2d_gemm",
     batch: g.batch,
@@ -237,6 +243,7 @@ export function dgradGemmSpecs(
   g: ConvGeometry,
   epilogue: Epilogue,
   tile?: GemmTile,
+  fill = FILL,
 ): ImplicitGemmSpec[] {
   const cig = g.ci / g.groups, cog = g.co / g.groups, taps = g.kh * g.kw;
   const specs: ImplicitGemmSpec[] = [];
@@ -282,6 +289,7 @@ export function dgradGemmSpecs(
           g.batch * Math.ceil((g.h - ry) / g.strideY) * Math.ceil((g.w - rx) / g.strideX),
           g.groups,
           g.strideY > 1 || g.strideX > 1,
+          fill,
         ),
       });
     }

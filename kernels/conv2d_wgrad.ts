@@ -9,6 +9,7 @@
 
 import { cached, groupGrid, type Kernel } from "./common.ts";
 import type { ConvGeometry } from "./conv2d.ts";
+import { H100_PROFILE } from "./device_profile.ts";
 
 export interface WgradTile {
   /** Output channels × weight columns per workgroup, positions per step. */
@@ -37,7 +38,8 @@ export function wgradColumns(g: ConvGeometry, bias: boolean): number {
 /**
  * Tile for `mg` output channels per group and `cols` weight columns, and the workgroups to aim
  * for (splitting the positions), from sweeps of the FC-Siam layers on an H200
- * (bench/gpu_conv.ts --sweep --sweep-op wgrad): 64×64 tiles once a group has more than 32
+ * (bench/gpu_conv.ts --sweep --sweep-op wgrad), its workgroup targets scaled by the device's
+ * `fill` against the H100's 256: 64×64 tiles once a group has more than 32
  * channels; 16×64 for up to 16 channels with many columns; otherwise 32×32 tiles with 4×4 per
  * thread, which beat narrower tiles even where half their rows are padding. Twice the
  * workgroups (more splits) except for very few columns, where fewer won. Convs of 3-channel
@@ -45,7 +47,18 @@ export function wgradColumns(g: ConvGeometry, bias: boolean): number {
  * 3→48 stem 0.191 against 0.231 ms for 64×64, FC-Siam's 3→16 0.360 against 0.439 for 512
  * workgroups (bench/results/conv_sweep_s5_h200.txt).
  */
-export function pickWgradTile(mg: number, cols: number): { tile: WgradTile; target: number } {
+export function pickWgradTile(
+  mg: number,
+  cols: number,
+  fill = H100_PROFILE.fillWorkgroups,
+): { tile: WgradTile; target: number } {
+  const t = pickWgradTileH100(mg, cols);
+  // The targets were tuned where 256 workgroups fill the GPU: scaled to the device's fill.
+  const scale = fill / H100_PROFILE.fillWorkgroups;
+  return { tile: t.tile, target: Math.max(1, Math.round(t.target * scale)) };
+}
+
+function pickWgradTileH100(mg: number, cols: number): { tile: WgradTile; target: number } {
   if (mg > 8 && cols > 16 && cols <= 32) {
     return { tile: { tm: 32, tk: 32, tp: 16, rm: 4, rk: 4 }, target: 2048 };
   }

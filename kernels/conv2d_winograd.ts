@@ -11,7 +11,8 @@
 // element for 8 output channels × 8 tiles; at the end the 16 elements of each (channel, tile)
 // meet in shared memory for the output transform, the bias and activation.
 // The same kernel computes a stride-1 conv's input gradient: a conv of dy with the filters
-// transposed and flipped, padded by 2 − pad (the `flip` of the weight transform).
+// transposed and flipped, padded by 2 − pad (the `flip` of the weight transform). Which convs
+// take it: kernels/conv_plan.ts (winogradFits).
 
 import { cached, type Kernel, MAX_GROUPS } from "./common.ts";
 import { type ConvGeometry, type Epilogue, epilogueBindings, epilogueStore } from "./conv2d.ts";
@@ -42,17 +43,6 @@ export interface WinogradWeightSpec {
   /** Input gradient: g[m][r] = w[r][m] flipped in both axes (w is [R, M, 3, 3]); else w is
    * [M, R, 3, 3]. */
   flip: boolean;
-}
-
-/** A 3×3, stride-1, undilated, ungrouped conv with enough channels for the transforms to pay. */
-export function winogradFits(g: ConvGeometry): boolean {
-  return g.kh === 3 && g.kw === 3 && g.strideY === 1 && g.strideX === 1 && g.dilY === 1 &&
-    g.dilX === 1 && g.groups === 1 && g.ci >= 8 && g.co >= 8;
-}
-
-/** The input gradient of such a conv runs on Winograd too (its padding becomes 2 − pad). */
-export function winogradFitsDgrad(g: ConvGeometry): boolean {
-  return winogradFits(g) && g.padY <= 2 && g.padX <= 2;
 }
 
 /** Output channels per workgroup: 16 (64 tiles) matched or beat 32 (32 tiles) on every

@@ -3,6 +3,7 @@
 // WGSL for the chosen tile; this file holds the candidates and the cost model (from H200 sweeps).
 
 import { TILE_LARGE, type TileConfig } from "./matmul.ts";
+import { activeProfile } from "./device_profile.ts";
 
 /** Candidate tiles, largest first, with a relative speed per output. Measured on an H200 (8192³
  * and 4096³, two-stage versions): 64×64/4×4 ran as fast per FLOP as 128×128/8×8, 64×128/4×8 at
@@ -43,8 +44,9 @@ const SHALLOW_CANDIDATES: { tile: TileConfig; speed: number }[] = [
   }))
 );
 
-/** Threads that keep a big GPU busy (132 SMs × 512); fewer leave SMs idle. */
-const BUSY_THREADS = 132 * 512;
+/** Threads that keep the GPU busy (132 SMs × 512 on an H100/H200): the device profile's
+ * (kernels/device_profile.ts); fewer leave SMs idle. */
+const BUSY_THREADS = () => activeProfile().busyThreads;
 /** Time of one partial-sum element (written, then read back by splitSumKernel) in FMA times:
  * 8 bytes at ~4.8 TB/s against 2 FLOP at ~43 TFLOP/s is about 36. */
 const SPLIT_ELEMENT_COST = 40;
@@ -65,7 +67,7 @@ export function planMatmul(m: number, n: number, k: number, batch = 1, r = 1): M
     const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn) * batch;
     const threads = (tile.bm / tile.tm) * (tile.bn / tile.tn);
     const slabs = r * Math.ceil(k / tile.bk);
-    const fill1 = (tiles * threads) / BUSY_THREADS;
+    const fill1 = (tiles * threads) / BUSY_THREADS();
     let split = 1;
     if (fill1 < 0.5 && slabs >= 16) {
       split = Math.max(1, Math.min(MAX_SPLIT, Math.ceil(1 / fill1), Math.floor(slabs / 8)));

@@ -1,31 +1,12 @@
 // Launches of the small 1×1 convolution kernels (kernels/conv1x1_small.ts), no autograd: the
-// conv op routes 1×1 convs with few weights here (forward, input and weight gradients), and the
-// weight gradient of those with up to SMALL_WGRAD_MAX_WEIGHTS weights.
+// planner (kernels/conv_plan.ts: small1x1Fits, smallWgradFits) routes 1×1 convs with few weights
+// here (forward, input and weight gradients), and the weight gradient of somewhat larger ones.
 
 import type { ConvGeometry, Epilogue } from "../../kernels/conv2d.ts";
-import {
-  mixKernel,
-  small1x1Shape,
-  smallWgradKernel,
-  smallWgradShape,
-  smallWgradSplits,
-} from "../../kernels/conv1x1_small.ts";
+import { mixKernel, smallWgradKernel, smallWgradSplits } from "../../kernels/conv1x1_small.ts";
 import { splitReduceKernel } from "../../kernels/conv2d_wgrad.ts";
 import { run } from "../launch.ts";
 import { empty, type Tensor } from "../tensor.ts";
-
-/** A 1×1 conv (stride 1, no padding, one group) with at most SMALL_1X1_MAX_WEIGHTS weights. */
-export function small1x1Fits(g: ConvGeometry): boolean {
-  return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
-    g.padX === 0 && g.groups === 1 && small1x1Shape(g.ci, g.co);
-}
-
-/** A 1×1 conv (stride 1, no padding, one group) with at most SMALL_WGRAD_MAX_WEIGHTS weights:
- * small1x1WeightGradRaw takes its weight gradient. */
-export function smallWgradFits(g: ConvGeometry): boolean {
-  return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
-    g.padX === 0 && g.groups === 1 && smallWgradShape(g.ci, g.co);
-}
 
 function dims(g: ConvGeometry) {
   return { batch: g.batch, ci: g.ci, co: g.co, pixels: g.h * g.w };

@@ -1,7 +1,8 @@
 // Transposed 2-D convolution (PyTorch semantics, weight [Ci, Co/groups, kh, kw]) with fused bias
 // and activation. Forward is the input-gradient kernel of the matching convolution; its
 // backward is that convolution's forward (input gradient) and weight gradient. Kernel = stride
-// (SNUNet's k2 s2 up-convs) takes GEMMs and pixel shuffles instead (see shuffleTransposeFits).
+// from enough channels (SNUNet's k2 s2 up-convs) takes GEMMs and pixel shuffles instead
+// (kernels/conv_plan.ts shuffleTransposeFits says when).
 
 import type { ConvActivation, ConvGeometry, Epilogue, Pair } from "../../kernels/conv2d.ts";
 import {
@@ -10,22 +11,21 @@ import {
   type ShuffleSpec,
   unshuffleKernel,
 } from "../../kernels/conv_transpose2d.ts";
+import { type ConvCallSpec, planOp } from "../../kernels/conv_plan.ts";
 import { isGradEnabled, record } from "../autograd.ts";
+import { traceConv } from "../conv_trace.ts";
 import { run } from "../launch.ts";
 import { addMacs } from "../profiler.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { gemm } from "./matmul.ts";
 import {
   activationBackward,
-  biasGrad,
   checkEpilogueInputs,
   checkFloat,
-  convForwardRaw,
-  convInputGradRaw,
-  convWeightGradRaw,
   epilogueFor,
   preluSlopeGrad,
 } from "./conv2d.ts";
+import { biasGrad, convForwardRaw, convInputGradRaw, convWeightGradRaw } from "./conv2d_launch.ts";
 
 export interface ConvTranspose2dOptions {
   /** [Co]. */
@@ -56,8 +56,11 @@ export function convTranspose2d(
   const extra = [...(bias ? [bias] : []), ...(slope ? [slope] : [])];
   const inputs = [x, w, ...extra];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  const call: ConvCallSpec = { op: "convTranspose2d", g, activation: act, bias: !!bias, recording };
+  const inputGrad = recording && x.requiresGrad, weightGrad = recording && w.requiresGrad;
+  traceConv({ ...call, inputGrad, weightGrad });
   const ep = epilogueFor(act, bias, slope, recording);
-  const shuffle = shuffleTransposeFits(g);
+  const shuffle = planOp(call)?.kind === "shuffle-gemm";
   const { y, pre } = shuffle
     ? shuffleForwardRaw(g, x, w, ep, extra)
     : convInputGradRaw(g, x, w, ep, extra);
@@ -88,21 +91,6 @@ export function convTranspose2d(
 // ---- kernel == stride ---------------------------------------------------------------------
 // Geometry g is the convolution's (convTransposeGeometry): g.co = the transposed conv's input
 // channels, g.ci its output channels, g.ho × g.wo its input size, g.h × g.w its output size.
-
-/** Channels (both ways) from which the GEMM + shuffle form is taken. Its shuffles move the
- * whole output-sized tensor once more (a write and a read), which the GEMMs' 2·C flops per
- * element hide at SNUNet's 256 channels (16×16 input) but not at its 32 (128×128 input), where
- * the implicit-GEMM kernels' gathered reads already ran 0.98 / 1.40 / 1.09× cuDNN (forward,
- * input and weight gradient; bench/results/conv_h200.txt) and the extra pass would cost more. */
-export const shuffleTranspose = { minChannels: 64 }; // tests lower it to reach small shapes
-
-/** Kernel == stride, no padding or output padding, dilation 1, one group: every output pixel
- * is one tap, so the transposed conv is a GEMM plus a pixel shuffle. */
-export function shuffleTransposeFits(g: ConvGeometry): boolean {
-  return g.kh === g.strideY && g.kw === g.strideX && g.padY === 0 && g.padX === 0 &&
-    g.dilY === 1 && g.dilX === 1 && g.groups === 1 && g.h === g.ho * g.strideY &&
-    g.w === g.wo * g.strideX && Math.min(g.ci, g.co) >= shuffleTranspose.minChannels;
-}
 
 function shuffleSpec(g: ConvGeometry): ShuffleSpec {
   return { batch: g.batch, channels: g.ci, h: g.ho, w: g.wo, sy: g.strideY, sx: g.strideX };

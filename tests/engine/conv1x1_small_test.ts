@@ -6,18 +6,19 @@
 
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
-import { conv2d, type Conv2dOptions, matmul1x1Fits } from "../../engine/ops/conv2d.ts";
+import { conv2d, type Conv2dOptions } from "../../engine/ops/conv2d.ts";
+import { small1x1MixRaw, small1x1WeightGradRaw } from "../../engine/ops/conv1x1_small.ts";
 import {
+  matmul1x1Fits,
   small1x1Fits,
-  small1x1MixRaw,
-  small1x1WeightGradRaw,
   smallWgradFits,
-} from "../../engine/ops/conv1x1_small.ts";
+  wgradIsDirect,
+} from "../../kernels/conv_plan.ts";
 import { noGrad } from "../../engine/autograd.ts";
 import { scope } from "../../engine/scope.ts";
 import { run } from "../../engine/launch.ts";
 import { empty, type Tensor, tensor } from "../../engine/tensor.ts";
-import { convGeometry, NO_EPILOGUE, wgradIsDirect } from "../../kernels/conv2d.ts";
+import { convGeometry, NO_EPILOGUE } from "../../kernels/conv2d.ts";
 import {
   MAX_BLOCKS,
   smallWgradKernel,

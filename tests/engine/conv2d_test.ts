@@ -1,20 +1,16 @@
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
+import { conv2d, type Conv2dOptions, foldBatchNorm } from "../../engine/ops/conv2d.ts";
 import {
-  col2imFits,
-  conv2d,
-  type Conv2dOptions,
   convForwardRaw,
   convInputGradRaw,
   convWeightGradRaw,
-  foldBatchNorm,
   kernelWeightGradRaw,
   packWeights,
   runImplicitGemm,
   runWinograd,
   winogradWeightGradRaw,
-  winogradWgradFits,
-} from "../../engine/ops/conv2d.ts";
+} from "../../engine/ops/conv2d_launch.ts";
 import { scope } from "../../engine/scope.ts";
 import { run } from "../../engine/launch.ts";
 import { empty, type Tensor, tensor } from "../../engine/tensor.ts";
@@ -27,11 +23,13 @@ import {
   pickForwardGemm,
   pickGemmTile,
 } from "../../kernels/conv2d_gemm_plan.ts";
+import { forwardWinogradSpec } from "../../kernels/conv2d_winograd.ts";
 import {
-  forwardWinogradSpec,
+  col2imFits,
   winogradFits,
   winogradFitsDgrad,
-} from "../../kernels/conv2d_winograd.ts";
+  winogradWgradFits,
+} from "../../kernels/conv_plan.ts";
 import { pickWgradTile } from "../../kernels/conv2d_wgrad.ts";
 import { activationRef, assertClose, gradCheck, randArray } from "../util.ts";
 

@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
-import {
-  convTranspose2d,
-  type ConvTranspose2dOptions,
-  shuffleTranspose,
-  shuffleTransposeFits,
-} from "../../engine/ops/conv_transpose2d.ts";
+import { convTranspose2d, type ConvTranspose2dOptions } from "../../engine/ops/conv_transpose2d.ts";
+import { shuffleTransposeFits } from "../../kernels/conv_plan.ts";
+import { activeProfile, setActiveProfile, withProfile } from "../../kernels/device_profile.ts";
 import { scope } from "../../engine/scope.ts";
 import { backward } from "../../engine/autograd.ts";
 import { mul } from "../../engine/ops/elementwise.ts";
@@ -206,14 +203,11 @@ const shuffleCases: ShuffleCase[] = [
   },
 ];
 
-async function withShuffle(fn: () => Promise<void>): Promise<void> {
-  const old = shuffleTranspose.minChannels;
-  shuffleTranspose.minChannels = 1;
-  try {
-    await fn();
-  } finally {
-    shuffleTranspose.minChannels = old;
-  }
+/** The device profile with the shuffle route from `min` channels (the tests' shapes are small). */
+const shuffleFrom = (min: number) => ({ ...activeProfile(), shuffleMinChannels: min });
+
+function withShuffle(fn: () => Promise<void>): Promise<void> {
+  return withProfile(shuffleFrom(1), fn);
 }
 
 for (const [k, c] of shuffleCases.entries()) {
@@ -279,7 +273,7 @@ Deno.test("convTranspose2d kernel = stride: relu gradients equal the general pat
       b: randArray(c.w[1], 93),
     };
     const grads = async (min: number) => {
-      shuffleTranspose.minChannels = min;
+      setActiveProfile(shuffleFrom(min)); // withShuffle restores the profile
       const x = parameter(d.x, c.x), w = parameter(d.w, c.w), b = parameter(d.b, [c.w[1]]);
       scope(() => {
         const y = convTranspose2d(x, w, { stride: c.stride, bias: b, activation: "relu" });

@@ -1,0 +1,267 @@
+// Launches of the convolution kernels, no autograd: each takes the route kernels/conv_plan.ts
+// chose (the active device profile's, unless one is given) and records its dispatches. The conv
+// ops (conv2d.ts, conv_transpose2d.ts) wrap these in autograd; benchmarks and tests call them
+// directly to time or check one route.
+
+import { type ConvGeometry, type Epilogue, NO_EPILOGUE } from "../../kernels/conv2d.ts";
+import { col2imKernel } from "../../kernels/conv2d_columns.ts";
+import { directConvKernel } from "../../kernels/conv2d_direct.ts";
+import {
+  dgradWinogradSpec,
+  forwardWinogradSpec,
+  winogradKernel,
+  type WinogradSpec,
+  winogradWeightKernel,
+  winogradWeightShape,
+} from "../../kernels/conv2d_winograd.ts";
+import {
+  implicitGemmKernel,
+  packWeightsKernel,
+  splitSumKernel,
+} from "../../kernels/conv2d_gemm.ts";
+import type { ImplicitGemmSpec } from "../../kernels/conv2d_gemm_plan.ts";
+import {
+  wgradGradTransformKernel,
+  wgradInputTransformKernel,
+  wgradOutputTransformKernel,
+  WINO4_ELEMENTS,
+  winoWgradBytesPerImage,
+  winoWgradSpec,
+  winoWgradTiles,
+} from "../../kernels/conv2d_winograd_wgrad.ts";
+import {
+  splitReduceKernel,
+  wgradColumns,
+  wgradDirectKernel,
+  wgradGemmKernel,
+} from "../../kernels/conv2d_wgrad.ts";
+import {
+  type DgradRoute,
+  type ForwardRoute,
+  planDgrad,
+  planForward,
+  planWgrad,
+  planWgradKernels,
+  type WgradRoute,
+  WINO_WGRAD_CHUNK_BYTES,
+} from "../../kernels/conv_plan.ts";
+import { run } from "../launch.ts";
+import { empty, type Tensor, view } from "../tensor.ts";
+import { small1x1MixRaw, small1x1WeightGradRaw } from "./conv1x1_small.ts";
+import { add } from "./elementwise.ts";
+import { gemm } from "./matmul.ts";
+import { sum } from "./reduce.ts";
+
+/** Forward launch: y = act(conv(x, w) + bias), and the pre-activation when the epilogue saves
+ * it. */
+export function convForwardRaw(
+  g: ConvGeometry,
+  x: Tensor,
+  w: Tensor,
+  ep: Epilogue = NO_EPILOGUE,
+  extra: Tensor[] = [],
+  route: ForwardRoute = planForward(g, ep),
+): { y: Tensor; pre: Tensor | null } {
+  if (route.kind === "small1x1-mix") return small1x1MixRaw(g, "forward", x, w, ep, extra);
+  const shape = [g.batch, g.co, g.ho, g.wo];
+  const y = empty(shape);
+  const pre = ep.savePre ? empty(shape) : null;
+  const outs = pre ? [y, pre] : [y];
+  if (route.kind === "winograd-f2") {
+    runWinograd(forwardWinogradSpec(g, ep), x, w, false, extra, outs);
+  } else if (route.kind === "direct") {
+    run(directConvKernel({ mode: "forward", geom: g, epilogue: ep }), [x, w, ...extra], outs);
+  } else {
+    runImplicitGemm(route.spec, x, w, extra, outs);
+  }
+  return { y, pre };
+}
+
+/** Gradient w.r.t. the input of conv geometry `g` (a transposed conv of dy); the epilogue (bias
+ * per input channel, activation) serves the transposed-conv forward. */
+export function convInputGradRaw(
+  g: ConvGeometry,
+  dy: Tensor,
+  w: Tensor,
+  ep: Epilogue = NO_EPILOGUE,
+  extra: Tensor[] = [],
+  route: DgradRoute = planDgrad(g, ep),
+): { y: Tensor; pre: Tensor | null } {
+  if (route.kind === "small1x1-mix") return small1x1MixRaw(g, "dgrad", dy, w, ep, extra);
+  const shape = [g.batch, g.ci, g.h, g.w];
+  const y = empty(shape);
+  const pre = ep.savePre ? empty(shape) : null;
+  const outs = pre ? [y, pre] : [y];
+  if (route.kind === "winograd-f2-flip") {
+    runWinograd(dgradWinogradSpec(g, ep), dy, w, true, extra, outs);
+  } else if (route.kind === "col2im") {
+    runCol2im(g, dy, w, ep, extra, outs);
+  } else if (route.kind === "direct") {
+    run(directConvKernel({ mode: "dgrad", geom: g, epilogue: ep }), [dy, w, ...extra], outs);
+  } else {
+    for (const spec of route.specs) runImplicitGemm(spec, dy, w, extra, outs);
+  }
+  return { y, pre };
+}
+
+/** Gradient w.r.t. the weight [Co, Ci/groups, kh, kw] (and the bias [Co] when asked) of conv
+ * geometry `g`, from its input x and output gradient dy. */
+export function convWeightGradRaw(
+  g: ConvGeometry,
+  x: Tensor,
+  dy: Tensor,
+  withBias: boolean,
+  route: WgradRoute = planWgrad(g, withBias),
+): { dw: Tensor; db: Tensor | null } {
+  switch (route.kind) {
+    case "small1x1-wgrad":
+      return small1x1WeightGradRaw(g, x, dy, withBias);
+    case "winograd-f4":
+      return { dw: winogradWeightGradRaw(g, x, dy), db: withBias ? biasGrad(dy) : null };
+  }
+  const cols = wgradColumns(g, false);
+  const dw = empty([g.co, g.ci / g.groups, g.kh, g.kw]);
+  const db = withBias ? empty([g.co]) : null;
+  const cols1 = cols + (withBias ? 1 : 0);
+  const { splits, chunk } = route;
+  let part: Tensor;
+  if (route.kind === "direct") {
+    part = empty([splits, g.co, cols1]);
+    run(wgradDirectKernel({ geom: g, bias: withBias, splits, chunk, rw: route.rw }), [x, dy], [
+      part,
+    ]);
+  } else {
+    part = splits === 1 && !withBias ? dw : empty([splits, g.co, cols1]);
+    const spec = { geom: g, bias: withBias, splits, chunk, tile: route.tile };
+    run(wgradGemmKernel(spec), [x, dy], [part]);
+  }
+  if (part !== dw) {
+    run(
+      splitReduceKernel({ splits, co: g.co, cols, bias: withBias }),
+      [part],
+      db ? [dw, db] : [dw],
+    );
+    part.dispose();
+  }
+  return { dw, db };
+}
+
+/** convWeightGradRaw on the conv kernels alone (Winograd, direct or split GEMM), without the
+ * small 1×1 route (tests and benchmarks compare the two). */
+export function kernelWeightGradRaw(
+  g: ConvGeometry,
+  x: Tensor,
+  dy: Tensor,
+  withBias: boolean,
+): { dw: Tensor; db: Tensor | null } {
+  return convWeightGradRaw(g, x, dy, withBias, planWgradKernels(g, withBias));
+}
+
+/** `w` rearranged for a GEMM with packedWeights. */
+export function packWeights(spec: ImplicitGemmSpec, w: Tensor): Tensor {
+  const taps = spec.nty * spec.ntx;
+  const packed = empty([spec.groups * taps * spec.rg * Math.ceil(spec.mg / 4) * 4]);
+  run(packWeightsKernel(spec), [w], [packed]);
+  return packed;
+}
+
+/** One implicit-GEMM launch writing `outs` (after packing `w` when the spec reads packed
+ * weights); a split reduction writes [splits, ...out] partial sums that splitSumKernel adds up
+ * with the epilogue. */
+export function runImplicitGemm(
+  spec: ImplicitGemmSpec,
+  input: Tensor,
+  w: Tensor,
+  extra: Tensor[],
+  outs: Tensor[],
+): void {
+  const splits = spec.splits ?? 1;
+  const wp = spec.packedWeights ? packWeights(spec, w) : w;
+  if (splits === 1) {
+    run(implicitGemmKernel(spec), [input, wp, ...extra], outs);
+  } else {
+    const part = empty([splits, ...outs[0].shape]);
+    run(implicitGemmKernel(spec), [input, wp], [part]);
+    const hw = spec.outH * spec.outW;
+    const sum = { splits, batch: spec.batch, outC: spec.outC, hw, epilogue: spec.epilogue };
+    run(splitSumKernel(sum), [part, ...extra], outs);
+    part.dispose();
+  }
+  if (wp !== w) wp.dispose();
+}
+
+/** A Winograd launch: the filters transformed to [16, R, Mp] (transposed and flipped for an
+ * input gradient), then the fused kernel writing `outs`. */
+export function runWinograd(
+  spec: WinogradSpec,
+  input: Tensor,
+  w: Tensor,
+  flip: boolean,
+  extra: Tensor[],
+  outs: Tensor[],
+): void {
+  const shape = winogradWeightShape(spec);
+  const u = empty(shape);
+  run(winogradWeightKernel({ m: spec.m, r: spec.r, mp: shape[2], flip }), [w], [u]);
+  run(winogradKernel(spec), [input, u, ...extra], outs);
+  u.dispose();
+}
+
+/** The input gradient as cols = Wᵀ × dy (the matmul kernel) and a gather of cols into `outs`
+ * with the epilogue (kernels/conv2d_columns.ts). */
+export function runCol2im(
+  g: ConvGeometry,
+  dy: Tensor,
+  w: Tensor,
+  ep: Epilogue,
+  extra: Tensor[],
+  outs: Tensor[],
+): void {
+  const w2 = view(w, [g.co, g.ci * g.kh * g.kw]);
+  const dy2 = view(dy, [g.batch, g.co, g.ho * g.wo]);
+  const cols = gemm(w2, dy2, { transA: true });
+  w2.dispose();
+  dy2.dispose();
+  run(col2imKernel({ geom: g, epilogue: ep }), [cols, ...extra], outs);
+  cols.dispose();
+}
+
+/** Weight gradient [Co, Ci, 3, 3] of a 3×3 stride-1 conv by Winograd F(4×4, 3×3): the input
+ * patches and output-gradient tiles transformed, one batched GEMM over the tiles per
+ * transform element, the result transformed back (kernels/conv2d_winograd_wgrad.ts); images go
+ * in chunks of at most `chunkBytes` of transformed operands. */
+export function winogradWeightGradRaw(
+  g: ConvGeometry,
+  x: Tensor,
+  dy: Tensor,
+  chunkBytes = WINO_WGRAD_CHUNK_BYTES,
+): Tensor {
+  const per = Math.max(1, Math.floor(chunkBytes / winoWgradBytesPerImage(g)));
+  let m: Tensor | null = null;
+  for (let n0 = 0; n0 < g.batch; n0 += per) {
+    const s = winoWgradSpec(g, n0, Math.min(per, g.batch - n0));
+    const { t } = winoWgradTiles(s);
+    const v = empty([WINO4_ELEMENTS, g.ci, t]);
+    run(wgradInputTransformKernel(s), [x], [v]);
+    const w = empty([WINO4_ELEMENTS, g.co, t]);
+    run(wgradGradTransformKernel(s), [dy], [w]);
+    const part = gemm(w, v, { transB: true });
+    v.dispose();
+    w.dispose();
+    if (m) {
+      const sum: Tensor = add(m, part);
+      m.dispose();
+      part.dispose();
+      m = sum;
+    } else m = part;
+  }
+  const dw = empty([g.co, g.ci, 3, 3]);
+  run(wgradOutputTransformKernel(winoWgradSpec(g)), [m!], [dw]);
+  m!.dispose();
+  return dw;
+}
+
+/** Bias gradient on its own (when the weight needs none): Σ over batch, height, width. */
+export function biasGrad(gz: Tensor): Tensor {
+  return sum(gz, [0, 2, 3]);
+}

@@ -1,0 +1,350 @@
+// Convolution routing in one place: which kernel computes each pass of a convolution (forward,
+// input gradient, weight gradient) and why. Every threshold is a named constant here with its
+// reason; the op files (engine/ops/conv2d.ts, conv_transpose2d.ts, conv1x1_small.ts) only launch
+// the route they are given. Plans are pure functions of the geometry, the epilogue and the
+// device profile (kernels/device_profile.ts), so tests/engine/conv_routes_test.ts pins every
+// registered model's routes under an H100 profile without running a kernel
+// (tests/engine/conv_routes_h100.txt answers "which kernel runs this layer's pass").
+//
+// Order of the checks, per computation (the first that fits wins):
+//   forward: small 1×1 mix → Winograd F(2×2) → direct → implicit GEMM (tile, splits, packing)
+//   input gradient: small 1×1 mix → Winograd F(2×2), flipped → GEMM + col2im → direct →
+//     implicit GEMM per output phase
+//   weight gradient: small 1×1 → Winograd F(4×4) → direct split → split-K GEMM
+// and per op: a conv2d whose whole computation is a plain matrix product takes the matmul op
+// (its autograd runs the backward); a kernel = stride transposed conv from enough channels runs
+// as GEMMs + pixel shuffles. A transposed conv's forward is its conv's input gradient and its
+// input gradient that conv's forward.
+
+import { type ConvActivation, type ConvGeometry, type Epilogue, NO_EPILOGUE } from "./conv2d.ts";
+import { MAX_BLOCKS, smallWgradSplits, wgradBlocks } from "./conv1x1_small.ts";
+import { columnsBytes } from "./conv2d_columns.ts";
+import {
+  dgradGemmSpecs,
+  forwardGemmSpec,
+  GEMM_TILES,
+  type GemmTile,
+  type ImplicitGemmSpec,
+} from "./conv2d_gemm_plan.ts";
+import {
+  directWgradStrips,
+  pickSplits,
+  pickWgradTile,
+  wgradColumns,
+  type WgradTile,
+} from "./conv2d_wgrad.ts";
+import { winoWgradBytesPerImage } from "./conv2d_winograd_wgrad.ts";
+import { activeProfile, type DeviceProfile } from "./device_profile.ts";
+
+// ---- thresholds -------------------------------------------------------------------------
+
+/** Channels per group up to which the direct kernels (one channel per thread, taps unrolled)
+ * take a pass: a GEMM's M dimension would be mostly padding (depthwise, mixing convs). */
+export const DIRECT_MAX_CHANNELS = 4;
+/** Weights per output channel the direct weight gradient holds in registers per thread. */
+export const DIRECT_WGRAD_MAX_WEIGHTS = 32;
+/** Winograd F(2×2, 3×3) from this many channels each way: below, the transforms cost more than
+ * the 16-for-36 multiplies save. */
+export const WINOGRAD_MIN_CHANNELS = 8;
+/** Winograd's input gradient pads by 2 − pad: larger paddings have no such form. */
+const WINOGRAD_MAX_PAD = 2;
+/** Winograd F(4×4) weight gradient from 16 channels each way: it beat the split-K GEMM on
+ * every FC-Siam layer that wide in an H200 sweep (16→16 @512: 0.79 against 1.02 ms; 128→128
+ * @64: 0.14 against 0.42). */
+export const WINO_WGRAD_MIN_CHANNELS = 16;
+/** Transformed operands per Winograd weight-gradient launch: larger batches go in chunks of
+ * images, which bounds temporary memory and keeps each operand inside one storage binding. */
+export const WINO_WGRAD_CHUNK_BYTES = 512 << 20;
+/** GEMM + col2im input gradient from 64 channels each way: in an H200 sweep of FC-Siam's k3 s2
+ * up-convs it beat the phase-split implicit GEMM at 128 and 64 channels (0.126 against 0.239
+ * ms, 0.182 against 0.207) and lost at 32 and 16. */
+export const COL2IM_MIN_CHANNELS = 64;
+/** The columns buffer of col2im at most this size (a temporary of dy's size × taps). */
+export const COL2IM_MAX_BYTES = 512 << 20;
+/** Small 1×1 kernels (forward, input and weight gradients) up to this many weights: above, the
+ * GEMM tiles fill (TinyCD's 24→24 weight gradient ran at 1.30× cuDNN, 32→16 at 0.93×), below
+ * they are mostly padding (3→10, 16→8 weight gradients at 2.1–2.5×; bench/results/conv_h200.txt). */
+export const SMALL_1X1_MAX_WEIGHTS = 256;
+/** The small 1×1 weight gradient (only) up to this many weights: TinyCD's 24→24 split-K GEMM
+ * weight gradient took 0.17–0.21 ms against cuDNN's 0.13 on an H200 (256², batch 8), where
+ * reading x and dy once takes about 0.03. */
+export const SMALL_WGRAD_MAX_WEIGHTS = 1152;
+/** A plain 1×1 conv takes the matmul op above this many weights: at or below, the matmul op's
+ * weight gradient (the batch folded into a long reduction over a tiny product) lost to the conv
+ * kernels (24→24 @256: 0.27 against 0.17 ms on an H200); forward and input gradient were even. */
+export const MATMUL_1X1_MIN_WEIGHTS = 1152;
+/** Direct weight gradient: partial sums per output channel about this many over all channels
+ * (2048 / Co splits), each split at least DIRECT_WGRAD_STRIPS strips of 4 outputs, and no more
+ * splits than one dispatch dimension allows (WebGPU's 65535). */
+const DIRECT_WGRAD_PARTIALS = 2048;
+const DIRECT_WGRAD_STRIPS = 1024;
+const MAX_DISPATCH = 65535;
+/** Outputs along x per direct weight-gradient strip. */
+const DIRECT_WGRAD_RW = 4;
+/** Split-K weight gradient: each chunk at least this many tile steps of positions. */
+const WGRAD_MIN_STEPS = 16;
+
+// ---- routes -------------------------------------------------------------------------------
+
+export type ForwardRoute =
+  | { kind: "small1x1-mix" }
+  | { kind: "winograd-f2" }
+  | { kind: "direct" }
+  | { kind: "gemm"; spec: ImplicitGemmSpec };
+
+export type DgradRoute =
+  | { kind: "small1x1-mix" }
+  | { kind: "winograd-f2-flip" }
+  | { kind: "col2im" }
+  | { kind: "direct" }
+  | { kind: "gemm-dgrad"; specs: ImplicitGemmSpec[] };
+
+export type WgradRoute =
+  | { kind: "small1x1-wgrad"; splits: number }
+  | { kind: "winograd-f4"; images: number }
+  | { kind: "direct"; splits: number; chunk: number; rw: number }
+  | { kind: "gemm-splitk"; tile: WgradTile; splits: number; chunk: number };
+
+/** The whole op as the matmul op (conv2d) or GEMMs + pixel shuffles (convTranspose2d). */
+export type OpRoute = { kind: "matmul-op" } | { kind: "shuffle-gemm" };
+
+export type ConvRoute = ForwardRoute | DgradRoute | WgradRoute | OpRoute;
+
+// ---- predicates ---------------------------------------------------------------------------
+
+function is1x1(g: ConvGeometry): boolean {
+  return g.kh === 1 && g.kw === 1 && g.strideY === 1 && g.strideX === 1 && g.padY === 0 &&
+    g.padX === 0 && g.groups === 1;
+}
+
+/** Forward (and the transposed form's input gradient) takes the direct kernel. */
+export function forwardIsDirect(g: ConvGeometry): boolean {
+  return g.co / g.groups <= DIRECT_MAX_CHANNELS;
+}
+
+/** The input gradient takes the direct kernel (few input channels per group). */
+export function dgradIsDirect(g: ConvGeometry): boolean {
+  return g.ci / g.groups <= DIRECT_MAX_CHANNELS;
+}
+
+/** The weight gradient takes the direct kernel: few output channels per group, few weights per
+ * output channel. */
+export function wgradIsDirect(g: ConvGeometry): boolean {
+  return g.co / g.groups <= DIRECT_MAX_CHANNELS &&
+    (g.ci / g.groups) * g.kh * g.kw <= DIRECT_WGRAD_MAX_WEIGHTS;
+}
+
+/** A 1×1 conv the small 1×1 kernels take (all three passes): few weights, and the weight
+ * gradient's channel blocks fit one workgroup. */
+export function small1x1Fits(g: ConvGeometry): boolean {
+  if (!is1x1(g) || g.ci * g.co > SMALL_1X1_MAX_WEIGHTS) return false;
+  const b = wgradBlocks(g.ci, g.co);
+  return b.nci * b.nco <= MAX_BLOCKS;
+}
+
+/** A 1×1 conv whose weight gradient the small 1×1 kernel takes. */
+export function smallWgradFits(g: ConvGeometry): boolean {
+  return is1x1(g) && g.ci * g.co <= SMALL_WGRAD_MAX_WEIGHTS;
+}
+
+/** 3×3, stride 1, undilated, one group, enough channels: Winograd F(2×2, 3×3). */
+export function winogradFits(g: ConvGeometry): boolean {
+  return g.kh === 3 && g.kw === 3 && g.strideY === 1 && g.strideX === 1 && g.dilY === 1 &&
+    g.dilX === 1 && g.groups === 1 && g.ci >= WINOGRAD_MIN_CHANNELS &&
+    g.co >= WINOGRAD_MIN_CHANNELS;
+}
+
+/** The input gradient of such a conv on Winograd (its padding becomes 2 − pad). */
+export function winogradFitsDgrad(g: ConvGeometry): boolean {
+  return winogradFits(g) && g.padY <= WINOGRAD_MAX_PAD && g.padX <= WINOGRAD_MAX_PAD;
+}
+
+/** Winograd F(4×4, 3×3) weight gradient. */
+export function winogradWgradFits(g: ConvGeometry): boolean {
+  return winogradFits(g) && g.ci >= WINO_WGRAD_MIN_CHANNELS && g.co >= WINO_WGRAD_MIN_CHANNELS &&
+    winoWgradBytesPerImage(g) <= WINO_WGRAD_CHUNK_BYTES;
+}
+
+/** GEMM + col2im input gradient: strided, kernel > 1×1, one group, wide, columns that fit. */
+export function col2imFits(g: ConvGeometry): boolean {
+  return g.groups === 1 && (g.strideY > 1 || g.strideX > 1) && g.kh * g.kw > 1 &&
+    columnsBytes(g) <= COL2IM_MAX_BYTES && g.ci >= COL2IM_MIN_CHANNELS &&
+    g.co >= COL2IM_MIN_CHANNELS;
+}
+
+/** A 1×1 conv that is the product W[Co, Ci] × X[b] for the matmul op: not those the direct or
+ * small 1×1 kernels take, and more than MATMUL_1X1_MIN_WEIGHTS weights. */
+export function matmul1x1Fits(g: ConvGeometry): boolean {
+  return is1x1(g) && !forwardIsDirect(g) && !small1x1Fits(g) &&
+    g.ci * g.co > MATMUL_1X1_MIN_WEIGHTS;
+}
+
+/** The matmul route also needs an epilogue the matmul op fuses: none, ReLU or sigmoid (whose
+ * gradients need only the output), SiLU only when no gradient is recorded (BN-folded
+ * inference: its backward needs the pre-activation, which the conv kernels save). */
+export function matmulConvFits(g: ConvGeometry, act: ConvActivation, recording: boolean): boolean {
+  return matmul1x1Fits(g) &&
+    (act === "none" || act === "relu" || act === "sigmoid" || (act === "silu" && !recording));
+}
+
+/** Kernel == stride, no padding, dilation 1, one group (every output pixel one tap, so the
+ * transposed conv is a GEMM plus a pixel shuffle), from the profile's shuffleMinChannels. */
+export function shuffleTransposeFits(
+  g: ConvGeometry,
+  profile: DeviceProfile = activeProfile(),
+): boolean {
+  return g.kh === g.strideY && g.kw === g.strideX && g.padY === 0 && g.padX === 0 &&
+    g.dilY === 1 && g.dilX === 1 && g.groups === 1 && g.h === g.ho * g.strideY &&
+    g.w === g.wo * g.strideX && Math.min(g.ci, g.co) >= profile.shuffleMinChannels;
+}
+
+// ---- plans per computation -----------------------------------------------------------------
+
+/** The forward computation of conv `g` (y from x) with epilogue `ep`. */
+export function planForward(
+  g: ConvGeometry,
+  ep: Epilogue = NO_EPILOGUE,
+  profile: DeviceProfile = activeProfile(),
+): ForwardRoute {
+  if (small1x1Fits(g) && !forwardIsDirect(g)) return { kind: "small1x1-mix" };
+  if (winogradFits(g)) return { kind: "winograd-f2" };
+  if (forwardIsDirect(g)) return { kind: "direct" };
+  return { kind: "gemm", spec: forwardGemmSpec(g, ep, undefined, profile.fillWorkgroups) };
+}
+
+/** The input-gradient computation of conv `g` (dx from dy; a transposed conv's forward). */
+export function planDgrad(
+  g: ConvGeometry,
+  ep: Epilogue = NO_EPILOGUE,
+  profile: DeviceProfile = activeProfile(),
+): DgradRoute {
+  if (small1x1Fits(g) && !dgradIsDirect(g)) return { kind: "small1x1-mix" };
+  if (winogradFitsDgrad(g)) return { kind: "winograd-f2-flip" };
+  if (col2imFits(g)) return { kind: "col2im" };
+  if (dgradIsDirect(g)) return { kind: "direct" };
+  const specs = dgradGemmSpecs(g, ep, undefined, profile.fillWorkgroups)
+    .filter((s) => s.ny > 0 && s.nx > 0);
+  return { kind: "gemm-dgrad", specs };
+}
+
+/** The weight-gradient computation of conv `g` (dW, and the bias's with `withBias`). */
+export function planWgrad(
+  g: ConvGeometry,
+  withBias: boolean,
+  profile: DeviceProfile = activeProfile(),
+): WgradRoute {
+  if (smallWgradFits(g) && !wgradIsDirect(g)) {
+    const { splits } = smallWgradSplits({ batch: g.batch, ci: g.ci, co: g.co, pixels: g.h * g.w });
+    return { kind: "small1x1-wgrad", splits };
+  }
+  return planWgradKernels(g, withBias, profile);
+}
+
+/** planWgrad without the small 1×1 route (tests and benchmarks compare the two). */
+export function planWgradKernels(
+  g: ConvGeometry,
+  withBias: boolean,
+  profile: DeviceProfile = activeProfile(),
+): Exclude<WgradRoute, { kind: "small1x1-wgrad" }> {
+  if (winogradWgradFits(g)) {
+    const per = Math.max(1, Math.floor(WINO_WGRAD_CHUNK_BYTES / winoWgradBytesPerImage(g)));
+    return { kind: "winograd-f4", images: Math.min(per, g.batch) };
+  }
+  if (wgradIsDirect(g)) return { kind: "direct", ...directWgradSplits(g) };
+  const cols1 = wgradColumns(g, withBias);
+  const mg = g.co / g.groups;
+  const { tile, target } = pickWgradTile(mg, cols1, profile.fillWorkgroups);
+  const tiles = Math.ceil(cols1 / tile.tk) * Math.ceil(mg / tile.tm) * g.groups;
+  const positions = g.batch * g.ho * g.wo;
+  const sp = pickSplits(tiles, positions, tile.tp, WGRAD_MIN_STEPS, target);
+  return { kind: "gemm-splitk", tile, splits: sp.splits, chunk: sp.chunk };
+}
+
+function directWgradSplits(g: ConvGeometry): { splits: number; chunk: number; rw: number } {
+  const rw = DIRECT_WGRAD_RW;
+  const strips = directWgradStrips(g, rw);
+  const want = Math.max(
+    1,
+    Math.min(
+      Math.ceil(DIRECT_WGRAD_PARTIALS / g.co),
+      Math.ceil(strips / DIRECT_WGRAD_STRIPS),
+      MAX_DISPATCH,
+    ),
+  );
+  const chunk = Math.ceil(strips / want);
+  return { splits: Math.ceil(strips / chunk), chunk, rw };
+}
+
+// ---- plans per op and pass ------------------------------------------------------------------
+
+export type ConvPass = "forward" | "inputGrad" | "weightGrad";
+
+export interface ConvCallSpec {
+  op: "conv2d" | "convTranspose2d";
+  /** The convolution's geometry (a transposed conv's: the conv whose input gradient it is). */
+  g: ConvGeometry;
+  activation: ConvActivation;
+  bias: boolean;
+  /** Gradients are recorded (the epilogue saves a pre-activation SiLU / PReLU need). */
+  recording: boolean;
+}
+
+/** The op-level route, when the whole op (all passes) leaves the conv kernels. */
+export function planOp(c: ConvCallSpec, profile: DeviceProfile = activeProfile()): OpRoute | null {
+  if (c.op === "conv2d") {
+    return matmulConvFits(c.g, c.activation, c.recording) ? { kind: "matmul-op" } : null;
+  }
+  return shuffleTransposeFits(c.g, profile) ? { kind: "shuffle-gemm" } : null;
+}
+
+/** The route of one pass of a conv op. The forward's epilogue is the op's (bias, activation);
+ * the backward passes run without one, and a conv2d's weight gradient carries the bias's. */
+export function planConv(
+  c: ConvCallSpec,
+  pass: ConvPass,
+  profile: DeviceProfile = activeProfile(),
+): ConvRoute {
+  const op = planOp(c, profile);
+  if (op) return op;
+  const ep: Epilogue = pass === "forward"
+    ? {
+      bias: c.bias,
+      activation: c.activation,
+      savePre: c.recording && (c.activation === "silu" || c.activation === "prelu"),
+    }
+    : NO_EPILOGUE;
+  const t = c.op === "convTranspose2d";
+  if (pass === "forward") return t ? planDgrad(c.g, ep, profile) : planForward(c.g, ep, profile);
+  if (pass === "inputGrad") {
+    return t ? planForward(c.g, ep, profile) : planDgrad(c.g, ep, profile);
+  }
+  return planWgrad(c.g, !t && c.bias, profile);
+}
+
+const tileName = (t: GemmTile) =>
+  Object.entries(GEMM_TILES).find(([, v]) => v === t)?.[0] ?? `${t.tm}x${t.tn}k${t.tk}`;
+
+/** A route in one line (the route table's format). */
+export function describeRoute(r: ConvRoute): string {
+  switch (r.kind) {
+    case "gemm": {
+      const s = r.spec;
+      return `gemm ${tileName(s.tile)} splits=${s.splits ?? 1}${s.packedWeights ? " packed" : ""}`;
+    }
+    case "gemm-dgrad": {
+      const tiles = r.specs.map((s) => tileName(s.tile));
+      const same = tiles.every((t) => t === tiles[0]);
+      return `gemm-dgrad ${same ? `${tiles.length}x${tiles[0]}` : tiles.join(",")}`;
+    }
+    case "small1x1-wgrad":
+      return `small1x1-wgrad splits=${r.splits}`;
+    case "winograd-f4":
+      return `winograd-f4 images=${r.images}`;
+    case "gemm-splitk":
+      return `gemm-splitk ${r.tile.tm}x${r.tile.tk} splits=${r.splits}`;
+    case "direct":
+      return "splits" in r ? `direct splits=${r.splits}` : "direct";
+    default:
+      return r.kind;
+  }
+}

@@ -1,0 +1,86 @@
+// What the kernel planners need to know about the GPU, as data instead of one card's constants:
+// how many workgroups fill it (conv GEMM tiles and reduction splits, kernels/conv_plan.ts), how
+// many threads keep it busy (planMatmul in kernels/matmul.ts), and from how many channels the
+// GEMM + pixel-shuffle form of a kernel = stride transposed conv pays for its extra pass.
+// WebGPU exposes no SM count, so a hardware adapter gets the profile the planners were tuned
+// on (H100/H200 sweeps, 132 SMs) and a software (CPU) adapter one sized by its cores;
+// engine/device.ts picks it when the device starts. Planners take a profile argument, so a test
+// can ask what any device would run (tests/engine/conv_routes_test.ts).
+
+export interface DeviceProfile {
+  name: string;
+  /** Workgroups a conv GEMM launch should reach; fewer leave the GPU partly idle, so tiles
+   * shrink and reductions split until a launch has this many. */
+  fillWorkgroups: number;
+  /** Threads that keep the GPU busy (planMatmul's fill estimate). */
+  busyThreads: number;
+  /** Channels (both ways) from which a kernel = stride transposed conv runs as GEMMs + pixel
+   * shuffles (engine/ops/conv_transpose2d.ts): the shuffle's extra pass over the output must be
+   * hidden by the GEMMs' 2·C flops per element, a flops-to-bandwidth question. */
+  shuffleMinChannels: number;
+}
+
+/** NVIDIA H100 / H200 (132 SMs): every threshold the planners were tuned with. */
+export const H100_PROFILE: DeviceProfile = Object.freeze({
+  name: "h100",
+  // About twice the 132 SMs' worth of 512-thread workgroups.
+  fillWorkgroups: 256,
+  busyThreads: 132 * 512,
+  // bench/results/conv_h200.txt: SNUNet's 256-channel up-convs win, its 32-channel ones lose.
+  shuffleMinChannels: 64,
+});
+
+/** A software adapter (Mesa llvmpipe/lavapipe, SwiftShader): workgroups run a few at a time on
+ * the CPU's cores, so a few per core already "fill" it; more workgroups or split reductions only
+ * add partial sums to write and read back. */
+export function softwareProfile(cores: number): DeviceProfile {
+  const c = Math.max(1, cores);
+  return Object.freeze({
+    name: `software-${c}`,
+    fillWorkgroups: 4 * c,
+    busyThreads: 4 * c * 256,
+    shuffleMinChannels: 64,
+  });
+}
+
+/** Adapter descriptions of CPU (software) drivers. */
+export const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe|warp/i;
+
+/** The profile for an adapter: software drivers by their description (or WebGPU's fallback
+ * flag), every hardware adapter the H100 one (the only GPU the planners were measured on). */
+export function profileForAdapter(
+  a: { description: string; isFallback: boolean },
+  cores: number,
+): DeviceProfile {
+  return a.isFallback || SOFTWARE_ADAPTER.test(a.description)
+    ? softwareProfile(cores)
+    : H100_PROFILE;
+}
+
+let active: DeviceProfile = H100_PROFILE;
+
+/** The profile of the device in use (H100_PROFILE until engine/device.ts sets one). */
+export function activeProfile(): DeviceProfile {
+  return active;
+}
+
+export function setActiveProfile(p: DeviceProfile): void {
+  active = p;
+}
+
+/** Run fn with another profile active (tests reaching a route on small shapes). */
+export function withProfile<T>(p: DeviceProfile, fn: () => T): T {
+  const prev = active;
+  active = p;
+  try {
+    const r = fn();
+    if (r instanceof Promise) {
+      return r.finally(() => (active = prev)) as T;
+    }
+    active = prev;
+    return r;
+  } catch (e) {
+    active = prev;
+    throw e;
+  }
+}
