@@ -76,6 +76,18 @@ function needsBounds(s: Pool2dSpec, oh: number, ow: number): boolean {
     (ow - 1) * s.stride[1] + s.kernel[1] > s.width;
 }
 
+/** A checked window spec's output size, thread count (one per output) and the WGSL that skips
+ * taps outside the input (empty when no window reaches outside). */
+function windowLoop(s: Pool2dSpec) {
+  checkPool(s);
+  const [oh, ow] = pooledShape(s);
+  const bounds = needsBounds(s, oh, ow);
+  const tapCheck = bounds
+    ? `if (h < 0 || h >= ${s.height} || w < 0 || w >= ${s.width}) { continue; }`
+    : "";
+  return { oh, ow, n: s.batch * s.channels * oh * ow, bounds, tapCheck };
+}
+
 /** The argmax output binding of the max pools, when they record one. */
 function argmaxOut(withArgmax: boolean): Binding[] {
   return withArgmax ? [rw("argmax", "u32")] : [];
@@ -85,13 +97,7 @@ function argmaxOut(withArgmax: boolean): Binding[] {
  * index within the plane; the first maximum in row-major order wins, as PyTorch). Padding never
  * wins. */
 function maxPool2dKernelGen(s: Pool2dSpec, withArgmax = true): Kernel {
-  checkPool(s);
-  const [oh, ow] = pooledShape(s);
-  const n = s.batch * s.channels * oh * ow;
-  const bounds = needsBounds(s, oh, ow);
-  const tapCheck = bounds
-    ? `if (h < 0 || h >= ${s.height} || w < 0 || w >= ${s.width}) { continue; }`
-    : "";
+  const { oh, ow, n, tapCheck } = windowLoop(s);
   return kernel1d(
     "max_pool2d",
     [ro("x"), rw("y"), ...argmaxOut(withArgmax)],
@@ -238,13 +244,7 @@ function divisor(s: AvgPool2dSpec): string {
 
 /** Average pooling: inputs x; output y. */
 function avgPool2dKernelGen(s: AvgPool2dSpec): Kernel {
-  checkPool(s);
-  const [oh, ow] = pooledShape(s);
-  const n = s.batch * s.channels * oh * ow;
-  const bounds = needsBounds(s, oh, ow);
-  const tapCheck = bounds
-    ? `if (h < 0 || h >= ${s.height} || w < 0 || w >= ${s.width}) { continue; }`
-    : "";
+  const { oh, ow, n, bounds, tapCheck } = windowLoop(s);
   const div = bounds ? "divisor(h0, w0)" : f(s.kernel[0] * s.kernel[1]);
   return kernel1d(
     "avg_pool2d",
