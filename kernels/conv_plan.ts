@@ -8,7 +8,8 @@
 //
 // Order of the checks, per computation (the first that fits wins):
 //   forward: small 1×1 mix → Winograd F(2×2) → direct → implicit GEMM (tile, splits, packing)
-//   input gradient: small 1×1 mix → Winograd F(2×2), flipped → GEMM + col2im → direct →
+//   input gradient: small 1×1 mix → Winograd F(2×2), flipped → GEMM + col2im (wide, or a patch
+//     conv) → direct →
 //     implicit GEMM per output phase
 //   weight gradient: small 1×1 → Winograd F(4×4) → direct split → split-K GEMM
 // and per op: a conv2d whose whole computation is a plain matrix product takes the matmul op
@@ -59,6 +60,10 @@ export const WINO_WGRAD_CHUNK_BYTES = 512 << 20;
  * up-convs it beat the phase-split implicit GEMM at 128 and 64 channels (0.126 against 0.239
  * ms, 0.182 against 0.207) and lost at 32 and 16. */
 export const COL2IM_MIN_CHANNELS = 64;
+/** Patch convs from 4×4 take col2im at any width (patchCol2imFits): 16+ phase launches of a few
+ * workgroups each. SNUNet's 2×2 up-convs at 256² keep their 4 well-filled phase GEMMs, whose
+ * columns would take 268 MB. */
+export const PATCH_COL2IM_MIN_TAPS = 16;
 /** The columns buffer of col2im at most this size (a temporary of dy's size × taps). */
 export const COL2IM_MAX_BYTES = 512 << 20;
 /** Small 1×1 kernels (forward, input and weight gradients) up to this many weights: above, the
@@ -172,6 +177,18 @@ export function col2imFits(g: ConvGeometry): boolean {
     g.co >= COL2IM_MIN_CHANNELS;
 }
 
+/** GEMM + col2im input gradient of a patch conv (kernel = stride, no padding, dilation 1, one
+ * group, the input tiled exactly) of at least PATCH_COL2IM_MIN_TAPS taps at any width: each input
+ * pixel takes one tap, so col2im is a pure permutation and one GEMM replaces kh·kw phase GEMMs.
+ * MiT-b0's 8×8 stride-8 32→32 spatial reduction ran as 64 phase GEMMs of 16 workgroups each,
+ * 1.1 ms on an H100. */
+export function patchCol2imFits(g: ConvGeometry): boolean {
+  return g.groups === 1 && g.kh === g.strideY && g.kw === g.strideX &&
+    g.kh * g.kw >= PATCH_COL2IM_MIN_TAPS &&
+    g.padY === 0 && g.padX === 0 && g.dilY === 1 && g.dilX === 1 && g.h === g.ho * g.strideY &&
+    g.w === g.wo * g.strideX && columnsBytes(g) <= COL2IM_MAX_BYTES;
+}
+
 /** A 1×1 conv that is the product W[Co, Ci] × X[b] for the matmul op: not those the direct or
  * small 1×1 kernels take, and more than MATMUL_1X1_MIN_WEIGHTS weights. */
 export function matmul1x1Fits(g: ConvGeometry): boolean {
@@ -220,7 +237,7 @@ export function planDgrad(
 ): DgradRoute {
   if (small1x1Fits(g) && !dgradIsDirect(g)) return { kind: "small1x1-mix" };
   if (winogradFitsDgrad(g)) return { kind: "winograd-f2-flip" };
-  if (col2imFits(g)) return { kind: "col2im" };
+  if (col2imFits(g) || patchCol2imFits(g)) return { kind: "col2im" };
   if (dgradIsDirect(g)) return { kind: "direct" };
   const specs = dgradGemmSpecs(g, ep, undefined, profile.fillWorkgroups)
     .filter((s) => s.ny > 0 && s.nx > 0);
