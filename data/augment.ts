@@ -28,12 +28,6 @@ export interface AugmentOptions {
   swapProb?: number;
 }
 
-/** The Open-CD transforms a recipe can switch on (models/registry.ts Recipe.augment). */
-export type OpenCdAugment = Pick<
-  AugmentOptions,
-  "rotateProb" | "rotateDegrees" | "rotFlipProb" | "swapProb"
->;
-
 export const DEFAULT_AUGMENT: AugmentOptions = { rotate: true, flip: true, photometric: true };
 /** Identity geometry and photometry: the kernel then only normalises. */
 export const NO_AUGMENT: AugmentOptions = { rotate: false, flip: false, photometric: false };

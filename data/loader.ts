@@ -10,12 +10,8 @@ import type { CropSpec, Normalize, SampleTensors } from "./sample.ts";
 import { defaultWorkerCount, WorkerPool } from "./worker_pool.ts";
 
 export type { Normalize };
-
-/** ImageNet statistics, the usual choice for pretrained backbones. */
-export const IMAGENET: Normalize = {
-  mean: [0.485, 0.456, 0.406],
-  std: [0.229, 0.224, 0.225],
-};
+/** ImageNet statistics (engine/normalize.ts, shared with the model registry). */
+export { IMAGENET } from "../engine/normalize.ts";
 
 export interface LoaderOptions {
   pairs: PairFiles[];

@@ -1,6 +1,7 @@
 // One pair, decoded: the checks the dataset validator runs on it, and the conversion to the
 // tensors a batch holds. Runs inside decode workers (see decode_worker.ts).
 
+import type { Normalize } from "../engine/normalize.ts";
 import { carOf } from "./car.ts";
 import { type LabelEncoding, labelEncoding, labelValues } from "./label.ts";
 import type { PairFiles } from "./pair_files.ts";
@@ -31,10 +32,7 @@ export interface PairCheck {
 }
 
 /** Per-channel normalisation applied after scaling to [0, 1]: (x − mean) / std. */
-export interface Normalize {
-  mean: readonly [number, number, number];
-  std: readonly [number, number, number];
-}
+export type { Normalize };
 
 /** Where to crop: a `size`×`size` window at fractions (u, v) of the free range. */
 export interface CropSpec {

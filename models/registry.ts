@@ -1,10 +1,8 @@
 // The model registry: a name and a small validated config per detector, with the recipe that
 // the JL1-CD paper's Table II gives for it. The trainer reads the recipe from here.
 
-import type { OpenCdAugment } from "../data/augment.ts";
-import { IMAGENET } from "../data/loader.ts";
-import type { Normalize } from "../data/sample.ts";
 import { noGrad } from "../engine/autograd.ts";
+import { IMAGENET, type Normalize } from "../engine/normalize.ts";
 import { countMacs } from "../engine/profiler.ts";
 import { scope } from "../engine/scope.ts";
 import { zeros } from "../engine/tensor.ts";
@@ -16,7 +14,8 @@ import type { ChangeDetector } from "./model.ts";
 import { SNUNet } from "./snunet.ts";
 import { TinyCD } from "./tinycd.ts";
 
-/** Every registered model takes ImageNet-normalised inputs (the loader's constant). */
+/** Every registered model takes ImageNet-normalised inputs (engine/normalize.ts, which the
+ * loader uses too). */
 export const IMAGENET_NORM: Normalize = IMAGENET;
 
 export interface Recipe {
@@ -35,6 +34,16 @@ export interface Recipe {
   /** Open-CD transforms added to the default augmentation (data/augment.ts AugmentOptions):
    * any-angle rotation, Changer's RotFlip, the A/B exchange. */
   augment?: OpenCdAugment;
+}
+
+/** The Open-CD transforms a recipe can switch on: fields of data/augment.ts's AugmentOptions
+ * (same names and meaning), which the trainer spreads over the default augmentation. Declared
+ * here so that models/ need not import data/ (tests/engine/layers_test.ts checks the names). */
+export interface OpenCdAugment {
+  rotateProb?: number;
+  rotateDegrees?: number;
+  rotFlipProb?: number;
+  swapProb?: number;
 }
 
 export interface ModelEntry {

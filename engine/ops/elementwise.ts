@@ -5,7 +5,7 @@ import { broadcastShapes, fillKernel, mapKernel } from "../../kernels/elementwis
 import { record } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { empty, type Shape, type Tensor } from "../tensor.ts";
-import { sumTo } from "./reduce.ts";
+import { sumTo } from "./reduce_raw.ts";
 
 /** Run a map kernel (no autograd): `expr` over inputs a, b, c, ... broadcast to one shape. */
 export function map(name: string, expr: string, inputs: Tensor[], outShape?: Shape): Tensor {
