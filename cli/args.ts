@@ -1,7 +1,7 @@
 // Command-line flags for every command: node:util parseArgs reads them, a zod object schema says
 // which exist and validates them. Flags are the schema's keys in kebab-case (valCount → --val-count).
 // Numbers are coerced, arrays accept repeats and commas (--thresholds 0.05,0.2), booleans accept
-// --flag and --no-flag. A bad flag ends the process with one line naming it, never a stack trace.
+// --flag and --no-flag. Errors are thrown; cli/run.ts prints them (one line naming the flag, exit 2).
 
 import { parseArgs } from "node:util";
 import { z } from "zod";
@@ -102,8 +102,8 @@ function unknownFlagMessage(raw: string, specs: FlagSpec[]): string {
   const close = known.filter((k) => editDistance(k, name) <= Math.max(1, name.length / 4));
   const hint = close.length ? ` Did you mean ${close.map((k) => `--${k}`).join(" or ")}?` : "";
   return `unknown flag ${raw}.${hint} Known flags: ${
-    known.map((k) => `--${k}`).join(", ")
-  }, --help`;
+    [...known, "help"].map((k) => `--${k}`).join(", ")
+  }`;
 }
 
 /** Rephrase node:util's parse errors in terms of our flags. */
@@ -190,6 +190,22 @@ export function parseFlagsOrThrow<S extends z.ZodObject>(
   schema: S,
   opts: FlagsOptions,
 ): z.output<S> & { _?: string[] } {
+  return parseCommandLine(argv, schema, opts).flags;
+}
+
+/** Flags as validated, and the keys the command line set (the schema fills in defaults for
+ * the rest): a command that merges a config file lets only these override it. */
+export interface ParsedFlags<S extends z.ZodObject> {
+  flags: z.output<S> & { _?: string[] };
+  given: ReadonlySet<string>;
+}
+
+/** parseFlagsOrThrow, also saying which keys were given. */
+export function parseCommandLine<S extends z.ZodObject>(
+  argv: readonly string[],
+  schema: S,
+  opts: FlagsOptions,
+): ParsedFlags<S> {
   const specs = Object.entries(schema.shape).map(([k, t]) => specOf(k, t));
   const byKey = new Map(specs.map((s) => [s.key, s]));
   const options: Record<
@@ -245,29 +261,5 @@ export function parseFlagsOrThrow<S extends z.ZodObject>(
   }
   const out = result.data as z.output<S> & { _?: string[] };
   if (opts.positionals) out._ = parsed.positionals;
-  return out;
-}
-
-/**
- * Parse and validate flags for a command. Prints the help and exits 0 on --help; prints
- * "error: …" and exits 2 on a bad flag.
- */
-export function parseFlags<S extends z.ZodObject>(
-  argv: readonly string[],
-  schema: S,
-  opts: FlagsOptions,
-): z.output<S> & { _?: string[] } {
-  try {
-    return parseFlagsOrThrow(argv, schema, opts);
-  } catch (e) {
-    if (e instanceof HelpRequested) {
-      console.log(e.help.trimEnd());
-      Deno.exit(0);
-    }
-    if (e instanceof FlagError) {
-      console.error(`error: ${e.message}\n(run with --help for usage)`);
-      Deno.exit(2);
-    }
-    throw e;
-  }
+  return { flags: out, given: new Set(Object.keys(raw)) };
 }

@@ -3,16 +3,14 @@
 // With no flags it is sized for a CPU with the software Vulkan driver (3–4 minutes on two
 // cores); flags scale it up to the paper's setting on a GPU.
 
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { writeSynthDataset } from "../data/synth.ts";
+import { ensureSynthDataset } from "../data/synth_reuse.ts";
 import { initDevice } from "../engine/device.ts";
 import { LAMBDA_GRID } from "../train/distill.ts";
 import { runExperiment } from "../train/experiment.ts";
 import { TrainingInterrupted } from "../train/trainer.ts";
 import { modelEntry } from "../models/registry.ts";
-import { parseFlags } from "./args.ts";
 import { memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
 import { runCommand } from "./run.ts";
 
@@ -69,27 +67,17 @@ const Flags = z.object({
   ...SchemeFlags,
 });
 
-runCommand(async () => {
-  const f = parseFlags(Deno.args, Flags, { help: HELP });
+runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
   const t0 = performance.now();
   await initDevice(); // names the adapter (runCommand)
   const data = join(f.out, "data");
   const val = Math.max(4, Math.round(f.pairs / 6)), test = val;
-  const stale = existsSync(join(data, "train")) ? synthDiff(data, f) : [];
-  if (stale.length && !f.retrain) {
-    throw new Error(
-      `${data} was made with other flags (was → now: ${stale.join(", ")}): repeat them, ` +
-        `pass --retrain to make it again with these (every member is retrained), or choose another --out`,
-    );
-  }
-  if (stale.length) {
-    console.error(`synth: ${data} was made with ${stale.join(", ")}: making it again`);
-    await Deno.remove(data, { recursive: true });
-  }
-  if (!existsSync(join(data, "train"))) {
-    console.error(`synth: ${f.pairs} pairs of ${f.size}×${f.size} → ${data}`);
-    await writeSynthDataset({ out: data, pairs: f.pairs, size: f.size, seed: f.seed, val, test });
-  } else console.error(`synth: reusing ${data}`);
+  await ensureSynthDataset(
+    data,
+    { pairs: f.pairs, size: f.size, seed: f.seed, val, test },
+    f.retrain,
+    console.error,
+  );
   const entry = modelEntry(f.model);
   const cfg = memberConfig({
     model: f.model,
@@ -124,17 +112,3 @@ runCommand(async () => {
       `${join(f.out, "report.html")} and ${join(f.out, "results.json")}`,
   );
 });
-
-/** The flags the existing synthetic data was made with that differ from these (its synth.json). */
-function synthDiff(data: string, f: { pairs: number; size: number; seed: number }): string[] {
-  const file = join(data, "synth.json");
-  if (!existsSync(file)) return ["unknown flags (no synth.json)"];
-  const was = JSON.parse(Deno.readTextFileSync(file)) as {
-    pairs: number;
-    size: number;
-    seed: number;
-  };
-  return (["pairs", "size", "seed"] as const).filter((k) => was[k] !== f[k]).map((k) =>
-    `--${k} ${was[k]} → ${f[k]}`
-  );
-}

@@ -4,7 +4,6 @@ import { z } from "zod";
 import { LAMBDA_GRID } from "../train/distill.ts";
 import { runDistillOnly } from "../train/experiment.ts";
 import { modelEntry } from "../models/registry.ts";
-import { parseFlags } from "./args.ts";
 import { BUDGET_HELP, BudgetFlags, memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
 import { runCommand } from "./run.ts";
 
@@ -39,8 +38,7 @@ const Flags = z.object({
   ...BudgetFlags,
 });
 
-runCommand(async () => {
-  const f = parseFlags(Deno.args, Flags, { help: HELP });
+runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
   const { teachers, thresholds, from, lambda, lambdaGrid, ...rest } = f;
   if (lambda !== undefined && lambdaGrid) {
     throw new Error("give --lambda or --lambda-grid, not both");

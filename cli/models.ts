@@ -1,12 +1,12 @@
 // `deno task models`: the registry as a table — parameters and multiply-accumulates at 512×512,
 // measured on this engine, beside the JL1-CD paper's Table II.
 
+import { z } from "zod";
 import { initDevice } from "../engine/device.ts";
 import { measureMacs, MODELS } from "../models/registry.ts";
 import { runCommand } from "./run.ts";
 
-if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
-  console.log(`List the registered change-detection models.
+const HELP = `List the registered change-detection models.
 
 Usage:
   deno task models
@@ -15,10 +15,9 @@ For each model: parameters, multiply-accumulates of one forward pass at 512×512
 engine's conv and matmul ops), the JL1-CD paper's Table II figures, the output form, and the
 default recipe (LR, λ).
 
-The adapter is named on stderr first; no kernel runs (the count is a dry run).`);
-  Deno.exit(0);
-}
-runCommand(async () => {
+The adapter is named on stderr first; no kernel runs (the count is a dry run).`;
+
+runCommand(import.meta, { help: HELP, flags: z.object({}) }, async () => {
   await initDevice();
   const rows: string[][] = [[
     "model",

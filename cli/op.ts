@@ -2,7 +2,6 @@
 
 import { z } from "zod";
 import { runOpOnly } from "../train/experiment.ts";
-import { parseFlags } from "./args.ts";
 import { BUDGET_HELP, BudgetFlags, memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
 import { runCommand } from "./run.ts";
 
@@ -34,8 +33,7 @@ const Flags = z.object({
   ...BudgetFlags,
 });
 
-runCommand(async () => {
-  const f = parseFlags(Deno.args, Flags, { help: HELP });
+runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
   const { teachers, thresholds, out, ...rest } = f;
   await runOpOnly(memberConfig(rest, out), out, schemeOf({ teachers, thresholds }));
 });

@@ -4,7 +4,6 @@ import { join } from "node:path";
 import { z } from "zod";
 import { buildManifest, writeManifest } from "../data/partition.ts";
 import { checkedDataset, partitionSummary, writePartitionFiles } from "../train/experiment.ts";
-import { parseFlags } from "./args.ts";
 import { SchemeFlags, schemeOf } from "./method_flags.ts";
 import { runCommand } from "./run.ts";
 
@@ -31,8 +30,7 @@ const Flags = z.object({
   ...SchemeFlags,
 });
 
-runCommand(async () => {
-  const f = parseFlags(Deno.args, Flags, { help: HELP });
+runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
   const scheme = schemeOf(f);
   const out = f.out ?? join(f.data, "partition");
   const ds = await checkedDataset(

@@ -3,7 +3,7 @@
 
 import { z } from "zod";
 import { writeSynthDataset } from "../data/synth.ts";
-import { parseFlags } from "./args.ts";
+import { runCommand } from "./run.ts";
 
 const HELP = `Write a synthetic JL1-like change-detection benchmark.
 
@@ -62,20 +62,14 @@ function progressPrinter(quiet: boolean) {
   };
 }
 
-if (import.meta.main) {
-  const flags = parseFlags(Deno.args, Flags, { help: HELP, aliases: { o: "out" } });
-  try {
-    const summary = await writeSynthDataset({ ...flags, onProgress: progressPrinter(flags.quiet) });
-    const all = summary.car.all!;
-    const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
-    console.log(
-      `wrote ${summary.pairs} pairs (train ${summary.splits.train}, val ${summary.splits.val}, ` +
-        `test ${summary.splits.test}) of ${summary.size}×${summary.size} to ${flags.out}\n` +
-        `CAR: median ${pct(all.median)}, max ${pct(all.max)}, unchanged ${pct(all.zeroShare)}, ` +
-        `≤ 5 % ${pct(all.under5Share)}; see ${flags.out}/synth.json`,
-    );
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+runCommand(import.meta, { help: HELP, flags: Flags, aliases: { o: "out" } }, async (flags) => {
+  const summary = await writeSynthDataset({ ...flags, onProgress: progressPrinter(flags.quiet) });
+  const all = summary.car.all!;
+  const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+  console.log(
+    `wrote ${summary.pairs} pairs (train ${summary.splits.train}, val ${summary.splits.val}, ` +
+      `test ${summary.splits.test}) of ${summary.size}×${summary.size} to ${flags.out}\n` +
+      `CAR: median ${pct(all.median)}, max ${pct(all.max)}, unchanged ${pct(all.zeroShare)}, ` +
+      `≤ 5 % ${pct(all.under5Share)}; see ${flags.out}/synth.json`,
+  );
+});

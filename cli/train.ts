@@ -1,10 +1,11 @@
 // deno task train --model NAME --data ROOT --out RUN_DIR [--config FILE] [flags]
+// The command's page: help and flags; train/run_config.ts merges them with --config and the
+// resumed run's settings, train/trainer.ts trains.
 
 import { z } from "zod";
-import { parseConfigObject, type TrainConfig, TrainConfigSchema } from "../train/config.ts";
+import { type TrainConfig, TrainConfigSchema } from "../train/config.ts";
+import { resolveTrainConfig } from "../train/run_config.ts";
 import { train } from "../train/trainer.ts";
-import { checkTrainSize } from "../train/model_size.ts";
-import { parseFlags } from "./args.ts";
 import { runCommand } from "./run.ts";
 
 const HELP = `Train a change-detection model.
@@ -57,55 +58,9 @@ Every key of a --config JSON file can also be given as a flag; flags win.
 
 const Flags = TrainConfigSchema.partial().extend({ config: z.string().optional() });
 
-runCommand(async () => {
-  const flags = parseFlags(Deno.args, Flags, { help: HELP });
-  const { config, ...given } = flags as Partial<TrainConfig> & { config?: string };
-  let merged: Record<string, unknown> = {};
-  if (given.resume) {
-    const dir = given.resume.replace(/\/last\.safetensors$/, "");
-    merged = JSON.parse(
-      await Deno.readTextFile(`${dir}/config.json`).catch(() => {
-        throw new Error(
-          `${dir}/config.json: missing; is ${dir} a run folder made by deno task train?`,
-        );
-      }),
-    );
-  }
-  if (config) {
-    const text = await Deno.readTextFile(config).catch(() => {
-      throw new Error(`${config}: cannot read the config file`);
-    });
-    let obj: unknown;
-    try {
-      obj = JSON.parse(text);
-    } catch (e) {
-      throw new Error(`${config}: not valid JSON (${(e as Error).message})`);
-    }
-    merged = { ...merged, ...parseConfigObject(obj, config) };
-  }
-  // Only flags typed on the command line override the config (the schema fills in defaults).
-  const typed = new Set(
-    Deno.args.filter((a) => a.startsWith("--")).map((a) =>
-      a.slice(2).replace(/^no-/, "").split("=")[0].replace(/-([a-z])/g, (_, c) => c.toUpperCase())
-    ),
-  );
-  for (const [k, v] of Object.entries(given)) if (v !== undefined && typed.has(k)) merged[k] = v;
-  const parsed = TrainConfigSchema.safeParse(merged);
-  if (!parsed.success) {
-    const missing = parsed.error.issues.map((i) => {
-      const key = String(i.path[0]);
-      const flag = `--${key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}`;
-      return merged[key] === undefined ? `${flag} is required` : `${flag}: ${i.message}`;
-    });
-    throw new Error(`bad training configuration: ${missing.join("; ")} (see --help)`);
-  }
-  if (parsed.data.pretrained && parsed.data.init && !parsed.data.resume) {
-    throw new Error(
-      "--pretrained and --init both given: --init replaces every weight, the backbone included; pass one of them",
-    );
-  }
-  checkTrainSize(parsed.data.model, parsed.data.size);
-  const result = await train(parsed.data);
+runCommand(import.meta, { help: HELP, flags: Flags }, async (flags, given) => {
+  const { config, ...rest } = flags as Partial<TrainConfig> & { config?: string };
+  const result = await train(await resolveTrainConfig(rest, given, config));
   console.log(
     `done: ${result.lastStep} steps in ${result.runDir}` +
       (result.best

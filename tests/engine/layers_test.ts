@@ -1,7 +1,9 @@
 // Issue 16: the layers' arrows point down only (cli → train → models → engine → kernels) and no
 // module imports itself through others. Every import of every .ts file under the six source
 // folders is read from its text; `data/` stands beside the column: docs/ARCHITECTURE.md allows
-// train/ and cli/ to use it, and it to call the engine, nothing else.
+// train/ and cli/ to use it, and it to call the engine, nothing else. Arrows count every import,
+// type-only ones too; cycles count the imports that load a module (`import type` / `export type`
+// ones are erased, so they cannot make one module run before another has finished loading).
 
 import assert from "node:assert/strict";
 import { dirname, join, normalize, relative } from "node:path";
@@ -32,17 +34,20 @@ function sources(dir: string): string[] {
   return out;
 }
 
-/** Relative specifiers of static imports and re-exports (type-only ones too) and of dynamic
- * imports with a literal path; comments are dropped first. */
-export function importsOf(text: string): string[] {
+/** Relative specifiers of static imports and re-exports and of dynamic imports with a literal
+ * path; comments are dropped first. `typeOnly: false` leaves out `import type` and
+ * `export type` statements. */
+export function importsOf(text: string, typeOnly = true): string[] {
   const code = text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
   const specs = new Set<string>();
   const patterns = [
-    /\b(?:import|export)\s[^;]*?\sfrom\s*["']([^"']+)["']/g,
-    /\bimport\s*["']([^"']+)["']/g,
-    /\bimport\(\s*["']([^"']+)["']\s*\)/g,
+    /\b(?:import|export)\s([^;]*?)\sfrom\s*["']([^"']+)["']/g,
+    /\bimport\s*()["']([^"']+)["']/g,
+    /\bimport\(\s*()["']([^"']+)["']\s*\)/g,
   ];
-  for (const re of patterns) for (const m of code.matchAll(re)) specs.add(m[1]);
+  for (const re of patterns) {
+    for (const m of code.matchAll(re)) if (typeOnly || !/^\s*type\s/.test(m[1])) specs.add(m[2]);
+  }
   return [...specs].filter((s) => s.startsWith("."));
 }
 
@@ -85,17 +90,18 @@ export function cyclesOf(graph: Map<string, string[]>): string[][] {
   return cycles;
 }
 
-function importGraph(): Map<string, string[]> {
+function importGraph(typeOnly: boolean): Map<string, string[]> {
   const graph = new Map<string, string[]>();
   for (const file of FOLDERS.flatMap(sources).sort()) {
     const text = Deno.readTextFileSync(join(ROOT, file));
-    graph.set(file, importsOf(text).map((s) => relative(".", normalize(join(dirname(file), s)))));
+    const specs = importsOf(text, typeOnly);
+    graph.set(file, specs.map((s) => relative(".", normalize(join(dirname(file), s)))));
   }
   return graph;
 }
 
 Deno.test("layers: no import points up the column or sideways into data/", () => {
-  const graph = importGraph();
+  const graph = importGraph(true);
   assert.ok(graph.size > 100, `only ${graph.size} files found under ${ROOT}`);
   const bad: string[] = [];
   for (const [file, targets] of graph) {
@@ -107,7 +113,7 @@ Deno.test("layers: no import points up the column or sideways into data/", () =>
 });
 
 Deno.test("layers: no import cycle among the source files", () => {
-  const cycles = cyclesOf(importGraph()).map((c) => c.join(" → "));
+  const cycles = cyclesOf(importGraph(false)).map((c) => c.join(" → "));
   assert.deepStrictEqual(cycles, [], `import cycles:\n${cycles.join("\n")}`);
 });
 
@@ -120,6 +126,10 @@ Deno.test("layers: the checks themselves catch what they look for", () => {
     ),
     ["./a.ts", "../m/b.ts", "./c.ts", "./d.ts", "./e.ts"],
   );
+  const mixed = `import type { A } from "./a.ts";\nexport type { B } from "./b.ts";\n` +
+    `import { type C, d } from "./c.ts";\nimport { typed } from "./t.ts";\n`;
+  assert.deepStrictEqual(importsOf(mixed), ["./a.ts", "./b.ts", "./c.ts", "./t.ts"]);
+  assert.deepStrictEqual(importsOf(mixed, false), ["./c.ts", "./t.ts"]);
   assert.equal(allowed("models", "data"), false);
   assert.equal(allowed("engine", "models"), false);
   assert.equal(allowed("data", "train"), false);
