@@ -1,10 +1,12 @@
 """PyTorch versions of the project's change-detection models, for side-by-side timing on the GPU
 machine. Written for this project from the papers and the parameter layouts of the authors'
-checkpoints (the state_dict names match ../shared/fixtures/weights), not copied."""
+checkpoints (the state_dict names match ../shared/fixtures/weights), not copied. Initialisation
+follows each model's original code (FC: PyTorch defaults; SNUNet: Open-CD's; TinyCD: torchvision's
+EfficientNet), so seeded models of the engine and of this file start from the same distributions
+(checked per tensor by bench/init_compare.ts)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 
 # ---- FC-EF / FC-Siam-conc / FC-Siam-diff (Daudt et al. 2018) --------------------------------
@@ -119,6 +121,8 @@ class UpMask(nn.Module):
 class TinyCD(nn.Module):
     def __init__(self):
         super().__init__()
+        import torchvision  # only TinyCD needs it: CPU checks of the others run without it
+
         feats = torchvision.models.efficientnet_b4(weights=None).features
         self._backbone = nn.ModuleList([feats[i] for i in range(4)])
         self._first_mix = MixingMask(6, 3, [3, 10, 5], [10, 5, 1])
@@ -171,6 +175,17 @@ class _ChannelAttention(nn.Module):
         return torch.sigmoid(mlp(F.adaptive_avg_pool2d(x, 1)) + mlp(F.adaptive_max_pool2d(x, 1)))
 
 
+class _Up(nn.Module):
+    """Open-CD's `up` wrapper (state_dict names Up{i}_{j}.up.*, as models/snunet.ts)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(c, c, 2, stride=2)
+
+    def forward(self, x):
+        return self.up(x)
+
+
 class SNUNet(nn.Module):
     def __init__(self, cin=3, base=16, classes=2):
         super().__init__()
@@ -180,11 +195,19 @@ class SNUNet(nn.Module):
                 c = (cin if i == 0 else f[i - 1]) if j == 0 else f[i] * (j + 1) + f[i + 1]
                 setattr(self, f"conv{i}_{j}", _Nested(c, f[i]))
                 if i > 0:
-                    setattr(self, f"Up{i}_{j}", nn.ConvTranspose2d(f[i], f[i], 2, stride=2))
+                    setattr(self, f"Up{i}_{j}", _Up(f[i]))
         self.ca = _ChannelAttention(f[0] * 4, 16)
         self.ca1 = _ChannelAttention(f[0], 4)
         self.drop = nn.Dropout2d(0.1)
         self.conv_seg = nn.Conv2d(f[0] * 4, classes, 1)
+        # Open-CD's initialisation (as models/snunet.ts): the backbone's Conv2d weights (ECAM's
+        # included, transposed convs not) kaiming_normal_(fan_out, relu), biases left as PyTorch
+        # draws them; mmseg's decode head: conv_seg N(0, 0.01), bias 0.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and m is not self.conv_seg:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.normal_(self.conv_seg.weight, 0, 0.01)
+        nn.init.zeros_(self.conv_seg.bias)
 
     def _encode(self, x, depth):
         out = []
