@@ -6,7 +6,7 @@
 
 import { Conv2d } from "../engine/nn/conv.ts";
 import { StochasticDepth } from "../engine/nn/dropout.ts";
-import { foldedConvBn } from "../engine/nn/fold.ts";
+import { ConvBnAct } from "../engine/nn/conv_bn_act.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { add, mul } from "../engine/ops/elementwise.ts";
@@ -14,46 +14,24 @@ import { adaptiveAvgPool2d } from "../engine/ops/pool.ts";
 import type { Random } from "../engine/random.ts";
 import type { Tensor } from "../engine/tensor.ts";
 
-type Act = "silu" | "none";
-
-/** conv (no bias) → BatchNorm → activation; in training the SiLU is fused into the BN's passes
- * (its backward recomputes the BN output instead of keeping it), in eval the BN is folded into
- * the conv and the activation fused into its write-out (one kernel). Children "0" (conv) and "1"
- * (BN). */
-export class ConvBnAct extends Module {
-  readonly conv: Conv2d;
-  readonly bn: BatchNorm2d;
-  constructor(
-    cin: number,
-    cout: number,
-    kernel: number,
-    stride: number,
-    groups: number,
-    readonly act: Act,
-    rng: Random,
-  ) {
-    super();
-    this.conv = this.child(
-      "0",
-      new Conv2d(
-        cin,
-        cout,
-        { kernel, stride, padding: (kernel - 1) >> 1, groups, bias: false },
-        rng,
-      ),
-    );
-    this.bn = this.child("1", new BatchNorm2d(cout));
-  }
-
-  forward(x: Tensor): Tensor {
-    if (this.training) {
-      return this.bn.forward(
-        this.conv.forward(x),
-        this.act === "silu" ? { activation: "silu" } : undefined,
-      );
-    }
-    return foldedConvBn(this.conv, this.bn, x, this.act);
-  }
+/** torchvision's Conv2dNormActivation: conv (no bias) → BatchNorm → SiLU or none, children "0"
+ * (conv) and "1" (BN); ConvBnAct fuses the SiLU into the BN's passes in training and folds the BN
+ * into the conv in eval. */
+function convBnAct(
+  cin: number,
+  cout: number,
+  kernel: number,
+  stride: number,
+  groups: number,
+  act: "silu" | "none",
+  rng: Random,
+): ConvBnAct {
+  const padding = (kernel - 1) >> 1;
+  return new ConvBnAct({
+    conv: ["0", new Conv2d(cin, cout, { kernel, stride, padding, groups, bias: false }, rng)],
+    bn: ["1", new BatchNorm2d(cout)],
+    act,
+  });
 }
 
 /** Squeeze-and-excitation: x · sigmoid(fc2(silu(fc1(mean over H, W of x)))). */
@@ -88,21 +66,20 @@ class MBConv extends Module {
     super();
     const mid = cin * expand;
     const layers: (ConvBnAct | SqueezeExcite)[] = [];
-    if (expand !== 1) layers.push(new ConvBnAct(cin, mid, 1, 1, 1, "silu", rng));
-    layers.push(new ConvBnAct(mid, mid, kernel, stride, mid, "silu", rng));
+    if (expand !== 1) layers.push(convBnAct(cin, mid, 1, 1, 1, "silu", rng));
+    layers.push(convBnAct(mid, mid, kernel, stride, mid, "silu", rng));
     layers.push(new SqueezeExcite(mid, Math.max(1, Math.floor(cin / 4)), rng));
-    layers.push(new ConvBnAct(mid, cout, 1, 1, 1, "none", rng));
+    layers.push(convBnAct(mid, cout, 1, 1, 1, "none", rng));
     this.#layers = layers;
     this.child("block", new ModuleList<Module>(layers));
     this.#residual = stride === 1 && cin === cout;
-    // Not a child: it has no parameters, and state_dict names must stay torchvision's.
-    this.#drop = new StochasticDepth(dropProb);
+    // torchvision's `stochastic_depth` child; it has no parameters, so no state_dict names.
+    this.#drop = this.child("stochastic_depth", new StochasticDepth(dropProb));
   }
   forward(x: Tensor): Tensor {
     let y = x;
     for (const l of this.#layers) y = l.forward(y);
     if (!this.#residual) return y;
-    this.#drop.training = this.training;
     return add(this.#drop.forward(y), x);
   }
 }
@@ -122,7 +99,7 @@ export const B4_CHANNELS = [B4_STEM, ...B4_STAGES.map((s) => s[0])];
 /** `features[0..3]`: forward(x) returns the output of every stage (1/2, 1/2, 1/4, 1/8). */
 export class EfficientNetB4Features extends ModuleList<Module> {
   constructor(rng: Random) {
-    const stages: Module[] = [new ConvBnAct(3, B4_STEM, 3, 2, 1, "silu", rng)];
+    const stages: Module[] = [convBnAct(3, B4_STEM, 3, 2, 1, "silu", rng)];
     let cin = B4_STEM, id = 0;
     for (const [cout, n, k, s, e] of B4_STAGES) {
       const blocks: MBConv[] = [];

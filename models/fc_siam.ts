@@ -8,8 +8,7 @@
 
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { Conv2d, ConvTranspose2d } from "../engine/nn/conv.ts";
-import { Dropout2d } from "../engine/nn/dropout.ts";
-import { foldedConvBn } from "../engine/nn/fold.ts";
+import { ConvBnAct } from "../engine/nn/conv_bn_act.ts";
 import { Module } from "../engine/nn/module.ts";
 import { absDiff, concat, pad2d } from "../engine/ops/layout.ts";
 import { maxPool2d } from "../engine/ops/pool.ts";
@@ -36,11 +35,9 @@ const DECODER: { up: string; ch: number; convs: [string, number, number][] }[] =
 ];
 
 export class FcSiam extends Module implements ChangeDetector {
-  readonly #convs = new Map<string, Conv2d | ConvTranspose2d>();
-  readonly #bns = new Map<string, BatchNorm2d>();
+  readonly #blocks = new Map<string, ConvBnAct>();
   readonly #ups = new Map<string, ConvTranspose2d>();
   readonly #last: ConvTranspose2d;
-  readonly #drop = new Dropout2d(0.2);
 
   constructor(readonly variant: FcVariant, seed = 0, inChannels = 3, classes = 2) {
     super();
@@ -77,18 +74,19 @@ export class FcSiam extends Module implements ChangeDetector {
     );
   }
 
+  /** conv → BN → ReLU → Dropout2d(0.2), named conv{name} and bn{name} at this level. */
   #layer(name: string, conv: Conv2d | ConvTranspose2d, channels: number): void {
-    this.#convs.set(name, this.child(`conv${name}`, conv));
-    this.#bns.set(name, this.child(`bn${name}`, new BatchNorm2d(channels)));
+    const block = new ConvBnAct({
+      conv: [`conv${name}`, conv],
+      bn: [`bn${name}`, new BatchNorm2d(channels)],
+      act: "relu",
+      dropout: 0.2,
+    });
+    this.#blocks.set(name, this.inline(block));
   }
 
-  /** conv → BN → ReLU → Dropout2d(0.2), the last three in one pass each way. In eval the BN
-   * is folded into the conv and the ReLU fused into its write-out (dropout is the identity). */
   #block(name: string, x: Tensor): Tensor {
-    const conv = this.#convs.get(name)!, bn = this.#bns.get(name)!;
-    if (!this.training) return foldedConvBn(conv, bn, x, "relu");
-    this.#drop.training = true;
-    return bn.forward(conv.forward(x), { dropout: this.#drop.nextMask() });
+    return this.#blocks.get(name)!.forward(x);
   }
 
   #encode(x: Tensor): { bottom: Tensor; skips: Tensor[] } {

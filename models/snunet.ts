@@ -12,6 +12,7 @@
 
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { Conv2d, ConvTranspose2d } from "../engine/nn/conv.ts";
+import { ConvBnAct } from "../engine/nn/conv_bn_act.ts";
 import { Dropout2d } from "../engine/nn/dropout.ts";
 import { Module } from "../engine/nn/module.ts";
 import { add, mul, relu, sigmoid } from "../engine/ops/elementwise.ts";
@@ -32,24 +33,27 @@ function kaimingFanOut<C extends Conv2d>(conv: C, rng: Random): C {
   return conv;
 }
 
-/** conv → BN → ReLU → conv → BN, plus the first conv's output (before its BN), then ReLU. */
+/** conv → BN → ReLU → conv → BN, plus the first conv's output (before its BN), then ReLU. The
+ * second conv and its BN are one ConvBnAct (the BN folded into the conv in eval); the first BN
+ * cannot fold, since the residual needs that conv's own output. */
 class NestedBlock extends Module {
   readonly #conv1: Conv2d;
   readonly #bn1: BatchNorm2d;
-  readonly #conv2: Conv2d;
-  readonly #bn2: BatchNorm2d;
+  readonly #second: ConvBnAct;
   constructor(cin: number, cout: number, rng: Random) {
     super();
     const k3 = { kernel: 3, padding: 1 };
     this.#conv1 = this.child("conv1", kaimingFanOut(new Conv2d(cin, cout, k3, rng), rng));
     this.#bn1 = this.child("bn1", new BatchNorm2d(cout));
-    this.#conv2 = this.child("conv2", kaimingFanOut(new Conv2d(cout, cout, k3, rng), rng));
-    this.#bn2 = this.child("bn2", new BatchNorm2d(cout));
+    const conv2 = kaimingFanOut(new Conv2d(cout, cout, k3, rng), rng);
+    this.#second = this.inline(
+      new ConvBnAct({ conv: ["conv2", conv2], bn: ["bn2", new BatchNorm2d(cout)] }),
+    );
   }
   forward(x: Tensor): Tensor {
     const identity = this.#conv1.forward(x);
-    const y = this.#conv2.forward(relu(this.#bn1.forward(identity)));
-    return relu(add(this.#bn2.forward(y), identity));
+    const y = this.#second.forward(relu(this.#bn1.forward(identity)));
+    return relu(add(y, identity));
   }
 }
 

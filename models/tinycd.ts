@@ -5,7 +5,8 @@
 // The model returns logits: the authors' final sigmoid is left to the loss and the predictor.
 
 import { Conv2d } from "../engine/nn/conv.ts";
-import { Module, ModuleList } from "../engine/nn/module.ts";
+import { ConvBnAct } from "../engine/nn/conv_bn_act.ts";
+import { Flat, Module, ModuleList } from "../engine/nn/module.ts";
 import { InstanceNorm2d } from "../engine/nn/norm.ts";
 import { PReLU } from "../engine/nn/activation.ts";
 import { mul } from "../engine/ops/elementwise.ts";
@@ -16,46 +17,45 @@ import type { Tensor } from "../engine/tensor.ts";
 import { EfficientNetB4Features } from "./efficientnet.ts";
 import type { ChangeDetector } from "./model.ts";
 
-/** conv → PReLU fused in one kernel (the slope is the PReLU module's parameter). */
-function convPrelu(conv: Conv2d, act: PReLU | null, x: Tensor): Tensor {
-  return act ? conv.forward(x, "prelu", act.weight) : conv.forward(x);
-}
-
-/** 1×1 convs fin[i] → fout[i], each followed by PReLU (the last one too unless `logitsOut`). */
+/** 1×1 convs fin[i] → fout[i], each followed by PReLU (the last one too unless `logitsOut`):
+ * `_linears.i.0` (conv) and `.1` (PReLU). */
 class PixelwiseLinear extends Module {
-  readonly #convs: Conv2d[] = [];
-  readonly #acts: (PReLU | null)[] = [];
+  readonly #layers: ConvBnAct[];
   constructor(fin: number[], fout: number[], logitsOut: boolean, rng: Random) {
     super();
-    const layers = fin.map((cin, i) => {
+    this.#layers = fin.map((cin, i) => {
       const conv = new Conv2d(cin, fout[i], { kernel: 1 }, rng);
-      const act = logitsOut && i === fin.length - 1 ? null : new PReLU();
-      this.#convs.push(conv);
-      this.#acts.push(act);
-      return new ModuleList<Module>(act ? [conv, act] : [conv]);
+      const last = logitsOut && i === fin.length - 1;
+      return new ConvBnAct({ conv: ["0", conv], act: last ? "none" : ["1", new PReLU()] });
     });
-    this.child("_linears", new ModuleList(layers));
+    this.child("_linears", new ModuleList(this.#layers));
   }
   forward(x: Tensor): Tensor {
-    this.#convs.forEach((c, i) => (x = convPrelu(c, this.#acts[i], x)));
+    for (const l of this.#layers) x = l.forward(x);
     return x;
   }
+}
+
+/** conv → PReLU → InstanceNorm, named n, n + 1, n + 2 (the PReLU fused into the conv). */
+function convPreluNorm(conv: Conv2d, n: number): ConvBnAct {
+  return new ConvBnAct({
+    conv: [String(n), conv],
+    act: [String(n + 1), new PReLU()],
+    normAfter: [String(n + 2), new InstanceNorm2d(conv.outChannels)],
+  });
 }
 
 /** Interleave A's and B's channels (a0, b0, a1, b1, …) and mix each pair: grouped 3×3 conv
  * (groups = output channels) → PReLU → InstanceNorm. */
 class MixingBlock extends Module {
-  readonly #conv: Conv2d;
-  readonly #act = new PReLU();
-  readonly #norm: InstanceNorm2d;
+  readonly #convmix: ConvBnAct;
   constructor(cin: number, cout: number, rng: Random) {
     super();
-    this.#conv = new Conv2d(cin, cout, { kernel: 3, padding: 1, groups: cout }, rng);
-    this.#norm = new InstanceNorm2d(cout);
-    this.child("_convmix", new ModuleList<Module>([this.#conv, this.#act, this.#norm]));
+    const conv = new Conv2d(cin, cout, { kernel: 3, padding: 1, groups: cout }, rng);
+    this.#convmix = this.child("_convmix", convPreluNorm(conv, 0));
   }
   forward(x: Tensor, y: Tensor): Tensor {
-    return this.#norm.forward(convPrelu(this.#conv, this.#act, interleaveChannels(x, y)));
+    return this.#convmix.forward(interleaveChannels(x, y));
   }
 }
 
@@ -74,34 +74,20 @@ class MixingMaskAttention extends Module {
 }
 
 /** ×2 bilinear (align_corners) upsampling, times the finer mask, then depthwise 3×3 + PReLU +
- * InstanceNorm and 1×1 + PReLU + InstanceNorm. */
+ * InstanceNorm and 1×1 + PReLU + InstanceNorm (`_convolution.0`–`.5`). */
 class UpMask extends Module {
-  readonly #dw: Conv2d;
-  readonly #pw: Conv2d;
-  readonly #acts = [new PReLU(), new PReLU()];
-  readonly #norms: InstanceNorm2d[];
+  readonly #dw: ConvBnAct;
+  readonly #pw: ConvBnAct;
   constructor(nin: number, nout: number, rng: Random) {
     super();
-    this.#dw = new Conv2d(nin, nin, { kernel: 3, padding: 1, groups: nin }, rng);
-    this.#pw = new Conv2d(nin, nout, { kernel: 1 }, rng);
-    this.#norms = [new InstanceNorm2d(nin), new InstanceNorm2d(nout)];
-    this.child(
-      "_convolution",
-      new ModuleList<Module>([
-        this.#dw,
-        this.#acts[0],
-        this.#norms[0],
-        this.#pw,
-        this.#acts[1],
-        this.#norms[1],
-      ]),
-    );
+    this.#dw = convPreluNorm(new Conv2d(nin, nin, { kernel: 3, padding: 1, groups: nin }, rng), 0);
+    this.#pw = convPreluNorm(new Conv2d(nin, nout, { kernel: 1 }, rng), 3);
+    this.child("_convolution", new Flat([this.#dw, this.#pw]));
   }
   forward(x: Tensor, mask: Tensor): Tensor {
     x = interpolate(x, { scale: 2, mode: "bilinear", alignCorners: true });
     x = mul(x, mask);
-    x = this.#norms[0].forward(convPrelu(this.#dw, this.#acts[0], x));
-    return this.#norms[1].forward(convPrelu(this.#pw, this.#acts[1], x));
+    return this.#pw.forward(this.#dw.forward(x));
   }
 }
 

@@ -9,6 +9,8 @@ export abstract class Module {
   readonly #params = new Map<string, Tensor>();
   readonly #buffers = new Map<string, Tensor>();
   readonly #children = new Map<string, Module>();
+  /** Children whose names join this module's own level (see `inline`). */
+  readonly #inlined = new Set<Module>();
 
   /** Register a trainable parameter. */
   protected param(name: string, t: Tensor): Tensor {
@@ -33,17 +35,35 @@ export abstract class Module {
     return m;
   }
 
+  /** Register a child that adds no level to names: its parameters, buffers and children are
+   * named as this module's own (e.g. a ConvBnAct whose conv and norm the original code holds as
+   * this module's `conv1`, `bn1`). It follows train()/eval() like any child. */
+  protected inline<M extends Module>(m: M): M {
+    // The key only has to be unique: it never appears in a name.
+    this.#children.set(`#inline${this.#inlined.size}`, m);
+    this.#inlined.add(m);
+    return m;
+  }
+
+  #childPrefix(prefix: string, name: string, c: Module): string {
+    return this.#inlined.has(c) ? prefix : `${prefix}${name}.`;
+  }
+
   namedParameters(prefix = ""): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     for (const [n, t] of this.#params) out.push([prefix + n, t]);
-    for (const [n, c] of this.#children) out.push(...c.namedParameters(`${prefix}${n}.`));
+    for (const [n, c] of this.#children) {
+      out.push(...c.namedParameters(this.#childPrefix(prefix, n, c)));
+    }
     return out;
   }
 
   namedBuffers(prefix = ""): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     for (const [n, t] of this.#buffers) out.push([prefix + n, t]);
-    for (const [n, c] of this.#children) out.push(...c.namedBuffers(`${prefix}${n}.`));
+    for (const [n, c] of this.#children) {
+      out.push(...c.namedBuffers(this.#childPrefix(prefix, n, c)));
+    }
     return out;
   }
 
@@ -56,6 +76,8 @@ export abstract class Module {
     return new Map([...this.namedParameters(), ...this.namedBuffers()]);
   }
 
+  /** Direct children by registration name (an inlined child's key is `#inlineN`, never part of a
+   * state_dict name). */
   children(): [string, Module][] {
     return [...this.#children];
   }
@@ -106,6 +128,15 @@ export class Sequential extends Module implements Layer {
   forward(x: Tensor): Tensor {
     for (const l of this.layers) x = l.forward(x);
     return x;
+  }
+}
+
+/** Groups whose names all join this module's level, e.g. TinyCD's `_convolution`, whose
+ * children 0–5 are two conv → PReLU → InstanceNorm triples (no forward of its own). */
+export class Flat extends Module {
+  constructor(groups: Module[]) {
+    super();
+    for (const g of groups) this.inline(g);
   }
 }
 
