@@ -1,17 +1,18 @@
 // Step-by-step training parity on the CPU (issue 22), engine side: loads the initial weights and
 // batches that bench/reference/step_parity.py wrote, replays the same AdamW steps (same LR per
-// step, dropout off unless the PyTorch run kept it) and compares every step's loss, the final
-// weights and the eval-mode log-probabilities of the first batch with PyTorch's.
+// step; dropout off, or with --engine-dropout there the engine's own masks on both sides) and
+// compares every step's loss, the final weights and the eval-mode log-probabilities of the first
+// batch (on PyTorch's final weights and running statistics) with PyTorch's.
 //   python3 bench/reference/step_parity.py --model fc_siam_diff --out DIR
 //   deno run -A bench/step_parity.ts DIR
 // Agreement to ~1e-4 relative over 20 steps means the arithmetic, BatchNorm (train and eval) and
 // the optimiser match, so a remaining gap in training lies in data or regularisation. Adam's first
-// steps are nearly sign(g)·lr, so float32 rounding grows: compare the drift with PyTorch's own
-// float32 against float64 (step_parity.py --f64-drift) before calling a difference real.
+// steps are nearly sign(g)·lr, so float32 rounding grows: the last column is PyTorch's own
+// float32 against float64 drift over the same steps, the yardstick for the engine's.
 
 import { backward, noGrad } from "../engine/autograd.ts";
 import { initDevice, releaseDevice } from "../engine/device.ts";
-import { Dropout2d } from "../engine/nn/dropout.ts";
+import { Dropout2d, resetDropoutStream } from "../engine/nn/dropout.ts";
 import { cdLoss } from "../engine/ops/cd_loss.ts";
 import { logSoftmax } from "../engine/ops/softmax.ts";
 import { AdamW } from "../engine/optim/adamw.ts";
@@ -24,7 +25,7 @@ const dir = Deno.args[0];
 if (!dir) throw new Error("usage: deno run -A bench/step_parity.ts DIR (from step_parity.py)");
 const ref = JSON.parse(Deno.readTextFileSync(`${dir}/torch.json`));
 await initDevice();
-if (!ref.dropout) {
+if (ref.dropout !== "engine") {
   // The PyTorch run set every Dropout2d's p to 0; do the same here (masks cannot match).
   Dropout2d.prototype.nextMask = () => ({ p: 0, training: false, seed: 0 });
   Dropout2d.prototype.forward = function (x) {
@@ -67,6 +68,8 @@ const losses: number[] = [];
 for (let step = 0; step < ref.steps; step++) {
   const loss = scope(() => {
     const { a, b, y } = input(step);
+    // The trainer's mask stream (step_parity.py --engine-dropout draws the same masks).
+    resetDropoutStream(ref.seed, step);
     const { loss } = cdLoss(model.forward(a, b), y);
     opt.zeroGrad();
     backward(loss, undefined, { freeActivations: true });
