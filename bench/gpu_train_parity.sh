@@ -44,7 +44,7 @@ engine_run() {
   rm -rf "$run"
   deno run -A cli/train.ts --model "$model" --data "$data" --out "$run" --iters "$iters" \
     --batch "$batch" --size "$size" --val-every "$every" --log-every "$log_every" --seed "$seed" \
-    --workers "$workers" > "$out/engine_train_${model}_$seed.txt" 2>&1
+    --workers $(( workers > 0 ? workers : 1 )) > "$out/engine_train_${model}_$seed.txt" 2>&1
   rc=$?
   cp "$run/log.jsonl" "$out/engine_log_${model}_$seed.jsonl" 2>/dev/null
   rm -rf "$run"
