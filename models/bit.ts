@@ -31,7 +31,8 @@ import { matmul } from "../engine/ops/matmul.ts";
 import { Random } from "../engine/random.ts";
 import { parameter, type Tensor, write } from "../engine/tensor.ts";
 import type { ChangeDetector, Tap } from "./model.ts";
-import { kaimingFanOut, ResNet } from "./resnet.ts";
+import { kaimingFanOut } from "./init.ts";
+import { ResNet } from "./resnet.ts";
 
 /** The bit_r18 head configuration (MTKD-CD configs/_base_/models/bit_r18.py). */
 export interface BitHeadConfig {

@@ -12,6 +12,7 @@ import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { add, mul } from "../engine/ops/elementwise.ts";
 import { adaptiveAvgPool2d } from "../engine/ops/pool.ts";
 import type { Random } from "../engine/random.ts";
+import { kaimingFanOut } from "./init.ts";
 import type { Tensor } from "../engine/tensor.ts";
 
 /** torchvision's Conv2dNormActivation: conv (no bias) → BatchNorm → SiLU or none, children "0"
@@ -28,7 +29,13 @@ function convBnAct(
 ): ConvBnAct {
   const padding = (kernel - 1) >> 1;
   return new ConvBnAct({
-    conv: ["0", new Conv2d(cin, cout, { kernel, stride, padding, groups, bias: false }, rng)],
+    conv: [
+      "0",
+      kaimingFanOut(
+        new Conv2d(cin, cout, { kernel, stride, padding, groups, bias: false }, rng),
+        rng,
+      ),
+    ],
     bn: ["1", new BatchNorm2d(cout)],
     act,
   });
@@ -40,8 +47,14 @@ class SqueezeExcite extends Module {
   readonly fc2: Conv2d;
   constructor(channels: number, squeezed: number, rng: Random) {
     super();
-    this.fc1 = this.child("fc1", new Conv2d(channels, squeezed, { kernel: 1 }, rng));
-    this.fc2 = this.child("fc2", new Conv2d(squeezed, channels, { kernel: 1 }, rng));
+    this.fc1 = this.child(
+      "fc1",
+      kaimingFanOut(new Conv2d(channels, squeezed, { kernel: 1 }, rng), rng),
+    );
+    this.fc2 = this.child(
+      "fc2",
+      kaimingFanOut(new Conv2d(squeezed, channels, { kernel: 1 }, rng), rng),
+    );
   }
   forward(x: Tensor): Tensor {
     const s = adaptiveAvgPool2d(x, 1);

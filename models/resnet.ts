@@ -15,15 +15,7 @@ import { add, relu } from "../engine/ops/elementwise.ts";
 import { maxPool2d } from "../engine/ops/pool.ts";
 import type { Random } from "../engine/random.ts";
 import { type Tensor, write } from "../engine/tensor.ts";
-
-/** mmengine's kaiming_init(mode="fan_out", nonlinearity="relu", distribution="normal"): weight
- * N(0, 2 / (out channels · kernel area)), bias 0. Used by mmseg/mmcv for ResNet and ConvModule. */
-export function kaimingFanOut<C extends Conv2d>(conv: C, rng: Random): C {
-  const [co, , kh, kw] = conv.weight.shape;
-  write(conv.weight, rng.normal(conv.weight.size, Math.sqrt(2 / (co * kh * kw))));
-  if (conv.bias) write(conv.bias, new Float32Array(conv.bias.size));
-  return conv;
-}
+import { kaimingFanOut } from "./init.ts";
 
 function conv(
   cin: number,

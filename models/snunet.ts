@@ -20,6 +20,7 @@ import { concat } from "../engine/ops/layout.ts";
 import { adaptiveAvgPool2d, adaptiveMaxPool2d, maxPool2d } from "../engine/ops/pool.ts";
 import { Random } from "../engine/random.ts";
 import { type Tensor, write } from "../engine/tensor.ts";
+import { kaimingFanOut as kaimingInit } from "./init.ts";
 import type { ChangeDetector } from "./model.ts";
 
 /** Encoder depth: 1/1 … 1/16. */
@@ -27,11 +28,8 @@ const DEPTH = 5;
 
 /** Open-CD re-initialises every Conv2d weight with kaiming_normal_(mode="fan_out", relu);
  * biases and transposed convs keep PyTorch's defaults. */
-function kaimingFanOut<C extends Conv2d>(conv: C, rng: Random): C {
-  const [co, , kh, kw] = conv.weight.shape;
-  write(conv.weight, rng.normal(conv.weight.size, Math.sqrt(2 / (co * kh * kw))));
-  return conv;
-}
+const kaimingFanOut = <C extends Conv2d>(conv: C, rng: Random): C =>
+  kaimingInit(conv, rng, { keepBias: true });
 
 /** conv → BN → ReLU → conv → BN, plus the first conv's output (before its BN), then ReLU. The
  * second conv and its BN are one ConvBnAct (the BN folded into the conv in eval); the first BN

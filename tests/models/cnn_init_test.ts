@@ -27,7 +27,7 @@ const defaultBound = (w: readonly number[]) => 1 / Math.sqrt(w[1] * w[2] * w[3])
 type Rule = { kind: "const"; value: number } | { kind: "uniform"; bound: number } | {
   kind: "normal";
   std: number;
-};
+} | { kind: "skip" };
 
 async function checkInit(
   name: string,
@@ -40,6 +40,7 @@ async function checkInit(
   let checked = 0;
   for (const [n, t] of params) {
     const r = rule(n, shapes);
+    if (r.kind === "skip") continue;
     const m = moments((await t.read()) as Float32Array);
     const what = `${name} ${n} [${t.shape.join(", ")}]`;
     if (r.kind === "const") {
@@ -95,4 +96,16 @@ Deno.test("snunet_c16: seeded init follows Open-CD (kaiming fan_out convs, defau
     return { kind: "normal", std: Math.sqrt(2 / (w[0] * w[2] * w[3])) };
   });
   assert.ok(n > 100, `only ${n} parameters checked`);
+});
+
+Deno.test("tinycd: the EfficientNet-b4 backbone follows torchvision's init (kaiming fan_out, biases 0)", async () => {
+  const n = await checkInit("tinycd", (p, shapes) => {
+    if (!p.startsWith("_backbone.")) return { kind: "skip" };
+    const w = shapes.get(p.replace(/(weight|bias)$/, "weight"))!;
+    if (w.length === 1) return { kind: "const", value: p.endsWith("weight") ? 1 : 0 }; // BN
+    if (p.endsWith("bias")) return { kind: "const", value: 0 }; // squeeze-excite fc biases
+    return { kind: "normal", std: Math.sqrt(2 / (w[0] * w[2] * w[3])) };
+  });
+  // every backbone tensor: 30 convs, 30 BNs (weight, bias), 10 squeeze-excite fc1/fc2 with biases
+  assert.equal(n, 127);
 });
