@@ -9,7 +9,7 @@
 // Rows are held in vec4 registers with compile-time indices; head sizes that are not multiples
 // of 4 are zero-padded on load.
 
-import { cached, f, groupGrid, type Kernel } from "./common.ts";
+import { type Binding, cached, f, groupGrid, type Kernel, kernel, ro, rw } from "./common.ts";
 
 export interface AttentionSpec {
   /** batch × heads */
@@ -54,10 +54,8 @@ function check(s: AttentionSpec): void {
 }
 
 /** A storage binding for rows of `len` floats: vec4-typed when rows are whole vec4s. */
-function rowBinding(i: number, name: string, len: number, write = false): string {
-  const t = len % 4 === 0 ? "vec4<f32>" : "f32";
-  const access = write ? "read_write" : "read";
-  return `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${t}>;`;
+function rowBinding(name: string, len: number, write = false): Binding {
+  return (write ? rw : ro)(name, len % 4 === 0 ? "vec4<f32>" : "f32");
 }
 
 /** WGSL helper `ld_<name>(row, c) -> vec4<f32>`: chunk c of a row, zero past the row's end. */
@@ -122,36 +120,29 @@ function tileLoad(
   }`;
 }
 
-/** Forward. Bindings: q, k, v → o, lse. */
-function attentionForwardKernelGen(s: AttentionSpec): Kernel {
-  check(s);
-  const D4 = q4(s.d), V4 = q4(s.dv);
-  const BK = tileRows(D4 + V4);
-  const nqb = Math.ceil(s.lq / ROWS), nt = Math.ceil(s.lk / BK);
-  const g = groupGrid(nqb * s.bh);
-  const code = `${rowBinding(0, "q", s.d)}
-${rowBinding(1, "k", s.d)}
-${rowBinding(2, "v", s.dv)}
-${rowBinding(3, "o", s.dv, true)}
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-${loader("q", s.d)}
-${loader("k", s.d)}
-${loader("v", s.dv)}
-${storer("o", s.dv)}
-var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
+/** The query-row kernels' entry (forward, dQ): key and value tiles in workgroup memory, one
+ * thread per query row of a ROWS-row block (`row` clamped to the last query; threads past it
+ * compute but do not store), and the row's q, pre-scaled, in registers q0… */
+function queryRowEntry(s: AttentionSpec, nqb: number, index: string): string {
+  const D4 = q4(s.d), V4 = q4(s.dv), BK = tileRows(D4 + V4);
+  return `var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
 var<workgroup> vs: array<vec4<f32>, ${BK * V4}>;
 @compute @workgroup_size(${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = ${g.index};
+  let g = ${index};
   if (g >= ${nqb * s.bh}u) { return; }
   let bh = g / ${nqb}u;
   let r = (g % ${nqb}u) * ${ROWS}u + lid;
   let row = bh * ${s.lq}u + min(r, ${s.lq - 1}u);
-${each(D4, (c) => `let q${c} = ld_q(row, ${c}u) * ${f(s.scale)};`)}
-${each(V4, (c) => `var a${c} = vec4<f32>(0.0);`)}
-  var m: f32 = ${NEG_MAX};
-  var l: f32 = 0.0;
-  for (var t = 0u; t < ${nt}u; t++) {
+${each(D4, (c) => `let q${c} = ld_q(row, ${c}u) * ${f(s.scale)};`)}`;
+}
+
+/** The query-row kernels' walk over key tiles, opened up to key j's offsets kj (ks) and vj (vs);
+ * the caller closes the key loop, then the tile loop after a barrier. */
+function keyTileLoop(s: AttentionSpec): string {
+  const D4 = q4(s.d), V4 = q4(s.dv), BK = tileRows(D4 + V4);
+  const nt = Math.ceil(s.lk / BK);
+  return `  for (var t = 0u; t < ${nt}u; t++) {
     let k0 = t * ${BK}u;
 ${tileLoad("ks", "k", s.d, BK, s.lk, "k0", ROWS)}
 ${tileLoad("vs", "v", s.dv, BK, s.lk, "k0", ROWS)}
@@ -159,7 +150,31 @@ ${tileLoad("vs", "v", s.dv, BK, s.lk, "k0", ROWS)}
     let nk = min(${BK}u, ${s.lk}u - k0);
     for (var j = 0u; j < nk; j++) {
       let kj = j * ${D4}u;
-      let vj = j * ${V4}u;
+      let vj = j * ${V4}u;`;
+}
+
+/** Forward. Bindings: q, k, v → o, lse. */
+function attentionForwardKernelGen(s: AttentionSpec): Kernel {
+  check(s);
+  const D4 = q4(s.d), V4 = q4(s.dv);
+  const nqb = Math.ceil(s.lq / ROWS);
+  const g = groupGrid(nqb * s.bh);
+  const bindings = [
+    rowBinding("q", s.d),
+    rowBinding("k", s.d),
+    rowBinding("v", s.dv),
+    rowBinding("o", s.dv, true),
+    rw("lse"),
+  ];
+  const code = `${loader("q", s.d)}
+${loader("k", s.d)}
+${loader("v", s.dv)}
+${storer("o", s.dv)}
+${queryRowEntry(s, nqb, g.index)}
+${each(V4, (c) => `var a${c} = vec4<f32>(0.0);`)}
+  var m: f32 = ${NEG_MAX};
+  var l: f32 = 0.0;
+${keyTileLoop(s)}
       let sc = ${dotSum(D4, (c) => `q${c}`, (c) => `ks[kj + ${c}u]`)};
       if (sc > m) {
         // A new running max rescales what was summed so far.
@@ -180,7 +195,7 @@ ${each(V4, (c) => `st_o(row, ${c}u, a${c} * inv);`, "    ")}
     lse[row] = m + log(l);
   }
 }`;
-  return { name: "attention_forward", code, workgroups: g.workgroups };
+  return kernel("attention_forward", bindings, g.workgroups, code);
 }
 
 /** D = rowsum(dO ⊙ O) alone (when q needs no gradient). Bindings: o, dout → dlt. */
@@ -188,10 +203,8 @@ function attentionRowDotKernelGen(s: AttentionSpec): Kernel {
   check(s);
   const V4 = q4(s.dv), n = s.bh * s.lq;
   const g = groupGrid(Math.ceil(n / ROWS));
-  const code = `${rowBinding(0, "o", s.dv)}
-${rowBinding(1, "dout", s.dv)}
-@group(0) @binding(2) var<storage, read_write> dlt: array<f32>;
-${loader("o", s.dv)}
+  const bindings = [rowBinding("o", s.dv), rowBinding("dout", s.dv), rw("dlt")];
+  const code = `${loader("o", s.dv)}
 ${loader("dout", s.dv)}
 @compute @workgroup_size(${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -199,7 +212,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (row >= ${n}u) { return; }
   dlt[row] = ${dotSum(V4, (c) => `ld_o(row, ${c}u)`, (c) => `ld_dout(row, ${c}u)`)};
 }`;
-  return { name: "attention_row_dot", code, workgroups: g.workgroups };
+  return kernel("attention_row_dot", bindings, g.workgroups, code);
 }
 
 /** dQ and D = rowsum(dO ⊙ O), one thread per query row. Bindings: q, k, v, o, dout, lse →
@@ -207,46 +220,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 function attentionBackwardQKernelGen(s: AttentionSpec): Kernel {
   check(s);
   const D4 = q4(s.d), V4 = q4(s.dv);
-  const BK = tileRows(D4 + V4);
-  const nqb = Math.ceil(s.lq / ROWS), nt = Math.ceil(s.lk / BK);
+  const nqb = Math.ceil(s.lq / ROWS);
   const g = groupGrid(nqb * s.bh);
-  const code = `${rowBinding(0, "q", s.d)}
-${rowBinding(1, "k", s.d)}
-${rowBinding(2, "v", s.dv)}
-${rowBinding(3, "o", s.dv)}
-${rowBinding(4, "dout", s.dv)}
-@group(0) @binding(5) var<storage, read> lse: array<f32>;
-${rowBinding(6, "dq", s.d, true)}
-@group(0) @binding(7) var<storage, read_write> dlt: array<f32>;
-${loader("q", s.d)}
+  const bindings = [
+    rowBinding("q", s.d),
+    rowBinding("k", s.d),
+    rowBinding("v", s.dv),
+    rowBinding("o", s.dv),
+    rowBinding("dout", s.dv),
+    ro("lse"),
+    rowBinding("dq", s.d, true),
+    rw("dlt"),
+  ];
+  const code = `${loader("q", s.d)}
 ${loader("k", s.d)}
 ${loader("v", s.dv)}
 ${loader("o", s.dv)}
 ${loader("dout", s.dv)}
 ${storer("dq", s.d)}
-var<workgroup> ks: array<vec4<f32>, ${BK * D4}>;
-var<workgroup> vs: array<vec4<f32>, ${BK * V4}>;
-@compute @workgroup_size(${ROWS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = ${g.index};
-  if (g >= ${nqb * s.bh}u) { return; }
-  let bh = g / ${nqb}u;
-  let r = (g % ${nqb}u) * ${ROWS}u + lid;
-  let row = bh * ${s.lq}u + min(r, ${s.lq - 1}u);
-${each(D4, (c) => `let q${c} = ld_q(row, ${c}u) * ${f(s.scale)};`)}
+${queryRowEntry(s, nqb, g.index)}
 ${each(V4, (c) => `let do${c} = ld_dout(row, ${c}u);`)}
   let dl = ${dotSum(V4, (c) => `do${c}`, (c) => `ld_o(row, ${c}u)`)};
   let ls = lse[row];
 ${each(D4, (c) => `var g${c} = vec4<f32>(0.0);`)}
-  for (var t = 0u; t < ${nt}u; t++) {
-    let k0 = t * ${BK}u;
-${tileLoad("ks", "k", s.d, BK, s.lk, "k0", ROWS)}
-${tileLoad("vs", "v", s.dv, BK, s.lk, "k0", ROWS)}
-    workgroupBarrier();
-    let nk = min(${BK}u, ${s.lk}u - k0);
-    for (var j = 0u; j < nk; j++) {
-      let kj = j * ${D4}u;
-      let vj = j * ${V4}u;
+${keyTileLoop(s)}
       let p = exp(${dotSum(D4, (c) => `q${c}`, (c) => `ks[kj + ${c}u]`)} - ls);
       let dp = ${dotSum(V4, (c) => `do${c}`, (c) => `vs[vj + ${c}u]`)};
       let ds = p * (dp - dl);
@@ -259,7 +256,7 @@ ${each(D4, (c) => `st_dq(row, ${c}u, g${c} * ${f(s.scale)});`, "    ")}
     dlt[row] = dl;
   }
 }`;
-  return { name: "attention_backward_q", code, workgroups: g.workgroups };
+  return kernel("attention_backward_q", bindings, g.workgroups, code);
 }
 
 export interface KeyValuePlan {
@@ -323,15 +320,17 @@ function attentionBackwardKVKernelGen(s: AttentionSpec): Kernel {
     ...Array.from({ length: V4 }, (_, c) => laneSum(`gv${c}`)),
   ].join("\n");
   const g = groupGrid(splits * s.bh * nkb);
-  const code = `${rowBinding(0, "q", s.d)}
-${rowBinding(1, "k", s.d)}
-${rowBinding(2, "v", s.dv)}
-${rowBinding(3, "dout", s.dv)}
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read> dlt: array<f32>;
-${rowBinding(6, "dk", s.d, true)}
-${rowBinding(7, "dv", s.dv, true)}
-${loader("q", s.d)}
+  const bindings = [
+    rowBinding("q", s.d),
+    rowBinding("k", s.d),
+    rowBinding("v", s.dv),
+    rowBinding("dout", s.dv),
+    ro("lse"),
+    ro("dlt"),
+    rowBinding("dk", s.d, true),
+    rowBinding("dv", s.dv, true),
+  ];
+  const code = `${loader("q", s.d)}
 ${loader("k", s.d)}
 ${loader("v", s.dv)}
 ${loader("dout", s.dv)}
@@ -385,7 +384,7 @@ ${each(D4, (c) => `st_dk(dst, ${c}u, gk${c} * ${f(s.scale)});`, "    ")}
 ${each(V4, (c) => `st_dv(dst, ${c}u, gv${c});`, "    ")}
   }
 }`;
-  return { name: "attention_backward_kv", code, workgroups: g.workgroups };
+  return kernel("attention_backward_kv", bindings, g.workgroups, code);
 }
 
 // Generated once per distinct spec (see cached in common.ts).
