@@ -5,8 +5,7 @@
 // The backward also sums the weight and bias gradients of its rows per workgroup (partials
 // [groups, C], a short reduce after), instead of writing g·x̂ for a separate column sum.
 
-import { cached, f, type Kernel } from "./common.ts";
-import { MAX_GROUPS } from "./common.ts";
+import { type Binding, cached, f, groupGrid, type Kernel, kernel, ro, rw } from "./common.ts";
 
 const THREADS = 256;
 
@@ -34,22 +33,9 @@ function types(width: 1 | 4): { vt: string; hsum: (e: string) => string; splat: 
     : { vt: "f32", hsum: (e) => e, splat: "f32" };
 }
 
-/** Workgroup index of a launch of n workgroups, folded into 2-D past the per-dimension limit. */
-function groups(n: number): { workgroups: [number, number, number]; index: string } {
-  if (n <= MAX_GROUPS) return { workgroups: [n, 1, 1], index: "wid.x" };
-  return {
-    workgroups: [MAX_GROUPS, Math.ceil(n / MAX_GROUPS), 1],
-    index: `(wid.x + wid.y * ${MAX_GROUPS}u)`,
-  };
-}
-
-function bindings(ins: [string, string][], outs: [string, string][]): string {
-  return [
-    ...ins.map(([n, t], k) => `@group(0) @binding(${k}) var<storage, read> ${n}: array<${t}>;`),
-    ...outs.map(([n, t], k) =>
-      `@group(0) @binding(${ins.length + k}) var<storage, read_write> ${n}: array<${t}>;`
-    ),
-  ].join("\n");
+/** The bindings of read-only `ins` then read-write `outs`, each a [name, WGSL type] pair. */
+function io(ins: [string, string][], outs: [string, string][]): Binding[] {
+  return [...ins.map(([n, t]) => ro(n, t)), ...outs.map(([n, t]) => rw(n, t))];
 }
 
 /** Each row's sum of `v` over its T threads, through workgroup array `sh` (every thread gets the
@@ -75,7 +61,7 @@ export interface TokenNormSpec {
 function tokenNormKernelGen(s: TokenNormSpec): Kernel {
   const tl = tokenTiling(s.len);
   const { vt, hsum, splat } = types(tl.width);
-  const grid = groups(Math.ceil(s.rows / tl.rows));
+  const grid = groupGrid(Math.ceil(s.rows / tl.rows));
   const ins: [string, string][] = [["x", vt]];
   if (s.weight) ins.push(["w", vt]);
   if (s.bias) ins.push(["b", vt]);
@@ -93,11 +79,11 @@ function tokenNormKernelGen(s: TokenNormSpec): Kernel {
     const e1 = expr;
     expr = (k) => `${e1(k)} + b[${col(k)}]`;
   }
-  return {
-    name: "layer_norm",
-    workgroups: grid.workgroups,
-    code: `${bindings(ins, [["y", vt], ["mean", "f32"], ["rstd", "f32"]])}
-var<workgroup> sh: array<f32, ${THREADS}>;
+  return kernel(
+    "layer_norm",
+    io(ins, [["y", vt], ["mean", "f32"], ["rstd", "f32"]]),
+    grid.workgroups,
+    `var<workgroup> sh: array<f32, ${THREADS}>;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let slot = li / ${tl.t}u;
@@ -127,7 +113,7 @@ ${ks.map((k) => `  if (${inRow(k)}) { y[base + ${col(k)}] = ${expr(k)}; }`).join
     rstd[r] = rs;
   }
 }`,
-  };
+  );
 }
 
 export interface TokenNormGradSpec {
@@ -164,7 +150,7 @@ function tokenNormGradKernelGen(s: TokenNormGradSpec): Kernel {
   const tl = tokenTiling(s.len);
   const { vt, hsum, splat } = types(tl.width);
   const ng = tokenNormGradGroups(s);
-  const grid = groups(ng);
+  const grid = groupGrid(ng);
   const useW = s.dx && s.weight;
   const ins: [string, string][] = [["x", vt], ["g", vt], ["mean", "f32"], ["rstd", "f32"]];
   if (useW) ins.push(["w", vt]);
@@ -222,11 +208,11 @@ ${
   workgroupBarrier();`
     ).join("\n");
   }).join("\n");
-  return {
-    name: "layer_norm_grad",
-    workgroups: grid.workgroups,
-    code: `${bindings(ins, outs)}
-${
+  return kernel(
+    "layer_norm_grad",
+    io(ins, outs),
+    grid.workgroups,
+    `${
       s.dx
         ? `var<workgroup> sa: array<f32, ${THREADS}>;\nvar<workgroup> sc: array<f32, ${THREADS}>;`
         : ""
@@ -264,7 +250,7 @@ ${dxPart}
   }
 ${partials}
 }`,
-  };
+  );
 }
 
 export const tokenNormKernel = cached(tokenNormKernelGen);
