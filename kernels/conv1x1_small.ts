@@ -17,7 +17,7 @@
 //   (pixel chunk, group), so x is read once per output-channel block and dy once per
 //   input-channel block. Not yet timed on a GPU against the split-K GEMM it replaces there.
 
-import { cached, grid1d, type Kernel } from "./common.ts";
+import { cached, grid1d, type Kernel, kernel, main1d, ro, rw } from "./common.ts";
 import { convBindings, type Epilogue, epilogueStore } from "./conv2d.ts";
 
 export interface Small1x1 {
@@ -98,21 +98,18 @@ function mixKernelGen(s: MixSpec): Kernel {
     }
     for (let o = 0; o < O; o++) body.push(store(o, `a${o}`));
   }
-  return {
-    name: `conv1x1_small_${s.mode}`,
-    workgroups: g.workgroups,
-    code: `${convBindings(s.epilogue, "inp", { in: vec, out: vec })}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let u = ${g.index};
-  if (u >= ${n}u) { return; }
+  return kernel(
+    `conv1x1_small_${s.mode}`,
+    convBindings(s.epilogue, "inp", { in: vec, out: vec }),
+    g.workgroups,
+    `${main1d(g.index, n, 256, "u")}
   let nb = u / ${U}u;
   let p = u % ${U}u;
   let ib = nb * ${I * U}u + p;
   let ob = nb * ${O * U}u + p;
   ${body.join("\n  ")}
 }`,
-  };
+  );
 }
 
 export interface SmallWgradSpec extends Small1x1 {
@@ -208,13 +205,11 @@ function smallWgradKernelGen(s: SmallWgradSpec): Kernel {
   }
   const accs = Array.from({ length: amax }, (_, k) => `var a${k} = 0.0;`);
   const T4 = vec ? "vec4<f32>" : "f32";
-  return {
-    name: "conv1x1_small_wgrad",
-    workgroups: [s.splits * b.groups, 1, 1],
-    code: `@group(0) @binding(0) var<storage, read> xs: array<${T4}>;
-@group(0) @binding(1) var<storage, read> dy: array<${T4}>;
-@group(0) @binding(2) var<storage, read_write> part: array<f32>;
-var<workgroup> sh: array<f32, ${ROUND * WG}>;
+  return kernel(
+    "conv1x1_small_wgrad",
+    [ro("xs", T4), ro("dy", T4), rw("part")],
+    [s.splits * b.groups, 1, 1],
+    `var<workgroup> sh: array<f32, ${ROUND * WG}>;
 
 // Accumulator k of block blk → part[split, co, col].
 fn emit(blk: u32, k: u32, v: f32, split: u32) {
@@ -268,7 +263,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   ${roundCode.join("\n  ")}
 }`,
-  };
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

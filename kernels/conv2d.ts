@@ -2,7 +2,7 @@
 // (bias + activation) shared by every convolution kernel, and the eval-mode BatchNorm fold.
 // Which kernel runs a convolution is kernels/conv_plan.ts's choice.
 
-import { cached, f, grid1d, type Kernel } from "./common.ts";
+import { type Binding, cached, f, type Kernel, kernel1d, ro, rw } from "./common.ts";
 
 /** Activation fused into a convolution's write-out. PReLU reads a slope tensor (1 or Co). */
 export type ConvActivation = "none" | "relu" | "silu" | "sigmoid" | "prelu";
@@ -113,33 +113,25 @@ export function epilogueInputs(e: Epilogue): string[] {
   return names;
 }
 
-/** WGSL declarations from binding `first` on: the epilogue's inputs (bias, slope: f32 arrays),
- * then out and, if saved, pre as arrays of `t`. */
-export function epilogueBindings(e: Epilogue, first: number, t = "f32"): string[] {
-  let b = first;
-  const lines = epilogueInputs(e).map((n) =>
-    `@group(0) @binding(${b++}) var<storage, read> ${n}: array<f32>;`
-  );
-  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> out: array<${t}>;`);
-  if (e.savePre) {
-    lines.push(`@group(0) @binding(${b++}) var<storage, read_write> pre: array<${t}>;`);
-  }
-  return lines;
+/** The epilogue's bindings: its inputs (bias, slope: f32 arrays), then out and, if saved, pre as
+ * arrays of `t`. */
+export function epilogueBindings(e: Epilogue, t = "f32"): Binding[] {
+  return [
+    ...epilogueInputs(e).map((n) => ro(n)),
+    rw("out", t),
+    ...(e.savePre ? [rw("pre", t)] : []),
+  ];
 }
 
-/** WGSL declarations: the input, wt, then bias/slope, then out and (if saved) pre. The input,
- * out and pre may be declared as vec4 arrays (vectorised loads / stores). */
+/** The bindings of a convolution: the input, wt, then bias/slope, then out and (if saved) pre.
+ * The input, out and pre may be declared as vec4 arrays (vectorised loads / stores). */
 export function convBindings(
   e: Epilogue,
   inName: string,
   vec: { in?: boolean; out?: boolean; w?: boolean } = {},
-): string {
+): Binding[] {
   const arr = (v?: boolean) => (v ? "vec4<f32>" : "f32");
-  return [
-    `@group(0) @binding(0) var<storage, read> ${inName}: array<${arr(vec.in)}>;`,
-    `@group(0) @binding(1) var<storage, read> wt: array<${arr(vec.w)}>;`,
-    ...epilogueBindings(e, 2, arr(vec.out)),
-  ].join("\n");
+  return [ro(inName, arr(vec.in)), ro("wt", arr(vec.w)), ...epilogueBindings(e, arr(vec.out))];
 }
 
 /** WGSL statements storing accumulator `v` (f32, or vec4 when `vec4`) for output channel `ch`
@@ -189,7 +181,6 @@ export interface FoldBatchNormSpec {
  * outputs w', b'. One thread per weight; the first weight of a channel also writes b'. */
 function foldBatchNormKernelGen(s: FoldBatchNormSpec): Kernel {
   const n = (s.outer ?? 1) * s.co * s.perChannel;
-  const g = grid1d(n);
   const inputs = [
     "w",
     ...(s.hasBias ? ["b"] : []),
@@ -197,28 +188,18 @@ function foldBatchNormKernelGen(s: FoldBatchNormSpec): Kernel {
     "vars",
     ...(s.affine ? ["gamma", "beta"] : []),
   ];
-  const decl = inputs.map((v, i) =>
-    `@group(0) @binding(${i}) var<storage, read> ${v}: array<f32>;`
-  );
-  const k = inputs.length;
-  return {
-    name: "fold_batchnorm",
-    workgroups: g.workgroups,
-    code: `${decl.join("\n")}
-@group(0) @binding(${k}) var<storage, read_write> w2: array<f32>;
-@group(0) @binding(${k + 1}) var<storage, read_write> b2: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  let c = (i / ${s.perChannel}u) % ${s.co}u;
+  const bindings = [...inputs.map((v) => ro(v)), rw("w2"), rw("b2")];
+  return kernel1d(
+    "fold_batchnorm",
+    bindings,
+    n,
+    `let c = (i / ${s.perChannel}u) % ${s.co}u;
   let sc = ${s.affine ? "gamma[c] * " : ""}inverseSqrt(vars[c] + ${f(s.eps)});
   w2[i] = w[i] * sc;
   if (i < ${s.co * s.perChannel}u && i % ${s.perChannel}u == 0u) {
     b2[c] = (${s.hasBias ? "b[c]" : "0.0"} - mean[c]) * sc${s.affine ? " + beta[c]" : ""};
-  }
-}`,
-  };
+  }`,
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

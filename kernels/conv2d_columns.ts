@@ -7,7 +7,7 @@
 // the implicit-GEMM form splits into one small launch per output phase. col2imKernel then sums,
 // for every input pixel, the few (oy, ox, ky, kx) that reach it, and applies the conv epilogue.
 
-import { cached, grid1d, type Kernel } from "./common.ts";
+import { cached, grid1d, type Kernel, kernel, main1d, ro } from "./common.ts";
 import { type ConvGeometry, type Epilogue, epilogueBindings, epilogueStore } from "./conv2d.ts";
 
 export interface Col2imSpec {
@@ -45,10 +45,6 @@ function col2imKernelGen(s: Col2imSpec): Kernel {
   const n = g.batch * g.ci * g.h * g.w;
   const grid = grid1d(n);
   const taps = g.kh * g.kw, ohw = g.ho * g.wo;
-  const lines = [
-    "@group(0) @binding(0) var<storage, read> cols: array<f32>;",
-    ...epilogueBindings(e, 1),
-  ];
   const inner = axisLoop(
     "x",
     "ix",
@@ -60,14 +56,11 @@ function col2imKernelGen(s: Col2imSpec): Kernel {
     `acc += cols[rowBase + (ky * ${g.kw}u + kx) * ${ohw}u + oy * ${g.wo}u + ox];`,
   );
   const loops = axisLoop("y", "iy", g.kh, g.strideY, g.padY, g.dilY, g.ho, inner);
-  return {
-    name: "conv2d_col2im",
-    workgroups: grid.workgroups,
-    code: `${lines.join("\n")}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = ${grid.index};
-  if (o >= ${n}u) { return; }
+  return kernel(
+    "conv2d_col2im",
+    [ro("cols"), ...epilogueBindings(e)],
+    grid.workgroups,
+    `${main1d(grid.index, n, 256, "o")}
   let ix = i32(o % ${g.w}u);
   let iy = i32((o / ${g.w}u) % ${g.h}u);
   let bc = o / ${g.h * g.w}u;
@@ -78,7 +71,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   ${loops}
   ${epilogueStore(e, "acc", "c", "o")}
 }`,
-  };
+  );
 }
 
 /** Bytes of the cols intermediate (the same shape for both directions). */

@@ -5,7 +5,7 @@
 // The same generator gives the gradient w.r.t. the input (a transposed conv), where strips are
 // aligned to the stride so that which taps reach which output is known at compile time.
 
-import { cached, grid1d, type Kernel } from "./common.ts";
+import { cached, grid1d, type Kernel, kernel, main1d } from "./common.ts";
 import { convBindings, type ConvGeometry, type Epilogue, epilogueStore } from "./conv2d.ts";
 
 export interface DirectConvSpec {
@@ -117,11 +117,7 @@ function directConvKernelGen(s: DirectConvSpec): Kernel {
       `if (x0 + ${j}u < ${ow}u) { ${epilogueStore(s.epilogue, `acc${j}`, "c", `ob + ${j}u`)} }`,
   ).join("\n  ");
 
-  const code = `${convBindings(s.epilogue, "inp")}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${grid.index};
-  if (i >= ${items}u) { return; }
+  const body = `${main1d(grid.index, items)}
   let s = i % ${ns}u;
   let t = i / ${ns}u;
   let oy = i32(t % ${oh}u);
@@ -141,7 +137,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let ob = ((b * ${oc}u + c) * ${oh}u + u32(oy)) * ${ow}u + x0;
   ${stores}
 }`;
-  return { name: fwd ? "conv2d_direct" : "conv2d_dgrad_direct", code, workgroups: grid.workgroups };
+  const name = fwd ? "conv2d_direct" : "conv2d_dgrad_direct";
+  return kernel(name, convBindings(s.epilogue, "inp"), grid.workgroups, body);
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -1,3 +1,4 @@
+// One concern (~400 lines): the implicit-GEMM kernel's WGSL; its planning is conv2d_gemm_plan.ts.
 // Convolution as an implicit GEMM: per group, out[m, n] = Σ_k A[m, k] · B[k, n] where m is an
 // output channel, n a (batch, y, x) output position and k an (input channel, tap) pair; B is
 // gathered from the input on the fly (never materialised). One generator serves the forward
@@ -12,7 +13,17 @@
 // can read weights that packWeightsKernel laid out slab by slab. Tiles, pickers and the specs
 // of each launch: conv2d_gemm_plan.ts.
 
-import { cached, grid1d, type Kernel, MAX_GROUPS } from "./common.ts";
+import {
+  cached,
+  grid1d,
+  type Kernel,
+  kernel,
+  kernel1d,
+  main1d,
+  MAX_GROUPS,
+  ro,
+  rw,
+} from "./common.ts";
 import {
   convBindings,
   type Epilogue,
@@ -291,8 +302,7 @@ function implicitGemmKernelGen(s: ImplicitGemmSpec): Kernel {
     ? `var k0 = sp * ${kSplit}u; k0 < min(sp * ${kSplit}u + ${kSplit}u, ${K}u)`
     : `var k0 = 0u; k0 < ${K}u`;
 
-  const code = `${convBindings(e, "inp", { in: vecIn, out: vecOut, w: packed })}
-var<workgroup> As: array<vec4<f32>, ${aElems}>;
+  const code = `var<workgroup> As: array<vec4<f32>, ${aElems}>;
 var<workgroup> Bs: array<vec4<f32>, ${tk * cb}>;
 @compute @workgroup_size(${nt})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -322,11 +332,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let nBase = nTile * ${tn}u + tx * 4u;
   ${stores.join("\n  ")}
 }`;
-  return {
-    name: s.name,
+  return kernel(
+    s.name,
+    convBindings(e, "inp", { in: vecIn, out: vecOut, w: packed }),
+    [Math.min(nTiles, MAX_GROUPS), mTiles, s.groups * splits * fold],
     code,
-    workgroups: [Math.min(nTiles, MAX_GROUPS), mTiles, s.groups * splits * fold],
-  };
+  );
 }
 
 export interface SplitSumSpec {
@@ -348,23 +359,16 @@ function splitSumKernelGen(s: SplitSumSpec): Kernel {
   const n = total / w;
   const grid = grid1d(n);
   const t = vec ? "vec4<f32>" : "f32";
-  const lines = [
-    `@group(0) @binding(0) var<storage, read> part: array<${t}>;`,
-    ...epilogueBindings(s.epilogue, 1, t),
-  ];
   const sum = Array.from({ length: s.splits }, (_, k) => `part[o + ${k * n}u]`).join(" + ");
-  return {
-    name: "conv2d_gemm_split_sum",
-    workgroups: grid.workgroups,
-    code: `${lines.join("\n")}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = ${grid.index};
-  if (o >= ${n}u) { return; }
+  return kernel(
+    "conv2d_gemm_split_sum",
+    [ro("part", t), ...epilogueBindings(s.epilogue, t)],
+    grid.workgroups,
+    `${main1d(grid.index, n, 256, "o")}
   let c = (o / ${s.hw / w}u) % ${s.outC}u;
   ${epilogueStore(s.epilogue, sum, "c", "o", vec)}
 }`,
-  };
+  );
 }
 
 /** A GEMM's weights rearranged for its A slabs: [groups, taps, rg, 4·⌈mg/4⌉] with the output
@@ -373,17 +377,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 function packWeightsKernelGen(s: ImplicitGemmSpec): Kernel {
   const taps = s.nty * s.ntx, m4s = Math.ceil(s.mg / 4);
   const total = s.groups * taps * s.rg * m4s * 4;
-  const grid = grid1d(total);
-  return {
-    name: "conv2d_gemm_pack_weights",
-    workgroups: grid.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> w: array<f32>;
-@group(0) @binding(1) var<storage, read_write> packed: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${grid.index};
-  if (i >= ${total}u) { return; }
-  let m = i % ${m4s * 4}u;
+  return kernel1d(
+    "conv2d_gemm_pack_weights",
+    [ro("w"), rw("packed")],
+    total,
+    `let m = i % ${m4s * 4}u;
   let r = (i / ${m4s * 4}u) % ${s.rg}u;
   let t = (i / ${m4s * 4 * s.rg}u) % ${taps}u;
   let g = i / ${m4s * 4 * s.rg * taps}u;
@@ -392,9 +390,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let wi = i32(g * ${s.wg}u + m * ${s.wm}u + r * ${s.wr}u)${konst(s.wt0)}${term("qy", s.wty)}${
       term("qx", s.wtx)
     };
-  packed[i] = select(0.0, w[u32(max(wi, 0))], m < ${s.mg}u);
-}`,
-  };
+  packed[i] = select(0.0, w[u32(max(wi, 0))], m < ${s.mg}u);`,
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -7,9 +7,12 @@
 // a direct one for depthwise / mixing convs (one output channel per workgroup, every weight of
 // that channel in registers, strips of outputs along x).
 
-import { cached, groupGrid, type Kernel } from "./common.ts";
+import { cached, groupGrid, type Kernel, kernel, ro, rw } from "./common.ts";
 import type { ConvGeometry } from "./conv2d.ts";
 import { H100_PROFILE } from "./device_profile.ts";
+
+/** The partial weight-gradient kernels' bindings: x, dy, then the per-split partials. */
+const PARTIAL_BINDINGS = [ro("x"), ro("dy"), rw("part")];
 
 export interface WgradTile {
   /** Output channels × weight columns per workgroup, positions per step. */
@@ -166,10 +169,7 @@ function wgradGemmKernelGen(s: WgradGemmSpec): Kernel {
     }
   }
 
-  const code = `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> part: array<f32>;
-var<workgroup> As: array<vec4<f32>, ${tp * aStride}>;
+  const code = `var<workgroup> As: array<vec4<f32>, ${tp * aStride}>;
 var<workgroup> Bs: array<vec4<f32>, ${tp * bStride}>;
 @compute @workgroup_size(${nt})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -205,11 +205,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   ${stores.join("\n  ")}
 }`;
-  return {
-    name: "conv2d_wgrad_gemm",
-    code,
-    workgroups: [kTiles, mTiles, g.groups * s.splits],
-  };
+  return kernel("conv2d_wgrad_gemm", PARTIAL_BINDINGS, [kTiles, mTiles, g.groups * s.splits], code);
 }
 
 export interface WgradDirectSpec {
@@ -311,10 +307,7 @@ function wgradDirectKernelGen(s: WgradDirectSpec): Kernel {
   workgroupBarrier();`);
   }
 
-  const code = `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> part: array<f32>;
-var<workgroup> red: array<f32, ${RED_VALUES * RED_THREADS}>;
+  const code = `var<workgroup> red: array<f32, ${RED_VALUES * RED_THREADS}>;
 @compute @workgroup_size(${RED_THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let split = wid.x;
@@ -339,7 +332,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let pb = (split * ${g.co}u + co) * ${nv}u;
   ${reductions.join("\n  ")}
 }`;
-  return { name: "conv2d_wgrad_direct", code, workgroups: [s.splits, g.co, 1] };
+  return kernel("conv2d_wgrad_direct", PARTIAL_BINDINGS, [s.splits, g.co, 1], code);
 }
 
 export interface SplitReduceSpec {
@@ -361,13 +354,12 @@ function splitReduceKernelGen(s: SplitReduceSpec): Kernel {
   const cols1 = s.cols + (s.bias ? 1 : 0);
   const n = s.co * cols1;
   const g = groupGrid(Math.ceil(n / RED_COLS));
-  return {
-    name: "conv2d_wgrad_reduce",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> part: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dw: array<f32>;
-${s.bias ? "@group(0) @binding(2) var<storage, read_write> db: array<f32>;" : ""}
-var<workgroup> acc: array<f32, ${RED_COLS * RED_ROWS}>;
+  const bindings = [ro("part"), rw("dw"), ...(s.bias ? [rw("db")] : [])];
+  return kernel(
+    "conv2d_wgrad_reduce",
+    bindings,
+    g.workgroups,
+    `var<workgroup> acc: array<f32, ${RED_COLS * RED_ROWS}>;
 @compute @workgroup_size(${RED_COLS * RED_ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let c = lid % ${RED_COLS}u;
@@ -386,7 +378,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${s.bias ? `if (k == ${s.cols}u) { db[co] = t; return; }` : ""}
   dw[co * ${s.cols}u + k] = t;
 }`,
-  };
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -14,7 +14,7 @@
 // transposed and flipped, padded by 2 − pad (the `flip` of the weight transform). Which convs
 // take it: kernels/conv_plan.ts (winogradFits).
 
-import { cached, type Kernel, MAX_GROUPS } from "./common.ts";
+import { cached, grid1d, type Kernel, kernel, main1d, MAX_GROUPS, ro, rw } from "./common.ts";
 import { type ConvGeometry, type Epilogue, epilogueBindings, epilogueStore } from "./conv2d.ts";
 
 export interface WinogradSpec {
@@ -90,7 +90,6 @@ export function dgradWinogradSpec(g: ConvGeometry, epilogue: Epilogue): Winograd
 /** U[e, r, m] = (G g Gᵀ)[e] for e = 4·i + j; one thread per (r, m) of the padded range. */
 function winogradWeightKernelGen(s: WinogradWeightSpec): Kernel {
   const n = s.r * s.mp;
-  const groups = Math.ceil(n / 256);
   const src = s.flip ? `(r * ${s.m}u + m) * 9u + 8u - t` : `(m * ${s.r}u + r) * 9u + t`;
   const gl = [0, 1, 2].flatMap((a) =>
     [0, 1, 2].map((c) => `let g${a}${c} = wl(r, m, ${a * 3 + c}u);`)
@@ -108,26 +107,23 @@ function winogradWeightKernelGen(s: WinogradWeightSpec): Kernel {
   u[${4 * i + 2}u * ${n}u + o] = 0.5 * (t${i}0 - t${i}1 + t${i}2);
   u[${4 * i + 3}u * ${n}u + o] = t${i}2;`
   );
-  return {
-    name: "conv2d_winograd_weights",
-    workgroups: [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS), 1],
-    code: `@group(0) @binding(0) var<storage, read> w: array<f32>;
-@group(0) @binding(1) var<storage, read_write> u: array<f32>;
-fn wl(r: u32, m: u32, t: u32) -> f32 {
+  const grid = grid1d(n);
+  return kernel(
+    "conv2d_winograd_weights",
+    [ro("w"), rw("u")],
+    grid.workgroups,
+    `fn wl(r: u32, m: u32, t: u32) -> f32 {
   if (m >= ${s.m}u) { return 0.0; }
   return w[${src}];
 }
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = gid.x + gid.y * ${MAX_GROUPS * 256}u;
-  if (o >= ${n}u) { return; }
+${main1d(grid.index, n, 256, "o")}
   let r = o / ${s.mp}u;
   let m = o % ${s.mp}u;
   ${gl.join("\n  ")}
   ${tRows.join("\n  ")}
   ${stores.join("\n  ")}
 }`,
-  };
+  );
 }
 
 function winogradKernelGen(s: WinogradSpec): Kernel {
@@ -243,10 +239,7 @@ function winogradKernelGen(s: WinogradSpec): Kernel {
   const tileIndex = fold === 1 ? "let nTile = wid.x;" : `let nTile = wid.x + wid.z * ${MAX_GROUPS}u;
   if (nTile >= ${nTiles}u) { return; }`;
 
-  const code = `@group(0) @binding(0) var<storage, read> inp: array<f32>;
-@group(0) @binding(1) var<storage, read> u: array<vec4<f32>>;
-${epilogueBindings(e, 2).join("\n")}
-var<workgroup> S: array<vec4<f32>, ${sLen}>;
+  const code = `var<workgroup> S: array<vec4<f32>, ${sLen}>;
 fn ld(base: u32, iy: i32, ix: i32, ok: bool) -> f32 {
   let inb = ok && u32(iy) < ${s.inH}u && u32(ix) < ${s.inW}u;
   return select(0.0, inp[select(0u, base + u32(iy) * ${s.inW}u + u32(ix), inb)], inb);
@@ -309,11 +302,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
 }`;
-  return {
-    name: s.name,
-    code,
-    workgroups: [Math.min(nTiles, MAX_GROUPS), mTiles, fold],
-  };
+  const bindings = [ro("inp"), ro("u", "vec4<f32>"), ...epilogueBindings(e)];
+  return kernel(s.name, bindings, [Math.min(nTiles, MAX_GROUPS), mTiles, fold], code);
 }
 
 /** Elements of the transformed weights for a spec: [16, R, Mp]. */

@@ -12,7 +12,7 @@
 // T counts the 4×4 output tiles (batch × ⌈Ho/4⌉ × ⌈Wo/4⌉), tile-fastest in V and W so the
 // transforms write and the GEMM reads along rows.
 
-import { cached, grid1d, type Kernel } from "./common.ts";
+import { cached, grid1d, type Kernel, kernel, main1d, ro, rw } from "./common.ts";
 import type { ConvGeometry } from "./conv2d.ts";
 
 /** Lavin & Gray's F(4×4, 3×3) matrices (interpolation points 0, ±1, ±2, ∞). */
@@ -147,18 +147,14 @@ function tileTransformGen(s: WinoWgradSpec, side: "input" | "grad"): Kernel {
   for (let i = 0; i < 6; i++) {
     for (let j = 0; j < 6; j++) stores.push(`dst[${(i * 6 + j) * total}u + o] = T${i}_${j};`);
   }
-  return {
-    name: `conv2d_wgrad_wino4_${side}`,
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-fn tap(ok: bool, base: u32, q: i32) -> f32 {
+  return kernel(
+    `conv2d_wgrad_wino4_${side}`,
+    [ro("src"), rw("dst")],
+    g.workgroups,
+    `fn tap(ok: bool, base: u32, q: i32) -> f32 {
   return select(0.0, src[select(0u, base + u32(q), ok)], ok);
 }
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = ${g.index};
-  if (o >= ${total}u) { return; }
+${main1d(g.index, total, 256, "o")}
   let t = o % ${T}u;
   let c = o / ${T}u;
   ${tileCoords(s)}
@@ -169,7 +165,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   ${sandwich("d", "T", L, L, patch)}
   ${stores.join("\n  ")}
 }`,
-  };
+  );
 }
 
 /** dw[co, ci, 3, 3] = Gᵀ M[·, co, ci] G, M being [36, Co, Ci]. */
@@ -185,20 +181,16 @@ function outputTransformGen(s: WinoWgradSpec): Kernel {
   for (let a = 0; a < 3; a++) {
     for (let b = 0; b < 3; b++) stores.push(`dw[o * 9u + ${a * 3 + b}u] = D${a}_${b};`);
   }
-  return {
-    name: "conv2d_wgrad_wino4_output",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> mm: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dw: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = ${g.index};
-  if (o >= ${total}u) { return; }
+  return kernel(
+    "conv2d_wgrad_wino4_output",
+    [ro("mm"), rw("dw")],
+    g.workgroups,
+    `${main1d(g.index, total, 256, "o")}
   ${loads.join("\n  ")}
   ${sandwich("m", "D", GT, GT, 6)}
   ${stores.join("\n  ")}
 }`,
-  };
+  );
 }
 
 /** Bytes of the larger transformed operand per image. */

@@ -3,7 +3,7 @@
 // with the same weight tensor (PyTorch's [Ci, Co/groups, kh, kw] is that conv's
 // [Cout, Cin/groups, kh, kw]). The kernels of conv2d serve all three computations.
 
-import { cached, grid1d, type Kernel } from "./common.ts";
+import { cached, grid1d, type Kernel, kernel, main1d, ro, rw } from "./common.ts";
 import {
   type ConvGeometry,
   convOutSize,
@@ -131,22 +131,15 @@ function shuffleIndex(s: ShuffleSpec): string {
 function shuffleEpilogueKernelGen(s: ShuffleSpec, e: Epilogue): Kernel {
   const n = s.batch * s.channels * s.h * s.sy * s.w * s.sx;
   const g = grid1d(n);
-  const lines = [
-    "@group(0) @binding(0) var<storage, read> inp: array<f32>;",
-    ...epilogueBindings(e, 1),
-  ];
-  return {
-    name: "conv_transpose2d_shuffle",
-    workgroups: g.workgroups,
-    code: `${lines.join("\n")}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = ${g.index};
-  if (o >= ${n}u) { return; }
+  return kernel(
+    "conv_transpose2d_shuffle",
+    [ro("inp"), ...epilogueBindings(e)],
+    g.workgroups,
+    `${main1d(g.index, n, 256, "o")}
   ${shuffleIndex(s)}
   ${epilogueStore(e, "inp[src]", "c", "o")}
 }`,
-  };
+  );
 }
 
 /** The inverse: G[n, (c·sy + a)·sx + b, i·w + j] = gy[n, c, s·i + a, s·j + b], written as
@@ -154,19 +147,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 function unshuffleKernelGen(s: ShuffleSpec): Kernel {
   const n = s.batch * s.channels * s.h * s.sy * s.w * s.sx;
   const g = grid1d(n);
-  return {
-    name: "conv_transpose2d_unshuffle",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read> gy: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = ${g.index};
-  if (o >= ${n}u) { return; }
+  return kernel(
+    "conv_transpose2d_unshuffle",
+    [ro("gy"), rw("out")],
+    g.workgroups,
+    `${main1d(g.index, n, 256, "o")}
   ${shuffleIndex(s)}
   out[src] = gy[o];
 }`,
-  };
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).

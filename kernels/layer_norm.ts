@@ -3,7 +3,7 @@
 // row (kept for layouts the cooperative token kernels of layer_norm_tokens.ts do not take). Rows are short (C ≤ a few
 // hundred), so each thread keeps its row in cache over its two or three passes.
 
-import { cached, f, grid1d, type Kernel } from "./common.ts";
+import { cached, f, grid1d, type Kernel, kernel, main1d, ro, rw } from "./common.ts";
 
 export interface RowLayout {
   /** Number of rows and the length of each (the normalised dimension). */
@@ -37,21 +37,11 @@ function rowNormKernelGen(s: RowNormSpec): Kernel {
   if (s.weight) expr = `${expr} * w[j]`;
   if (s.bias) expr = `${expr} + b[j]`;
   const outs = ["y", "mean", "rstd"];
-  return {
-    name: "layer_norm",
-    workgroups: g.workgroups,
-    code: `${
-      ins.map((d, k) => `@group(0) @binding(${k}) var<storage, read> ${d}: array<f32>;`).join("\n")
-    }
-${
-      outs.map((d, k) =>
-        `@group(0) @binding(${ins.length + k}) var<storage, read_write> ${d}: array<f32>;`
-      ).join("\n")
-    }
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let r = ${g.index};
-  if (r >= ${l.rows}u) { return; }
+  return kernel(
+    "layer_norm",
+    [...ins.map((d) => ro(d)), ...outs.map((d) => rw(d))],
+    g.workgroups,
+    `${main1d(g.index, l.rows, 64, "r")}
   let base = ${base};
   var s = 0.0;
   for (var j = 0u; j < ${l.len}u; j++) { s += x[base + j * ${stride}]; }
@@ -69,7 +59,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   mean[r] = mu;
   rstd[r] = rs;
 }`,
-  };
+  );
 }
 
 export interface RowNormGradSpec {
@@ -108,21 +98,11 @@ function rowNormGradKernelGen(s: RowNormGradSpec): Kernel {
     ...(s.dx ? [`dx[e] = rs * (${gw} - a - xh * b);`] : []),
     ...(s.gxhat ? ["gxhat[e] = g[e] * xh;"] : []),
   ].join("\n    ");
-  return {
-    name: "layer_norm_grad",
-    workgroups: g.workgroups,
-    code: `${
-      ins.map((d, k) => `@group(0) @binding(${k}) var<storage, read> ${d}: array<f32>;`).join("\n")
-    }
-${
-      outs.map((d, k) =>
-        `@group(0) @binding(${ins.length + k}) var<storage, read_write> ${d}: array<f32>;`
-      ).join("\n")
-    }
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let r = ${g.index};
-  if (r >= ${l.rows}u) { return; }
+  return kernel(
+    "layer_norm_grad",
+    [...ins.map((d) => ro(d)), ...outs.map((d) => rw(d))],
+    g.workgroups,
+    `${main1d(g.index, l.rows, 64, "r")}
   let base = ${base};
   let mu = mean[r];
   let rs = rstd[r];
@@ -133,7 +113,7 @@ ${sums}
     ${writes}
   }
 }`,
-  };
+  );
 }
 
 // Generated once per distinct spec (see cached in common.ts).
