@@ -10,7 +10,7 @@ import { gemm } from "../engine/ops/matmul.ts";
 import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { empty, type Tensor } from "../engine/tensor.ts";
-import { grid1d, type Kernel } from "../kernels/common.ts";
+import { type Kernel, kernel1d, rw } from "../kernels/common.ts";
 import type { ConvGeometry } from "../kernels/conv2d.ts";
 import { SMALL } from "./gpu_conv_layers.ts";
 
@@ -31,22 +31,16 @@ function hashValue(i: number, seed: number, scale: number): number {
 }
 
 function hashFillKernel(n: number, seed: number, scale: number): Kernel {
-  const g = grid1d(n);
-  return {
-    name: "hash_fill",
-    workgroups: g.workgroups,
-    code: `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${g.index};
-  if (i >= ${n}u) { return; }
-  var x = i + ${(Math.imul(seed, SEED_MUL) >>> 0)}u;
+  return kernel1d(
+    "hash_fill",
+    [rw("out")],
+    n,
+    `var x = i + ${(Math.imul(seed, SEED_MUL) >>> 0)}u;
   x = x * 747796405u + 2891336453u;
   x = ((x >> ((x >> 28u) + 4u)) ^ x) * 277803737u;
   x = (x >> 22u) ^ x;
-  out[i] = (f32(x >> 8u) * ${2 / 16777216} - 1.0) * ${scale};
-}`,
-  };
+  out[i] = (f32(x >> 8u) * ${2 / 16777216} - 1.0) * ${scale};`,
+  );
 }
 
 export interface Data {

@@ -2,10 +2,19 @@
 // that declares its bindings has each launch checked against them (count, dtype, access, size),
 // so a mismatch names the kernel and the binding instead of surfacing as a WebGPU validation
 // error. The check is O(bindings) on precomputed masks: a training step records ~2,500 launches.
+// An operand may also be a raw buffer range (a per-step seed or hyper-parameter slot, a lookup
+// table): it is checked for its place, access and size, the tensors beside it as always.
 
 import type { Binding, DType, Kernel } from "../kernels/common.ts";
-import { dispatch } from "./recorder.ts";
+import { type Binding as BufferRange, dispatch } from "./recorder.ts";
 import type { Tensor } from "./tensor.ts";
+
+/** What a launch binds: a tensor, or a raw buffer range that is not one. */
+export type Operand = Tensor | BufferRange;
+
+function isTensor(o: Operand): o is Tensor {
+  return (o as Tensor).dtype !== undefined;
+}
 
 const DTYPE_BIT: Record<DType, number> = { f32: 1, u32: 2, i32: 4, u8: 8 };
 
@@ -52,39 +61,51 @@ function describeBinding(b: Binding): string {
 }
 
 function refuse(k: Kernel, i: number, why: string): never {
-  const b = k.bindings![i];
+  const b = k.bindings[i];
   throw new Error(
     `kernel ${k.name}: binding ${i} '${b.name}' expects ${describeBinding(b)}, ${why}`,
   );
 }
 
-/** Throws, naming the kernel and the binding, where the tensors do not fit its declaration. */
-function check(k: Kernel, bindings: readonly Binding[], inputs: Tensor[], outputs: Tensor[]) {
+/** Throws, naming the kernel and the binding, where the operands do not fit its declaration. */
+function check(k: Kernel, bindings: readonly Binding[], inputs: Operand[], outputs: Operand[]) {
   const n = inputs.length + outputs.length;
   if (n !== bindings.length) {
     throw new Error(
       `kernel ${k.name}: expects ${bindings.length} bindings (${
         bindings.map((b) => b.name).join(", ")
-      }), got ${n} tensors (${inputs.length} inputs, ${outputs.length} outputs)`,
+      }), got ${n} operands (${inputs.length} inputs, ${outputs.length} outputs)`,
     );
   }
   const c = contractOf(k, bindings);
   for (let i = 0; i < n; i++) {
     const out = i >= inputs.length;
-    const t = out ? outputs[i - inputs.length] : inputs[i];
-    const mask = c.masks[i];
-    if (mask !== 0 && (mask & DTYPE_BIT[t.dtype]) === 0) {
-      refuse(k, i, `got ${t.dtype} tensor ${t.describe()}`);
+    const o = out ? outputs[i - inputs.length] : inputs[i];
+    let bytes: number, what: string;
+    if (isTensor(o)) {
+      const mask = c.masks[i];
+      if (mask !== 0 && (mask & DTYPE_BIT[o.dtype]) === 0) {
+        refuse(k, i, `got ${o.dtype} tensor ${o.describe()}`);
+      }
+      bytes = o.dtype === "u8" ? o.size : o.size * 4;
+      what = `tensor ${o.describe()}`;
+    } else {
+      bytes = o.size;
+      what = `raw buffer range '${o.buffer.label}' at ${o.offset}`;
     }
     if (out && bindings[i].access !== "read_write") {
-      refuse(k, i, `got output tensor ${t.describe()} (outputs bind read_write)`);
+      refuse(k, i, `got output ${what} (outputs bind read_write)`);
     }
-    const bytes = t.dtype === "u8" ? t.size : t.size * 4;
-    if (bytes < c.minBytes[i]) refuse(k, i, `got ${bytes} bytes in tensor ${t.describe()}`);
+    if (bytes < c.minBytes[i]) refuse(k, i, `got ${bytes} bytes in ${what}`);
   }
 }
 
-export function run(k: Kernel, inputs: Tensor[], outputs: Tensor[]): void {
-  if (k.bindings) check(k, k.bindings, inputs, outputs);
-  dispatch(k.name, k.code, [...inputs, ...outputs].map((t) => t.binding), k.workgroups);
+const rangeOf = (o: Operand): BufferRange => (isTensor(o) ? o.binding : o);
+
+/** Record one launch of `k`: inputs bind first, then outputs, each checked against the kernel's
+ * declared bindings. An operand is a tensor or, where the kernel reads a buffer that is none (a
+ * seed, a hyper-parameter slot), that buffer range. */
+export function run(k: Kernel, inputs: Operand[], outputs: Operand[]): void {
+  check(k, k.bindings, inputs, outputs);
+  dispatch(k.name, k.code, [...inputs, ...outputs].map(rangeOf), k.workgroups);
 }

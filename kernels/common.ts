@@ -6,9 +6,8 @@ export interface Kernel {
   code: string;
   workgroups: [number, number, number];
   /** The storage bindings in order (inputs, then outputs), as `header` wrote them: `run` refuses
-   * a launch whose tensors do not match them. Optional while some generators still write their
-   * own declarations. */
-  bindings?: readonly Binding[];
+   * a launch whose operands do not match them. */
+  bindings: readonly Binding[];
 }
 
 /** One `@group(0)` storage binding: a runtime-sized array of `type` (a WGSL type such as f32,
@@ -49,14 +48,14 @@ export function header(bindings: readonly Binding[]): string {
   ).join("\n");
 }
 
-/** The common 1-D entry point: `main` over a `grid1d` launch, with `i` the thread's flat index
- * and threads past `n` (a count, or a WGSL u32 expression) returned. The caller closes the
- * function body. */
-export function main1d(index: string, n: number | string, wg = 256): string {
+/** The common 1-D entry point: `main` over a `grid1d` launch, with `v` (`i` by default) the
+ * thread's flat index and threads past `n` (a count, or a WGSL u32 expression) returned. The
+ * caller closes the function body. */
+export function main1d(index: string, n: number | string, wg = 256, v = "i"): string {
   return `@compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${index};
-  if (i >= ${typeof n === "number" ? `${n}u` : n}) { return; }`;
+  let ${v} = ${index};
+  if (${v} >= ${typeof n === "number" ? `${n}u` : n}) { return; }`;
 }
 
 /** A kernel whose code is the header of `bindings` followed by `body`. */

@@ -48,7 +48,7 @@ function dropoutKernelGen(s: DropoutSpec): Kernel {
   const unit = per === 1 ? "i" : `i / ${per}u`;
   return kernel1d(
     (s.relu ? "relu_" : "") + (s.unit === 1 ? "dropout" : "dropout2d"),
-    [ro("x", V), ro("seed", "u32"), rw("y", V)],
+    [ro("x", V), ro("seed", "u32", { count: 1 }), rw("y", V)],
     s.n / lanes,
     `let keep = unit_hash(seed[0], ${unit}) >= ${dropThreshold(s.p)}u;
   y[i] = select(${V}(0.0), ${s.relu ? `max(x[i], ${V}(0.0))` : "x[i]"} * ${

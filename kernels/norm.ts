@@ -141,7 +141,7 @@ function normApplyKernelGen(s: NormApplySpec): Kernel {
   }
   const bindings = [
     ...inputBindings(names, ["x"]),
-    ...(drop ? [ro("seed", "u32")] : []),
+    ...(drop ? [ro("seed", "u32", { count: 1 })] : []),
     rw("y", "V", F32),
   ];
   return kernel(

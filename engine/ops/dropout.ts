@@ -9,7 +9,8 @@ import { dropoutKernel } from "../../kernels/dropout.ts";
 import { prod } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
 import { device } from "../device.ts";
-import { type Binding, dispatch } from "../recorder.ts";
+import { run } from "../launch.ts";
+import type { Binding } from "../recorder.ts";
 import { SlotRing } from "../slot_ring.ts";
 import { empty, type Tensor } from "../tensor.ts";
 import { f } from "../../kernels/common.ts";
@@ -48,7 +49,7 @@ export function seedBinding(seed: number): Binding {
 function masked(x: Tensor, p: number, unit: number, seed: number, withRelu = false): Tensor {
   const out = empty(x.shape);
   const k = dropoutKernel({ n: x.size, p, unit, relu: withRelu });
-  dispatch(k.name, k.code, [x.binding, seedBinding(seed), out.binding], k.workgroups);
+  run(k, [x, seedBinding(seed)], [out]);
   return out;
 }
 

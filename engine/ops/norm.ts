@@ -23,7 +23,6 @@ import {
 import { f, prod } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
 import { run } from "../launch.ts";
-import { dispatch } from "../recorder.ts";
 import { seedBinding } from "./dropout.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { map } from "./elementwise.ts";
@@ -140,16 +139,7 @@ function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
   const y = empty(x.shape);
   const k = normApplyKernel({ layout: l, group, weight: !!weight, bias: !!bias, post });
   const ins = [x, mean, rstd, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  dispatch(
-    k.name,
-    k.code,
-    [
-      ...ins.map((t) => t.binding),
-      ...(post?.dropP ? [seedBinding(seed)] : []),
-      y.binding,
-    ],
-    k.workgroups,
-  );
+  run(k, [...ins, ...(post?.dropP ? [seedBinding(seed)] : [])], [y]);
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
   // The gradient at the norm's output: g itself, or rebuilt by the kernels from (gy, y) after a
   // ReLU, from gy and the norm's output recomputed from x (and w, b) after a SiLU.

@@ -16,7 +16,9 @@
 import { adamwKernel, GROUP_BLOCK_WORDS, MAX_GROUPS } from "../../kernels/adamw.ts";
 import { ARENA_ALIGN, arenaView, ParamArena } from "../arena.ts";
 import { device } from "../device.ts";
-import { copy, dispatch, flush } from "../recorder.ts";
+import type { Kernel } from "../../kernels/common.ts";
+import { run } from "../launch.ts";
+import { copy, flush } from "../recorder.ts";
 import { SlotRing } from "../slot_ring.ts";
 import { type Tensor, tensor } from "../tensor.ts";
 
@@ -48,8 +50,7 @@ export class AdamW {
   readonly #ring: GPUBuffer;
   /** Which slot of #ring each step writes its hyper-parameters to. */
   readonly #slots = new SlotRing(RING);
-  readonly #code: string;
-  readonly #workgroups: [number, number, number];
+  readonly #kernel: Kernel;
   /** Distinct (lrMult, decayMult) pairs; each parameter's index into it. */
   readonly groups: { lrMult: number; decayMult: number }[];
   readonly groupOf: number[];
@@ -81,15 +82,13 @@ export class AdamW {
     });
     ({ groups: this.groups, groupOf: this.groupOf } = groupParams(this.arena, opts.multipliers));
     if (this.groups.length > 1) this.#blockGroups = this.#uploadBlockGroups();
-    const k = adamwKernel({
+    this.#kernel = adamwKernel({
       words: this.arena.words,
       beta1: this.beta1,
       beta2: this.beta2,
       eps,
       groups: this.groups.length,
     });
-    this.#code = k.code;
-    this.#workgroups = k.workgroups;
   }
 
   get params(): Tensor[] {
@@ -143,14 +142,11 @@ export class AdamW {
     device().queue.writeBuffer(this.#ring, offset, hyper);
     const blocks = this.#blockGroups;
     const table = blocks ? [{ buffer: blocks, offset: 0, size: blocks.size }] : [];
-    dispatch("adamw", this.#code, [
-      { buffer: this.#ring, offset, size: hyper.byteLength },
-      ...table,
-      this.arena.flatGrads.binding,
-      this.arena.flatParams.binding,
-      this.#flatM.binding,
-      this.#flatV.binding,
-    ], this.#workgroups);
+    run(
+      this.#kernel,
+      [{ buffer: this.#ring, offset, size: hyper.byteLength }, ...table, this.arena.flatGrads],
+      [this.arena.flatParams, this.#flatM, this.#flatV],
+    );
   }
 
   /**

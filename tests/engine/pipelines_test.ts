@@ -3,7 +3,7 @@ import { device, initDevice } from "../../engine/device.ts";
 import { run } from "../../engine/launch.ts";
 import { sync } from "../../engine/recorder.ts";
 import { empty } from "../../engine/tensor.ts";
-import { workgroupBytes } from "../../kernels/common.ts";
+import { rw, workgroupBytes } from "../../kernels/common.ts";
 import { matmulKernel, TILE_LARGE } from "../../kernels/matmul.ts";
 
 await initDevice();
@@ -31,6 +31,7 @@ Deno.test("a kernel past the adapter's workgroup memory is refused with its name
         {
           name: "too_much_shared",
           workgroups: [1, 1, 1],
+          bindings: [rw("o")],
           code: `@group(0) @binding(0) var<storage, read_write> o: array<f32>;
 var<workgroup> S: array<vec4<f32>, ${n}>;
 @compute @workgroup_size(64)
