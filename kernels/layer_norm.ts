@@ -20,6 +20,26 @@ function rowAddress(l: RowLayout): { base: string; stride: string } {
   return { base: `(r / ${hw}u) * ${l.len * hw}u + r % ${hw}u`, stride: `${hw}u` };
 }
 
+/** A one-thread-per-row kernel: f32 inputs `ins` then outputs `outs`, thread `r` past the rows
+ * returned, `base` its row's first element; `body` follows and closes the function. */
+function rowKernel(
+  name: string,
+  ins: string[],
+  outs: string[],
+  l: RowLayout,
+  body: string,
+): Kernel {
+  const g = grid1d(l.rows, 64);
+  return kernel(
+    name,
+    [...ins.map((d) => ro(d)), ...outs.map((d) => rw(d))],
+    g.workgroups,
+    `${main1d(g.index, l.rows, 64, "r")}
+  let base = ${rowAddress(l).base};
+${body}`,
+  );
+}
+
 export interface RowNormSpec {
   layout: RowLayout;
   eps: number;
@@ -30,20 +50,18 @@ export interface RowNormSpec {
 /** y = (x − mean)·rstd·w + b per row; inputs x, [w], [b]; outputs y, mean, rstd ([rows]). */
 function rowNormKernelGen(s: RowNormSpec): Kernel {
   const l = s.layout;
-  const g = grid1d(l.rows, 64);
-  const { base, stride } = rowAddress(l);
+  const { stride } = rowAddress(l);
   const ins = ["x", ...(s.weight ? ["w"] : []), ...(s.bias ? ["b"] : [])];
   let expr = "(x[e] - mu) * rs";
   if (s.weight) expr = `${expr} * w[j]`;
   if (s.bias) expr = `${expr} + b[j]`;
   const outs = ["y", "mean", "rstd"];
-  return kernel(
+  return rowKernel(
     "layer_norm",
-    [...ins.map((d) => ro(d)), ...outs.map((d) => rw(d))],
-    g.workgroups,
-    `${main1d(g.index, l.rows, 64, "r")}
-  let base = ${base};
-  var s = 0.0;
+    ins,
+    outs,
+    l,
+    `  var s = 0.0;
   for (var j = 0u; j < ${l.len}u; j++) { s += x[base + j * ${stride}]; }
   let mu = s / ${f(l.len)};
   var q = 0.0;
@@ -76,8 +94,7 @@ export interface RowNormGradSpec {
 function rowNormGradKernelGen(s: RowNormGradSpec): Kernel {
   if (!s.dx && !s.gxhat) throw new Error("rowNormGradKernel: nothing to write");
   const l = s.layout;
-  const g = grid1d(l.rows, 64);
-  const { base, stride } = rowAddress(l);
+  const { stride } = rowAddress(l);
   const useW = s.dx && s.weight;
   const ins = ["x", "g", "mean", "rstd", ...(useW ? ["w"] : [])];
   const outs = [...(s.dx ? ["dx"] : []), ...(s.gxhat ? ["gxhat"] : [])];
@@ -98,13 +115,12 @@ function rowNormGradKernelGen(s: RowNormGradSpec): Kernel {
     ...(s.dx ? [`dx[e] = rs * (${gw} - a - xh * b);`] : []),
     ...(s.gxhat ? ["gxhat[e] = g[e] * xh;"] : []),
   ].join("\n    ");
-  return kernel(
+  return rowKernel(
     "layer_norm_grad",
-    [...ins.map((d) => ro(d)), ...outs.map((d) => rw(d))],
-    g.workgroups,
-    `${main1d(g.index, l.rows, 64, "r")}
-  let base = ${base};
-  let mu = mean[r];
+    ins,
+    outs,
+    l,
+    `  let mu = mean[r];
   let rs = rstd[r];
 ${sums}
   for (var j = 0u; j < ${l.len}u; j++) {
