@@ -11,7 +11,7 @@ import { Module } from "../engine/nn/module.ts";
 import { interpolate } from "../engine/ops/resample.ts";
 import { Random } from "../engine/random.ts";
 import type { Tensor } from "../engine/tensor.ts";
-import { MIT_B0, type MitConfig, MixVisionTransformer } from "./mit.ts";
+import { MIT_B0, MIT_B1, type MitConfig, MixVisionTransformer } from "./mit.ts";
 import type { ChangeDetector, Tap } from "./model.ts";
 import { SegformerHead } from "./segformer_head.ts";
 
@@ -53,7 +53,8 @@ function datesToChannels(t: Tensor, n: number): Tensor {
   return reshape(pairs, [n, 2 * c, h, w]);
 }
 
-/** Open-CD's ChangeFormer (MiT-b0) with seeded from-scratch initialisation. */
-export function createChangeFormer(seed = 0): ChangeFormer {
-  return new ChangeFormer(seed);
+/** Open-CD's ChangeFormer (MiT-b0, or b1 with `variant`) with seeded from-scratch
+ * initialisation. */
+export function createChangeFormer(seed = 0, variant: "b0" | "b1" = "b0"): ChangeFormer {
+  return new ChangeFormer(seed, variant === "b1" ? MIT_B1 : MIT_B0);
 }

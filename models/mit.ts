@@ -43,6 +43,10 @@ export const MIT_B0: MitConfig = {
   dropPathRate: 0.1,
 };
 
+/** MiT-b1: b0 with twice the widths (head width 64 in every stage); Open-CD's
+ * changeformer_mit-b1 and changer_ex_mit-b1. */
+export const MIT_B1: MitConfig = { ...MIT_B0, embedDims: [64, 128, 320, 512] };
+
 /** mmseg's MiT uses LayerNorm eps 1e-6 everywhere (norm_cfg = LN, eps 1e-6). */
 const LN_EPS = 1e-6;
 

@@ -12,4 +12,9 @@ export interface ChangeDetector extends Module {
    * logits: [B, 1, H, W] (sigmoid form) or [B, 2, H, W] (softmax form), before any activation.
    * Models that document intermediate features report them to `tap`. */
   forward(a: Tensor, b: Tensor, tap?: Tap): Tensor;
+  /** The configured training loss's terms beyond CE / BCE of the returned logits (deep
+   * supervision, auxiliary heads), from the outputs of the last training-mode forward, for the
+   * labels [B, H, W] u32; the trainer adds this scalar to the logits' loss. Models whose loss
+   * is the logits' CE alone leave it out. */
+  auxLoss?(labels: Tensor): Tensor;
 }

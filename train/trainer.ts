@@ -18,7 +18,7 @@ import { loadCheckpoint, saveCheckpoint } from "../engine/nn/checkpoint.ts";
 import { resetDropoutStream } from "../engine/nn/dropout.ts";
 import { AUG_PARAMS, augmentBatch } from "../engine/ops/augment.ts";
 import { cdLoss } from "../engine/ops/cd_loss.ts";
-import { fill, fillInPlace } from "../engine/ops/elementwise.ts";
+import { add, fill, fillInPlace } from "../engine/ops/elementwise.ts";
 import { AdamW } from "../engine/optim/adamw.ts";
 import { paramMultipliers } from "../engine/optim/param_groups.ts";
 import { loadInto, saveTensors } from "../engine/safetensors.ts";
@@ -261,11 +261,12 @@ function trainStep(
   resetDropoutStream(cfg.seed, step);
   const teacher = hooks.distill ? noGrad(() => hooks.distill!.teacher(a, b, batch)) : undefined;
   const logits = model.forward(a, b);
-  const { loss } = cdLoss(logits, label, {
+  const { loss: logitLoss } = cdLoss(logits, label, {
     lambda: hooks.distill?.lambda ?? 0,
     teacher,
     ohem: entry.recipe.loss?.ohem,
   });
+  const loss = model.auxLoss ? add(logitLoss, model.auxLoss(label)) : logitLoss;
   opt.zeroGrad();
   // Nothing below reads the forward's outputs but the loss: free them as backward goes.
   backward(loss, undefined, { freeActivations: true });
