@@ -30,7 +30,10 @@ All values are in %, in the JSON too (the schema of the demo's results.json: mIo
 perClass.changed.IoU, pooled, carQuintiles).
 
 Flags:
-  --weights FILE     safetensors checkpoint (required)
+  --weights FILE     safetensors checkpoint (this or --weights-formula is required)
+  --weights-formula MANIFEST
+                     generate the weights from a formula manifest instead (*_formula.json,
+                     ../shared/fixtures/formula: the Table II parity weights)
   --data DIR         split folder or dataset root (required)
   --model NAME       ${Object.keys(MODELS).join(", ")}
                      (default: the model the checkpoint records; the flag overrides it)
@@ -47,7 +50,8 @@ Flags:
 const modelNames = Object.keys(MODELS) as [string, ...string[]];
 
 export const EvalFlags = z.object({
-  weights: z.string().min(1),
+  weights: z.string().min(1).optional(),
+  weightsFormula: z.string().min(1).optional(),
   data: z.string().min(1),
   model: z.enum(modelNames).optional(),
   split: z.enum(SPLITS as [string, ...string[]]).optional(),
@@ -60,6 +64,9 @@ export const EvalFlags = z.object({
 }).refine((f) => f.overlap < f.tile, {
   path: ["overlap"],
   message: "must be smaller than --tile",
+}).refine((f) => (f.weights === undefined) !== (f.weightsFormula === undefined), {
+  path: ["weights"],
+  message: "give one of --weights FILE and --weights-formula MANIFEST",
 });
 export { HELP as EVAL_HELP };
 

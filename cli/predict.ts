@@ -29,7 +29,10 @@ batch shrink where the adapter's buffer limits require it (said on stderr). If a
 mid-run, the others are still written and the failures are listed at the end (exit 1).
 
 Flags:
-  --weights FILE     safetensors checkpoint (required)
+  --weights FILE     safetensors checkpoint (this or --weights-formula is required)
+  --weights-formula MANIFEST
+                     generate the weights from a formula manifest instead (*_formula.json,
+                     ../shared/fixtures/formula: the Table II parity weights)
   --data DIR         split folder, or dataset root with --split (required)
   --out DIR          output folder; must be new or empty unless --overwrite (required); created
                      with the usual permissions (umask)
@@ -52,7 +55,8 @@ Flags:
 const modelNames = Object.keys(MODELS) as [string, ...string[]];
 
 export const PredictFlags = z.object({
-  weights: z.string().min(1),
+  weights: z.string().min(1).optional(),
+  weightsFormula: z.string().min(1).optional(),
   data: z.string().min(1),
   out: z.string().min(1),
   model: z.enum(modelNames).optional(),
@@ -67,6 +71,9 @@ export const PredictFlags = z.object({
 }).refine((f) => f.overlap < f.tile, {
   path: ["overlap"],
   message: "must be smaller than --tile",
+}).refine((f) => (f.weights === undefined) !== (f.weightsFormula === undefined), {
+  path: ["weights"],
+  message: "give one of --weights FILE and --weights-formula MANIFEST",
 });
 export { HELP as PREDICT_HELP };
 

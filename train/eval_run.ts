@@ -8,11 +8,15 @@ import { dirname, join, resolve } from "node:path";
 import { checkEvalSplit } from "../data/pair_folder.ts";
 import { evaluateModel, type Evaluation, type FailedPair } from "./evaluate.ts";
 import { formatMetricsTable, type MetricsSummary, metricsSummary } from "./report_table.ts";
-import { loadTrainedModel, resolveModelName } from "./trained_model.ts";
+import {
+  loadTrainedModel,
+  resolveModelName,
+  type WeightsFlags,
+  weightsSource,
+} from "./trained_model.ts";
 
 /** What the eval command's flags say (cli/eval.ts validates them). */
-export interface EvalOptions {
-  weights: string;
+export interface EvalOptions extends WeightsFlags {
   /** A split folder, or a dataset root with `split`. */
   data: string;
   /** Registry name; default: the one the checkpoint records. */
@@ -93,10 +97,11 @@ export async function runEval(
   onProgress?: (done: number, total: number) => void,
   onNote?: (note: string) => void,
 ): Promise<EvalResult> {
-  const name = await resolveModelName(opts.model, opts.weights);
+  const src = weightsSource(opts);
+  const name = await resolveModelName(opts.model, src.path, src.formula);
   const { pairs, split } = await checkEvalSplit(opts.data, opts.split);
   if (opts.json) await checkJsonPath(opts.json);
-  const { entry, model } = await loadTrainedModel(name, opts.weights);
+  const { entry, model } = await loadTrainedModel(name, src.path, src.formula);
   const notes = new Set<string>();
   let evaluation: Evaluation;
   try {
@@ -126,7 +131,7 @@ export async function runEval(
   const json: EvalJson = {
     units: "%",
     model: name,
-    weights: opts.weights,
+    weights: src.path,
     data: opts.data,
     split,
     threshold: opts.threshold,

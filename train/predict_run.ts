@@ -24,11 +24,15 @@ import {
   stageBeside,
   type Staging,
 } from "./staged_out.ts";
-import { loadTrainedModel, resolveModelName } from "./trained_model.ts";
+import {
+  loadTrainedModel,
+  resolveModelName,
+  type WeightsFlags,
+  weightsSource,
+} from "./trained_model.ts";
 
 /** What the predict command's flags say (cli/predict.ts validates them). */
-export interface PredictOptions {
-  weights: string;
+export interface PredictOptions extends WeightsFlags {
   /** A split folder, or a dataset root with `split`. */
   data: string;
   out: string;
@@ -72,12 +76,13 @@ export async function runPredict(
   hooks: PredictHooks | ((done: number, total: number) => void) = {},
 ): Promise<PredictSummary> {
   const { onProgress, onNote } = typeof hooks === "function" ? { onProgress: hooks } : hooks;
-  const name = await resolveModelName(opts.model, opts.weights);
+  const src = weightsSource(opts);
+  const name = await resolveModelName(opts.model, src.path, src.formula);
   const where = await resolveDataSplit(opts.data, opts.split);
   const { pairs, labelled } = await checkPairFolder(where.dir, where.only);
   await checkOutFolder(opts.out, opts.overwrite);
   if (opts.probs) await checkProbsPath(opts.probs, opts.out);
-  const { entry, model } = await loadTrainedModel(name, opts.weights);
+  const { entry, model } = await loadTrainedModel(name, src.path, src.formula);
   const failed: PredictSummary["failed"] = [];
   let staging: Staging | null = null;
   try {
@@ -124,7 +129,7 @@ export async function runPredict(
       await Deno.mkdir(dirname(file), { recursive: true });
       writeSafetensors(file, probs, {
         model: name,
-        weights: basename(opts.weights),
+        weights: basename(src.path),
         content: "change probability per image, [H, W] float32",
       });
     }

@@ -4,6 +4,8 @@
 
 import { loadCheckpoint } from "../engine/nn/checkpoint.ts";
 import { initDevice } from "../engine/device.ts";
+import { parseFormulaManifest, readFormulaWeights } from "../engine/formula_weights.ts";
+import { loadInto } from "../engine/safetensors.ts";
 import { statOrNull } from "../data/pair_folder.ts";
 import type { ChangeDetector } from "../models/model.ts";
 import { type ModelEntry, modelEntry, MODELS } from "../models/registry.ts";
@@ -44,9 +46,24 @@ export async function checkpointModel(path: string): Promise<string | undefined>
   }
 }
 
-/** --model if given, else the checkpoint's recorded model; one of the registry's names. */
-export async function resolveModelName(flag: string | undefined, weights: string) {
-  const recorded = await checkpointModel(weights);
+/** The model a formula manifest (--weights-formula) defines. */
+async function manifestModel(path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`${path}: formula manifest not found (--weights-formula)`);
+    }
+    throw new Error(`${path}: cannot read (${(e as Error).message})`);
+  }
+  return parseFormulaManifest(text, path).model;
+}
+
+/** --model if given, else the checkpoint's (or formula manifest's) recorded model; one of the
+ * registry's names. */
+export async function resolveModelName(flag: string | undefined, weights: string, formula = false) {
+  const recorded = formula ? await manifestModel(weights) : await checkpointModel(weights);
   const name = flag ?? recorded;
   if (name === undefined) {
     throw new Error(
@@ -63,12 +80,15 @@ export async function resolveModelName(flag: string | undefined, weights: string
   return name;
 }
 
-/** The registry entry and its model with the checkpoint loaded (strict keys, same model). */
+/** The registry entry and its model with the checkpoint loaded (strict keys, same model); with
+ * `formula`, `weights` is a formula manifest whose weights are generated (engine/formula_weights.ts). */
 export async function loadTrainedModel(
   name: string,
   weights: string,
+  formula = false,
 ): Promise<{ entry: ModelEntry; model: ChangeDetector }> {
   const entry = modelEntry(name);
+  if (formula) return { entry, model: await loadFormulaModel(entry, weights) };
   const st = await statOrNull(weights);
   if (!st) throw new Error(`${weights}: weights file not found (--weights)`);
   if (!st.isFile) throw new Error(`${weights}: not a file (--weights takes a .safetensors file)`);
@@ -84,6 +104,25 @@ export async function loadTrainedModel(
   return { entry, model: model.eval() };
 }
 
+async function loadFormulaModel(entry: ModelEntry, manifest: string): Promise<ChangeDetector> {
+  const entries = await readFormulaWeights(manifest);
+  if (entries.metadata.model !== entry.name) {
+    throw new Error(
+      `${manifest}: the manifest defines model "${entries.metadata.model}", not "${entry.name}": ` +
+        `pass --model ${entries.metadata.model} or the manifest of a ${entry.name} model`,
+    );
+  }
+  await initDevice();
+  const model = entry.create(0);
+  try {
+    loadInto(model.stateDict(), entries, { strict: true, name: manifest });
+  } catch (e) {
+    model.dispose();
+    throw new Error(shortenLists((e as Error).message));
+  }
+  return model.eval();
+}
+
 /** A checkpoint of another architecture lists hundreds of keys; keep the first few per line. */
 function shortenLists(message: string, width = 300): string {
   return message.split("\n").map((line) => {
@@ -96,4 +135,20 @@ function shortenLists(message: string, width = 300): string {
     while (k < items.length && kept.length + items[k].length + 2 < width) kept += `, ${items[k++]}`;
     return k < items.length ? `${kept}, … (${items.length - k} more)${remark}` : line;
   }).join("\n");
+}
+
+/** A command's weights flags: a checkpoint, or a formula manifest (exactly one). */
+export interface WeightsFlags {
+  weights?: string;
+  weightsFormula?: string;
+}
+
+/** The path the weights flags name, and whether it is a formula manifest. */
+export function weightsSource(f: WeightsFlags): { path: string; formula: boolean } {
+  if ((f.weights === undefined) === (f.weightsFormula === undefined)) {
+    throw new Error("give one of --weights FILE and --weights-formula MANIFEST");
+  }
+  return f.weights !== undefined
+    ? { path: f.weights, formula: false }
+    : { path: f.weightsFormula!, formula: true };
 }
