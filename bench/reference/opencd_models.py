@@ -372,7 +372,9 @@ class ChangerEx(nn.Module):
 
 # ---- losses as the configs train them --------------------------------------------------------
 def ce_loss(logits, label, ignore=255):
-    """mmseg CrossEntropyLoss: mean over all pixels (avg_non_ignore False)."""
+    """Softmax CE averaged over the valid (non-ignored) pixels, as the engine's cd_loss. mmseg's
+    CrossEntropyLoss (avg_non_ignore False) divides by all B*H*W pixels instead: the same value
+    when no pixel is ignored (as here and in the fixtures), smaller when a rotation left some."""
     return F.cross_entropy(logits, label, ignore_index=ignore)
 
 
@@ -399,6 +401,82 @@ OPTIM = {"bit_r18": (1e-3, 0.05), "changeformer_mit_b0": (6e-5, 0.01), "changer_
 
 def build(name):
     return MODELS[name][0]()
+
+
+# ---- from-scratch initialisation as Open-CD's init_weights leaves it -------------------------
+def _normal(t, std):
+    with torch.no_grad():
+        t.normal_(0.0, std)
+
+
+def _zero(t):
+    if t is not None:
+        with torch.no_grad():
+            t.zero_()
+
+
+def _kaiming_fan_out(conv):
+    """kaiming_normal_(fan_out, relu): N(0, 2 / (out channels * kernel area)), groups not
+    divided out (PyTorch's fan_out); bias 0 (mmcv ConvModule / mmseg ResNet)."""
+    co, _, kh, kw = conv.weight.shape
+    _normal(conv.weight, (2.0 / (co * kh * kw)) ** 0.5)
+    _zero(conv.bias)
+
+
+def _mit_init(mit):
+    """mmseg MixVisionTransformer.init_weights (init_cfg None): Linear trunc_normal(0.02) on
+    [-2, 2] with bias 0 (MultiheadAttention's out_proj included; its packed in_proj keeps
+    PyTorch's xavier_uniform and zero bias), Conv2d N(0, 2 / (k*k*out / groups)) with bias 0,
+    LayerNorm 1 / 0."""
+    for m in mit.modules():
+        if isinstance(m, nn.Linear):
+            with torch.no_grad():
+                nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
+            _zero(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            kh, kw = m.kernel_size
+            _normal(m.weight, (2.0 / (kh * kw * m.out_channels / m.groups)) ** 0.5)
+            _zero(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def opencd_init(model):
+    """The seeded from-scratch initialisation the engine's create(seed) draws for these models
+    (models/{resnet,bit,mit,segformer_head,changer}.ts), i.e. what Open-CD's init_weights leaves:
+    the same rule per tensor, other random draws. PyTorch's construction defaults (conv and
+    Linear U(+-1/sqrt(fan_in)), BN and LN 1 / 0, randn position embedding) stand elsewhere.
+    - BIT: every ResNetV1c conv kaiming fan_out, BN 1 / 0, each block's bn2 weight 0
+      (zero_init_residual); the head's ConvModules (pre_process, conv_att) kaiming fan_out with
+      bias 0; conv_seg N(0, 0.01) with bias 0; its transformer Linears and LNs keep the defaults.
+    - ChangeFormer: MiT as mmseg; SegformerHead ConvModules kaiming fan_out; conv_seg N(0, 0.01).
+    - ChangerEx: MiT as mmseg; Changer head: conv_seg N(0, 0.01), fusion_conv kaiming fan_out;
+      `convs` (a plain ModuleList mmengine does not descend into), FDAF and the discriminator
+      keep PyTorch's defaults."""
+    head = model.decode_head
+    if isinstance(model, BIT):
+        for m in model.backbone.modules():
+            if isinstance(m, nn.Conv2d):
+                _kaiming_fan_out(m)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in model.backbone.modules():
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+        _kaiming_fan_out(head.pre_process[1].conv)
+        _kaiming_fan_out(head.conv_att.conv)
+    elif isinstance(model, (ChangeFormer, ChangerEx)):
+        _mit_init(model.backbone)
+        convs = [head.fusion_conv] + (list(head.convs) if isinstance(model, ChangeFormer) else [])
+        for cm in convs:
+            _kaiming_fan_out(cm.conv)
+    else:
+        raise ValueError(f"opencd_init: not an Open-CD model: {type(model).__name__}")
+    _normal(head.conv_seg.weight, 0.01)
+    _zero(head.conv_seg.bias)
+    return model
 
 
 def loss_fn(name):

@@ -5,13 +5,22 @@ the same GPU augmentation (rot90, flips shared by A/B/label; per-image brightnes
 contrast and saturation 0.5-1.5, each with probability 1/2), ImageNet normalisation, AdamW with
 betas (0.9, 0.99), linear warm-up from 1e-6 over min(1000, iters/10) steps then linear decay to
 0, and the same per-image mIoU (a class absent from label and prediction scores 1).
+Open-CD's transformer detectors (bit_r18, changeformer_mit_b0, changer_ex_mit_b0; plain-PyTorch
+definitions in opencd_models.py) train with their registry recipe as the engine's trainer does:
+the engine's from-scratch initialisation rules (opencd_models.opencd_init), AdamW betas
+(0.9, 0.999), the paramwise custom keys matched by name as engine/optim/param_groups.ts (= mmengine:
+longest key first, first substring of the parameter name wins; head lr x10, decay 0 for 'norm' /
+'pos_block'; the LR multiplier scales the scheduled LR, warm-up included), CE over the valid
+pixels or Changer's OHEM CE (kernels/ohem.ts semantics, opencd_models.ohem_ce_loss), and the
+recipe's Open-CD augmentation (data/augment.ts + kernels/augment.ts: any-angle rotation, Changer's
+RotFlip, the A/B exchange; see augment_opencd). Their logits are raw (not log-probabilities).
 Prints one JSON line per log/validation and a summary line.
 --fp32 turns off TF32 (PyTorch's default for cuDNN convolutions on Ampere and later), so both sides
 compute in float32. Without torchvision (a CPU-only check) PNGs are read by a small zlib + numpy decoder and the
 device falls back to the CPU.
 Usage: python3 bench/reference/train_synth.py --data ROOT --model tinycd --iters 1000
        [--batch 8] [--size 512] [--lr 3.57e-3] [--wd 9.45e-3] [--val-every 250] [--seed 0]"""
-import argparse, json, os, struct, sys, time, zlib
+import argparse, json, math, os, struct, sys, time, zlib
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -26,10 +35,26 @@ except ImportError:
 
 sys.path.insert(0, os.path.dirname(__file__))
 from cd_models import build  # noqa: E402
+import opencd_models  # noqa: E402
 
-# (LR, weight decay) as models/registry.ts
-RECIPES = {"tinycd": (3.57e-3, 9.45e-3), "fc_siam_diff": (1e-3, 1e-2), "fc_siam_conc": (1e-3, 1e-2),
-           "fc_ef": (1e-3, 1e-2), "snunet_c16": (1e-3, 5e-2)}
+# models/registry.ts recipes: LR, weight decay, AdamW betas, paramwise custom keys
+# ({key: (lr_mult, decay_mult)}), OHEM (thresh, min_kept per image), Open-CD augmentation
+# (data/augment.ts AugmentOptions fields: rotateProb, rotateDegrees, rotFlipProb, swapProb).
+_CNN = dict(betas=(0.9, 0.99), keys=None, ohem=None, augment=None)
+_OPENCD = dict(betas=(0.9, 0.999), keys=None, ohem=None)
+_STANDARD_ROTATE = dict(rotateProb=0.5, rotateDegrees=180)
+_SEGFORMER_KEYS = {"pos_block": (1.0, 0.0), "norm": (1.0, 0.0), "head": (10.0, 1.0)}
+RECIPES = {
+    "tinycd": dict(_CNN, lr=3.57e-3, wd=9.45e-3),
+    "fc_siam_diff": dict(_CNN, lr=1e-3, wd=1e-2),
+    "fc_siam_conc": dict(_CNN, lr=1e-3, wd=1e-2),
+    "fc_ef": dict(_CNN, lr=1e-3, wd=1e-2),
+    "snunet_c16": dict(_CNN, lr=1e-3, wd=5e-2),
+    "bit_r18": dict(_OPENCD, lr=1e-3, wd=5e-2, augment=_STANDARD_ROTATE),
+    "changeformer_mit_b0": dict(_OPENCD, lr=6e-5, wd=1e-2, keys=_SEGFORMER_KEYS, augment=_STANDARD_ROTATE),
+    "changer_ex_mit_b0": dict(_OPENCD, lr=1e-4, wd=1e-2, keys=_SEGFORMER_KEYS, ohem=(0.7, 100_000),
+                              augment=dict(rotateProb=0.5, rotateDegrees=20, rotFlipProb=0.5, swapProb=0.5)),
+}
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -135,6 +160,99 @@ def augment(a, b, y, g, gc):
     return photometric(a, g), photometric(b, g), y
 
 
+def draw_opencd(n, o, gc):
+    """Per-sample geometry of data/augment.ts's Open-CD branch, drawn on the CPU: with rotateProb
+    an angle uniform in +-rotateDegrees (no quarter turn then); with rotFlipProb set (Changer's
+    MultiImgRandomRotFlip) and no angle taken, with that probability a quarter turn k in 0..3 and
+    one flip along a random axis, else (Open-CD's standard pipeline) horizontal and vertical
+    flips at 1/2 each; the A/B exchange with swapProb. The engine draws the same distributions
+    from its own generator. Returns k, flip x (columns), flip y (rows), degrees, swap, [n] each."""
+    u = torch.rand(n, 6, generator=gc)
+    turned = u[:, 0] < o.get("rotateProb", 0)
+    deg = torch.where(turned, (2 * u[:, 1] - 1) * o.get("rotateDegrees", 0), torch.zeros(n))
+    if "rotFlipProb" in o:
+        rf = ~turned & (u[:, 2] < o["rotFlipProb"])
+        k = torch.where(rf, (u[:, 3] * 4).floor().clamp(max=3).long(), torch.zeros(n, dtype=torch.long))
+        rows = u[:, 4] < 0.5  # np.flip axis 0 (rows, vertical), else axis 1 (columns)
+        fx, fy = rf & ~rows, rf & rows
+    else:
+        k = torch.zeros(n, dtype=torch.long)
+        fx, fy = u[:, 2] < 0.5, u[:, 3] < 0.5
+    swap = u[:, 5] < o.get("swapProb", 0)
+    return k, fx, fy, deg, swap
+
+
+def augment_opencd(a, b, y, o, g, gc):
+    """kernels/augment.ts on the GPU, batched: for every output pixel undo the flips (applied
+    last), then take the quarter turn's integer source, or the angle rotation's float source
+    (mmcv.imrotate: centre ((S-1)/2, (S-1)/2), positive degrees clockwise); images bilinear with
+    0 outside each tap (OpenCV BORDER_CONSTANT 0, exact float here as there), the label nearest
+    (source rounded) with 255 = ignored outside; then the exchange of A and B (not the label),
+    then the photometric distortion per image (same as the CNN path)."""
+    a, b, y = geometry_opencd(a, b, y, *(t.to(a.device, non_blocking=True) for t in draw_opencd(a.shape[0], o, gc)))
+    return photometric(a, g), photometric(b, g), y
+
+
+def geometry_opencd(a, b, y, k, fx, fy, deg, swap):
+    """The geometry and exchange of augment_opencd for given per-sample parameters (kernels/
+    augment.ts's k, flip x, flip y, angle, swap)."""
+    n, _, s, _ = a.shape
+    dev, s1, c = a.device, s - 1, (s - 1) / 2
+    ii = torch.arange(s, device=dev)
+    yy, xx = ii.view(1, s, 1).expand(n, s, s), ii.view(1, 1, s).expand(n, s, s)
+    yy = torch.where(fy.view(n, 1, 1), s1 - yy, yy)
+    xx = torch.where(fx.view(n, 1, 1), s1 - xx, xx)
+    kk = k.view(n, 1, 1)
+    qy = torch.where(kk == 1, xx, torch.where(kk == 2, s1 - yy, torch.where(kk == 3, s1 - xx, yy)))
+    qx = torch.where(kk == 1, s1 - yy, torch.where(kk == 2, s1 - xx, torch.where(kk == 3, yy, xx)))
+    rad = (-deg * (math.pi / 180)).view(n, 1, 1)
+    ca, sa = torch.cos(rad), torch.sin(rad)
+    dy, dx = yy.float() - c, xx.float() - c
+    turned = (deg != 0).view(n, 1, 1)
+    sy = torch.where(turned, c + sa * dx + ca * dy, qy.float())
+    sx = torch.where(turned, c + ca * dx - sa * dy, qx.float())
+    # bilinear (integer sources of the quarter turns have weight 0 on the next taps: exact copies)
+    y0, x0 = sy.floor(), sx.floor()
+    wy, wx = (sy - y0).unsqueeze(1), (sx - x0).unsqueeze(1)
+    y0, x0 = y0.long(), x0.long()
+
+    def tap(img, ty, tx):
+        ok = ((ty >= 0) & (tx >= 0) & (ty < s) & (tx < s)).unsqueeze(1)
+        idx = (ty.clamp(0, s1) * s + tx.clamp(0, s1)).view(n, 1, s * s).expand(n, img.shape[1], s * s)
+        return img.flatten(2).gather(2, idx).view(img.shape) * ok
+
+    def bilinear(img):
+        top = tap(img, y0, x0) * (1 - wx) + tap(img, y0, x0 + 1) * wx
+        bottom = tap(img, y0 + 1, x0) * (1 - wx) + tap(img, y0 + 1, x0 + 1) * wx
+        return top * (1 - wy) + bottom * wy
+
+    a2, b2 = bilinear(a), bilinear(b)
+    ly, lx = torch.where(turned, (sy + 0.5).floor(), qy.float()), torch.where(turned, (sx + 0.5).floor(), qx.float())
+    inside = (ly >= 0) & (lx >= 0) & (ly <= s1) & (lx <= s1)
+    lidx = (ly.clamp(0, s1).long() * s + lx.clamp(0, s1).long()).view(n, s * s)
+    y2 = torch.where(inside, y.view(n, s * s).gather(1, lidx).view(n, s, s), torch.full_like(y, 255))
+    sw = swap.view(n, 1, 1, 1)
+    return torch.where(sw, b2, a2), torch.where(sw, a2, b2), y2
+
+
+def param_groups(model, wd, keys):
+    """engine/optim/param_groups.ts (mmengine's DefaultOptimWrapperConstructor custom_keys):
+    keys sorted longest first, ties alphabetical; the first key that is a substring of the
+    parameter's name ('.name' for a parameter of the root module) gives its (lr_mult,
+    decay_mult); none: 1 and 1. One AdamW group per distinct pair; each group keeps its lr_mult."""
+    if not keys:
+        return [{"params": list(model.parameters()), "lr_mult": 1.0, "weight_decay": wd}], None
+    order = sorted(sorted(keys), key=len, reverse=True)
+    groups, chosen = {}, {}
+    for name, prm in model.named_parameters():
+        full = name if "." in name else "." + name
+        key = next((k for k in order if k in full), None)
+        lr_mult, decay_mult = keys[key] if key else (1.0, 1.0)
+        groups.setdefault((lr_mult, decay_mult), []).append(prm)
+        chosen[name] = key
+    return [{"params": p, "lr_mult": lm, "weight_decay": wd * dm} for (lm, dm), p in groups.items()], chosen
+
+
 def normalise(x):
     return (x - MEAN.to(x.device)) / STD.to(x.device)
 
@@ -145,7 +263,12 @@ def lr_at(step, lr, iters, warmup):
     return lr * (1 - min(1, (step - warmup) / max(1, iters - warmup)))
 
 
-def loss_of(out, y):
+def loss_of(out, y, recipe=None):
+    if recipe is not None:  # Open-CD model: raw logits, labels 0 / 1 / 255 (ignored)
+        if recipe["ohem"]:
+            thresh, min_kept = recipe["ohem"]
+            return opencd_models.ohem_ce_loss(out, y.long(), thresh, min_kept)
+        return opencd_models.ce_loss(out, y.long())
     if out.shape[1] == 1:
         return F.binary_cross_entropy(out[:, 0].clamp(1e-7, 1 - 1e-7), y.float())
     return F.nll_loss(out, y.long())
@@ -197,8 +320,9 @@ def main():
     torch.manual_seed(a.seed)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     pin = dev == "cuda"
-    lr0, wd = RECIPES[a.model]
-    lr0, wd = a.lr or lr0, a.wd if a.wd is not None else wd
+    recipe = RECIPES[a.model]
+    opencd = a.model in opencd_models.MODELS
+    lr0, wd = a.lr or recipe["lr"], a.wd if a.wd is not None else recipe["wd"]
     train_dir = os.path.join(a.data, "train")
     train_names = names_of(train_dir)
     if os.path.isdir(os.path.join(a.data, "val")):
@@ -210,8 +334,19 @@ def main():
     tl = DataLoader(train, batch_size=a.batch, shuffle=True, drop_last=True, num_workers=a.workers,
                     pin_memory=pin, **loader_opts)
     vl = DataLoader(val, batch_size=a.batch, num_workers=a.workers, pin_memory=pin)
-    model = build(a.model).to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr0, betas=(0.9, 0.99), weight_decay=wd)
+    if opencd:
+        if a.size % 32 or a.size < 64:
+            sys.exit(f"{a.model}: --size must be a multiple of 32, at least 64 (MiT / BIT strides)")
+        model = opencd_models.opencd_init(opencd_models.build(a.model)).to(dev).train()
+    else:
+        model = build(a.model).to(dev).train()
+    groups, chosen = param_groups(model, wd, recipe["keys"])
+    if chosen is not None:
+        by_key = {}
+        for k in chosen.values():
+            by_key[k] = by_key.get(k, 0) + 1
+        print(f"# paramwise {a.model}: parameters per custom key {by_key}", file=sys.stderr)
+    opt = torch.optim.AdamW(groups, lr=lr0, betas=recipe["betas"], weight_decay=wd)
     warmup = min(1000, a.iters // 10)
     g = torch.Generator(device=dev).manual_seed(a.seed)
     gc = torch.Generator().manual_seed(a.seed)
@@ -224,11 +359,15 @@ def main():
                 break
             t0 = time.perf_counter()
             xa, xb, y = (t.to(dev, non_blocking=True) for t in (xa, xb, y))
-            xa, xb, y = augment(xa.float() / 255, xb.float() / 255, y, g, gc)
+            if recipe["augment"]:
+                xa, xb, y = augment_opencd(xa.float() / 255, xb.float() / 255, y, recipe["augment"], g, gc)
+            else:
+                xa, xb, y = augment(xa.float() / 255, xb.float() / 255, y, g, gc)
+            lr = lr_at(step, lr0, a.iters, warmup)
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, lr0, a.iters, warmup)
+                group["lr"] = lr * group["lr_mult"]
             opt.zero_grad(set_to_none=True)
-            loss = loss_of(model(normalise(xa), normalise(xb)), y)
+            loss = loss_of(model(normalise(xa), normalise(xb)), y, recipe if opencd else None)
             loss.backward()
             opt.step()
             loss_sum += loss.detach()
@@ -254,7 +393,9 @@ def main():
                 t_log += time.perf_counter() - tv
     total = time.perf_counter() - t_start
     print(json.dumps({"type": "summary", "impl": "pytorch", "model": a.model, "iters": a.iters, "batch": a.batch,
-                      "size": a.size, "lr": lr0, "weight_decay": wd, "tf32": dev == "cuda" and not a.fp32,
+                      "size": a.size, "lr": lr0, "weight_decay": wd, "betas": list(recipe["betas"]),
+                      "paramwise": recipe["keys"], "ohem": recipe["ohem"], "augment": recipe["augment"],
+                      "tf32": dev == "cuda" and not a.fp32,
                       "best_mIoU": round(best, 3),
                       "final_mIoU": round(miou, 3), "total_s": round(total, 1),
                       "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu"}), flush=True)
