@@ -10,6 +10,7 @@ import { createBit } from "./bit.ts";
 import { createChangeFormer } from "./changeformer.ts";
 import { createChangerEx } from "./changer.ts";
 import { FcSiam } from "./fc_siam.ts";
+import { createHANet } from "./hanet.ts";
 import { createLightCDNet } from "./lightcdnet.ts";
 import type { ChangeDetector } from "./model.ts";
 import { SNUNet } from "./snunet.ts";
@@ -225,6 +226,18 @@ export const MODELS: Record<string, ModelEntry> = {
     sizeDivisor: 32,
     minBatch: 2,
     trainingOnly: ["auxiliary_head."],
+  },
+  hanet: {
+    name: "hanet",
+    title: "HANet (Han et al. 2023), as Open-CD builds it",
+    create: (seed) => createHANet(seed),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    // Config hanet_512x512_200k_cgwx.py: the standard cgwx schedule's AdamW 1e-3, betas
+    // (0.9, 0.999), decay 0.05; plain CE.
+    recipe: { ...opencd, lr: 1e-3, weightDecay: 5e-2, lambda: 1e-3, augment: STANDARD_ROTATE },
+    paper: { params: 3.028, flops: 97.548 },
+    sizeDivisor: 8,
   },
 };
 

@@ -20,7 +20,7 @@ const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 12, size: 64, seed: 9, val: 2, test: 2 });
 const ds = await checkDataset(data);
 
-for (const name of ["lightcdnet_s"]) {
+for (const name of ["lightcdnet_s", "hanet"]) {
   Deno.test(`${name} trains with its Open-CD recipe and evaluates from its checkpoint`, async () => {
     const out = join(root, name);
     const cfg = TrainConfigSchema.parse({
