@@ -13,7 +13,8 @@ Usage:
 
 For each model: parameters, multiply-accumulates of one forward pass at 512×512 (counted by the
 engine's conv and matmul ops), the JL1-CD paper's Table II figures, the output form, and the
-default recipe (LR, λ).
+default recipe (LR, λ). Where a model has training-only modules (LightCDNet's auxiliary head),
+the parameters are given with and without them; Table II counts them without.
 
 The adapter is named on stderr first; no kernel runs (the count is a dry run).`;
 
@@ -35,10 +36,16 @@ runCommand(import.meta, { help: HELP, flags: z.object({}) }, async () => {
     console.error(`counting ${e.name} (${k + 1}/${entries.length})`);
     const m = e.create(0);
     const params = m.parameterCount() / 1e6;
+    // Training-only modules (an auxiliary head) are in the state_dict but not in Table II.
+    const extra = m.namedParameters()
+      .filter(([n]) => e.trainingOnly?.some((p) => n.startsWith(p)))
+      .reduce((s, [, t]) => s + t.size, 0) / 1e6;
     const macs = measureMacs(m) / 1e9;
     rows.push([
       e.name,
-      params.toFixed(3),
+      extra > 0
+        ? `${params.toFixed(3)} (${(params - extra).toFixed(3)} w/o aux)`
+        : params.toFixed(3),
       e.paper.params.toFixed(3),
       macs.toFixed(3),
       (2 * macs).toFixed(3),

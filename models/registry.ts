@@ -10,6 +10,8 @@ import { createBit } from "./bit.ts";
 import { createChangeFormer } from "./changeformer.ts";
 import { createChangerEx } from "./changer.ts";
 import { FcSiam } from "./fc_siam.ts";
+import { createHANet } from "./hanet.ts";
+import { createLightCDNet } from "./lightcdnet.ts";
 import type { ChangeDetector } from "./model.ts";
 import { SNUNet } from "./snunet.ts";
 import { TinyCD } from "./tinycd.ts";
@@ -63,6 +65,12 @@ export interface ModelEntry {
   /** Smallest square side a training step takes at batch 1 (default 32): MiT's 1/32 level
    * must keep 2×2 positions, since the head's BatchNorm needs more than one per channel. */
   minSize?: number;
+  /** Smallest batch a training step takes (default 1): LightCDNet's TimeAttention BatchNorm sees
+   * one pooled value per channel and image, which PyTorch refuses in training at batch 1. */
+  minBatch?: number;
+  /** State_dict prefixes of training-only modules (an auxiliary head): counted in the
+   * parameters, left out of Table II's figure, never run at inference. */
+  trainingOnly?: string[];
 }
 
 const common = { optimizer: "adamw" as const, betas: [0.9, 0.99] as [number, number] };
@@ -196,6 +204,40 @@ export const MODELS: Record<string, ModelEntry> = {
     paper: { params: 3.457, flops: 8.523 },
     sizeDivisor: 32,
     minSize: 64,
+  },
+  lightcdnet_s: {
+    name: "lightcdnet_s",
+    title: "LightCDNet-s (Xing et al. 2023), as Open-CD builds it",
+    create: (seed) => createLightCDNet(seed),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    // Config lightcdnet_s_512x512_200k_cgwx.py: AdamW 3e-3, betas (0.9, 0.999), decay 0.05,
+    // decode CE with OHEM (0.7, 100000); its auxiliary head's 0.4 × CE is the model's auxLoss.
+    recipe: {
+      ...opencd,
+      lr: 3e-3,
+      weightDecay: 5e-2,
+      lambda: 5e-3,
+      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
+      augment: STANDARD_ROTATE,
+    },
+    // Table II's 0.342 M leaves out the training-only auxiliary head (5,282 parameters).
+    paper: { params: 0.342, flops: 6.995 },
+    sizeDivisor: 32,
+    minBatch: 2,
+    trainingOnly: ["auxiliary_head."],
+  },
+  hanet: {
+    name: "hanet",
+    title: "HANet (Han et al. 2023), as Open-CD builds it",
+    create: (seed) => createHANet(seed),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    // Config hanet_512x512_200k_cgwx.py: the standard cgwx schedule's AdamW 1e-3, betas
+    // (0.9, 0.999), decay 0.05; plain CE.
+    recipe: { ...opencd, lr: 1e-3, weightDecay: 5e-2, lambda: 1e-3, augment: STANDARD_ROTATE },
+    paper: { params: 3.028, flops: 97.548 },
+    sizeDivisor: 8,
   },
 };
 
