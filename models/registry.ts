@@ -9,6 +9,7 @@ import { zeros } from "../engine/tensor.ts";
 import { createBit } from "./bit.ts";
 import { createChangeFormer } from "./changeformer.ts";
 import { createChangerEx } from "./changer.ts";
+import { createStanet } from "./stanet.ts";
 import { FcSiam } from "./fc_siam.ts";
 import type { ChangeDetector } from "./model.ts";
 import { SNUNet } from "./snunet.ts";
@@ -34,6 +35,8 @@ export interface Recipe {
   /** Open-CD transforms added to the default augmentation (data/augment.ts AugmentOptions):
    * any-angle rotation, Changer's RotFlip, the A/B exchange. */
   augment?: OpenCdAugment;
+  /** Pairs per step when --batch is not given (Table II: 8 unless this says otherwise). */
+  batch?: number;
 }
 
 /** The Open-CD transforms a recipe can switch on: fields of data/augment.ts's AugmentOptions
@@ -195,6 +198,21 @@ export const MODELS: Record<string, ModelEntry> = {
     },
     paper: { params: 3.457, flops: 8.523 },
     sizeDivisor: 32,
+    minSize: 64,
+  },
+  // STANet-Base (configs/stanet/stanet_base_512x512_200k_cgwx.py): the standard Open-CD schedule
+  // (AdamW 1e-3, β (0.9, 0.999), weight decay 0.05). Logits are its ±100 decision; it trains
+  // BCL on the distance map (models/stanet.ts).
+  stanet_base_r18: {
+    name: "stanet_base_r18",
+    title: "STANet-Base, ResNet-18 (Chen & Shi 2020), as Open-CD builds it",
+    create: (seed) => createStanet(seed),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    recipe: { ...opencd, lr: 1e-3, weightDecay: 5e-2, lambda: 5e-3, augment: STANDARD_ROTATE },
+    paper: { params: 12.764, flops: 70.311 },
+    sizeDivisor: 32,
+    // ResNet's 1/32 level must keep 2×2 positions for its BatchNorms at batch 1.
     minSize: 64,
   },
 };

@@ -5,6 +5,7 @@
 
 import { parseConfigObject, type TrainConfig, TrainConfigSchema } from "./config.ts";
 import { checkTrainSize } from "./model_size.ts";
+import { MODELS } from "../models/registry.ts";
 
 /** `flags`: the parsed flags (defaults filled in); `given`: the keys typed on the command line;
  * `configFile`: the --config file, if any. */
@@ -38,6 +39,11 @@ export async function resolveTrainConfig(
   }
   // Only flags typed on the command line override the config (the schema fills in defaults).
   for (const [k, v] of Object.entries(flags)) if (v !== undefined && given.has(k)) merged[k] = v;
+  // The model's recipe may set its own default batch (ChangeStar FarSeg: 16, Table II).
+  if (merged.batch === undefined && typeof merged.model === "string") {
+    const batch = MODELS[merged.model]?.recipe.batch;
+    if (batch !== undefined) merged.batch = batch;
+  }
   const parsed = TrainConfigSchema.safeParse(merged);
   if (!parsed.success) {
     const missing = parsed.error.issues.map((i) => {

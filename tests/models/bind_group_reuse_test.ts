@@ -5,8 +5,8 @@
 
 import { ok as assert } from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
+import { trainingLoss } from "../../train/loss.ts";
 import { initDevice } from "../../engine/device.ts";
-import { cdLoss } from "../../engine/ops/cd_loss.ts";
 import { AdamW } from "../../engine/optim/adamw.ts";
 import { stats, sync } from "../../engine/recorder.ts";
 import { scope } from "../../engine/scope.ts";
@@ -33,7 +33,7 @@ for (const name of Object.keys(MODELS)) {
     ], "u32").keep();
     const step = () =>
       scope(() => {
-        const { loss } = cdLoss(model.forward(a, b), label);
+        const loss = trainingLoss(model, model.forward(a, b), label);
         opt.zeroGrad();
         backward(loss, undefined, { freeActivations: true });
         opt.step();

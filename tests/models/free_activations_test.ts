@@ -3,9 +3,9 @@
 
 import { ok as assert } from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
+import { trainingLoss } from "../../train/loss.ts";
 import { resetDropoutStream } from "../../engine/nn/dropout.ts";
 import { initDevice } from "../../engine/device.ts";
-import { cdLoss } from "../../engine/ops/cd_loss.ts";
 import { pool } from "../../engine/pool.ts";
 import { scope } from "../../engine/scope.ts";
 import { tensor } from "../../engine/tensor.ts";
@@ -43,7 +43,7 @@ for (const name of Object.keys(MODELS)) {
       const base = pool.liveBytes;
       pool.peakLiveBytes = base;
       scope(() => {
-        const { loss } = cdLoss(model.forward(a, b), label);
+        const loss = trainingLoss(model, model.forward(a, b), label);
         backward(loss, undefined, { freeActivations });
       });
       const peak = pool.peakLiveBytes - base;
