@@ -9,6 +9,7 @@ import { zeros } from "../engine/tensor.ts";
 import { createBit } from "./bit.ts";
 import { createChangeFormer } from "./changeformer.ts";
 import { createChangerEx } from "./changer.ts";
+import { createChangeStar } from "./changestar.ts";
 import { createStanet } from "./stanet.ts";
 import { FcSiam } from "./fc_siam.ts";
 import type { ChangeDetector } from "./model.ts";
@@ -66,6 +67,9 @@ export interface ModelEntry {
   /** Smallest square side a training step takes at batch 1 (default 32): MiT's 1/32 level
    * must keep 2×2 positions, since the head's BatchNorm needs more than one per channel. */
   minSize?: number;
+  /** Smallest training batch (default 1): UPerNet's PPM pools to 1×1, and a BatchNorm needs
+   * more than one value per channel, as in PyTorch. */
+  minBatch?: number;
 }
 
 const common = { optimizer: "adamw" as const, betas: [0.9, 0.99] as [number, number] };
@@ -214,6 +218,20 @@ export const MODELS: Record<string, ModelEntry> = {
     sizeDivisor: 32,
     // ResNet's 1/32 level must keep 2×2 positions for its BatchNorms at batch 1.
     minSize: 64,
+  },
+  // ChangeStar 1x96 (configs/changestar/*_cgwx.py): UPerNet keeps the standard schedule
+  // (weight decay 0.05, batch 8); FarSeg's config sets weight decay 0.01 and batch 16.
+  changestar_upernet_r18: {
+    name: "changestar_upernet_r18",
+    title: "ChangeStar 1x96, UPerNet ResNet-18 (Zheng et al. 2021), as Open-CD builds it",
+    create: (seed) => createChangeStar(seed, "upernet"),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    recipe: { ...opencd, lr: 1e-3, weightDecay: 5e-2, lambda: 1e-4, augment: STANDARD_ROTATE },
+    paper: { params: 13.952, flops: 55.634 },
+    sizeDivisor: 32,
+    minSize: 64,
+    minBatch: 2,
   },
 };
 

@@ -58,6 +58,12 @@ export async function resolveTrainConfig(
       "--pretrained and --init both given: --init replaces every weight, the backbone included; pass one of them",
     );
   }
+  const minBatch = MODELS[parsed.data.model]?.minBatch ?? 1;
+  if (parsed.data.batch < minBatch) {
+    throw new Error(
+      `--batch ${parsed.data.batch}: ${parsed.data.model} trains at batch ${minBatch} or more (its BatchNorms need two values per channel)`,
+    );
+  }
   checkTrainSize(parsed.data.model, parsed.data.size);
   return parsed.data;
 }

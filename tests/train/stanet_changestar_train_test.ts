@@ -35,7 +35,7 @@ const config = (name: string, out: string) =>
     logEvery: 1,
   });
 
-for (const name of ["stanet_base_r18"]) {
+for (const name of ["stanet_base_r18", "changestar_upernet_r18"]) {
   Deno.test(`${name} trains with its Open-CD recipe and evaluates from its checkpoint`, async () => {
     const out = join(root, name);
     const res = await train(config(name, out), { dataset: ds, quiet: true });
@@ -63,4 +63,22 @@ Deno.test("stanet_base_r18 distils from a teacher's distance map", async () => {
   });
   assert.ok(res.losses.every((l) => Number.isFinite(l.loss)));
   teacher.dispose();
+});
+
+Deno.test("the recipe's batch is the train command's default; a batch below minBatch is refused", async () => {
+  const flags = (model: string, batch?: number) => ({ model, data, out: join(root, "x"), batch });
+  const given = new Set(["model", "data", "out"]);
+  const farseg = await resolveTrainConfig(flags("changestar_farseg_r18"), given);
+  assert.equal(farseg.batch, 16);
+  const upernet = await resolveTrainConfig(flags("changestar_upernet_r18"), given);
+  assert.equal(upernet.batch, 8);
+  const typed = await resolveTrainConfig(
+    flags("changestar_farseg_r18", 4),
+    new Set([...given, "batch"]),
+  );
+  assert.equal(typed.batch, 4);
+  await assert.rejects(
+    resolveTrainConfig(flags("changestar_upernet_r18", 1), new Set([...given, "batch"])),
+    /batch 2 or more/,
+  );
 });
