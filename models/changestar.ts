@@ -20,11 +20,14 @@ import { Conv2d } from "../engine/nn/conv.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { cdLoss } from "../engine/ops/cd_loss.ts";
+import { diceLoss } from "../engine/ops/dice_loss.ts";
+import { add } from "../engine/ops/elementwise.ts";
 import { concat } from "../engine/ops/layout.ts";
 import { interpolate } from "../engine/ops/resample.ts";
 import { Random } from "../engine/random.ts";
 import { type Tensor, write } from "../engine/tensor.ts";
 import type { ChangeDetector, Tap } from "./model.ts";
+import { FarSegFpn, FarSegHead } from "./farseg.ts";
 import { ResNet } from "./resnet.ts";
 import { UPerHead } from "./uper_head.ts";
 
@@ -78,6 +81,8 @@ export type ChangeStarVariant = "upernet" | "farseg";
 export class ChangeStar extends Module implements ChangeDetector {
   readonly backbone: ResNet;
   readonly head: ChangeStarHead;
+  /** FarSeg's FPN neck (UPerNet has the plain concat neck, no weights). */
+  readonly neck: FarSegFpn | null = null;
   /** The last grad-enabled forward's logits at the input size, for auxLoss. */
   #outs: { t1t2: Tensor; t2t1: Tensor } | null = null;
 
@@ -85,12 +90,19 @@ export class ChangeStar extends Module implements ChangeDetector {
     super();
     const rng = new Random(seed);
     this.backbone = this.child("backbone", new ResNet({ depth: 18, contractDilation: true }, rng));
-    const seg = new UPerHead([64, 128, 256, 512], 128, [1, 2, 3, 6], rng);
+    const levels = [64, 128, 256, 512];
+    if (variant === "farseg") {
+      this.neck = this.child("neck", new FarSegFpn(levels, 256, rng));
+    }
+    const seg = variant === "farseg"
+      ? new FarSegHead([256, 256, 256, 256, 512], 256, 128, rng)
+      : new UPerHead(levels, 128, [1, 2, 3, 6], rng);
     this.head = this.child("decode_head", new ChangeStarHead(seg, 128, 96, rng));
   }
 
   #date(x: Tensor): Tensor {
-    return this.head.segHead.forward(this.backbone.forward(x));
+    const levels = this.backbone.forward(x);
+    return this.head.segHead.forward(this.neck ? this.neck.forward(levels) : levels);
   }
 
   forward(a: Tensor, b: Tensor, _tap?: Tap): Tensor {
@@ -105,12 +117,14 @@ export class ChangeStar extends Module implements ChangeDetector {
     return t12;
   }
 
-  /** BCE of t2t1 (the trainer's BCE of the returned logits is the t1t2 term). */
+  /** BCE of t2t1 (the trainer's BCE of the returned logits is the t1t2 term), and for FarSeg
+   * the Dice loss of both directions. */
   auxLoss(labels: Tensor): Tensor {
-    if (!this.#outs) {
-      throw new Error("ChangeStar: auxLoss needs a training or grad-enabled forward");
-    }
-    return cdLoss(this.#outs.t2t1, labels).loss;
+    const o = this.#outs;
+    if (!o) throw new Error("ChangeStar: auxLoss needs a training or grad-enabled forward");
+    const ce = cdLoss(o.t2t1, labels).loss;
+    if (this.variant !== "farseg") return ce;
+    return add(ce, add(diceLoss(o.t1t2, labels), diceLoss(o.t2t1, labels)));
   }
 }
 

@@ -233,6 +233,24 @@ export const MODELS: Record<string, ModelEntry> = {
     minSize: 64,
     minBatch: 2,
   },
+  changestar_farseg_r18: {
+    name: "changestar_farseg_r18",
+    title: "ChangeStar 1x96, FarSeg ResNet-18 (Zheng et al. 2021), as Open-CD builds it",
+    create: (seed) => createChangeStar(seed, "farseg"),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 1e-3,
+      weightDecay: 1e-2,
+      lambda: 1e-3,
+      augment: STANDARD_ROTATE,
+      batch: 16,
+    },
+    paper: { params: 16.965, flops: 76.845 },
+    sizeDivisor: 32,
+    minSize: 64,
+  },
 };
 
 export function modelEntry(name: string): ModelEntry {

@@ -35,7 +35,7 @@ const config = (name: string, out: string) =>
     logEvery: 1,
   });
 
-for (const name of ["stanet_base_r18", "changestar_upernet_r18"]) {
+for (const name of ["stanet_base_r18", "changestar_upernet_r18", "changestar_farseg_r18"]) {
   Deno.test(`${name} trains with its Open-CD recipe and evaluates from its checkpoint`, async () => {
     const out = join(root, name);
     const res = await train(config(name, out), { dataset: ds, quiet: true });
