@@ -33,7 +33,8 @@ Every key of a --config JSON file can also be given as a flag; flags win.
   --out RUN_DIR          run folder
   --config FILE          JSON with any of the keys below (camelCase)
   --iters N              training iterations (default 2000)
-  --batch B              pairs per step (default 8)
+  --batch B              pairs per step (default 8, or the model's recipe: 16 for
+                         changestar_farseg_r18, as Table II)
   --lr X                 initial LR (default: the model's recipe)
   --weight-decay X       AdamW weight decay (default: recipe)
   --warmup N             linear warm-up steps from 1e-6 (default 10 % of iters, at most 1000)

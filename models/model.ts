@@ -17,4 +17,12 @@ export interface ChangeDetector extends Module {
    * labels [B, H, W] u32; the trainer adds this scalar to the logits' loss. Models whose loss
    * is the logits' CE alone leave it out. */
   auxLoss?(labels: Tensor): Tensor;
+  /** The whole training loss, for a model whose logits are not what it trains: STANet's are a
+   * thresholded ±100 decision with no gradient, and it trains BCL on the distance map behind
+   * them. From the last forward (same scope), for labels [B, H, W] u32; replaces CE / BCE of the
+   * logits and auxLoss. With MTKD, `distill.teacher` is the teacher's `distillTarget`. */
+  loss?(labels: Tensor, distill?: { lambda: number; teacher: Tensor }): Tensor;
+  /** What this model hands a student as MTKD teacher when that is not its logits (STANet: the
+   * distance map, the decode head's output upstream); runs a forward. */
+  distillTarget?(a: Tensor, b: Tensor): Tensor;
 }

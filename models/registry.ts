@@ -9,6 +9,8 @@ import { zeros } from "../engine/tensor.ts";
 import { createBit } from "./bit.ts";
 import { createChangeFormer } from "./changeformer.ts";
 import { createChangerEx } from "./changer.ts";
+import { createChangeStar } from "./changestar.ts";
+import { createStanet } from "./stanet.ts";
 import { FcSiam } from "./fc_siam.ts";
 import { createHANet } from "./hanet.ts";
 import { createLightCDNet } from "./lightcdnet.ts";
@@ -36,6 +38,8 @@ export interface Recipe {
   /** Open-CD transforms added to the default augmentation (data/augment.ts AugmentOptions):
    * any-angle rotation, Changer's RotFlip, the A/B exchange. */
   augment?: OpenCdAugment;
+  /** Pairs per step when --batch is not given (Table II: 8 unless this says otherwise). */
+  batch?: number;
 }
 
 /** The Open-CD transforms a recipe can switch on: fields of data/augment.ts's AugmentOptions
@@ -65,8 +69,9 @@ export interface ModelEntry {
   /** Smallest square side a training step takes at batch 1 (default 32): MiT's 1/32 level
    * must keep 2×2 positions, since the head's BatchNorm needs more than one per channel. */
   minSize?: number;
-  /** Smallest batch a training step takes (default 1): LightCDNet's TimeAttention BatchNorm sees
-   * one pooled value per channel and image, which PyTorch refuses in training at batch 1. */
+  /** Smallest training batch (default 1): a BatchNorm in training needs more than one value
+   * per channel, as in PyTorch, and some see one value per image (UPerNet's 1×1 PPM level,
+   * LightCDNet's TimeAttention). */
   minBatch?: number;
   /** State_dict prefixes of training-only modules (an auxiliary head): counted in the
    * parameters, left out of Table II's figure, never run at inference. */
@@ -238,6 +243,53 @@ export const MODELS: Record<string, ModelEntry> = {
     recipe: { ...opencd, lr: 1e-3, weightDecay: 5e-2, lambda: 1e-3, augment: STANDARD_ROTATE },
     paper: { params: 3.028, flops: 97.548 },
     sizeDivisor: 8,
+  },
+  // STANet-Base (configs/stanet/stanet_base_512x512_200k_cgwx.py): the standard Open-CD schedule
+  // (AdamW 1e-3, β (0.9, 0.999), weight decay 0.05). Logits are its ±100 decision; it trains
+  // BCL on the distance map (models/stanet.ts).
+  stanet_base_r18: {
+    name: "stanet_base_r18",
+    title: "STANet-Base, ResNet-18 (Chen & Shi 2020), as Open-CD builds it",
+    create: (seed) => createStanet(seed),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    recipe: { ...opencd, lr: 1e-3, weightDecay: 5e-2, lambda: 5e-3, augment: STANDARD_ROTATE },
+    paper: { params: 12.764, flops: 70.311 },
+    sizeDivisor: 32,
+    // ResNet's 1/32 level must keep 2×2 positions for its BatchNorms at batch 1.
+    minSize: 64,
+  },
+  // ChangeStar 1x96 (configs/changestar/*_cgwx.py): UPerNet keeps the standard schedule
+  // (weight decay 0.05, batch 8); FarSeg's config sets weight decay 0.01 and batch 16.
+  changestar_upernet_r18: {
+    name: "changestar_upernet_r18",
+    title: "ChangeStar 1x96, UPerNet ResNet-18 (Zheng et al. 2021), as Open-CD builds it",
+    create: (seed) => createChangeStar(seed, "upernet"),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    recipe: { ...opencd, lr: 1e-3, weightDecay: 5e-2, lambda: 1e-4, augment: STANDARD_ROTATE },
+    paper: { params: 13.952, flops: 55.634 },
+    sizeDivisor: 32,
+    minSize: 64,
+    minBatch: 2,
+  },
+  changestar_farseg_r18: {
+    name: "changestar_farseg_r18",
+    title: "ChangeStar 1x96, FarSeg ResNet-18 (Zheng et al. 2021), as Open-CD builds it",
+    create: (seed) => createChangeStar(seed, "farseg"),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 1e-3,
+      weightDecay: 1e-2,
+      lambda: 1e-3,
+      augment: STANDARD_ROTATE,
+      batch: 16,
+    },
+    paper: { params: 16.965, flops: 76.845 },
+    sizeDivisor: 32,
+    minSize: 64,
   },
 };
 

@@ -40,7 +40,7 @@ export function teacherLogits(
     teachers.forEach((t, k) => {
       if (!owner.includes(k)) return;
       const mask = tensor(owner.map((o) => (o === k ? 1 : 0)), [batchSize, 1, 1, 1]);
-      const part = mul(t.forward(a, b), mask);
+      const part = mul(t.distillTarget ? t.distillTarget(a, b) : t.forward(a, b), mask);
       out = out ? add(out, part) : part;
     });
     return out!;

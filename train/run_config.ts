@@ -5,6 +5,7 @@
 
 import { parseConfigObject, type TrainConfig, TrainConfigSchema } from "./config.ts";
 import { checkTrainSize } from "./model_size.ts";
+import { MODELS } from "../models/registry.ts";
 
 /** `flags`: the parsed flags (defaults filled in); `given`: the keys typed on the command line;
  * `configFile`: the --config file, if any. */
@@ -38,6 +39,11 @@ export async function resolveTrainConfig(
   }
   // Only flags typed on the command line override the config (the schema fills in defaults).
   for (const [k, v] of Object.entries(flags)) if (v !== undefined && given.has(k)) merged[k] = v;
+  // The model's recipe may set its own default batch (ChangeStar FarSeg: 16, Table II).
+  if (merged.batch === undefined && typeof merged.model === "string") {
+    const batch = MODELS[merged.model]?.recipe.batch;
+    if (batch !== undefined) merged.batch = batch;
+  }
   const parsed = TrainConfigSchema.safeParse(merged);
   if (!parsed.success) {
     const missing = parsed.error.issues.map((i) => {
@@ -50,6 +56,12 @@ export async function resolveTrainConfig(
   if (parsed.data.pretrained && parsed.data.init && !parsed.data.resume) {
     throw new Error(
       "--pretrained and --init both given: --init replaces every weight, the backbone included; pass one of them",
+    );
+  }
+  const minBatch = MODELS[parsed.data.model]?.minBatch ?? 1;
+  if (parsed.data.batch < minBatch) {
+    throw new Error(
+      `--batch ${parsed.data.batch}: ${parsed.data.model} trains at batch ${minBatch} or more (its BatchNorms need two values per channel)`,
     );
   }
   checkTrainSize(parsed.data.model, parsed.data.size);

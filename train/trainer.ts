@@ -17,8 +17,7 @@ import { initDevice } from "../engine/device.ts";
 import { loadCheckpoint, saveCheckpoint } from "../engine/nn/checkpoint.ts";
 import { resetDropoutStream } from "../engine/nn/dropout.ts";
 import { AUG_PARAMS, augmentBatch } from "../engine/ops/augment.ts";
-import { cdLoss } from "../engine/ops/cd_loss.ts";
-import { add, fill, fillInPlace } from "../engine/ops/elementwise.ts";
+import { fill, fillInPlace } from "../engine/ops/elementwise.ts";
 import { AdamW } from "../engine/optim/adamw.ts";
 import { paramMultipliers } from "../engine/optim/param_groups.ts";
 import { loadInto, saveTensors } from "../engine/safetensors.ts";
@@ -44,6 +43,7 @@ import {
 } from "./checkpoint_set.ts";
 import { evalWindow, type TrainConfig } from "./config.ts";
 import { evaluateModel } from "./evaluate.ts";
+import { trainingLoss } from "./loss.ts";
 import { loadPretrained } from "./pretrained.ts";
 import { checkReporter, datasetSummary, Progress } from "./progress.ts";
 import { runConfig, runKey, settingDiffs } from "./run_key.ts";
@@ -261,12 +261,10 @@ function trainStep(
   resetDropoutStream(cfg.seed, step);
   const teacher = hooks.distill ? noGrad(() => hooks.distill!.teacher(a, b, batch)) : undefined;
   const logits = model.forward(a, b);
-  const { loss: logitLoss } = cdLoss(logits, label, {
-    lambda: hooks.distill?.lambda ?? 0,
-    teacher,
+  const loss = trainingLoss(model, logits, label, {
+    distill: teacher && { lambda: hooks.distill!.lambda, teacher },
     ohem: entry.recipe.loss?.ohem,
   });
-  const loss = model.auxLoss ? add(logitLoss, model.auxLoss(label)) : logitLoss;
   opt.zeroGrad();
   // Nothing below reads the forward's outputs but the loss: free them as backward goes.
   backward(loss, undefined, { freeActivations: true });

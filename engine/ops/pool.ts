@@ -1,5 +1,6 @@
 // Pooling over NCHW with backward: max (the gradient goes to the stored argmax), average, and
-// adaptive pooling where the output size divides the input (global pooling being output 1).
+// adaptive pooling (global pooling being output 1; PyTorch's overlapping bins where the output
+// size does not divide the input).
 
 import {
   avgPool2dGradKernel,
@@ -13,7 +14,8 @@ import {
 } from "../../kernels/pool.ts";
 import { isGradEnabled, record } from "../autograd.ts";
 import { run } from "../launch.ts";
-import { empty, type Tensor } from "../tensor.ts";
+import { empty, type Tensor, tensor } from "../tensor.ts";
+import { matmul } from "./matmul.ts";
 import { mean } from "./reduce.ts";
 
 type Pair = number | [number, number];
@@ -93,10 +95,27 @@ function adaptiveWindows(x: Tensor, size: Pair, what: string): Pool2dOptions {
   return { kernel: [h / oh, w / ow], stride: [h / oh, w / ow] };
 }
 
-/** Adaptive average pooling; size 1 is the global average ([B, C, 1, 1]). */
+/** PyTorch's adaptive-pooling bins along one axis as an [out, n] averaging matrix: bin i
+ * covers [floor(i·n/out), ceil((i+1)·n/out)), so bins overlap when out does not divide n. */
+function binMatrix(n: number, out: number): Tensor {
+  const m = new Float32Array(out * n);
+  for (let i = 0; i < out; i++) {
+    const lo = Math.floor((i * n) / out), hi = Math.ceil(((i + 1) * n) / out);
+    for (let k = lo; k < hi; k++) m[i * n + k] = 1 / (hi - lo);
+  }
+  return tensor(m, [out, n]);
+}
+
+/** Adaptive average pooling; size 1 is the global average ([B, C, 1, 1]). Where the output
+ * does not divide the input (UPerNet's PPM: 8 → 3 and 6), PyTorch's overlapping bins, as two
+ * products with averaging matrices (rows, then columns), which autograd differentiates. */
 export function adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor {
-  const win = adaptiveWindows(x, size, "adaptiveAvgPool2d");
   const [oh, ow] = pair(size);
+  if (x.ndim === 4 && (x.shape[2] % oh || x.shape[3] % ow) && oh >= 1 && ow >= 1) {
+    const cols = matmul(x, binMatrix(x.shape[3], ow), { transB: true }); // [B, C, H, ow]
+    return matmul(binMatrix(x.shape[2], oh), cols); // [B, C, oh, ow]
+  }
+  const win = adaptiveWindows(x, size, "adaptiveAvgPool2d");
   // The global average is a plane reduction: one workgroup per plane, not one thread.
   if (oh === 1 && ow === 1) return mean(x, [2, 3], true);
   return avgPool2d(x, win);

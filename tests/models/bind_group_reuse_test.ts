@@ -5,9 +5,8 @@
 
 import { ok as assert } from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
+import { trainingLoss } from "../../train/loss.ts";
 import { initDevice } from "../../engine/device.ts";
-import { cdLoss } from "../../engine/ops/cd_loss.ts";
-import { add } from "../../engine/ops/elementwise.ts";
 import { AdamW } from "../../engine/optim/adamw.ts";
 import { stats, sync } from "../../engine/recorder.ts";
 import { scope } from "../../engine/scope.ts";
@@ -17,9 +16,13 @@ import { randArray } from "../util.ts";
 
 await initDevice();
 
+/** Batch of the step, unless the model needs more (MODELS[name].minBatch). */
+const BATCH = 1;
+
 for (const name of Object.keys(MODELS)) {
   Deno.test(`${name}: a warm training step reuses its bind groups`, async () => {
-    const S = MODELS[name].minSize ?? 32, B = MODELS[name].minBatch ?? 1;
+    const S = MODELS[name].minSize ?? 32;
+    const B = MODELS[name].minBatch ?? BATCH;
     const model = MODELS[name].create(0);
     model.train();
     const opt = new AdamW(model.parameters(), { lr: 1e-3 });
@@ -32,11 +35,9 @@ for (const name of Object.keys(MODELS)) {
     ], "u32").keep();
     const step = () =>
       scope(() => {
-        const { loss } = cdLoss(model.forward(a, b), label);
+        const loss = trainingLoss(model, model.forward(a, b), label);
         opt.zeroGrad();
-        backward(model.auxLoss ? add(loss, model.auxLoss(label)) : loss, undefined, {
-          freeActivations: true,
-        });
+        backward(loss, undefined, { freeActivations: true });
         opt.step();
       });
     for (let i = 0; i < 3; i++) {

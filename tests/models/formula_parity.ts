@@ -10,8 +10,6 @@ import { existsSync } from "node:fs";
 import { backward, noGrad } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
 import { readFormulaWeights } from "../../engine/formula_weights.ts";
-import { cdLoss } from "../../engine/ops/cd_loss.ts";
-import { add } from "../../engine/ops/elementwise.ts";
 import { loadInto, readSafetensors } from "../../engine/safetensors.ts";
 import { scope } from "../../engine/scope.ts";
 import { type Tensor, tensor } from "../../engine/tensor.ts";
@@ -19,6 +17,7 @@ import { listSplit } from "../../data/dataset.ts";
 import { IMAGENET } from "../../data/loader.ts";
 import { loadSample } from "../../data/sample.ts";
 import type { ChangeDetector } from "../../models/model.ts";
+import { trainingLoss } from "../../train/loss.ts";
 
 export const FORMULA = new URL("../../../shared/fixtures/formula/", import.meta.url).pathname;
 const LEVIR = new URL("../../../shared/fixtures/levir-cd", import.meta.url).pathname;
@@ -59,7 +58,7 @@ export interface FormulaParityOptions {
    * stored tensors), README's rule with the issue's 1e-4 (default) as the relative part. */
   gradRel?: number;
   /** The configured loss on the first pair (eval mode) from the forward's logits: by default
-   * CE / BCE of the logits (cdLoss) plus the model's auxLoss. */
+   * the model's training loss without distillation (train/loss.ts). */
   loss?: (model: ChangeDetector, logits: Tensor, labels: Tensor) => Tensor;
   /** Reference tensors per pair that are not the model's taps (documented in the test). */
   skipRefs?: string[];
@@ -130,10 +129,9 @@ export async function checkFormulaParity(
       if (index > 0) return noGrad(() => model.forward(a, b, tap));
       const labels = tensor(Uint32Array.from(s.label), [1, s.height, s.width], "u32");
       const logits = model.forward(a, b, tap);
-      const loss = opts.loss ? opts.loss(model, logits, labels) : (() => {
-        const main = cdLoss(logits, labels).loss;
-        return model.auxLoss ? add(main, model.auxLoss(labels)) : main;
-      })();
+      const loss = opts.loss
+        ? opts.loss(model, logits, labels)
+        : trainingLoss(model, logits, labels);
       backward(loss);
       lossValue = loss.keep();
       return logits;

@@ -3,10 +3,9 @@
 
 import { ok as assert } from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
+import { trainingLoss } from "../../train/loss.ts";
 import { resetDropoutStream } from "../../engine/nn/dropout.ts";
 import { initDevice } from "../../engine/device.ts";
-import { cdLoss } from "../../engine/ops/cd_loss.ts";
-import { add } from "../../engine/ops/elementwise.ts";
 import { pool } from "../../engine/pool.ts";
 import { scope } from "../../engine/scope.ts";
 import { tensor } from "../../engine/tensor.ts";
@@ -15,13 +14,17 @@ import { randArray } from "../util.ts";
 
 await initDevice();
 
+/** Batch of the step, unless the model needs more (MODELS[name].minBatch). */
+const BATCH = 1;
+
 /** Models whose backward sums with float atomics (ChangerEx: gridSample's image gradient in
  * FDAF's warp), so two identical steps agree only to rounding. */
 const ATOMIC_SUMS = new Set(Object.keys(MODELS).filter((n) => n.startsWith("changer_ex")));
 
 for (const name of Object.keys(MODELS)) {
   Deno.test(`${name}: a training step frees its activations during backward, same gradients`, async () => {
-    const S = MODELS[name].minSize ?? 32, B = MODELS[name].minBatch ?? 1;
+    const S = MODELS[name].minSize ?? 32;
+    const B = MODELS[name].minBatch ?? BATCH;
     const model = MODELS[name].create(0);
     model.train();
     const a = tensor(randArray(B * 3 * S * S, 1), [B, 3, S, S]).keep();
@@ -42,10 +45,8 @@ for (const name of Object.keys(MODELS)) {
       const base = pool.liveBytes;
       pool.peakLiveBytes = base;
       scope(() => {
-        const { loss } = cdLoss(model.forward(a, b), label);
-        backward(model.auxLoss ? add(loss, model.auxLoss(label)) : loss, undefined, {
-          freeActivations,
-        });
+        const loss = trainingLoss(model, model.forward(a, b), label);
+        backward(loss, undefined, { freeActivations });
       });
       const peak = pool.peakLiveBytes - base;
       const grads = [];
