@@ -1,6 +1,6 @@
 // Every convolution a registered model's training step asks for, found by a dry forward (no
 // kernel runs; engine/profiler.ts) and traced by the conv ops (engine/conv_trace.ts). The dry
-// run is at batch 1 and the geometry's batch is scaled afterwards: routes depend on the batch
+// run is at batch 1 (or the model's minBatch) and the geometry's batch is scaled afterwards: routes depend on the batch
 // only through g.batch, and a batch-8 run would allocate the whole step's activations.
 
 import { countMacs } from "../../engine/profiler.ts";
@@ -12,15 +12,16 @@ import { MODELS } from "../../models/registry.ts";
 /** The conv calls of `model`'s training forward at batch × size², in call order. */
 export function modelConvCalls(model: string, batch = 8, size = 512): ConvCall[] {
   const m = MODELS[model].create(0);
+  const mb = MODELS[model].minBatch ?? 1; // a training BatchNorm may need two images
   m.train(true);
   const calls = scope(() =>
     traceConvs(() =>
       countMacs(() => {
-        m.forward(zeros([1, 3, size, size]), zeros([1, 3, size, size]));
+        m.forward(zeros([mb, 3, size, size]), zeros([mb, 3, size, size]));
       }, { dry: true })
     )
   );
-  return calls.map((c) => ({ ...c, g: { ...c.g, batch: c.g.batch * batch } }));
+  return calls.map((c) => ({ ...c, g: { ...c.g, batch: (c.g.batch / mb) * batch } }));
 }
 
 /** A conv call in one line: op, channels, kernel, stride, padding, dilation, groups, input
