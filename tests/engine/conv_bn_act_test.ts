@@ -3,7 +3,7 @@
 // gradients), finite-difference input gradients, and the names it registers (none of its own).
 
 import assert from "node:assert/strict";
-import { backward } from "../../engine/autograd.ts";
+import { backward, noGrad } from "../../engine/autograd.ts";
 import { PReLU } from "../../engine/nn/activation.ts";
 import { Conv2d, ConvTranspose2d } from "../../engine/nn/conv.ts";
 import { ConvBnAct, type ConvBnActParts } from "../../engine/nn/conv_bn_act.ts";
@@ -278,8 +278,11 @@ for (const act of ["relu", "silu", "none"] as const) {
     const xData = randArray(X_SHAPE.reduce((a, b) => a * b), 13);
     const x = tensor(xData, X_SHAPE);
     const before = stats.dispatches;
-    const folded = scope(() => m.forward(x));
+    // Inference folds (no tape); a forward with gradients runs the layers, whose parameters
+    // then get gradients (the fold is not differentiable).
+    const folded = scope(() => noGrad(() => m.forward(x)));
     const foldedDispatches = stats.dispatches - before;
+    const taped = scope(() => m.forward(x));
     m.foldInEval = false;
     const unfolded = scope(() => m.forward(x));
     const c = refConv(
@@ -299,9 +302,11 @@ for (const act of ["relu", "silu", "none"] as const) {
     const want = refAct(refNorm(c.y, c.shape, { perPlane: false, gamma, beta }, st), act);
     assertClose(await host(folded), want, { atol: 1e-5, rtol: 1e-4, what: "folded" });
     assertClose(await host(unfolded), want, { atol: 1e-5, rtol: 1e-4, what: "unfolded" });
+    assertClose(await host(taped), want, { atol: 1e-5, rtol: 1e-4, what: "eval with a tape" });
+    assert.ok(taped.node, "an eval forward with gradients is on the tape");
     // Folded: the fold and one conv (its write-out doing the BN and the activation).
     assert.equal(foldedDispatches <= 3, true, `folded eval took ${foldedDispatches} dispatches`);
-    for (const t of [x, folded, unfolded]) t.dispose();
+    for (const t of [x, folded, unfolded, taped]) t.dispose();
   });
 }
 
