@@ -26,7 +26,7 @@ import { concat, permute, slice } from "../engine/ops/layout.ts";
 import { interpolate } from "../engine/ops/resample.ts";
 import { Random } from "../engine/random.ts";
 import { type Tensor, tensor, write } from "../engine/tensor.ts";
-import { MIT_B0, type MitConfig, MixFfnConvs, MixVisionTransformer } from "./mit.ts";
+import { MIT_B0, MIT_B1, type MitConfig, MixFfnConvs, MixVisionTransformer } from "./mit.ts";
 import { ConvModule1x1 } from "./segformer_head.ts";
 import type { ChangeDetector, Tap } from "./model.ts";
 
@@ -223,6 +223,8 @@ export class ChangerEx extends Module implements ChangeDetector {
   }
 }
 
-export function createChangerEx(seed?: number): ChangerEx {
-  return new ChangerEx(seed);
+/** ChangerEx with MiT-b0 (default) or MiT-b1 (Open-CD's changer_ex_mit-b1: the same head,
+ * 128 channels, on b1's wider levels). */
+export function createChangerEx(seed?: number, variant: "b0" | "b1" = "b0"): ChangerEx {
+  return new ChangerEx(seed, variant === "b1" ? MIT_B1 : MIT_B0);
 }

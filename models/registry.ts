@@ -197,6 +197,27 @@ export const MODELS: Record<string, ModelEntry> = {
     sizeDivisor: 32,
     minSize: 64,
   },
+  // changer_ex_mit-b1 inherits the b0 config (starting from ImageNet MiT-b1 weights): the
+  // same optimiser, paramwise keys, OHEM and pipeline; Table II's λ is 1e-3.
+  changer_ex_mit_b1: {
+    name: "changer_ex_mit_b1",
+    title: "ChangerEx, MiT-b1 (Fang et al. 2023), as Open-CD builds it",
+    create: (seed) => createChangerEx(seed, "b1"),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 1e-4,
+      weightDecay: 1e-2,
+      lambda: 1e-3,
+      paramwise: SEGFORMER_KEYS,
+      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
+      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+    },
+    paper: { params: 13.355, flops: 23.306 },
+    sizeDivisor: 32,
+    minSize: 64,
+  },
 };
 
 export function modelEntry(name: string): ModelEntry {
