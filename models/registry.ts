@@ -63,6 +63,9 @@ export interface ModelEntry {
   /** Smallest square side a training step takes at batch 1 (default 32): MiT's 1/32 level
    * must keep 2×2 positions, since the head's BatchNorm needs more than one per channel. */
   minSize?: number;
+  /** Smallest batch a training step takes (default 1): ResNeSt's split attention normalises a
+   * globally pooled [B, C, 1, 1] with BatchNorm, which needs B ≥ 2 (PyTorch refuses 1 too). */
+  minBatch?: number;
 }
 
 const common = { optimizer: "adamw" as const, betas: [0.9, 0.99] as [number, number] };
@@ -202,7 +205,7 @@ export const MODELS: Record<string, ModelEntry> = {
   changer_ex_mit_b1: {
     name: "changer_ex_mit_b1",
     title: "ChangerEx, MiT-b1 (Fang et al. 2023), as Open-CD builds it",
-    create: (seed) => createChangerEx(seed, "b1"),
+    create: (seed) => createChangerEx(seed, "mit_b1"),
     outputs: 2,
     normalize: IMAGENET_NORM,
     recipe: {
@@ -217,6 +220,45 @@ export const MODELS: Record<string, ModelEntry> = {
     paper: { params: 13.355, flops: 23.306 },
     sizeDivisor: 32,
     minSize: 64,
+  },
+  // changer_ex_r18 / _s50: trained from scratch (pretrained None), AdamW lr 5e-3, weight decay
+  // 0.05, no paramwise keys; OHEM and the Changer pipeline as b0.
+  changer_ex_r18: {
+    name: "changer_ex_r18",
+    title: "ChangerEx, ResNetV1c-18 (Fang et al. 2023), as Open-CD builds it",
+    create: (seed) => createChangerEx(seed, "r18"),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 5e-3,
+      weightDecay: 5e-2,
+      lambda: 1e-3,
+      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
+      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+    },
+    paper: { params: 11.391, flops: 23.820 },
+    sizeDivisor: 32,
+    minSize: 64,
+  },
+  changer_ex_s50: {
+    name: "changer_ex_s50",
+    title: "ChangerEx, ResNeSt-50 (Fang et al. 2023), as Open-CD builds it",
+    create: (seed) => createChangerEx(seed, "s50"),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 5e-3,
+      weightDecay: 5e-2,
+      lambda: 1e-5,
+      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
+      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+    },
+    paper: { params: 26.693, flops: 67.241 },
+    sizeDivisor: 32,
+    // Batch ≥ 2 also gives the head's BN two values at a 1×1 deepest level: 32² suffices.
+    minBatch: 2,
   },
 };
 

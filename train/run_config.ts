@@ -4,7 +4,7 @@
 // is named as its flag, and the crop is checked against the model before anything is read.
 
 import { parseConfigObject, type TrainConfig, TrainConfigSchema } from "./config.ts";
-import { checkTrainSize } from "./model_size.ts";
+import { checkTrainBatch, checkTrainSize } from "./model_size.ts";
 
 /** `flags`: the parsed flags (defaults filled in); `given`: the keys typed on the command line;
  * `configFile`: the --config file, if any. */
@@ -53,5 +53,6 @@ export async function resolveTrainConfig(
     );
   }
   checkTrainSize(parsed.data.model, parsed.data.size);
+  checkTrainBatch(parsed.data.model, parsed.data.batch);
   return parsed.data;
 }

@@ -16,11 +16,9 @@ import { randArray } from "../util.ts";
 
 await initDevice();
 
-const B = 1;
-
 for (const name of Object.keys(MODELS)) {
   Deno.test(`${name}: a warm training step reuses its bind groups`, async () => {
-    const S = MODELS[name].minSize ?? 32;
+    const S = MODELS[name].minSize ?? 32, B = MODELS[name].minBatch ?? 1;
     const model = MODELS[name].create(0);
     model.train();
     const opt = new AdamW(model.parameters(), { lr: 1e-3 });

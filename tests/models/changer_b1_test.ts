@@ -43,7 +43,7 @@ Deno.test({
       return add(relu(pre), mul(pre, tensor(e, pre.shape)));
     };
     try {
-      const model = createChangerEx(0, "b1");
+      const model = createChangerEx(0, "mit_b1");
       assert.equal(model.parameterCount(), 13_354_818);
       const r = await checkFormulaParity(model, "changer_ex_mit_b1");
       console.log(

@@ -14,15 +14,13 @@ import { randArray } from "../util.ts";
 
 await initDevice();
 
-const B = 1;
-
 /** Models whose backward sums with float atomics (ChangerEx: gridSample's image gradient in
  * FDAF's warp), so two identical steps agree only to rounding. */
 const ATOMIC_SUMS = new Set(Object.keys(MODELS).filter((n) => n.startsWith("changer_ex")));
 
 for (const name of Object.keys(MODELS)) {
   Deno.test(`${name}: a training step frees its activations during backward, same gradients`, async () => {
-    const S = MODELS[name].minSize ?? 32;
+    const S = MODELS[name].minSize ?? 32, B = MODELS[name].minBatch ?? 1;
     const model = MODELS[name].create(0);
     model.train();
     const a = tensor(randArray(B * 3 * S * S, 1), [B, 3, S, S]).keep();
