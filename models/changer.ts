@@ -1,17 +1,19 @@
 // ChangerEx (Fang et al., "Changer: Feature Interaction is What You Need for Change Detection",
-// TGRS 2023) with a MiT-b0 encoder, as Open-CD builds it for the JL1-CD paper
-// (configs/changer/changer_ex_mit-b0_512x512_200k_cgwx.py):
+// TGRS 2023) as Open-CD builds it for the JL1-CD paper (configs/changer/changer_ex_*_cgwx.py),
+// with a MiT-b0 / MiT-b1 (IA_MixVisionTransformer), ResNetV1c-18 (IA_ResNetV1c) or ResNeSt-50
+// (IA_ResNeSt) encoder:
 //
-//   backbone   IA_MixVisionTransformer: both dates run the shared MiT stage by stage, and an
-//              interaction layer follows each stage (identity, spatial exchange, channel
-//              exchange twice); its outputs feed both the head and the next stage
-//   head       Changer: per date, SegFormer-style fusion of the 4 levels to 64 channels; FDAF
+//   backbone   both dates run the shared backbone stage by stage, and an interaction layer
+//              follows each stage (identity, spatial exchange, channel exchange twice); its
+//              outputs feed both the head and the next stage
+//   head       Changer: per date, SegFormer-style fusion of the 4 levels to channels/2; FDAF
 //              (a flow per date, predicted from both, warps each date onto the other); the
 //              differences through a MixFFN "discriminator"; a 1×1 classifier; ×4 bilinear
 //
-// Both dates travel through the backbone as one [2B, …] batch (MiT has no batch statistics, and
-// the exchange op takes the two halves); the head runs each date on its own, as Open-CD does, so
-// its BatchNorms see one date's batch statistics in training. Names follow Open-CD's state_dict.
+// Where the backbone has no batch statistics (MiT; BN in eval) both dates travel as one [2B, …]
+// batch, which the exchange op takes as two halves; a BN backbone in training runs each date
+// alone, as Open-CD does. The head always runs each date on its own, so its BatchNorms see one
+// date's batch statistics in training. Names follow Open-CD's state_dict.
 
 import { device } from "../engine/device.ts";
 import { GELU } from "../engine/nn/activation.ts";
@@ -26,7 +28,9 @@ import { concat, permute, slice } from "../engine/ops/layout.ts";
 import { interpolate } from "../engine/ops/resample.ts";
 import { Random } from "../engine/random.ts";
 import { type Tensor, tensor, write } from "../engine/tensor.ts";
-import { MIT_B0, type MitConfig, MixFfnConvs, MixVisionTransformer } from "./mit.ts";
+import { MIT_B0, MIT_B1, MixFfnConvs, MixVisionTransformer } from "./mit.ts";
+import { ResNet } from "./resnet.ts";
+import { ResNeSt } from "./resnest.ts";
 import { ConvModule1x1 } from "./segformer_head.ts";
 import type { ChangeDetector, Tap } from "./model.ts";
 
@@ -177,28 +181,52 @@ export const CHANGER_EX_INTERACTIONS: readonly (ExchangeMode | null)[] = [
   "channel",
 ];
 
-/** ChangerEx MiT-b0 change detector: 2-channel logits (softmax form). Inputs must be multiples
- * of 32 (Open-CD pads to that; MiT halves the size four times after a stride-4 stem). */
+/** What ChangerEx needs of a backbone (MiT, mmseg's ResNet or ResNeSt): a stem (identity for
+ * MiT), stages run one at a time so that the interactions can act between them, each stage's
+ * output channels, and whether it keeps batch statistics (BatchNorm). */
+export interface InteractionBackbone extends Module {
+  readonly stageChannels: readonly number[];
+  readonly batchStatistics: boolean;
+  stem(x: Tensor): Tensor;
+  stage(i: number, x: Tensor): Tensor;
+}
+
+/** Open-CD's ChangerEx configurations: backbone and head width (Changer's `channels`). */
+export const CHANGER_EX_VARIANTS = {
+  mit_b0: { backbone: (seed: number) => new MixVisionTransformer(MIT_B0, seed), channels: 128 },
+  mit_b1: { backbone: (seed: number) => new MixVisionTransformer(MIT_B1, seed), channels: 128 },
+  r18: { backbone: (seed: number) => new ResNet({ depth: 18 }, new Random(seed)), channels: 128 },
+  s50: { backbone: (seed: number) => new ResNeSt(50, new Random(seed)), channels: 256 },
+} satisfies Record<string, { backbone(seed: number): InteractionBackbone; channels: number }>;
+export type ChangerExVariant = keyof typeof CHANGER_EX_VARIANTS;
+
+/** Both dates' features: one [2B, …] batch, or one tensor per date. */
+type Dates = Tensor | [Tensor, Tensor];
+const eachDate = (x: Dates, f: (t: Tensor) => Tensor): Dates =>
+  Array.isArray(x) ? [f(x[0]), f(x[1])] : f(x);
+
+/** ChangerEx change detector: 2-channel logits (softmax form). Inputs must be multiples of 32
+ * (Open-CD pads to that; every backbone here halves the size five times). */
 export class ChangerEx extends Module implements ChangeDetector {
-  readonly backbone: MixVisionTransformer;
+  readonly backbone: InteractionBackbone;
   readonly head: ChangerHead;
   constructor(
     seed = 0,
-    readonly config: MitConfig = MIT_B0,
+    readonly variant: ChangerExVariant = "mit_b0",
     readonly interactions: readonly (ExchangeMode | null)[] = CHANGER_EX_INTERACTIONS,
     /** Exchange fraction p of Open-CD's layers (every int(1/p)-th column or channel). */
     readonly exchangeP = 1 / 2,
   ) {
     super();
-    if (interactions.length !== config.embedDims.length) {
-      throw new Error(
-        `ChangerEx: ${interactions.length} interactions for ${config.embedDims.length} stages`,
-      );
+    const { backbone, channels } = CHANGER_EX_VARIANTS[variant];
+    this.backbone = this.child("backbone", backbone(seed));
+    const levels = this.backbone.stageChannels;
+    if (interactions.length !== levels.length) {
+      throw new Error(`ChangerEx: ${interactions.length} interactions for ${levels.length} stages`);
     }
-    this.backbone = this.child("backbone", new MixVisionTransformer(config, seed));
     // A stream of its own, so the head's draws do not repeat the backbone's.
     const rng = new Random((seed ^ 0x9e3779b9) >>> 0);
-    this.head = this.child("decode_head", new ChangerHead(config.embedDims, rng));
+    this.head = this.child("decode_head", new ChangerHead([...levels], rng, channels));
   }
 
   forward(a: Tensor, b: Tensor, tap?: Tap): Tensor {
@@ -206,16 +234,24 @@ export class ChangerEx extends Module implements ChangeDetector {
     if (h % 32 || w % 32) {
       throw new Error(`ChangerEx needs H and W divisible by 32 (pad the input), got ${h}×${w}`);
     }
-    let x = concat([a, b], 0);
+    // Open-CD runs the backbone on each date in turn. Without batch statistics (MiT, or BN in
+    // eval) one [2B] batch is the same computation; in training, BN must see each date alone.
+    const apart = this.training && this.backbone.batchStatistics;
+    const halves = (x: Dates): [Tensor, Tensor] =>
+      Array.isArray(x) ? x : [slice(x, 0, 0, n), slice(x, 0, n, 2 * n)];
+    let x: Dates = eachDate(apart ? [a, b] : concat([a, b], 0), (t) => this.backbone.stem(t));
     const levelsA: Tensor[] = [], levelsB: Tensor[] = [];
     for (let i = 0; i < this.interactions.length; i++) {
-      x = this.backbone.stage(i, x);
+      x = eachDate(x, (t) => this.backbone.stage(i, t));
       const mode = this.interactions[i];
-      if (mode) x = exchange(x, mode, this.exchangeP);
-      const fa = slice(x, 0, 0, n);
+      if (mode) {
+        x = exchange(Array.isArray(x) ? concat(x, 0) : x, mode, this.exchangeP);
+        if (apart) x = halves(x);
+      }
+      const [fa, fb] = halves(x);
       tap?.(`feat.s${i + 1}`, fa);
       levelsA.push(fa);
-      levelsB.push(slice(x, 0, n, 2 * n));
+      levelsB.push(fb);
     }
     const logits = this.head.forward(levelsA, levelsB, tap);
     tap?.("head", logits);
@@ -223,6 +259,8 @@ export class ChangerEx extends Module implements ChangeDetector {
   }
 }
 
-export function createChangerEx(seed?: number): ChangerEx {
-  return new ChangerEx(seed);
+/** ChangerEx with one of Open-CD's backbones (MiT-b0 by default; MiT-b1 keeps the 128-channel
+ * head on b1's wider levels). */
+export function createChangerEx(seed?: number, variant: ChangerExVariant = "mit_b0"): ChangerEx {
+  return new ChangerEx(seed, variant);
 }

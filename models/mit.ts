@@ -316,6 +316,19 @@ export class MixVisionTransformer extends Module {
     }
   }
 
+  /** No batch statistics: both dates may travel as one batch (ChangerEx). */
+  readonly batchStatistics = false;
+
+  /** Channels of each stage's output. */
+  get stageChannels(): readonly number[] {
+    return this.cfg.embedDims;
+  }
+
+  /** MiT has no stem apart from stage 1's patch embedding. */
+  stem(x: Tensor): Tensor {
+    return x;
+  }
+
   /** Stage i (0-based) on NCHW input → NCHW output after the stage's final LayerNorm. */
   stage(i: number, x: Tensor): Tensor {
     const s = this.#stages[i];

@@ -71,7 +71,7 @@ export interface ModelEntry {
   minSize?: number;
   /** Smallest training batch (default 1): a BatchNorm in training needs more than one value
    * per channel, as in PyTorch, and some see one value per image (UPerNet's 1×1 PPM level,
-   * LightCDNet's TimeAttention). */
+   * LightCDNet's TimeAttention, ResNeSt's split attention on a pooled [B, C, 1, 1]). */
   minBatch?: number;
   /** State_dict prefixes of training-only modules (an auxiliary head): counted in the
    * parameters, left out of Table II's figure, never run at inference. */
@@ -290,6 +290,66 @@ export const MODELS: Record<string, ModelEntry> = {
     paper: { params: 16.965, flops: 76.845 },
     sizeDivisor: 32,
     minSize: 64,
+  },
+  // changer_ex_mit-b1 inherits the b0 config (starting from ImageNet MiT-b1 weights): the
+  // same optimiser, paramwise keys, OHEM and pipeline; Table II's λ is 1e-3.
+  changer_ex_mit_b1: {
+    name: "changer_ex_mit_b1",
+    title: "ChangerEx, MiT-b1 (Fang et al. 2023), as Open-CD builds it",
+    create: (seed) => createChangerEx(seed, "mit_b1"),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 1e-4,
+      weightDecay: 1e-2,
+      lambda: 1e-3,
+      paramwise: SEGFORMER_KEYS,
+      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
+      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+    },
+    paper: { params: 13.355, flops: 23.306 },
+    sizeDivisor: 32,
+    minSize: 64,
+  },
+  // changer_ex_r18 / _s50: trained from scratch (pretrained None), AdamW lr 5e-3, weight decay
+  // 0.05, no paramwise keys; OHEM and the Changer pipeline as b0.
+  changer_ex_r18: {
+    name: "changer_ex_r18",
+    title: "ChangerEx, ResNetV1c-18 (Fang et al. 2023), as Open-CD builds it",
+    create: (seed) => createChangerEx(seed, "r18"),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 5e-3,
+      weightDecay: 5e-2,
+      lambda: 1e-3,
+      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
+      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+    },
+    paper: { params: 11.391, flops: 23.820 },
+    sizeDivisor: 32,
+    minSize: 64,
+  },
+  changer_ex_s50: {
+    name: "changer_ex_s50",
+    title: "ChangerEx, ResNeSt-50 (Fang et al. 2023), as Open-CD builds it",
+    create: (seed) => createChangerEx(seed, "s50"),
+    outputs: 2,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 5e-3,
+      weightDecay: 5e-2,
+      lambda: 1e-5,
+      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
+      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+    },
+    paper: { params: 26.693, flops: 67.241 },
+    sizeDivisor: 32,
+    // Batch ≥ 2 also gives the head's BN two values at a 1×1 deepest level: 32² suffices.
+    minBatch: 2,
   },
 };
 

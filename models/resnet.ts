@@ -80,7 +80,7 @@ export class BasicBlock extends Module {
 
 /** ResNetV1c's deep stem: 3×3 s2 (→ stem/2) + BN + ReLU, 3×3 (stem/2) + BN + ReLU, 3×3 (→ stem)
  * + BN + ReLU, named as nn.Sequential with the ReLUs at 2, 5, 8. */
-class DeepStem extends Module {
+export class DeepStem extends Module {
   readonly #convs: Conv2d[];
   readonly #bns: BatchNorm2d[];
   constructor(cin: number, channels: number, rng: Random) {
@@ -197,13 +197,29 @@ export class ResNet extends Module {
     }
   }
 
+  /** BatchNorm keeps batch statistics in training (ChangerEx runs the dates apart then). */
+  readonly batchStatistics = true;
+
+  /** The stem and its 3×3 stride-2 max-pool: image → stage 1's input at 1/4. */
+  stem(x: Tensor): Tensor {
+    return maxPool2d(this.#stem.forward(x), { kernel: 3, stride: 2, padding: 1 });
+  }
+
+  /** Stage i (0-based): its blocks in turn. */
+  stage(i: number, x: Tensor): Tensor {
+    const layer = this.#layers[i];
+    if (!layer) throw new Error(`ResNet: no stage ${i} (has ${this.#layers.length})`);
+    for (const blk of layer) x = blk.forward(x);
+    return x;
+  }
+
   forward(x: Tensor): Tensor[] {
-    x = maxPool2d(this.#stem.forward(x), { kernel: 3, stride: 2, padding: 1 });
+    x = this.stem(x);
     const outs: Tensor[] = [];
-    this.#layers.forEach((layer, i) => {
-      for (const blk of layer) x = blk.forward(x);
+    for (let i = 0; i < this.#layers.length; i++) {
+      x = this.stage(i, x);
       if (this.outIndices.includes(i)) outs.push(x);
-    });
+    }
     return outs;
   }
 }

@@ -17,3 +17,14 @@ export function checkTrainSize(model: string, size: number): void {
       `stride)${min > d ? ` and at least ${min}` : ""}; use ${options}`,
   );
 }
+
+/** Throws when a training batch is smaller than the model's minBatch (per date: each date's
+ * samples are one batch for the backbone's BatchNorm). */
+export function checkTrainBatch(model: string, batch: number): void {
+  const min = modelEntry(model).minBatch ?? 1;
+  if (batch >= min) return;
+  throw new Error(
+    `--batch ${batch}: ${model} has a BatchNorm that sees one value per image in training, ` +
+      `which needs at least ${min} images per batch; use --batch ${min} or more`,
+  );
+}

@@ -4,7 +4,7 @@
 // is named as its flag, and the crop is checked against the model before anything is read.
 
 import { parseConfigObject, type TrainConfig, TrainConfigSchema } from "./config.ts";
-import { checkTrainSize } from "./model_size.ts";
+import { checkTrainBatch, checkTrainSize } from "./model_size.ts";
 import { MODELS } from "../models/registry.ts";
 
 /** `flags`: the parsed flags (defaults filled in); `given`: the keys typed on the command line;
@@ -58,12 +58,7 @@ export async function resolveTrainConfig(
       "--pretrained and --init both given: --init replaces every weight, the backbone included; pass one of them",
     );
   }
-  const minBatch = MODELS[parsed.data.model]?.minBatch ?? 1;
-  if (parsed.data.batch < minBatch) {
-    throw new Error(
-      `--batch ${parsed.data.batch}: ${parsed.data.model} trains at batch ${minBatch} or more (its BatchNorms need two values per channel)`,
-    );
-  }
   checkTrainSize(parsed.data.model, parsed.data.size);
+  checkTrainBatch(parsed.data.model, parsed.data.batch);
   return parsed.data;
 }
