@@ -10,6 +10,7 @@ import { createBit } from "./bit.ts";
 import { createChangeFormer } from "./changeformer.ts";
 import { createChangerEx } from "./changer.ts";
 import { FcSiam } from "./fc_siam.ts";
+import { Ifn } from "./ifn.ts";
 import type { ChangeDetector } from "./model.ts";
 import { SNUNet } from "./snunet.ts";
 import { TinyCD } from "./tinycd.ts";
@@ -34,6 +35,10 @@ export interface Recipe {
   /** Open-CD transforms added to the default augmentation (data/augment.ts AugmentOptions):
    * any-angle rotation, Changer's RotFlip, the A/B exchange. */
   augment?: OpenCdAugment;
+  /** Parameters upstream never trains, by name prefix: IFN's VGG encoder runs under no_grad,
+   * and some modules are built but never called. Their gradient stays None there, so PyTorch's
+   * AdamW skips them (no update, no weight decay); here their LR and decay multipliers are 0. */
+  frozen?: string[];
 }
 
 /** The Open-CD transforms a recipe can switch on: fields of data/augment.ts's AugmentOptions
@@ -63,6 +68,15 @@ export interface ModelEntry {
   /** Smallest square side a training step takes at batch 1 (default 32): MiT's 1/32 level
    * must keep 2×2 positions, since the head's BatchNorm needs more than one per channel. */
   minSize?: number;
+  /** Change probability above which a pixel is changed, the decode head's own (default 0.5;
+   * mmseg's 0.3 for a 1-channel head whose config gives none, as IFN's). Eval, predict and the
+   * runs' validation use it unless --threshold says otherwise. */
+  threshold?: number;
+}
+
+/** The entry's probability threshold (0.5 unless it says otherwise). */
+export function probabilityThreshold(entry: ModelEntry): number {
+  return entry.threshold ?? 0.5;
 }
 
 const common = { optimizer: "adamw" as const, betas: [0.9, 0.99] as [number, number] };
@@ -196,6 +210,29 @@ export const MODELS: Record<string, ModelEntry> = {
     paper: { params: 3.457, flops: 8.523 },
     sizeDivisor: 32,
     minSize: 64,
+  },
+  // IFN as Open-CD builds it (configs/ifn/ifn_512x512_200k_cgwx.py: the standard schedule,
+  // AdamW lr 1e-3, β (0.9, 0.999), weight decay 0.05). Its VGG-16 encoder is ImageNet's upstream
+  // (`vgg16(pretrained=True)`, `train --pretrained FILE` here) and is never trained.
+  ifn_vgg16: {
+    name: "ifn_vgg16",
+    title: "IFN, VGG-16 (Zhang et al. 2020), as Open-CD builds it",
+    create: (seed) => new Ifn(seed),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 1e-3,
+      weightDecay: 5e-2,
+      lambda: 1e-4,
+      augment: STANDARD_ROTATE,
+      // The encoder runs under no_grad; ca1, bn_ca1 and bn_ca2 are built but never called.
+      frozen: ["backbone.encoder1.", "backbone.ca1.", "backbone.bn_ca1.", "backbone.bn_ca2."],
+    },
+    paper: { params: 35.995, flops: 323.584 },
+    sizeDivisor: 16,
+    // mmseg's default for a 1-channel head whose config sets none.
+    threshold: 0.3,
   },
 };
 

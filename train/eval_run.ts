@@ -8,6 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { checkEvalSplit } from "../data/pair_folder.ts";
 import { evaluateModel, type Evaluation, type FailedPair } from "./evaluate.ts";
 import { formatMetricsTable, type MetricsSummary, metricsSummary } from "./report_table.ts";
+import { probabilityThreshold } from "../models/registry.ts";
 import { loadTrainedModel, resolveModelName } from "./trained_model.ts";
 
 /** What the eval command's flags say (cli/eval.ts validates them). */
@@ -23,7 +24,8 @@ export interface EvalOptions {
   tile: number;
   overlap: number;
   batch: number;
-  threshold: number;
+  /** Default: the model's own (registry `threshold`). */
+  threshold?: number;
 }
 
 async function isDir(path: string): Promise<boolean> {
@@ -97,6 +99,7 @@ export async function runEval(
   const { pairs, split } = await checkEvalSplit(opts.data, opts.split);
   if (opts.json) await checkJsonPath(opts.json);
   const { entry, model } = await loadTrainedModel(name, opts.weights);
+  const threshold = opts.threshold ?? probabilityThreshold(entry);
   const notes = new Set<string>();
   let evaluation: Evaluation;
   try {
@@ -105,7 +108,7 @@ export async function runEval(
       overlap: opts.overlap,
       batch: opts.batch,
       sizeDivisor: entry.sizeDivisor,
-      threshold: opts.threshold,
+      threshold,
       normalize: entry.normalize,
       onProgress,
       onNote: (n) => {
@@ -129,7 +132,7 @@ export async function runEval(
     weights: opts.weights,
     data: opts.data,
     split,
-    threshold: opts.threshold,
+    threshold,
     failed: evaluation.failed,
     ...summary,
     perImage: evaluation.perImage.map((r) => ({

@@ -281,14 +281,19 @@ function initialWeights(model: ChangeDetector, entry: ModelEntry, cfg: TrainConf
   if (cfg.init) loadCheckpoint(model, cfg.init, { expectModel: entry.name });
 }
 
-/** Per-parameter LR / weight-decay multipliers of the recipe's paramwise custom keys. */
+/** Per-parameter LR / weight-decay multipliers: the recipe's paramwise custom keys, and 0 and 0
+ * for its frozen parameters. */
 export function recipeMultipliers(
   model: ChangeDetector,
   entry: ModelEntry,
 ): { lrMult: number; decayMult: number }[] | undefined {
-  const pw = entry.recipe.paramwise;
-  if (!pw) return undefined;
-  return paramMultipliers(model.namedParameters().map(([n]) => n), pw.customKeys);
+  const { paramwise, frozen = [] } = entry.recipe;
+  if (!paramwise && frozen.length === 0) return undefined;
+  const names = model.namedParameters().map(([n]) => n);
+  const mults = paramMultipliers(names, paramwise?.customKeys ?? {});
+  return mults.map((m, i) =>
+    frozen.some((f) => names[i].startsWith(f)) ? { ...m, lrMult: 0, decayMult: 0 } : m
+  );
 }
 
 /** The default augmentation plus the recipe's Open-CD transforms (none with --no-augment). */

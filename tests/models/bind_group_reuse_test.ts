@@ -7,6 +7,7 @@ import { ok as assert } from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
 import { cdLoss } from "../../engine/ops/cd_loss.ts";
+import { add } from "../../engine/ops/elementwise.ts";
 import { AdamW } from "../../engine/optim/adamw.ts";
 import { stats, sync } from "../../engine/recorder.ts";
 import { scope } from "../../engine/scope.ts";
@@ -35,7 +36,10 @@ for (const name of Object.keys(MODELS)) {
       scope(() => {
         const { loss } = cdLoss(model.forward(a, b), label);
         opt.zeroGrad();
-        backward(loss, undefined, { freeActivations: true });
+        // The training loss, as trainStep adds any deep supervision / auxiliary head.
+        backward(model.auxLoss ? add(loss, model.auxLoss(label)) : loss, undefined, {
+          freeActivations: true,
+        });
         opt.step();
       });
     for (let i = 0; i < 3; i++) {

@@ -6,6 +6,7 @@ import { backward } from "../../engine/autograd.ts";
 import { resetDropoutStream } from "../../engine/nn/dropout.ts";
 import { initDevice } from "../../engine/device.ts";
 import { cdLoss } from "../../engine/ops/cd_loss.ts";
+import { add } from "../../engine/ops/elementwise.ts";
 import { pool } from "../../engine/pool.ts";
 import { scope } from "../../engine/scope.ts";
 import { tensor } from "../../engine/tensor.ts";
@@ -33,7 +34,7 @@ for (const name of Object.keys(MODELS)) {
       S,
     ], "u32").keep();
     const params = model.parameters();
-    const runs: { grads: Float32Array[]; peak: number }[] = [];
+    const runs: { grads: (Float32Array | null)[]; peak: number }[] = [];
     for (const freeActivations of [false, true]) {
       for (const p of params) {
         p.grad?.dispose();
@@ -43,16 +44,22 @@ for (const name of Object.keys(MODELS)) {
       const base = pool.liveBytes;
       pool.peakLiveBytes = base;
       scope(() => {
+        // The training loss: the logits' CE plus any deep supervision / auxiliary head.
         const { loss } = cdLoss(model.forward(a, b), label);
-        backward(loss, undefined, { freeActivations });
+        backward(model.auxLoss ? add(loss, model.auxLoss(label)) : loss, undefined, {
+          freeActivations,
+        });
       });
       const peak = pool.peakLiveBytes - base;
-      const grads = [];
-      for (const p of params) grads.push((await p.grad!.read()) as Float32Array);
+      // A parameter the forward never reaches with gradients (IFN's frozen encoder) has none.
+      const grads: (Float32Array | null)[] = [];
+      for (const p of params) grads.push(p.grad ? (await p.grad.read()) as Float32Array : null);
       runs.push({ grads, peak });
     }
     runs[0].grads.forEach((g, i) => {
       const h = runs[1].grads[i];
+      assert((g === null) === (h === null), `${name}: parameter ${i} has a gradient only once`);
+      if (g === null || h === null) return;
       // Bit-identical, except where an atomic sum decides the order of additions (there, 1e-8
       // absolute covers gradients that are zero but for rounding: FDAF's flow bias).
       const tol = ATOMIC_SUMS.has(name)
