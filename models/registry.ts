@@ -7,6 +7,7 @@ import { countMacs } from "../engine/profiler.ts";
 import { scope } from "../engine/scope.ts";
 import { zeros } from "../engine/tensor.ts";
 import { createBit } from "./bit.ts";
+import { Cgnet } from "./cgnet.ts";
 import { createChangeFormer } from "./changeformer.ts";
 import { createChangerEx } from "./changer.ts";
 import { FcSiam } from "./fc_siam.ts";
@@ -37,7 +38,7 @@ export interface Recipe {
   augment?: OpenCdAugment;
   /** Parameters upstream never trains, by name prefix: IFN's VGG encoder runs under no_grad,
    * and some modules are built but never called. Their gradient stays None there, so PyTorch's
-   * AdamW skips them (no update, no weight decay); here their LR and decay multipliers are 0. */
+   * AdamW skips them (no update, no weight decay); here the optimiser never holds them. */
   frozen?: string[];
 }
 
@@ -233,6 +234,27 @@ export const MODELS: Record<string, ModelEntry> = {
     sizeDivisor: 16,
     // mmseg's default for a 1-channel head whose config sets none.
     threshold: 0.3,
+  },
+  // CGNet as Open-CD builds it (configs/cgnet/cgnet_512x512_200k_cgwx.py: AdamW lr 5e-4,
+  // β (0.9, 0.999), weight decay 0.0025, the standard pipeline). The config starts VGG-16-BN
+  // from ImageNet weights (`train --pretrained FILE` here).
+  cgnet_vgg16: {
+    name: "cgnet_vgg16",
+    title: "CGNet, VGG-16-BN (Han et al. 2023), as Open-CD builds it",
+    create: (seed) => new Cgnet(seed),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 5e-4,
+      weightDecay: 2.5e-3,
+      lambda: 1e-3,
+      augment: STANDARD_ROTATE,
+      // up_layer2/3/4 are built but never called.
+      frozen: ["backbone.up_layer"],
+    },
+    paper: { params: 38.989, flops: 425.984 },
+    sizeDivisor: 16,
   },
 };
 

@@ -12,6 +12,7 @@
 // e.g. torchvision's Conv2dNormActivation "0"/"1") or with Module.inline (its names join the
 // model's, e.g. FC-Siam's conv11/bn11). The Dropout2d is a child, so it follows train()/eval().
 
+import { isGradEnabled } from "../autograd.ts";
 import type { ConvActivation } from "../ops/conv2d.ts";
 import type { NormPostOptions } from "../ops/norm.ts";
 import type { Tensor } from "../tensor.ts";
@@ -76,7 +77,11 @@ export class ConvBnAct extends Module implements Layer {
   /** conv → BN → activation: fused into the BN's passes, or folded into the conv in eval. */
   #convBn(x: Tensor, bn: BatchNorm2d): Tensor {
     const act = this.act as "none" | "relu" | "silu";
-    if (!this.training && this.foldInEval) return foldedConvBn(this.conv, bn, x, act);
+    // The folded conv has no autograd: an eval-mode forward that records gradients (parity with
+    // upstream's eval-mode loss) runs the BN on its running statistics instead.
+    if (!this.training && this.foldInEval && !isGradEnabled()) {
+      return foldedConvBn(this.conv, bn, x, act);
+    }
     return bn.forward(this.conv.forward(x), this.#post(act));
   }
 

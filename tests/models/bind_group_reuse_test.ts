@@ -13,6 +13,7 @@ import { stats, sync } from "../../engine/recorder.ts";
 import { scope } from "../../engine/scope.ts";
 import { tensor } from "../../engine/tensor.ts";
 import { MODELS } from "../../models/registry.ts";
+import { trainableParameters } from "../../train/trainer.ts";
 import { randArray } from "../util.ts";
 
 await initDevice();
@@ -24,7 +25,7 @@ for (const name of Object.keys(MODELS)) {
     const S = MODELS[name].minSize ?? 32;
     const model = MODELS[name].create(0);
     model.train();
-    const opt = new AdamW(model.parameters(), { lr: 1e-3 });
+    const opt = new AdamW(trainableParameters(model, MODELS[name]), { lr: 1e-3 });
     const a = tensor(randArray(B * 3 * S * S, 1), [B, 3, S, S]).keep();
     const b = tensor(randArray(B * 3 * S * S, 2), [B, 3, S, S]).keep();
     const label = tensor(Uint32Array.from({ length: B * S * S }, (_, i) => (i % 7 === 0 ? 1 : 0)), [
