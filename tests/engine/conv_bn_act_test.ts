@@ -3,7 +3,7 @@
 // gradients), finite-difference input gradients, and the names it registers (none of its own).
 
 import assert from "node:assert/strict";
-import { backward } from "../../engine/autograd.ts";
+import { backward, noGrad } from "../../engine/autograd.ts";
 import { PReLU } from "../../engine/nn/activation.ts";
 import { Conv2d, ConvTranspose2d } from "../../engine/nn/conv.ts";
 import { ConvBnAct, type ConvBnActParts } from "../../engine/nn/conv_bn_act.ts";
@@ -278,7 +278,8 @@ for (const act of ["relu", "silu", "none"] as const) {
     const xData = randArray(X_SHAPE.reduce((a, b) => a * b), 13);
     const x = tensor(xData, X_SHAPE);
     const before = stats.dispatches;
-    const folded = scope(() => m.forward(x));
+    // Inference (no tape): a forward that records gradients keeps the BN unfolded.
+    const folded = scope(() => noGrad(() => m.forward(x)));
     const foldedDispatches = stats.dispatches - before;
     m.foldInEval = false;
     const unfolded = scope(() => m.forward(x));
@@ -311,7 +312,7 @@ Deno.test("ConvBnAct eval with a transposed conv (FC-Siam's decoder): folded equ
   const m = new ConvBnAct({ conv: ["c", conv], bn: ["b", bn], act: "relu", dropout: 0.2 }).eval();
   const xData = randArray(X_SHAPE.reduce((a, b) => a * b), 14);
   const x = tensor(xData, X_SHAPE);
-  const folded = scope(() => m.forward(x));
+  const folded = scope(() => noGrad(() => m.forward(x)));
   const c = refConvT(
     xData,
     X_SHAPE,
@@ -466,4 +467,18 @@ Deno.test("ConvBnAct adds no level to names, its dropout follows train()/eval(),
       }),
     /PReLU/,
   );
+});
+
+Deno.test("ConvBnAct eval with a tape: not folded, so the conv and the BN get gradients", async () => {
+  const conv = conv3(4, 6, {}, 5);
+  const bn = bnWithStats(6, 40);
+  const m = new ConvBnAct({ conv: ["c", conv], bn: ["b", bn], act: "relu" }).eval();
+  const x = tensor(randArray(X_SHAPE.reduce((a, b) => a * b), 13), X_SHAPE);
+  scope(() => backward(sum(m.forward(x))));
+  for (const p of [conv.weight, bn.weight, bn.bias]) {
+    assert.ok(p.grad, `${p.name} got no gradient`);
+    p.grad.dispose();
+    p.grad = null;
+  }
+  x.dispose();
 });
