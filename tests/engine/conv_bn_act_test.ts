@@ -469,7 +469,7 @@ Deno.test("ConvBnAct adds no level to names, its dropout follows train()/eval(),
   );
 });
 
-Deno.test("ConvBnAct eval with a tape: not folded, so the conv and the BN get gradients", async () => {
+Deno.test("ConvBnAct eval with a tape: not folded, so the conv and the BN get gradients", () => {
   const conv = conv3(4, 6, {}, 5);
   const bn = bnWithStats(6, 40);
   const m = new ConvBnAct({ conv: ["c", conv], bn: ["b", bn], act: "relu" }).eval();
