@@ -5,7 +5,7 @@
 
 import { ok as assert } from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
-import { initDevice } from "../../engine/device.ts";
+import { device, initDevice } from "../../engine/device.ts";
 import { cdLoss } from "../../engine/ops/cd_loss.ts";
 import { add } from "../../engine/ops/elementwise.ts";
 import { AdamW } from "../../engine/optim/adamw.ts";
@@ -20,45 +20,63 @@ await initDevice();
 
 const B = 1;
 
+/** Whether the optimiser's parameter arena (one storage binding) fits the adapter: CGNet's
+ * 33.7 M trainable parameters exceed a software adapter's 128 MiB, so it cannot train there. */
+function arenaFits(name: string): boolean {
+  const m = MODELS[name].create(0);
+  const bytes = trainableParameters(m, MODELS[name]).reduce((s, t) => s + 4 * t.size, 0);
+  m.dispose();
+  return bytes <= device().limits.maxStorageBufferBindingSize;
+}
+
 for (const name of Object.keys(MODELS)) {
-  Deno.test(`${name}: a warm training step reuses its bind groups`, async () => {
-    const S = MODELS[name].minSize ?? 32;
-    const model = MODELS[name].create(0);
-    model.train();
-    const opt = new AdamW(trainableParameters(model, MODELS[name]), { lr: 1e-3 });
-    const a = tensor(randArray(B * 3 * S * S, 1), [B, 3, S, S]).keep();
-    const b = tensor(randArray(B * 3 * S * S, 2), [B, 3, S, S]).keep();
-    const label = tensor(Uint32Array.from({ length: B * S * S }, (_, i) => (i % 7 === 0 ? 1 : 0)), [
-      B,
-      S,
-      S,
-    ], "u32").keep();
-    const step = () =>
-      scope(() => {
-        const { loss } = cdLoss(model.forward(a, b), label);
-        opt.zeroGrad();
-        // The training loss, as trainStep adds any deep supervision / auxiliary head.
-        backward(model.auxLoss ? add(loss, model.auxLoss(label)) : loss, undefined, {
-          freeActivations: true,
+  Deno.test({
+    name: `${name}: a warm training step reuses its bind groups`,
+    ignore: !arenaFits(name),
+    fn: async () => {
+      const S = MODELS[name].minSize ?? 32;
+      const model = MODELS[name].create(0);
+      model.train();
+      const opt = new AdamW(trainableParameters(model, MODELS[name]), { lr: 1e-3 });
+      const a = tensor(randArray(B * 3 * S * S, 1), [B, 3, S, S]).keep();
+      const b = tensor(randArray(B * 3 * S * S, 2), [B, 3, S, S]).keep();
+      const label = tensor(
+        Uint32Array.from({ length: B * S * S }, (_, i) => (i % 7 === 0 ? 1 : 0)),
+        [
+          B,
+          S,
+          S,
+        ],
+        "u32",
+      ).keep();
+      const step = () =>
+        scope(() => {
+          const { loss } = cdLoss(model.forward(a, b), label);
+          opt.zeroGrad();
+          // The training loss, as trainStep adds any deep supervision / auxiliary head.
+          backward(model.auxLoss ? add(loss, model.auxLoss(label)) : loss, undefined, {
+            freeActivations: true,
+          });
+          opt.step();
         });
-        opt.step();
-      });
-    for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 3; i++) {
+        step();
+        await sync();
+      }
+      const groups0 = stats.bindGroupsCreated, dispatches0 = stats.dispatches;
       step();
       await sync();
-    }
-    const groups0 = stats.bindGroupsCreated, dispatches0 = stats.dispatches;
-    step();
-    await sync();
-    const created = stats.bindGroupsCreated - groups0, dispatches = stats.dispatches - dispatches0;
-    // Rotating buffers made 63–89 % of the dispatches create one (FC-Siam-Diff, TinyCD), and
-    // rotating ring slots about 30 a step.
-    assert(created === 0, `${name}: ${created} bind groups created for ${dispatches} dispatches`);
-    for (const t of [a, b, label]) {
-      t.kept = false;
-      t.dispose();
-    }
-    opt.dispose();
-    opt.arena.dispose();
+      const created = stats.bindGroupsCreated - groups0,
+        dispatches = stats.dispatches - dispatches0;
+      // Rotating buffers made 63–89 % of the dispatches create one (FC-Siam-Diff, TinyCD), and
+      // rotating ring slots about 30 a step.
+      assert(created === 0, `${name}: ${created} bind groups created for ${dispatches} dispatches`);
+      for (const t of [a, b, label]) {
+        t.kept = false;
+        t.dispose();
+      }
+      opt.dispose();
+      opt.arena.dispose();
+    },
   });
 }
