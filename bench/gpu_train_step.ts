@@ -16,7 +16,7 @@ import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { tensor } from "../engine/tensor.ts";
 import { modelEntry } from "../models/registry.ts";
-import { recipeMultipliers } from "../train/trainer.ts";
+import { recipeMultipliers, trainableParameters } from "../train/trainer.ts";
 import { Random } from "../engine/random.ts";
 import { type KernelTime, startProfile, stopProfile } from "../engine/kernel_profile.ts";
 
@@ -38,7 +38,7 @@ for (const name of values.models!.split(",")) {
   const entry = modelEntry(name);
   const model = entry.create(0);
   // The model's recipe: its parameter groups and loss (OHEM for Changer), as the trainer runs it.
-  const opt = new AdamW(model.parameters(), {
+  const opt = new AdamW(trainableParameters(model, entry), {
     lr: entry.recipe.lr,
     betas: entry.recipe.betas,
     weightDecay: entry.recipe.weightDecay,

@@ -42,7 +42,8 @@ Flags:
   --tile N           tile side for images larger than it (default ${DEFAULT_TILE})
   --overlap N        pixels shared by neighbouring tiles (default ${DEFAULT_OVERLAP})
   --batch N          images (or tiles) per forward pass (default ${DEFAULT_BATCH})
-  --threshold P      change probability above which a pixel is changed (default 0.5)
+  --threshold P      change probability above which a pixel is changed (default: the model's
+                     own, 0.5 but for ifn_vgg16's 0.3)
   --quiet            no progress on stderr
   -h, --help         this text
 `;
@@ -59,7 +60,7 @@ export const EvalFlags = z.object({
   tile: z.number().int().min(1).default(DEFAULT_TILE),
   overlap: z.number().int().min(0).default(DEFAULT_OVERLAP),
   batch: z.number().int().min(1).default(DEFAULT_BATCH),
-  threshold: z.number().min(0).max(1).default(0.5),
+  threshold: z.number().min(0).max(1).optional(),
   quiet: z.boolean().default(false),
 }).refine((f) => f.overlap < f.tile, {
   path: ["overlap"],

@@ -45,8 +45,8 @@ Flags:
   --tile N           tile side in pixels (default ${DEFAULT_TILE}); smaller images run whole
   --overlap N        pixels shared by neighbouring tiles (default ${DEFAULT_OVERLAP})
   --batch N          tiles per forward pass (default ${DEFAULT_BATCH})
-  --threshold P      change probability above which a pixel is changed (default 0.5; for a
-                     2-channel model 0.5 is the argmax)
+  --threshold P      change probability above which a pixel is changed (default: the model's
+                     own, 0.5 but for ifn_vgg16's 0.3; for a 2-channel model 0.5 is the argmax)
   --overwrite        replace OUT if it exists and is not empty
   --quiet            no progress on stderr
   -h, --help         this text
@@ -65,7 +65,7 @@ export const PredictFlags = z.object({
   tile: z.number().int().min(1).default(DEFAULT_TILE),
   overlap: z.number().int().min(0).default(DEFAULT_OVERLAP),
   batch: z.number().int().min(1).default(DEFAULT_BATCH),
-  threshold: z.number().min(0).max(1).default(0.5),
+  threshold: z.number().min(0).max(1).optional(),
   overwrite: z.boolean().default(false),
   quiet: z.boolean().default(false),
 }).refine((f) => f.overlap < f.tile, {

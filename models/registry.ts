@@ -7,6 +7,7 @@ import { countMacs } from "../engine/profiler.ts";
 import { scope } from "../engine/scope.ts";
 import { zeros } from "../engine/tensor.ts";
 import { createBit } from "./bit.ts";
+import { Cgnet } from "./cgnet.ts";
 import { createChangeFormer } from "./changeformer.ts";
 import { createChangerEx } from "./changer.ts";
 import { createChangeStar } from "./changestar.ts";
@@ -14,6 +15,7 @@ import { createStanet } from "./stanet.ts";
 import { FcSiam } from "./fc_siam.ts";
 import { createHANet } from "./hanet.ts";
 import { createLightCDNet } from "./lightcdnet.ts";
+import { Ifn } from "./ifn.ts";
 import type { ChangeDetector } from "./model.ts";
 import { SNUNet } from "./snunet.ts";
 import { TinyCD } from "./tinycd.ts";
@@ -40,6 +42,10 @@ export interface Recipe {
   augment?: OpenCdAugment;
   /** Pairs per step when --batch is not given (Table II: 8 unless this says otherwise). */
   batch?: number;
+  /** Parameters upstream never trains, by name prefix: IFN's VGG encoder runs under no_grad,
+   * and some modules are built but never called. Their gradient stays None there, so PyTorch's
+   * AdamW skips them (no update, no weight decay); here the optimiser never holds them. */
+  frozen?: string[];
 }
 
 /** The Open-CD transforms a recipe can switch on: fields of data/augment.ts's AugmentOptions
@@ -76,6 +82,15 @@ export interface ModelEntry {
   /** State_dict prefixes of training-only modules (an auxiliary head): counted in the
    * parameters, left out of Table II's figure, never run at inference. */
   trainingOnly?: string[];
+  /** Change probability above which a pixel is changed, the decode head's own (default 0.5;
+   * mmseg's 0.3 for a 1-channel head whose config gives none, as IFN's). Eval, predict and the
+   * runs' validation use it unless --threshold says otherwise. */
+  threshold?: number;
+}
+
+/** The entry's probability threshold (0.5 unless it says otherwise). */
+export function probabilityThreshold(entry: ModelEntry): number {
+  return entry.threshold ?? 0.5;
 }
 
 const common = { optimizer: "adamw" as const, betas: [0.9, 0.99] as [number, number] };
@@ -350,6 +365,50 @@ export const MODELS: Record<string, ModelEntry> = {
     sizeDivisor: 32,
     // Batch ≥ 2 also gives the head's BN two values at a 1×1 deepest level: 32² suffices.
     minBatch: 2,
+  },
+  // IFN as Open-CD builds it (configs/ifn/ifn_512x512_200k_cgwx.py: the standard schedule,
+  // AdamW lr 1e-3, β (0.9, 0.999), weight decay 0.05). Its VGG-16 encoder is ImageNet's upstream
+  // (`vgg16(pretrained=True)`, `train --pretrained FILE` here) and is never trained.
+  ifn_vgg16: {
+    name: "ifn_vgg16",
+    title: "IFN, VGG-16 (Zhang et al. 2020), as Open-CD builds it",
+    create: (seed) => new Ifn(seed),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 1e-3,
+      weightDecay: 5e-2,
+      lambda: 1e-4,
+      augment: STANDARD_ROTATE,
+      // The encoder runs under no_grad; ca1, bn_ca1 and bn_ca2 are built but never called.
+      frozen: ["backbone.encoder1.", "backbone.ca1.", "backbone.bn_ca1.", "backbone.bn_ca2."],
+    },
+    paper: { params: 35.995, flops: 323.584 },
+    sizeDivisor: 16,
+    // mmseg's default for a 1-channel head whose config sets none.
+    threshold: 0.3,
+  },
+  // CGNet as Open-CD builds it (configs/cgnet/cgnet_512x512_200k_cgwx.py: AdamW lr 5e-4,
+  // β (0.9, 0.999), weight decay 0.0025, the standard pipeline). The config starts VGG-16-BN
+  // from ImageNet weights (`train --pretrained FILE` here).
+  cgnet_vgg16: {
+    name: "cgnet_vgg16",
+    title: "CGNet, VGG-16-BN (Han et al. 2023), as Open-CD builds it",
+    create: (seed) => new Cgnet(seed),
+    outputs: 1,
+    normalize: IMAGENET_NORM,
+    recipe: {
+      ...opencd,
+      lr: 5e-4,
+      weightDecay: 2.5e-3,
+      lambda: 1e-3,
+      augment: STANDARD_ROTATE,
+      // up_layer2/3/4 are built but never called.
+      frozen: ["backbone.up_layer"],
+    },
+    paper: { params: 38.989, flops: 425.984 },
+    sizeDivisor: 16,
   },
 };
 

@@ -2,7 +2,7 @@
 // so every key can be set either way, and unknown keys or bad values are refused by name.
 
 import { z } from "zod";
-import { MODELS } from "../models/registry.ts";
+import { MODELS, probabilityThreshold } from "../models/registry.ts";
 
 export const TrainConfigSchema = z.object({
   model: z.string().describe("registry name (deno task models lists them)"),
@@ -56,8 +56,15 @@ export function parseConfigObject(obj: unknown, file: string): Partial<TrainConf
 }
 
 /** Validation and test inference window for a run: whole images up to the training size,
- * larger ones by sliding window with 1/8 overlap; inputs pad to the model's size divisor. */
+ * larger ones by sliding window with 1/8 overlap; inputs pad to the model's size divisor, and
+ * a pixel is changed above the model's own probability threshold. */
 export function evalWindow(cfg: Pick<TrainConfig, "batch" | "size"> & { model?: string }) {
-  const sizeDivisor = cfg.model ? MODELS[cfg.model]?.sizeDivisor : undefined;
-  return { batch: cfg.batch, tile: cfg.size, overlap: Math.floor(cfg.size / 8), sizeDivisor };
+  const entry = cfg.model ? MODELS[cfg.model] : undefined;
+  return {
+    batch: cfg.batch,
+    tile: cfg.size,
+    overlap: Math.floor(cfg.size / 8),
+    sizeDivisor: entry?.sizeDivisor,
+    threshold: entry ? probabilityThreshold(entry) : 0.5,
+  };
 }

@@ -14,6 +14,7 @@ import {
   type WeightsFlags,
   weightsSource,
 } from "./trained_model.ts";
+import { probabilityThreshold } from "../models/registry.ts";
 
 /** What the eval command's flags say (cli/eval.ts validates them). */
 export interface EvalOptions extends WeightsFlags {
@@ -27,7 +28,8 @@ export interface EvalOptions extends WeightsFlags {
   tile: number;
   overlap: number;
   batch: number;
-  threshold: number;
+  /** Default: the model's own (registry `threshold`). */
+  threshold?: number;
 }
 
 async function isDir(path: string): Promise<boolean> {
@@ -102,6 +104,7 @@ export async function runEval(
   const { pairs, split } = await checkEvalSplit(opts.data, opts.split);
   if (opts.json) await checkJsonPath(opts.json);
   const { entry, model } = await loadTrainedModel(name, src.path, src.formula);
+  const threshold = opts.threshold ?? probabilityThreshold(entry);
   const notes = new Set<string>();
   let evaluation: Evaluation;
   try {
@@ -110,7 +113,7 @@ export async function runEval(
       overlap: opts.overlap,
       batch: opts.batch,
       sizeDivisor: entry.sizeDivisor,
-      threshold: opts.threshold,
+      threshold,
       normalize: entry.normalize,
       onProgress,
       onNote: (n) => {
@@ -134,7 +137,7 @@ export async function runEval(
     weights: src.path,
     data: opts.data,
     split,
-    threshold: opts.threshold,
+    threshold,
     failed: evaluation.failed,
     ...summary,
     perImage: evaluation.perImage.map((r) => ({

@@ -114,13 +114,15 @@ async function overlays(
         ["MTKD", mtkd],
       ] as const;
       for (const [title, m] of members) {
+        const window = evalWindow(cfg);
         const prob = await predictProbability(m, {
           width: a.width,
           height: a.height,
           a: normalizeImage(a, norm),
           b: normalizeImage(b, norm),
-        }, evalWindow(cfg));
-        images.push([title, encodeRgbPng(errorOverlay(b, label, maskOf(prob)))]);
+        }, window);
+        const mask = maskOf(prob, window.threshold);
+        images.push([title, encodeRgbPng(errorOverlay(b, label, mask))]);
       }
       rows.push({ name: p.name, car: p.car, images });
     }

@@ -109,7 +109,7 @@ export async function evaluateOp(
 ): Promise<OpResult> {
   await initDevice();
   if (test.length === 0) throw new Error("the dataset has no test split to evaluate O-P on");
-  const opts = evalWindow(cfg);
+  const opts = evalWindow({ ...cfg, model });
   const original = loadMember(model, originalDir(dir));
   const mo = await evaluateModel(original, test, opts);
   original.dispose();

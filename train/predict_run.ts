@@ -12,7 +12,7 @@ import type { PairFiles } from "../data/pair_files.ts";
 import { readGrayPng, readRgbPng, writeGrayPng, writeRgbPng } from "../data/png.ts";
 import { type WriteEntry, writeSafetensors } from "../engine/safetensors.ts";
 import type { ChangeDetector } from "../models/model.ts";
-import type { ModelEntry } from "../models/registry.ts";
+import { type ModelEntry, probabilityThreshold } from "../models/registry.ts";
 import { errorOverlay } from "./overlay.ts";
 import { maskOf, normalizeImage, predictProbability } from "./predict.ts";
 import {
@@ -44,7 +44,8 @@ export interface PredictOptions extends WeightsFlags {
   tile: number;
   overlap: number;
   batch: number;
-  threshold: number;
+  /** Default: the model's own (registry `threshold`). */
+  threshold?: number;
   /** Replace a non-empty OUT. */
   overwrite: boolean;
 }
@@ -83,6 +84,7 @@ export async function runPredict(
   await checkOutFolder(opts.out, opts.overwrite);
   if (opts.probs) await checkProbsPath(opts.probs, opts.out);
   const { entry, model } = await loadTrainedModel(name, src.path, src.formula);
+  const threshold = opts.threshold ?? probabilityThreshold(entry);
   const failed: PredictSummary["failed"] = [];
   let staging: Staging | null = null;
   try {
@@ -103,7 +105,7 @@ export async function runPredict(
     for (const [i, pair] of pairs.entries()) {
       try {
         const prob = await predictPair(entry, model, pair, window);
-        await writePair(staging.dir, pair, prob, labelled, opts.threshold);
+        await writePair(staging.dir, pair, prob, labelled, threshold);
         if (opts.probs) {
           probs.set(`prob.${pair.name}`, {
             dtype: "F32",

@@ -146,7 +146,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   // Steps logged after the checkpoint were lost with the crash: they run again.
   if (cfg.resume) truncateLog(log, state.step);
   const lr = cfg.lr ?? entry.recipe.lr;
-  const opt = new AdamW(model.parameters(), {
+  const opt = new AdamW(trainableParameters(model, entry), {
     lr,
     betas: entry.recipe.betas,
     weightDecay: cfg.weightDecay ?? entry.recipe.weightDecay,
@@ -279,14 +279,28 @@ function initialWeights(model: ChangeDetector, entry: ModelEntry, cfg: TrainConf
   if (cfg.init) loadCheckpoint(model, cfg.init, { expectModel: entry.name });
 }
 
-/** Per-parameter LR / weight-decay multipliers of the recipe's paramwise custom keys. */
+/** The parameters the optimiser steps: all but the recipe's frozen ones, which upstream's
+ * AdamW skips (their gradient stays None: no moments, no update, no weight decay). Leaving them
+ * out also keeps IFN's parameter arena (frozen VGG encoder) within a software adapter's
+ * 128 MiB storage binding. */
+export function trainableParameters(model: ChangeDetector, entry: ModelEntry): Tensor[] {
+  return trainableNamed(model, entry).map(([, t]) => t);
+}
+
+function trainableNamed(model: ChangeDetector, entry: ModelEntry): [string, Tensor][] {
+  const frozen = entry.recipe.frozen ?? [];
+  return model.namedParameters().filter(([n]) => !frozen.some((f) => n.startsWith(f)));
+}
+
+/** Per-parameter LR / weight-decay multipliers of the recipe's paramwise custom keys, for
+ * trainableParameters in order. */
 export function recipeMultipliers(
   model: ChangeDetector,
   entry: ModelEntry,
 ): { lrMult: number; decayMult: number }[] | undefined {
   const pw = entry.recipe.paramwise;
   if (!pw) return undefined;
-  return paramMultipliers(model.namedParameters().map(([n]) => n), pw.customKeys);
+  return paramMultipliers(trainableNamed(model, entry).map(([n]) => n), pw.customKeys);
 }
 
 /** The default augmentation plus the recipe's Open-CD transforms (none with --no-augment). */

@@ -49,11 +49,20 @@ export abstract class Module {
     return this.#inlined.has(c) ? prefix : `${prefix}${name}.`;
   }
 
+  /** Each parameter once, under the first name that reaches it: a module registered under two
+   * names (IFN's `encoder1 = encoder2`) shares its tensors, which PyTorch's named_parameters()
+   * lists once while state_dict() has both names. */
   namedParameters(prefix = ""): [string, Tensor][] {
+    const seen = new Set<Tensor>();
+    return this.#allParameters(prefix).filter(([, t]) => !seen.has(t) && seen.add(t));
+  }
+
+  /** Every name of every parameter, shared ones under each of their names (state_dict). */
+  #allParameters(prefix: string): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     for (const [n, t] of this.#params) out.push([prefix + n, t]);
     for (const [n, c] of this.#children) {
-      out.push(...c.namedParameters(this.#childPrefix(prefix, n, c)));
+      out.push(...c.#allParameters(this.#childPrefix(prefix, n, c)));
     }
     return out;
   }
@@ -73,7 +82,7 @@ export abstract class Module {
 
   /** Parameters and buffers by PyTorch state_dict name. */
   stateDict(): Map<string, Tensor> {
-    return new Map([...this.namedParameters(), ...this.namedBuffers()]);
+    return new Map([...this.#allParameters(""), ...this.namedBuffers()]);
   }
 
   /** Direct children by registration name (an inlined child's key is `#inlineN`, never part of a

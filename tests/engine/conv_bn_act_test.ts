@@ -316,7 +316,7 @@ Deno.test("ConvBnAct eval with a transposed conv (FC-Siam's decoder): folded equ
   const m = new ConvBnAct({ conv: ["c", conv], bn: ["b", bn], act: "relu", dropout: 0.2 }).eval();
   const xData = randArray(X_SHAPE.reduce((a, b) => a * b), 14);
   const x = tensor(xData, X_SHAPE);
-  const folded = scope(() => m.forward(x));
+  const folded = scope(() => noGrad(() => m.forward(x)));
   const c = refConvT(
     xData,
     X_SHAPE,
@@ -471,4 +471,18 @@ Deno.test("ConvBnAct adds no level to names, its dropout follows train()/eval(),
       }),
     /PReLU/,
   );
+});
+
+Deno.test("ConvBnAct eval with a tape: not folded, so the conv and the BN get gradients", () => {
+  const conv = conv3(4, 6, {}, 5);
+  const bn = bnWithStats(6, 40);
+  const m = new ConvBnAct({ conv: ["c", conv], bn: ["b", bn], act: "relu" }).eval();
+  const x = tensor(randArray(X_SHAPE.reduce((a, b) => a * b), 13), X_SHAPE);
+  scope(() => backward(sum(m.forward(x))));
+  for (const p of [conv.weight, bn.weight, bn.bias]) {
+    assert.ok(p.grad, `${p.name} got no gradient`);
+    p.grad.dispose();
+    p.grad = null;
+  }
+  x.dispose();
 });

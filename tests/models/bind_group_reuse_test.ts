@@ -6,12 +6,13 @@
 import { ok as assert } from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
 import { trainingLoss } from "../../train/loss.ts";
-import { initDevice } from "../../engine/device.ts";
+import { device, initDevice } from "../../engine/device.ts";
 import { AdamW } from "../../engine/optim/adamw.ts";
 import { stats, sync } from "../../engine/recorder.ts";
 import { scope } from "../../engine/scope.ts";
 import { tensor } from "../../engine/tensor.ts";
 import { MODELS } from "../../models/registry.ts";
+import { trainableParameters } from "../../train/trainer.ts";
 import { randArray } from "../util.ts";
 
 await initDevice();
@@ -19,13 +20,25 @@ await initDevice();
 /** Batch of the step, unless the model needs more (MODELS[name].minBatch). */
 const BATCH = 1;
 
+/** Whether the optimiser's parameter arena (one storage binding) fits the adapter: CGNet's
+ * 33.7 M trainable parameters exceed a software adapter's 128 MiB, so it cannot train there. */
+function arenaFits(name: string): boolean {
+  const m = MODELS[name].create(0);
+  const bytes = trainableParameters(m, MODELS[name]).reduce((s, t) => s + 4 * t.size, 0);
+  m.dispose();
+  return bytes <= device().limits.maxStorageBufferBindingSize;
+}
+
 for (const name of Object.keys(MODELS)) {
-  Deno.test(`${name}: a warm training step reuses its bind groups`, async () => {
+  Deno.test({
+    name: `${name}: a warm training step reuses its bind groups`,
+    ignore: !arenaFits(name),
+  }, async () => {
     const S = MODELS[name].minSize ?? 32;
     const B = MODELS[name].minBatch ?? BATCH;
     const model = MODELS[name].create(0);
     model.train();
-    const opt = new AdamW(model.parameters(), { lr: 1e-3 });
+    const opt = new AdamW(trainableParameters(model, MODELS[name]), { lr: 1e-3 });
     const a = tensor(randArray(B * 3 * S * S, 1), [B, 3, S, S]).keep();
     const b = tensor(randArray(B * 3 * S * S, 2), [B, 3, S, S]).keep();
     const label = tensor(Uint32Array.from({ length: B * S * S }, (_, i) => (i % 7 === 0 ? 1 : 0)), [

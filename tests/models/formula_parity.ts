@@ -62,6 +62,10 @@ export interface FormulaParityOptions {
   loss?: (model: ChangeDetector, logits: Tensor, labels: Tensor) => Tensor;
   /** Reference tensors per pair that are not the model's taps (documented in the test). */
   skipRefs?: string[];
+  /** Reference values replaced by better ones (a float64 recomputation of a gradient the
+   * reference rounded beyond the bound, from the reference's own outputs; documented in the
+   * test), by reference key. */
+  refOverrides?: Record<string, Float32Array>;
 }
 
 export interface FormulaParityReport {
@@ -171,9 +175,15 @@ export async function checkFormulaParity(
     assert.ok(d <= outputTol, `${name}: ${tname} off by ${d}`);
   }
 
+  for (const [k, v] of Object.entries(opts.refOverrides ?? {})) {
+    const r = ref.get(k);
+    assert.ok(r && r.data.length === v.length, `${name}: override ${k} fits no reference tensor`);
+    ref.set(k, { ...r, data: v });
+  }
   const refGrads = [...ref.keys()].filter((k) => k.startsWith("grad."));
   assert.ok(refGrads.length > 0, `${name}: no reference gradients`);
   const global = Math.max(...refGrads.map((k) => maxAbs(ref.get(k)!.data)));
+  const failures: string[] = [];
   for (const k of refGrads) {
     const pname = k.slice(5);
     const p = params.get(pname);
@@ -186,8 +196,10 @@ export async function checkFormulaParity(
     const tol = gradRel * m + 1e-5 * global;
     const ratio = d / Math.max(m, 1e-30);
     if (ratio > report.worstGrad.ratio) report.worstGrad = { name: pname, ratio };
-    assert.ok(d <= tol, `${name}: ${k} max |Δ| ${d} > ${tol} (max |ref| ${m})`);
+    if (!(d <= tol)) failures.push(`${k} max |Δ| ${d} > ${tol} (max |ref| ${m})`);
   }
+  // Every gradient is checked before failing, so one run names all that are off.
+  assert.ok(failures.length === 0, `${name}: ${failures.join("; ")}`);
   for (const p of params.values()) {
     p.grad?.dispose();
     p.grad = null;
