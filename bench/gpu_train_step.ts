@@ -9,13 +9,13 @@
 import { parseArgs } from "node:util";
 import { backward, noGrad } from "../engine/autograd.ts";
 import { deviceInfo, initDevice } from "../engine/device.ts";
-import { cdLoss } from "../engine/ops/cd_loss.ts";
 import { AdamW } from "../engine/optim/adamw.ts";
 import { pool } from "../engine/pool.ts";
 import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { tensor } from "../engine/tensor.ts";
 import { modelEntry } from "../models/registry.ts";
+import { trainingLoss } from "../train/loss.ts";
 import { recipeMultipliers, trainableParameters } from "../train/trainer.ts";
 import { Random } from "../engine/random.ts";
 import { type KernelTime, startProfile, stopProfile } from "../engine/kernel_profile.ts";
@@ -37,7 +37,8 @@ const label = Uint32Array.from({ length: B * S * S }, () => (rng.next() > 0.9 ? 
 for (const name of values.models!.split(",")) {
   const entry = modelEntry(name);
   const model = entry.create(0);
-  // The model's recipe: its parameter groups and loss (OHEM for Changer), as the trainer runs it.
+  // The model's recipe: its parameter groups and loss (OHEM, auxiliary heads, deep supervision,
+  // STANet's BCL), as the trainer runs it.
   const opt = new AdamW(trainableParameters(model, entry), {
     lr: entry.recipe.lr,
     betas: entry.recipe.betas,
@@ -48,7 +49,9 @@ for (const name of values.models!.split(",")) {
   const tl = tensor(label, [B, S, S], "u32").keep();
   const step = () =>
     scope(() => {
-      const { loss } = cdLoss(model.forward(ta, tb), tl, { ohem: entry.recipe.loss?.ohem });
+      const loss = trainingLoss(model, model.forward(ta, tb), tl, {
+        ohem: entry.recipe.loss?.ohem,
+      });
       opt.zeroGrad();
       backward(loss, undefined, { freeActivations: true });
       opt.step();

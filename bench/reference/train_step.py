@@ -1,7 +1,8 @@
 """Times one training step (forward, loss, backward, AdamW) and inference of a change-detection
 model in PyTorch eager (cudnn.benchmark on, default TF32), batch B of S×S pairs; prints JSON.
-Open-CD's detectors (opencd_models.py) train with their recipe loss (CE, ChangerEx OHEM CE) and
-AdamW at their configs' lr / weight decay; --compile falls back to eager, saying so, if it fails.
+Open-CD's detectors (opencd_models.py, and the rest of Table II in table2/, each checked against
+the upstream outputs by table2/check.py) train with their recipe loss (CE, OHEM CE, BCE with deep
+supervision or auxiliary heads, STANet's BCL) and AdamW at their configs' lr / weight decay; --compile falls back to eager, saying so, if it fails.
 Usage: python3 bench/reference/train_step.py --model tinycd [--batch 8] [--size 512] [--iters 20]"""
 import argparse, json, os, sys, time
 import torch
@@ -10,6 +11,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 from cd_models import build  # noqa: E402
 import opencd_models  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "table2"))
+import models as table2  # noqa: E402
 
 
 def main():
@@ -24,11 +27,12 @@ def main():
     a = p.parse_args()
     torch.backends.cudnn.benchmark = True
     dev = "cuda"
-    opencd = a.model in opencd_models.MODELS
-    model = (opencd_models.build(a.model) if opencd else build(a.model)).to(dev)
+    lib = opencd_models if a.model in opencd_models.MODELS else table2 if a.model in table2.MODELS else None
+    opencd = lib is not None
+    model = (lib.build(a.model) if opencd else build(a.model)).to(dev)
     fwd = torch.compile(model) if a.compile else model
     if opencd:
-        lr, wd = opencd_models.OPTIM[a.model]
+        lr, wd = lib.OPTIM[a.model]
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=wd)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01)
@@ -40,8 +44,8 @@ def main():
     def step():
         opt.zero_grad(set_to_none=True)
         out = fwd(x1, x2)
-        if opencd:  # logits; the recipe's loss
-            loss = opencd_models.loss_fn(a.model)(out, y)
+        if opencd:  # the forward's outputs; the recipe's loss
+            loss = lib.loss_fn(a.model)(out, y)
         elif out.shape[1] == 1:
             loss = F.binary_cross_entropy(out[:, 0], y.float())
         else:
