@@ -89,13 +89,27 @@ export function planFor(
   opts: WindowOptions,
 ): WindowPlan {
   const w = checkWindowOptions(opts);
-  const plan = planWindow({
+  const limits = opts.limits ?? deviceLimits();
+  // One tile as asked (or the whole image), measured at its own size: when it fits, a batch of
+  // them is planned from it (b tiles need at most b times one tile's largest buffer). Only a
+  // tile that must shrink is planned from the small probe, which errs on the safe side.
+  const tileH = Math.min(height, w.tile), tileW = Math.min(width, w.tile);
+  let plan = planWindow({
     width,
     height,
     ...w,
-    bytesPerPixel: measureBytesPerPixel(model, w.sizeDivisor),
-    limits: opts.limits ?? deviceLimits(),
+    bytesPerPixel: measureBytesPerPixel(model, w.sizeDivisor, tileH, tileW),
+    limits,
   });
+  if (plan.tile < w.tile) {
+    plan = planWindow({
+      width,
+      height,
+      ...w,
+      bytesPerPixel: measureBytesPerPixel(model, w.sizeDivisor),
+      limits,
+    });
+  }
   if (plan.note) opts.onNote?.(plan.note);
   return plan;
 }

@@ -91,7 +91,7 @@ export function planWindow(p: PlanInput): WindowPlan {
   return { tile, overlap, batch, note };
 }
 
-const measured = new WeakMap<ChangeDetector, number>();
+const measured = new WeakMap<ChangeDetector, Map<string, number>>();
 
 /** The adapter's limits, from the initialised device. */
 export function deviceLimits(): BufferLimits {
@@ -104,30 +104,40 @@ export function deviceLimits(): BufferLimits {
 
 /**
  * Bytes of the largest buffer a forward of `model` requests per input pixel, from a dry run
- * (shapes only, no kernel) of one 128×128 image (a multiple of the divisor). Activations scale
- * with the pixel count; buffers that do not (weights, split-K partials of a small launch) make
- * a small probe's figure larger, so the estimate errs on the safe side: at 128² it was at or
+ * (shapes only, no kernel) of one image, by default 128×128 (padded to the divisor). Activations
+ * scale with the pixel count; buffers that do not (weights, split-K partials of a small launch)
+ * make a small probe's figure larger, so the default errs on the safe side: at 128² it was at or
  * above the figure at 512², 4×512² and 1024×704 for every registry model (TinyCD 256 bytes,
- * FC-EF 128, SNUNet 448, ChangeFormer 320 against 256 there). Cached per model.
+ * FC-EF 128, SNUNet 448, ChangeFormer 320 against 256 there). For models whose constant buffers
+ * are large (IFN: 48 MiB at every side up to 256) it overstates a larger tile several times
+ * over, so planFor first measures the tile it is asked for at its own size. Cached per model
+ * and size.
  */
-export function measureBytesPerPixel(model: ChangeDetector, sizeDivisor: number): number {
-  const known = measured.get(model);
+export function measureBytesPerPixel(
+  model: ChangeDetector,
+  sizeDivisor: number,
+  height = 128,
+  width = height,
+): number {
+  const h = padSide(height, sizeDivisor), w = padSide(width, sizeDivisor);
+  let sizes = measured.get(model);
+  if (!sizes) measured.set(model, sizes = new Map());
+  const known = sizes.get(`${h}x${w}`);
   if (known !== undefined) return known;
-  const side = padSide(128, sizeDivisor);
   const was = model.training, before = pool.largestRequest;
   pool.largestRequest = 0;
   model.eval();
   try {
     countMacs(() => {
       scope(() => {
-        noGrad(() => model.forward(zeros([1, 3, side, side]), zeros([1, 3, side, side])));
+        noGrad(() => model.forward(zeros([1, 3, h, w]), zeros([1, 3, h, w])));
       });
     }, { dry: true });
   } finally {
     model.train(was);
   }
-  const bpp = pool.largestRequest / (side * side);
+  const bpp = pool.largestRequest / (h * w);
   pool.largestRequest = Math.max(before, pool.largestRequest);
-  measured.set(model, bpp);
+  sizes.set(`${h}x${w}`, bpp);
   return bpp;
 }

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { initDevice } from "../../engine/device.ts";
 import { modelEntry } from "../../models/registry.ts";
 import { evaluateModel } from "../../train/evaluate.ts";
-import { predictProbability } from "../../train/predict.ts";
+import { planFor, predictProbability } from "../../train/predict.ts";
 import {
   measureBytesPerPixel,
   pixelBudget,
@@ -107,5 +107,35 @@ Deno.test("predict and eval with small fake limits: split batches and tiles, sam
   } finally {
     model.dispose();
     await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("planFor: a model whose largest buffer does not grow with the image runs 256² whole", async () => {
+  await initDevice();
+  // IFN's largest buffer is 48 MiB at 128² and at 256² alike: the 128² probe's per-pixel figure
+  // (3 KiB) would cut a 256² image into 208-pixel tiles on a 128 MiB adapter, and tiles change
+  // the probabilities near their seams (4.5e-4 against the whole-image reference).
+  const entry = modelEntry("ifn_vgg16");
+  const model = entry.create(0).eval();
+  try {
+    const small = measureBytesPerPixel(model, entry.sizeDivisor);
+    const exact = measureBytesPerPixel(model, entry.sizeDivisor, 256, 256);
+    assert.ok(small * 256 * 256 > 128 * MIB, `the probe says ${small} bytes per pixel`);
+    assert.ok(exact * 256 * 256 <= 128 * MIB, `256² measures ${exact} bytes per pixel`);
+    const notes: string[] = [];
+    const plan = planFor(model, 256, 256, {
+      sizeDivisor: entry.sizeDivisor,
+      limits: software,
+      onNote: (n) => notes.push(n),
+    });
+    assert.equal(plan.tile, 512);
+    assert.ok(plan.batch >= 1);
+    assert.ok(!notes.some((n) => n.includes("tile")), notes.join("; "));
+    // A tile that must shrink is still planned from the probe (the safe side): 1024² at IFN's
+    // 768 bytes per pixel needs 768 MiB.
+    const big = planFor(model, 1024, 1024, { sizeDivisor: entry.sizeDivisor, limits: software });
+    assert.ok(big.tile < 512 && big.tile * big.tile * small <= 128 * MIB, `tile ${big.tile}`);
+  } finally {
+    model.dispose();
   }
 });
