@@ -12,12 +12,14 @@ import { writeCarHistogram } from "../data/car_histogram.ts";
 import { buildManifest, type PartitionScheme } from "../data/partition.ts";
 import type { TrainConfig } from "./config.ts";
 import { evalWindow } from "./config.ts";
-import { runDistill } from "./distill.ts";
-import { committedWeights } from "./checkpoint_set.ts";
+import { runDistill, trainStudents } from "./distill.ts";
 import { checkMembers, memberConfigOf, type MemberRequest } from "./member_check.ts";
-import { loadMember, originalDir, studentDir, teacherDir } from "./members.ts";
+import { memberIndexHelp, opRequests, studentRequests } from "./member_requests.ts";
+import { markerPath } from "./member_marker.ts";
+import { type RequiredMember, requireMembers, trainMember } from "./member_unit.ts";
+import { loadMember, manifestPath, originalDir, studentDir, teacherDir } from "./members.ts";
 import { evaluate } from "./metrics.ts";
-import { evaluateOp, opMembers, type OpResult, runOp } from "./op.ts";
+import { evaluateOp, type OpResult, runOp, writeManifestAtomic } from "./op.ts";
 import { errorOverlay } from "./overlay.ts";
 import { maskOf, normalizeImage, predictProbability } from "./predict.ts";
 import { checkReporter, datasetSummary } from "./progress.ts";
@@ -147,35 +149,6 @@ export interface ExperimentOptions {
 
 const DEFAULT_HINT = "repeat the flags they were trained with, or choose another --out";
 
-/** M_O and the teachers as the request would train them. */
-function opRequests(cfg: TrainConfig, ds: CheckedDataset, scheme: PartitionScheme, dir: string) {
-  return opMembers(ds, scheme, dir).map((m): MemberRequest => ({
-    name: m.name,
-    runDir: m.runDir,
-    cfg,
-    trainPairs: m.pairs,
-    valPairs: ds.val,
-  }));
-}
-
-/** The MTKD students as the request would train them (from M_O's committed best weights). */
-function studentRequests(
-  cfg: TrainConfig,
-  ds: CheckedDataset,
-  dir: string,
-  lambdas: number[],
-): MemberRequest[] {
-  const init = committedWeights(originalDir(dir), "best") ?? undefined;
-  return lambdas.map((lambda) => ({
-    name: `student λ=${lambda}`,
-    runDir: studentDir(dir, lambda),
-    cfg: { ...cfg, init },
-    trainPairs: ds.train,
-    valPairs: ds.val,
-    lambda,
-  }));
-}
-
 /** Run (or resume) the whole experiment in `dir` and write report.html / results.json there. */
 export async function runExperiment(
   cfg: TrainConfig,
@@ -214,17 +187,27 @@ export async function runExperiment(
   return report;
 }
 
-/** O-P only (deno task op): its report has Original and O-P. */
+/** O-P only (deno task op): its report has Original and O-P. With `routeOnly` (op --route-only:
+ * routing and evaluation of members trained one by one) every member must have finished with
+ * these settings, else the call stops naming the missing and the different ones. */
 export async function runOpOnly(
   cfg: TrainConfig,
   dir: string,
   scheme: PartitionScheme,
   log = console.error,
+  o: { routeOnly?: boolean } = {},
 ) {
   const ds = await checkedDataset(cfg, log);
   await writePartitionFiles(ds, scheme, dir);
-  await checkMembers(opRequests(cfg, ds, scheme, dir), { retrain: false, hint: DEFAULT_HINT, log });
-  const op = await runOp(cfg, ds, scheme, dir, log);
+  const requests = opRequests(cfg, ds, scheme, dir);
+  let op: OpResult;
+  if (o.routeOnly) {
+    await requireMembers(opRequired(requests), "config", DEFAULT_HINT);
+    op = await evaluateOp(cfg.model, ds.test, scheme, dir, cfg);
+  } else {
+    await checkMembers(requests, { retrain: false, hint: DEFAULT_HINT, log });
+    op = await runOp(cfg, ds, scheme, dir, log);
+  }
   const report = methodReport(cfg, op, scheme, dir);
   await writeReport(dir, report);
   log("\n" + textTable(tableIII(report)));
@@ -243,6 +226,7 @@ export async function runDistillOnly(
 ) {
   const ds = await checkedDataset(cfg, log);
   const hint = DEFAULT_HINT;
+  await requireMembers(opRequired(opRequests(cfg, ds, scheme, from)), "data", hint);
   await checkMembers(studentRequests(cfg, ds, from, lambdas), { retrain: false, hint, log });
   const student = await runDistill(cfg, ds, scheme, from, lambdas, log);
   const op = await evaluateOp(cfg.model, ds.test, scheme, from, cfg);
@@ -259,6 +243,64 @@ export async function runDistillOnly(
   log(`chosen λ ${student.chosen.lambda}`);
   reportLines(from, report).forEach((l) => log(l));
   return report;
+}
+
+/** The O-P members as a command needs them, each with the command that trains it alone. */
+export function opRequired(requests: MemberRequest[]): RequiredMember[] {
+  return requests.map((req, k) => ({
+    req,
+    fix: `deno task op --member ${k} (with the flags of the O-P run)`,
+  }));
+}
+
+/** One O-P member alone (deno task op --member K): 0 = M_O, 1..P = the teachers. */
+export async function runOpMember(
+  cfg: TrainConfig,
+  dir: string,
+  scheme: PartitionScheme,
+  k: number,
+  log = console.error,
+) {
+  const ds = await checkedDataset(cfg, log);
+  const requests = opRequests(cfg, ds, scheme, dir);
+  if (k >= requests.length) {
+    throw new Error(
+      `--member ${k}: this O-P has members 0..${requests.length - 1} (${memberIndexHelp(scheme)})`,
+    );
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  await writeManifestAtomic(manifestPath(dir), buildManifest(ds.train, scheme));
+  const m = await trainMember(requests[k], { dataset: ds, log, hint: DEFAULT_HINT });
+  log(
+    `member ${k} (${requests[k].name}): step ${m.step}, best validation mIoU ` +
+      `${(m.best?.mIoU ?? 0).toFixed(2)}; marker ${markerPath(requests[k].runDir)}`,
+  );
+  return m;
+}
+
+/** One MTKD student alone (deno task distill --lambda-index K): the K-th λ asked for. */
+export async function runStudentMember(
+  cfg: TrainConfig,
+  from: string,
+  scheme: PartitionScheme,
+  lambdas: number[],
+  k: number,
+  log = console.error,
+) {
+  if (k >= lambdas.length) {
+    throw new Error(
+      `--lambda-index ${k}: this call asks for ${lambdas.length} λ (${lambdas.join(", ")}), ` +
+        `indices 0..${lambdas.length - 1}`,
+    );
+  }
+  const ds = await checkedDataset(cfg, log);
+  await requireMembers(opRequired(opRequests(cfg, ds, scheme, from)), "data", DEFAULT_HINT);
+  const [t] = await trainStudents(cfg, ds, scheme, from, [lambdas[k]], log);
+  log(
+    `student λ=${t.lambda}: best validation mIoU ${t.bestValMIoU.toFixed(2)}; ` +
+      `marker ${markerPath(t.runDir)}`,
+  );
+  return t;
 }
 
 /** "24 iterations, batch 4, crop 32, seed 0" from a member's config.json (as it trained). */
