@@ -30,13 +30,15 @@ export const EMIT_HELP = `Cluster jobs (members as separate, restartable units):
                          or JOB_COMPLETION_INDEX when the flag is absent. A finished member
                          with the same settings is a no-op; one with other settings stops the
                          call; an interrupted one resumes
-  --route-only             routing + evaluation only: every member must be finished (markers)
+  --route-only           routing + evaluation only: every member must be finished (markers)
                          with these settings, else the call names the missing ones
   --allow-software-adapter
                          let a GPU job (--member, or any Slurm / emitted Kubernetes job) run on
                          a CPU (software) adapter; without it such a job stops
-  --emit slurm|k8s DIR   write the cluster jobs to DIR instead of training, and print the
-                         one-line submit command (DIR/submit.sh, DIR/submit-k8s.sh)
+  --emit slurm|k8s JOBDIR
+                         write the cluster jobs to JOBDIR instead of training, and print the
+                         one-line submit command (JOBDIR/submit.sh, JOBDIR/submit-k8s.sh)
+  With --emit only:
   --student-iters N      the students' iterations in the emitted distill job (default iters/2)
   --lambda X | --lambda-grid
                          the λ of the emitted distill job (a grid: one array task per λ)

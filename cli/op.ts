@@ -101,6 +101,14 @@ runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (
   if (positionals.length) {
     throw new Error(`unexpected argument ${positionals[0]} (only --emit takes a folder)`);
   }
+  const emitOnly = { studentIters, lambda, lambdaGrid: lambdaGrid || undefined };
+  const stray = Object.entries(emitOnly).find(([, v]) => v !== undefined);
+  if (stray) {
+    throw new Error(
+      `--${stray[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for the emitted ` +
+        "distillation job (--emit slurm|k8s JOBDIR); distil with deno task distill",
+    );
+  }
   if (member !== undefined && routeOnly) throw new Error("give --member or --route-only, not both");
   const unit = routeOnly ? null : unitIndex(member, "--member");
   if (isGpuJob(unit !== null)) {
