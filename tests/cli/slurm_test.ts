@@ -2,7 +2,8 @@
 // slurmctld, slurmd; tests/cli/slurm_cluster.ts, installed from Debian when missing) runs the
 // member array of a tiny O-P (M_O + 3 teachers, FC-EF, 2 iterations at 16 px, the software
 // adapter allowed) and the dependent distillation job; the results equal those of the
-// single-process op + distill on the same data and seeds, weights byte for byte. The emitted
+// single-process op + distill on the same data and seeds, weights byte for byte (there the
+// student trains alone first, with distill --lambda-index 0). The emitted
 // scripts leave out their --gres line here (--gres none): the test cluster has no GPUs.
 
 import assert from "node:assert/strict";
@@ -89,10 +90,21 @@ Deno.test("the emitted Slurm array and its afterok distillation give the single-
       /large: finished already with this configuration/,
     );
 
-    // The same experiment in one process each: op, then distill.
+    // The same experiment in one process each: op, then distill; its student alone first
+    // (distill --lambda-index 0, as an array task of a λ grid would), so the unit path of the
+    // students is held to the single-process path as well.
     const single = join(root, "single");
     await cli("op", [...budget, "--out", single]);
-    await cli("distill", [...budget, "--from", single, "--iters", "2", "--lambda", "0.0001"]);
+    const student = [...budget, "--from", single, "--iters", "2", "--lambda", "0.0001"];
+    const alone = await cli("distill", [
+      ...student,
+      "--lambda-index",
+      "0",
+      "--allow-software-adapter",
+    ]);
+    assert.match(alone.stderr, /student λ=0\.0001: best validation mIoU/);
+    const full = await cli("distill", student);
+    assert.match(full.stderr, /student λ=0\.0001: finished already with this configuration/);
     assert.deepEqual(
       JSON.parse(Deno.readTextFileSync(join(viaSlurm, "results.json"))),
       JSON.parse(Deno.readTextFileSync(join(single, "results.json"))),
