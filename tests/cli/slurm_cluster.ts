@@ -24,12 +24,14 @@ async function have(cmd: string): Promise<boolean> {
   return (await run("sh", ["-c", `command -v ${cmd}`])).ok;
 }
 
-/** Install slurm-wlm and munge when missing; the reason when they cannot be installed. */
+/** Install slurm-wlm and munge when missing; the reason when the test cannot run (not root,
+ * no apt-get, the install failed), else null. */
 export async function ensureSlurm(): Promise<string | null> {
   const tools = ["slurmctld", "slurmd", "sbatch", "squeue", "munged", "mungekey"];
   const missing = async () => (await Promise.all(tools.map(have))).some((h) => !h);
+  // slurmd starts job steps as their user and the test cluster runs its daemons as root.
+  if (Deno.uid() !== 0) return "the test's Slurm cluster runs as root (and apt-get needs root)";
   if (!(await missing())) return null;
-  if (Deno.uid() !== 0) return "Slurm is not installed and the test is not root (apt-get)";
   if (!(await have("apt-get"))) return "Slurm is not installed and there is no apt-get";
   const env = { DEBIAN_FRONTEND: "noninteractive", PATH: Deno.env.get("PATH") ?? "" };
   let r = await run("apt-get", ["install", "-y", "slurm-wlm", "munge"], env);
