@@ -2,9 +2,10 @@
 
 import { z } from "zod";
 import { LAMBDA_GRID } from "../train/distill.ts";
-import { runDistillOnly, runStudentMember } from "../train/experiment.ts";
+import { runDistillOnly } from "../train/experiment.ts";
+import { runStudentMember } from "../train/member_commands.ts";
 import { unitIndex } from "../train/array_index.ts";
-import { checkJobAdapter, isGpuJob } from "../train/gpu_job.ts";
+import { checkJobAdapter, isGpuJob, jobKind } from "../train/gpu_job.ts";
 import { modelEntry } from "../models/registry.ts";
 import { BUDGET_HELP, BudgetFlags, memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
 import { runCommand } from "./run.ts";
@@ -70,7 +71,7 @@ runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
   if (isGpuJob(unit !== null)) {
     await checkJobAdapter({
       allowSoftware: allowSoftwareAdapter,
-      why: unit ? `student ${unit.index} (from ${unit.from}) is a GPU job` : "this is a Slurm job",
+      why: unit ? `student ${unit.index} (from ${unit.from}) is a GPU job` : jobKind(),
     });
   }
   const cfg = memberConfig(rest, from);

@@ -2,9 +2,10 @@
 //   [--member K | --route-only | --emit slurm|k8s JOBDIR]
 
 import { z } from "zod";
-import { runOpMember, runOpOnly } from "../train/experiment.ts";
+import { runOpOnly } from "../train/experiment.ts";
+import { runOpMember } from "../train/member_commands.ts";
 import { unitIndex } from "../train/array_index.ts";
-import { checkJobAdapter, isGpuJob } from "../train/gpu_job.ts";
+import { checkJobAdapter, isGpuJob, jobKind } from "../train/gpu_job.ts";
 import { BUDGET_HELP, BudgetFlags, memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
 import { EMIT_HELP, EmitFlags, emitJobs } from "./jobs_emit.ts";
 import { runCommand } from "./run.ts";
@@ -114,7 +115,7 @@ runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (
   if (isGpuJob(unit !== null)) {
     await checkJobAdapter({
       allowSoftware: allowSoftwareAdapter,
-      why: unit ? `member ${unit.index} (from ${unit.from}) is a GPU job` : "this is a Slurm job",
+      why: unit ? `member ${unit.index} (from ${unit.from}) is a GPU job` : jobKind(),
     });
   }
   const cfg = memberConfig(rest, out);

@@ -12,14 +12,13 @@ import { writeCarHistogram } from "../data/car_histogram.ts";
 import { buildManifest, type PartitionScheme } from "../data/partition.ts";
 import type { TrainConfig } from "./config.ts";
 import { evalWindow } from "./config.ts";
-import { runDistill, trainStudents } from "./distill.ts";
-import { checkMembers, memberConfigOf, type MemberRequest } from "./member_check.ts";
-import { memberIndexHelp, opRequests, studentRequests } from "./member_requests.ts";
-import { markerPath } from "./member_marker.ts";
-import { type RequiredMember, requireMembers, trainMember } from "./member_unit.ts";
-import { loadMember, manifestPath, originalDir, studentDir, teacherDir } from "./members.ts";
+import { runDistill } from "./distill.ts";
+import { checkMembers, memberConfigOf } from "./member_check.ts";
+import { opRequests, opRequired, studentRequests } from "./member_requests.ts";
+import { requireMembers } from "./member_unit.ts";
+import { loadMember, originalDir, studentDir, teacherDir } from "./members.ts";
 import { evaluate } from "./metrics.ts";
-import { evaluateOp, type OpResult, runOp, writeManifestAtomic } from "./op.ts";
+import { evaluateOp, type OpResult, runOp } from "./op.ts";
 import { errorOverlay } from "./overlay.ts";
 import { maskOf, normalizeImage, predictProbability } from "./predict.ts";
 import { checkReporter, datasetSummary } from "./progress.ts";
@@ -243,64 +242,6 @@ export async function runDistillOnly(
   log(`chosen λ ${student.chosen.lambda}`);
   reportLines(from, report).forEach((l) => log(l));
   return report;
-}
-
-/** The O-P members as a command needs them, each with the command that trains it alone. */
-export function opRequired(requests: MemberRequest[]): RequiredMember[] {
-  return requests.map((req, k) => ({
-    req,
-    fix: `deno task op --member ${k} (with the flags of the O-P run)`,
-  }));
-}
-
-/** One O-P member alone (deno task op --member K): 0 = M_O, 1..P = the teachers. */
-export async function runOpMember(
-  cfg: TrainConfig,
-  dir: string,
-  scheme: PartitionScheme,
-  k: number,
-  log = console.error,
-) {
-  const ds = await checkedDataset(cfg, log);
-  const requests = opRequests(cfg, ds, scheme, dir);
-  if (k >= requests.length) {
-    throw new Error(
-      `--member ${k}: this O-P has members 0..${requests.length - 1} (${memberIndexHelp(scheme)})`,
-    );
-  }
-  await Deno.mkdir(dir, { recursive: true });
-  await writeManifestAtomic(manifestPath(dir), buildManifest(ds.train, scheme));
-  const m = await trainMember(requests[k], { dataset: ds, log, hint: DEFAULT_HINT });
-  log(
-    `member ${k} (${requests[k].name}): step ${m.step}, best validation mIoU ` +
-      `${(m.best?.mIoU ?? 0).toFixed(2)}; marker ${markerPath(requests[k].runDir)}`,
-  );
-  return m;
-}
-
-/** One MTKD student alone (deno task distill --lambda-index K): the K-th λ asked for. */
-export async function runStudentMember(
-  cfg: TrainConfig,
-  from: string,
-  scheme: PartitionScheme,
-  lambdas: number[],
-  k: number,
-  log = console.error,
-) {
-  if (k >= lambdas.length) {
-    throw new Error(
-      `--lambda-index ${k}: this call asks for ${lambdas.length} λ (${lambdas.join(", ")}), ` +
-        `indices 0..${lambdas.length - 1}`,
-    );
-  }
-  const ds = await checkedDataset(cfg, log);
-  await requireMembers(opRequired(opRequests(cfg, ds, scheme, from)), "data", DEFAULT_HINT);
-  const [t] = await trainStudents(cfg, ds, scheme, from, [lambdas[k]], log);
-  log(
-    `student λ=${t.lambda}: best validation mIoU ${t.bestValMIoU.toFixed(2)}; ` +
-      `marker ${markerPath(t.runDir)}`,
-  );
-  return t;
 }
 
 /** "24 iterations, batch 4, crop 32, seed 0" from a member's config.json (as it trained). */

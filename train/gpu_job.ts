@@ -19,6 +19,11 @@ export function isGpuJob(
   return unit || JOB_ENV.some((k) => (env(k) ?? "") !== "");
 }
 
+/** What made this process a GPU job without an index, for messages. */
+export function jobKind(env: (k: string) => string | undefined = (k) => Deno.env.get(k)): string {
+  return env("SLURM_JOB_ID") ? "this is a Slurm job" : "this is a GPU job (CD_GPU_JOB=1)";
+}
+
 /**
  * Start the device and stop when it is a software driver and `allowSoftware` is off. `why`
  * names what made this a GPU job (for the message). The commands name the adapter (vendor,

@@ -7,6 +7,7 @@ import { buildManifest, type PartitionScheme } from "../data/partition.ts";
 import { committedWeights } from "./checkpoint_set.ts";
 import type { TrainConfig } from "./config.ts";
 import type { MemberRequest } from "./member_check.ts";
+import type { RequiredMember } from "./member_unit.ts";
 import { originalDir, studentDir, teacherDir } from "./members.ts";
 
 /** M_O and the teachers: name, run folder, training pairs. */
@@ -65,4 +66,12 @@ export function memberIndexHelp(scheme: PartitionScheme): string {
   return ["0 = M_O (original)", ...scheme.names.map((n, i) => `${i + 1} = teacher ${n}`)].join(
     ", ",
   );
+}
+
+/** The O-P members as a command needs them, each with the command that trains it alone. */
+export function opRequired(requests: MemberRequest[]): RequiredMember[] {
+  return requests.map((req, k) => ({
+    req,
+    fix: `deno task op --member ${k} (with the flags of the O-P run)`,
+  }));
 }
