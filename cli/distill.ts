@@ -3,6 +3,9 @@
 import { z } from "zod";
 import { LAMBDA_GRID } from "../train/distill.ts";
 import { runDistillOnly } from "../train/experiment.ts";
+import { runStudentMember } from "../train/member_commands.ts";
+import { unitIndex } from "../train/array_index.ts";
+import { checkJobAdapter, isGpuJob, jobKind } from "../train/gpu_job.ts";
 import { modelEntry } from "../models/registry.ts";
 import { BUDGET_HELP, BudgetFlags, memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
 import { runCommand } from "./run.ts";
@@ -15,13 +18,21 @@ Usage:
 DIR is the folder of a finished \`deno task op\` run (original/ and teacher_<name>/). The student
 trains on every training pair with L = CE + λ·MSE(student logits, teacher logits), the teacher
 of each sample picked by its ground-truth CAR (teachers frozen, eval mode). It is written to
-DIR/student_<λ>/; DIR/report.html and results.json then hold Original, O-P and MTKD.
+DIR/student_<λ>/; DIR/report.html and results.json then hold Original, O-P and MTKD. Every
+O-P member must be finished (DIR/<member>/member.json, from \`deno task op\`); the call names
+the missing ones before it loads any.
 
   --model NAME           registry name
   --data ROOT            dataset root (the one the teachers were trained on)
   --from DIR             the O-P experiment folder
   --lambda X             KD weight (default: the model's recipe)
   --lambda-grid          try the paper's grid {1e-5 … 1e-2}, pick by validation mIoU
+  --lambda-index K       train the student of the K-th λ asked for only (0-based; with
+                         --lambda-grid one array task per λ) and leave its marker; K comes from
+                         SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX when the flag is absent
+  --allow-software-adapter
+                         let a GPU job (--lambda-index, or any Slurm / emitted Kubernetes job)
+                         run on a CPU (software) adapter; without it such a job stops
   --teachers 2|3         must match the O-P run (default 3)
   --thresholds a,b       custom CAR thresholds (as the O-P run)
 ${BUDGET_HELP}
@@ -34,15 +45,36 @@ const Flags = z.object({
   from: z.string(),
   lambda: z.number().nonnegative().optional(),
   lambdaGrid: z.boolean().default(false),
+  lambdaIndex: z.number().int().nonnegative().optional(),
+  allowSoftwareAdapter: z.boolean().default(false),
   ...SchemeFlags,
   ...BudgetFlags,
 });
 
 runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
-  const { teachers, thresholds, from, lambda, lambdaGrid, ...rest } = f;
+  const {
+    teachers,
+    thresholds,
+    from,
+    lambda,
+    lambdaGrid,
+    lambdaIndex,
+    allowSoftwareAdapter,
+    ...rest
+  } = f;
   if (lambda !== undefined && lambdaGrid) {
     throw new Error("give --lambda or --lambda-grid, not both");
   }
   const lambdas = lambdaGrid ? LAMBDA_GRID : [lambda ?? modelEntry(f.model).recipe.lambda];
-  await runDistillOnly(memberConfig(rest, from), from, schemeOf({ teachers, thresholds }), lambdas);
+  const scheme = schemeOf({ teachers, thresholds });
+  const unit = unitIndex(lambdaIndex, "--lambda-index");
+  if (isGpuJob(unit !== null)) {
+    await checkJobAdapter({
+      allowSoftware: allowSoftwareAdapter,
+      why: unit ? `student ${unit.index} (from ${unit.from}) is a GPU job` : jobKind(),
+    });
+  }
+  const cfg = memberConfig(rest, from);
+  if (unit) await runStudentMember(cfg, from, scheme, lambdas, unit.index);
+  else await runDistillOnly(cfg, from, scheme, lambdas);
 });

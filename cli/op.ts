@@ -1,8 +1,13 @@
 // deno task op --model NAME --data ROOT --out DIR [--teachers 2|3] [budget flags]
+//   [--member K | --route-only | --emit slurm|k8s JOBDIR]
 
 import { z } from "zod";
 import { runOpOnly } from "../train/experiment.ts";
+import { runOpMember } from "../train/member_commands.ts";
+import { unitIndex } from "../train/array_index.ts";
+import { checkJobAdapter, isGpuJob, jobKind } from "../train/gpu_job.ts";
 import { BUDGET_HELP, BudgetFlags, memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
+import { EMIT_HELP, EmitFlags, emitJobs } from "./jobs_emit.ts";
 import { runCommand } from "./run.ts";
 
 const HELP =
@@ -12,10 +17,14 @@ teacher that M_O's predicted CAR picks.
 
 Usage:
   deno task op --model NAME --data ROOT --out DIR [--teachers 2|3 | --thresholds ...] [flags]
+  deno task op ... --member K            one member alone (a cluster array task)
+  deno task op ... --route-only            routing + evaluation of members trained alone
+  deno task op ... --emit slurm|k8s JOBDIR   write the cluster jobs, print the submit command
 
-DIR receives partition.json, original/, teacher_<name>/ (each a train run folder), report.html
-and results.json (M_O and O-P metrics, routing accuracy and its confusion table). Members that
-are already trained in DIR are reused; an interrupted member resumes.
+DIR receives partition.json, original/, teacher_<name>/ (each a train run folder, ending with
+member.json once finished), report.html and results.json (M_O and O-P metrics, routing
+accuracy and its confusion table). Members that are already trained in DIR are reused; an
+interrupted member resumes.
 
   --model NAME           registry name (deno task models)
   --data ROOT            dataset root
@@ -23,17 +32,93 @@ are already trained in DIR are reused; an interrupted member resumes.
   --teachers 2|3         partition scheme (default 3: 0.05 / 0.2)
   --thresholds a,b       custom CAR thresholds
 ${BUDGET_HELP}
+
+${EMIT_HELP}
 `;
 
 const Flags = z.object({
   model: z.string(),
   data: z.string(),
   out: z.string(),
+  member: z.number().int().nonnegative().optional(),
+  routeOnly: z.boolean().default(false),
+  allowSoftwareAdapter: z.boolean().default(false),
+  ...EmitFlags,
   ...SchemeFlags,
   ...BudgetFlags,
 });
 
-runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
-  const { teachers, thresholds, out, ...rest } = f;
-  await runOpOnly(memberConfig(rest, out), out, schemeOf({ teachers, thresholds }));
+runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (f) => {
+  const {
+    teachers,
+    thresholds,
+    out,
+    member,
+    routeOnly,
+    allowSoftwareAdapter,
+    emit,
+    studentIters,
+    lambda,
+    lambdaGrid,
+    gres,
+    slurmPartition,
+    k8sImage,
+    k8sClaim,
+    k8sMount,
+    k8sWorkdir,
+    _: positionals = [],
+    ...rest
+  } = f;
+  const scheme = schemeOf({ teachers, thresholds });
+  if (emit) {
+    if (positionals.length !== 1) {
+      throw new Error(`--emit ${emit} takes one folder: --emit ${emit} JOBDIR`);
+    }
+    if (member !== undefined || routeOnly) {
+      throw new Error("--emit writes the jobs of every member: leave out --member / --route-only");
+    }
+    const { model, data, iters, ...budget } = rest;
+    const line = emitJobs({
+      emit,
+      dir: positionals[0],
+      model,
+      data,
+      out,
+      scheme,
+      flags: { teachers, thresholds, ...budget },
+      iters,
+      studentIters,
+      lambda,
+      lambdaGrid,
+      allowSoftwareAdapter,
+      gres,
+      slurmPartition,
+      k8s: { image: k8sImage, claim: k8sClaim, mount: k8sMount, workdir: k8sWorkdir },
+    });
+    console.error(`jobs written to ${positionals[0]}; submit with:`);
+    console.log(line);
+    return;
+  }
+  if (positionals.length) {
+    throw new Error(`unexpected argument ${positionals[0]} (only --emit takes a folder)`);
+  }
+  const emitOnly = { studentIters, lambda, lambdaGrid: lambdaGrid || undefined };
+  const stray = Object.entries(emitOnly).find(([, v]) => v !== undefined);
+  if (stray) {
+    throw new Error(
+      `--${stray[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for the emitted ` +
+        "distillation job (--emit slurm|k8s JOBDIR); distil with deno task distill",
+    );
+  }
+  if (member !== undefined && routeOnly) throw new Error("give --member or --route-only, not both");
+  const unit = routeOnly ? null : unitIndex(member, "--member");
+  if (isGpuJob(unit !== null)) {
+    await checkJobAdapter({
+      allowSoftware: allowSoftwareAdapter,
+      why: unit ? `member ${unit.index} (from ${unit.from}) is a GPU job` : jobKind(),
+    });
+  }
+  const cfg = memberConfig(rest, out);
+  if (unit) await runOpMember(cfg, out, scheme, unit.index);
+  else await runOpOnly(cfg, out, scheme, console.error, { routeOnly });
 });

@@ -14,6 +14,13 @@ import {
 export interface DeviceInfo {
   description: string;
   isFallback: boolean;
+  /** PCI vendor id as WebGPU reports it (e.g. 0x10de), with its name where known. */
+  vendor: string;
+  /** PCI device id (0 on software drivers). */
+  device: string;
+  /** Driver version: Deno's WebGPU does not expose it, so NVIDIA's kernel module version from
+   * /proc/driver/nvidia/version where present, else what the description carries. */
+  driver: string;
   features: string[];
   maxStorageBufferBindingSize: number;
   maxBufferSize: number;
@@ -115,6 +122,9 @@ async function create(): Promise<GPUDevice> {
     description: ai.description || ai.vendor || "unknown adapter",
     isFallback: (ai as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
       false,
+    vendor: vendorName(ai.vendor),
+    device: hexId(ai.device),
+    driver: driverVersion(ai.description),
     features: [...device.features],
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
     maxBufferSize: device.limits.maxBufferSize,
@@ -127,13 +137,54 @@ async function create(): Promise<GPUDevice> {
   return device;
 }
 
-/** One line naming the adapter, its backend and whether it is a CPU (software) driver. */
+/** True when the adapter is a CPU (software) driver: llvmpipe, SwiftShader, WebGPU's fallback. */
+export function isSoftwareAdapter(): boolean {
+  const i = deviceInfo();
+  return i.isFallback || SOFTWARE_ADAPTER.test(i.description);
+}
+
+/** One line naming the adapter (vendor, device, driver), its backend and whether it is a CPU
+ * (software) driver: a job on a cluster logs it, so a node that handed out the wrong GPU or
+ * none shows in the job's log. */
 export function describeAdapter(): string {
   const i = deviceInfo();
-  const software = i.isFallback || SOFTWARE_ADAPTER.test(i.description);
-  return `${i.description} (${backendName()}${
-    software ? "; software driver on the CPU: fine for tests and the demo, slow for training" : ""
+  return `${i.description} (${backendName()}; vendor ${i.vendor}, device ${i.device}, driver ${i.driver}${
+    isSoftwareAdapter()
+      ? "; software driver on the CPU: fine for tests and the demo, slow for training"
+      : ""
   })`;
+}
+
+const VENDORS: Record<number, string> = {
+  0x10de: "NVIDIA",
+  0x1002: "AMD",
+  0x8086: "Intel",
+  0x10005: "Mesa",
+  0x106b: "Apple",
+  0x1414: "Microsoft",
+};
+
+function hexId(v: string | undefined): string {
+  const n = Number(v);
+  return v && Number.isFinite(n) ? `0x${n.toString(16)}` : (v || "unknown");
+}
+
+function vendorName(v: string | undefined): string {
+  const n = Number(v);
+  const name = Number.isFinite(n) ? VENDORS[n] : undefined;
+  return name ? `${name} (${hexId(v)})` : hexId(v);
+}
+
+function driverVersion(description: string): string {
+  try {
+    const t = Deno.readTextFileSync("/proc/driver/nvidia/version");
+    const m = /Kernel Module\s+([\d.]+)/.exec(t);
+    if (m) return `NVIDIA ${m[1]}`;
+  } catch {
+    // no NVIDIA kernel module (or no read permission)
+  }
+  const m = /\(([^)]*\d[^)]*)\)/.exec(description);
+  return m ? m[1] : "not reported by WebGPU";
 }
 
 let exitHook = false;

@@ -4,7 +4,6 @@
 // student runs at inference.
 
 import { initDevice } from "../engine/device.ts";
-import { join } from "node:path";
 import { noGrad } from "../engine/autograd.ts";
 import { add, mul } from "../engine/ops/elementwise.ts";
 import { type Tensor, tensor } from "../engine/tensor.ts";
@@ -14,10 +13,11 @@ import type { Batch } from "../data/loader.ts";
 import type { ChangeDetector } from "../models/model.ts";
 import { evalWindow, type TrainConfig } from "./config.ts";
 import { evaluateModel } from "./evaluate.ts";
-import { hasRun, isTrained, loadMember, originalDir, studentDir, teacherDir } from "./members.ts";
-import { committedState, committedWeights } from "./checkpoint_set.ts";
+import { loadMember, teacherDir } from "./members.ts";
+import { studentRequests } from "./member_requests.ts";
+import { trainMember } from "./member_unit.ts";
+import { MEMBER_HINT } from "./op.ts";
 import type { Confusion, MetricsReport } from "./metrics.ts";
-import { train } from "./trainer.ts";
 
 /** The paper's λ grid. */
 export const LAMBDA_GRID = [1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2];
@@ -55,6 +55,39 @@ export interface StudentResult {
   counts: Map<string, Confusion>;
 }
 
+/** Train (or resume, or reuse) the MTKD student of each λ, the teachers loaded once. */
+export async function trainStudents(
+  base: TrainConfig,
+  ds: CheckedDataset,
+  scheme: PartitionScheme,
+  dir: string,
+  lambdas: number[],
+  log: (s: string) => void = console.error,
+  quiet = false,
+): Promise<{ lambda: number; bestValMIoU: number; runDir: string }[]> {
+  await initDevice();
+  const teachers = scheme.names.map((n) => loadMember(base.model, teacherDir(dir, n)));
+  const carOf = new Map(ds.train.map((p) => [p.name, p.car]));
+  const teacher = (a: Tensor, b: Tensor, batch: Batch) =>
+    teacherLogits(
+      teachers,
+      (i) => partitionOf(carOf.get(batch.names[i])!, scheme.thresholds),
+      a,
+      b,
+      batch.size,
+    );
+  try {
+    const tried = [];
+    for (const req of studentRequests(base, ds, dir, lambdas)) {
+      const m = await trainMember(req, { dataset: ds, log, quiet, hint: MEMBER_HINT, teacher });
+      tried.push({ lambda: req.lambda!, bestValMIoU: m.best?.mIoU ?? 0, runDir: req.runDir });
+    }
+    return tried;
+  } finally {
+    for (const t of teachers) t.dispose();
+  }
+}
+
 /** Train (or reuse) the MTKD student for each λ; pick by validation mIoU; evaluate on test. */
 export async function runDistill(
   base: TrainConfig,
@@ -65,40 +98,7 @@ export async function runDistill(
   log: (s: string) => void = console.error,
   quiet = false,
 ): Promise<{ chosen: StudentResult; all: { lambda: number; bestValMIoU: number }[] }> {
-  await initDevice();
-  const teachers = scheme.names.map((n) => loadMember(base.model, teacherDir(dir, n)));
-  const carOf = new Map(ds.train.map((p) => [p.name, p.car]));
-  const tried: { lambda: number; bestValMIoU: number; runDir: string }[] = [];
-  try {
-    for (const lambda of lambdas) {
-      const runDir = studentDir(dir, lambda);
-      if (!isTrained(runDir, base.iters)) {
-        log(`student λ=${lambda}: distilling from ${teachers.length} teachers → ${runDir}`);
-        const teacher = (a: Tensor, b: Tensor, batch: Batch) =>
-          teacherLogits(
-            teachers,
-            (i) => partitionOf(carOf.get(batch.names[i])!, scheme.thresholds),
-            a,
-            b,
-            batch.size,
-          );
-        await train(
-          {
-            ...base,
-            out: runDir,
-            init: committedWeights(originalDir(dir), "best") ??
-              join(originalDir(dir), "best.safetensors"),
-            // An interrupted student continues where its last checkpoint left it.
-            resume: hasRun(runDir) ? runDir : undefined,
-          },
-          { dataset: ds, distill: { lambda, teacher }, label: `student λ=${lambda}`, quiet },
-        );
-      } else log(`student λ=${lambda}: reusing ${runDir}`);
-      tried.push({ lambda, bestValMIoU: committedState(runDir)?.best?.mIoU ?? 0, runDir });
-    }
-  } finally {
-    for (const t of teachers) t.dispose();
-  }
+  const tried = await trainStudents(base, ds, scheme, dir, lambdas, log, quiet);
   const best = tried.reduce((p, c) => (c.bestValMIoU > p.bestValMIoU ? c : p));
   const student = loadMember(base.model, best.runDir);
   const res = await evaluateModel(student, ds.test, evalWindow(base));

@@ -13,11 +13,12 @@ import { buildManifest, type PartitionScheme } from "../data/partition.ts";
 import type { TrainConfig } from "./config.ts";
 import { evalWindow } from "./config.ts";
 import { runDistill } from "./distill.ts";
-import { committedWeights } from "./checkpoint_set.ts";
-import { checkMembers, memberConfigOf, type MemberRequest } from "./member_check.ts";
+import { checkMembers, memberConfigOf } from "./member_check.ts";
+import { opRequests, opRequired, studentRequests } from "./member_requests.ts";
+import { requireMembers } from "./member_unit.ts";
 import { loadMember, originalDir, studentDir, teacherDir } from "./members.ts";
 import { evaluate } from "./metrics.ts";
-import { evaluateOp, opMembers, type OpResult, runOp } from "./op.ts";
+import { evaluateOp, type OpResult, runOp } from "./op.ts";
 import { errorOverlay } from "./overlay.ts";
 import { maskOf, normalizeImage, predictProbability } from "./predict.ts";
 import { checkReporter, datasetSummary } from "./progress.ts";
@@ -147,35 +148,6 @@ export interface ExperimentOptions {
 
 const DEFAULT_HINT = "repeat the flags they were trained with, or choose another --out";
 
-/** M_O and the teachers as the request would train them. */
-function opRequests(cfg: TrainConfig, ds: CheckedDataset, scheme: PartitionScheme, dir: string) {
-  return opMembers(ds, scheme, dir).map((m): MemberRequest => ({
-    name: m.name,
-    runDir: m.runDir,
-    cfg,
-    trainPairs: m.pairs,
-    valPairs: ds.val,
-  }));
-}
-
-/** The MTKD students as the request would train them (from M_O's committed best weights). */
-function studentRequests(
-  cfg: TrainConfig,
-  ds: CheckedDataset,
-  dir: string,
-  lambdas: number[],
-): MemberRequest[] {
-  const init = committedWeights(originalDir(dir), "best") ?? undefined;
-  return lambdas.map((lambda) => ({
-    name: `student λ=${lambda}`,
-    runDir: studentDir(dir, lambda),
-    cfg: { ...cfg, init },
-    trainPairs: ds.train,
-    valPairs: ds.val,
-    lambda,
-  }));
-}
-
 /** Run (or resume) the whole experiment in `dir` and write report.html / results.json there. */
 export async function runExperiment(
   cfg: TrainConfig,
@@ -214,17 +186,27 @@ export async function runExperiment(
   return report;
 }
 
-/** O-P only (deno task op): its report has Original and O-P. */
+/** O-P only (deno task op): its report has Original and O-P. With `routeOnly` (op --route-only:
+ * routing and evaluation of members trained one by one) every member must have finished with
+ * these settings, else the call stops naming the missing and the different ones. */
 export async function runOpOnly(
   cfg: TrainConfig,
   dir: string,
   scheme: PartitionScheme,
   log = console.error,
+  o: { routeOnly?: boolean } = {},
 ) {
   const ds = await checkedDataset(cfg, log);
   await writePartitionFiles(ds, scheme, dir);
-  await checkMembers(opRequests(cfg, ds, scheme, dir), { retrain: false, hint: DEFAULT_HINT, log });
-  const op = await runOp(cfg, ds, scheme, dir, log);
+  const requests = opRequests(cfg, ds, scheme, dir);
+  let op: OpResult;
+  if (o.routeOnly) {
+    await requireMembers(opRequired(requests), "config", DEFAULT_HINT);
+    op = await evaluateOp(cfg.model, ds.test, scheme, dir, cfg);
+  } else {
+    await checkMembers(requests, { retrain: false, hint: DEFAULT_HINT, log });
+    op = await runOp(cfg, ds, scheme, dir, log);
+  }
   const report = methodReport(cfg, op, scheme, dir);
   await writeReport(dir, report);
   log("\n" + textTable(tableIII(report)));
@@ -243,6 +225,7 @@ export async function runDistillOnly(
 ) {
   const ds = await checkedDataset(cfg, log);
   const hint = DEFAULT_HINT;
+  await requireMembers(opRequired(opRequests(cfg, ds, scheme, from)), "data", hint);
   await checkMembers(studentRequests(cfg, ds, from, lambdas), { retrain: false, hint, log });
   const student = await runDistill(cfg, ds, scheme, from, lambdas, log);
   const op = await evaluateOp(cfg.model, ds.test, scheme, from, cfg);

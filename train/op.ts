@@ -3,7 +3,7 @@
 // test time the CAR that M_O predicts for an image picks the teacher whose output is scored.
 
 import { initDevice } from "../engine/device.ts";
-import { type CheckedDataset, type PairInfo } from "../data/dataset.ts";
+import type { CheckedDataset, PairInfo } from "../data/dataset.ts";
 import {
   buildManifest,
   type Manifest,
@@ -12,11 +12,25 @@ import {
   readManifest,
   writeManifest,
 } from "../data/partition.ts";
+import { opRequests } from "./member_requests.ts";
+import { trainMember } from "./member_unit.ts";
 import { type Confusion, evaluate, type MetricsReport } from "./metrics.ts";
 import { evalWindow, type TrainConfig } from "./config.ts";
 import { evaluateModel } from "./evaluate.ts";
-import { hasRun, isTrained, loadMember, manifestPath, originalDir, teacherDir } from "./members.ts";
-import { train } from "./trainer.ts";
+import { loadMember, manifestPath, originalDir, teacherDir } from "./members.ts";
+
+export { opMembers } from "./member_requests.ts";
+
+/** How a call gets past members trained with other settings. */
+export const MEMBER_HINT = "repeat the flags they were trained with, or choose another --out";
+
+/** Write the manifest under a temporary name and rename it: members running at once (an array
+ * job) each write the same partition.json, and none may read another's half-written file. */
+export async function writeManifestAtomic(path: string, manifest: Manifest): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  await writeManifest(tmp, manifest);
+  await Deno.rename(tmp, path);
+}
 
 export interface OpResult {
   manifest: Manifest;
@@ -42,46 +56,11 @@ export async function runOp(
 ): Promise<OpResult> {
   await initDevice();
   const manifest = buildManifest(ds.train, scheme);
-  await writeManifest(manifestPath(dir), manifest);
-  const members = opMembers(ds, scheme, dir);
-  for (const m of members) {
-    if (isTrained(m.runDir, base.iters)) {
-      log(`${m.name}: reusing ${m.runDir}`);
-      continue;
-    }
-    if (m.pairs.length === 0) {
-      throw new Error(
-        `partition "${m.name}" has no training pairs: use other thresholds (--thresholds) or fewer teachers`,
-      );
-    }
-    log(`${m.name}: training on ${m.pairs.length} pairs → ${m.runDir}`);
-    // An interrupted member continues where its last checkpoint left it.
-    const resume = hasRun(m.runDir) ? m.runDir : undefined;
-    await train({ ...base, out: m.runDir, resume }, {
-      trainPairs: m.pairs,
-      dataset: ds,
-      label: m.name,
-      quiet,
-    });
+  await writeManifestAtomic(manifestPath(dir), manifest);
+  for (const req of opRequests(base, ds, scheme, dir)) {
+    await trainMember(req, { dataset: ds, log, quiet, hint: MEMBER_HINT });
   }
   return await evaluateOp(base.model, ds.test, scheme, dir, base);
-}
-
-/** M_O and the teachers: name, run folder, training pairs. */
-export function opMembers(
-  ds: CheckedDataset,
-  scheme: PartitionScheme,
-  dir: string,
-): { name: string; runDir: string; pairs: PairInfo[] }[] {
-  const manifest = buildManifest(ds.train, scheme);
-  return [
-    { name: "original", runDir: originalDir(dir), pairs: ds.train },
-    ...scheme.names.map((n) => ({
-      name: n,
-      runDir: teacherDir(dir, n),
-      pairs: ds.train.filter((_, i) => manifest.pairs[i].partition === n),
-    })),
-  ];
 }
 
 /** O-P's routing: each image goes to the teacher of the partition of the CAR that M_O

@@ -1,0 +1,65 @@
+// One member of an experiment per process (a cluster array task): deno task op --member K trains
+// O-P member K (0 = M_O, 1..P = the teachers), deno task distill --lambda-index K the student of
+// the K-th λ; each checks the dataset as the whole commands do, and a student first checks
+// that every O-P member it needs has finished.
+
+import type { PartitionScheme } from "../data/partition.ts";
+import { buildManifest } from "../data/partition.ts";
+import type { TrainConfig } from "./config.ts";
+import { trainStudents } from "./distill.ts";
+import { checkedDataset } from "./experiment.ts";
+import { markerPath } from "./member_marker.ts";
+import { memberIndexHelp, opRequests, opRequired } from "./member_requests.ts";
+import { requireMembers, trainMember } from "./member_unit.ts";
+import { manifestPath } from "./members.ts";
+import { MEMBER_HINT, writeManifestAtomic } from "./op.ts";
+
+/** One O-P member alone (deno task op --member K): 0 = M_O, 1..P = the teachers. */
+export async function runOpMember(
+  cfg: TrainConfig,
+  dir: string,
+  scheme: PartitionScheme,
+  k: number,
+  log = console.error,
+) {
+  const ds = await checkedDataset(cfg, log);
+  const requests = opRequests(cfg, ds, scheme, dir);
+  if (k >= requests.length) {
+    throw new Error(
+      `--member ${k}: this O-P has members 0..${requests.length - 1} (${memberIndexHelp(scheme)})`,
+    );
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  await writeManifestAtomic(manifestPath(dir), buildManifest(ds.train, scheme));
+  const m = await trainMember(requests[k], { dataset: ds, log, hint: MEMBER_HINT });
+  log(
+    `member ${k} (${requests[k].name}): step ${m.step}, best validation mIoU ` +
+      `${(m.best?.mIoU ?? 0).toFixed(2)}; marker ${markerPath(requests[k].runDir)}`,
+  );
+  return m;
+}
+
+/** One MTKD student alone (deno task distill --lambda-index K): the K-th λ asked for. */
+export async function runStudentMember(
+  cfg: TrainConfig,
+  from: string,
+  scheme: PartitionScheme,
+  lambdas: number[],
+  k: number,
+  log = console.error,
+) {
+  if (k >= lambdas.length) {
+    throw new Error(
+      `--lambda-index ${k}: this call asks for ${lambdas.length} λ (${lambdas.join(", ")}), ` +
+        `indices 0..${lambdas.length - 1}`,
+    );
+  }
+  const ds = await checkedDataset(cfg, log);
+  await requireMembers(opRequired(opRequests(cfg, ds, scheme, from)), "data", MEMBER_HINT);
+  const [t] = await trainStudents(cfg, ds, scheme, from, [lambdas[k]], log);
+  log(
+    `student λ=${t.lambda}: best validation mIoU ${t.bestValMIoU.toFixed(2)}; ` +
+      `marker ${markerPath(t.runDir)}`,
+  );
+  return t;
+}
