@@ -161,8 +161,8 @@ export function formulaEntries(m: FormulaManifest, name = m.model): SafetensorsM
   return out;
 }
 
-/** Read a manifest file and generate its entries. */
-export async function readFormulaWeights(path: string): Promise<SafetensorsMap> {
+/** Read and check a manifest file; errors name the file. */
+export async function readFormulaManifest(path: string): Promise<FormulaManifest> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -170,7 +170,12 @@ export async function readFormulaWeights(path: string): Promise<SafetensorsMap> 
     if (e instanceof Deno.errors.NotFound) {
       throw new Error(`${path}: formula manifest not found (--weights-formula)`);
     }
-    throw e;
+    throw new Error(`${path}: cannot read (${(e as Error).message})`);
   }
-  return formulaEntries(parseFormulaManifest(text, path), path);
+  return parseFormulaManifest(text, path);
+}
+
+/** Read a manifest file and generate its entries. */
+export async function readFormulaWeights(path: string): Promise<SafetensorsMap> {
+  return formulaEntries(await readFormulaManifest(path), path);
 }

@@ -97,6 +97,10 @@ const common = { optimizer: "adamw" as const, betas: [0.9, 0.99] as [number, num
 const opencd = { optimizer: "adamw" as const, betas: [0.9, 0.999] as [number, number] };
 /** Open-CD's standard pipeline: MultiImgRandomRotate(prob 0.5, degree 180), then the flips. */
 const STANDARD_ROTATE = { rotateProb: 0.5, rotateDegrees: 180 };
+/** Changer's pipeline: MultiImgRandomRotFlip(rotate 0.5, flip 0.5, ±20°), MultiImgExchangeTime(0.5). */
+const CHANGER_AUGMENT = { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 };
+/** mmseg's OHEMPixelSampler as the configs set it: threshold 0.7, at least 100,000 pixels kept. */
+const OHEM_LOSS = { ohem: { thresh: 0.7, minKept: 100_000 } };
 /** SegFormer-style configs: no weight decay on norms (and PVT position blocks), head ×10 LR. */
 const SEGFORMER_KEYS = {
   customKeys: { pos_block: { decayMult: 0 }, norm: { decayMult: 0 }, head: { lrMult: 10 } },
@@ -217,9 +221,8 @@ export const MODELS: Record<string, ModelEntry> = {
       weightDecay: 1e-2,
       lambda: 1e-4,
       paramwise: SEGFORMER_KEYS,
-      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
-      // MultiImgRandomRotFlip(rotate 0.5, flip 0.5, ±20°) and MultiImgExchangeTime(0.5).
-      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+      loss: OHEM_LOSS,
+      augment: CHANGER_AUGMENT,
     },
     paper: { params: 3.457, flops: 8.523 },
     sizeDivisor: 32,
@@ -238,7 +241,7 @@ export const MODELS: Record<string, ModelEntry> = {
       lr: 3e-3,
       weightDecay: 5e-2,
       lambda: 5e-3,
-      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
+      loss: OHEM_LOSS,
       augment: STANDARD_ROTATE,
     },
     // Table II's 0.342 M leaves out the training-only auxiliary head (5,282 parameters).
@@ -320,8 +323,8 @@ export const MODELS: Record<string, ModelEntry> = {
       weightDecay: 1e-2,
       lambda: 1e-3,
       paramwise: SEGFORMER_KEYS,
-      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
-      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+      loss: OHEM_LOSS,
+      augment: CHANGER_AUGMENT,
     },
     paper: { params: 13.355, flops: 23.306 },
     sizeDivisor: 32,
@@ -340,8 +343,8 @@ export const MODELS: Record<string, ModelEntry> = {
       lr: 5e-3,
       weightDecay: 5e-2,
       lambda: 1e-3,
-      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
-      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+      loss: OHEM_LOSS,
+      augment: CHANGER_AUGMENT,
     },
     paper: { params: 11.391, flops: 23.820 },
     sizeDivisor: 32,
@@ -358,8 +361,8 @@ export const MODELS: Record<string, ModelEntry> = {
       lr: 5e-3,
       weightDecay: 5e-2,
       lambda: 1e-5,
-      loss: { ohem: { thresh: 0.7, minKept: 100_000 } },
-      augment: { rotateProb: 0.5, rotateDegrees: 20, rotFlipProb: 0.5, swapProb: 0.5 },
+      loss: OHEM_LOSS,
+      augment: CHANGER_AUGMENT,
     },
     paper: { params: 26.693, flops: 67.241 },
     sizeDivisor: 32,

@@ -4,7 +4,7 @@
 
 import { loadCheckpoint } from "../engine/nn/checkpoint.ts";
 import { initDevice } from "../engine/device.ts";
-import { parseFormulaManifest, readFormulaWeights } from "../engine/formula_weights.ts";
+import { readFormulaManifest, readFormulaWeights } from "../engine/formula_weights.ts";
 import { loadInto } from "../engine/safetensors.ts";
 import { statOrNull } from "../data/pair_folder.ts";
 import type { ChangeDetector } from "../models/model.ts";
@@ -46,24 +46,12 @@ export async function checkpointModel(path: string): Promise<string | undefined>
   }
 }
 
-/** The model a formula manifest (--weights-formula) defines. */
-async function manifestModel(path: string): Promise<string> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Error(`${path}: formula manifest not found (--weights-formula)`);
-    }
-    throw new Error(`${path}: cannot read (${(e as Error).message})`);
-  }
-  return parseFormulaManifest(text, path).model;
-}
-
 /** --model if given, else the checkpoint's (or formula manifest's) recorded model; one of the
  * registry's names. */
 export async function resolveModelName(flag: string | undefined, weights: string, formula = false) {
-  const recorded = formula ? await manifestModel(weights) : await checkpointModel(weights);
+  const recorded = formula
+    ? (await readFormulaManifest(weights)).model
+    : await checkpointModel(weights);
   const name = flag ?? recorded;
   if (name === undefined) {
     throw new Error(

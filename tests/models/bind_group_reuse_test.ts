@@ -6,28 +6,20 @@
 import { ok as assert } from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
 import { trainingLoss } from "../../train/loss.ts";
-import { device, initDevice } from "../../engine/device.ts";
+import { initDevice } from "../../engine/device.ts";
 import { AdamW } from "../../engine/optim/adamw.ts";
 import { stats, sync } from "../../engine/recorder.ts";
 import { scope } from "../../engine/scope.ts";
 import { tensor } from "../../engine/tensor.ts";
 import { MODELS } from "../../models/registry.ts";
 import { trainableParameters } from "../../train/trainer.ts";
+import { arenaFits } from "../train/recipe_smoke.ts";
 import { randArray } from "../util.ts";
 
 await initDevice();
 
 /** Batch of the step, unless the model needs more (MODELS[name].minBatch). */
 const BATCH = 1;
-
-/** Whether the optimiser's parameter arena (one storage binding) fits the adapter: CGNet's
- * 33.7 M trainable parameters exceed a software adapter's 128 MiB, so it cannot train there. */
-function arenaFits(name: string): boolean {
-  const m = MODELS[name].create(0);
-  const bytes = trainableParameters(m, MODELS[name]).reduce((s, t) => s + 4 * t.size, 0);
-  m.dispose();
-  return bytes <= device().limits.maxStorageBufferBindingSize;
-}
 
 for (const name of Object.keys(MODELS)) {
   Deno.test({

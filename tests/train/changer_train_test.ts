@@ -9,12 +9,9 @@ import { join } from "node:path";
 import { checkDataset } from "../../data/dataset.ts";
 import { writeSynthDataset } from "../../data/synth.ts";
 import { initDevice } from "../../engine/device.ts";
-import { loadCheckpoint } from "../../engine/nn/checkpoint.ts";
 import { modelEntry } from "../../models/registry.ts";
-import { TrainConfigSchema } from "../../train/config.ts";
-import { evaluateModel } from "../../train/evaluate.ts";
 import { checkTrainBatch } from "../../train/model_size.ts";
-import { train } from "../../train/trainer.ts";
+import { trainsAndEvaluates } from "./recipe_smoke.ts";
 
 await initDevice();
 const root = await Deno.makeTempDir({ prefix: "cd-changer-" });
@@ -23,28 +20,14 @@ await writeSynthDataset({ out: data, pairs: 12, size: 64, seed: 11, val: 2, test
 const ds = await checkDataset(data);
 
 for (const name of ["changer_ex_r18", "changer_ex_s50"]) {
-  Deno.test(`${name} trains with its Open-CD recipe and evaluates from its checkpoint`, async () => {
-    const out = join(root, name);
-    const cfg = TrainConfigSchema.parse({
-      model: name,
+  Deno.test(`${name} trains with its Open-CD recipe and evaluates from its checkpoint`, () =>
+    trainsAndEvaluates(name, {
       data,
-      out,
+      ds,
+      root,
       iters: 2,
-      batch: 2,
       size: modelEntry(name).minSize ?? 32,
-      valEvery: 2,
-      logEvery: 1,
-    });
-    const res = await train(cfg, { dataset: ds, quiet: true });
-    assert.equal(res.lastStep, 2);
-    assert.ok(res.losses.length === 2 && res.losses.every((l) => Number.isFinite(l.loss)));
-    assert.ok(res.best && Number.isFinite(res.best.mIoU), "no validation ran");
-    const model = modelEntry(name).create(1);
-    loadCheckpoint(model, join(out, "best.safetensors"), { expectModel: name });
-    const { report } = await evaluateModel(model, ds.test, { batch: 2, tile: 64, overlap: 0 });
-    assert.ok(report.perImage.mIoU >= 0 && report.perImage.mIoU <= 1);
-    model.dispose();
-  });
+    }));
 }
 
 Deno.test("changer_ex_s50 refuses a training batch of 1 (split attention's pooled BatchNorm)", () => {

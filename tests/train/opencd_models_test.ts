@@ -3,16 +3,11 @@
 // (MiT needs sides divisible by 32) finishes with a finite loss, checkpoints that load back into
 // the registry's model, and an evaluation of them.
 
-import assert from "node:assert/strict";
 import { join } from "node:path";
 import { checkDataset } from "../../data/dataset.ts";
 import { writeSynthDataset } from "../../data/synth.ts";
 import { initDevice } from "../../engine/device.ts";
-import { loadCheckpoint } from "../../engine/nn/checkpoint.ts";
-import { modelEntry } from "../../models/registry.ts";
-import { TrainConfigSchema } from "../../train/config.ts";
-import { evaluateModel } from "../../train/evaluate.ts";
-import { train } from "../../train/trainer.ts";
+import { trainsAndEvaluates } from "./recipe_smoke.ts";
 
 await initDevice();
 const root = await Deno.makeTempDir({ prefix: "cd-opencd-" });
@@ -21,26 +16,6 @@ await writeSynthDataset({ out: data, pairs: 16, size: 64, seed: 9, val: 4, test:
 const ds = await checkDataset(data);
 
 for (const name of ["bit_r18", "changeformer_mit_b0", "changer_ex_mit_b0"]) {
-  Deno.test(`${name} trains with its Open-CD recipe and evaluates from its checkpoint`, async () => {
-    const out = join(root, name);
-    const cfg = TrainConfigSchema.parse({
-      model: name,
-      data,
-      out,
-      iters: 3,
-      batch: 2,
-      size: 64,
-      valEvery: 3,
-      logEvery: 1,
-    });
-    const res = await train(cfg, { dataset: ds, quiet: true });
-    assert.equal(res.lastStep, 3);
-    assert.ok(res.losses.length === 3 && res.losses.every((l) => Number.isFinite(l.loss)));
-    assert.ok(res.best && Number.isFinite(res.best.mIoU), "no validation ran");
-    const model = modelEntry(name).create(1);
-    loadCheckpoint(model, join(out, "best.safetensors"), { expectModel: name });
-    const { report } = await evaluateModel(model, ds.test, { batch: 2, tile: 64, overlap: 0 });
-    assert.ok(report.perImage.mIoU >= 0 && report.perImage.mIoU <= 1);
-    model.dispose();
-  });
+  Deno.test(`${name} trains with its Open-CD recipe and evaluates from its checkpoint`, () =>
+    trainsAndEvaluates(name, { data, ds, root, iters: 3, size: 64 }));
 }

@@ -9,13 +9,12 @@ import { join } from "node:path";
 import { checkDataset } from "../../data/dataset.ts";
 import { writeSynthDataset } from "../../data/synth.ts";
 import { initDevice } from "../../engine/device.ts";
-import { loadCheckpoint } from "../../engine/nn/checkpoint.ts";
 import { modelEntry } from "../../models/registry.ts";
 import { TrainConfigSchema } from "../../train/config.ts";
 import { teacherLogits } from "../../train/distill.ts";
-import { evaluateModel } from "../../train/evaluate.ts";
 import { resolveTrainConfig } from "../../train/run_config.ts";
 import { train } from "../../train/trainer.ts";
+import { trainsAndEvaluates } from "./recipe_smoke.ts";
 
 await initDevice();
 const root = await Deno.makeTempDir({ prefix: "cd-stanet-" });
@@ -36,18 +35,8 @@ const config = (name: string, out: string) =>
   });
 
 for (const name of ["stanet_base_r18", "changestar_upernet_r18", "changestar_farseg_r18"]) {
-  Deno.test(`${name} trains with its Open-CD recipe and evaluates from its checkpoint`, async () => {
-    const out = join(root, name);
-    const res = await train(config(name, out), { dataset: ds, quiet: true });
-    assert.equal(res.lastStep, 2);
-    assert.ok(res.losses.length === 2 && res.losses.every((l) => Number.isFinite(l.loss)));
-    assert.ok(res.best && Number.isFinite(res.best.mIoU), "no validation ran");
-    const model = modelEntry(name).create(1);
-    loadCheckpoint(model, join(out, "best.safetensors"), { expectModel: name });
-    const { report } = await evaluateModel(model, ds.test, { batch: 2, tile: 64, overlap: 0 });
-    assert.ok(report.perImage.mIoU >= 0 && report.perImage.mIoU <= 1);
-    model.dispose();
-  });
+  Deno.test(`${name} trains with its Open-CD recipe and evaluates from its checkpoint`, () =>
+    trainsAndEvaluates(name, { data, ds, root, iters: 2, size: 64 }));
 }
 
 Deno.test("stanet_base_r18 distils from a teacher's distance map", async () => {

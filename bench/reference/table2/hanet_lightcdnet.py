@@ -102,24 +102,11 @@ class RowAttention(nn.Module):
         return self.gamma * out + x
 
 
-class ColAttention(nn.Module):
-    """Each column attends over its H pixels."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.query_conv = nn.Conv2d(dim, dim, 1)
-        self.key_conv = nn.Conv2d(dim, dim, 1)
-        self.value_conv = nn.Conv2d(dim, dim, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
+class ColAttention(RowAttention):
+    """Each column attends over its H pixels: row attention of the transposed map."""
 
     def forward(self, x):
-        b, _, h, w = x.shape
-        q = self.query_conv(x).permute(0, 3, 1, 2).contiguous().view(b * w, -1, h).permute(0, 2, 1)
-        k = self.key_conv(x).permute(0, 3, 1, 2).contiguous().view(b * w, -1, h)
-        v = self.value_conv(x).permute(0, 3, 1, 2).contiguous().view(b * w, -1, h)
-        attn = torch.softmax(torch.bmm(q, k), 2)
-        out = torch.bmm(v, attn.permute(0, 2, 1)).view(b, w, -1, h).permute(0, 2, 3, 1)
-        return self.gamma * out + x
+        return super().forward(x.transpose(2, 3)).transpose(2, 3)
 
 
 class HAN(nn.Module):
