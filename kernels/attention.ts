@@ -21,6 +21,9 @@ export interface AttentionSpec {
   /** Head size of v (and of the output). */
   dv: number;
   scale: number;
+  /** dK and dV in one kernel (1) or two (2: dK, then dV in column chunks); by default two
+   * when one thread's k, v, dK and dV rows would not fit its registers. */
+  kvPasses?: 1 | 2;
 }
 
 /** Largest head size the kernels accept (registers per thread grow with it). */
@@ -44,7 +47,7 @@ function tileRows(vec4sPerRow: number, extraBytes = 0): number {
 
 function check(s: AttentionSpec): void {
   for (const [k, v] of Object.entries(s)) {
-    if (k !== "scale" && (!Number.isInteger(v) || v < 1)) {
+    if (k !== "scale" && k !== "kvPasses" && (!Number.isInteger(v) || v < 1)) {
       throw new Error(`attention: ${k} = ${v} must be a positive integer`);
     }
   }
@@ -272,6 +275,11 @@ export interface KeyValuePlan {
   splits: number;
   /** Query rows per slice (a multiple of `tile`). */
   perSplit: number;
+  /** 1: dK and dV in one kernel; 2: a dK kernel, then a dV kernel over `chunks` column chunks
+   * of `chunk` vec4s (each recomputing the probabilities). */
+  passes: 1 | 2;
+  chunk: number;
+  chunks: number;
 }
 
 /** Enough workgroups to fill a large GPU; more splits cost partial-sum memory. */
@@ -279,8 +287,19 @@ const TARGET_GROUPS = 1024;
 const MAX_PARTIAL_FLOATS = 1 << 22;
 /** Key sets up to this size get lanes (threads = 64 in all). */
 const LANE_KEYS = 16;
+/** vec4 registers one thread may hold for its key's rows. CGNet's 32-wide keys with 128-wide
+ * values (k, v, dK, dV: 80 vec4) ran the fused kernel at 2 TFLOP/s on an H100 against 7 for
+ * the forward: the rows spill. Two passes hold k, v, dK (48) and k, dV (40). */
+const KV_REGS = 64;
+const PASS_REGS = 48;
 
-/** How the dK/dV kernel divides its work (the op allocates `splits` partial buffers). */
+/** The largest divisor of n that is at most cap (at least 1). */
+function divisorUpTo(n: number, cap: number): number {
+  for (let c = Math.min(n, cap); c > 1; c--) if (n % c === 0) return c;
+  return 1;
+}
+
+/** How the dK/dV kernels divide their work (the op allocates `splits` partial buffers). */
 export function keyValuePlan(s: AttentionSpec): KeyValuePlan {
   const D4 = q4(s.d), V4 = q4(s.dv);
   let keys = 32;
@@ -296,15 +315,38 @@ export function keyValuePlan(s: AttentionSpec): KeyValuePlan {
   const memCap = Math.max(8, Math.floor(MAX_PARTIAL_FLOATS / perRow));
   const want = Math.max(1, Math.min(Math.ceil(TARGET_GROUPS / groups), memCap));
   const perSplit = Math.ceil(Math.ceil(s.lq / want) / tile) * tile;
-  return { keys, lanes, tile, splits: Math.ceil(s.lq / perSplit), perSplit };
+  // Two passes only where they relieve the registers: HANet's 128-wide k and v would still
+  // hold 96 vec4 in the dK pass, and recompute the probabilities for nothing.
+  const passes = s.kvPasses ??
+    (2 * (D4 + V4) > KV_REGS && 2 * D4 + V4 <= PASS_REGS ? 2 : 1);
+  const chunk = passes === 1 ? V4 : divisorUpTo(V4, Math.max(1, PASS_REGS - D4));
+  return {
+    keys,
+    lanes,
+    tile,
+    splits: Math.ceil(s.lq / perSplit),
+    perSplit,
+    passes,
+    chunk,
+    chunks: V4 / chunk,
+  };
 }
 
-/** dK and dV, one thread per key row, over one slice of the queries. Bindings: q, k, v, dout,
- * lse, dlt → dk, dv (each [splits, bh, lk, ·]; the op sums the slices when splits > 1). */
-function attentionBackwardKVKernelGen(s: AttentionSpec): Kernel {
+/** Which gradients a dK/dV kernel computes: both, dK alone, or one chunk of dV's columns. */
+type KeyValuePart = "kv" | "k" | "v";
+
+/** dK and/or dV, one thread per key row, over one slice of the queries (and, for dV alone, one
+ * chunk of its columns). Bindings: q, k, v, dout, lse, dlt → dk and/or dv (dV alone: q, k,
+ * dout, lse → dv; each
+ * [splits, bh, lk, ·]; the op sums the slices when splits > 1). */
+function attentionBackwardKVKernelGen(s: AttentionSpec, part: KeyValuePart = "kv"): Kernel {
   check(s);
   const D4 = q4(s.d), V4 = q4(s.dv);
-  const { keys: KT, lanes: LN, tile: BQ, splits, perSplit } = keyValuePlan(s);
+  const plan = keyValuePlan(s);
+  const { keys: KT, lanes: LN, tile: BQ, splits, perSplit } = plan;
+  const wantK = part !== "v", wantV = part !== "k";
+  // dV's columns in this kernel: all of them, or one chunk (chosen by the workgroup).
+  const VC = part === "v" ? plan.chunk : V4, chunks = part === "v" ? plan.chunks : 1;
   const nkb = Math.ceil(s.lk / KT);
   const TH = KT * LN;
   // With lanes, lane 0 of each key sums the other lanes' dK, dV through `red`, one vec4 at a time.
@@ -316,75 +358,94 @@ function attentionBackwardKVKernelGen(s: AttentionSpec): Kernel {
   }
   workgroupBarrier();`;
   const reduceLanes = LN === 1 ? "" : [
-    ...Array.from({ length: D4 }, (_, c) => laneSum(`gk${c}`)),
-    ...Array.from({ length: V4 }, (_, c) => laneSum(`gv${c}`)),
+    ...(wantK ? Array.from({ length: D4 }, (_, c) => laneSum(`gk${c}`)) : []),
+    ...(wantV ? Array.from({ length: VC }, (_, c) => laneSum(`gv${c}`)) : []),
   ].join("\n");
-  const g = groupGrid(splits * s.bh * nkb);
+  const total = splits * s.bh * nkb * chunks;
+  const g = groupGrid(total);
+  // dV alone reads neither v nor D (they enter only dK's ds).
   const bindings = [
     rowBinding("q", s.d),
     rowBinding("k", s.d),
-    rowBinding("v", s.dv),
+    ...(wantK ? [rowBinding("v", s.dv)] : []),
     rowBinding("dout", s.dv),
     ro("lse"),
-    ro("dlt"),
-    rowBinding("dk", s.d, true),
-    rowBinding("dv", s.dv, true),
+    ...(wantK ? [ro("dlt")] : []),
+    ...(wantK ? [rowBinding("dk", s.d, true)] : []),
+    ...(wantV ? [rowBinding("dv", s.dv, true)] : []),
   ];
+  // Column c of this kernel's dV chunk is column ck·VC + c of the row.
+  const col = (c: number | string) => (VC === V4 ? `${c}u` : `ck * ${VC}u + ${c}u`);
+  const doutTile = VC === V4
+    ? tileLoad("dos", "dout", s.dv, BQ, s.lq, "q0", TH)
+    : `  for (var e = lid; e < ${BQ * VC}u; e += ${TH}u) {
+    let r = q0 + e / ${VC}u;
+    var x = vec4<f32>(0.0);
+    if (r < ${s.lq}u) { x = ld_dout(bh * ${s.lq}u + r, ck * ${VC}u + e % ${VC}u); }
+    dos[e] = x;
+  }`;
   const code = `${loader("q", s.d)}
 ${loader("k", s.d)}
-${loader("v", s.dv)}
+${wantK ? loader("v", s.dv) : ""}
 ${loader("dout", s.dv)}
-${storer("dk", s.d)}
-${storer("dv", s.dv)}
+${wantK ? storer("dk", s.d) : ""}
+${wantV ? storer("dv", s.dv) : ""}
 var<workgroup> qs: array<vec4<f32>, ${BQ * D4}>;
-var<workgroup> dos: array<vec4<f32>, ${BQ * V4}>;
+var<workgroup> dos: array<vec4<f32>, ${BQ * VC}>;
 var<workgroup> ls: array<f32, ${BQ}>;
-var<workgroup> dls: array<f32, ${BQ}>;
+${wantK ? `var<workgroup> dls: array<f32, ${BQ}>;` : ""}
 ${LN > 1 ? `var<workgroup> red: array<vec4<f32>, ${TH}>;` : ""}
 @compute @workgroup_size(${TH})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = ${g.index};
-  if (g >= ${splits * s.bh * nkb}u) { return; }
+  let gg = ${g.index};
+  if (gg >= ${total}u) { return; }
+  let ck = gg % ${chunks}u;
+  let g = gg / ${chunks}u;
   let split = g / ${s.bh * nkb}u;
   let bh = (g / ${nkb}u) % ${s.bh}u;
   let lane = lid / ${KT}u;
   let j = (g % ${nkb}u) * ${KT}u + lid % ${KT}u;
   let row = bh * ${s.lk}u + min(j, ${s.lk - 1}u);
 ${each(D4, (c) => `let k${c} = ld_k(row, ${c}u) * ${f(s.scale)};`)}
-${each(V4, (c) => `let v${c} = ld_v(row, ${c}u);`)}
-${each(D4, (c) => `var gk${c} = vec4<f32>(0.0);`)}
-${each(V4, (c) => `var gv${c} = vec4<f32>(0.0);`)}
+${wantK ? each(V4, (c) => `let v${c} = ld_v(row, ${c}u);`) : ""}
+${wantK ? each(D4, (c) => `var gk${c} = vec4<f32>(0.0);`) : ""}
+${wantV ? each(VC, (c) => `var gv${c} = vec4<f32>(0.0);`) : ""}
   let first = split * ${perSplit}u;
   for (var t = 0u; t < ${perSplit / BQ}u; t++) {
     let q0 = first + t * ${BQ}u;
 ${tileLoad("qs", "q", s.d, BQ, s.lq, "q0", TH)}
-${tileLoad("dos", "dout", s.dv, BQ, s.lq, "q0", TH)}
+${doutTile}
     for (var e = lid; e < ${BQ}u; e += ${TH}u) {
       let r = min(q0 + e, ${s.lq - 1}u);
       ls[e] = lse[bh * ${s.lq}u + r];
-      dls[e] = dlt[bh * ${s.lq}u + r];
+${wantK ? `      dls[e] = dlt[bh * ${s.lq}u + r];` : ""}
     }
     workgroupBarrier();
     let nq = min(${BQ}u, max(${s.lq}u, q0) - q0);
     for (var i = ${LN > 1 ? "lane" : "0u"}; i < nq; i += ${LN}u) {
       let qi = i * ${D4}u;
-      let oi = i * ${V4}u;
+      let oi = i * ${VC}u;
       let p = exp(${dotSum(D4, (c) => `qs[qi + ${c}u]`, (c) => `k${c}`)} - ls[i]);
-      let dp = ${dotSum(V4, (c) => `dos[oi + ${c}u]`, (c) => `v${c}`)};
+${wantV ? each(VC, (c) => `gv${c} += p * dos[oi + ${c}u];`, "      ") : ""}
+${
+    wantK
+      ? `      let dp = ${dotSum(V4, (c) => `dos[oi + ${c}u]`, (c) => `v${c}`)};
       let ds = p * (dp - dls[i]);
-${each(V4, (c) => `gv${c} += p * dos[oi + ${c}u];`, "      ")}
-${each(D4, (c) => `gk${c} += ds * qs[qi + ${c}u];`, "      ")}
+${each(D4, (c) => `gk${c} += ds * qs[qi + ${c}u];`, "      ")}`
+      : ""
+  }
     }
     workgroupBarrier();
   }
 ${reduceLanes}
   if (${LN > 1 ? "lane == 0u && " : ""}j < ${s.lk}u) {
     let dst = split * ${s.bh * s.lk}u + row;
-${each(D4, (c) => `st_dk(dst, ${c}u, gk${c} * ${f(s.scale)});`, "    ")}
-${each(V4, (c) => `st_dv(dst, ${c}u, gv${c});`, "    ")}
+${wantK ? each(D4, (c) => `st_dk(dst, ${c}u, gk${c} * ${f(s.scale)});`, "    ") : ""}
+${wantV ? each(VC, (c) => `st_dv(dst, ${col(c)}, gv${c});`, "    ") : ""}
   }
 }`;
-  return kernel("attention_backward_kv", bindings, g.workgroups, code);
+  const name = part === "kv" ? "attention_backward_kv" : `attention_backward_${part}`;
+  return kernel(name, bindings, g.workgroups, code);
 }
 
 // Generated once per distinct spec (see cached in common.ts).

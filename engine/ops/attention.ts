@@ -18,9 +18,11 @@ import { empty, type Tensor } from "../tensor.ts";
 export interface AttentionOptions {
   /** Multiplies q·k before the softmax (default 1/√D). */
   scale?: number;
+  /** Force the dK/dV backward into one kernel or two (tests, benchmarks); default by size. */
+  kvPasses?: 1 | 2;
 }
 
-function specOf(q: Tensor, k: Tensor, v: Tensor, scale?: number): AttentionSpec {
+function specOf(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): AttentionSpec {
   const bad = () =>
     new Error(
       `attention: q ${q.describe()}, k ${k.describe()}, v ${v.describe()} must be ` +
@@ -31,7 +33,9 @@ function specOf(q: Tensor, k: Tensor, v: Tensor, scale?: number): AttentionSpec 
   const [kb, kh, lk, kd] = k.shape;
   const [vb, vh, vl, dv] = v.shape;
   if (kb !== b || vb !== b || kh !== h || vh !== h || kd !== d || vl !== lk) throw bad();
-  return { bh: b * h, lq, lk, d, dv, scale: scale ?? 1 / Math.sqrt(d) };
+  const s: AttentionSpec = { bh: b * h, lq, lk, d, dv, scale: opts.scale ?? 1 / Math.sqrt(d) };
+  if (opts.kvPasses) s.kvPasses = opts.kvPasses;
+  return s;
 }
 
 /** Sum `partial` ([splits, ...shape]) over its first axis into a tensor of `shape`. */
@@ -50,7 +54,7 @@ export function attention(
   v: Tensor,
   opts: AttentionOptions = {},
 ): Tensor {
-  const s = specOf(q, k, v, opts.scale);
+  const s = specOf(q, k, v, opts);
   const [b, h, lq] = q.shape;
   addMacs(s.bh * s.lq * s.lk * (s.d + s.dv)); // q·kᵀ and p·v
   const out = empty([b, h, lq, s.dv]);
@@ -65,17 +69,30 @@ export function attention(
     } else run(attentionRowDotKernel(s), [out, g], [dlt]);
     let dk: Tensor | null = null, dv: Tensor | null = null;
     if (k.requiresGrad || v.requiresGrad) {
-      const { splits } = keyValuePlan(s);
+      const { splits, passes } = keyValuePlan(s);
       const lead = splits > 1 ? [splits] : [];
-      dk = empty([...lead, ...k.shape]);
-      dv = empty([...lead, ...v.shape]);
-      run(attentionBackwardKVKernel(s), [q, k, v, g, lse, dlt], [dk, dv]);
-      if (splits > 1) {
-        dk = k.requiresGrad ? sumSplits(dk, splits, k.shape) : (dk.dispose(), null);
-        dv = v.requiresGrad ? sumSplits(dv, splits, v.shape) : (dv.dispose(), null);
+      const inputs = [q, k, v, g, lse, dlt];
+      if (passes === 1) {
+        dk = empty([...lead, ...k.shape]);
+        dv = empty([...lead, ...v.shape]);
+        run(attentionBackwardKVKernel(s), inputs, [dk, dv]);
+        if (!k.requiresGrad) dk = (dk.dispose(), null);
+        if (!v.requiresGrad) dv = (dv.dispose(), null);
+      } else {
+        // Separate passes: each runs only when its gradient is wanted.
+        if (k.requiresGrad) {
+          run(attentionBackwardKVKernel(s, "k"), inputs, [dk = empty([...lead, ...k.shape])]);
+        }
+        if (v.requiresGrad) {
+          run(attentionBackwardKVKernel(s, "v"), [q, k, g, lse], [
+            dv = empty([...lead, ...v.shape]),
+          ]);
+        }
       }
-      if (dk && !k.requiresGrad) dk = (dk.dispose(), null);
-      if (dv && !v.requiresGrad) dv = (dv.dispose(), null);
+      if (splits > 1) {
+        if (dk) dk = sumSplits(dk, splits, k.shape);
+        if (dv) dv = sumSplits(dv, splits, v.shape);
+      }
     }
     dlt.dispose();
     return [dq, dk, dv];

@@ -1,3 +1,4 @@
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
 import { attention } from "../../engine/ops/attention.ts";
@@ -7,6 +8,7 @@ import { pool } from "../../engine/pool.ts";
 import { scope } from "../../engine/scope.ts";
 import { parameter, tensor } from "../../engine/tensor.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
+import { keyValuePlan } from "../../kernels/attention.ts";
 
 await initDevice();
 
@@ -229,3 +231,48 @@ for (
     for (const t of [qp, kp, vp]) t.dispose();
   });
 }
+
+// The dK/dV backward in two passes (dK, then dV in column chunks): CGNet's 32-wide keys with
+// 128-wide values choose it themselves; forced elsewhere: head sizes off vec4, 19 chunks of one
+// vec4 (76 value columns beside 120-wide keys), lanes (3 keys), split query slices.
+for (
+  const [dm, passes] of [
+    [{ b: 1, h: 2, lq: 70, lk: 45, d: 32, dv: 128 }, undefined],
+    [{ b: 2, h: 1, lq: 37, lk: 29, d: 7, dv: 10 }, 2],
+    [{ b: 1, h: 1, lq: 21, lk: 33, d: 120, dv: 76 }, 2],
+    [{ b: 1, h: 2, lq: 517, lk: 3, d: 5, dv: 6 }, 2],
+  ] as [Dims, 2 | undefined][]
+) {
+  Deno.test(`attention gradients in two dK/dV passes ${JSON.stringify(dm)} match float64`, async () => {
+    const spec = { bh: dm.b * dm.h, lq: dm.lq, lk: dm.lk, d: dm.d, dv: dm.dv, scale: 1 };
+    assertEquals(keyValuePlan({ ...spec, kvPasses: passes }).passes, 2);
+    const { q, k, v } = inputs(dm, 80 + dm.d);
+    const r = randArray(dm.b * dm.h * dm.lq * dm.dv, 90 + dm.d);
+    const scale = 1 / Math.sqrt(dm.d);
+    const shape = (l: number, w: number) => [dm.b, dm.h, l, w];
+    const qp = parameter(q, shape(dm.lq, dm.d)), kp = parameter(k, shape(dm.lk, dm.d));
+    const vp = parameter(v, shape(dm.lk, dm.dv));
+    scope(() =>
+      backward(sum(mul(
+        attention(qp, kp, vp, { kvPasses: passes }),
+        tensor(r, shape(dm.lq, dm.dv)),
+      )))
+    );
+    const ref = referenceGrads(q, k, v, r, dm, scale);
+    assertClose(await qp.grad!.read(), ref.dq, { what: "dq", atol: 1e-4 });
+    assertClose(await kp.grad!.read(), ref.dk, { what: "dk", atol: 2e-4, rtol: 1e-4 });
+    assertClose(await vp.grad!.read(), ref.dv, { what: "dv", atol: 2e-4, rtol: 1e-4 });
+    for (const t of [qp, kp, vp]) t.dispose();
+  });
+}
+
+Deno.test("the dK/dV backward takes two passes only where one thread's rows overflow", () => {
+  const plan = (lq: number, lk: number, d: number, dv: number) =>
+    keyValuePlan({ bh: 8, lq, lk, d, dv, scale: 1 });
+  const cgnet = plan(16384, 16384, 32, 128);
+  assertEquals([cgnet.passes, cgnet.chunk, cgnet.chunks], [2, 32, 1]);
+  assertEquals(plan(16384, 256, 32, 32).passes, 1); // MiT-b0 stage 1
+  assertEquals(plan(16384, 4, 8, 8).passes, 1); // BIT's decoder
+  assertEquals(plan(8, 8, 64, 64).passes, 1); // BIT's encoder
+  assertEquals(plan(64, 64, 128, 128).passes, 1); // HANet: two passes would not relieve it
+});
