@@ -34,6 +34,8 @@ export async function runOpAuto(
   ds: CheckedDataset,
   log = console.error,
   margin = 0,
+  /** The largest K tried (tests use fewer than the 4). */
+  maxTeachers = MAX_AUTO_TEACHERS,
 ): Promise<AutoChoice> {
   if (ds.val.length === 0) {
     throw new Error(
@@ -46,7 +48,7 @@ export async function runOpAuto(
   await trainMember(original, { dataset: ds, log, hint: MEMBER_HINT });
   const candidates: AutoChoice["candidates"] = [];
   const reports = new Map<number, { report: MethodReport; scheme: PartitionScheme }>();
-  for (let k = 1; k <= MAX_AUTO_TEACHERS; k++) {
+  for (let k = 1; k <= maxTeachers; k++) {
     let scheme;
     try {
       scheme = equalCountScheme(ds.train.map((p) => p.car), k);
