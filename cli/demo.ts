@@ -11,7 +11,14 @@ import { LAMBDA_GRID } from "../train/distill.ts";
 import { runExperiment } from "../train/experiment.ts";
 import { TrainingInterrupted } from "../train/trainer.ts";
 import { modelEntry } from "../models/registry.ts";
-import { memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
+import {
+  MARGIN_HELP,
+  MarginFlags,
+  memberConfig,
+  SCHEME_HELP,
+  SchemeFlags,
+  schemeOf,
+} from "./method_flags.ts";
 import { runCommand } from "./run.ts";
 
 const HELP = `Run the JL1-CD method end to end on a synthetic JL1-like benchmark.
@@ -20,8 +27,11 @@ Usage:
   deno task demo [--out DIR] [--model NAME] [--pairs N] [--size S] [--iters N] [flags]
 
 Steps: write the synthetic dataset (DIR/data), partition its training pairs by CAR, train M_O
-and one teacher per partition, evaluate O-P on the test split, distil the MTKD student from the
-teachers, and write DIR/report.html and DIR/results.json (Tables III/IV, Fig. 8, overlays).
+and one teacher per partition, evaluate O-P on the test split (routed by M_O's predicted CAR,
+and by ground-truth CAR: the oracle), distil the MTKD student from the teachers, train the λ = 0
+control (the student's schedule from M_O without a teacher), and write DIR/report.html and
+DIR/results.json (Tables III/IV with a row per strategy, Fig. 8, routing, the per-partition
+cross table, overlays).
 Running it again in the same DIR reuses everything already trained with the same settings; when
 the data or a member was made with other flags (e.g. another --seed or --batch), it stops and
 names them: repeat those flags, pass --retrain to make them again with the new ones, or choose
@@ -45,7 +55,8 @@ For the paper's scale on a GPU, e.g.:
   --batch B              pairs per step (default 4)
   --lambda X             KD weight (default: the model's recipe)
   --lambda-grid          search the paper's λ grid (7 students)
-  --teachers 2|3         partition scheme (default 3)
+${SCHEME_HELP}
+${MARGIN_HELP}
   --val-every N          validation interval (default: iters / 2)
   --seed K               seed of data and training (default 0)
   --retrain              remake the data and retrain the members made with other flags
@@ -65,6 +76,7 @@ const Flags = z.object({
   seed: z.number().int().nonnegative().default(0),
   retrain: z.boolean().default(false),
   ...SchemeFlags,
+  ...MarginFlags,
 });
 
 runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
@@ -93,6 +105,7 @@ runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
   try {
     await runExperiment(cfg, f.out, {
       scheme: schemeOf(f),
+      margin: f.routeMargin,
       lambdas,
       studentIters: f.studentIters ?? Math.max(1, Math.floor(f.iters / 2)),
       retrain: f.retrain,

@@ -7,7 +7,16 @@ import { runStudentMember } from "../train/member_commands.ts";
 import { unitIndex } from "../train/array_index.ts";
 import { checkJobAdapter, isGpuJob, jobKind } from "../train/gpu_job.ts";
 import { modelEntry } from "../models/registry.ts";
-import { BUDGET_HELP, BudgetFlags, memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
+import {
+  BUDGET_HELP,
+  BudgetFlags,
+  MARGIN_HELP,
+  MarginFlags,
+  memberConfig,
+  SCHEME_HELP,
+  SchemeFlags,
+  schemeOf,
+} from "./method_flags.ts";
 import { runCommand } from "./run.ts";
 
 const HELP = `MTKD: distil the O-P teachers into one student initialised from M_O.
@@ -18,7 +27,9 @@ Usage:
 DIR is the folder of a finished \`deno task op\` run (original/ and teacher_<name>/). The student
 trains on every training pair with L = CE + λ·MSE(student logits, teacher logits), the teacher
 of each sample picked by its ground-truth CAR (teachers frozen, eval mode). It is written to
-DIR/student_<λ>/; DIR/report.html and results.json then hold Original, O-P and MTKD. Every
+DIR/student_<λ>/; DIR/report.html and results.json then hold Original, O-P, O-P with oracle
+routing, MTKD and, with --control, the λ = 0 control (DIR/student_0/: the same schedule from
+M_O with CE alone, so a gain over it is the teachers', not the extra training's). Every
 O-P member must be finished (DIR/<member>/member.json, from \`deno task op\`); the call names
 the missing ones before it loads any.
 
@@ -27,14 +38,19 @@ the missing ones before it loads any.
   --from DIR             the O-P experiment folder
   --lambda X             KD weight (default: the model's recipe)
   --lambda-grid          try the paper's grid {1e-5 … 1e-2}, pick by validation mIoU
+  --control              also train and report the λ = 0 control (--lambda 0 alone trains
+                         only the control, reported as MTKD)
   --lambda-index K       train the student of the K-th λ asked for only (0-based; with
                          --lambda-grid one array task per λ) and leave its marker; K comes from
                          SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX when the flag is absent
   --allow-software-adapter
                          let a GPU job (--lambda-index, or any Slurm / emitted Kubernetes job)
                          run on a CPU (software) adapter; without it such a job stops
-  --teachers 2|3         must match the O-P run (default 3)
-  --thresholds a,b       custom CAR thresholds (as the O-P run)
+${SCHEME_HELP}
+                         (all as the O-P run: for op --teachers auto, --from DIR/kK --auto
+                         --teachers K)
+${MARGIN_HELP}
+                         (a student with a margin is written to DIR/student_<λ>_margin<M>/)
 ${BUDGET_HELP}
   (--iters is the student's budget; the paper trains it half as long as M_O.)
 `;
@@ -46,8 +62,10 @@ const Flags = z.object({
   lambda: z.number().nonnegative().optional(),
   lambdaGrid: z.boolean().default(false),
   lambdaIndex: z.number().int().nonnegative().optional(),
+  control: z.boolean().default(false),
   allowSoftwareAdapter: z.boolean().default(false),
   ...SchemeFlags,
+  ...MarginFlags,
   ...BudgetFlags,
 });
 
@@ -55,6 +73,9 @@ runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
   const {
     teachers,
     thresholds,
+    auto,
+    routeMargin,
+    control,
     from,
     lambda,
     lambdaGrid,
@@ -66,7 +87,7 @@ runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
     throw new Error("give --lambda or --lambda-grid, not both");
   }
   const lambdas = lambdaGrid ? LAMBDA_GRID : [lambda ?? modelEntry(f.model).recipe.lambda];
-  const scheme = schemeOf({ teachers, thresholds });
+  const scheme = schemeOf({ teachers, thresholds, auto });
   const unit = unitIndex(lambdaIndex, "--lambda-index");
   if (isGpuJob(unit !== null)) {
     await checkJobAdapter({
@@ -75,6 +96,11 @@ runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
     });
   }
   const cfg = memberConfig(rest, from);
-  if (unit) await runStudentMember(cfg, from, scheme, lambdas, unit.index);
-  else await runDistillOnly(cfg, from, scheme, lambdas);
+  if (unit) {
+    if (control) throw new Error("--control: train the control as its own unit with --lambda 0");
+    await runStudentMember(cfg, from, scheme, lambdas, unit.index, console.error, routeMargin);
+  } else {await runDistillOnly(cfg, from, scheme, lambdas, console.error, {
+      margin: routeMargin,
+      control,
+    });}
 });

@@ -8,7 +8,6 @@ import { LAMBDA_GRID } from "../train/distill.ts";
 import { planJobs } from "../train/job_plan.ts";
 import { writeK8s } from "../train/k8s_emit.ts";
 import { writeSlurm } from "../train/slurm_emit.ts";
-import type { PartitionScheme } from "../data/partition.ts";
 import { modelEntry } from "../models/registry.ts";
 
 export const EmitFlags = {
@@ -56,7 +55,8 @@ export interface EmitRequest {
   model: string;
   data: string;
   out: string;
-  scheme: PartitionScheme;
+  /** Teachers (partitions) of the O-P run. */
+  partitions: number;
   /** Scheme and budget flags as given (undefined: not given). */
   flags: Record<string, unknown>;
   iters?: number;
@@ -95,7 +95,7 @@ export function emitJobs(r: EmitRequest): string {
   const iters = r.iters ?? 2000;
   const plan = planJobs({
     name: `${r.model}-${out.split("/").filter((s) => s).at(-1) ?? "run"}`,
-    members: 1 + r.scheme.names.length,
+    members: 1 + r.partitions,
     lambdas,
     common: {
       model: r.model,

@@ -1,12 +1,24 @@
-// deno task op --model NAME --data ROOT --out DIR [--teachers 2|3] [budget flags]
+// deno task op --model NAME --data ROOT --out DIR [--teachers 2|3|auto | --thresholds … |
+//   --auto --teachers K] [--route-margin M] [budget flags]
 //   [--member K | --route-only | --emit slurm|k8s JOBDIR]
 
 import { z } from "zod";
-import { runOpOnly } from "../train/experiment.ts";
+import { checkedDataset, runOpOnly } from "../train/experiment.ts";
+import { runOpAuto } from "../train/op_auto.ts";
+import { partitionCount } from "../data/partition_auto.ts";
 import { runOpMember } from "../train/member_commands.ts";
 import { unitIndex } from "../train/array_index.ts";
 import { checkJobAdapter, isGpuJob, jobKind } from "../train/gpu_job.ts";
-import { BUDGET_HELP, BudgetFlags, memberConfig, SchemeFlags, schemeOf } from "./method_flags.ts";
+import {
+  BUDGET_HELP,
+  BudgetFlags,
+  MARGIN_HELP,
+  MarginFlags,
+  memberConfig,
+  SCHEME_HELP,
+  SchemeFlags,
+  schemeOf,
+} from "./method_flags.ts";
 import { EMIT_HELP, EmitFlags, emitJobs } from "./jobs_emit.ts";
 import { runCommand } from "./run.ts";
 
@@ -22,15 +34,24 @@ Usage:
   deno task op ... --emit slurm|k8s JOBDIR   write the cluster jobs, print the submit command
 
 DIR receives partition.json, original/, teacher_<name>/ (each a train run folder, ending with
-member.json once finished), report.html and results.json (M_O and O-P metrics, routing
-accuracy and its confusion table). Members that are already trained in DIR are reused; an
-interrupted member resumes.
+member.json once finished), report.html and results.json: M_O, O-P (routed by M_O's predicted
+CAR), O-P with oracle routing (by ground-truth CAR: the upper bound), routing accuracy and its
+confusion table (truth × routed), and each member's mIoU / mFscore on each partition's
+validation images (the cross table). Every teacher runs on every test and validation image for
+these. Members that are already trained in DIR are reused; an interrupted member resumes.
+
+--teachers auto chooses the teacher count: for K = 1..4, K equal-count CAR partitions of the
+training set (DIR/kK/, each a complete O-P folder sharing DIR/original), each K's teachers
+trained, and K chosen by the routed ensemble's validation mIoU (ties: fewer teachers). The
+per-K scores and the choice go to the console, DIR/auto.json and DIR/report.html (the chosen
+K's results). distill then takes --from DIR/kK --auto --teachers K.
 
   --model NAME           registry name (deno task models)
   --data ROOT            dataset root
   --out DIR              experiment folder
-  --teachers 2|3         partition scheme (default 3: 0.05 / 0.2)
-  --thresholds a,b       custom CAR thresholds
+${SCHEME_HELP}
+  --teachers auto        choose K in 1..4 as above (paper's fixed 0.05 / 0.2 stay the default)
+${MARGIN_HELP}
 ${BUDGET_HELP}
 
 ${EMIT_HELP}
@@ -45,6 +66,7 @@ const Flags = z.object({
   allowSoftwareAdapter: z.boolean().default(false),
   ...EmitFlags,
   ...SchemeFlags,
+  ...MarginFlags,
   ...BudgetFlags,
 });
 
@@ -52,6 +74,8 @@ runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (
   const {
     teachers,
     thresholds,
+    auto,
+    routeMargin,
     out,
     member,
     routeOnly,
@@ -69,7 +93,14 @@ runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (
     _: positionals = [],
     ...rest
   } = f;
-  const scheme = schemeOf({ teachers, thresholds });
+  const scheme = schemeOf({ teachers, thresholds, auto }, { select: true });
+  const partitions = partitionCount(scheme);
+  if (partitions === null && (emit || member !== undefined || routeOnly)) {
+    throw new Error(
+      "--teachers auto trains every K in this one call: for one member, --route-only or " +
+        "cluster jobs give --auto --teachers K (and --out DIR/kK for a K that auto trained)",
+    );
+  }
   if (emit) {
     if (positionals.length !== 1) {
       throw new Error(`--emit ${emit} takes one folder: --emit ${emit} JOBDIR`);
@@ -84,8 +115,8 @@ runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (
       model,
       data,
       out,
-      scheme,
-      flags: { teachers, thresholds, ...budget },
+      partitions: partitions!,
+      flags: { teachers, thresholds, auto: auto || undefined, ...budget },
       iters,
       studentIters,
       lambda,
@@ -120,5 +151,7 @@ runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (
   }
   const cfg = memberConfig(rest, out);
   if (unit) await runOpMember(cfg, out, scheme, unit.index);
-  else await runOpOnly(cfg, out, scheme, console.error, { routeOnly });
+  else if (partitions === null) {
+    await runOpAuto(cfg, out, await checkedDataset(cfg, console.error), console.error, routeMargin);
+  } else await runOpOnly(cfg, out, scheme, console.error, { routeOnly, margin: routeMargin });
 });

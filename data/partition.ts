@@ -22,9 +22,13 @@ export const TWO_TEACHERS: PartitionScheme = {
   names: ["small", "large"],
 };
 
-/** Validate thresholds and name the partitions (p0, p1, … when names are not given). */
+/** One partition holding every pair (no thresholds): O-P with one teacher, which the automatic
+ * choice of the teacher count scores beside 2–4 (a teacher trained on every pair). */
+export const ONE_TEACHER: PartitionScheme = { thresholds: [], names: ["all"] };
+
+/** Validate thresholds and name the partitions (p0, p1, … when names are not given; none gives
+ * the one partition "all"). */
 export function customScheme(thresholds: number[], names?: string[]): PartitionScheme {
-  if (thresholds.length === 0) throw new Error("partition thresholds: give at least one");
   thresholds.forEach((t, i) => {
     if (!(t > 0 && t < 1)) throw new Error(`partition threshold ${t} is not in (0, 1)`);
     if (i > 0 && !(t > thresholds[i - 1])) {
@@ -32,7 +36,13 @@ export function customScheme(thresholds: number[], names?: string[]): PartitionS
     }
   });
   const n = thresholds.length + 1;
-  const defaults = n === 2 ? TWO_TEACHERS.names : n === 3 ? THREE_TEACHERS.names : null;
+  const defaults = n === 1
+    ? ONE_TEACHER.names
+    : n === 2
+    ? TWO_TEACHERS.names
+    : n === 3
+    ? THREE_TEACHERS.names
+    : null;
   const chosen = names ?? defaults ?? Array.from({ length: n }, (_, i) => `p${i}`);
   if (chosen.length !== n) {
     throw new Error(
@@ -55,8 +65,8 @@ export function partitionName(car: number, scheme: PartitionScheme): string {
 }
 
 export const ManifestSchema = z.object({
-  thresholds: z.array(z.number().gt(0).lt(1)).min(1),
-  names: z.array(z.string().min(1)).min(2),
+  thresholds: z.array(z.number().gt(0).lt(1)),
+  names: z.array(z.string().min(1)).min(1),
   pairs: z.array(z.object({
     name: z.string().min(1),
     car: z.number().min(0).max(1),
@@ -127,4 +137,22 @@ export async function readManifest(path: string): Promise<Manifest> {
     }
   }
   return m;
+}
+
+/** Routing that knows it is unsure: when `car` lies within `margin` of a threshold, the two
+ * partitions on either side of the nearest such threshold (their teachers are then averaged);
+ * otherwise null (hard routing). A margin of 0 never averages. */
+export function neighbourPartitions(
+  car: number,
+  thresholds: readonly number[],
+  margin: number,
+): [number, number] | null {
+  if (!(margin >= 0)) throw new Error(`route margin ${margin}: expected a number ≥ 0`);
+  if (margin === 0) return null;
+  let best = -1;
+  thresholds.forEach((t, j) => {
+    const d = Math.abs(car - t);
+    if (d <= margin && (best < 0 || d < Math.abs(car - thresholds[best]))) best = j;
+  });
+  return best < 0 ? null : [best, best + 1];
 }

@@ -10,22 +10,26 @@ import { encodeGrayPng, encodeRgbPng, readGrayPng, readRgbPng } from "../data/pn
 import { binarizeLabel } from "../data/label.ts";
 import { writeCarHistogram } from "../data/car_histogram.ts";
 import { buildManifest, type PartitionScheme } from "../data/partition.ts";
+import { schemeFor, type SchemeSpec } from "../data/partition_auto.ts";
 import type { TrainConfig } from "./config.ts";
 import { evalWindow } from "./config.ts";
-import { runDistill } from "./distill.ts";
+import { runDistill, type StudentResult } from "./distill.ts";
+import { crossTableRows } from "./cross_table.ts";
 import { checkMembers, memberConfigOf } from "./member_check.ts";
 import { opRequests, opRequired, studentRequests } from "./member_requests.ts";
 import { requireMembers } from "./member_unit.ts";
-import { loadMember, originalDir, studentDir, teacherDir } from "./members.ts";
-import { evaluate } from "./metrics.ts";
+import { loadMember, originalDir, teacherDir } from "./members.ts";
+import type { MetricsReport } from "./metrics.ts";
 import { evaluateOp, type OpResult, runOp } from "./op.ts";
 import { errorOverlay } from "./overlay.ts";
 import { maskOf, normalizeImage, predictProbability } from "./predict.ts";
 import { checkReporter, datasetSummary } from "./progress.ts";
 import {
+  type AutoChoice,
   type MethodReport,
   type OverlayRow,
   reportLines,
+  type StrategyResult,
   tableIII,
   textTable,
   writeReport,
@@ -78,10 +82,10 @@ export async function writePartitionFiles(
  * M_O's predicted CAR routes the pair to), MTKD. */
 async function overlays(
   model: string,
-  dir: string,
-  lambda: number,
+  studentRun: string,
   test: PairInfo[],
   cfg: TrainConfig,
+  dir: string,
   op: { routing: OpResult["routing"]; scheme: PartitionScheme },
   n = 5,
 ): Promise<OverlayRow[]> {
@@ -98,7 +102,7 @@ async function overlays(
   const routed = new Map(op.routing.map((r) => [r.name, r.routed]));
   const teachers = op.scheme.names.map((t) => loadMember(model, teacherDir(dir, t)));
   const original = loadMember(model, originalDir(dir)),
-    mtkd = loadMember(model, studentDir(dir, lambda));
+    mtkd = loadMember(model, studentRun);
   const rows: OverlayRow[] = [];
   try {
     for (const p of pick) {
@@ -134,7 +138,9 @@ async function overlays(
 }
 
 export interface ExperimentOptions {
-  scheme: PartitionScheme;
+  scheme: SchemeSpec;
+  /** O-P soft routing and MTKD soft targets within this CAR distance of a threshold. */
+  margin?: number;
   lambdas: number[];
   /** Iterations of the MTKD student (the paper: half of M_O's). */
   studentIters: number;
@@ -156,29 +162,24 @@ export async function runExperiment(
   log: (s: string) => void = console.error,
 ): Promise<MethodReport> {
   const ds = await checkedDataset(cfg, log);
-  await writePartitionFiles(ds, o.scheme, dir);
-  for (const line of partitionSummary(ds, o.scheme)) log(line);
+  const scheme = schemeFor(o.scheme, ds.train);
+  const margin = o.margin ?? 0;
+  await writePartitionFiles(ds, scheme, dir);
+  for (const line of partitionSummary(ds, scheme)) log(line);
   const check = { retrain: o.retrain ?? false, hint: o.hint ?? DEFAULT_HINT, log };
-  await checkMembers(opRequests(cfg, ds, o.scheme, dir), check);
-  const op = await runOp(cfg, ds, o.scheme, dir, log, o.quiet);
+  await checkMembers(opRequests(cfg, ds, scheme, dir), check);
+  const op = await runOp(cfg, ds, scheme, dir, log, o.quiet, margin);
   const studentCfg = { ...cfg, iters: o.studentIters };
-  await checkMembers(studentRequests(studentCfg, ds, dir, o.lambdas), check);
-  const student = await runDistill(
-    studentCfg,
-    ds,
-    o.scheme,
-    dir,
-    o.lambdas,
-    log,
-    o.quiet,
-  );
-  const report = methodReport(cfg, op, o.scheme, dir, student.chosen.test, {
-    lambdas: student.all,
-    chosen: student.chosen.lambda,
+  // The λ = 0 control: the same student schedule from M_O, without a teacher.
+  await checkMembers(studentRequests(studentCfg, ds, dir, [...o.lambdas, 0], margin), check);
+  const student = await runDistill(studentCfg, ds, scheme, dir, o.lambdas, log, o.quiet, {
+    kdMargin: margin,
+    control: true,
   });
-  report.overlays = await overlays(cfg.model, dir, student.chosen.lambda, ds.test, cfg, {
+  const report = methodReport(cfg, op, scheme, dir, margin, student);
+  report.overlays = await overlays(cfg.model, student.chosen.runDir, ds.test, cfg, dir, {
     routing: op.routing,
-    scheme: o.scheme,
+    scheme,
   });
   await writeReport(dir, report);
   log("\n" + textTable(tableIII(report)) + "\n");
@@ -192,48 +193,82 @@ export async function runExperiment(
 export async function runOpOnly(
   cfg: TrainConfig,
   dir: string,
-  scheme: PartitionScheme,
+  spec: SchemeSpec,
   log = console.error,
-  o: { routeOnly?: boolean } = {},
+  o: { routeOnly?: boolean; margin?: number; dataset?: CheckedDataset; auto?: AutoChoice } = {},
 ) {
-  const ds = await checkedDataset(cfg, log);
+  const ds = o.dataset ?? await checkedDataset(cfg, log);
+  const scheme = schemeFor(spec, ds.train);
+  const margin = o.margin ?? 0;
   await writePartitionFiles(ds, scheme, dir);
+  partitionSummary(ds, scheme).forEach((l) => log(l));
   const requests = opRequests(cfg, ds, scheme, dir);
   let op: OpResult;
   if (o.routeOnly) {
     await requireMembers(opRequired(requests), "config", DEFAULT_HINT);
-    op = await evaluateOp(cfg.model, ds.test, scheme, dir, cfg);
+    op = await evaluateOp(cfg.model, ds, scheme, dir, cfg, margin);
   } else {
     await checkMembers(requests, { retrain: false, hint: DEFAULT_HINT, log });
-    op = await runOp(cfg, ds, scheme, dir, log);
+    op = await runOp(cfg, ds, scheme, dir, log, false, margin);
   }
-  const report = methodReport(cfg, op, scheme, dir);
+  const report = methodReport(cfg, op, scheme, dir, margin);
+  if (o.auto) report.auto = o.auto;
   await writeReport(dir, report);
   log("\n" + textTable(tableIII(report)));
-  log(`routing accuracy ${(op.routingAccuracy * 100).toFixed(1)} %`);
+  opLines(op, margin).forEach((l) => log(l));
   reportLines(dir, report).forEach((l) => log(l));
-  return { op, report };
+  return { op, report, scheme };
+}
+
+/** Console lines on the routing: accuracy, confusion, soft count, oracle, cross table. */
+export function opLines(op: OpResult, margin: number): string[] {
+  const names = op.manifest.names;
+  const lines = [
+    `routing accuracy ${(op.routingAccuracy * 100).toFixed(1)} % (test)`,
+    textTable([
+      ["truth \\ routed", ...names],
+      ...op.routingConfusion.map((row, i) => [names[i], ...row.map(String)]),
+    ]),
+    `mIoU with predicted routing ${(op.op.perImage.mIoU * 100).toFixed(2)} %, with oracle ` +
+    `routing (by ground-truth CAR) ${(op.oracle.perImage.mIoU * 100).toFixed(2)} %`,
+  ];
+  if (margin > 0 && op.soft) {
+    lines.push(
+      `soft routing (margin ${margin}): ${op.soft.images} of ${op.routing.length} test images ` +
+        `averaged over two teachers; mIoU ${(op.soft.report.perImage.mIoU * 100).toFixed(2)} %`,
+    );
+  }
+  if (op.cross) lines.push(textTable(crossTableRows(op.cross)));
+  return lines;
 }
 
 /** MTKD from an O-P folder (deno task distill). */
 export async function runDistillOnly(
   cfg: TrainConfig,
   from: string,
-  scheme: PartitionScheme,
+  spec: SchemeSpec,
   lambdas: number[],
   log = console.error,
+  o: { margin?: number; control?: boolean } = {},
 ) {
   const ds = await checkedDataset(cfg, log);
+  const scheme = schemeFor(spec, ds.train);
+  const margin = o.margin ?? 0;
   const hint = DEFAULT_HINT;
   await requireMembers(opRequired(opRequests(cfg, ds, scheme, from)), "data", hint);
-  await checkMembers(studentRequests(cfg, ds, from, lambdas), { retrain: false, hint, log });
-  const student = await runDistill(cfg, ds, scheme, from, lambdas, log);
-  const op = await evaluateOp(cfg.model, ds.test, scheme, from, cfg);
-  const report = methodReport(cfg, op, scheme, from, student.chosen.test, {
-    lambdas: student.all,
-    chosen: student.chosen.lambda,
+  const asked = o.control ? [...lambdas, 0] : lambdas;
+  await checkMembers(studentRequests(cfg, ds, from, asked, margin), {
+    retrain: false,
+    hint,
+    log,
   });
-  report.overlays = await overlays(cfg.model, from, student.chosen.lambda, ds.test, cfg, {
+  const student = await runDistill(cfg, ds, scheme, from, lambdas, log, false, {
+    kdMargin: margin,
+    control: o.control,
+  });
+  const op = await evaluateOp(cfg.model, ds, scheme, from, cfg, margin);
+  const report = methodReport(cfg, op, scheme, from, margin, student);
+  report.overlays = await overlays(cfg.model, student.chosen.runDir, ds.test, cfg, from, {
     routing: op.routing,
     scheme,
   });
@@ -254,7 +289,7 @@ function budgetNotes(
   cfg: TrainConfig,
   scheme: PartitionScheme,
   dir: string,
-  chosenLambda?: number,
+  studentRun?: string,
 ): string[] {
   const of = (name: string, runDir: string) => {
     const c = memberConfigOf(runDir);
@@ -267,9 +302,7 @@ function budgetNotes(
   const notes = new Set(op.map((m) => m.line)).size === 1
     ? [`budget: M_O and each teacher ${op[0].line}`]
     : op.map((m) => `budget: ${m.name} ${m.line}`);
-  if (chosenLambda !== undefined) {
-    notes.push(`budget: MTKD student ${of("", studentDir(dir, chosenLambda)).line}`);
-  }
+  if (studentRun !== undefined) notes.push(`budget: MTKD student ${of("", studentRun).line}`);
   return notes;
 }
 
@@ -278,31 +311,58 @@ function methodReport(
   op: OpResult,
   scheme: PartitionScheme,
   dir: string,
-  mtkd?: ReturnType<typeof evaluate>,
-  lambdas?: { lambdas: { lambda: number; bestValMIoU: number }[]; chosen: number },
+  margin: number,
+  students?: {
+    chosen: StudentResult;
+    all: { lambda: number; bestValMIoU: number }[];
+    control: StudentResult | null;
+  },
 ): MethodReport {
+  const row = (name: string, report: MetricsReport): StrategyResult => ({ name, report });
   const strategies = [
-    { name: "Original", report: op.original },
-    { name: "O-P", report: op.op },
-    ...(mtkd ? [{ name: "MTKD", report: mtkd }] : []),
+    row("Original", op.original),
+    row("O-P", op.op),
+    ...(op.soft ? [row(`O-P soft routing (margin ${margin})`, op.soft.report)] : []),
+    row("O-P oracle routing", op.oracle),
+    ...(students ? [row("MTKD", students.chosen.test)] : []),
+    ...(students?.control ? [row("λ = 0 control", students.control.test)] : []),
   ];
   return {
     title: `JL1-CD method: ${cfg.model}`,
     model: cfg.model,
     dataset: cfg.data,
     notes: [
-      `${scheme.names.length} teachers, CAR thresholds ${scheme.thresholds.join(", ")}`,
-      ...budgetNotes(cfg, scheme, dir, lambdas?.chosen),
+      `${scheme.names.length} teachers, CAR thresholds ${scheme.thresholds.join(", ") || "none"}`,
+      ...budgetNotes(cfg, scheme, dir, students?.chosen.runDir),
       "metrics: per-image means over the test split (a class absent from both label and prediction scores 1)",
+      "O-P oracle routing: each test image scored by the teacher of its ground-truth CAR (perfect " +
+      "routing's upper bound, not a usable strategy)",
+      ...(students?.control
+        ? [
+          "λ = 0 control: the MTKD student's schedule from M_O with CE alone (no teacher), so a " +
+          "gain of MTKD over it is the teachers', not the extra training's",
+        ]
+        : []),
+      ...(margin > 0
+        ? [
+          `soft routing margin ${margin}: ${op.soft?.images ?? 0} test images within it of a ` +
+          "threshold averaged the two neighbouring teachers' probabilities" +
+          (students ? "; the MTKD student's targets near a threshold averaged their logits" : ""),
+        ]
+        : []),
     ],
     strategies,
     routing: {
       accuracy: op.routingAccuracy,
       names: scheme.names,
       confusion: op.routingConfusion,
+      oracleMIoU: op.oracle.perImage.mIoU,
+      predictedMIoU: op.op.perImage.mIoU,
+      soft: op.soft ? { margin, images: op.soft.images, tested: op.routing.length } : undefined,
     },
-    lambdas: lambdas?.lambdas,
-    chosenLambda: lambdas?.chosen,
+    cross: op.cross ?? undefined,
+    lambdas: students?.all,
+    chosenLambda: students?.chosen.lambda,
     overlays: [],
     scale: { iters: cfg.iters, size: cfg.size, testPairs: op.routing.length },
   };

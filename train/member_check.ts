@@ -18,6 +18,8 @@ export interface MemberRequest {
   trainPairs: PairInfo[];
   valPairs: PairInfo[];
   lambda?: number;
+  /** MTKD students: the soft-target margin (0 / absent: each sample's own teacher only). */
+  kdMargin?: number;
 }
 
 /** What differs between a member's run and the request, or null when it matches (or the

@@ -3,8 +3,8 @@
 // the K-th λ; each checks the dataset as the whole commands do, and a student first checks
 // that every O-P member it needs has finished.
 
-import type { PartitionScheme } from "../data/partition.ts";
 import { buildManifest } from "../data/partition.ts";
+import { schemeFor, type SchemeSpec } from "../data/partition_auto.ts";
 import type { TrainConfig } from "./config.ts";
 import { trainStudents } from "./distill.ts";
 import { checkedDataset } from "./experiment.ts";
@@ -18,11 +18,12 @@ import { MEMBER_HINT, writeManifestAtomic } from "./op.ts";
 export async function runOpMember(
   cfg: TrainConfig,
   dir: string,
-  scheme: PartitionScheme,
+  spec: SchemeSpec,
   k: number,
   log = console.error,
 ) {
   const ds = await checkedDataset(cfg, log);
+  const scheme = schemeFor(spec, ds.train);
   const requests = opRequests(cfg, ds, scheme, dir);
   if (k >= requests.length) {
     throw new Error(
@@ -43,10 +44,11 @@ export async function runOpMember(
 export async function runStudentMember(
   cfg: TrainConfig,
   from: string,
-  scheme: PartitionScheme,
+  spec: SchemeSpec,
   lambdas: number[],
   k: number,
   log = console.error,
+  kdMargin = 0,
 ) {
   if (k >= lambdas.length) {
     throw new Error(
@@ -55,8 +57,9 @@ export async function runStudentMember(
     );
   }
   const ds = await checkedDataset(cfg, log);
+  const scheme = schemeFor(spec, ds.train);
   await requireMembers(opRequired(opRequests(cfg, ds, scheme, from)), "data", MEMBER_HINT);
-  const [t] = await trainStudents(cfg, ds, scheme, from, [lambdas[k]], log);
+  const [t] = await trainStudents(cfg, ds, scheme, from, [lambdas[k]], log, false, kdMargin);
   log(
     `student λ=${t.lambda}: best validation mIoU ${t.bestValMIoU.toFixed(2)}; ` +
       `marker ${markerPath(t.runDir)}`,

@@ -49,16 +49,22 @@ export function studentRequests(
   ds: CheckedDataset,
   dir: string,
   lambdas: number[],
+  kdMargin = 0,
 ): MemberRequest[] {
   const init = committedWeights(originalDir(dir), "best") ?? undefined;
-  return lambdas.map((lambda) => ({
-    name: `student λ=${lambda}`,
-    runDir: studentDir(dir, lambda),
-    cfg: { ...cfg, init },
-    trainPairs: ds.train,
-    valPairs: ds.val,
-    lambda,
-  }));
+  return lambdas.map((lambda) => {
+    // λ = 0 has no teacher, so no soft targets either: one control for every margin.
+    const m = lambda === 0 ? 0 : kdMargin;
+    return {
+      name: `student λ=${lambda}${m ? ` margin ${m}` : ""}`,
+      runDir: studentDir(dir, lambda, m),
+      cfg: { ...cfg, init },
+      trainPairs: ds.train,
+      valPairs: ds.val,
+      lambda,
+      ...(m ? { kdMargin: m } : {}),
+    };
+  });
 }
 
 /** "0 = M_O (original), 1 = teacher small, …" for messages about --member. */

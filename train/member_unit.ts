@@ -54,7 +54,7 @@ export async function trainMember(req: MemberRequest, o: MemberRun): Promise<Mem
       label: req.name,
       quiet: o.quiet,
       distill: req.lambda !== undefined && o.teacher
-        ? { lambda: req.lambda, teacher: o.teacher }
+        ? { lambda: req.lambda, teacher: o.teacher, kdMargin: req.kdMargin }
         : undefined,
     });
   }

@@ -2,7 +2,8 @@
 //   DIR/partition.json         the training set's CAR partition (manifest)
 //   DIR/original/              M_O, trained on every training pair
 //   DIR/teacher_<name>/        one teacher per partition, trained from scratch on its pairs
-//   DIR/student_<λ>/           MTKD students
+//   DIR/student_<λ>/           MTKD students (student_<λ>_margin<m>/ with soft targets; λ = 0:
+//                              the control, fine-tuned from M_O without a teacher)
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -13,7 +14,8 @@ import type { ChangeDetector } from "../models/model.ts";
 
 export const originalDir = (dir: string) => join(dir, "original");
 export const teacherDir = (dir: string, name: string) => join(dir, `teacher_${name}`);
-export const studentDir = (dir: string, lambda: number) => join(dir, `student_${lambda}`);
+export const studentDir = (dir: string, lambda: number, kdMargin = 0) =>
+  join(dir, kdMargin ? `student_${lambda}_margin${kdMargin}` : `student_${lambda}`);
 export const manifestPath = (dir: string) => join(dir, "partition.json");
 
 /** A finished member has committed a checkpoint at its last step and has a best one. */

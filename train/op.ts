@@ -7,19 +7,21 @@ import type { CheckedDataset, PairInfo } from "../data/dataset.ts";
 import {
   buildManifest,
   type Manifest,
-  partitionOf,
   type PartitionScheme,
   readManifest,
   writeManifest,
 } from "../data/partition.ts";
 import { opRequests } from "./member_requests.ts";
 import { trainMember } from "./member_unit.ts";
-import { type Confusion, evaluate, type MetricsReport } from "./metrics.ts";
+import type { Confusion, MetricsReport } from "./metrics.ts";
 import { evalWindow, type TrainConfig } from "./config.ts";
-import { evaluateModel } from "./evaluate.ts";
+import type { ChangeDetector } from "../models/model.ts";
+import { type CrossTable, crossTable } from "./cross_table.ts";
 import { loadMember, manifestPath, originalDir, teacherDir } from "./members.ts";
+import { opOnSplit, type RoutedImage, type SplitOutcome } from "./op_eval.ts";
 
 export { opMembers } from "./member_requests.ts";
+export { routeByPredictedCar } from "./op_eval.ts";
 
 /** How a call gets past members trained with other settings. */
 export const MEMBER_HINT = "repeat the flags they were trained with, or choose another --out";
@@ -35,14 +37,23 @@ export async function writeManifestAtomic(path: string, manifest: Manifest): Pro
 export interface OpResult {
   manifest: Manifest;
   original: MetricsReport;
+  /** Hard routing by M_O's predicted CAR (the paper's O-P). */
   op: MetricsReport;
+  /** Routing by ground-truth CAR (perfect routing's upper bound). */
+  oracle: MetricsReport;
+  /** Soft routing near the thresholds (a margin > 0 only). */
+  soft: SplitOutcome["soft"];
   /** Per test image: ground-truth and routed (predicted) partition. */
-  routing: { name: string; car: number; predictedCar: number; truth: number; routed: number }[];
+  routing: RoutedImage[];
   /** routingConfusion[truth][routed] = images. */
   routingConfusion: number[][];
   routingAccuracy: number;
   /** Counts per test image for each strategy, by name (reports, MTKD comparison). */
   counts: { original: Map<string, Confusion>; op: Map<string, Confusion> };
+  /** Each member on each partition's validation images (null without validation pairs). */
+  cross: CrossTable | null;
+  /** The routed ensemble on the validation split (soft with a margin), for choosing K. */
+  val: SplitOutcome | null;
 }
 
 /** Train (or reuse) M_O and the teachers, then evaluate O-P on the test split. */
@@ -53,66 +64,64 @@ export async function runOp(
   dir: string,
   log: (s: string) => void = console.error,
   quiet = false,
+  margin = 0,
 ): Promise<OpResult> {
   await initDevice();
-  const manifest = buildManifest(ds.train, scheme);
-  await writeManifestAtomic(manifestPath(dir), manifest);
+  await trainOpMembers(base, ds, scheme, dir, log, quiet);
+  return await evaluateOp(base.model, ds, scheme, dir, base, margin);
+}
+
+/** Train (or reuse) M_O and the teachers, writing the partition manifest first. */
+export async function trainOpMembers(
+  base: TrainConfig,
+  ds: CheckedDataset,
+  scheme: PartitionScheme,
+  dir: string,
+  log: (s: string) => void = console.error,
+  quiet = false,
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  await writeManifestAtomic(manifestPath(dir), buildManifest(ds.train, scheme));
   for (const req of opRequests(base, ds, scheme, dir)) {
     await trainMember(req, { dataset: ds, log, quiet, hint: MEMBER_HINT });
   }
-  return await evaluateOp(base.model, ds.test, scheme, dir, base);
 }
 
-/** O-P's routing: each image goes to the teacher of the partition of the CAR that M_O
- * predicted for it (its ground-truth partition is kept only to score the routing). */
-export function routeByPredictedCar(
-  perImage: { name: string; car: number; predictedCar: number }[],
-  scheme: PartitionScheme,
-): OpResult["routing"] {
-  return perImage.map((r) => ({
-    name: r.name,
-    car: r.car,
-    predictedCar: r.predictedCar,
-    truth: partitionOf(r.car, scheme.thresholds),
-    routed: partitionOf(r.predictedCar, scheme.thresholds),
-  }));
-}
-
-/** O-P on `test`: route each image by M_O's predicted CAR. */
+/** O-P on the test split (and, for the cross table and the choice of K, the validation
+ * split): every member on every image, routed by M_O's predicted CAR, softly within `margin`. */
 export async function evaluateOp(
   model: string,
-  test: PairInfo[],
+  splits: { test: PairInfo[]; val: PairInfo[] },
   scheme: PartitionScheme,
   dir: string,
   cfg: Pick<TrainConfig, "batch" | "size">,
+  margin = 0,
 ): Promise<OpResult> {
   await initDevice();
-  if (test.length === 0) throw new Error("the dataset has no test split to evaluate O-P on");
+  if (splits.test.length === 0) throw new Error("the dataset has no test split to evaluate O-P on");
   const opts = evalWindow({ ...cfg, model });
   const original = loadMember(model, originalDir(dir));
-  const mo = await evaluateModel(original, test, opts);
-  original.dispose();
-  const routing = routeByPredictedCar(mo.perImage, scheme);
-  const opCounts = new Map<string, Confusion>();
-  for (let t = 0; t < scheme.names.length; t++) {
-    const routed = test.filter((_, i) => routing[i].routed === t);
-    if (routed.length === 0) continue;
-    const teacher = loadMember(model, teacherDir(dir, scheme.names[t]));
-    const res = await evaluateModel(teacher, routed, opts);
-    teacher.dispose();
-    for (const r of res.perImage) opCounts.set(r.name, r.counts);
+  const teachers: ChangeDetector[] = [];
+  try {
+    for (const n of scheme.names) teachers.push(loadMember(model, teacherDir(dir, n)));
+    const test = await opOnSplit(original, teachers, splits.test, scheme, opts, margin);
+    const val = splits.val.length
+      ? await opOnSplit(original, teachers, splits.val, scheme, opts, margin)
+      : null;
+    return {
+      manifest: await readManifest(manifestPath(dir)),
+      original: test.original,
+      op: test.op,
+      oracle: test.oracle,
+      soft: test.soft,
+      routing: test.routing,
+      routingConfusion: test.confusion,
+      routingAccuracy: test.accuracy,
+      counts: { original: test.counts.original, op: test.counts.op },
+      cross: val && crossTable(val, scheme, "validation"),
+      val,
+    };
+  } finally {
+    for (const m of [original, ...teachers]) m.dispose();
   }
-  const k = scheme.names.length;
-  const confusion = Array.from({ length: k }, () => new Array(k).fill(0));
-  for (const r of routing) confusion[r.truth][r.routed]++;
-  const moCounts = new Map(mo.perImage.map((r) => [r.name, r.counts]));
-  return {
-    manifest: await readManifest(manifestPath(dir)),
-    original: mo.report,
-    op: evaluate(test.map((p) => opCounts.get(p.name)!)),
-    routing,
-    routingConfusion: confusion,
-    routingAccuracy: routing.filter((r) => r.truth === r.routed).length / routing.length,
-    counts: { original: moCounts, op: opCounts },
-  };
 }

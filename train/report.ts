@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { encodeBase64 } from "./base64.ts";
 import type { ClassScores, MetricsReport } from "./metrics.ts";
 import { metricsSummary } from "./report_table.ts";
+import { type CrossTable, crossTableRows } from "./cross_table.ts";
 
 export interface StrategyResult {
   name: string;
@@ -21,13 +22,42 @@ export interface OverlayRow {
   images: [string, Uint8Array][];
 }
 
+/** op --teachers auto's choice of the teacher count (DIR/auto.json, the report's section). */
+export interface AutoChoice {
+  criterion: string;
+  candidates: {
+    teachers: number;
+    thresholds: number[];
+    /** Training pairs per partition. */
+    pairs: number[];
+    /** The routed ensemble's validation mIoU in [0, 1] (null: this K could not be made). */
+    valMIoU: number | null;
+    dir: string | null;
+    note?: string;
+  }[];
+  chosen: number;
+}
+
 export interface MethodReport {
   title: string;
   model: string;
   dataset: string;
   notes: string[];
   strategies: StrategyResult[];
-  routing?: { accuracy: number; names: string[]; confusion: number[][] };
+  routing?: {
+    accuracy: number;
+    names: string[];
+    confusion: number[][];
+    /** mIoU of O-P routed by M_O's predicted CAR, and by ground-truth CAR (the upper bound). */
+    predictedMIoU?: number;
+    oracleMIoU?: number;
+    /** Soft routing: the margin, and how many of the `tested` images it averaged. */
+    soft?: { margin: number; images: number; tested: number };
+  };
+  /** Each member on each partition's validation images. */
+  cross?: CrossTable;
+  /** op --teachers auto: every K tried, its validation score, and the one chosen. */
+  auto?: AutoChoice;
   lambdas?: { lambda: number; bestValMIoU: number }[];
   chosenLambda?: number;
   overlays: OverlayRow[];
@@ -180,10 +210,49 @@ export function resultsJson(r: MethodReport) {
     dataset: r.dataset,
     notes: r.notes,
     strategies: Object.fromEntries(r.strategies.map((s) => [s.name, metricsSummary(s.report)])),
-    routing: r.routing && { ...r.routing, accuracy: 100 * r.routing.accuracy },
+    routing: r.routing && {
+      ...r.routing,
+      accuracy: 100 * r.routing.accuracy,
+      predictedMIoU: pctOrUndefined(r.routing.predictedMIoU),
+      oracleMIoU: pctOrUndefined(r.routing.oracleMIoU),
+    },
+    cross: r.cross && {
+      ...r.cross,
+      rows: r.cross.rows.map((row) => ({
+        member: row.member,
+        cells: row.cells.map((c) => ({
+          images: c.images,
+          mIoU: c.mIoU === null ? null : 100 * c.mIoU,
+          mFscore: c.mFscore === null ? null : 100 * c.mFscore,
+        })),
+      })),
+    },
+    auto: r.auto && {
+      ...r.auto,
+      candidates: r.auto.candidates.map((c) => ({
+        ...c,
+        valMIoU: c.valMIoU === null ? null : 100 * c.valMIoU,
+      })),
+    },
     lambdas: r.lambdas,
     chosenLambda: r.chosenLambda,
   };
+}
+
+const pctOrUndefined = (v?: number) => (v === undefined ? undefined : 100 * v);
+
+/** Text rows of the automatic choice of K: teachers, thresholds, pairs, validation mIoU. */
+export function autoRows(a: AutoChoice): string[][] {
+  return [
+    ["teachers", "thresholds", "pairs per partition", "val mIoU (routed)", ""],
+    ...a.candidates.map((c) => [
+      String(c.teachers),
+      c.thresholds.join(", ") || "none",
+      c.pairs.join(" / "),
+      c.valMIoU === null ? "–" : pct(c.valMIoU),
+      c.teachers === a.chosen ? "chosen" : (c.note ?? ""),
+    ]),
+  ];
 }
 
 /** The console's closing lines: the banner when the run is too small, and both files. */
@@ -210,6 +279,26 @@ export async function writeReport(dir: string, r: MethodReport): Promise<void> {
         ["truth \\ routed", ...r.routing.names],
         ...r.routing.confusion.map((row, i) => [r.routing!.names[i], ...row.map(String)]),
       ])
+    }${
+      r.routing.oracleMIoU === undefined
+        ? ""
+        : `<p>mIoU with predicted routing ${
+          pct(r.routing.predictedMIoU ?? 0)
+        } %, with oracle routing (by ground-truth CAR) ${pct(r.routing.oracleMIoU)} %</p>`
+    }${
+      r.routing.soft
+        ? `<p>Soft routing (margin ${r.routing.soft.margin}): ${r.routing.soft.images} of ${r.routing.soft.tested} test images averaged the two neighbouring teachers</p>`
+        : ""
+    }`
+    : "";
+  const cross = r.cross
+    ? `<h2>Each member on each partition (${
+      esc(r.cross.split)
+    } split, by ground-truth CAR; mIoU / mFscore %)</h2>${htmlTable(crossTableRows(r.cross))}`
+    : "";
+  const auto = r.auto
+    ? `<h2>Teacher count chosen from the data</h2><p>${esc(r.auto.criterion)}</p>${
+      htmlTable(autoRows(r.auto))
     }`
     : "";
   const lambdas = r.lambdas?.length
@@ -251,6 +340,6 @@ ${banner ? `<p class="banner">${esc(banner)}</p>` : ""}<h1>${esc(r.title)}</h1><
 <h2>Results on the test split (Table III; per-image means, %)</h2>${htmlTable(tableIII(r))}
 <h2>Per-class change against the original (Table IV; percentage points)</h2>${htmlTable(tableIV(r))}
 <h2>mIoU per CAR quintile of the test set (Fig. 8)</h2>${svg}
-${fig5}${routing}${lambdas}${overlays}</body></html>\n`;
+${fig5}${routing}${cross}${auto}${lambdas}${overlays}</body></html>\n`;
   await Deno.writeTextFile(join(dir, "report.html"), html);
 }

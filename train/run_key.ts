@@ -19,6 +19,8 @@ export interface RunKeyInput {
   valPairs: PairInfo[];
   /** MTKD's λ when the run distils. */
   lambda?: number;
+  /** MTKD's soft-target margin (distill --route-margin); 0 / absent leaves the key as before. */
+  kdMargin?: number;
 }
 
 /** The settings that count, as stored in config.json (for messages naming what differs). */
@@ -48,6 +50,7 @@ export async function runKey(k: RunKeyInput): Promise<string> {
     train: pairs(k.trainPairs),
     val: pairs(k.valPairs),
     lambda: k.lambda ?? null,
+    ...(k.kdMargin ? { kdMargin: k.kdMargin } : {}),
   };
   return await sha256(new TextEncoder().encode(JSON.stringify(doc)));
 }

@@ -55,8 +55,9 @@ export type TeacherFn = (a: Tensor, b: Tensor, batch: Batch) => Tensor;
 export interface TrainHooks {
   /** Train on these pairs instead of the dataset's train split (O-P teachers). */
   trainPairs?: PairInfo[];
-  /** Distillation: λ and the per-batch teacher logits. */
-  distill?: { lambda: number; teacher: TeacherFn };
+  /** Distillation: λ and the per-batch teacher logits; `kdMargin` (soft targets near the
+   * partition thresholds) only enters the run key, the teacher function applies it. */
+  distill?: { lambda: number; teacher: TeacherFn; kdMargin?: number };
   /** A checked dataset to reuse (skips checking the folder again). */
   dataset?: CheckedDataset;
   /** Label shown in progress lines. */
@@ -120,6 +121,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
     trainPairs,
     valPairs: ds.val,
     lambda: hooks.distill?.lambda,
+    kdMargin: hooks.distill?.kdMargin,
   });
 
   let state: RunState = { step: 0, best: null, configHash };
@@ -259,7 +261,10 @@ function trainStep(
     entry.normalize,
   );
   resetDropoutStream(cfg.seed, step);
-  const teacher = hooks.distill ? noGrad(() => hooks.distill!.teacher(a, b, batch)) : undefined;
+  // λ = 0 (the control) needs no teacher: its loss is CE alone, the same as with the teacher.
+  const teacher = hooks.distill?.lambda
+    ? noGrad(() => hooks.distill!.teacher(a, b, batch))
+    : undefined;
   const logits = model.forward(a, b);
   const loss = trainingLoss(model, logits, label, {
     distill: teacher && { lambda: hooks.distill!.lambda, teacher },

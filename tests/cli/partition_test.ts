@@ -80,3 +80,22 @@ Deno.test("two teachers split at 0.10; custom thresholds; bad flags are named", 
   assert.notEqual(both.code, 0);
   assert.match(both.err, /not both/);
 });
+
+Deno.test("--auto: equal-count thresholds, printed as --thresholds takes them", async () => {
+  const out = join(root, "pa");
+  const r = await partition("--data", root, "--out", out, "--auto", "--teachers", "4");
+  assert.equal(r.code, 0, r.err);
+  const m = await readManifest(join(out, "partition.json"));
+  assert.equal(m.thresholds.length, 3);
+  const per = m.names.map((n) => m.pairs.filter((p) => p.partition === n).length);
+  assert.deepEqual(per, [2, 2, 2, 2]);
+  const printed = /^thresholds (\S+)$/m.exec(r.out)![1];
+  assert.equal(printed, m.thresholds.join(","));
+  // The printed line given back as --thresholds makes the same partitions.
+  const again = join(root, "pa2");
+  assert.equal((await partition("--data", root, "--out", again, "--thresholds", printed)).code, 0);
+  assert.deepEqual((await readManifest(join(again, "partition.json"))).pairs, m.pairs);
+  const bad = await partition("--data", root, "--auto", "--teachers", "5");
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /--teachers 5: with --auto give 1 to 4/);
+});

@@ -62,7 +62,8 @@ Deno.test("partition: two teachers split at 0.10; custom thresholds", () => {
   assert.throws(() => customScheme([0.2, 0.1]), /must increase/);
   assert.throws(() => customScheme([0, 0.5]), /not in \(0, 1\)/);
   assert.throws(() => customScheme([0.1], ["a"]), /need 2 partition names/);
-  assert.throws(() => customScheme([]), /at least one/);
+  // No thresholds: one partition of every pair (the automatic choice's K = 1).
+  assert.deepStrictEqual(customScheme([]), { thresholds: [], names: ["all"] });
 });
 
 Deno.test("manifest: round trip through JSON, and edits that disagree are rejected", async () => {
@@ -86,6 +87,11 @@ Deno.test("manifest: round trip through JSON, and edits that disagree are reject
     await writeManifest(path, edited);
     await assert.rejects(readManifest(path), /pair c has CAR 0\.12 and partition "large"/);
     await Deno.writeTextFile(path, JSON.stringify({ thresholds: [0.1], names: ["x"], pairs: [] }));
+    await assert.rejects(
+      readManifest(path),
+      /partition\.json: 1 thresholds need 2 partition names/,
+    );
+    await Deno.writeTextFile(path, JSON.stringify({ thresholds: [], names: [], pairs: [] }));
     await assert.rejects(readManifest(path), /invalid manifest at names/);
     await Deno.writeTextFile(path, "{ not json");
     await assert.rejects(readManifest(path), /not a readable JSON manifest/);

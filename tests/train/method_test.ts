@@ -128,8 +128,18 @@ Deno.test("the demo pipeline writes every report file", async () => {
     ]
   ) assert.ok(existsSync(join(dir, f)), f);
   const results = JSON.parse(Deno.readTextFileSync(join(dir, "results.json")));
-  assert.deepEqual(Object.keys(results.strategies), ["Original", "O-P", "MTKD"]);
+  // Issue 21: the oracle-routed O-P (upper bound) and the λ = 0 control beside MTKD.
+  assert.deepEqual(Object.keys(results.strategies), [
+    "Original",
+    "O-P",
+    "O-P oracle routing",
+    "MTKD",
+    "λ = 0 control",
+  ]);
+  assert.ok(existsSync(join(dir, "student_0/best.safetensors")), "the control's own folder");
+  assert.equal(results.cross.columns.join(), "small,large,all");
   const html = Deno.readTextFileSync(join(dir, "report.html"));
+  assert.match(html, /<td>λ = 0 control<\/td>/);
   assert.match(html, /Table III/);
   assert.match(html, /<svg/);
   assert.match(html, /data:image\/png;base64,/);

@@ -1,0 +1,160 @@
+// One markdown table from bench/gpu_evidence.sh's experiment folder: per model, partitions
+// (fixed / auto) and teacher count, each strategy's test mIoU and mFscore as mean ± std over the
+// seeds; then MTKD against the λ = 0 control, seed by seed; then op --teachers auto's choice.
+//   deno run -A bench/evidence_summary.ts EXP [--margin M] > SUMMARY.md
+// "Beyond the seed spread": every seed's paired difference MTKD − control is positive and their
+// mean exceeds twice its standard error (sd / √n); with one seed there is no spread to judge.
+
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+interface Strategy {
+  mIoU: number;
+  mFscore: number;
+}
+interface Results {
+  strategies: Record<string, Strategy>;
+  routing?: { accuracy: number };
+  chosenLambda?: number;
+}
+
+const [exp, ...rest] = Deno.args;
+if (!exp || !existsSync(exp)) {
+  console.error(
+    `usage: evidence_summary.ts EXP [--margin M] (EXP: the experiment folder; got ${exp})`,
+  );
+  Deno.exit(2);
+}
+const margin = rest[0] === "--margin" ? rest[1] : "";
+
+const read = (f: string): Results | null =>
+  existsSync(f) ? JSON.parse(Deno.readTextFileSync(f)) : null;
+const dirs = (d: string) =>
+  existsSync(d)
+    ? [...Deno.readDirSync(d)].filter((e) => e.isDirectory).map((e) => e.name).sort()
+    : [];
+
+export function meanStd(v: number[]): { mean: number; std: number } {
+  const mean = v.reduce((s, x) => s + x, 0) / v.length;
+  const std = v.length > 1
+    ? Math.sqrt(v.reduce((s, x) => s + (x - mean) ** 2, 0) / (v.length - 1))
+    : 0;
+  return { mean, std };
+}
+const fmt = (v: number[]) => {
+  if (!v.length) return "–";
+  const { mean, std } = meanStd(v);
+  return v.length > 1 ? `${mean.toFixed(2)} ± ${std.toFixed(2)}` : mean.toFixed(2);
+};
+
+/** Per configuration (model, partitions, teachers) and strategy: one value per seed. */
+const table = new Map<string, Map<string, { mIoU: number[]; mFscore: number[] }>>();
+const pairs = new Map<string, { seed: string; mtkd: number; control: number; lambda?: number }[]>();
+const autoRows: string[] = [];
+for (const model of dirs(exp).filter((d) => d !== "data")) {
+  for (const seed of dirs(join(exp, model))) {
+    const base = join(exp, model, seed);
+    const runs: [string, string, string][] = [];
+    for (const d of dirs(base)) {
+      const m = /^fixed-t(\d)$/.exec(d);
+      if (m) runs.push(["fixed", m[1], join(base, d)]);
+    }
+    for (const d of dirs(join(base, "auto"))) {
+      const m = /^k(\d)$/.exec(d);
+      if (m) runs.push(["auto", m[1], join(base, "auto", d)]);
+    }
+    for (const [parts, t, dir] of runs) {
+      const distilled = read(join(dir, "results.json"));
+      const op = read(join(dir, "op_results.json"));
+      if (!distilled && !op) continue;
+      const key = `${model} | ${parts} | ${t}`;
+      const rows = table.get(key) ?? new Map();
+      table.set(key, rows);
+      const add = (name: string, s?: Strategy) => {
+        if (!s) return;
+        const r = rows.get(name) ?? { mIoU: [], mFscore: [] };
+        r.mIoU.push(s.mIoU);
+        r.mFscore.push(s.mFscore);
+        rows.set(name, r);
+      };
+      const all = { ...op?.strategies, ...distilled?.strategies };
+      for (const [name, s] of Object.entries(all)) add(name, s);
+      if (op?.routing) add("routing accuracy", { mIoU: op.routing.accuracy, mFscore: NaN });
+      const mtkd = distilled?.strategies["MTKD"], control = distilled?.strategies["λ = 0 control"];
+      if (mtkd && control) {
+        const list = pairs.get(key) ?? [];
+        list.push({
+          seed,
+          mtkd: mtkd.mIoU,
+          control: control.mIoU,
+          lambda: distilled!.chosenLambda,
+        });
+        pairs.set(key, list);
+      }
+    }
+    const auto = join(base, "auto", "auto.json");
+    if (existsSync(auto)) {
+      const a = JSON.parse(Deno.readTextFileSync(auto));
+      const per = a.candidates.map((c: { teachers: number; valMIoU: number | null }) =>
+        `K=${c.teachers}: ${c.valMIoU === null ? "–" : (100 * c.valMIoU).toFixed(2)}`
+      ).join(", ");
+      autoRows.push(`| ${model} | ${seed} | ${a.chosen} | ${per} |`);
+    }
+  }
+}
+
+const out: string[] = [
+  "# Issue 21: O-P and MTKD with controls (bench/gpu_evidence.sh)",
+  "",
+  `Test split, per-image means in %, mean ± std over seeds (n = seeds found). "O-P" routes by ` +
+  "M_O's predicted CAR (hard)" + (margin
+    ? `, "O-P soft routing (margin ${margin})" averages ` +
+      "the two neighbouring teachers near a threshold"
+    : "") +
+  `, "O-P oracle routing" by ground-truth CAR (upper bound); "λ = 0 control" is the MTKD ` +
+  "student's schedule from M_O without a teacher. Routing accuracy in % (mFscore column empty).",
+  "",
+  "| model | partitions | teachers | strategy | n | mIoU | mFscore |",
+  "| --- | --- | --- | --- | --- | --- | --- |",
+];
+for (const [key, rows] of table) {
+  for (const [name, v] of rows) {
+    const f = v.mFscore.filter(Number.isFinite);
+    out.push(`| ${key} | ${name} | ${v.mIoU.length} | ${fmt(v.mIoU)} | ${fmt(f)} |`);
+  }
+}
+out.push(
+  "",
+  "## MTKD against the λ = 0 control (mIoU, paired by seed)",
+  "",
+  "Beyond the spread: every seed's difference is positive and the mean difference exceeds twice " +
+    "its standard error.",
+  "",
+  "| model | partitions | teachers | seeds | MTKD − control per seed | mean ± std | beyond the spread |",
+  "| --- | --- | --- | --- | --- | --- | --- |",
+);
+for (const [key, list] of pairs) {
+  const d = list.map((p) => p.mtkd - p.control);
+  const { mean, std } = meanStd(d);
+  const verdict = d.length < 2
+    ? "n/a (one seed)"
+    : d.every((x) => x > 0) && mean > (2 * std) / Math.sqrt(d.length)
+    ? "yes"
+    : "no";
+  out.push(
+    `| ${key} | ${list.length} | ${
+      list.map((p) => `${p.seed}: ${(p.mtkd - p.control).toFixed(2)} (λ ${p.lambda})`).join(", ")
+    } | ${fmt(d)} | ${verdict} |`,
+  );
+}
+if (autoRows.length) {
+  out.push(
+    "",
+    "## op --teachers auto: K chosen by the routed ensemble's validation mIoU (%)",
+    "",
+    "| model | seed | chosen K | validation mIoU per K |",
+    "| --- | --- | --- | --- |",
+    ...autoRows,
+  );
+}
+console.log(out.join("\n"));

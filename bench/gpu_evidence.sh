@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Issue 21's experiment with the project's own commands, one call for everything:
+#   . .gpu/enter.sh && bash bench/gpu_evidence.sh "$OUT"
+# For each model and seed: M_O, O-P with the paper's fixed thresholds (2 and 3 teachers, one M_O
+# shared) and with thresholds from the data (op --teachers auto: K = 1..4 equal-count partitions,
+# K chosen on validation; its k2/ and k3/ are the 2- and 3-teacher auto runs), each O-P with hard
+# and soft routing (--route-margin) and oracle routing, then MTKD (λ by the paper's grid on
+# validation) beside the λ = 0 control (distill --control). bench/evidence_summary.ts writes
+# OUT/SUMMARY.md: mean ± std over seeds, and whether MTKD beats the control beyond the spread.
+# Env (defaults: the GPU run; shrink them for a CPU check, e.g. SIZE=32 PAIRS=48 ITERS=2 SEEDS=0):
+#   MODELS (tinycd fc_siam_diff; BIT=1 adds bit_r18), SEEDS (0 1 2), ITERS (400 per member),
+#   STUDENT_ITERS (ITERS), SIZE (512), PAIRS (5000: 100 val, 1000 test at full size), BATCH (8),
+#   VAL_EVERY (ITERS / 2), MARGIN (0.02), LAMBDA (unset: the grid; a value: that λ alone),
+#   TEACHERS (2 3), EXP (/tmp/cd-evidence: data and checkpoints, kept between calls).
+set -uo pipefail
+out=${1:-bench-out}; mkdir -p "$out"
+models=${MODELS:-tinycd fc_siam_diff}; [ -n "${BIT:-}" ] && models="$models bit_r18"
+seeds=${SEEDS:-0 1 2}; iters=${ITERS:-400}; sit=${STUDENT_ITERS:-$iters}; size=${SIZE:-512}
+pairs=${PAIRS:-5000}; batch=${BATCH:-8}; every=${VAL_EVERY:-$(( iters > 1 ? iters / 2 : 1 ))}
+margin=${MARGIN:-0.02}; teachers=${TEACHERS:-2 3}; exp=${EXP:-/tmp/cd-evidence}
+val=$(( pairs * 2 / 100 > 4 ? pairs * 2 / 100 : 4 )); test=$(( pairs / 5 > 4 ? pairs / 5 : 4 ))
+[ "$pairs" -ge 5000 ] && { val=100; test=1000; }
+if [ -n "${LAMBDA:-}" ]; then lam=(--lambda "$LAMBDA"); else lam=(--lambda-grid); fi
+export NO_COLOR=1
+run() { # run LOG CMD…: the command's output to LOG, its status and time on the console
+  local log=$1; shift; local t0=$SECONDS
+  "$@" > "$log" 2>&1; local rc=$?
+  echo "$(basename "$log" .log): exit $rc, $((SECONDS - t0)) s"
+  [ $rc = 0 ] || tail -5 "$log"
+  return $rc
+}
+mkdir -p "$exp"
+[ -d "$exp/data/train" ] || run "$exp/synth.log" deno run -A cli/synth.ts --out "$exp/data" \
+  --pairs "$pairs" --size "$size" --val "$val" --test "$test" --seed 0 --quiet || exit 1
+first=${teachers%% *}
+for model in $models; do
+  for seed in $seeds; do
+    base="$exp/$model/s$seed"; mkdir -p "$base/auto"
+    budget=(--model "$model" --data "$exp/data" --batch "$batch" --size "$size" --seed "$seed"
+      --val-every "$every")
+    for t in $teachers; do # fixed thresholds: the paper's (3: 0.05 / 0.2, 2: 0.10)
+      d="$base/fixed-t$t"; mkdir -p "$d"
+      [ "$t" != "$first" ] && ln -sfn "../fixed-t$first/original" "$d/original"
+      run "$d/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" --out "$d" \
+        --teachers "$t" --route-margin "$margin" && cp "$d/results.json" "$d/op_results.json"
+    done
+    # Thresholds from the data; M_O shared with the fixed runs.
+    ln -sfn "../fixed-t$first/original" "$base/auto/original"
+    run "$base/auto/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" \
+      --out "$base/auto" --teachers auto --route-margin "$margin"
+    for t in $teachers; do
+      [ -f "$base/auto/k$t/results.json" ] && cp "$base/auto/k$t/results.json" "$base/auto/k$t/op_results.json"
+    done
+    for t in $teachers; do # MTKD (λ on validation) and the λ = 0 control, hard targets
+      for d in "$base/fixed-t$t" "$base/auto/k$t"; do
+        [ -f "$d/op_results.json" ] || continue
+        scheme=(--teachers "$t"); [[ $d == */auto/* ]] && scheme+=(--auto)
+        run "$d/distill.log" deno run -A cli/distill.ts "${budget[@]}" --iters "$sit" \
+          --from "$d" "${scheme[@]}" "${lam[@]}" --control
+      done
+    done
+  done
+done
+deno run -A bench/evidence_summary.ts "$exp" --margin "$margin" > "$out/SUMMARY.md"
+cat "$out/SUMMARY.md"
+tar czf "$out/evidence.tgz" -C "$exp" --exclude='*.safetensors' --exclude='checkpoints' \
+  --exclude=data $models 2>/dev/null
