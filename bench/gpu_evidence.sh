@@ -11,7 +11,7 @@
 #   MODELS (tinycd fc_siam_diff; BIT=1 adds bit_r18), SEEDS (0 1 2), ITERS (400 per member),
 #   STUDENT_ITERS (ITERS), SIZE (512), PAIRS (5000: 100 val, 1000 test at full size), BATCH (8),
 #   VAL_EVERY (ITERS / 2), MARGIN (0.02), LAMBDA (unset: the grid; a value: that λ alone),
-#   TEACHERS (2 3), EXP (/tmp/cd-evidence: data and checkpoints, kept between calls).
+#   TEACHERS (2 3), AUTO (1; 0 skips op --teachers auto), EXP (/tmp/cd-evidence: data and checkpoints, kept between calls).
 set -uo pipefail
 out=${1:-bench-out}; mkdir -p "$out"
 models=${MODELS:-tinycd fc_siam_diff}; [ -n "${BIT:-}" ] && models="$models bit_r18"
@@ -44,10 +44,12 @@ for model in $models; do
       run "$d/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" --out "$d" \
         --teachers "$t" --route-margin "$margin" && cp "$d/results.json" "$d/op_results.json"
     done
-    # Thresholds from the data; M_O shared with the fixed runs.
-    ln -sfn "../fixed-t$first/original" "$base/auto/original"
-    run "$base/auto/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" \
-      --out "$base/auto" --teachers auto --route-margin "$margin"
+    # Thresholds from the data; M_O shared with the fixed runs (AUTO=0 skips: 10 teachers).
+    if [ "${AUTO:-1}" = 1 ]; then
+      ln -sfn "../fixed-t$first/original" "$base/auto/original"
+      run "$base/auto/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" \
+        --out "$base/auto" --teachers auto --route-margin "$margin"
+    fi
     for t in $teachers; do
       [ -f "$base/auto/k$t/results.json" ] && cp "$base/auto/k$t/results.json" "$base/auto/k$t/op_results.json"
     done
