@@ -1,0 +1,107 @@
+// Where a training step's peak memory goes: the pool's live buffers at the step's peak, grouped
+// by the source lines (model, loss and op frames) that allocated them. Memory follows the
+// kernel routes, and those follow the device profile, so the planners run with the H100's
+// (--device h100, the default) on any adapter: a small batch on the software adapter then
+// scales to the GPU's 8 × 512² (the figure printed beside it; at 1 × 128², TinyCD 17.21 GB and
+// FC-Siam-Diff 5.53, against 17.2 and 5.4 measured on an H100; below 128² the plans change)
+// and shows what to recompute instead of keeping.
+// Usage: deno run -A bench/peak_breakdown.ts [--model tinycd] [--batch 1] [--size 128]
+// [--top 30] [--device h100|own]
+
+import { parseArgs } from "node:util";
+import { backward } from "../engine/autograd.ts";
+import { initDevice } from "../engine/device.ts";
+import { AdamW } from "../engine/optim/adamw.ts";
+import { pool } from "../engine/pool.ts";
+import { Random } from "../engine/random.ts";
+import { sync } from "../engine/recorder.ts";
+import { scope } from "../engine/scope.ts";
+import { tensor } from "../engine/tensor.ts";
+import { modelEntry } from "../models/registry.ts";
+import { trainingLoss } from "../train/loss.ts";
+import { H100_PROFILE, setActiveProfile } from "../kernels/device_profile.ts";
+import { recipeMultipliers, trainableParameters } from "../train/trainer.ts";
+
+const { values } = parseArgs({
+  options: {
+    model: { type: "string", default: "tinycd" },
+    batch: { type: "string", default: "1" },
+    size: { type: "string", default: "128" },
+    top: { type: "string", default: "30" },
+    device: { type: "string", default: "h100" },
+  },
+});
+await initDevice();
+if (values.device === "h100") setActiveProfile(H100_PROFILE);
+const B = Number(values.batch), S = Number(values.size);
+
+interface Held {
+  size: number;
+  where: string;
+}
+const live = new Map<GPUBuffer, Held>();
+let current = 0, peak = 0, atPeak: Held[] = [];
+/** The allocating call's model, loss and op frames (the pool's and tensor.ts's skipped). */
+function where(): string {
+  const frames = (new Error().stack ?? "").split("\n").slice(3)
+    .filter((l) => /models\/|train\/loss|engine\/ops\//.test(l)).slice(0, 3)
+    .map((l) => l.replace(/^.*?((models|train|engine)\/[^)]*)\)?$/, "$1").trim());
+  return frames.join(" < ") || "(outside the model)";
+}
+const acquire = pool.acquire.bind(pool), release = pool.release.bind(pool);
+pool.acquire = (bytes: number, label?: string) => {
+  const buf = acquire(bytes, label);
+  live.set(buf, { size: buf.size, where: where() });
+  current += buf.size;
+  if (current > peak) [peak, atPeak] = [current, [...live.values()]];
+  return buf;
+};
+pool.release = (buf: GPUBuffer) => {
+  const held = live.get(buf);
+  if (held) {
+    current -= held.size;
+    live.delete(buf);
+  }
+  release(buf);
+};
+
+const entry = modelEntry(values.model!);
+const model = entry.create(0);
+const opt = new AdamW(trainableParameters(model, entry), {
+  lr: entry.recipe.lr,
+  multipliers: recipeMultipliers(model, entry),
+});
+const rng = new Random(0);
+const ta = tensor(rng.normal(B * 3 * S * S), [B, 3, S, S]).keep();
+const tb = tensor(rng.normal(B * 3 * S * S), [B, 3, S, S]).keep();
+const label = Uint32Array.from({ length: B * S * S }, () => (rng.next() > 0.9 ? 1 : 0));
+const tl = tensor(label, [B, S, S], "u32").keep();
+model.train();
+const step = () =>
+  scope(() => {
+    const loss = trainingLoss(model, model.forward(ta, tb), tl, {
+      ohem: entry.recipe.loss?.ohem,
+    });
+    opt.zeroGrad();
+    backward(loss, undefined, { freeActivations: true });
+    opt.step();
+  });
+// The second step's peak: the first one also creates the optimizer state.
+step();
+await sync();
+[peak, atPeak] = [0, []];
+step();
+await sync();
+const scale = (8 * 512 * 512) / (B * S * S);
+console.log(
+  `${values.model}: peak ${(peak / 1e6).toFixed(1)} MB at batch ${B} × ${S}² ` +
+    `(× ${scale.toFixed(0)}: ${(peak * scale / 1e9).toFixed(2)} GB at 8 × 512², parameter ` +
+    "arenas included unscaled)",
+);
+const by = new Map<string, number>();
+for (const h of atPeak) by.set(h.where, (by.get(h.where) ?? 0) + h.size);
+for (const [w, s] of [...by].sort((x, y) => y[1] - x[1]).slice(0, Number(values.top))) {
+  console.log(
+    `${(s / 1e6).toFixed(2).padStart(9)} MB  ${(100 * s / peak).toFixed(1).padStart(5)} %  ${w}`,
+  );
+}
