@@ -51,7 +51,10 @@ const Flags = z.object({
   ...BudgetFlags,
 });
 
-runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
+export const DISTILL_SPEC = { help: HELP, flags: Flags };
+
+/** The command's body below its flags; tests run it in this process (cli/run.ts runInProcess). */
+export async function distillCommand(f: z.output<typeof Flags> & { _?: string[] }): Promise<void> {
   const {
     teachers,
     thresholds,
@@ -77,4 +80,6 @@ runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
   const cfg = memberConfig(rest, from);
   if (unit) await runStudentMember(cfg, from, scheme, lambdas, unit.index);
   else await runDistillOnly(cfg, from, scheme, lambdas);
-});
+}
+
+runCommand(import.meta, DISTILL_SPEC, distillCommand);

@@ -48,7 +48,10 @@ const Flags = z.object({
   ...BudgetFlags,
 });
 
-runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (f) => {
+export const OP_SPEC = { help: HELP, flags: Flags, positionals: true };
+
+/** The command's body below its flags; tests run it in this process (cli/run.ts runInProcess). */
+export async function opCommand(f: z.output<typeof Flags> & { _?: string[] }): Promise<void> {
   const {
     teachers,
     thresholds,
@@ -121,4 +124,6 @@ runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (
   const cfg = memberConfig(rest, out);
   if (unit) await runOpMember(cfg, out, scheme, unit.index);
   else await runOpOnly(cfg, out, scheme, console.error, { routeOnly });
-});
+}
+
+runCommand(import.meta, OP_SPEC, opCommand);
