@@ -79,7 +79,10 @@ const Flags = z.object({
   ...MarginFlags,
 });
 
-runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
+export const DEMO_SPEC = { help: HELP, flags: Flags };
+
+/** The command's body below its flags; tests run it in this process (cli/run.ts runInProcess). */
+export async function demoCommand(f: z.output<typeof Flags> & { _?: string[] }): Promise<void> {
   const t0 = performance.now();
   await initDevice(); // names the adapter (runCommand)
   const data = join(f.out, "data");
@@ -124,4 +127,6 @@ runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
     `demo finished in ${((performance.now() - t0) / 60000).toFixed(1)} min: ` +
       `${join(f.out, "report.html")} and ${join(f.out, "results.json")}`,
   );
-});
+}
+
+runCommand(import.meta, DEMO_SPEC, demoCommand);

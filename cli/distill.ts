@@ -69,7 +69,10 @@ const Flags = z.object({
   ...BudgetFlags,
 });
 
-runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
+export const DISTILL_SPEC = { help: HELP, flags: Flags };
+
+/** The command's body below its flags; tests run it in this process (cli/run.ts runInProcess). */
+export async function distillCommand(f: z.output<typeof Flags> & { _?: string[] }): Promise<void> {
   const {
     teachers,
     thresholds,
@@ -99,8 +102,12 @@ runCommand(import.meta, { help: HELP, flags: Flags }, async (f) => {
   if (unit) {
     if (control) throw new Error("--control: train the control as its own unit with --lambda 0");
     await runStudentMember(cfg, from, scheme, lambdas, unit.index, console.error, routeMargin);
-  } else {await runDistillOnly(cfg, from, scheme, lambdas, console.error, {
+  } else {
+    await runDistillOnly(cfg, from, scheme, lambdas, console.error, {
       margin: routeMargin,
       control,
-    });}
-});
+    });
+  }
+}
+
+runCommand(import.meta, DISTILL_SPEC, distillCommand);

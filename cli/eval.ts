@@ -71,7 +71,10 @@ export const EvalFlags = z.object({
 });
 export { HELP as EVAL_HELP };
 
-runCommand(import.meta, { help: HELP, flags: EvalFlags }, async (f) => {
+export const EVAL_SPEC = { help: HELP, flags: EvalFlags };
+
+/** The command's body below its flags (exit code); tests run it in this process. */
+export async function evalCommand(f: z.output<typeof EvalFlags>): Promise<number> {
   const r = await runEval(
     f,
     progressPrinter("eval", f.quiet),
@@ -87,4 +90,6 @@ runCommand(import.meta, { help: HELP, flags: EvalFlags }, async (f) => {
       failed.map((f) => `  ${f.message}`).join("\n"),
   );
   return 1;
-});
+}
+
+runCommand(import.meta, EVAL_SPEC, evalCommand);

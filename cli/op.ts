@@ -70,7 +70,10 @@ const Flags = z.object({
   ...BudgetFlags,
 });
 
-runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (f) => {
+export const OP_SPEC = { help: HELP, flags: Flags, positionals: true };
+
+/** The command's body below its flags; tests run it in this process (cli/run.ts runInProcess). */
+export async function opCommand(f: z.output<typeof Flags> & { _?: string[] }): Promise<void> {
   const {
     teachers,
     thresholds,
@@ -154,4 +157,6 @@ runCommand(import.meta, { help: HELP, flags: Flags, positionals: true }, async (
   else if (partitions === null) {
     await runOpAuto(cfg, out, await checkedDataset(cfg, console.error), console.error, routeMargin);
   } else await runOpOnly(cfg, out, scheme, console.error, { routeOnly, margin: routeMargin });
-});
+}
+
+runCommand(import.meta, OP_SPEC, opCommand);

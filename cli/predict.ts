@@ -77,7 +77,10 @@ export const PredictFlags = z.object({
 });
 export { HELP as PREDICT_HELP };
 
-runCommand(import.meta, { help: HELP, flags: PredictFlags, aliases: { o: "out" } }, async (f) => {
+export const PREDICT_SPEC = { help: HELP, flags: PredictFlags, aliases: { o: "out" } };
+
+/** The command's body below its flags (exit code); tests run it in this process. */
+export async function predictCommand(f: z.output<typeof PredictFlags>): Promise<number> {
   const s = await runPredict(f, {
     onProgress: progressPrinter("predict", f.quiet),
     onNote: (n) => f.quiet || console.error(`note: ${n}`),
@@ -93,4 +96,6 @@ runCommand(import.meta, { help: HELP, flags: PredictFlags, aliases: { o: "out" }
       `(the others are written):\n${s.failed.map((f) => `  ${f.message}`).join("\n")}`,
   );
   return 1;
-});
+}
+
+runCommand(import.meta, PREDICT_SPEC, predictCommand);

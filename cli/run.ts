@@ -2,8 +2,8 @@
 // prints one line naming it, exit 2), run the command's body with the adapter named when the
 // device starts, release the device (queue drained, then destroyed, which Deno needs to exit
 // cleanly after GPU work), and end with the body's exit code. An error is a user-facing message,
-// no stack trace (set CD_DEBUG=1 to see it), exit 1. Nothing runs when the file is imported
-// (tests import predict's and eval's flags).
+// no stack trace (set CD_DEBUG=1 to see it), exit 1. Nothing runs when the file is imported:
+// each command exports its spec and body, which tests run in their process (runInProcess).
 
 import type { z } from "zod";
 import { announceAdapter, releaseDevice } from "../engine/device.ts";
@@ -53,4 +53,15 @@ function fail(e: unknown): never {
   if (Deno.env.get("CD_DEBUG")) console.error(e);
   else console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
   Deno.exit(1);
+}
+
+/** A command's body on `argv` in this process, as the command line would run it but without the
+ * exit or the device's release: the tests drive several commands through one device this way. */
+export async function runInProcess<S extends z.ZodObject>(
+  spec: CommandSpec<S>,
+  body: CommandBody<S>,
+  argv: readonly string[],
+): Promise<number | void> {
+  const { flags, given } = parseCommandLine(argv, spec.flags, spec);
+  return await body(flags, given);
 }

@@ -3,6 +3,11 @@
 // dispatch and zeroing every gradient is one dispatch. Parameters stay ordinary tensors: their
 // Storage is moved into the arena, and `p.grad` is preset to the arena view so autograd's
 // in-place accumulation lands there.
+//
+// One dispatch binds the whole arena only where it fits one storage binding
+// (maxStorageBufferBindingSize: 128 MiB on Mesa's software driver, CGNet's arena is 135 MB).
+// Otherwise the arena-wide kernels run once per chunk, each chunk bound at its offset of the same
+// buffer (`chunks`); an elementwise kernel does not care where a parameter is cut.
 
 import { fillKernel } from "../kernels/elementwise.ts";
 import { device } from "./device.ts";
@@ -13,6 +18,22 @@ import { Storage, Tensor } from "./tensor.ts";
 /** Byte alignment of each parameter: WebGPU's minStorageBufferOffsetAlignment is at most 256, so
  * 256 is valid on every device and keeps every slot a whole number of vec4s. */
 export const ARENA_ALIGN = 256;
+
+/** Chunks start at multiples of 64 binding alignments, so a table of one u32 per 256-byte block
+ * (AdamW's parameter groups) can be bound at each chunk's offset as well. */
+const CHUNK_BLOCKS = 64;
+
+export interface ArenaOptions {
+  /** The largest byte range one dispatch may bind (default: the device's
+   * maxStorageBufferBindingSize); tests force a small one to exercise the chunks. */
+  bindingLimit?: number;
+}
+
+/** A byte range of the arena that one dispatch binds. */
+export interface ArenaChunk {
+  offset: number;
+  bytes: number;
+}
 
 export interface ArenaSlot {
   param: Tensor;
@@ -45,15 +66,20 @@ export class ParamArena {
   readonly bytes: number;
   readonly paramBuffer: GPUBuffer;
   readonly gradBuffer: GPUBuffer;
-  /** The whole arenas as flat f32 tensors (padding between slots included, always zero). */
+  /** The whole arenas as flat f32 tensors (padding between slots included, always zero), for
+   * reading back; kernels bind `paramChunks` / `gradChunks`, which fit a storage binding. */
   readonly flatParams: Tensor;
   readonly flatGrads: Tensor;
+  /** The byte ranges the arena-wide kernels bind: one (the whole arena) where it fits a binding. */
+  readonly chunks: ArenaChunk[];
+  readonly paramChunks: Tensor[];
+  readonly gradChunks: Tensor[];
   #disposed = false;
 
   /** Move `params` (f32, distinct, each with its own storage) into a new arena. Their current
    * values are copied on the GPU (recorded, not waited for). Build the arena before taking any
    * views of the parameters: a view made earlier keeps the old memory. */
-  constructor(params: Tensor[]) {
+  constructor(params: Tensor[], opts: ArenaOptions = {}) {
     const seen = new Set<Tensor>();
     let at = 0;
     const align = Math.max(ARENA_ALIGN, device().limits.minStorageBufferOffsetAlignment);
@@ -67,12 +93,15 @@ export class ParamArena {
       return slot;
     });
     this.bytes = Math.max(align, at);
-    const limit = device().limits.maxStorageBufferBindingSize;
-    if (this.bytes > limit) {
+    const maxBuffer = device().limits.maxBufferSize;
+    if (this.bytes > maxBuffer) {
       throw new Error(
-        `arena of ${this.bytes} bytes exceeds this device's storage binding limit (${limit})`,
+        `parameter arena of ${this.bytes} bytes exceeds this device's maxBufferSize (${maxBuffer}): ` +
+          "freeze part of the model (recipe.frozen) or train on a device with larger buffers",
       );
     }
+    const limit = opts.bindingLimit ?? device().limits.maxStorageBufferBindingSize;
+    this.chunks = chunkRanges(this.bytes, limit, CHUNK_BLOCKS * align);
     // New buffers are zero-filled by WebGPU, so padding and gradients start at zero.
     this.paramBuffer = arenaBuffer(this.bytes, "param_arena");
     this.gradBuffer = arenaBuffer(this.bytes, "grad_arena");
@@ -95,6 +124,8 @@ export class ParamArena {
     }
     this.flatParams = arenaView(this.paramBuffer, 0, [this.bytes / 4]);
     this.flatGrads = arenaView(this.gradBuffer, 0, [this.bytes / 4]);
+    this.paramChunks = this.chunkViews(this.paramBuffer);
+    this.gradChunks = this.chunkViews(this.gradBuffer);
   }
 
   get params(): Tensor[] {
@@ -106,9 +137,14 @@ export class ParamArena {
     return this.bytes / 4;
   }
 
-  /** Zero every gradient: one recorded dispatch. */
+  /** Zero every gradient: one recorded dispatch per chunk (one where the arena fits a binding). */
   zeroGrads(): void {
-    run(fillKernel(this.words, 0), [], [this.flatGrads]);
+    for (const g of this.gradChunks) run(fillKernel(g.size, 0), [], [g]);
+  }
+
+  /** Flat f32 views of an arena-shaped buffer, one per chunk (kept: the caller disposes them). */
+  chunkViews(buffer: GPUBuffer): Tensor[] {
+    return this.chunks.map((c) => arenaView(buffer, c.offset, [c.bytes / 4]));
   }
 
   /** A new arena-shaped buffer with the same layout (optimiser state), zero-filled. */
@@ -128,10 +164,28 @@ export class ParamArena {
     for (const { param } of this.slots) param.dispose();
     this.flatParams.dispose();
     this.flatGrads.dispose();
+    for (const t of [...this.paramChunks, ...this.gradChunks]) t.dispose();
     // Destroying a buffer that unsubmitted commands use would invalidate them: submit first
     // (destroy itself waits for submitted work).
     flush();
     this.paramBuffer.destroy();
     this.gradBuffer.destroy();
   }
+}
+
+/** The whole arena as one range where it fits `limit`, else ranges of the largest multiple of
+ * `unit` that does (the last one shorter). */
+export function chunkRanges(bytes: number, limit: number, unit: number): ArenaChunk[] {
+  if (bytes <= limit) return [{ offset: 0, bytes }];
+  const step = Math.floor(limit / unit) * unit;
+  if (step === 0) {
+    throw new Error(
+      `arena: a storage binding limit of ${limit} bytes is below one chunk (${unit})`,
+    );
+  }
+  const out: ArenaChunk[] = [];
+  for (let offset = 0; offset < bytes; offset += step) {
+    out.push({ offset, bytes: Math.min(step, bytes - offset) });
+  }
+  return out;
 }

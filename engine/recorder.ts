@@ -55,6 +55,16 @@ function bindGroup(pipe: GPUComputePipeline, label: string, bindings: Binding[])
   if (!group) {
     stats.bindGroupsCreated++;
     if (groups.size >= MAX_GROUPS) groups.clear();
+    // WebGPU would only report this later as an invalid bind group, without the binding.
+    const limit = device().limits.maxStorageBufferBindingSize;
+    bindings.forEach((b, i) => {
+      if (b.size > limit) {
+        throw new Error(
+          `${label}: binding ${i} ('${b.buffer.label}', ${b.size} bytes) exceeds this device's ` +
+            `storage binding limit (${limit}): bind it in chunks (as ParamArena.chunks)`,
+        );
+      }
+    });
     group = device().createBindGroup({
       label,
       layout: pipe.getBindGroupLayout(0),

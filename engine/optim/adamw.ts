@@ -12,9 +12,12 @@
 // and a weight-decay multiplier. Parameters sharing a pair form a group; the slot then holds one
 // vec4 per group and a small per-64-word-block table names each block's group (kernels/adamw.ts),
 // so the step stays one dispatch and the optimiser-state files keep the same keys.
+//
+// An arena larger than one storage binding (arena.ts `chunks`) takes one dispatch per chunk: the
+// moments, gradients, parameters and the block table are each bound at the chunk's offset.
 
 import { adamwKernel, GROUP_BLOCK_WORDS, MAX_GROUPS } from "../../kernels/adamw.ts";
-import { ARENA_ALIGN, arenaView, ParamArena } from "../arena.ts";
+import { ARENA_ALIGN, ParamArena } from "../arena.ts";
 import { device } from "../device.ts";
 import type { Kernel } from "../../kernels/common.ts";
 import { run } from "../launch.ts";
@@ -45,12 +48,14 @@ export class AdamW {
   t = 0;
   readonly #m: GPUBuffer;
   readonly #v: GPUBuffer;
-  readonly #flatM: Tensor;
-  readonly #flatV: Tensor;
+  /** The moments' chunk views (arena.chunks). */
+  readonly #mChunks: Tensor[];
+  readonly #vChunks: Tensor[];
   readonly #ring: GPUBuffer;
   /** Which slot of #ring each step writes its hyper-parameters to. */
   readonly #slots = new SlotRing(RING);
-  readonly #kernel: Kernel;
+  /** One kernel per chunk (at most two distinct: the full chunks and the last). */
+  readonly #kernels: Kernel[];
   /** Distinct (lrMult, decayMult) pairs; each parameter's index into it. */
   readonly groups: { lrMult: number; decayMult: number }[];
   readonly groupOf: number[];
@@ -73,8 +78,8 @@ export class AdamW {
     this.weightDecay = weightDecay;
     this.#m = this.arena.createStateBuffer("adamw_exp_avg");
     this.#v = this.arena.createStateBuffer("adamw_exp_avg_sq");
-    this.#flatM = arenaView(this.#m, 0, [this.arena.words]);
-    this.#flatV = arenaView(this.#v, 0, [this.arena.words]);
+    this.#mChunks = this.arena.chunkViews(this.#m);
+    this.#vChunks = this.arena.chunkViews(this.#v);
     this.#ring = device().createBuffer({
       size: RING * ARENA_ALIGN,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
@@ -82,13 +87,15 @@ export class AdamW {
     });
     ({ groups: this.groups, groupOf: this.groupOf } = groupParams(this.arena, opts.multipliers));
     if (this.groups.length > 1) this.#blockGroups = this.#uploadBlockGroups();
-    this.#kernel = adamwKernel({
-      words: this.arena.words,
-      beta1: this.beta1,
-      beta2: this.beta2,
-      eps,
-      groups: this.groups.length,
-    });
+    this.#kernels = this.arena.chunks.map((c) =>
+      adamwKernel({
+        words: c.bytes / 4,
+        beta1: this.beta1,
+        beta2: this.beta2,
+        eps,
+        groups: this.groups.length,
+      })
+    );
   }
 
   get params(): Tensor[] {
@@ -140,13 +147,24 @@ export class AdamW {
     }));
     const offset = this.#slots.take() * ARENA_ALIGN;
     device().queue.writeBuffer(this.#ring, offset, hyper);
+    const hp = { buffer: this.#ring, offset, size: hyper.byteLength };
     const blocks = this.#blockGroups;
-    const table = blocks ? [{ buffer: blocks, offset: 0, size: blocks.size }] : [];
-    run(
-      this.#kernel,
-      [{ buffer: this.#ring, offset, size: hyper.byteLength }, ...table, this.arena.flatGrads],
-      [this.arena.flatParams, this.#flatM, this.#flatV],
-    );
+    this.arena.chunks.forEach((c, k) => {
+      // The chunk's entries of the block table: one u32 (4 bytes) per block of GROUP_BLOCK_WORDS
+      // words (4·GROUP_BLOCK_WORDS bytes), so its byte offset is the chunk's / GROUP_BLOCK_WORDS.
+      const table = blocks
+        ? [{
+          buffer: blocks,
+          offset: c.offset / GROUP_BLOCK_WORDS,
+          size: c.bytes / GROUP_BLOCK_WORDS,
+        }]
+        : [];
+      run(
+        this.#kernels[k],
+        [hp, ...table, this.arena.gradChunks[k]],
+        [this.arena.paramChunks[k], this.#mChunks[k], this.#vChunks[k]],
+      );
+    });
   }
 
   /**
@@ -199,8 +217,7 @@ export class AdamW {
    * model's owner frees with `opt.arena.dispose()` when done with them. */
   dispose(): void {
     flush();
-    this.#flatM.dispose();
-    this.#flatV.dispose();
+    for (const t of [...this.#mChunks, ...this.#vChunks]) t.dispose();
     this.#m.destroy();
     this.#v.destroy();
     this.#ring.destroy();

@@ -11,6 +11,7 @@ import { encodeSafetensors, loadInto, readAll } from "../../engine/safetensors.t
 import { scope } from "../../engine/scope.ts";
 import { parameter, type Tensor, tensor, write } from "../../engine/tensor.ts";
 import { assertClose, randArray } from "../util.ts";
+import { AdamWRef } from "./adamw_ref.ts";
 
 await initDevice();
 
@@ -21,35 +22,6 @@ function makeParams(seed: number): Tensor[] {
     const n = s.reduce((p, d) => p * d, 1);
     return parameter(randArray(n, seed + k), s, `p${k}`);
   });
-}
-
-/** PyTorch's AdamW (single-tensor path, no amsgrad) in float64. */
-class AdamWRef {
-  m: Float64Array[];
-  v: Float64Array[];
-  t = 0;
-  constructor(
-    public p: Float64Array[],
-    readonly o: { beta1: number; beta2: number; eps: number; wd: number },
-  ) {
-    this.m = p.map((x) => new Float64Array(x.length));
-    this.v = p.map((x) => new Float64Array(x.length));
-  }
-  step(grads: ArrayLike<number>[], lr: number): void {
-    const { beta1, beta2, eps, wd } = this.o;
-    this.t++;
-    const bc1 = 1 - beta1 ** this.t;
-    const bc2 = 1 - beta2 ** this.t;
-    this.p.forEach((p, k) => {
-      const g = grads[k], m = this.m[k], v = this.v[k];
-      for (let i = 0; i < p.length; i++) {
-        p[i] *= 1 - lr * wd;
-        m[i] = beta1 * m[i] + (1 - beta1) * g[i];
-        v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
-        p[i] -= (lr / bc1) * m[i] / (Math.sqrt(v[i]) / Math.sqrt(bc2) + eps);
-      }
-    });
-  }
 }
 
 /** Per-step gradients, some tiny (ε matters) and some exactly zero. */

@@ -10,7 +10,7 @@ import { writeSynthDataset } from "../../data/synth.ts";
 import { initDevice } from "../../engine/device.ts";
 import { modelEntry } from "../../models/registry.ts";
 import { evalWindow } from "../../train/config.ts";
-import { arenaFits, trainsAndEvaluates } from "./recipe_smoke.ts";
+import { trainsAndEvaluates } from "./recipe_smoke.ts";
 
 await initDevice();
 const root = await Deno.makeTempDir({ prefix: "cd-ifn-cgnet-" });
@@ -21,7 +21,6 @@ const ds = await checkDataset(data);
 for (const name of ["ifn_vgg16", "cgnet_vgg16"]) {
   Deno.test({
     name: `${name} trains with its Open-CD recipe and evaluates from its checkpoint`,
-    ignore: !arenaFits(name),
     fn: () =>
       trainsAndEvaluates(name, {
         data,

@@ -1,17 +1,16 @@
 // Shared by the registry models' training tests: a short run of the real trainer with a model's
 // registry recipe on a synthetic dataset (finite losses, a validation, a checkpoint that loads
-// back into the registry's model and evaluates), and whether a model can train on this adapter.
+// back into the registry's model and evaluates).
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { CheckedDataset } from "../../data/dataset.ts";
-import { device } from "../../engine/device.ts";
 import { loadCheckpoint } from "../../engine/nn/checkpoint.ts";
 import type { ChangeDetector } from "../../models/model.ts";
 import { modelEntry } from "../../models/registry.ts";
 import { type TrainConfig, TrainConfigSchema } from "../../train/config.ts";
 import { evaluateModel, type EvaluateOptions } from "../../train/evaluate.ts";
-import { train, trainableParameters } from "../../train/trainer.ts";
+import { train } from "../../train/trainer.ts";
 
 export interface RecipeRun {
   data: string;
@@ -54,18 +53,4 @@ export async function trainsAndEvaluates(name: string, o: RecipeRun): Promise<vo
   const { report } = await evaluateModel(model, o.ds.test, window);
   assert.ok(report.perImage.mIoU >= 0 && report.perImage.mIoU <= 1);
   model.dispose();
-}
-
-/** Whether the optimiser's parameter arena (one storage binding) fits the adapter: CGNet's
- * 33.7 M trainable parameters (135 MB) exceed a software adapter's 128 MiB, so it cannot train
- * there. Says so when it does not. */
-export function arenaFits(name: string): boolean {
-  const m = modelEntry(name).create(0);
-  const bytes = trainableParameters(m, modelEntry(name)).reduce((s, t) => s + 4 * t.size, 0);
-  m.dispose();
-  const ok = bytes <= device().limits.maxStorageBufferBindingSize;
-  if (!ok) {
-    console.log(`skipping ${name}: its ${bytes}-byte parameter arena exceeds the binding limit`);
-  }
-  return ok;
 }
