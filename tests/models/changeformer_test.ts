@@ -1,6 +1,6 @@
 // Open-CD's "ChangeFormer" (Siamese SegFormer-b0): the MiT-b0 stage outputs alone, then the whole
 // detector (logits, features, loss and every gradient) against the upstream code's reference
-// (../shared/fixtures/README.md, "changeformer_mit_b0_seed0"), and a training step at 2 × 64².
+// (../shared/fixtures/README.md, "changeformer_mit_b0_seed0"), and a training step at 2 × 32².
 
 import assert from "node:assert/strict";
 import { backward, noGrad } from "../../engine/autograd.ts";
@@ -61,20 +61,20 @@ Deno.test({
   },
 });
 
-Deno.test("ChangeFormer has Open-CD's 3,846,754 parameters and trains on a 2 × 64² batch", async () => {
+Deno.test("ChangeFormer has Open-CD's 3,846,754 parameters and trains on a 2 × 32² batch", async () => {
   await initDevice();
   const model = createChangeFormer(1).train();
   assert.equal(model.parameterCount(), 3_846_754);
   resetDropoutStream(7, 1);
-  const shape = [2, 3, 64, 64];
-  const labels = Uint32Array.from(randArray(2 * 64 * 64, 3), (v) => (v > 0 ? 1 : 0));
+  const shape = [2, 3, 32, 32];
+  const labels = Uint32Array.from(randArray(2 * 32 * 32, 3), (v) => (v > 0 ? 1 : 0));
   const lossValue = scope(() => {
     const logits = model.forward(
-      tensor(randArray(2 * 3 * 64 * 64, 1), shape),
-      tensor(randArray(2 * 3 * 64 * 64, 2), shape),
+      tensor(randArray(2 * 3 * 32 * 32, 1), shape),
+      tensor(randArray(2 * 3 * 32 * 32, 2), shape),
     );
-    assert.deepEqual(logits.shape, [2, 2, 64, 64]);
-    const { loss } = cdLoss(logits, tensor(labels, [2, 64, 64], "u32"));
+    assert.deepEqual(logits.shape, [2, 2, 32, 32]);
+    const { loss } = cdLoss(logits, tensor(labels, [2, 32, 32], "u32"));
     backward(loss);
     return loss.keep();
   });
