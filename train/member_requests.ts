@@ -9,6 +9,7 @@ import type { TrainConfig } from "./config.ts";
 import type { MemberRequest } from "./member_check.ts";
 import type { RequiredMember } from "./member_unit.ts";
 import { originalDir, studentDir, teacherDir } from "./members.ts";
+import { checkMemberPairs } from "./model_size.ts";
 
 /** M_O and the teachers: name, run folder, training pairs. */
 export function opMembers(
@@ -34,7 +35,17 @@ export function opRequests(
   scheme: PartitionScheme,
   dir: string,
 ): MemberRequest[] {
-  return opMembers(ds, scheme, dir).map((m): MemberRequest => ({
+  const members = opMembers(ds, scheme, dir);
+  // Before anything trains: a partition too small for the model's batch would fail only after
+  // M_O and the teachers before it.
+  for (const m of members) {
+    checkMemberPairs(
+      cfg.model,
+      m.name === "original" ? "M_O" : `teacher ${m.name}`,
+      m.pairs.length,
+    );
+  }
+  return members.map((m): MemberRequest => ({
     name: m.name,
     runDir: m.runDir,
     cfg,

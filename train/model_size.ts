@@ -28,3 +28,17 @@ export function checkTrainBatch(model: string, batch: number): void {
       `which needs at least ${min} images per batch; use --batch ${min} or more`,
   );
 }
+
+/** Throws when an experiment member would train on fewer pairs than the model's minBatch: the
+ * trainer's batch is at most the member's pair count, and a one-pair batch fails deep inside a
+ * BatchNorm after M_O has already trained. Empty partitions are op's own error. */
+export function checkMemberPairs(model: string, member: string, pairs: number): void {
+  const min = modelEntry(model).minBatch ?? 1;
+  if (pairs === 0 || pairs >= min) return;
+  throw new Error(
+    `${member}: ${pairs} training pair${pairs === 1 ? "" : "s"}, but ${model} trains on ` +
+      `batches of at least ${min} (a BatchNorm sees one value per image); add pairs to that ` +
+      "partition, move the thresholds (--thresholds, or --auto --teachers K for equal counts) " +
+      "or train fewer teachers",
+  );
+}
