@@ -206,6 +206,23 @@ function referenceGrads(
   return { dq, dk, dv: dvv };
 }
 
+/** Gradients of Σ attention(q, k, v)·r against float64 (the dK/dV kernels' forms). */
+async function gradsMatchFloat64(dm: Dims, seed: number, kvPasses?: 1 | 2): Promise<void> {
+  const { q, k, v } = inputs(dm, seed);
+  const r = randArray(dm.b * dm.h * dm.lq * dm.dv, seed + 10);
+  const shape = (l: number, w: number) => [dm.b, dm.h, l, w];
+  const qp = parameter(q, shape(dm.lq, dm.d)), kp = parameter(k, shape(dm.lk, dm.d));
+  const vp = parameter(v, shape(dm.lk, dm.dv));
+  scope(() =>
+    backward(sum(mul(attention(qp, kp, vp, { kvPasses }), tensor(r, shape(dm.lq, dm.dv)))))
+  );
+  const ref = referenceGrads(q, k, v, r, dm, 1 / Math.sqrt(dm.d));
+  assertClose(await qp.grad!.read(), ref.dq, { what: "dq", atol: 1e-4 });
+  assertClose(await kp.grad!.read(), ref.dk, { what: "dk", atol: 2e-4, rtol: 1e-4 });
+  assertClose(await vp.grad!.read(), ref.dv, { what: "dv", atol: 2e-4, rtol: 1e-4 });
+  for (const t of [qp, kp, vp]) t.dispose();
+}
+
 // Short key sets run the dK/dV kernel with lanes (several threads per key, summed at the end):
 // BIT's 4 tokens, an odd 3 with head sizes off vec4, and 16; query ranges over several tiles
 // and split slices.
@@ -216,20 +233,10 @@ for (
     { b: 1, h: 1, lq: 200, lk: 16, d: 8, dv: 4 },
   ]
 ) {
-  Deno.test(`attention gradients with few keys ${JSON.stringify(dm)} match float64`, async () => {
-    const { q, k, v } = inputs(dm, 50 + dm.lk);
-    const r = randArray(dm.b * dm.h * dm.lq * dm.dv, 60 + dm.lk);
-    const scale = 1 / Math.sqrt(dm.d);
-    const shape = (l: number, w: number) => [dm.b, dm.h, l, w];
-    const qp = parameter(q, shape(dm.lq, dm.d)), kp = parameter(k, shape(dm.lk, dm.d));
-    const vp = parameter(v, shape(dm.lk, dm.dv));
-    scope(() => backward(sum(mul(attention(qp, kp, vp), tensor(r, shape(dm.lq, dm.dv))))));
-    const ref = referenceGrads(q, k, v, r, dm, scale);
-    assertClose(await qp.grad!.read(), ref.dq, { what: "dq", atol: 1e-4 });
-    assertClose(await kp.grad!.read(), ref.dk, { what: "dk", atol: 2e-4, rtol: 1e-4 });
-    assertClose(await vp.grad!.read(), ref.dv, { what: "dv", atol: 2e-4, rtol: 1e-4 });
-    for (const t of [qp, kp, vp]) t.dispose();
-  });
+  Deno.test(
+    `attention gradients with few keys ${JSON.stringify(dm)} match float64`,
+    () => gradsMatchFloat64(dm, 50 + dm.lk),
+  );
 }
 
 // The dK/dV backward in two passes (dK, then dV in column chunks): CGNet's 32-wide keys with
@@ -243,26 +250,10 @@ for (
     [{ b: 1, h: 2, lq: 517, lk: 3, d: 5, dv: 6 }, 2],
   ] as [Dims, 2 | undefined][]
 ) {
-  Deno.test(`attention gradients in two dK/dV passes ${JSON.stringify(dm)} match float64`, async () => {
+  Deno.test(`attention gradients in two dK/dV passes ${JSON.stringify(dm)} match float64`, () => {
     const spec = { bh: dm.b * dm.h, lq: dm.lq, lk: dm.lk, d: dm.d, dv: dm.dv, scale: 1 };
     assertEquals(keyValuePlan({ ...spec, kvPasses: passes }).passes, 2);
-    const { q, k, v } = inputs(dm, 80 + dm.d);
-    const r = randArray(dm.b * dm.h * dm.lq * dm.dv, 90 + dm.d);
-    const scale = 1 / Math.sqrt(dm.d);
-    const shape = (l: number, w: number) => [dm.b, dm.h, l, w];
-    const qp = parameter(q, shape(dm.lq, dm.d)), kp = parameter(k, shape(dm.lk, dm.d));
-    const vp = parameter(v, shape(dm.lk, dm.dv));
-    scope(() =>
-      backward(sum(mul(
-        attention(qp, kp, vp, { kvPasses: passes }),
-        tensor(r, shape(dm.lq, dm.dv)),
-      )))
-    );
-    const ref = referenceGrads(q, k, v, r, dm, scale);
-    assertClose(await qp.grad!.read(), ref.dq, { what: "dq", atol: 1e-4 });
-    assertClose(await kp.grad!.read(), ref.dk, { what: "dk", atol: 2e-4, rtol: 1e-4 });
-    assertClose(await vp.grad!.read(), ref.dv, { what: "dv", atol: 2e-4, rtol: 1e-4 });
-    for (const t of [qp, kp, vp]) t.dispose();
+    return gradsMatchFloat64(dm, 80 + dm.d, passes);
   });
 }
 
