@@ -11,7 +11,9 @@
 // element for 8 output channels × 8 tiles; at the end the 16 elements of each (channel, tile)
 // meet in shared memory for the output transform, the bias and activation.
 // The same kernel computes a stride-1 conv's input gradient: a conv of dy with the filters
-// transposed and flipped, padded by 2 − pad (the `flip` of the weight transform). Which convs
+// transposed and flipped, padded by 2 − pad (the `flip` of the weight transform). Grouped convs
+// (ResNeSt's split attention) run every group in one launch: groups are independent convs, so a
+// group is one more grid dimension and offsets into the channels, U and the filters. Which convs
 // take it: kernels/conv_plan.ts (winogradFits).
 
 import { cached, grid1d, type Kernel, kernel, main1d, MAX_GROUPS, ro, rw } from "./common.ts";
@@ -20,9 +22,11 @@ import { type ConvGeometry, type Epilogue, epilogueBindings, epilogueStore } fro
 export interface WinogradSpec {
   name: string;
   batch: number;
-  /** Output channels M and reduction channels R (one group). */
+  /** Output channels M and reduction channels R, per group. */
   m: number;
   r: number;
+  /** Independent groups: the tensors hold groups·M and groups·R channels. */
+  groups: number;
   inH: number;
   inW: number;
   outH: number;
@@ -38,10 +42,11 @@ export interface WinogradSpec {
 export interface WinogradWeightSpec {
   m: number;
   r: number;
+  groups: number;
   /** M rounded up to the tile. */
   mp: number;
-  /** Input gradient: g[m][r] = w[r][m] flipped in both axes (w is [R, M, 3, 3]); else w is
-   * [M, R, 3, 3]. */
+  /** Input gradient: g[m][r] = w[r][m] flipped in both axes (w is [groups·R, M, 3, 3]); else w
+   * is [groups·M, R, 3, 3]. Either way a group's filters are one block of M·R·9. */
   flip: boolean;
 }
 
@@ -57,8 +62,9 @@ export function forwardWinogradSpec(g: ConvGeometry, epilogue: Epilogue): Winogr
   return {
     name: "conv2d_winograd",
     batch: g.batch,
-    m: g.co,
-    r: g.ci,
+    m: g.co / g.groups,
+    r: g.ci / g.groups,
+    groups: g.groups,
     inH: g.h,
     inW: g.w,
     outH: g.ho,
@@ -74,8 +80,9 @@ export function dgradWinogradSpec(g: ConvGeometry, epilogue: Epilogue): Winograd
   return {
     name: "conv2d_dgrad_winograd",
     batch: g.batch,
-    m: g.ci,
-    r: g.co,
+    m: g.ci / g.groups,
+    r: g.co / g.groups,
+    groups: g.groups,
     inH: g.ho,
     inW: g.wo,
     outH: g.h,
@@ -87,12 +94,16 @@ export function dgradWinogradSpec(g: ConvGeometry, epilogue: Epilogue): Winograd
   };
 }
 
-/** U[e, r, m] = (G g Gᵀ)[e] for e = 4·i + j; one thread per (r, m) of the padded range. */
+/** U[group, e, r, m] = (G g Gᵀ)[e] for e = 4·i + j; one thread per (group, r, m) of the padded
+ * range. */
 function winogradWeightKernelGen(s: WinogradWeightSpec): Kernel {
-  const n = s.r * s.mp;
-  const src = s.flip ? `(r * ${s.m}u + m) * 9u + 8u - t` : `(m * ${s.r}u + r) * 9u + t`;
+  const per = s.r * s.mp, n = s.groups * per;
+  const block = `gi * ${s.m * s.r * 9}u + `;
+  const src = s.flip
+    ? `${block}(r * ${s.m}u + m) * 9u + 8u - t`
+    : `${block}(m * ${s.r}u + r) * 9u + t`;
   const gl = [0, 1, 2].flatMap((a) =>
-    [0, 1, 2].map((c) => `let g${a}${c} = wl(r, m, ${a * 3 + c}u);`)
+    [0, 1, 2].map((c) => `let g${a}${c} = wl(gi, r, m, ${a * 3 + c}u);`)
   );
   // t = G g (4×3), then U = t Gᵀ (4×4).
   const tRows = [0, 1, 2].map((c) =>
@@ -101,22 +112,25 @@ function winogradWeightKernelGen(s: WinogradWeightSpec): Kernel {
   let t2${c} = 0.5 * (g0${c} - g1${c} + g2${c});
   let t3${c} = g2${c};`
   );
+  const at = (e: number) => `u[(gi * 16u + ${e}u) * ${per}u + o]`;
   const stores = [0, 1, 2, 3].map((i) =>
-    `u[${4 * i}u * ${n}u + o] = t${i}0;
-  u[${4 * i + 1}u * ${n}u + o] = 0.5 * (t${i}0 + t${i}1 + t${i}2);
-  u[${4 * i + 2}u * ${n}u + o] = 0.5 * (t${i}0 - t${i}1 + t${i}2);
-  u[${4 * i + 3}u * ${n}u + o] = t${i}2;`
+    `${at(4 * i)} = t${i}0;
+  ${at(4 * i + 1)} = 0.5 * (t${i}0 + t${i}1 + t${i}2);
+  ${at(4 * i + 2)} = 0.5 * (t${i}0 - t${i}1 + t${i}2);
+  ${at(4 * i + 3)} = t${i}2;`
   );
   const grid = grid1d(n);
   return kernel(
     "conv2d_winograd_weights",
     [ro("w"), rw("u")],
     grid.workgroups,
-    `fn wl(r: u32, m: u32, t: u32) -> f32 {
+    `fn wl(gi: u32, r: u32, m: u32, t: u32) -> f32 {
   if (m >= ${s.m}u) { return 0.0; }
   return w[${src}];
 }
-${main1d(grid.index, n, 256, "o")}
+${main1d(grid.index, n, 256, "og")}
+  let gi = og / ${per}u;
+  let o = og % ${per}u;
   let r = o / ${s.mp}u;
   let m = o % ${s.mp}u;
   ${gl.join("\n  ")}
@@ -127,7 +141,7 @@ ${main1d(grid.index, n, 256, "o")}
 }
 
 function winogradKernelGen(s: WinogradSpec): Kernel {
-  const TM = s.tm, TN = 1024 / TM, NI = TN / 8, CK = 256 / TN;
+  const TM = s.tm, TN = 1024 / TM, NI = TN / 8, CK = 256 / TN, G = s.groups;
   if (![16, 32].includes(TM)) throw new Error(`conv Winograd: tile ${TM} must be 16 or 32`);
   const mp = paddedChannels(s.m, TM);
   const tilesY = Math.ceil(s.outH / 2), tilesX = Math.ceil(s.outW / 2);
@@ -181,7 +195,7 @@ function winogradKernelGen(s: WinogradSpec): Kernel {
       let rr = rest % ${CK}u;
       let el = rest / ${CK}u;
       let r = r0 + rr;
-      S[${uOff}u + v] = select(vec4<f32>(0.0), u[select(0u, ((el * ${s.r}u + r) * ${mp}u + mBase) / 4u + m4, r < ${s.r}u)], r < ${s.r}u);
+      S[${uOff}u + v] = select(vec4<f32>(0.0), u[select(0u, (((gi * 16u + el) * ${s.r}u + r) * ${mp}u + mBase) / 4u + m4, r < ${s.r}u)], r < ${s.r}u);
       }
     }`);
   }
@@ -232,7 +246,7 @@ function winogradKernelGen(s: WinogradSpec): Kernel {
   ];
   const outStores = y.map(([dy, dx, v]) =>
     `if (oy + ${dy} < ${s.outH}u && ox + ${dx} < ${s.outW}u) { ${
-      epilogueStore(e, v, "m", `ob + (oy + ${dy}) * ${s.outW}u + ox + ${dx}`)
+      epilogueStore(e, v, "mc", `ob + (oy + ${dy}) * ${s.outW}u + ox + ${dx}`)
     } }`
   );
 
@@ -247,7 +261,8 @@ fn ld(base: u32, iy: i32, ix: i32, ok: bool) -> f32 {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${tileIndex}
-  let mBase = wid.y * ${TM}u;
+  let gi = wid.y / ${mTiles}u;
+  let mBase = (wid.y % ${mTiles}u) * ${TM}u;
   let el = lid / 16u;
   let mi = (lid % 16u) / ${NI}u;
   let ni = lid % ${NI}u;
@@ -268,7 +283,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var r0 = 0u; r0 < ${s.r}u; r0 += ${CK}u) {
     {
       let ok = valid && r0 + prr < ${s.r}u;
-      let base = (tb * ${s.r}u + r0 + prr) * ${inHW}u;
+      let base = (tb * ${G * s.r}u + gi * ${s.r}u + r0 + prr) * ${inHW}u;
       ${loads.join("\n      ")}
       ${tb.join("\n      ")}
       ${vStores.join("\n      ")}
@@ -295,7 +310,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let rem = tt % ${tilesY * tilesX}u;
         let oy = (rem / ${tilesX}u) * 2u;
         let ox = (rem % ${tilesX}u) * 2u;
-        let ob = (b * ${s.m}u + m) * ${outHW}u;
+        let mc = gi * ${s.m}u + m;
+        let ob = (b * ${G * s.m}u + mc) * ${outHW}u;
         ${outStores.join("\n        ")}
       }
     }
@@ -303,12 +319,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }`;
   const bindings = [ro("inp"), ro("u", "vec4<f32>"), ...epilogueBindings(e)];
-  return kernel(s.name, bindings, [Math.min(nTiles, MAX_GROUPS), mTiles, fold], code);
+  return kernel(s.name, bindings, [Math.min(nTiles, MAX_GROUPS), mTiles * G, fold], code);
 }
 
-/** Elements of the transformed weights for a spec: [16, R, Mp]. */
+/** Elements of the transformed weights for a spec: [groups, 16, R, Mp]. */
 export function winogradWeightShape(s: WinogradSpec): number[] {
-  return [16, s.r, paddedChannels(s.m, s.tm)];
+  return [s.groups, 16, s.r, paddedChannels(s.m, s.tm)];
 }
 
 // Generated once per distinct spec (see cached in common.ts).

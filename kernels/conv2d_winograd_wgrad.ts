@@ -9,6 +9,8 @@
 //   wgradGradTransform:   dy → W [36, Co, T], W = A dY Aᵀ of every tile;
 //   the GEMM:             M[e] = W[e] · V[e]ᵀ, [36, Co, Ci], split over T where it is long;
 //   wgradOutputTransform: M  → dw [Co, Ci, 3, 3], Gᵀ M G.
+// Grouped convs: V and W viewed as [36·groups, C/groups, T] make the GEMM one product per
+// (element, group), and M [36, groups, Co/groups, Ci/groups] is per element dw's own order.
 // T counts the 4×4 output tiles (batch × ⌈Ho/4⌉ × ⌈Wo/4⌉), tile-fastest in V and W so the
 // transforms write and the GEMM reads along rows.
 
@@ -85,6 +87,7 @@ export interface WinoWgradSpec {
   n0: number;
   ci: number;
   co: number;
+  groups: number;
   h: number;
   w: number;
   ho: number;
@@ -99,6 +102,7 @@ export function winoWgradSpec(g: ConvGeometry, n0 = 0, batch = g.batch): WinoWgr
     n0,
     ci: g.ci,
     co: g.co,
+    groups: g.groups,
     h: g.h,
     w: g.w,
     ho: g.ho,
@@ -168,9 +172,9 @@ ${main1d(g.index, total, 256, "o")}
   );
 }
 
-/** dw[co, ci, 3, 3] = Gᵀ M[·, co, ci] G, M being [36, Co, Ci]. */
+/** dw[co, ci, 3, 3] = Gᵀ M[·, co, ci] G, M being [36, Co, Ci / groups]. */
 function outputTransformGen(s: WinoWgradSpec): Kernel {
-  const total = s.co * s.ci;
+  const total = s.co * (s.ci / s.groups);
   const g = grid1d(total);
   const GT = transpose(G);
   const loads: string[] = [];

@@ -7,7 +7,7 @@
 // (tests/engine/conv_routes_h100.txt answers "which kernel runs this layer's pass").
 //
 // Order of the checks, per computation (the first that fits wins):
-//   forward: small 1×1 mix → Winograd F(2×2) → direct → implicit GEMM (tile, splits, packing)
+//   forward: small 1×1 mix → Winograd F(2×2) (any groups) → direct → implicit GEMM (tile, splits, packing)
 //   input gradient: small 1×1 mix → Winograd F(2×2), flipped → GEMM + col2im (wide, or a patch
 //     conv) → direct →
 //     implicit GEMM per output phase
@@ -152,11 +152,13 @@ export function smallWgradFits(g: ConvGeometry): boolean {
   return is1x1(g) && g.ci * g.co <= SMALL_WGRAD_MAX_WEIGHTS;
 }
 
-/** 3×3, stride 1, undilated, one group, enough channels: Winograd F(2×2, 3×3). */
+/** 3×3, stride 1, undilated, enough channels per group: Winograd F(2×2, 3×3) (groups in one
+ * launch; ResNeSt's radix-2 convs took the implicit GEMM before, 59 of ChangerEx-S50's 179 ms
+ * step on an H100). */
 export function winogradFits(g: ConvGeometry): boolean {
   return g.kh === 3 && g.kw === 3 && g.strideY === 1 && g.strideX === 1 && g.dilY === 1 &&
-    g.dilX === 1 && g.groups === 1 && g.ci >= WINOGRAD_MIN_CHANNELS &&
-    g.co >= WINOGRAD_MIN_CHANNELS;
+    g.dilX === 1 && g.ci / g.groups >= WINOGRAD_MIN_CHANNELS &&
+    g.co / g.groups >= WINOGRAD_MIN_CHANNELS;
 }
 
 /** The input gradient of such a conv on Winograd (its padding becomes 2 − pad). */
@@ -164,9 +166,10 @@ export function winogradFitsDgrad(g: ConvGeometry): boolean {
   return winogradFits(g) && g.padY <= WINOGRAD_MAX_PAD && g.padX <= WINOGRAD_MAX_PAD;
 }
 
-/** Winograd F(4×4, 3×3) weight gradient. */
+/** Winograd F(4×4, 3×3) weight gradient (groups as one batched GEMM). */
 export function winogradWgradFits(g: ConvGeometry): boolean {
-  return winogradFits(g) && g.ci >= WINO_WGRAD_MIN_CHANNELS && g.co >= WINO_WGRAD_MIN_CHANNELS &&
+  return winogradFits(g) && g.ci / g.groups >= WINO_WGRAD_MIN_CHANNELS &&
+    g.co / g.groups >= WINO_WGRAD_MIN_CHANNELS &&
     winoWgradBytesPerImage(g) <= WINO_WGRAD_CHUNK_BYTES;
 }
 

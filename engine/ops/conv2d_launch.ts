@@ -190,7 +190,7 @@ export function runImplicitGemm(
   if (wp !== w) wp.dispose();
 }
 
-/** A Winograd launch: the filters transformed to [16, R, Mp] (transposed and flipped for an
+/** A Winograd launch: the filters transformed to [groups, 16, R, Mp] (transposed and flipped for an
  * input gradient), then the fused kernel writing `outs`. */
 export function runWinograd(
   spec: WinogradSpec,
@@ -202,7 +202,8 @@ export function runWinograd(
 ): void {
   const shape = winogradWeightShape(spec);
   const u = empty(shape);
-  run(winogradWeightKernel({ m: spec.m, r: spec.r, mp: shape[2], flip }), [w], [u]);
+  const ws = { m: spec.m, r: spec.r, groups: spec.groups, mp: shape[3], flip };
+  run(winogradWeightKernel(ws), [w], [u]);
   run(winogradKernel(spec), [input, u, ...extra], outs);
   u.dispose();
 }
@@ -226,7 +227,7 @@ export function runCol2im(
   cols.dispose();
 }
 
-/** Weight gradient [Co, Ci, 3, 3] of a 3×3 stride-1 conv by Winograd F(4×4, 3×3): the input
+/** Weight gradient [Co, Ci / groups, 3, 3] of a 3×3 stride-1 conv by Winograd F(4×4, 3×3): the input
  * patches and output-gradient tiles transformed, one batched GEMM over the tiles per
  * transform element, the result transformed back (kernels/conv2d_winograd_wgrad.ts); images go
  * in chunks of at most `chunkBytes` of transformed operands. */
@@ -245,9 +246,10 @@ export function winogradWeightGradRaw(
     run(wgradInputTransformKernel(s), [x], [v]);
     const w = empty([WINO4_ELEMENTS, g.co, t]);
     run(wgradGradTransformKernel(s), [dy], [w]);
-    const part = gemm(w, v, { transB: true });
-    v.dispose();
-    w.dispose();
+    const eg = WINO4_ELEMENTS * g.groups;
+    const [wv, vv] = [view(w, [eg, g.co / g.groups, t]), view(v, [eg, g.ci / g.groups, t])];
+    const part = gemm(wv, vv, { transB: true });
+    for (const a of [v, w, wv, vv]) a.dispose();
     if (m) {
       const sum: Tensor = add(m, part);
       m.dispose();
@@ -255,7 +257,7 @@ export function winogradWeightGradRaw(
       m = sum;
     } else m = part;
   }
-  const dw = empty([g.co, g.ci, 3, 3]);
+  const dw = empty([g.co, g.ci / g.groups, 3, 3]);
   run(wgradOutputTransformKernel(winoWgradSpec(g)), [m!], [dw]);
   m!.dispose();
   return dw;

@@ -557,15 +557,17 @@ Deno.test("the forward router's packed GEMMs: 128→128 stride 2 split 4 ways, 3
   }
 });
 
-Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, odd shapes, paddings, both tiles", async () => {
-  const shapes: [number[], number[], number][] = [
+Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, odd shapes, paddings, groups, both tiles", async () => {
+  const shapes: [number[], number[], number, number?][] = [
     [[2, 9, 7, 11], [13, 9, 3, 3], 1], // 16-channel tile, odd sizes, one channel slab short
     [[1, 20, 9, 13], [37, 20, 3, 3], 1], // 32-channel tile, two channel tiles, 3 slabs
     [[2, 8, 6, 5], [8, 8, 3, 3], 0], // no padding
     [[1, 11, 5, 7], [9, 11, 3, 3], 2], // padding 2
+    [[2, 18, 7, 5], [26, 9, 3, 3], 1, 2], // 2 groups of 9→13: channel tiles per group padded
+    [[1, 30, 5, 9], [51, 10, 3, 3], 1, 3], // 3 groups of 10→17: two channel tiles per group
   ];
-  for (const [xs, ws, padding] of shapes) {
-    const g = convGeometry(xs, ws, { padding });
+  for (const [xs, ws, padding, groups = 1] of shapes) {
+    const g = convGeometry(xs, ws, { padding, groups });
     assert.ok(winogradFits(g) && winogradFitsDgrad(g), `${xs} ${ws} takes Winograd`);
     const x = randArray(xs.reduce((a, b) => a * b), 31);
     const w = randArray(ws.reduce((a, b) => a * b), 32, -0.5, 0.5);
@@ -574,21 +576,22 @@ Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, 
     const [y, dx] = scope(() => {
       const y = conv2d(tensor(x, xs), tensor(w, ws), {
         padding,
+        groups,
         bias: tensor(bias, [ws[0]]),
         activation: "relu",
       });
       const dx = convInputGradRaw(g, tensor(dy, [g.batch, g.co, g.ho, g.wo]), tensor(w, ws)).y;
       return [y, dx];
     });
-    const what = `${xs}→${ws} p${padding}`;
+    const what = `${xs}→${ws} p${padding} g${groups}`;
     assertClose(await y.read(), convRef(g, x, w, bias, "relu"), { what: `${what} y`, atol: 1e-4 });
     assertClose(await dx.read(), dgradRef(g, dy, w), { what: `${what} dx`, atol: 1e-4 });
     y.dispose();
     dx.dispose();
   }
-  // The 32-channel tile (not picked, kept for sweeps) on the first two shapes.
-  for (const [xs, ws, padding] of shapes.slice(0, 2)) {
-    const g = convGeometry(xs, ws, { padding });
+  // The 32-channel tile (not picked, kept for sweeps) on the first two shapes and a grouped one.
+  for (const [xs, ws, padding, groups = 1] of [...shapes.slice(0, 2), shapes[5]]) {
+    const g = convGeometry(xs, ws, { padding, groups });
     const x = randArray(xs.reduce((a, b) => a * b), 35);
     const w = randArray(ws.reduce((a, b) => a * b), 36, -0.5, 0.5);
     const spec = { ...forwardWinogradSpec(g, NO_EPILOGUE), tm: 32 };
@@ -597,26 +600,30 @@ Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, 
       runWinograd(spec, tensor(x, xs), tensor(w, ws), false, [], [out]);
       return out;
     });
-    assertClose(await y.read(), convRef(g, x, w), { what: `tile 32 ${xs}→${ws}`, atol: 1e-4 });
+    const what = `tile 32 ${xs}→${ws} g${groups}`;
+    assertClose(await y.read(), convRef(g, x, w), { what, atol: 1e-4 });
     y.dispose();
   }
 });
 
-Deno.test("Winograd F(4×4, 3×3) weight gradient: odd shapes, paddings 0–2, partial tiles, through the op's router", async () => {
-  const shapes: [number[], number[], number][] = [
+Deno.test("Winograd F(4×4, 3×3) weight gradient: odd shapes, paddings 0–2, partial tiles, groups, through the op's router", async () => {
+  const shapes: [number[], number[], number, number?][] = [
     [[2, 3, 7, 9], [5, 3, 3, 3], 1], // output 7×9: partial tiles on both edges
     [[1, 6, 10, 6], [4, 6, 3, 3], 0], // no padding: output 8×4, whole tiles
     [[2, 5, 5, 11], [7, 5, 3, 3], 2], // padding 2: output 7×13
     [[2, 17, 6, 7], [16, 17, 3, 3], 1], // taken by convWeightGradRaw (≥ 16 channels)
     [[3, 4, 9, 5], [6, 4, 3, 3], 1], // three images in chunks of one (summed GEMM results)
+    [[2, 34, 6, 7], [32, 17, 3, 3], 1, 2], // 2 groups of 17→16, taken by convWeightGradRaw
+    [[2, 9, 5, 6], [6, 3, 3, 3], 2, 3], // 3 groups of 3→2, padding 2, in chunks of one image
   ];
-  for (const [k, [xs, ws, padding]] of shapes.entries()) {
-    const g = convGeometry(xs, ws, { padding });
+  for (const [k, [xs, ws, padding, groups = 1]] of shapes.entries()) {
+    const g = convGeometry(xs, ws, { padding, groups });
     const x = randArray(xs.reduce((a, b) => a * b), 40 + k);
     const dy = randArray(g.batch * g.co * g.ho * g.wo, 50 + k);
     const viaOp = winogradWgradFits(g);
-    assert.equal(viaOp, k === 3, `${xs}→${ws}: router choice`);
-    const chunkBytes = k === 4 ? 36 * 6 * 9 * 4 : undefined; // one image's transformed dy
+    assert.equal(viaOp, k === 3 || k === 5, `${xs}→${ws}: router choice`);
+    // one image's larger transformed operand (36 elements × channels × tiles × 4 bytes)
+    const chunkBytes = k === 4 ? 36 * 6 * 9 * 4 : k === 6 ? 36 * 9 * 6 * 4 : undefined;
     const { dw, db } = scope(() => {
       const [tx, tdy] = [tensor(x, xs), tensor(dy, [g.batch, g.co, g.ho, g.wo])];
       if (viaOp) {
@@ -626,7 +633,7 @@ Deno.test("Winograd F(4×4, 3×3) weight gradient: odd shapes, paddings 0–2, p
       return { dw: winogradWeightGradRaw(g, tx, tdy, chunkBytes), db: null };
     });
     const ref = wgradRef(g, x, dy);
-    const what = `${xs}→${ws} p${padding}`;
+    const what = `${xs}→${ws} p${padding} g${groups}`;
     assertClose(await dw.read(), ref.dw, { what: `${what} dw`, atol: 1e-4, rtol: 1e-4 });
     if (db) assertClose(await db.read(), ref.db, { what: `${what} db`, atol: 1e-4, rtol: 1e-4 });
     dw.dispose();
