@@ -106,6 +106,8 @@ const PATH: Record<string, string> = {
   "winograd-f2": "winograd",
   "winograd-f2-flip": "winograd",
   "winograd-f4": "wino4",
+  "winograd-f4-gemm": "wino4",
+  "winograd-f4-gemm-flip": "wino4",
   "col2im": "col2im",
   "direct": "direct",
   "gemm": "gemm",

@@ -16,69 +16,9 @@
 
 import { cached, grid1d, type Kernel, kernel, main1d, ro, rw } from "./common.ts";
 import type { ConvGeometry } from "./conv2d.ts";
+import { AT, BT, G, sandwich, TILE, transpose, WINO4_ELEMENTS } from "./winograd_f4_math.ts";
 
-/** Lavin & Gray's F(4×4, 3×3) matrices (interpolation points 0, ±1, ±2, ∞). */
-const BT = [
-  [4, 0, -5, 0, 1, 0],
-  [0, -4, -4, 1, 1, 0],
-  [0, 4, -4, -1, 1, 0],
-  [0, -2, -1, 2, 1, 0],
-  [0, 2, -1, -2, 1, 0],
-  [0, 4, 0, -5, 0, 1],
-];
-const G = [
-  [1 / 4, 0, 0],
-  [-1 / 6, -1 / 6, -1 / 6],
-  [-1 / 6, 1 / 6, -1 / 6],
-  [1 / 24, 1 / 12, 1 / 6],
-  [1 / 24, -1 / 12, 1 / 6],
-  [0, 0, 1],
-];
-const AT = [
-  [1, 1, 1, 1, 1, 0],
-  [0, 1, -1, 2, -2, 0],
-  [0, 1, 1, 4, 4, 0],
-  [0, 1, -1, 8, -8, 1],
-];
-
-/** Transform elements (6×6) and the output tile edge. */
-export const WINO4_ELEMENTS = 36;
-const TILE = 4;
-
-/** Σ c_k·term_k as WGSL, zero coefficients skipped and ±1 written without a product. */
-function lin(coefs: number[], terms: string[]): string {
-  const parts: string[] = [];
-  coefs.forEach((c, k) => {
-    if (c === 0) return;
-    const mag = Math.abs(c);
-    const t = mag === 1
-      ? terms[k]
-      : `${Number.isInteger(mag) ? mag.toFixed(1) : mag} * ${terms[k]}`;
-    parts.push(`${parts.length ? (c < 0 ? " - " : " + ") : (c < 0 ? "-" : "")}${t}`);
-  });
-  return parts.length ? `(${parts.join("")})` : "0.0";
-}
-
-/** WGSL computing out = L · X · Rᵀ for named scalars: X is rows×cols named `${x}${i}_${j}`,
- * L is [p][rows], R is [q][cols]; results are `${out}${i}_${j}`. */
-function sandwich(x: string, out: string, l: number[][], r: number[][], cols: number): string {
-  const rows = l[0].length, lines: string[] = [];
-  for (let i = 0; i < l.length; i++) {
-    for (let j = 0; j < cols; j++) {
-      const terms = Array.from({ length: rows }, (_, k) => `${x}${k}_${j}`);
-      lines.push(`let h${out}${i}_${j} = ${lin(l[i], terms)};`);
-    }
-  }
-  for (let i = 0; i < l.length; i++) {
-    for (let j = 0; j < r.length; j++) {
-      const terms = Array.from({ length: cols }, (_, k) => `h${out}${i}_${k}`);
-      lines.push(`let ${out}${i}_${j} = ${lin(r[j], terms)};`);
-    }
-  }
-  return lines.join("\n  ");
-}
-
-const transpose = (m: number[][]) => m[0].map((_, j) => m.map((r) => r[j]));
+export { WINO4_ELEMENTS };
 
 export interface WinoWgradSpec {
   /** Images transformed by this launch, from image n0 on (the batch goes in chunks when its

@@ -7,10 +7,10 @@
 // (tests/engine/conv_routes_h100.txt answers "which kernel runs this layer's pass").
 //
 // Order of the checks, per computation (the first that fits wins):
-//   forward: small 1×1 mix → Winograd F(2×2) (any groups) → direct → implicit GEMM (tile, splits, packing)
-//   input gradient: small 1×1 mix → Winograd F(2×2), flipped → GEMM + col2im (wide, or a patch
-//     conv) → direct →
-//     implicit GEMM per output phase
+//   forward: small 1×1 mix → Winograd F(4×4) GEMM (wide) → Winograd F(2×2) (any groups) →
+//     direct → implicit GEMM (tile, splits, packing)
+//   input gradient: small 1×1 mix → Winograd F(4×4) GEMM, flipped → Winograd F(2×2), flipped →
+//     GEMM + col2im (wide, or a patch conv) → direct → implicit GEMM per output phase
 //   weight gradient: small 1×1 → Winograd F(4×4) → direct split → split-K GEMM
 // and per op: a conv2d whose whole computation is a plain matrix product takes the matmul op
 // (its autograd runs the backward); a kernel = stride transposed conv from enough channels runs
@@ -47,6 +47,11 @@ export const DIRECT_WGRAD_MAX_WEIGHTS = 32;
 /** Winograd F(2×2, 3×3) from this many channels each way: below, the transforms cost more than
  * the 16-for-36 multiplies save. */
 export const WINOGRAD_MIN_CHANNELS = 8;
+/** Winograd F(4×4) around the matmul kernel (conv2d_winograd4.ts) from this many channels per
+ * group each way: its transforms go through global memory, which narrow convs cannot repay. */
+export const WINO4_MIN_CHANNELS = 64;
+/** Images per F(4×4) launch: V [36, R, T] and P [36, M, T] at most this size each. */
+export const WINO4_CHUNK_BYTES = 256 << 20;
 /** Winograd's input gradient pads by 2 − pad: larger paddings have no such form. */
 const WINOGRAD_MAX_PAD = 2;
 /** Winograd F(4×4) weight gradient from 16 channels each way: it beat the split-K GEMM on
@@ -94,12 +99,14 @@ const WGRAD_MIN_STEPS = 16;
 export type ForwardRoute =
   | { kind: "small1x1-mix" }
   | { kind: "winograd-f2" }
+  | { kind: "winograd-f4-gemm"; images: number }
   | { kind: "direct" }
   | { kind: "gemm"; spec: ImplicitGemmSpec };
 
 export type DgradRoute =
   | { kind: "small1x1-mix" }
   | { kind: "winograd-f2-flip" }
+  | { kind: "winograd-f4-gemm-flip"; images: number }
   | { kind: "col2im" }
   | { kind: "direct" }
   | { kind: "gemm-dgrad"; specs: ImplicitGemmSpec[] };
@@ -159,6 +166,19 @@ export function winogradFits(g: ConvGeometry): boolean {
   return g.kh === 3 && g.kw === 3 && g.strideY === 1 && g.strideX === 1 && g.dilY === 1 &&
     g.dilX === 1 && g.ci / g.groups >= WINOGRAD_MIN_CHANNELS &&
     g.co / g.groups >= WINOGRAD_MIN_CHANNELS;
+}
+
+/** Bytes of F(4×4)'s larger transformed operand per image, and the images per launch. */
+export function winograd4Images(g: ConvGeometry): number {
+  const tiles = Math.ceil(g.ho / 4) * Math.ceil(g.wo / 4);
+  const perImage = 36 * Math.max(g.ci, g.co) * tiles * 4;
+  return Math.max(1, Math.min(g.batch, Math.floor(WINO4_CHUNK_BYTES / perImage)));
+}
+
+/** Winograd F(4×4) around the GEMM: a Winograd conv wide enough each way. */
+export function winograd4Fits(g: ConvGeometry): boolean {
+  return winogradFits(g) && g.ci / g.groups >= WINO4_MIN_CHANNELS &&
+    g.co / g.groups >= WINO4_MIN_CHANNELS;
 }
 
 /** The input gradient of such a conv on Winograd (its padding becomes 2 − pad). */
@@ -227,6 +247,7 @@ export function planForward(
   profile: DeviceProfile = activeProfile(),
 ): ForwardRoute {
   if (small1x1Fits(g) && !forwardIsDirect(g)) return { kind: "small1x1-mix" };
+  if (winograd4Fits(g)) return { kind: "winograd-f4-gemm", images: winograd4Images(g) };
   if (winogradFits(g)) return { kind: "winograd-f2" };
   if (forwardIsDirect(g)) return { kind: "direct" };
   return { kind: "gemm", spec: forwardGemmSpec(g, ep, undefined, profile.fillWorkgroups) };
@@ -239,6 +260,9 @@ export function planDgrad(
   profile: DeviceProfile = activeProfile(),
 ): DgradRoute {
   if (small1x1Fits(g) && !dgradIsDirect(g)) return { kind: "small1x1-mix" };
+  if (winograd4Fits(g) && winogradFitsDgrad(g)) {
+    return { kind: "winograd-f4-gemm-flip", images: winograd4Images(g) };
+  }
   if (winogradFitsDgrad(g)) return { kind: "winograd-f2-flip" };
   if (col2imFits(g) || patchCol2imFits(g)) return { kind: "col2im" };
   if (dgradIsDirect(g)) return { kind: "direct" };
@@ -359,7 +383,9 @@ export function describeRoute(r: ConvRoute): string {
     case "small1x1-wgrad":
       return `small1x1-wgrad splits=${r.splits}`;
     case "winograd-f4":
-      return `winograd-f4 images=${r.images}`;
+    case "winograd-f4-gemm":
+    case "winograd-f4-gemm-flip":
+      return `${r.kind} images=${r.images}`;
     case "gemm-splitk":
       return `gemm-splitk ${r.tile.tm}x${r.tile.tk} splits=${r.splits}`;
     case "direct":

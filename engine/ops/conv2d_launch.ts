@@ -15,6 +15,12 @@ import {
   winogradWeightShape,
 } from "../../kernels/conv2d_winograd.ts";
 import {
+  winograd4OutputKernel,
+  winograd4Tiles,
+  winograd4WeightKernel,
+  winograd4WeightShape,
+} from "../../kernels/conv2d_winograd4.ts";
+import {
   implicitGemmKernel,
   packWeightsKernel,
   splitSumKernel,
@@ -69,6 +75,8 @@ export function convForwardRaw(
   const outs = pre ? [y, pre] : [y];
   if (route.kind === "winograd-f2") {
     runWinograd(forwardWinogradSpec(g, ep), x, w, false, extra, outs);
+  } else if (route.kind === "winograd-f4-gemm") {
+    runWinograd4(g, x, w, false, ep, extra, outs, route.images);
   } else if (route.kind === "direct") {
     run(directConvKernel({ mode: "forward", geom: g, epilogue: ep }), [x, w, ...extra], outs);
   } else {
@@ -94,6 +102,8 @@ export function convInputGradRaw(
   const outs = pre ? [y, pre] : [y];
   if (route.kind === "winograd-f2-flip") {
     runWinograd(dgradWinogradSpec(g, ep), dy, w, true, extra, outs);
+  } else if (route.kind === "winograd-f4-gemm-flip") {
+    runWinograd4(g, dy, w, true, ep, extra, outs, route.images);
   } else if (route.kind === "col2im") {
     runCol2im(g, dy, w, ep, extra, outs);
   } else if (route.kind === "direct") {
@@ -205,6 +215,57 @@ export function runWinograd(
   const ws = { m: spec.m, r: spec.r, groups: spec.groups, mp: shape[3], flip };
   run(winogradWeightKernel(ws), [w], [u]);
   run(winogradKernel(spec), [input, u, ...extra], outs);
+  u.dispose();
+}
+
+/** A Winograd F(4×4) launch of conv `g` (its input gradient with `flip`: a conv of dy with the
+ * filters transposed and flipped, padded by 2 − pad) writing `outs`, `images` at a time: the
+ * filters transformed to U [36, M, R], then per chunk of images the input transform, the batched
+ * GEMM and the output transform with the epilogue (kernels/conv2d_winograd4.ts). */
+export function runWinograd4(
+  g: ConvGeometry,
+  input: Tensor,
+  w: Tensor,
+  flip: boolean,
+  ep: Epilogue,
+  extra: Tensor[],
+  outs: Tensor[],
+  images: number,
+): void {
+  const G = g.groups;
+  // The conv this launch computes: forward, or the input gradient's conv of dy.
+  const [r, m, inH, inW, outH, outW, padY, padX] = flip
+    ? [g.co, g.ci, g.ho, g.wo, g.h, g.w, 2 - g.padY, 2 - g.padX]
+    : [g.ci, g.co, g.h, g.w, g.ho, g.wo, g.padY, g.padX];
+  const ws = { m: m / G, r: r / G, groups: G, flip };
+  const u = empty(winograd4WeightShape(ws));
+  run(winograd4WeightKernel(ws), [w], [u]);
+  const uv = view(u, [WINO4_ELEMENTS * G, m / G, r / G]);
+  for (let n0 = 0; n0 < g.batch; n0 += images) {
+    const batch = Math.min(images, g.batch - n0);
+    const { t } = winograd4Tiles({ batch, outH, outW });
+    const ts = {
+      batch,
+      n0,
+      ci: r,
+      co: m,
+      groups: G,
+      h: inH,
+      w: inW,
+      ho: outH,
+      wo: outW,
+      padY,
+      padX,
+    };
+    const v = empty([WINO4_ELEMENTS, r, t]);
+    run(wgradInputTransformKernel(ts), [input], [v]);
+    const vv = view(v, [WINO4_ELEMENTS * G, r / G, t]);
+    const p = gemm(uv, vv);
+    const os = { batch, n0, channels: m, outH, outW, epilogue: ep };
+    run(winograd4OutputKernel(os), [p, ...extra], outs);
+    for (const a of [v, vv, p]) a.dispose();
+  }
+  uv.dispose();
   u.dispose();
 }
 

@@ -9,6 +9,7 @@ import {
   packWeights,
   runImplicitGemm,
   runWinograd,
+  runWinograd4,
   winogradWeightGradRaw,
 } from "../../engine/ops/conv2d_launch.ts";
 import { scope } from "../../engine/scope.ts";
@@ -26,6 +27,8 @@ import {
 import { forwardWinogradSpec } from "../../kernels/conv2d_winograd.ts";
 import {
   planDgrad,
+  planForward,
+  winograd4Fits,
   winogradFits,
   winogradFitsDgrad,
   winogradWgradFits,
@@ -604,6 +607,59 @@ Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, 
     assertClose(await y.read(), convRef(g, x, w), { what, atol: 1e-4 });
     y.dispose();
   }
+});
+
+Deno.test("Winograd F(4×4, 3×3) around the GEMM: forward with bias, PReLU per channel and its pre-activation, input gradient, odd shapes, paddings, groups, chunks, through the router", async () => {
+  // [x, w, padding, groups, images per launch]
+  const shapes: [number[], number[], number, number, number][] = [
+    [[2, 5, 7, 11], [6, 5, 3, 3], 1, 1, 2], // partial tiles on both edges
+    [[3, 4, 9, 6], [7, 4, 3, 3], 0, 1, 1], // no padding, three images one at a time
+    [[1, 6, 5, 9], [3, 6, 3, 3], 2, 1, 1], // padding 2 (the input gradient's padding 0)
+    [[2, 6, 6, 5], [10, 3, 3, 3], 1, 2, 2], // 2 groups of 3→5
+    [[1, 9, 8, 7], [6, 3, 3, 3], 1, 3, 1], // 3 groups of 3→2
+  ];
+  for (const [xs, ws, padding, groups, images] of shapes) {
+    const g = convGeometry(xs, ws, { padding, groups });
+    const x = randArray(xs.reduce((a, b) => a * b), 61);
+    const w = randArray(ws.reduce((a, b) => a * b), 62, -0.5, 0.5);
+    const bias = randArray(g.co, 63);
+    const slopes = randArray(g.co, 64, 0.05, 0.3);
+    const dy = randArray(g.batch * g.co * g.ho * g.wo, 65);
+    const ep = { bias: true, activation: "prelu" as const, savePre: true, slopes: g.co };
+    const [y, pre, dx] = scope(() => {
+      const y = empty([g.batch, g.co, g.ho, g.wo]), pre = empty(y.shape);
+      const extra = [tensor(bias, [g.co]), tensor(slopes, [g.co])];
+      runWinograd4(g, tensor(x, xs), tensor(w, ws), false, ep, extra, [y, pre], images);
+      const dx = empty(xs);
+      const tdy = tensor(dy, [g.batch, g.co, g.ho, g.wo]);
+      runWinograd4(g, tdy, tensor(w, ws), true, NO_EPILOGUE, [], [dx], images);
+      return [y, pre, dx];
+    });
+    const what = `${xs}→${ws} p${padding} g${groups} images ${images}`;
+    const ref = convRef(g, x, w, bias, "prelu", slopes);
+    assertClose(await y.read(), ref, { what: `${what} y`, atol: 1e-4, rtol: 1e-4 });
+    const preRef = convRef(g, x, w, bias);
+    assertClose(await pre.read(), preRef, { what: `${what} pre`, atol: 1e-4, rtol: 1e-4 });
+    assertClose(await dx.read(), dgradRef(g, dy, w), { what: `${what} dx`, atol: 1e-4 });
+    for (const t of [y, pre, dx]) t.dispose();
+  }
+  // Wide enough for the router: conv2d's forward and input gradient take F(4×4), 2 groups.
+  const xs = [1, 128, 6, 7], ws = [130, 64, 3, 3];
+  const g = convGeometry(xs, ws, { padding: 1, groups: 2 });
+  assert.ok(winograd4Fits(g), "64→65 per group takes F(4×4)");
+  assert.equal(planForward(g).kind, "winograd-f4-gemm");
+  assert.equal(planDgrad(g).kind, "winograd-f4-gemm-flip");
+  const x = randArray(xs.reduce((a, b) => a * b), 66);
+  const w = randArray(ws.reduce((a, b) => a * b), 67, -0.1, 0.1);
+  const dy = randArray(g.co * g.ho * g.wo, 68);
+  const [y, dx] = scope(() => [
+    convForwardRaw(g, tensor(x, xs), tensor(w, ws)).y,
+    convInputGradRaw(g, tensor(dy, [1, g.co, g.ho, g.wo]), tensor(w, ws)).y,
+  ]);
+  assertClose(await y.read(), convRef(g, x, w), { what: "router y", atol: 1e-4, rtol: 1e-4 });
+  assertClose(await dx.read(), dgradRef(g, dy, w), { what: "router dx", atol: 1e-4, rtol: 1e-4 });
+  y.dispose();
+  dx.dispose();
 });
 
 Deno.test("Winograd F(4×4, 3×3) weight gradient: odd shapes, paddings 0–2, partial tiles, groups, through the op's router", async () => {

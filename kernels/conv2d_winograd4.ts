@@ -1,0 +1,120 @@
+// 3×3 stride-1 convolution by Winograd F(4×4, 3×3) around the matmul kernel: 36 multiplies per
+// 4×4 output tile and channel pair where the direct form has 144 (F(2×2)'s fused kernel,
+// conv2d_winograd.ts, has 64 for the same tile). Three kernels around one batched GEMM:
+//   the input transform:  x → V [36, R, T], Bᵀ d B of every tile's 6×6 patch (shared with the
+//                          weight gradient, conv2d_winograd_wgrad.ts);
+//   weightTransform:      w → U [36, M, R], G g Gᵀ (transposed and flipped for an input gradient);
+//   the GEMM:             P[e] = U[e] · V[e], [36, M, T] (the matmul op's tuned tiles);
+//   outputTransform:      P → y, Aᵀ P A per tile with the bias and activation.
+// The fused F(2×2) kernel keeps its transforms in shared memory; this one pays V and P in global
+// memory (2.25× the input and output) for a GEMM that runs near the matmul kernel's rate, which
+// wins on wide convs at large images (kernels/conv_plan.ts decides). Groups: U, V and P viewed
+// as [36·groups, ·, ·] make one product per (element, group).
+
+import { cached, grid1d, type Kernel, kernel, main1d, ro, rw } from "./common.ts";
+import { type Epilogue, epilogueBindings, epilogueStore } from "./conv2d.ts";
+import { AT, G, sandwich, TILE, WINO4_ELEMENTS } from "./winograd_f4_math.ts";
+
+export interface Winograd4WeightSpec {
+  /** Output channels M and reduction channels R per group. */
+  m: number;
+  r: number;
+  groups: number;
+  /** Input gradient: g[m][r] = w[r][m] flipped (w is [groups·R, M, 3, 3]); else w is
+   * [groups·M, R, 3, 3]. */
+  flip: boolean;
+}
+
+/** U[e, groups·M, R] = (G g Gᵀ)[e]: one thread per (output channel, reduction channel). */
+function weightTransformGen(s: Winograd4WeightSpec): Kernel {
+  const total = s.groups * s.m * s.r;
+  const g = grid1d(total);
+  const src = s.flip
+    ? `(((mt / ${s.m}u) * ${s.r}u + r) * ${s.m}u + mt % ${s.m}u) * 9u + 8u - `
+    : "o * 9u + ";
+  const loads: string[] = [];
+  for (let a = 0; a < 3; a++) {
+    for (let b = 0; b < 3; b++) loads.push(`let w${a}_${b} = w[${src}${a * 3 + b}u];`);
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    for (let j = 0; j < 6; j++) stores.push(`u[${(i * 6 + j) * total}u + o] = U${i}_${j};`);
+  }
+  return kernel(
+    "conv2d_winograd4_weights",
+    [ro("w"), rw("u")],
+    g.workgroups,
+    `${main1d(g.index, total, 256, "o")}
+  let mt = o / ${s.r}u;
+  let r = o % ${s.r}u;
+  ${loads.join("\n  ")}
+  ${sandwich("w", "U", G, G, 3)}
+  ${stores.join("\n  ")}
+}`,
+  );
+}
+
+export interface Winograd4OutputSpec {
+  /** Images of this launch, from image n0 of the output on. */
+  batch: number;
+  n0: number;
+  /** Output channels (all groups) and the output's size. */
+  channels: number;
+  outH: number;
+  outW: number;
+  epilogue: Epilogue;
+}
+
+/** Output tiles along y and x, and of the launch's images. */
+export function winograd4Tiles(s: { batch: number; outH: number; outW: number }) {
+  const th = Math.ceil(s.outH / TILE), tw = Math.ceil(s.outW / TILE);
+  return { th, tw, t: s.batch * th * tw };
+}
+
+/** y tile = Aᵀ P[·, m, t] A with the epilogue, P being [36, channels, T]; one thread per
+ * (channel, tile), tiles fastest so the reads of P coalesce. */
+function outputTransformGen(s: Winograd4OutputSpec): Kernel {
+  const { th, tw, t: T } = winograd4Tiles(s);
+  const total = s.channels * T;
+  const g = grid1d(total);
+  const loads: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    for (let j = 0; j < 6; j++) loads.push(`let p${i}_${j} = pp[${(i * 6 + j) * total}u + o];`);
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < TILE; i++) {
+    for (let j = 0; j < TILE; j++) {
+      const idx = `ob + u32(y0 + ${i}) * ${s.outW}u + u32(x0 + ${j})`;
+      stores.push(
+        `if (y0 + ${i} < ${s.outH} && x0 + ${j} < ${s.outW}) { ${
+          epilogueStore(s.epilogue, `Y${i}_${j}`, "m", idx)
+        } }`,
+      );
+    }
+  }
+  return kernel(
+    "conv2d_winograd4_output",
+    [ro("pp"), ...epilogueBindings(s.epilogue)],
+    g.workgroups,
+    `${main1d(g.index, total, 256, "o")}
+  let t = o % ${T}u;
+  let m = o / ${T}u;
+  let x0 = i32(t % ${tw}u) * ${TILE};
+  let y0 = i32((t / ${tw}u) % ${th}u) * ${TILE};
+  let n = t / ${th * tw}u + ${s.n0}u;
+  let ob = (n * ${s.channels}u + m) * ${s.outH * s.outW}u;
+  ${loads.join("\n  ")}
+  ${sandwich("p", "Y", AT, AT, 6)}
+  ${stores.join("\n  ")}
+}`,
+  );
+}
+
+/** Elements of U for a weight spec: [36, groups·M, R]. */
+export function winograd4WeightShape(s: Winograd4WeightSpec): number[] {
+  return [WINO4_ELEMENTS, s.groups * s.m, s.r];
+}
+
+// Generated once per distinct spec (see cached in common.ts).
+export const winograd4WeightKernel = cached(weightTransformGen);
+export const winograd4OutputKernel = cached(outputTransformGen);
