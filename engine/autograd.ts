@@ -3,6 +3,7 @@
 
 import { accumulateKernel, fillKernel, mapKernel } from "../kernels/elementwise.ts";
 import { run } from "./launch.ts";
+import { scope } from "./scope.ts";
 import { empty, nextSerial, type Node, type Tensor } from "./tensor.ts";
 
 let enabled = true;
@@ -142,7 +143,10 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
         release(g);
         continue;
       }
-      const inGrads = t.node.backward(g);
+      // The rule's temporaries (a pre-activation's gradient, a product before its broadcast
+      // sum) go when it returns, not at the step's end: they were a TinyCD step's peak.
+      const node = t.node;
+      const inGrads = scope(() => node.backward(g));
       const summed: Tensor[] = [];
       t.node.inputs.forEach((inp, j) => {
         const gi = inGrads[j];
