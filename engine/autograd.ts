@@ -4,7 +4,7 @@
 import { accumulateKernel, fillKernel, mapKernel } from "../kernels/elementwise.ts";
 import { run } from "./launch.ts";
 import { scope } from "./scope.ts";
-import { empty, nextSerial, type Node, type Tensor } from "./tensor.ts";
+import { empty, nextSerial, type Node, type Recompute, type Tensor } from "./tensor.ts";
 
 let enabled = true;
 
@@ -23,16 +23,21 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
-/** Attach a backward rule to `out` when any input needs a gradient. */
+/** Attach a backward rule to `out` when any input needs a gradient, and the op's recipe for
+ * writing `out` again (`recompute`: its forward launch, into a given range, from tensors that
+ * live until out's backward readers have run: its inputs, statistics it saved), so that an
+ * evicted `out` (Tensor.evict) comes back when a backward rule reads it. */
 export function record(
   out: Tensor,
   inputs: Tensor[],
   name: string,
   backward: Node["backward"],
+  recompute?: Recompute,
 ): Tensor {
   if (enabled && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.node = { name, inputs, backward };
+    if (recompute) out.storage.recompute = recompute;
   }
   return out;
 }
