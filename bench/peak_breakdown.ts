@@ -5,8 +5,10 @@
 // scales to the GPU's 8 × 512² (the figure printed beside it; at 1 × 128², TinyCD 17.21 GB and
 // FC-Siam-Diff 5.53, against 17.2 and 5.4 measured on an H100; below 128² the plans change)
 // and shows what to recompute instead of keeping.
+// It also counts what eviction costs (Tensor.evict, nn/chain.ts): the tensors written again in
+// the backward, their bytes and so the extra traffic; --keep turns eviction off (the keep path).
 // Usage: deno run -A bench/peak_breakdown.ts [--model tinycd] [--batch 1] [--size 128]
-// [--top 30] [--device h100|own]
+// [--top 30] [--frames 3] [--device h100|own] [--keep]
 
 import { parseArgs } from "node:util";
 import { backward } from "../engine/autograd.ts";
@@ -16,7 +18,7 @@ import { pool } from "../engine/pool.ts";
 import { Random } from "../engine/random.ts";
 import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
-import { tensor } from "../engine/tensor.ts";
+import { recomputeStats, setEviction, tensor } from "../engine/tensor.ts";
 import { modelEntry } from "../models/registry.ts";
 import { trainingLoss } from "../train/loss.ts";
 import { H100_PROFILE, setActiveProfile } from "../kernels/device_profile.ts";
@@ -29,11 +31,14 @@ const { values } = parseArgs({
     size: { type: "string", default: "128" },
     top: { type: "string", default: "30" },
     device: { type: "string", default: "h100" },
+    keep: { type: "boolean", default: false },
+    frames: { type: "string", default: "3" },
   },
 });
+if (values.keep) setEviction(false);
 await initDevice();
 if (values.device === "h100") setActiveProfile(H100_PROFILE);
-const B = Number(values.batch), S = Number(values.size);
+const B = Number(values.batch), S = Number(values.size), FRAMES = Number(values.frames);
 
 interface Held {
   size: number;
@@ -41,10 +46,13 @@ interface Held {
 }
 const live = new Map<GPUBuffer, Held>();
 let current = 0, peak = 0, atPeak: Held[] = [];
-/** The allocating call's model, loss and op frames (the pool's and tensor.ts's skipped). */
+/** The step's phase, and the live bytes when the forward (with the loss) ended. */
+let phase = "forward", peakPhase = phase, forwardEnd = 0;
+/** The allocating call's model, loss and op frames (the pool's and tensor.ts's skipped), the
+ * first --frames of them. */
 function where(): string {
   const frames = (new Error().stack ?? "").split("\n").slice(3)
-    .filter((l) => /models\/|train\/loss|engine\/ops\//.test(l)).slice(0, 3)
+    .filter((l) => /models\/|train\/loss|engine\/ops\//.test(l)).slice(0, FRAMES)
     .map((l) => l.replace(/^.*?((models|train|engine)\/[^)]*)\)?$/, "$1").trim());
   return frames.join(" < ") || "(outside the model)";
 }
@@ -53,7 +61,7 @@ pool.acquire = (bytes: number, label?: string) => {
   const buf = acquire(bytes, label);
   live.set(buf, { size: buf.size, where: where() });
   current += buf.size;
-  if (current > peak) [peak, atPeak] = [current, [...live.values()]];
+  if (current > peak) [peak, atPeak, peakPhase] = [current, [...live.values()], phase];
   return buf;
 };
 pool.release = (buf: GPUBuffer) => {
@@ -83,13 +91,16 @@ const step = () =>
       ohem: entry.recipe.loss?.ohem,
     });
     opt.zeroGrad();
+    [phase, forwardEnd] = ["backward", current];
     backward(loss, undefined, { freeActivations: true });
+    phase = "optimiser";
     opt.step();
   });
 // The second step's peak: the first one also creates the optimizer state.
 step();
 await sync();
-[peak, atPeak] = [0, []];
+[peak, atPeak, phase] = [0, [], "forward"];
+const before = { ...recomputeStats };
 step();
 await sync();
 const scale = (8 * 512 * 512) / (B * S * S);
@@ -97,6 +108,20 @@ console.log(
   `${values.model}: peak ${(peak / 1e6).toFixed(1)} MB at batch ${B} × ${S}² ` +
     `(× ${scale.toFixed(0)}: ${(peak * scale / 1e9).toFixed(2)} GB at 8 × 512², parameter ` +
     "arenas included unscaled)",
+);
+console.log(
+  `peak in the ${peakPhase}; ${(forwardEnd / 1e6).toFixed(1)} MB live when the forward ended ` +
+    `(${(forwardEnd * scale / 1e9).toFixed(2)} GB scaled)`,
+);
+const recomputes = recomputeStats.recomputes - before.recomputes;
+const written = recomputeStats.recomputedBytes - before.recomputedBytes;
+// A recompute reads an input of its output's size (the conv output, the SE factor; the
+// per-channel statistics and gates are negligible) and writes the output: twice its bytes.
+const gb = (bytes: number) => (bytes * scale / 1e9).toFixed(2);
+console.log(
+  `eviction: ${recomputeStats.evictions - before.evictions} tensors evicted, ${recomputes} ` +
+    `written again (${recomputes} extra dispatches), ${(written / 1e6).toFixed(1)} MB written ` +
+    `(${gb(written)} GB scaled, ~${gb(2 * written)} GB moved)`,
 );
 const by = new Map<string, number>();
 for (const h of atPeak) by.set(h.where, (by.get(h.where) ?? 0) + h.size);

@@ -3,7 +3,8 @@
 
 import { accumulateKernel, fillKernel, mapKernel } from "../kernels/elementwise.ts";
 import { run } from "./launch.ts";
-import { empty, nextSerial, type Node, type Tensor } from "./tensor.ts";
+import { scope } from "./scope.ts";
+import { empty, nextSerial, type Node, type Recompute, type Tensor } from "./tensor.ts";
 
 let enabled = true;
 
@@ -22,16 +23,21 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
-/** Attach a backward rule to `out` when any input needs a gradient. */
+/** Attach a backward rule to `out` when any input needs a gradient, and the op's recipe for
+ * writing `out` again (`recompute`: its forward launch, into a given range, from tensors that
+ * live until out's backward readers have run: its inputs, statistics it saved), so that an
+ * evicted `out` (Tensor.evict) comes back when a backward rule reads it. */
 export function record(
   out: Tensor,
   inputs: Tensor[],
   name: string,
   backward: Node["backward"],
+  recompute?: Recompute,
 ): Tensor {
   if (enabled && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.node = { name, inputs, backward };
+    if (recompute) out.storage.recompute = recompute;
   }
   return out;
 }
@@ -142,7 +148,10 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
         release(g);
         continue;
       }
-      const inGrads = t.node.backward(g);
+      // The rule's temporaries (a pre-activation's gradient, a product before its broadcast
+      // sum) go when it returns, not at the step's end: they were a TinyCD step's peak.
+      const node = t.node;
+      const inGrads = scope(() => node.backward(g));
       const summed: Tensor[] = [];
       t.node.inputs.forEach((inp, j) => {
         const gi = inGrads[j];

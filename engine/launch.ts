@@ -107,5 +107,10 @@ const rangeOf = (o: Operand): BufferRange => (isTensor(o) ? o.binding : o);
  * seed, a hyper-parameter slot), that buffer range. */
 export function run(k: Kernel, inputs: Operand[], outputs: Operand[]): void {
   check(k, k.bindings, inputs, outputs);
-  dispatch(k.name, k.code, [...inputs, ...outputs].map(rangeOf), k.workgroups);
+  // Ranges first: an evicted operand is written again here, before this dispatch.
+  const ranges = [...inputs, ...outputs].map(rangeOf);
+  // An output tensor is written now, so its op's recipe (tensor.ts Storage.recompute) no
+  // longer describes it: an op output written in place must not come back as it was.
+  for (const o of outputs) if (isTensor(o)) o.storage.recompute = null;
+  dispatch(k.name, k.code, ranges, k.workgroups);
 }

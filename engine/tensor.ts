@@ -1,5 +1,8 @@
 // Tensor: a shape, a dtype and a view of GPU memory. Contiguous row-major; views (reshape,
-// parameter arenas) share storage with a reference count.
+// parameter arenas) share storage with a reference count. An op output that its op can write
+// again from tensors kept anyway (a BatchNorm's output from the conv output its backward keeps)
+// carries that recipe, and may give its memory back between the forward and the backward
+// (evict); its next use writes it again, as PyTorch's min-cut recomputation does.
 
 import { device } from "./device.ts";
 import { pool } from "./pool.ts";
@@ -19,17 +22,77 @@ export interface Node {
   backward: (grad: Tensor) => (Tensor | null)[];
 }
 
+/** Writes a storage's contents again into `out` (the op that made them, run again on inputs
+ * that outlive the storage's use). */
+export type Recompute = (out: Binding) => void;
+
+/** Evictions and the recomputes they cost (tests, benchmarks: the extra passes of a step). */
+export const recomputeStats = { evictions: 0, recomputes: 0, recomputedBytes: 0 };
+
+let evictionOn = true;
+
+/** Turn eviction off (every Tensor.evict keeps the memory) or back on: tests and benchmarks
+ * compare the recompute path with the keep path. */
+export function setEviction(on: boolean): void {
+  evictionOn = on;
+}
+
 /** GPU memory behind one or more tensors. */
 export class Storage {
   refs = 1;
+  #buffer: GPUBuffer | null;
+  /** How to write this memory again, set by the op that wrote it (autograd's `record`); an
+   * in-place write drops it (launch.ts, write()). */
+  recompute: Recompute | null = null;
   constructor(
-    readonly buffer: GPUBuffer,
+    buffer: GPUBuffer,
     readonly offset: number,
     readonly bytes: number,
     readonly pooled: boolean,
-  ) {}
+  ) {
+    this.#buffer = buffer;
+  }
+
+  /** The buffer; an evicted storage gets a pooled one and is written again first (recorded
+   * before the dispatch that asked, so queue order keeps it right). */
+  get buffer(): GPUBuffer {
+    if (!this.#buffer) {
+      const buf = pool.acquire(this.bytes, "recomputed");
+      this.#buffer = buf;
+      recomputeStats.recomputes++;
+      recomputeStats.recomputedBytes += this.bytes;
+      this.recompute!({ buffer: buf, offset: 0, size: this.bytes });
+    }
+    return this.#buffer;
+  }
+
+  get evicted(): boolean {
+    return this.#buffer === null;
+  }
+
+  /** The buffer for new contents written in place: no longer what the recipe would write, so
+   * it goes (an evicted storage gets memory back without being recomputed). */
+  overwrite(): GPUBuffer {
+    this.recompute = null;
+    this.#buffer ??= pool.acquire(this.bytes, "rewritten");
+    return this.#buffer;
+  }
+
+  /** Give the memory back to the pool if it can be written again; whether it was. */
+  evict(): boolean {
+    if (!evictionOn || !this.#buffer || !this.recompute || !this.pooled || this.refs <= 0) {
+      return false;
+    }
+    pool.release(this.#buffer);
+    this.#buffer = null;
+    recomputeStats.evictions++;
+    return true;
+  }
+
   release(): void {
-    if (--this.refs === 0 && this.pooled) pool.release(this.buffer);
+    if (--this.refs > 0) return;
+    if (this.pooled && this.#buffer) pool.release(this.#buffer);
+    this.recompute = null;
   }
 }
 
@@ -84,6 +147,15 @@ export class Tensor {
     return this;
   }
 
+  /** Let this tensor's memory (shared with its views) go until its next use, if the op that
+   * made it can write it again (see Storage.recompute); whether it did. For an activation
+   * whose forward uses are over (the model knows when): a backward rule that reads it gets it
+   * written again, one elementwise pass, and one that never does costs nothing. Without a
+   * tape nothing has a recipe, and this keeps the memory. */
+  evict(): boolean {
+    return !this.disposed && this.storage.evict();
+  }
+
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
@@ -99,9 +171,11 @@ export class Tensor {
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       label: "readback",
     });
+    // An evicted tensor is written again first, by a recorded dispatch the flush submits.
+    const buffer = this.storage.buffer;
     flush();
     const enc = device().createCommandEncoder();
-    enc.copyBufferToBuffer(this.storage.buffer, this.storage.offset, staging, 0, bytes);
+    enc.copyBufferToBuffer(buffer, this.storage.offset, staging, 0, bytes);
     device().queue.submit([enc.finish()]);
     await staging.mapAsync(GPUMapMode.READ);
     const copyOut = staging.getMappedRange().slice(0);
@@ -175,10 +249,11 @@ export function write(t: Tensor, data: ArrayLike<number>): void {
   const arr = arrayFor(t.dtype, data);
   if (arr.byteLength === 0) return; // Deno's writeBuffer panics on empty data
   if (pending() > 0) flush();
+  const buffer = t.storage.overwrite();
   const bytes = arr.byteLength;
   if (bytes % 4 === 0) {
     device().queue.writeBuffer(
-      t.storage.buffer,
+      buffer,
       t.storage.offset,
       arr.buffer as ArrayBuffer,
       arr.byteOffset,
@@ -187,7 +262,7 @@ export function write(t: Tensor, data: ArrayLike<number>): void {
   } else {
     const padded = new Uint8Array(Math.ceil(bytes / 4) * 4);
     padded.set(new Uint8Array(arr.buffer, arr.byteOffset, bytes));
-    device().queue.writeBuffer(t.storage.buffer, t.storage.offset, padded);
+    device().queue.writeBuffer(buffer, t.storage.offset, padded);
   }
 }
 

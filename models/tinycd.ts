@@ -128,7 +128,13 @@ export class TinyCD extends Module implements ChangeDetector {
       if (k > 0) features.push(this.#masks[k - 1].forward(a, b));
     }
     let x = features[3];
-    for (let i = 0; i < 3; i++) x = this.#up[i].forward(x, features[2 - i]);
+    for (let i = 0; i < 3; i++) {
+      const up = this.#up[i].forward(x, features[2 - i]);
+      // Read by no backward rule (the upsampling's gradient needs no input, the InstanceNorm
+      // that made it keeps its own input): evicted, it is never written again.
+      x.evict();
+      x = up;
+    }
     return this.#classify.forward(x);
   }
 }

@@ -20,7 +20,7 @@ import { empty, type Tensor, view } from "../tensor.ts";
 import { biasGrad, convForwardRaw, convInputGradRaw, convWeightGradRaw } from "./conv2d_launch.ts";
 import { mapNamed } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";
-import { sum } from "./reduce.ts";
+import { planeSums } from "./norm.ts";
 import { reshape } from "./shape.ts";
 
 export type { ConvActivation, Pair };
@@ -120,10 +120,24 @@ export function activationBackward(
   }
 }
 
-/** dL/dslope of a PReLU: Σ g·min(z, 0), per channel or over everything. */
+/** dL/dslope of a PReLU: Σ g·min(z, 0), per channel or over everything, as one two-stage
+ * plane sum over g and z (no product tensor of the output's size: it was part of a TinyCD
+ * step's peak, and a write and a read of that size). */
 export function preluSlopeGrad(gy: Tensor, pre: Tensor, slope: Tensor): Tensor {
-  const prod = mapNamed("prelu_slope_grad", "g * min(z, 0.0)", [["g", gy], ["z", pre]]);
-  const s = slope.size === 1 ? sum(prod) : sum(prod, [0, 2, 3]);
+  const [s] = planeSums(
+    {
+      name: "prelu_slope_grad",
+      layout: {
+        batch: gy.shape[0],
+        channels: gy.shape[1],
+        planeSize: gy.size / (gy.shape[0] * gy.shape[1]),
+      },
+      inputs: [{ name: "g", elementwise: true }, { name: "z", elementwise: true }],
+      terms: ["g[e] * min(z[e], V(0.0))"],
+    },
+    [gy, pre],
+    slope.size === 1 ? "all" : "channel",
+  );
   return view(s, slope.shape);
 }
 

@@ -9,7 +9,7 @@ import { dropoutKernel } from "../../kernels/dropout.ts";
 import { prod } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
 import { device } from "../device.ts";
-import { run } from "../launch.ts";
+import { type Operand, run } from "../launch.ts";
 import type { Binding } from "../recorder.ts";
 import { SlotRing } from "../slot_ring.ts";
 import { empty, type Tensor } from "../tensor.ts";
@@ -46,10 +46,15 @@ export function seedBinding(seed: number): Binding {
   return { buffer: ring, offset: slot * SLOT, size: 16 };
 }
 
+/** The masked launch into any range: the same seed gives the same mask. */
+function maskInto(x: Tensor, p: number, unit: number, seed: number, withRelu = false) {
+  const k = dropoutKernel({ n: x.size, p, unit, relu: withRelu });
+  return (out: Operand) => run(k, [x, seedBinding(seed)], [out]);
+}
+
 function masked(x: Tensor, p: number, unit: number, seed: number, withRelu = false): Tensor {
   const out = empty(x.shape);
-  const k = dropoutKernel({ n: x.size, p, unit, relu: withRelu });
-  run(k, [x, seedBinding(seed)], [out]);
+  maskInto(x, p, unit, seed, withRelu)(out);
   return out;
 }
 
@@ -58,8 +63,9 @@ function dropoutWith(name: string, x: Tensor, p: number, unit: number, o: Dropou
   if (!o.training || p === 0) return reshape(x, x.shape);
   if (p === 1) return mulScalar(x, 0);
   const y = masked(x, p, unit, o.seed);
-  // The same mask and scale applied to the gradient: regenerated from the seed.
-  return record(y, [x], name, (g) => [masked(g, p, unit, o.seed)]);
+  // The same mask and scale applied to the gradient: regenerated from the seed. The output's
+  // recipe (for an evicted y) too, from x, which outlives y's backward readers.
+  return record(y, [x], name, (g) => [masked(g, p, unit, o.seed)], maskInto(x, p, unit, o.seed));
 }
 
 /** Zero each element with probability p and scale the rest by 1/(1 − p) (training only). */

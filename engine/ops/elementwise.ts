@@ -3,20 +3,34 @@
 import { f } from "../../kernels/common.ts";
 import { broadcastShapes, fillKernel, mapKernel } from "../../kernels/elementwise.ts";
 import { record } from "../autograd.ts";
-import { run } from "../launch.ts";
+import { type Operand, run } from "../launch.ts";
 import { empty, type Shape, type Tensor } from "../tensor.ts";
 import { sumTo } from "./reduce_raw.ts";
 
 /** Run a map kernel (no autograd): `expr` over inputs a, b, c, ... broadcast to one shape. */
 export function map(name: string, expr: string, inputs: Tensor[], outShape?: Shape): Tensor {
+  return mapWithRecipe(name, expr, inputs, outShape).out;
+}
+
+/** map(), and its launch into any range: the recipe that writes `out` again (autograd's
+ * `record`), for an op whose backward keeps its inputs anyway. */
+function mapWithRecipe(
+  name: string,
+  expr: string,
+  inputs: Tensor[],
+  outShape?: Shape,
+): { out: Tensor; recipe: (out: Operand) => void } {
   const shape = outShape ?? broadcastShapes(...inputs.map((t) => t.shape));
+  const k = mapKernel({
+    name,
+    expr,
+    inputs: inputs.map((t) => ({ shape: t.shape })),
+    outShape: shape,
+  });
+  const recipe = (o: Operand) => run(k, inputs, [o]);
   const out = empty(shape);
-  run(
-    mapKernel({ name, expr, inputs: inputs.map((t) => ({ shape: t.shape })), outShape: shape }),
-    inputs,
-    [out],
-  );
-  return out;
+  recipe(out);
+  return { out, recipe };
 }
 
 /** Broadcast `x` to `shape`, times `scale`. */
@@ -57,11 +71,14 @@ export function sub(a: Tensor, b: Tensor): Tensor {
   ]);
 }
 
+/** a·b. The product can be evicted once consumed (Tensor.evict): its inputs outlive every
+ * backward rule that reads it (autograd counts mul's own rule among their readers). */
 export function mul(a: Tensor, b: Tensor): Tensor {
-  return record(map("mul", "a * b", [a, b]), [a, b], "mul", (g) => [
+  const { out, recipe } = mapWithRecipe("mul", "a * b", [a, b]);
+  return record(out, [a, b], "mul", (g) => [
     a.requiresGrad ? sumTo(map("mul", "a * b", [g, b]), a.shape) : null,
     b.requiresGrad ? sumTo(map("mul", "a * b", [g, a]), b.shape) : null,
-  ]);
+  ], recipe);
 }
 
 export function div(a: Tensor, b: Tensor): Tensor {

@@ -22,7 +22,7 @@ import {
 } from "../../kernels/norm_stats.ts";
 import { f, prod } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
-import { run } from "../launch.ts";
+import { type Operand, run } from "../launch.ts";
 import { seedBinding } from "./dropout.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { map } from "./elementwise.ts";
@@ -139,7 +139,12 @@ function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
   const y = empty(x.shape);
   const k = normApplyKernel({ layout: l, group, weight: !!weight, bias: !!bias, post });
   const ins = [x, mean, rstd, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
-  run(k, [...ins, ...(post?.dropP ? [seedBinding(seed)] : [])], [y]);
+  // Also the recipe for y (recompute): x is what the backward keeps anyway, the statistics are
+  // this forward's (the running ones move once, in moments), the dropout mask comes from the
+  // seed again; bit-identical to the first write.
+  const apply = (out: Operand) =>
+    run(k, [...ins, ...(post?.dropP ? [seedBinding(seed)] : [])], [out]);
+  apply(y);
   const inputs = [x, ...(weight ? [weight] : []), ...(bias ? [bias] : [])];
   // The gradient at the norm's output: g itself, or rebuilt by the kernels from (gy, y) after a
   // ReLU, from gy and the norm's output recomputed from x (and w, b) after a SiLU.
@@ -188,7 +193,7 @@ function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
     if (weight) grads.push(needW ? perChannel(sgx!, weight) : null);
     if (bias) grads.push(needB ? perChannel(sg!, bias) : null);
     return grads;
-  });
+  }, apply);
 }
 
 /** Batch normalisation of [B, C, ...]: batch statistics (biased variance over B and the plane)

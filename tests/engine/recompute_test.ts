@@ -1,0 +1,204 @@
+// Eviction and recompute (Tensor.evict): an intermediate let go after its forward uses is
+// written again by its op when a backward rule reads it, so the gradients are the keep path's
+// bit for bit (same kernels on the same inputs), BatchNorm's running statistics move once
+// per step (the recompute is the apply pass, not the statistics), an in-place write drops the
+// recipe, and what has no recipe stays.
+
+import assert from "node:assert/strict";
+import { accumulate, backward, noGrad } from "../../engine/autograd.ts";
+import { Conv2d } from "../../engine/nn/conv.ts";
+import { ConvBnAct } from "../../engine/nn/conv_bn_act.ts";
+import type { Layer } from "../../engine/nn/module.ts";
+import { BatchNorm2d } from "../../engine/nn/norm.ts";
+import { dropPath } from "../../engine/ops/dropout.ts";
+import { mul, sigmoid } from "../../engine/ops/elementwise.ts";
+import { batchNorm2d, instanceNorm2d } from "../../engine/ops/norm.ts";
+import { sum } from "../../engine/ops/reduce.ts";
+import { pool } from "../../engine/pool.ts";
+import { flush } from "../../engine/recorder.ts";
+import { Random } from "../../engine/random.ts";
+import { scope, scopeAsync } from "../../engine/scope.ts";
+import {
+  parameter,
+  recomputeStats,
+  setEviction,
+  type Tensor,
+  tensor,
+  view,
+  write,
+} from "../../engine/tensor.ts";
+import { gradCheck, initDevice, randArray } from "../util.ts";
+
+await initDevice();
+
+const X_SHAPE = [2, 4, 9, 7];
+
+/** conv → BN → SiLU (running statistics from 0 and 1), then a squeeze-excitation style product
+ * with a learnt per-channel gate, then a 3×3 conv: each intermediate is read by a backward rule
+ * (the product's factor by its gate gradient, the conv's input by its weight gradient). */
+function build() {
+  const rng = new Random(5);
+  const conv1 = new Conv2d(4, 6, { kernel: 3, padding: 1, bias: false }, rng);
+  const bn = new BatchNorm2d(6);
+  const cba = new ConvBnAct({ conv: ["0", conv1], bn: ["1", bn], act: "silu" });
+  const gate = parameter(randArray(6, 8), [1, 6, 1, 1], "gate");
+  const conv2 = new Conv2d(6, 5, { kernel: 3, padding: 1 }, rng);
+  const layers: Layer[] = [
+    cba,
+    { forward: (x) => mul(x, sigmoid(gate)) },
+    { forward: (x) => conv2.forward(x, "relu") },
+  ];
+  const params = [conv1.weight, bn.weight, bn.bias, gate, conv2.weight, conv2.bias!];
+  return { conv1, bn, layers, params };
+}
+
+/** One training step's gradients (input and parameters) and the running statistics after it,
+ * from fresh running statistics; the pool's free buffers poisoned first, so a recompute that
+ * left part of its output unwritten would show. */
+/** x through each layer in turn, each intermediate evicted once the next layer has read it. */
+function chain(layers: Layer[], x: Tensor): Tensor {
+  let y = x;
+  for (const l of layers) {
+    const next = l.forward(y);
+    if (y !== x) y.evict();
+    y = next;
+  }
+  return y;
+}
+
+async function step(evict: boolean, net = build()) {
+  const { bn, layers, params } = net;
+  write(bn.runningMean, new Float32Array(6));
+  write(bn.runningVar, new Float32Array(6).fill(1));
+  const x = parameter(randArray(X_SHAPE.reduce((a, b) => a * b), 11), X_SHAPE, "x");
+  for (const p of params) p.grad = null;
+  flush();
+  pool.poisonFree(NaN);
+  setEviction(evict);
+  const before = { ...recomputeStats };
+  try {
+    scope(() => {
+      const y = chain(layers, x);
+      const r = tensor(randArray(y.size, 12), y.shape);
+      backward(sum(mul(y, r)), undefined, { freeActivations: true });
+    });
+  } finally {
+    setEviction(true);
+  }
+  const counts = {
+    evictions: recomputeStats.evictions - before.evictions,
+    recomputes: recomputeStats.recomputes - before.recomputes,
+  };
+  const grads = [];
+  for (const p of [x, ...params]) grads.push(Array.from(await p.grad!.read()));
+  const running = [Array.from(await bn.runningMean.read()), Array.from(await bn.runningVar.read())];
+  x.dispose();
+  return { grads, running, counts };
+}
+
+Deno.test("evicted BN + SiLU output and SE product: the keep path's gradients and running statistics, bit for bit", async () => {
+  const net = build();
+  const kept = await step(false, net);
+  const evicted = await step(true, net);
+  assert.deepEqual(kept.counts, { evictions: 0, recomputes: 0 });
+  // Both intermediates let go; both written again (the product's recompute reads the BN output,
+  // which comes back first and stays for the gate's gradient).
+  assert.deepEqual(evicted.counts, { evictions: 2, recomputes: 2 });
+  evicted.grads.forEach((g, i) => assert.deepEqual(g, kept.grads[i], `gradient ${i}`));
+  assert.deepEqual(evicted.running, kept.running);
+});
+
+Deno.test("BatchNorm's running statistics move once per step with eviction: 0.9·old + 0.1·batch mean", async () => {
+  const net = build();
+  const { running } = await step(true, net);
+  // The batch mean of the conv output, in float64 from the conv's own output.
+  const z = scope(() =>
+    noGrad(() => net.conv1.forward(tensor(randArray(X_SHAPE.reduce((a, b) => a * b), 11), X_SHAPE)))
+  );
+  const zs = await z.read();
+  const plane = zs.length / (X_SHAPE[0] * 6);
+  for (let c = 0; c < 6; c++) {
+    let s = 0;
+    for (let n = 0; n < X_SHAPE[0]; n++) {
+      for (let i = 0; i < plane; i++) s += zs[(n * 6 + c) * plane + i];
+    }
+    const once = 0.1 * s / (X_SHAPE[0] * plane);
+    assert.ok(
+      Math.abs(running[0][c] - once) <= 1e-6 + 1e-5 * Math.abs(once),
+      `channel ${c}: running mean ${running[0][c]}, one update gives ${once}`,
+    );
+  }
+  z.dispose();
+});
+
+Deno.test("a chain with eviction passes the finite-difference gradient check", async () => {
+  const { layers } = build();
+  await gradCheck(
+    (x) => chain(layers, x),
+    [{ data: randArray(X_SHAPE.reduce((a, b) => a * b), 3), shape: X_SHAPE }],
+  );
+});
+
+Deno.test("evict: only op outputs with a recipe go, a read brings them back, an upload or in-place write drops the recipe", async () => {
+  const a = parameter(randArray(8, 1), [8], "a"), b = parameter(randArray(8, 2), [8], "b");
+  const av = await a.read(), bv = await b.read();
+  const product = Array.from(av, (v, i) => Math.fround(v * bv[i]));
+  const q = scope(() => {
+    const p = mul(a, b);
+    assert.ok(p.evict(), "a recorded product can be evicted");
+    assert.ok(p.storage.evicted && !p.evict(), "evicted once");
+    // A view shares the storage, and so the eviction.
+    assert.ok(view(p, [2, 4]).storage.evicted);
+    // A leaf, a reduction and a product made without a tape have no recipe.
+    assert.ok(!a.evict() && !sum(a).evict() && !noGrad(() => mul(a, b)).evict());
+    return p;
+  });
+  // Read back: written again from a and b.
+  assert.deepEqual(Array.from(await q.read()), product);
+  assert.ok(!q.storage.evicted);
+  write(q, new Float32Array(8).fill(3));
+  assert.ok(!q.evict(), "uploaded: no longer what mul would write");
+  assert.deepEqual(Array.from(await q.read()), new Array(8).fill(3));
+  q.dispose();
+  const r = scope(() => {
+    const p = mul(a, b);
+    p.evict();
+    // An in-place write (the accumulation autograd uses) of an evicted tensor: written again
+    // first, then added to, and kept from then on.
+    p.grad = null;
+    accumulate(p, tensor(new Float32Array(8).fill(1)));
+    assert.ok(!p.evict(), "written in place: the recipe is gone");
+    return p;
+  });
+  assert.deepEqual(Array.from(await r.read()), product.map((v) => Math.fround(v + 1)));
+  r.dispose();
+  for (const t of [a, b]) t.dispose();
+});
+
+Deno.test("recipes write again exactly what the op wrote: BN → ReLU → Dropout2d, drop path, instance norm", async () => {
+  // One async scope: the BN's recipe reads the batch statistics it saved, which live as long as
+  // its backward rule does (the step's scope).
+  await scopeAsync(async () => {
+    const x = parameter(randArray(X_SHAPE.reduce((a, b) => a * b), 21), X_SHAPE, "x");
+    const w = parameter(randArray(4, 22), [4], "w"), bias = parameter(randArray(4, 23), [4], "b");
+    const outs = [
+      batchNorm2d(x, {
+        weight: w,
+        bias,
+        training: true,
+        post: { dropout: { p: 0.4, training: true, seed: 7 } },
+      }),
+      dropPath(x, 0.5, { training: true, seed: 9 }),
+      instanceNorm2d(x),
+    ];
+    for (const [i, t] of outs.entries()) {
+      const first = Array.from(await t.read());
+      assert.ok(t.evict(), `output ${i} has a recipe`);
+      // Other work in between, on poisoned buffers: the recompute must write all of it again.
+      flush();
+      pool.poisonFree(NaN);
+      assert.deepEqual(Array.from(await t.read()), first, `output ${i} written again`);
+    }
+    for (const t of [x, w, bias]) t.kept = false;
+  });
+});
