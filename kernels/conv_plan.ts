@@ -48,8 +48,11 @@ export const DIRECT_WGRAD_MAX_WEIGHTS = 32;
  * the 16-for-36 multiplies save. */
 export const WINOGRAD_MIN_CHANNELS = 8;
 /** Winograd F(4×4) around the matmul kernel (conv2d_winograd4.ts) from this many channels per
- * group each way: its transforms go through global memory, which narrow convs cannot repay. */
-export const WINO4_MIN_CHANNELS = 64;
+ * group each way. On an H100 (bench/gpu_winograd4.ts, bench/results/winograd4_h100_s12.md) it
+ * beat the fused F(2×2) kernel on all 22 layers measured, forward and input gradient, 16→16 at
+ * 512² included (1.72 against 2.39 ms), up to 3.06× at 256→256 @64²; narrower convs were not
+ * measured and keep F(2×2). */
+export const WINO4_MIN_CHANNELS = 16;
 /** Images per F(4×4) launch: V [36, R, T] and P [36, M, T] at most this size each. */
 export const WINO4_CHUNK_BYTES = 256 << 20;
 /** Winograd's input gradient pads by 2 − pad: larger paddings have no such form. */

@@ -24,7 +24,7 @@ import {
   pickForwardGemm,
   pickGemmTile,
 } from "../../kernels/conv2d_gemm_plan.ts";
-import { forwardWinogradSpec } from "../../kernels/conv2d_winograd.ts";
+import { dgradWinogradSpec, forwardWinogradSpec } from "../../kernels/conv2d_winograd.ts";
 import {
   planDgrad,
   planForward,
@@ -576,14 +576,14 @@ Deno.test("Winograd F(2×2, 3×3): forward with bias + ReLU and input gradient, 
     const w = randArray(ws.reduce((a, b) => a * b), 32, -0.5, 0.5);
     const bias = randArray(ws[0], 33);
     const dy = randArray(g.batch * g.co * g.ho * g.wo, 34);
+    // The F(2×2) kernel itself: wider convs route to F(4×4) (its own test below).
     const [y, dx] = scope(() => {
-      const y = conv2d(tensor(x, xs), tensor(w, ws), {
-        padding,
-        groups,
-        bias: tensor(bias, [ws[0]]),
-        activation: "relu",
-      });
-      const dx = convInputGradRaw(g, tensor(dy, [g.batch, g.co, g.ho, g.wo]), tensor(w, ws)).y;
+      const y = empty([g.batch, g.co, g.ho, g.wo]), dx = empty(xs);
+      const ep = { bias: true, activation: "relu" as const, savePre: false };
+      const tb = tensor(bias, [ws[0]]);
+      runWinograd(forwardWinogradSpec(g, ep), tensor(x, xs), tensor(w, ws), false, [tb], [y]);
+      const tdy = tensor(dy, [g.batch, g.co, g.ho, g.wo]);
+      runWinograd(dgradWinogradSpec(g, NO_EPILOGUE), tdy, tensor(w, ws), true, [], [dx]);
       return [y, dx];
     });
     const what = `${xs}→${ws} p${padding} g${groups}`;
