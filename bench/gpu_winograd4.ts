@@ -3,7 +3,8 @@
 // route to Winograd at batch 8 × 512² (read from tests/engine/conv_routes_h100.txt), so that
 // kernels/conv_plan.ts's WINO4_MIN_CHANNELS rests on measurements. GPU time by timestamps, the
 // mean of 3 runs after a warm one; `err` is F(4×4)'s largest difference from F(2×2) relative to
-// the output's largest magnitude. One JSON line per layer, then a summary.
+// the output's largest magnitude. One JSON line per layer, largest first, then a summary
+// (the 22 layers of bench/results/winograd4_h100_s12.md took 200 s, mostly pipeline compiles).
 // Usage: deno run -A bench/gpu_winograd4.ts [--small] [--only SUBSTRING] [--min-channels 16]
 
 import { parseArgs } from "node:util";
@@ -48,7 +49,9 @@ function layers(): number[][] {
       values.small ? [ci, co, groups, pad, 1, h / 16, w / 16] : [ci, co, groups, pad, b, h, w],
     );
   });
-  return [...seen.values()];
+  // Largest first: a call that runs out of time has measured the layers that matter most.
+  const flop = ([ci, co, g, , b, h, w]: number[]) => co * (ci / g) * b * h * w;
+  return [...seen.values()].sort((a, b) => flop(b) - flop(a));
 }
 
 function fill(n: number, seed: number): Float32Array {
