@@ -211,8 +211,14 @@ export class MixFfnConvs extends Module {
     this.pe = this.child("1", init(new Conv2d(hidden, hidden, dw, rng)));
     this.fc2 = this.child("4", init(new Conv2d(hidden, dim, { kernel: 1 }, rng)));
   }
+  /** The GELU output, as wide as the hidden layer, is evicted (Tensor.evict) once fc2 has read
+   * it: fc2's weight gradient gets it written again from the depthwise conv's output, which
+   * GELU's backward keeps anyway (one pointwise pass per block). */
   forward(x: Tensor): Tensor {
-    return this.fc2.forward(gelu(this.pe.forward(this.fc1.forward(x))));
+    const h = gelu(this.pe.forward(this.fc1.forward(x)));
+    const y = this.fc2.forward(h);
+    h.evict();
+    return y;
   }
 }
 

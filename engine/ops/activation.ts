@@ -11,18 +11,20 @@ import {
 } from "../../kernels/activation.ts";
 import { prod } from "../../kernels/common.ts";
 import { record } from "../autograd.ts";
-import { run } from "../launch.ts";
+import { type Operand, run } from "../launch.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { planeSums } from "./norm.ts";
 
 function pointwise(a: Activation, x: Tensor): Tensor {
   const y = empty(x.shape);
-  run(activationKernel(a, x.size), [x], [y]);
+  // Also y's recipe (Tensor.evict): x is what the backward keeps anyway.
+  const apply = (out: Operand) => run(activationKernel(a, x.size), [x], [out]);
+  apply(y);
   return record(y, [x], a.op, (g) => {
     const dx = empty(x.shape);
     run(activationGradKernel(a, x.size), [x, g], [dx]);
     return [dx];
-  });
+  }, apply);
 }
 
 /** x·sigmoid(x). */

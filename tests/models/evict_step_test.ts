@@ -1,0 +1,84 @@
+// Models that evict activations during their forward (Tensor.evict): TinyCD its EfficientNet
+// blocks' expansion outputs (BN + SiLU, written again for the depthwise conv's weight gradient),
+// the residual blocks' projection outputs and the decoder's upsampling inputs (read by no
+// backward rule) (models/efficientnet.ts, tinycd.ts); MiT (ChangeFormer) its Mix-FFN GELU outputs
+// (written again for fc2's weight gradient, models/mit.ts). Against the keep path (eviction off)
+// the loss, every parameter gradient and every BatchNorm's running statistics are bit-identical,
+// and the step's peak is lower. (ChangerEx-MiT evicts the same, but its warp's atomic sums are
+// not bit-reproducible between two steps.)
+
+import assert from "node:assert/strict";
+import { backward } from "../../engine/autograd.ts";
+import { resetDropoutStream } from "../../engine/nn/dropout.ts";
+import { pool } from "../../engine/pool.ts";
+import { flush } from "../../engine/recorder.ts";
+import { scope } from "../../engine/scope.ts";
+import { recomputeStats, setEviction, write } from "../../engine/tensor.ts";
+import { MODELS } from "../../models/registry.ts";
+import { trainingLoss } from "../../train/loss.ts";
+import { initDevice, randomPairBatch } from "../util.ts";
+
+await initDevice();
+
+for (const name of ["tinycd", "changeformer_mit_b0"]) {
+  Deno.test(`${name}: a training step with eviction and recompute equals the keep path bit for bit, below its peak`, async () => {
+    const model = MODELS[name].create(0);
+    model.train();
+    const { a, b, labels } = randomPairBatch(2, MODELS[name].minSize ?? 32);
+    for (const t of [a, b, labels]) t.keep();
+    const params = model.parameters();
+    const buffers = model.namedBuffers().filter(([n]) => /running_(mean|var)$/.test(n));
+    const initial = await Promise.all(buffers.map(([, t]) => t.read()));
+    const runs = [];
+    for (const evict of [false, true]) {
+      for (const p of params) p.grad = null;
+      // The same running statistics before each step, the same stochastic-depth draws.
+      buffers.forEach(([, t], i) => write(t, initial[i]));
+      resetDropoutStream(0);
+      flush();
+      pool.poisonFree(NaN);
+      setEviction(evict);
+      const before = { ...recomputeStats };
+      const base = pool.liveBytes;
+      pool.peakLiveBytes = base;
+      let loss = NaN;
+      try {
+        const l = scope(() => {
+          const l = trainingLoss(model, model.forward(a, b), labels);
+          backward(l, undefined, { freeActivations: true });
+          return l;
+        });
+        loss = await l.item();
+        l.dispose();
+      } finally {
+        setEviction(true);
+      }
+      runs.push({
+        loss,
+        peak: pool.peakLiveBytes - base,
+        recomputes: recomputeStats.recomputes - before.recomputes,
+        grads: await Promise.all(params.map(async (p) => Array.from(await p.grad!.read()))),
+        running: await Promise.all(buffers.map(async ([, t]) => Array.from(await t.read()))),
+      });
+    }
+    const [kept, evicted] = runs;
+    assert.ok(Number.isFinite(kept.loss));
+    assert.equal(evicted.loss, kept.loss);
+    assert.equal(kept.recomputes, 0);
+    assert.ok(evicted.recomputes > 0, "nothing was written again");
+    params.forEach((p, i) =>
+      assert.deepEqual(evicted.grads[i], kept.grads[i], `${p.name} gradient`)
+    );
+    buffers.forEach(([n], i) => {
+      assert.deepEqual(evicted.running[i], kept.running[i], `${n} (moved once, as kept)`);
+      assert.notDeepEqual(kept.running[i], Array.from(initial[i]), `${n} did not move`);
+    });
+    assert.ok(evicted.peak < kept.peak, `peak ${evicted.peak} not below ${kept.peak}`);
+    for (const t of [a, b, labels]) {
+      t.kept = false;
+      t.dispose();
+    }
+    for (const p of params) p.grad?.dispose();
+    model.dispose();
+  });
+}
