@@ -5,7 +5,7 @@
 // scales to the GPU's 8 × 512² (the figure printed beside it; at 1 × 128², TinyCD 17.21 GB and
 // FC-Siam-Diff 5.53, against 17.2 and 5.4 measured on an H100; below 128² the plans change)
 // and shows what to recompute instead of keeping.
-// It also counts what eviction costs (Tensor.evict, nn/chain.ts): the tensors written again in
+// It also counts what eviction costs (Tensor.evict): the tensors written again in
 // the backward, their bytes and so the extra traffic; --keep turns eviction off (the keep path).
 // Usage: deno run -A bench/peak_breakdown.ts [--model tinycd] [--batch 1] [--size 128]
 // [--top 30] [--frames 3] [--device h100|own] [--keep]

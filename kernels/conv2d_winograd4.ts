@@ -13,7 +13,7 @@
 
 import { cached, grid1d, type Kernel, kernel, main1d, ro, rw } from "./common.ts";
 import { type Epilogue, epilogueBindings, epilogueStore } from "./conv2d.ts";
-import { AT, G, sandwich, TILE, WINO4_ELEMENTS } from "./winograd_f4_math.ts";
+import { AT, G, sandwich, TILE, tilesF4, WINO4_ELEMENTS } from "./winograd_f4_math.ts";
 
 export interface Winograd4WeightSpec {
   /** Output channels M and reduction channels R per group. */
@@ -65,16 +65,10 @@ export interface Winograd4OutputSpec {
   epilogue: Epilogue;
 }
 
-/** Output tiles along y and x, and of the launch's images. */
-export function winograd4Tiles(s: { batch: number; outH: number; outW: number }) {
-  const th = Math.ceil(s.outH / TILE), tw = Math.ceil(s.outW / TILE);
-  return { th, tw, t: s.batch * th * tw };
-}
-
 /** y tile = Aᵀ P[·, m, t] A with the epilogue, P being [36, channels, T]; one thread per
  * (channel, tile), tiles fastest so the reads of P coalesce. */
 function outputTransformGen(s: Winograd4OutputSpec): Kernel {
-  const { th, tw, t: T } = winograd4Tiles(s);
+  const { th, tw, t: T } = tilesF4(s.batch, s.outH, s.outW);
   const total = s.channels * T;
   const g = grid1d(total);
   const loads: string[] = [];

@@ -16,7 +16,16 @@
 
 import { cached, grid1d, type Kernel, kernel, main1d, ro, rw } from "./common.ts";
 import type { ConvGeometry } from "./conv2d.ts";
-import { AT, BT, G, sandwich, TILE, transpose, WINO4_ELEMENTS } from "./winograd_f4_math.ts";
+import {
+  AT,
+  BT,
+  G,
+  sandwich,
+  TILE,
+  tilesF4,
+  transpose,
+  WINO4_ELEMENTS,
+} from "./winograd_f4_math.ts";
 
 export { WINO4_ELEMENTS };
 
@@ -54,8 +63,7 @@ export function winoWgradSpec(g: ConvGeometry, n0 = 0, batch = g.batch): WinoWgr
 
 /** Output tiles along y and x, and in all. */
 export function winoWgradTiles(s: WinoWgradSpec): { th: number; tw: number; t: number } {
-  const th = Math.ceil(s.ho / TILE), tw = Math.ceil(s.wo / TILE);
-  return { th, tw, t: s.batch * th * tw };
+  return tilesF4(s.batch, s.ho, s.wo);
 }
 
 /** WGSL decoding tile index t (u32) into n, ty, tx. */

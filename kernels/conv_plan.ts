@@ -171,10 +171,9 @@ export function winogradFits(g: ConvGeometry): boolean {
     g.co / g.groups >= WINOGRAD_MIN_CHANNELS;
 }
 
-/** Bytes of F(4×4)'s larger transformed operand per image, and the images per launch. */
+/** Images per F(4×4) launch: its transformed operands are the weight gradient's size. */
 export function winograd4Images(g: ConvGeometry): number {
-  const tiles = Math.ceil(g.ho / 4) * Math.ceil(g.wo / 4);
-  const perImage = 36 * Math.max(g.ci, g.co) * tiles * 4;
+  const perImage = winoWgradBytesPerImage(g);
   return Math.max(1, Math.min(g.batch, Math.floor(WINO4_CHUNK_BYTES / perImage)));
 }
 

@@ -26,6 +26,12 @@ export const AT = [
   [0, 1, -1, 8, -8, 1],
 ];
 
+/** Output tiles of F(4×4) along y and x, and over `batch` images of an outH × outW output. */
+export function tilesF4(batch: number, outH: number, outW: number) {
+  const th = Math.ceil(outH / TILE), tw = Math.ceil(outW / TILE);
+  return { th, tw, t: batch * th * tw };
+}
+
 /** Transform elements (6×6) and the output tile edge. */
 export const WINO4_ELEMENTS = 36;
 export const TILE = 4;

@@ -16,7 +16,6 @@ import {
 } from "../../kernels/conv2d_winograd.ts";
 import {
   winograd4OutputKernel,
-  winograd4Tiles,
   winograd4WeightKernel,
   winograd4WeightShape,
 } from "../../kernels/conv2d_winograd4.ts";
@@ -243,7 +242,6 @@ export function runWinograd4(
   const uv = view(u, [WINO4_ELEMENTS * G, m / G, r / G]);
   for (let n0 = 0; n0 < g.batch; n0 += images) {
     const batch = Math.min(images, g.batch - n0);
-    const { t } = winograd4Tiles({ batch, outH, outW });
     const ts = {
       batch,
       n0,
@@ -257,6 +255,7 @@ export function runWinograd4(
       padY,
       padX,
     };
+    const { t } = winoWgradTiles(ts);
     const v = empty([WINO4_ELEMENTS, r, t]);
     run(wgradInputTransformKernel(ts), [input], [v]);
     const vv = view(v, [WINO4_ELEMENTS * G, r / G, t]);
