@@ -49,6 +49,8 @@ export class Storage {
     readonly offset: number,
     readonly bytes: number,
     readonly pooled: boolean,
+    /** The storage this one is a part of (an alias: `rowsOf`), kept alive until it goes. */
+    readonly parent: Storage | null = null,
   ) {
     this.#buffer = buffer;
   }
@@ -91,6 +93,7 @@ export class Storage {
 
   release(): void {
     if (--this.refs > 0) return;
+    this.parent?.release();
     if (this.pooled && this.#buffer) pool.release(this.#buffer);
     this.recompute = null;
   }
@@ -219,6 +222,31 @@ export function view(t: Tensor, shape: Shape): Tensor {
   }
   t.storage.refs++;
   return new Tensor(shape, t.dtype, t.storage);
+}
+
+/** A tensor of `shape` over elements [start, start + its size) of `t`'s memory: a part of a
+ * batch that a launch binds at a byte offset (chunked ops). The offset must be a multiple of
+ * the device's minStorageBufferOffsetAlignment (`aliasAlignment`). No autograd, like `view`. */
+export function rowsOf(t: Tensor, start: number, shape: Shape): Tensor {
+  checkShape(shape);
+  const n = prod(shape);
+  if (!Number.isInteger(start) || start < 0 || start + n > t.size) {
+    throw new Error(`rowsOf: elements [${start}, ${start + n}) are outside ${t.describe()}`);
+  }
+  const offset = t.storage.offset + start * (t.dtype === "u8" ? 1 : 4);
+  if (offset % aliasAlignment() !== 0) {
+    throw new Error(
+      `rowsOf: byte offset ${offset} into ${t.describe()} is not a multiple of ${aliasAlignment()}`,
+    );
+  }
+  t.storage.refs++;
+  const storage = new Storage(t.storage.buffer, offset, bytesOf(n, t.dtype), false, t.storage);
+  return new Tensor(shape, t.dtype, storage);
+}
+
+/** Byte alignment of a binding's offset on this device (rowsOf). */
+export function aliasAlignment(): number {
+  return device().limits.minStorageBufferOffsetAlignment;
 }
 
 function checkShape(shape: Shape): void {

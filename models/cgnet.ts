@@ -21,7 +21,7 @@ import { type Layer, Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { attention } from "../engine/ops/attention.ts";
 import { cdLoss } from "../engine/ops/cd_loss.ts";
-import { add, addScalar, expand, mul, relu, sigmoid } from "../engine/ops/elementwise.ts";
+import { add, addScalar, mul, relu, sigmoid } from "../engine/ops/elementwise.ts";
 import { concat, permute } from "../engine/ops/layout.ts";
 import { maxPool2d } from "../engine/ops/pool.ts";
 import { interpolate } from "../engine/ops/resample.ts";
@@ -78,10 +78,6 @@ function resizeAligned(x: Tensor, size: readonly [number, number]): Tensor {
   return interpolate(x, { size, mode: "bilinear", alignCorners: true });
 }
 
-/** Largest value head size the attention kernels take: wider values run as that many-channel
- * groups over the same queries and keys. */
-const VALUE_GROUP = 128;
-
 /** ChangeGuideModule: x + γ·attention(q(x)·s, k(x)·s, v(x)·s), s = 1 + sigmoid(cm resized). */
 export class ChangeGuideModule extends Module {
   readonly #query: Conv2d;
@@ -101,20 +97,13 @@ export class ChangeGuideModule extends Module {
     const [b, c, h, w] = x.shape;
     const n = h * w;
     const scale = addScalar(sigmoid(resizeAligned(cm, [h, w])), 1);
-    // The value's C channels run as G groups of VALUE_GROUP: q and k are shared by the groups
-    // (expanded, so their gradients sum back), and [B, G, N, VALUE_GROUP] is channel-major.
-    const groups = Math.max(1, c / VALUE_GROUP);
-    const dv = c / groups;
+    // One head of N tokens: C/8-wide queries and keys, C-wide values (the GEMM form of
+    // attention takes any width).
     const tokens = (t: Tensor, d: number) =>
-      expand(reshape(permute(reshape(t, [b, d, n]), [0, 2, 1]), [b, 1, n, d]), [b, groups, n, d]);
+      reshape(permute(reshape(t, [b, d, n]), [0, 2, 1]), [b, 1, n, d]);
     const q = tokens(mul(this.#query.forward(x), scale), c / 8);
     const k = tokens(mul(this.#key.forward(x), scale), c / 8);
-    const v = permute(reshape(mul(this.#value.forward(x), scale), [b, groups, dv, n]), [
-      0,
-      1,
-      3,
-      2,
-    ]);
+    const v = tokens(mul(this.#value.forward(x), scale), c);
     // softmax(QᵀK) without scaling; out[c, i] = Σ_j V[c, j]·A[i, j].
     const out = permute(attention(q, k, v, { scale: 1 }), [0, 1, 3, 2]);
     return add(mul(reshape(out, [b, c, h, w]), this.gamma), x);

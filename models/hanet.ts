@@ -27,7 +27,6 @@ import { reshape } from "../engine/ops/shape.ts";
 import { softmax } from "../engine/ops/softmax.ts";
 import { Random } from "../engine/random.ts";
 import { full, type Tensor, write } from "../engine/tensor.ts";
-import { MAX_HEAD } from "../kernels/attention.ts";
 import { kaimingFanOut } from "./init.ts";
 import type { ChangeDetector, Tap } from "./model.ts";
 
@@ -96,11 +95,9 @@ class CamAttention extends Module implements Layer {
   }
 }
 
-/** Unscaled softmax attention per row of [B, L, S, D] tensors (q, k, v): the flash kernel where
- * the head fits it, else the explicit S × S product (the coarse levels, where S is small). */
+/** Unscaled softmax attention per row of [B, L, S, D] tensors (q, k, v). */
 function axialAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
-  if (q.shape[3] <= MAX_HEAD && v.shape[3] <= MAX_HEAD) return attention(q, k, v, { scale: 1 });
-  return matmul(softmax(matmul(q, k, { transB: true })), v);
+  return attention(q, k, v, { scale: 1 });
 }
 
 /** HANet's RowAttention (`along` "row": each row attends over its W pixels) or ColAttention

@@ -1,5 +1,7 @@
-// Scaled dot-product attention, flash style: memory grows with Lq + Lk, never Lq × Lk.
-// The forward saves the per-row logsumexp; backward recomputes probabilities from it.
+// Scaled dot-product attention in the form kernels/attention_plan.ts picks: flash style (memory
+// grows with Lq + Lk, never Lq × Lk; the forward saves the per-row logsumexp and the backward
+// recomputes probabilities from it), or matrix products over chunks of materialised scores
+// (attention_gemm.ts) for long key ranges and heads too wide for the flash kernels.
 
 import {
   attentionBackwardKVKernel,
@@ -9,17 +11,24 @@ import {
   type AttentionSpec,
   keyValuePlan,
 } from "../../kernels/attention.ts";
+import { type GemmAttentionPlan, planAttention } from "../../kernels/attention_plan.ts";
 import { reduceKernel } from "../../kernels/reduce.ts";
 import { record } from "../autograd.ts";
+import { device } from "../device.ts";
 import { run } from "../launch.ts";
 import { addMacs } from "../profiler.ts";
-import { empty, type Tensor } from "../tensor.ts";
+import { empty, type Tensor, view } from "../tensor.ts";
+import { attentionGemmBackward, attentionGemmForward } from "./attention_gemm.ts";
 
 export interface AttentionOptions {
   /** Multiplies q·k before the softmax (default 1/√D). */
   scale?: number;
   /** Force the dK/dV backward into one kernel or two (tests, benchmarks); default by size. */
   kvPasses?: 1 | 2;
+  /** Force the flash kernels or the GEMM form (tests, benchmarks); default by shape. */
+  route?: "flash" | "gemm";
+  /** Bytes of scores per chunk of the GEMM form (tests); default GEMM_CHUNK_BYTES. */
+  chunkBytes?: number;
 }
 
 function specOf(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): AttentionSpec {
@@ -55,8 +64,19 @@ export function attention(
   opts: AttentionOptions = {},
 ): Tensor {
   const s = specOf(q, k, v, opts);
-  const [b, h, lq] = q.shape;
   addMacs(s.bh * s.lq * s.lk * (s.d + s.dv)); // q·kᵀ and p·v
+  const limits = device().limits;
+  const plan = planAttention(
+    s,
+    {
+      align: limits.minStorageBufferOffsetAlignment,
+      maxBinding: limits.maxStorageBufferBindingSize,
+    },
+    opts.route,
+    opts.chunkBytes,
+  );
+  if (plan.route === "gemm") return gemmAttention(s, plan, q, k, v);
+  const [b, h, lq] = q.shape;
   const out = empty([b, h, lq, s.dv]);
   const lse = empty([b, h, lq]);
   run(attentionForwardKernel(s), [q, k, v], [out, lse]);
@@ -99,5 +119,29 @@ export function attention(
   });
   // Without a tape the logsumexp has no reader: give its memory back now.
   if (!out.requiresGrad) lse.dispose();
+  return out;
+}
+
+/** The GEMM form with its backward: q, k, v and the output are all it keeps. */
+function gemmAttention(
+  s: AttentionSpec,
+  plan: GemmAttentionPlan,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+): Tensor {
+  const flat = attentionGemmForward(s, plan, q, k, v);
+  const out = view(flat, [...q.shape.slice(0, 3), s.dv]);
+  flat.dispose();
+  record(out, [q, k, v], "attention", (g) => {
+    const want = { q: q.requiresGrad, k: k.requiresGrad, v: v.requiresGrad };
+    const grads = attentionGemmBackward(s, plan, q, k, v, out, g, want);
+    return grads.map((t, i) => {
+      if (!t) return null;
+      const shaped = view(t, [q, k, v][i].shape);
+      t.dispose();
+      return shaped;
+    });
+  });
   return out;
 }

@@ -51,6 +51,9 @@ export interface GemmOptions extends MatmulOptions {
   /** Force a tile and split (tests, benchmarks); default: planMatmul's choice. */
   tile?: TileConfig;
   split?: number;
+  /** Write the result here (a part of a larger tensor: `rowsOf`) instead of a new tensor; it
+   * must hold exactly the result's elements. */
+  out?: Tensor;
 }
 
 interface Dims {
@@ -143,7 +146,10 @@ function analyse(a: Tensor, b: Tensor, o: GemmOptions): Dims {
  */
 export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
   const d = analyse(a, b, o);
-  const out = empty(d.outShape);
+  if (o.out && o.out.size !== prod(d.outShape)) {
+    throw new Error(`matmul: out ${o.out.describe()} cannot hold [${d.outShape.join(", ")}]`);
+  }
+  const out = o.out ?? empty(d.outShape);
   const biasRows = o.biasAxis === "m";
   if (o.bias) {
     const want = biasRows ? d.outShape.at(-2)! : d.n;
@@ -152,7 +158,12 @@ export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
     }
   }
   if (out.size === 0) return out;
-  if (d.k === 0) return emptyProduct(out, o);
+  if (d.k === 0) {
+    if (o.out && (o.bias || o.activation)) {
+      throw new Error("matmul: out with K = 0 and an epilogue");
+    }
+    return emptyProduct(out, o);
+  }
   const batchCount = prod(d.batch.map((x) => x.size));
   const r = prod(d.reduce.map((x) => x.size));
   const plan = o.tile

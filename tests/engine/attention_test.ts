@@ -1,7 +1,7 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
-import { attention } from "../../engine/ops/attention.ts";
+import { attention, type AttentionOptions } from "../../engine/ops/attention.ts";
 import { mul } from "../../engine/ops/elementwise.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { pool } from "../../engine/pool.ts";
@@ -9,6 +9,7 @@ import { scope } from "../../engine/scope.ts";
 import { parameter, tensor } from "../../engine/tensor.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 import { keyValuePlan } from "../../kernels/attention.ts";
+import { gemmChunks, planAttention } from "../../kernels/attention_plan.ts";
 
 await initDevice();
 
@@ -120,7 +121,7 @@ Deno.test("attention gradient of k and v alone (q without grad)", async () => {
   qt.dispose();
 });
 
-Deno.test("attention over 4096 queries × 4096 keys never holds an Lq×Lk buffer", async () => {
+Deno.test("flash attention over 4096 queries × 4096 keys never holds an Lq×Lk buffer", async () => {
   const dm = { b: 1, h: 1, lq: 4096, lk: 4096, d: 8, dv: 8 };
   const { q, k, v } = inputs(dm, 50, 3);
   const qp = parameter(q, [1, 1, dm.lq, dm.d]);
@@ -129,7 +130,7 @@ Deno.test("attention over 4096 queries × 4096 keys never holds an Lq×Lk buffer
   const base = pool.liveBytes;
   pool.peakLiveBytes = base;
   const head = scope(() => {
-    const o = attention(qp, kp, vp);
+    const o = attention(qp, kp, vp, { route: "flash" });
     backward(sum(o));
     return o;
   });
@@ -207,15 +208,17 @@ function referenceGrads(
 }
 
 /** Gradients of Σ attention(q, k, v)·r against float64 (the dK/dV kernels' forms). */
-async function gradsMatchFloat64(dm: Dims, seed: number, kvPasses?: 1 | 2): Promise<void> {
+async function gradsMatchFloat64(
+  dm: Dims,
+  seed: number,
+  opts: AttentionOptions = {},
+): Promise<void> {
   const { q, k, v } = inputs(dm, seed);
   const r = randArray(dm.b * dm.h * dm.lq * dm.dv, seed + 10);
   const shape = (l: number, w: number) => [dm.b, dm.h, l, w];
   const qp = parameter(q, shape(dm.lq, dm.d)), kp = parameter(k, shape(dm.lk, dm.d));
   const vp = parameter(v, shape(dm.lk, dm.dv));
-  scope(() =>
-    backward(sum(mul(attention(qp, kp, vp, { kvPasses }), tensor(r, shape(dm.lq, dm.dv)))))
-  );
+  scope(() => backward(sum(mul(attention(qp, kp, vp, opts), tensor(r, shape(dm.lq, dm.dv))))));
   const ref = referenceGrads(q, k, v, r, dm, 1 / Math.sqrt(dm.d));
   assertClose(await qp.grad!.read(), ref.dq, { what: "dq", atol: 1e-4 });
   assertClose(await kp.grad!.read(), ref.dk, { what: "dk", atol: 2e-4, rtol: 1e-4 });
@@ -253,7 +256,7 @@ for (
   Deno.test(`attention gradients in two dK/dV passes ${JSON.stringify(dm)} match float64`, () => {
     const spec = { bh: dm.b * dm.h, lq: dm.lq, lk: dm.lk, d: dm.d, dv: dm.dv, scale: 1 };
     assertEquals(keyValuePlan({ ...spec, kvPasses: passes }).passes, 2);
-    return gradsMatchFloat64(dm, 80 + dm.d, passes);
+    return gradsMatchFloat64(dm, 80 + dm.d, { kvPasses: passes });
   });
 }
 
@@ -266,4 +269,123 @@ Deno.test("the dK/dV backward takes two passes only where one thread's rows over
   assertEquals(plan(16384, 4, 8, 8).passes, 1); // BIT's decoder
   assertEquals(plan(8, 8, 64, 64).passes, 1); // BIT's encoder
   assertEquals(plan(64, 64, 128, 128).passes, 1); // HANet: two passes would not relieve it
+});
+
+// The GEMM form (engine/ops/attention_gemm.ts): one chunk with odd sizes and values wider than
+// the flash kernels take; chunks of 2 heads (and a last one of 1); one head's queries in 64-row
+// slices whose dK and dV partial sums are added, with several heads and with a last short
+// slice. Chunk sizes are forced small; their offsets stay 256-byte aligned.
+const GEMM_CASES: [Dims, number | undefined][] = [
+  [{ b: 1, h: 2, lq: 7, lk: 5, d: 5, dv: 3 }, undefined],
+  [{ b: 1, h: 1, lq: 9, lk: 11, d: 6, dv: 130 }, undefined],
+  [{ b: 3, h: 1, lq: 64, lk: 80, d: 4, dv: 8 }, 2 * 64 * 80 * 4],
+  [{ b: 1, h: 2, lq: 128, lk: 40, d: 16, dv: 8 }, 64 * 40 * 4],
+  [{ b: 1, h: 1, lq: 150, lk: 33, d: 16, dv: 8 }, 64 * 33 * 4],
+];
+
+for (const [dm, chunkBytes] of GEMM_CASES) {
+  const spec = { bh: dm.b * dm.h, lq: dm.lq, lk: dm.lk, d: dm.d, dv: dm.dv, scale: 0.6 };
+  const limits = { align: 256, maxBinding: 2 ** 27 };
+  const tag = `${JSON.stringify(dm)}, ${JSON.stringify(gemmChunks(spec, limits, chunkBytes))}`;
+  Deno.test(`GEMM attention ${tag} matches float64 forward and gradients`, async () => {
+    const { q, k, v } = inputs(dm, 90 + dm.lq);
+    const opts: AttentionOptions = { route: "gemm", chunkBytes, scale: 0.6 };
+    const shape = (l: number, w: number) => [dm.b, dm.h, l, w];
+    const out = scope(() =>
+      attention(
+        tensor(q, shape(dm.lq, dm.d)),
+        tensor(k, shape(dm.lk, dm.d)),
+        tensor(v, shape(dm.lk, dm.dv)),
+        opts,
+      )
+    );
+    assertClose(await out.read(), reference(q, k, v, dm, 0.6), { what: "out" });
+    out.dispose();
+    const r = randArray(dm.b * dm.h * dm.lq * dm.dv, 7);
+    const qp = parameter(q, shape(dm.lq, dm.d)), kp = parameter(k, shape(dm.lk, dm.d));
+    const vp = parameter(v, shape(dm.lk, dm.dv));
+    scope(() => backward(sum(mul(attention(qp, kp, vp, opts), tensor(r, shape(dm.lq, dm.dv))))));
+    const ref = referenceGrads(q, k, v, r, dm, 0.6);
+    assertClose(await qp.grad!.read(), ref.dq, { what: "dq", atol: 1e-4 });
+    assertClose(await kp.grad!.read(), ref.dk, { what: "dk", atol: 2e-4, rtol: 1e-4 });
+    assertClose(await vp.grad!.read(), ref.dv, { what: "dv", atol: 2e-4, rtol: 1e-4 });
+    for (const t of [qp, kp, vp]) t.dispose();
+  });
+}
+
+Deno.test("GEMM attention gradient matches finite differences (sliced queries)", async () => {
+  const dm = { b: 1, h: 1, lq: 70, lk: 9, d: 16, dv: 4 };
+  const { q, k, v } = inputs(dm, 33);
+  await gradCheck(
+    (qq, kk, vv) => attention(qq, kk, vv, { route: "gemm", chunkBytes: 64 * 9 * 4 }),
+    [
+      { data: q, shape: [1, 1, dm.lq, dm.d] },
+      { data: k, shape: [1, 1, dm.lk, dm.d] },
+      { data: v, shape: [1, 1, dm.lk, dm.dv] },
+    ],
+    { maxPoints: 12 },
+  );
+});
+
+Deno.test("GEMM attention of k and v alone, and of q alone", async () => {
+  const dm = { b: 2, h: 1, lq: 6, lk: 5, d: 3, dv: 2 };
+  const { q, k, v } = inputs(dm, 41);
+  const opts: AttentionOptions = { route: "gemm" };
+  const qt = tensor(q, [2, 1, dm.lq, dm.d]).keep();
+  const kt = tensor(k, [2, 1, dm.lk, dm.d]).keep();
+  const vt = tensor(v, [2, 1, dm.lk, dm.dv]).keep();
+  await gradCheck((kk, vv) => attention(qt, kk, vv, opts), [
+    { data: k, shape: [2, 1, dm.lk, dm.d] },
+    { data: v, shape: [2, 1, dm.lk, dm.dv] },
+  ], { maxPoints: 10 });
+  await gradCheck((qq) => attention(qq, kt, vt, opts), [
+    { data: q, shape: [2, 1, dm.lq, dm.d] },
+  ], { maxPoints: 10 });
+  for (const t of [qt, kt, vt]) t.dispose();
+});
+
+Deno.test("GEMM attention's scores stay within two chunks at their peak", async () => {
+  const dm = { b: 1, h: 1, lq: 1024, lk: 1024, d: 8, dv: 8 };
+  const { q, k, v } = inputs(dm, 60, 3);
+  const chunkBytes = 256 * 1024 * 4;
+  const qp = parameter(q, [1, 1, dm.lq, dm.d]);
+  const kp = parameter(k, [1, 1, dm.lk, dm.d]);
+  const vp = parameter(v, [1, 1, dm.lk, dm.dv]);
+  const base = pool.liveBytes;
+  pool.peakLiveBytes = base;
+  const head = scope(() => {
+    const o = attention(qp, kp, vp, { route: "gemm", chunkBytes });
+    backward(sum(o));
+    return o;
+  });
+  const got = await head.read();
+  const extra = pool.peakLiveBytes - base;
+  // Two chunks of scores (P, dP), plus the output, gradients and per-slice partials (small).
+  if (extra > 2 * chunkBytes + 1024 * 1024) {
+    throw new Error(`GEMM attention held ${extra} bytes at peak (chunks of ${chunkBytes})`);
+  }
+  for (const r of [0, 513, 1023]) {
+    const want = reference(q, k, v, dm, 1 / Math.sqrt(dm.d), r, r + 1);
+    assertClose(got.slice(r * dm.dv, (r + 1) * dm.dv), want, { what: `row ${r}` });
+  }
+  head.dispose();
+  for (const p of [qp, kp, vp]) p.dispose();
+});
+
+Deno.test("attention takes the GEMM form for long keys and wide heads, flash otherwise", () => {
+  const limits = { align: 256, maxBinding: 2 ** 31 };
+  const plan = (bh: number, lq: number, lk: number, d: number, dv: number) =>
+    planAttention({ bh, lq, lk, d, dv, scale: 1 }, limits);
+  // CGNet's cgm_2: 1 GiB of scores per head → 8192-row slices.
+  assertEquals(plan(8, 16384, 16384, 32, 256), {
+    route: "gemm",
+    heads: 1,
+    rows: 8192,
+    slices: 2,
+  });
+  // HANet's full-resolution rows: 512 keys; 1 MiB a head, 512 heads a chunk.
+  assertEquals(plan(4096, 512, 512, 40, 40), { route: "gemm", heads: 512, rows: 512, slices: 1 });
+  assertEquals(plan(8, 16384, 256, 32, 32).route, "flash"); // MiT-b0 stage 1
+  assertEquals(plan(8, 16384, 4, 8, 8).route, "flash"); // BIT's decoder
+  assertEquals(plan(4, 64, 64, 160, 160).route, "gemm"); // wider than the flash kernels
 });
