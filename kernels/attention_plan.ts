@@ -11,8 +11,12 @@ import type { AttentionSpec } from "./attention.ts";
 
 /** Bytes of scores one chunk may hold (the backward holds two: P and dP). */
 export const GEMM_CHUNK_BYTES = 512 * 2 ** 20;
-/** Keys from which the GEMM form is chosen when the heads also fit the flash kernels. */
-export const GEMM_MIN_KEYS = 512;
+/** Keys and queries from which the GEMM form is chosen when the heads also fit the flash
+ * kernels (H100, bench/results/attention_gemm_h100_s13.md: MiT-b1's 16,384 and 1,024 queries
+ * over 256 keys ran 1.9× and 2.3× faster as GEMMs; HANet's rows of 512 and 256 pixels, many
+ * short heads, ran faster flash). */
+export const GEMM_MIN_KEYS = 256;
+export const GEMM_MIN_QUERIES = 1024;
 
 /** A GEMM-form launch plan: `heads` heads per chunk, or one head's queries in `rows`-row slices
  * (`slices` of them) when one head's scores exceed the chunk. */
@@ -76,7 +80,7 @@ export function gemmChunks(
 }
 
 /** The form for `s`: `force` where given (and possible), else the GEMM for heads the flash
- * kernels cannot hold and for key ranges from GEMM_MIN_KEYS, else flash. */
+ * kernels cannot hold and for long queries over long key ranges, else flash. */
 export function planAttention(
   s: AttentionSpec,
   limits: AliasLimits,
@@ -87,7 +91,8 @@ export function planAttention(
   if (force === "flash" && wide) {
     throw new Error(`attention: heads ${s.d}, ${s.dv} exceed the flash kernels' ${MAX_HEAD}`);
   }
-  if (force === "flash" || (!wide && force !== "gemm" && s.lk < GEMM_MIN_KEYS)) {
+  const long = s.lk >= GEMM_MIN_KEYS && s.lq >= GEMM_MIN_QUERIES;
+  if (force === "flash" || (!wide && force !== "gemm" && !long)) {
     return { route: "flash" };
   }
   const plan = gemmChunks(s, limits, chunkBytes);

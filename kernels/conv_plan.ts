@@ -42,8 +42,10 @@ import { activeProfile, type DeviceProfile } from "./device_profile.ts";
 /** Channels per group up to which the direct kernels (one channel per thread, taps unrolled)
  * take a pass: a GEMM's M dimension would be mostly padding (depthwise, mixing convs). */
 export const DIRECT_MAX_CHANNELS = 4;
-/** Weights per output channel the direct weight gradient holds in registers per thread. */
-export const DIRECT_WGRAD_MAX_WEIGHTS = 32;
+/** Weights per output channel the direct weight gradient holds in registers per thread: up to a
+ * 3×3 over 4 channels (HANet's grouped dilated convs, 2 outputs per group, whose split-K GEMM
+ * weight gradients took 153 of its 531 ms step on an H100, tiles mostly padding). */
+export const DIRECT_WGRAD_MAX_WEIGHTS = 36;
 /** Winograd F(2×2, 3×3) from this many channels each way: below, the transforms cost more than
  * the 16-for-36 multiplies save. */
 export const WINOGRAD_MIN_CHANNELS = 8;

@@ -383,9 +383,11 @@ Deno.test("attention takes the GEMM form for long keys and wide heads, flash oth
     rows: 8192,
     slices: 2,
   });
-  // HANet's full-resolution rows: 512 keys; 1 MiB a head, 512 heads a chunk.
-  assertEquals(plan(4096, 512, 512, 40, 40), { route: "gemm", heads: 512, rows: 512, slices: 1 });
-  assertEquals(plan(8, 16384, 256, 32, 32).route, "flash"); // MiT-b0 stage 1
+  // MiT-b0 stage 1: 16,384 queries over 256 keys, one chunk of 128 MiB.
+  assertEquals(plan(8, 16384, 256, 32, 32), { route: "gemm", heads: 8, rows: 16384, slices: 1 });
+  assertEquals(plan(4096, 512, 512, 40, 40).route, "flash"); // HANet's rows: many short heads
   assertEquals(plan(8, 16384, 4, 8, 8).route, "flash"); // BIT's decoder
+  // A head's scores past the chunk with heads whose offsets cannot be aligned: flash.
+  assertEquals(plan(3, 16385, 16385, 5, 7).route, "flash");
   assertEquals(plan(4, 64, 64, 160, 160).route, "gemm"); // wider than the flash kernels
 });

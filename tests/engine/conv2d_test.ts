@@ -283,6 +283,14 @@ const backwardCases: Case[] = [
     w: [12, 8, 3, 3],
     opts: { padding: 1 },
   },
+  {
+    // HANet's grouped dilated convs: 4 inputs × 9 taps per group, the direct weight gradient.
+    name: "grouped dilated 8→4 g2 k3 d3 p3 (direct weight gradient, 36 weights)",
+    x: [B, 8, H, W],
+    w: [4, 4, 3, 3],
+    opts: { padding: 3, dilation: 3, groups: 2 },
+    bias: true,
+  },
 ];
 
 for (const [k, c] of backwardCases.entries()) {
