@@ -2,7 +2,9 @@
 // gradient at the same offset of a second buffer, so an optimiser updates all parameters in one
 // dispatch and zeroing every gradient is one dispatch. Parameters stay ordinary tensors: their
 // Storage is moved into the arena, and `p.grad` is preset to the arena view so autograd's
-// in-place accumulation lands there.
+// in-place accumulation lands there. Since that memory always exists, whether a parameter has a
+// gradient in PyTorch's sense (`grad is not None`) is its `hasGrad` flag: set by backward for
+// the leaves it reaches, cleared by zeroGrads, so that AdamW skips the others as torch does.
 //
 // One dispatch binds the whole arena only where it fits one storage binding
 // (maxStorageBufferBindingSize: 128 MiB on Mesa's software driver, CGNet's arena is 135 MB).
@@ -119,6 +121,9 @@ export class ParamArena {
       }
       p.grad?.dispose();
       p.grad = grad;
+      // Materialised (zeros, or the gradient carried over): given, as after torch's
+      // zero_grad(set_to_none=False), until zeroGrads says otherwise.
+      p.hasGrad = true;
       p.requiresGrad = true;
       p.keep();
     }
@@ -137,9 +142,12 @@ export class ParamArena {
     return this.bytes / 4;
   }
 
-  /** Zero every gradient: one recorded dispatch per chunk (one where the arena fits a binding). */
+  /** Zero every gradient: one recorded dispatch per chunk (one where the arena fits a binding).
+   * No parameter has a gradient afterwards (`hasGrad`) until a backward reaches it: torch's
+   * default zero_grad(set_to_none=True), whose None gradients AdamW skips. */
   zeroGrads(): void {
     for (const g of this.gradChunks) run(fillKernel(g.size, 0), [], [g]);
+    for (const { param } of this.slots) param.hasGrad = false;
   }
 
   /** Flat f32 views of an arena-shaped buffer, one per chunk (kept: the caller disposes them). */

@@ -1,5 +1,6 @@
 // Reverse-mode autograd on a tape that the tensors themselves form: each op output holds a
-// Node with its inputs and a backward closure. Only leaves that require grad keep `.grad`.
+// Node with its inputs and a backward closure. Only leaves that require grad keep `.grad`, and
+// a leaf that backward reaches is marked `hasGrad` (what AdamW steps, as PyTorch's skips None).
 
 import { accumulateKernel, fillKernel, mapKernel } from "../kernels/elementwise.ts";
 import { run } from "./launch.ts";
@@ -87,7 +88,8 @@ export interface BackwardOptions {
 }
 
 /** Back-propagate from `root` (seeded with `seed`, or ones for a scalar). Gradients add into
- * the `.grad` of every leaf that requires one. */
+ * the `.grad` of every leaf that requires one and that `root` depends on; those leaves get
+ * `hasGrad`, the others keep theirs. */
 export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}): void {
   if (!root.requiresGrad) throw new Error("backward() on a tensor that does not require grad");
   if (!seed && root.size !== 1) {
@@ -145,6 +147,8 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
       if (!t.node) {
         t.grad ??= zeroGrad(t);
         accumulate(t.grad, g);
+        // Reached from the root (even where g is all zeros): PyTorch's grad is no longer None.
+        t.hasGrad = true;
         release(g);
         continue;
       }

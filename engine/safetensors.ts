@@ -69,17 +69,20 @@ function mismatch(key: string, t: Tensor, entry: SafeEntry): string | null {
  * Upload a file's tensors into existing tensors of the same names (parameters keep their GPU
  * buffers, so optimisers and arenas stay valid). Shape or dtype mismatches always throw, naming
  * the key; in strict mode (the default) one error also lists every missing and unexpected key.
+ * Keys in `optional` may be missing even then (state newer than some files: the tensor keeps
+ * what it holds).
  */
 export function loadInto(
   tensors: Map<string, Tensor> | Record<string, Tensor>,
   file: string | Uint8Array | Map<string, SafeEntry>,
-  opts: { strict?: boolean; name?: string } = {},
+  opts: { strict?: boolean; name?: string; optional?: readonly string[] } = {},
 ): LoadResult {
-  const { strict = true } = opts;
+  const { strict = true, optional = [] } = opts;
   const fileName = file instanceof Map ? (opts.name ?? "<entries>") : sourceName(file, opts.name);
   const entries = file instanceof Map ? file : readSafetensors(file, opts.name);
   const targets = new Map(entriesOf(tensors));
   const missing = [...targets.keys()].filter((k) => !entries.has(k));
+  const required = missing.filter((k) => !optional.includes(k));
   const unexpected = [...entries.keys()].filter((k) => !targets.has(k));
   const bad: string[] = [];
   for (const [key, t] of targets) {
@@ -87,10 +90,10 @@ export function loadInto(
     const why = e ? mismatch(key, t, e) : null;
     if (why) bad.push(why);
   }
-  if (bad.length || (strict && (missing.length || unexpected.length))) {
+  if (bad.length || (strict && (required.length || unexpected.length))) {
     const parts: string[] = [];
     if (bad.length) parts.push(`mismatched: ${bad.join("; ")}`);
-    if (strict && missing.length) parts.push(`missing from the file: ${missing.join(", ")}`);
+    if (strict && required.length) parts.push(`missing from the file: ${required.join(", ")}`);
     if (strict && unexpected.length) parts.push(`unexpected in the file: ${unexpected.join(", ")}`);
     throw new Error(`${fileName}: cannot load:\n  ${parts.join("\n  ")}`);
   }

@@ -116,6 +116,11 @@ export class Tensor {
   readonly serial = created++;
   requiresGrad = false;
   grad: Tensor | null = null;
+  /** Whether `.grad` counts as given, PyTorch's `grad is not None`: backward sets it on every
+   * leaf it accumulates into. A parameter arena's `.grad` always holds memory (the arena's view),
+   * so this is what tells AdamW which parameters the last backward reached; the arena's
+   * zeroGrads clears it (torch's zero_grad(set_to_none=True)). */
+  hasGrad = false;
   node: Node | null = null;
   kept = false;
   disposed = false;

@@ -157,7 +157,8 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   if (resumed) {
     loadCheckpoint(model, resumed.model, { expectModel: entry.name });
     const s = opt.state();
-    loadInto(s, resumed.optim);
+    // Checkpoints from before per-parameter step counts lack skipped_steps: none skipped.
+    loadInto(s, resumed.optim, { optional: AdamW.optionalState });
     await opt.loadState(s);
     for (const t of Object.values(s)) if (!t.kept) t.dispose();
   }

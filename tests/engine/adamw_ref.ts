@@ -1,5 +1,7 @@
 // PyTorch's AdamW (single-tensor path, no amsgrad) in float64, the reference of the AdamW tests;
-// per-parameter LR and weight-decay multipliers as torch param groups.
+// per-parameter LR and weight-decay multipliers as torch param groups. A parameter whose gradient
+// is null (torch: None) is skipped: no decay, moments kept, and its own step count (torch keeps
+// one per parameter, `state[p]["step"]`) does not advance.
 
 export interface AdamWRefOptions {
   beta1: number;
@@ -13,20 +15,24 @@ export interface AdamWRefOptions {
 export class AdamWRef {
   m: Float64Array[];
   v: Float64Array[];
-  t = 0;
+  /** Per parameter: the steps it took (had a gradient in). */
+  steps: number[];
   constructor(public p: Float64Array[], readonly o: AdamWRefOptions) {
     this.m = p.map((x) => new Float64Array(x.length));
     this.v = p.map((x) => new Float64Array(x.length));
+    this.steps = p.map(() => 0);
   }
-  step(grads: ArrayLike<number>[], baseLr: number): void {
+  step(grads: (ArrayLike<number> | null)[], baseLr: number): void {
     const { beta1, beta2, eps } = this.o;
-    this.t++;
-    const bc1 = 1 - beta1 ** this.t;
-    const bc2 = 1 - beta2 ** this.t;
     this.p.forEach((p, k) => {
+      const g = grads[k];
+      if (!g) return;
+      const t = ++this.steps[k];
+      const bc1 = 1 - beta1 ** t;
+      const bc2 = 1 - beta2 ** t;
       const { lrMult, decayMult } = this.o.multipliers?.[k] ?? { lrMult: 1, decayMult: 1 };
       const lr = baseLr * lrMult, wd = this.o.wd * decayMult;
-      const g = grads[k], m = this.m[k], v = this.v[k];
+      const m = this.m[k], v = this.v[k];
       for (let i = 0; i < p.length; i++) {
         p[i] *= 1 - lr * wd;
         m[i] = beta1 * m[i] + (1 - beta1) * g[i];

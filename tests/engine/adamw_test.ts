@@ -2,7 +2,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { ARENA_ALIGN, ParamArena } from "../../engine/arena.ts";
 import { backward } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
-import { mul } from "../../engine/ops/elementwise.ts";
+import { add, mul } from "../../engine/ops/elementwise.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { AdamW } from "../../engine/optim/adamw.ts";
 import { pool } from "../../engine/pool.ts";
@@ -39,6 +39,25 @@ const LRS = [0.1, 0.05, 0.2, 0.01, 0.1, 0.07, 0.3];
 
 async function readF64(ts: Tensor[]): Promise<Float64Array[]> {
   return (await readAll(ts)).map((b, i) => Float64Array.from(new Float32Array(b, 0, ts[i].size)));
+}
+
+/** Free the tensors state() made (`step`, `skipped_steps`; the moments are the arena's views). */
+function disposeState(st: Record<string, Tensor>): void {
+  for (const t of Object.values(st)) if (!t.kept) t.dispose();
+}
+
+/** A safetensors file of `tensors` (i32 as I64, as torch saves `step`). */
+async function fileOf(tensors: Record<string, Tensor>): Promise<Uint8Array> {
+  const bufs = await readAll(Object.values(tensors));
+  return encodeSafetensors(
+    Object.fromEntries(
+      Object.entries(tensors).map(([k, t], i) => [k, {
+        dtype: t.dtype === "i32" ? "I64" as const : "F32" as const,
+        shape: t.shape,
+        data: t.dtype === "i32" ? new Int32Array(bufs[i]) : new Float32Array(bufs[i], 0, t.size),
+      }]),
+    ),
+  );
 }
 
 Deno.test("arena: parameters packed at aligned offsets keep their values", async () => {
@@ -139,7 +158,7 @@ Deno.test("AdamW matches PyTorch's AdamW in float64 over several steps", async (
     assertClose(m[k], ref.m[k], { atol: 1e-6, rtol: 1e-5, what: `exp_avg ${k}` });
     assertClose(v[k], ref.v[k], { atol: 1e-7, rtol: 1e-5, what: `exp_avg_sq ${k}` });
   });
-  st.step.dispose();
+  disposeState(st);
   opt.dispose();
   opt.arena.dispose();
 });
@@ -179,24 +198,14 @@ Deno.test("AdamW: a run resumed from a checkpoint continues exactly", async () =
   const first = new AdamW(makeParams(5), { lr: 0.1, weightDecay: 0.05 });
   run(first, 0, 3);
   const st = first.state();
-  const ckpt = { ...names(first.params), ...st };
-  const bufs = await readAll(Object.values(ckpt));
-  const file = encodeSafetensors(
-    Object.fromEntries(
-      Object.entries(ckpt).map(([k, t], i) => [k, {
-        dtype: t.dtype === "i32" ? "I64" as const : "F32" as const,
-        shape: t.shape,
-        data: t.dtype === "i32" ? new Int32Array(bufs[i]) : new Float32Array(bufs[i], 0, t.size),
-      }]),
-    ),
-  );
-  st.step.dispose();
+  const file = await fileOf({ ...names(first.params), ...st });
+  disposeState(st);
 
   const resumed = new AdamW(makeParams(77), { lr: 0.1, weightDecay: 0.05 });
   const st2 = resumed.state();
   loadInto({ ...names(resumed.params), ...st2 }, file);
   await resumed.loadState(st2);
-  st2.step.dispose();
+  disposeState(st2);
   assertEquals(resumed.t, 3);
   run(resumed, 3, 6);
   const got = await readF64(resumed.params);
@@ -225,9 +234,168 @@ Deno.test("AdamW: loadState copies from other tensors and reports what is missin
   let msg = "";
   await b.loadState(sa).catch((e) => msg = e.message);
   assert(msg.includes("exp_avg_sq.1: missing"), msg);
-  sa.step.dispose();
-  sb.step.dispose();
+  disposeState(sa);
+  disposeState(sb);
   for (const o of [a, b]) {
+    o.dispose();
+    o.arena.dispose();
+  }
+});
+
+// Parameters the loss does not reach (modules built but never called, HANet's c1..c4_conv):
+// torch's AdamW skips a None grad, so value and moments stay and the parameter's own step count
+// (its bias correction) does not advance; a parameter reached with an all-zero gradient is
+// stepped (decayed). Gradients come from a real backward after zeroGrad, as in training.
+const SKIP_SHAPES = [[7], [13, 5], [1], [6], [3]];
+const SKIP_MULTS = [1, 1, 0.5, 2, 1].map((lrMult) => ({ lrMult, decayMult: 1 }));
+const SKIP_O = { beta1: 0.9, beta2: 0.99, eps: 1e-8, wd: 0.1 };
+
+function makeSkipParams(seed: number): Tensor[] {
+  return SKIP_SHAPES.map((s, k) => {
+    const n = s.reduce((p, d) => p * d, 1);
+    return parameter(randArray(n, seed + k), s, `q${k}`);
+  });
+}
+
+/** Each parameter's gradient at `step`, null where the loss leaves it out: q0 always reached,
+ * q1 only at step 0, q2 always with a zero gradient, q3 not at steps 0, 3, 6 (reached first at
+ * its own step 1 when the optimiser's is 2), q4 never. */
+function skipGrads(step: number): (Float32Array | null)[] {
+  return SKIP_SHAPES.map((s, k) => {
+    const n = s.reduce((p, d) => p * d, 1);
+    if (k === 1 && step > 0) return null;
+    if (k === 3 && step % 3 === 0) return null;
+    if (k === 4) return null;
+    return k === 2 ? new Float32Array(n) : randArray(n, 100 * step + k, -2, 2);
+  });
+}
+
+function makeSkipOpt(seed: number): AdamW {
+  return new AdamW(makeSkipParams(seed), {
+    lr: 1,
+    betas: [SKIP_O.beta1, SKIP_O.beta2],
+    eps: SKIP_O.eps,
+    weightDecay: SKIP_O.wd,
+    multipliers: SKIP_MULTS,
+  });
+}
+
+/** zeroGrad, backward of Σ_k sum(q_k · g_k) over the reached parameters (so q_k's gradient is
+ * g_k exactly), then the step; returns the dispatches the step recorded. */
+function skipStep(opt: AdamW, step: number): number {
+  const g = skipGrads(step);
+  opt.zeroGrad();
+  scope(() => {
+    const terms = opt.params.flatMap((p, k) => g[k] ? [sum(mul(p, tensor(g[k]!, p.shape)))] : []);
+    backward(terms.reduce((a, b) => add(a, b)));
+  });
+  const d0 = stats.dispatches;
+  opt.step(LRS[step]);
+  return stats.dispatches - d0;
+}
+
+Deno.test("AdamW leaves a parameter without a gradient untouched, as torch skips a None grad", async () => {
+  const opt = makeSkipOpt(30);
+  const params = opt.params;
+  const initial = await readF64(params);
+  const ref = new AdamWRef(await readF64(params), { ...SKIP_O, multipliers: SKIP_MULTS });
+  let afterFirst: Float64Array[] = [];
+  for (let step = 0; step < LRS.length; step++) {
+    assertEquals(skipStep(opt, step), 1, "one dispatch per step");
+    assertEquals(
+      params.map((p) => p.hasGrad),
+      skipGrads(step).map((g) => g !== null),
+      `step ${step}: the parameters backward reached`,
+    );
+    ref.step(skipGrads(step), LRS[step]);
+    if (step === 0) {
+      const s0 = opt.state();
+      afterFirst = await readF64([params[1], s0["exp_avg.1"], s0["exp_avg_sq.1"]]);
+      disposeState(s0);
+    }
+  }
+  const st = opt.state();
+  const [m, v] = await Promise.all(
+    ["exp_avg", "exp_avg_sq"].map((k) => readF64(params.map((_, i) => st[`${k}.${i}`]))),
+  );
+  const got = await readF64(params);
+  params.forEach((_, k) => {
+    assertClose(got[k], ref.p[k], { atol: 2e-6, rtol: 1e-5, what: `q${k}` });
+    assertClose(m[k], ref.m[k], { atol: 1e-6, rtol: 1e-5, what: `exp_avg ${k}` });
+    assertClose(v[k], ref.v[k], { atol: 1e-7, rtol: 1e-5, what: `exp_avg_sq ${k}` });
+  });
+  // Untouched, bit for bit: q4 never had a gradient, q1 none after step 0.
+  assertEquals(Array.from(got[4]), Array.from(initial[4]), "q4 value");
+  assert([...m[4], ...v[4]].every((x) => x === 0), "q4 moments");
+  [got[1], m[1], v[1]].forEach((x, i) =>
+    assertEquals(Array.from(x), Array.from(afterFirst[i]), `q1 value and moments after step 0`)
+  );
+  assert(m[1].some((x) => x !== 0), "q1's moments from step 0 kept");
+  // Reached with a zero gradient: decayed (torch's grad is a zero tensor, not None).
+  assert(got[2].every((x, i) => Math.abs(x) < Math.abs(initial[2][i])), "q2 decayed");
+  assertEquals(opt.skippedSteps, [0, LRS.length - 1, 0, 3, LRS.length]);
+  assertEquals(Array.from(await st.skipped_steps.read()), opt.skippedSteps);
+  assertEquals(ref.steps, opt.skippedSteps.map((s) => LRS.length - s));
+
+  // After zeroGrad without a backward nothing has a gradient: the step records nothing.
+  opt.zeroGrad();
+  const d0 = stats.dispatches;
+  opt.step();
+  assertEquals(stats.dispatches - d0, 0);
+  assertEquals(Array.from((await readF64([params[0]]))[0]), Array.from(got[0]));
+  disposeState(st);
+  opt.dispose();
+  opt.arena.dispose();
+});
+
+Deno.test("AdamW: skipped steps are saved; a resume continues exactly; older files load", async () => {
+  const names = (ps: Tensor[]) => Object.fromEntries(ps.map((p, k) => [`w${k}`, p]));
+  const straight = makeSkipOpt(40);
+  for (let step = 0; step < 6; step++) skipStep(straight, step);
+  const expected = await readF64(straight.params);
+
+  const first = makeSkipOpt(40);
+  for (let step = 0; step < 4; step++) skipStep(first, step);
+  const st = first.state();
+  const file = await fileOf({ ...names(first.params), ...st });
+  disposeState(st);
+
+  const resumed = makeSkipOpt(88);
+  const st2 = resumed.state();
+  loadInto({ ...names(resumed.params), ...st2 }, file);
+  await resumed.loadState(st2);
+  disposeState(st2);
+  assertEquals(resumed.skippedSteps, first.skippedSteps);
+  for (let step = 4; step < 6; step++) skipStep(resumed, step);
+  const got = await readF64(resumed.params);
+  got.forEach((x, k) => assertEquals(Array.from(x), Array.from(expected[k]), `q${k} bit for bit`));
+
+  // A file saved before skipped_steps existed: strict loading refuses it unless the key is
+  // optional, and then no parameter has skipped a step.
+  const a = new AdamW(makeParams(9), { lr: 0.1 });
+  const g = gradsFor(2);
+  a.params.forEach((p, k) => write(p.grad!, g[k]));
+  a.step();
+  const sa = a.state();
+  delete sa.skipped_steps;
+  const old = await fileOf(sa);
+  disposeState(a.state());
+  const b = new AdamW(makeParams(9), { lr: 0.1 });
+  const sb = b.state();
+  let msg = "";
+  try {
+    loadInto(sb, old);
+  } catch (e) {
+    msg = (e as Error).message;
+  }
+  assert(msg.includes("missing from the file: skipped_steps"), msg);
+  const r = loadInto(sb, old, { optional: AdamW.optionalState });
+  assertEquals(r.missing, ["skipped_steps"]);
+  await b.loadState(sb);
+  assertEquals(b.t, 1);
+  assertEquals(b.skippedSteps, [0, 0, 0]);
+  for (const x of [sa, sb]) disposeState(x);
+  for (const o of [straight, first, resumed, a, b]) {
     o.dispose();
     o.arena.dispose();
   }

@@ -162,7 +162,8 @@ Deno.test("AdamW with groups: state files keep their keys and resume bit for bit
   run(first, 0, 2);
   const st = first.state();
   const keys = Object.keys(st).sort();
-  assertEquals(keys.length, 2 * SHAPES.length + 1);
+  // Two moments per parameter, step and skipped_steps: nothing per group.
+  assertEquals(keys.length, 2 * SHAPES.length + 2);
   const all = { ...Object.fromEntries(first.params.map((p, k) => [`w${k}`, p])), ...st };
   const bufs = await readAll(Object.values(all));
   const file = encodeSafetensors(Object.fromEntries(
@@ -172,12 +173,12 @@ Deno.test("AdamW with groups: state files keep their keys and resume bit for bit
       data: t.dtype === "i32" ? new Int32Array(bufs[i]) : new Float32Array(bufs[i], 0, t.size),
     }]),
   ));
-  st.step.dispose();
+  for (const t of Object.values(st)) if (!t.kept) t.dispose();
   const resumed = mk(99);
   const st2 = resumed.state();
   loadInto({ ...Object.fromEntries(resumed.params.map((p, k) => [`w${k}`, p])), ...st2 }, file);
   await resumed.loadState(st2);
-  st2.step.dispose();
+  for (const t of Object.values(st2)) if (!t.kept) t.dispose();
   run(resumed, 2, 4);
   const got = await readF64(resumed.params);
   got.forEach((x, k) => assertEquals(Array.from(x), Array.from(expected[k]), `p${k}`));

@@ -1,11 +1,13 @@
 // The trainer on a tiny synthetic dataset: training improves validation mIoU, an interrupted
-// run resumed from its checkpoint follows the uninterrupted run's loss curve, bad configs fail.
+// run resumed from its checkpoint follows the uninterrupted run's loss curve, parameters the loss
+// does not reach stay as initialised (torch's AdamW skips a None grad), bad configs fail.
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { checkDataset } from "../../data/dataset.ts";
 import { writeSynthDataset } from "../../data/synth.ts";
 import { initDevice } from "../../engine/device.ts";
+import { readSafetensors } from "../../engine/safetensors.ts";
 import { modelEntry } from "../../models/registry.ts";
 import { TrainConfigSchema } from "../../train/config.ts";
 import { evaluateModel } from "../../train/evaluate.ts";
@@ -70,6 +72,38 @@ Deno.test("resume continues an interrupted run exactly", async () => {
       `step ${i + 1}: ${a[i]} vs ${b[i]}`,
     );
   }
+});
+
+Deno.test("HANet's unused c1..c4_conv keep their initial weights and no moments through training", async () => {
+  // Built upstream but never called: their .grad stays None, which torch's AdamW skips (no decay).
+  const res = await train(base(join(root, "hanet"), { model: "hanet", iters: 2, valEvery: 2 }), {
+    dataset: ds,
+    quiet: true,
+  });
+  const model = modelEntry("hanet").create(0);
+  const weights = readSafetensors(join(res.runDir, "last.safetensors"));
+  const optim = readSafetensors(join(res.runDir, "checkpoints", "step_2", "optim.safetensors"));
+  const skipped = Array.from(optim.get("skipped_steps")!.data as ArrayLike<number>);
+  let unused = 0, moved = 0;
+  for (const [i, [name, t]] of model.namedParameters().entries()) {
+    const before = Array.from(await t.read());
+    const after = Array.from(weights.get(name)!.data as ArrayLike<number>);
+    if (/^backbone\.c[1-4]_conv\./.test(name)) {
+      unused++;
+      assert.deepEqual(after, before, `${name} changed`);
+      assert.equal(skipped[i], 2, `${name}: skipped steps`);
+      for (const k of [`exp_avg.${i}`, `exp_avg_sq.${i}`]) {
+        const m = optim.get(k)!.data as ArrayLike<number>;
+        assert.ok(Array.from(m).every((x) => x === 0), `${name}: ${k} not zero`);
+      }
+    } else {
+      assert.equal(skipped[i], 0, `${name}: skipped steps`);
+      if (after.some((x, j) => x !== before[j])) moved++;
+    }
+  }
+  assert.equal(unused, 8);
+  assert.ok(moved > 100, `only ${moved} reached parameters moved`);
+  model.dispose();
 });
 
 Deno.test("a run folder that already holds a run is refused", async () => {
