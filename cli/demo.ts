@@ -18,6 +18,8 @@ import {
   SCHEME_HELP,
   SchemeFlags,
   schemeOf,
+  TEACHER_INIT_HELP,
+  TeacherInitFlags,
 } from "./method_flags.ts";
 import { runCommand } from "./run.ts";
 
@@ -57,6 +59,7 @@ For the paper's scale on a GPU, e.g.:
   --lambda-grid          search the paper's λ grid (7 students)
 ${SCHEME_HELP}
 ${MARGIN_HELP}
+${TEACHER_INIT_HELP}
   --val-every N          validation interval (default: iters / 2)
   --seed K               seed of data and training (default 0)
   --retrain              remake the data and retrain the members made with other flags
@@ -77,6 +80,7 @@ const Flags = z.object({
   retrain: z.boolean().default(false),
   ...SchemeFlags,
   ...MarginFlags,
+  ...TeacherInitFlags,
 });
 
 export const DEMO_SPEC = { help: HELP, flags: Flags };
@@ -112,6 +116,7 @@ export async function demoCommand(f: z.output<typeof Flags> & { _?: string[] }):
       lambdas,
       studentIters: f.studentIters ?? Math.max(1, Math.floor(f.iters / 2)),
       retrain: f.retrain,
+      teacherInit: f.teacherInit,
       hint: "repeat the flags they were trained with, pass --retrain to train them again " +
         "with these, or choose another --out",
     });

@@ -16,6 +16,7 @@ import {
   SCHEME_HELP,
   SchemeFlags,
   schemeOf,
+  TeacherInitFlags,
 } from "./method_flags.ts";
 import { runCommand } from "./run.ts";
 
@@ -51,6 +52,9 @@ ${SCHEME_HELP}
                          --teachers K)
 ${MARGIN_HELP}
                          (a student with a margin is written to DIR/student_<λ>_margin<M>/)
+  --teacher-init scratch|original
+                         optional: how op started the teachers; given, DIR's teachers must have
+                         started so (the report states it either way, from their config.json)
 ${BUDGET_HELP}
   (--iters is the student's budget; the paper trains it half as long as M_O.)
 `;
@@ -66,6 +70,7 @@ const Flags = z.object({
   allowSoftwareAdapter: z.boolean().default(false),
   ...SchemeFlags,
   ...MarginFlags,
+  ...TeacherInitFlags,
   ...BudgetFlags,
 });
 
@@ -84,6 +89,7 @@ export async function distillCommand(f: z.output<typeof Flags> & { _?: string[] 
     lambdaGrid,
     lambdaIndex,
     allowSoftwareAdapter,
+    teacherInit,
     ...rest
   } = f;
   if (lambda !== undefined && lambdaGrid) {
@@ -101,11 +107,21 @@ export async function distillCommand(f: z.output<typeof Flags> & { _?: string[] 
   const cfg = memberConfig(rest, from);
   if (unit) {
     if (control) throw new Error("--control: train the control as its own unit with --lambda 0");
-    await runStudentMember(cfg, from, scheme, lambdas, unit.index, console.error, routeMargin);
+    await runStudentMember(
+      cfg,
+      from,
+      scheme,
+      lambdas,
+      unit.index,
+      console.error,
+      routeMargin,
+      teacherInit,
+    );
   } else {
     await runDistillOnly(cfg, from, scheme, lambdas, console.error, {
       margin: routeMargin,
       control,
+      teacherInit,
     });
   }
 }

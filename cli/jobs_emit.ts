@@ -9,6 +9,7 @@ import { planJobs } from "../train/job_plan.ts";
 import { writeK8s } from "../train/k8s_emit.ts";
 import { writeSlurm } from "../train/slurm_emit.ts";
 import { modelEntry } from "../models/registry.ts";
+import type { TeacherInit } from "../train/teacher_init.ts";
 
 export const EmitFlags = {
   emit: z.enum(["slurm", "k8s"]).optional(),
@@ -36,7 +37,9 @@ export const EMIT_HELP = `Cluster jobs (members as separate, restartable units):
                          a CPU (software) adapter; without it such a job stops
   --emit slurm|k8s JOBDIR
                          write the cluster jobs to JOBDIR instead of training, and print the
-                         one-line submit command (JOBDIR/submit.sh, JOBDIR/submit-k8s.sh)
+                         one-line submit command (JOBDIR/submit.sh, JOBDIR/submit-k8s.sh);
+                         with --teacher-init original M_O's job (original) runs first, then
+                         the teachers' array (teachers, members 1..P)
   With --emit only:
   --student-iters N      the students' iterations in the emitted distill job (default iters/2)
   --lambda X | --lambda-grid
@@ -59,6 +62,8 @@ export interface EmitRequest {
   partitions: number;
   /** Scheme and budget flags as given (undefined: not given). */
   flags: Record<string, unknown>;
+  /** --teacher-init as given: original puts M_O's job before the teachers'. */
+  teacherInit?: TeacherInit;
   iters?: number;
   studentIters?: number;
   lambda?: number;
@@ -106,6 +111,7 @@ export function emitJobs(r: EmitRequest): string {
     out,
     memberIters: r.iters,
     studentIters: r.studentIters ?? Math.max(1, Math.floor(iters / 2)),
+    teacherInit: r.teacherInit,
   });
   return r.emit === "slurm"
     ? writeSlurm(plan, resolve(r.dir), {

@@ -1,10 +1,11 @@
-// Flags shared by partition, op, distill and demo: the CAR partition scheme and the training
-// budget of every member (the train command's keys, with the same meaning).
+// Flags shared by partition, op, distill and demo: the CAR partition scheme, how the teachers
+// start, and the training budget of every member (the train command's keys, same meaning).
 
 import { z } from "zod";
 import { customScheme, THREE_TEACHERS, TWO_TEACHERS } from "../data/partition.ts";
 import { MAX_AUTO_TEACHERS, type SchemeSpec } from "../data/partition_auto.ts";
 import { type TrainConfig, TrainConfigSchema } from "../train/config.ts";
+import { TEACHER_INITS } from "../train/teacher_init.ts";
 
 export const SchemeFlags = {
   // A string: "2" / "3" (the paper's schemes), 1..4 with --auto, or "auto" (op chooses K).
@@ -28,6 +29,19 @@ export const MARGIN_HELP =
   `  --route-margin M       within M of a CAR threshold (default 0: hard routing) O-P averages the
                          two neighbouring teachers' probabilities (routing by M_O's predicted
                          CAR) and MTKD distils from the mean of their logits (by ground-truth CAR)`;
+
+/** How O-P's teachers start (op, demo; distill checks it against the folder's teachers). */
+export const TeacherInitFlags = {
+  teacherInit: z.enum(TEACHER_INITS).optional(),
+};
+
+export const TEACHER_INIT_HELP = `  --teacher-init scratch|original
+                         how each teacher starts: scratch (default) from the model's fresh
+                         init, as the paper; original from M_O's trained weights (its best
+                         checkpoint), then trained on its partition with the same budget. The
+                         teachers then train after M_O (op --member K >= 1 stops, naming
+                         original/member.json, until M_O has finished); a folder holds
+                         teachers of one init`;
 
 export const BudgetFlags = {
   iters: z.number().int().positive().optional(),

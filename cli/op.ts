@@ -1,5 +1,5 @@
 // deno task op --model NAME --data ROOT --out DIR [--teachers 2|3|auto | --thresholds … |
-//   --auto --teachers K] [--route-margin M] [budget flags]
+//   --auto --teachers K] [--route-margin M] [--teacher-init scratch|original] [budget flags]
 //   [--member K | --route-only | --emit slurm|k8s JOBDIR]
 
 import { z } from "zod";
@@ -18,14 +18,16 @@ import {
   SCHEME_HELP,
   SchemeFlags,
   schemeOf,
+  TEACHER_INIT_HELP,
+  TeacherInitFlags,
 } from "./method_flags.ts";
 import { EMIT_HELP, EmitFlags, emitJobs } from "./jobs_emit.ts";
 import { runCommand } from "./run.ts";
 
 const HELP =
   `O-P (Origin-Partition): train M_O on all training pairs and one teacher per CAR partition
-(from scratch, same recipe), then evaluate on the test split with each image routed to the
-teacher that M_O's predicted CAR picks.
+(from scratch, same recipe; --teacher-init original: from M_O's weights), then evaluate on the
+test split with each image routed to the teacher that M_O's predicted CAR picks.
 
 Usage:
   deno task op --model NAME --data ROOT --out DIR [--teachers 2|3 | --thresholds ...] [flags]
@@ -39,6 +41,8 @@ CAR), O-P with oracle routing (by ground-truth CAR: the upper bound), routing ac
 confusion table (truth × routed), and each member's mIoU / mFscore on each partition's
 validation images (the cross table). Every teacher runs on every test and validation image for
 these. Members that are already trained in DIR are reused; an interrupted member resumes.
+partition.json records --teacher-init (each teacher's config.json its starting weights), and
+the report states it.
 
 --teachers auto chooses the teacher count: for K = 1..4, K equal-count CAR partitions of the
 training set (DIR/kK/, each a complete O-P folder sharing DIR/original), each K's teachers
@@ -52,6 +56,7 @@ K's results). distill then takes --from DIR/kK --auto --teachers K.
 ${SCHEME_HELP}
   --teachers auto        choose K in 1..4 as above (paper's fixed 0.05 / 0.2 stay the default)
 ${MARGIN_HELP}
+${TEACHER_INIT_HELP}
 ${BUDGET_HELP}
 
 ${EMIT_HELP}
@@ -67,6 +72,7 @@ const Flags = z.object({
   ...EmitFlags,
   ...SchemeFlags,
   ...MarginFlags,
+  ...TeacherInitFlags,
   ...BudgetFlags,
 });
 
@@ -79,6 +85,7 @@ export async function opCommand(f: z.output<typeof Flags> & { _?: string[] }): P
     thresholds,
     auto,
     routeMargin,
+    teacherInit,
     out,
     member,
     routeOnly,
@@ -120,6 +127,7 @@ export async function opCommand(f: z.output<typeof Flags> & { _?: string[] }): P
       out,
       partitions: partitions!,
       flags: { teachers, thresholds, auto: auto || undefined, ...budget },
+      teacherInit,
       iters,
       studentIters,
       lambda,
@@ -153,10 +161,18 @@ export async function opCommand(f: z.output<typeof Flags> & { _?: string[] }): P
     });
   }
   const cfg = memberConfig(rest, out);
-  if (unit) await runOpMember(cfg, out, scheme, unit.index);
+  const init = teacherInit ?? "scratch";
+  if (unit) await runOpMember(cfg, out, scheme, unit.index, console.error, init);
   else if (partitions === null) {
-    await runOpAuto(cfg, out, await checkedDataset(cfg, console.error), console.error, routeMargin);
-  } else await runOpOnly(cfg, out, scheme, console.error, { routeOnly, margin: routeMargin });
+    const ds = await checkedDataset(cfg, console.error);
+    await runOpAuto(cfg, out, ds, console.error, routeMargin, undefined, init);
+  } else {
+    await runOpOnly(cfg, out, scheme, console.error, {
+      routeOnly,
+      margin: routeMargin,
+      teacherInit: init,
+    });
+  }
 }
 
 runCommand(import.meta, OP_SPEC, opCommand);

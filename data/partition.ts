@@ -64,6 +64,11 @@ export function partitionName(car: number, scheme: PartitionScheme): string {
   return scheme.names[partitionOf(car, scheme.thresholds)];
 }
 
+/** How O-P's teachers start (op --teacher-init): from the model's fresh init, as the paper
+ * does, or from M_O's trained weights. */
+export const TEACHER_INITS = ["scratch", "original"] as const;
+export type TeacherInit = typeof TEACHER_INITS[number];
+
 export const ManifestSchema = z.object({
   thresholds: z.array(z.number().gt(0).lt(1)),
   names: z.array(z.string().min(1)).min(1),
@@ -72,6 +77,9 @@ export const ManifestSchema = z.object({
     car: z.number().min(0).max(1),
     partition: z.string(),
   })),
+  /** Written by op beside the partition (absent: a manifest of `partition`, or of an op run
+   * before the flag existed, whose teachers started from scratch). */
+  teacherInit: z.enum(TEACHER_INITS).optional(),
 });
 
 /** Which training pair goes to which teacher, as written next to a run. */

@@ -15,12 +15,13 @@ import type { TrainConfig } from "./config.ts";
 import { evalWindow } from "./config.ts";
 import { runDistill, type StudentResult } from "./distill.ts";
 import { crossTableRows } from "./cross_table.ts";
-import { checkMembers, memberConfigOf } from "./member_check.ts";
+import { checkMembers } from "./member_check.ts";
 import { opRequests, opRequired, studentRequests } from "./member_requests.ts";
 import { requireMembers } from "./member_unit.ts";
-import { loadMember, originalDir, teacherDir } from "./members.ts";
+import { loadMember, memberConfigOf, originalDir, teacherDir } from "./members.ts";
 import type { MetricsReport } from "./metrics.ts";
 import { evaluateOp, type OpResult, runOp } from "./op.ts";
+import { checkTeacherInit, type TeacherInit, teacherInitNote } from "./teacher_init.ts";
 import { errorOverlay } from "./overlay.ts";
 import { maskOf, normalizeImage, predictProbability } from "./predict.ts";
 import { checkReporter, datasetSummary } from "./progress.ts";
@@ -150,6 +151,8 @@ export interface ExperimentOptions {
   retrain?: boolean;
   /** The end of the message when members differ: how this command gets past it. */
   hint?: string;
+  /** How the teachers start (default scratch, the paper's; original: from M_O's weights). */
+  teacherInit?: TeacherInit;
 }
 
 const DEFAULT_HINT = "repeat the flags they were trained with, or choose another --out";
@@ -167,8 +170,11 @@ export async function runExperiment(
   await writePartitionFiles(ds, scheme, dir);
   for (const line of partitionSummary(ds, scheme)) log(line);
   const check = { retrain: o.retrain ?? false, hint: o.hint ?? DEFAULT_HINT, log };
-  await checkMembers(opRequests(cfg, ds, scheme, dir), check);
-  const op = await runOp(cfg, ds, scheme, dir, log, o.quiet, margin);
+  const teacherInit = o.teacherInit ?? "scratch";
+  // With retrain, teachers of the other init are among the members trained again.
+  if (!check.retrain) checkTeacherInit(dir, scheme, teacherInit);
+  await checkMembers(opRequests(cfg, ds, scheme, dir, teacherInit), check);
+  const op = await runOp(cfg, ds, scheme, dir, log, o.quiet, margin, teacherInit);
   const studentCfg = { ...cfg, iters: o.studentIters };
   // The λ = 0 control: the same student schedule from M_O, without a teacher.
   await checkMembers(studentRequests(studentCfg, ds, dir, [...o.lambdas, 0], margin), check);
@@ -195,21 +201,29 @@ export async function runOpOnly(
   dir: string,
   spec: SchemeSpec,
   log = console.error,
-  o: { routeOnly?: boolean; margin?: number; dataset?: CheckedDataset; auto?: AutoChoice } = {},
+  o: {
+    routeOnly?: boolean;
+    margin?: number;
+    dataset?: CheckedDataset;
+    auto?: AutoChoice;
+    teacherInit?: TeacherInit;
+  } = {},
 ) {
   const ds = o.dataset ?? await checkedDataset(cfg, log);
   const scheme = schemeFor(spec, ds.train);
   const margin = o.margin ?? 0;
+  const teacherInit = o.teacherInit ?? "scratch";
+  checkTeacherInit(dir, scheme, teacherInit);
   await writePartitionFiles(ds, scheme, dir);
   partitionSummary(ds, scheme).forEach((l) => log(l));
-  const requests = opRequests(cfg, ds, scheme, dir);
+  const requests = opRequests(cfg, ds, scheme, dir, teacherInit);
   let op: OpResult;
   if (o.routeOnly) {
     await requireMembers(opRequired(requests), "config", DEFAULT_HINT);
     op = await evaluateOp(cfg.model, ds, scheme, dir, cfg, margin);
   } else {
     await checkMembers(requests, { retrain: false, hint: DEFAULT_HINT, log });
-    op = await runOp(cfg, ds, scheme, dir, log, false, margin);
+    op = await runOp(cfg, ds, scheme, dir, log, false, margin, teacherInit);
   }
   const report = methodReport(cfg, op, scheme, dir, margin);
   if (o.auto) report.auto = o.auto;
@@ -249,12 +263,14 @@ export async function runDistillOnly(
   spec: SchemeSpec,
   lambdas: number[],
   log = console.error,
-  o: { margin?: number; control?: boolean } = {},
+  o: { margin?: number; control?: boolean; teacherInit?: TeacherInit } = {},
 ) {
   const ds = await checkedDataset(cfg, log);
   const scheme = schemeFor(spec, ds.train);
   const margin = o.margin ?? 0;
   const hint = DEFAULT_HINT;
+  // The teachers' init is what op recorded; a --teacher-init given must agree with it.
+  if (o.teacherInit) checkTeacherInit(from, scheme, o.teacherInit, true);
   await requireMembers(opRequired(opRequests(cfg, ds, scheme, from)), "data", hint);
   const asked = o.control ? [...lambdas, 0] : lambdas;
   await checkMembers(studentRequests(cfg, ds, from, asked, margin), {
@@ -319,6 +335,7 @@ function methodReport(
   },
 ): MethodReport {
   const row = (name: string, report: MetricsReport): StrategyResult => ({ name, report });
+  const init = teacherInitNote(dir, scheme);
   const strategies = [
     row("Original", op.original),
     row("O-P", op.op),
@@ -333,6 +350,7 @@ function methodReport(
     dataset: cfg.data,
     notes: [
       `${scheme.names.length} teachers, CAR thresholds ${scheme.thresholds.join(", ") || "none"}`,
+      init.note,
       ...budgetNotes(cfg, scheme, dir, students?.chosen.runDir),
       "metrics: per-image means over the test split (a class absent from both label and prediction scores 1)",
       "O-P oracle routing: each test image scored by the teacher of its ground-truth CAR (perfect " +
@@ -352,6 +370,7 @@ function methodReport(
         : []),
     ],
     strategies,
+    teacherInit: init.teacherInit,
     routing: {
       accuracy: op.routingAccuracy,
       names: scheme.names,

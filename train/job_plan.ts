@@ -1,9 +1,13 @@
 // The jobs of an O-P / MTKD experiment on a cluster, independent of the scheduler: stage 1 trains
-// the members (an array, one task per member: 0 = M_O, 1..P = teachers), stage 2 the MTKD
-// students (an array over λ, only when more than one λ is asked for), and the last stage runs
+// the members (an array, one task per member: 0 = M_O, 1..P = teachers; with --teacher-init
+// original the teachers start from M_O's weights, so M_O is a job of its own and the teachers'
+// array, indices 1..P, follows it), then the MTKD students (an array over λ, only when more than
+// one λ is asked for), and the last stage runs
 // `distill` over the finished members, which trains nothing more, evaluates Original, O-P and
 // MTKD and writes the report. Each stage starts once every task of the one before succeeded.
 // train/slurm_emit.ts and train/k8s_emit.ts write it for their scheduler.
+
+import type { TeacherInit } from "./teacher_init.ts";
 
 export interface JobStage {
   /** members, students, distill. */
@@ -14,6 +18,8 @@ export interface JobStage {
    * `indexFlag` is given, which the emitter appends with the scheduler's variable. */
   argv: string[];
   indexFlag?: string;
+  /** The array's first index (default 0): the teachers after M_O's own job start at 1. */
+  firstIndex?: number;
 }
 
 export interface JobPlan {
@@ -34,6 +40,8 @@ export interface PlanInput {
   out: string;
   memberIters?: number;
   studentIters: number;
+  /** op --teacher-init as given (undefined: not given, scratch). */
+  teacherInit?: TeacherInit;
 }
 
 /** `--kebab-key value` for each set flag; booleans as --key / --no-key, arrays comma-joined. */
@@ -54,7 +62,8 @@ export function jobName(s: string): string {
 }
 
 export function planJobs(p: PlanInput): JobPlan {
-  const op = ["deno", "task", "op", ...flagArgs({ ...p.common, out: p.out, iters: p.memberIters })];
+  const common = { ...p.common, teacherInit: p.teacherInit };
+  const op = ["deno", "task", "op", ...flagArgs({ ...common, out: p.out, iters: p.memberIters })];
   const lambdaFlags = p.lambdas.length === 1
     ? { lambda: p.lambdas[0] }
     : { lambda: undefined, lambdaGrid: true };
@@ -62,11 +71,15 @@ export function planJobs(p: PlanInput): JobPlan {
     "deno",
     "task",
     "distill",
-    ...flagArgs({ ...p.common, from: p.out, iters: p.studentIters, ...lambdaFlags }),
+    ...flagArgs({ ...common, from: p.out, iters: p.studentIters, ...lambdaFlags }),
   ];
-  const stages: JobStage[] = [
-    { name: "members", tasks: p.members, argv: op, indexFlag: "--member" },
-  ];
+  const stages: JobStage[] = p.teacherInit === "original"
+    ? [
+      // Each teacher starts from M_O's finished weights: M_O's job, then the teachers' array.
+      { name: "original", tasks: null, argv: [...op, "--member", "0"] },
+      { name: "teachers", tasks: p.members - 1, firstIndex: 1, argv: op, indexFlag: "--member" },
+    ]
+    : [{ name: "members", tasks: p.members, argv: op, indexFlag: "--member" }];
   if (p.lambdas.length > 1) {
     stages.push({
       name: "students",

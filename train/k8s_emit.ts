@@ -3,7 +3,9 @@
 // member, its index in JOB_COMPLETION_INDEX, which op reads), one for the students when there
 // is a λ grid, and a plain Job for distillation; one GPU per pod (nvidia.com/gpu: 1), the shared
 // volume (a PersistentVolumeClaim) mounted in every pod. Kubernetes has no dependencies between
-// Jobs: submit-k8s.sh applies each one once the one before completed.
+// Jobs: submit-k8s.sh applies each one once the one before completed. An Indexed Job counts from
+// 0, so a stage whose indices start later (the teachers after M_O's own Job: members 1..P) runs
+// its command through sh, adding the offset to JOB_COMPLETION_INDEX.
 
 import { join } from "node:path";
 import type { JobPlan, JobStage } from "./job_plan.ts";
@@ -17,6 +19,15 @@ export interface K8sOptions {
   mount: string;
   /** The repository inside the image (the pods run `deno task` there). */
   workdir: string;
+}
+
+/** The container's command: the stage's argv, whose index op or distill reads from
+ * JOB_COMPLETION_INDEX, or through sh with the offset of a stage that starts later. */
+export function k8sCommand(st: JobStage): string[] {
+  const first = st.firstIndex ?? 0;
+  if (!first || !st.indexFlag) return st.argv;
+  const argv = st.argv.map(shellQuote).join(" ");
+  return ["sh", "-c", `exec ${argv} ${st.indexFlag} "$((JOB_COMPLETION_INDEX + ${first}))"`];
 }
 
 export function k8sJob(plan: JobPlan, st: JobStage, o: K8sOptions): Record<string, unknown> {
@@ -39,7 +50,7 @@ export function k8sJob(plan: JobPlan, st: JobStage, o: K8sOptions): Record<strin
             name: st.name,
             image: o.image,
             workingDir: o.workdir,
-            command: st.argv,
+            command: k8sCommand(st),
             env: [
               // Vulkan needs the graphics capability; the device plugin sets
               // NVIDIA_VISIBLE_DEVICES to the pod's one GPU.

@@ -10,6 +10,7 @@ import type { PairInfo } from "../data/dataset.ts";
 import { committedState } from "./checkpoint_set.ts";
 import type { TrainConfig } from "./config.ts";
 import { runConfig, runKey, settingDiffs } from "./run_key.ts";
+import { resolveStart, type TeacherInit, teacherInitDiff } from "./teacher_init.ts";
 
 export interface MemberRequest {
   name: string;
@@ -20,6 +21,11 @@ export interface MemberRequest {
   lambda?: number;
   /** MTKD students: the soft-target margin (0 / absent: each sample's own teacher only). */
   kdMargin?: number;
+  /** O-P teachers: how they start (op --teacher-init); absent for M_O and students. */
+  teacherInit?: TeacherInit;
+  /** A teacher from M_O: M_O's request, whose finished best weights become `cfg.init`
+   * (train/teacher_init.ts). */
+  startFrom?: MemberRequest;
 }
 
 /** What differs between a member's run and the request, or null when it matches (or the
@@ -27,10 +33,14 @@ export interface MemberRequest {
 export async function memberDiff(m: MemberRequest): Promise<string[] | null> {
   const state = committedState(m.runDir);
   if (!state) return null;
-  const cfg = runConfig(m.cfg, m.trainPairs);
   const file = join(m.runDir, "config.json");
   const saved = existsSync(file) ? JSON.parse(Deno.readTextFileSync(file)) : {};
-  const diffs = settingDiffs(saved, cfg);
+  const init = teacherInitDiff(saved, m);
+  // A teacher from M_O is what it is only with M_O's finished weights.
+  const start = await resolveStart(m);
+  if (!("req" in start)) return [...init, `the M_O it starts from: ${start.why}`];
+  const cfg = runConfig(start.req.cfg, m.trainPairs);
+  const diffs = [...init, ...settingDiffs(saved, cfg)];
   if (state.configHash) {
     const want = await runKey({ ...m, cfg });
     if (want === state.configHash) return null;
@@ -63,10 +73,4 @@ export async function checkMembers(
         `for (was → now):\n${bad.join("\n")}\n${o.hint}`,
     );
   }
-}
-
-/** A member's config.json as it trained (null when absent). */
-export function memberConfigOf(runDir: string): TrainConfig | null {
-  const file = join(runDir, "config.json");
-  return existsSync(file) ? JSON.parse(Deno.readTextFileSync(file)) : null;
 }

@@ -1,9 +1,9 @@
 // One member of an experiment per process (a cluster array task): deno task op --member K trains
 // O-P member K (0 = M_O, 1..P = the teachers), deno task distill --lambda-index K the student of
-// the K-th λ; each checks the dataset as the whole commands do, and a student first checks
-// that every O-P member it needs has finished.
+// the K-th λ; each checks the dataset as the whole commands do, a teacher from M_O
+// (--teacher-init original) first checks that M_O has finished, and a student that every O-P
+// member it needs has.
 
-import { buildManifest } from "../data/partition.ts";
 import { schemeFor, type SchemeSpec } from "../data/partition_auto.ts";
 import type { TrainConfig } from "./config.ts";
 import { trainStudents } from "./distill.ts";
@@ -11,8 +11,8 @@ import { checkedDataset } from "./experiment.ts";
 import { markerPath } from "./member_marker.ts";
 import { memberIndexHelp, opRequests, opRequired } from "./member_requests.ts";
 import { requireMembers, trainMember } from "./member_unit.ts";
-import { manifestPath } from "./members.ts";
-import { MEMBER_HINT, writeManifestAtomic } from "./op.ts";
+import { MEMBER_HINT, writeOpManifest } from "./op.ts";
+import { checkTeacherInit, requireStart, type TeacherInit } from "./teacher_init.ts";
 
 /** One O-P member alone (deno task op --member K): 0 = M_O, 1..P = the teachers. */
 export async function runOpMember(
@@ -21,18 +21,20 @@ export async function runOpMember(
   spec: SchemeSpec,
   k: number,
   log = console.error,
+  teacherInit: TeacherInit = "scratch",
 ) {
   const ds = await checkedDataset(cfg, log);
   const scheme = schemeFor(spec, ds.train);
-  const requests = opRequests(cfg, ds, scheme, dir);
+  const requests = opRequests(cfg, ds, scheme, dir, teacherInit);
   if (k >= requests.length) {
     throw new Error(
       `--member ${k}: this O-P has members 0..${requests.length - 1} (${memberIndexHelp(scheme)})`,
     );
   }
-  await Deno.mkdir(dir, { recursive: true });
-  await writeManifestAtomic(manifestPath(dir), buildManifest(ds.train, scheme));
-  const m = await trainMember(requests[k], { dataset: ds, log, hint: MEMBER_HINT });
+  // A teacher from M_O stops before anything is written when M_O has not finished.
+  const req = await requireStart(requests[k]);
+  await writeOpManifest(ds, scheme, dir, teacherInit);
+  const m = await trainMember(req, { dataset: ds, log, hint: MEMBER_HINT });
   log(
     `member ${k} (${requests[k].name}): step ${m.step}, best validation mIoU ` +
       `${(m.best?.mIoU ?? 0).toFixed(2)}; marker ${markerPath(requests[k].runDir)}`,
@@ -49,6 +51,7 @@ export async function runStudentMember(
   k: number,
   log = console.error,
   kdMargin = 0,
+  teacherInit?: TeacherInit,
 ) {
   if (k >= lambdas.length) {
     throw new Error(
@@ -58,6 +61,7 @@ export async function runStudentMember(
   }
   const ds = await checkedDataset(cfg, log);
   const scheme = schemeFor(spec, ds.train);
+  if (teacherInit) checkTeacherInit(from, scheme, teacherInit, true);
   await requireMembers(opRequired(opRequests(cfg, ds, scheme, from)), "data", MEMBER_HINT);
   const [t] = await trainStudents(cfg, ds, scheme, from, [lambdas[k]], log, false, kdMargin);
   log(

@@ -1,5 +1,6 @@
 // The members of an experiment as requests (name, folder, configuration, pairs), numbered as the
-// per-member commands number them: O-P member 0 is M_O, 1..P the teachers in partition order;
+// per-member commands number them: O-P member 0 is M_O, 1..P the teachers in partition order
+// (with --teacher-init original each teacher starts from M_O's weights, so after it);
 // student K is the K-th λ asked for.
 
 import type { CheckedDataset, PairInfo } from "../data/dataset.ts";
@@ -10,6 +11,7 @@ import type { MemberRequest } from "./member_check.ts";
 import type { RequiredMember } from "./member_unit.ts";
 import { originalDir, studentDir, teacherDir } from "./members.ts";
 import { checkMemberPairs } from "./model_size.ts";
+import type { TeacherInit } from "./teacher_init.ts";
 
 /** M_O and the teachers: name, run folder, training pairs. */
 export function opMembers(
@@ -28,12 +30,14 @@ export function opMembers(
   ];
 }
 
-/** M_O and the teachers as the request would train them. */
+/** M_O and the teachers as the request would train them; with `teacherInit` "original" each
+ * teacher starts from M_O's finished weights (train/teacher_init.ts), so M_O comes first. */
 export function opRequests(
   cfg: TrainConfig,
   ds: CheckedDataset,
   scheme: PartitionScheme,
   dir: string,
+  teacherInit: TeacherInit = "scratch",
 ): MemberRequest[] {
   const members = opMembers(ds, scheme, dir);
   // Before anything trains: a partition too small for the model's batch would fail only after
@@ -45,13 +49,21 @@ export function opRequests(
       m.pairs.length,
     );
   }
-  return members.map((m): MemberRequest => ({
+  const [original, ...teachers] = members.map((m): MemberRequest => ({
     name: m.name,
     runDir: m.runDir,
     cfg,
     trainPairs: m.pairs,
     valPairs: ds.val,
   }));
+  return [
+    original,
+    ...teachers.map((t): MemberRequest => ({
+      ...t,
+      teacherInit,
+      ...(teacherInit === "original" ? { startFrom: original } : {}),
+    })),
+  ];
 }
 
 /** The MTKD students as the request would train them (from M_O's committed best weights). */

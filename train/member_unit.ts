@@ -2,8 +2,9 @@
 // process (a Slurm array task, a Kubernetes indexed pod) or in the single-machine loop: a member
 // already finished with the same configuration is a no-op, one trained with another stops the
 // call naming what differs, an interrupted one resumes from its last committed checkpoint, and a
-// finished one ends with its marker (train/member_marker.ts). requireMembers() is the check of
-// the commands that use members (O-P routing, distillation) before they load any.
+// finished one ends with its marker (train/member_marker.ts); a teacher from M_O (--teacher-init
+// original) runs only once M_O has finished (train/teacher_init.ts). requireMembers() is the
+// check of the commands that use members (O-P routing, distillation) before they load any.
 
 import type { Tensor } from "../engine/tensor.ts";
 import type { Batch } from "../data/loader.ts";
@@ -11,9 +12,9 @@ import type { CheckedDataset } from "../data/dataset.ts";
 import { committedState } from "./checkpoint_set.ts";
 import { memberDiff, type MemberRequest } from "./member_check.ts";
 import { type MemberMarker, pairsKey, readMarker, writeMarker } from "./member_marker.ts";
-import { hasRun, isTrained } from "./members.ts";
+import { hasRun, isTrained, memberConfigOf } from "./members.ts";
 import { runConfig, runKey, settingDiffs } from "./run_key.ts";
-import { memberConfigOf } from "./member_check.ts";
+import { requireStart, resolveStart, teacherInitDiff } from "./teacher_init.ts";
 import { train } from "./trainer.ts";
 
 export interface MemberRun {
@@ -26,8 +27,10 @@ export interface MemberRun {
   teacher?: (a: Tensor, b: Tensor, batch: Batch) => Tensor;
 }
 
-/** Train (or resume, or reuse) one member and leave its marker; returns the marker. */
-export async function trainMember(req: MemberRequest, o: MemberRun): Promise<MemberMarker> {
+/** Train (or resume, or reuse) one member and leave its marker; returns the marker. A teacher
+ * from M_O (--teacher-init original) stops first, naming the file, when M_O has not finished. */
+export async function trainMember(asked: MemberRequest, o: MemberRun): Promise<MemberMarker> {
+  const req = await requireStart(asked);
   const diff = await memberDiff(req);
   if (diff) {
     throw new Error(
@@ -45,8 +48,9 @@ export async function trainMember(req: MemberRequest, o: MemberRun): Promise<Mem
     }
     const resume = hasRun(req.runDir) ? req.runDir : undefined;
     o.log(
-      `${req.name}: ${resume ? "resuming" : "training"} on ${req.trainPairs.length} pairs → ` +
-        req.runDir,
+      `${req.name}: ${resume ? "resuming" : "training"} on ${req.trainPairs.length} pairs` +
+        (req.startFrom && !resume ? ` from M_O's weights (${req.cfg.init})` : "") +
+        ` → ${req.runDir}`,
     );
     await train({ ...req.cfg, out: req.runDir, resume }, {
       trainPairs: req.trainPairs,
@@ -106,9 +110,17 @@ export async function requireMembers(
       continue;
     }
     if (compare === "config") {
-      if (marker.configHash === await keyOf(req)) continue;
+      const start = await resolveStart(req);
+      if (!("req" in start)) {
+        missing.push(`  ${req.name} (${req.runDir}): starts from M_O's weights, but ${start.why}`);
+        continue;
+      }
+      if (marker.configHash === await keyOf(start.req)) continue;
       const was = memberConfigOf(req.runDir) ?? {};
-      const d = settingDiffs(was, runConfig(req.cfg, req.trainPairs));
+      const d = [
+        ...teacherInitDiff(was, req),
+        ...settingDiffs(was, runConfig(start.req.cfg, req.trainPairs)),
+      ];
       differ.push(
         `  ${req.name} (${req.runDir}): ${
           d.length ? d.join(", ") : "its training pairs, validation pairs or starting weights"

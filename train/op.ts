@@ -1,6 +1,7 @@
 // O-P (Origin-Partition), the JL1-CD paper's first strategy: M_O is trained on all training
-// pairs, one teacher per ground-truth CAR partition is trained from scratch on its pairs, and at
-// test time the CAR that M_O predicts for an image picks the teacher whose output is scored.
+// pairs, one teacher per ground-truth CAR partition is trained from scratch on its pairs (or,
+// with --teacher-init original, from M_O's weights: train/teacher_init.ts), and at test time the
+// CAR that M_O predicts for an image picks the teacher whose output is scored.
 
 import { initDevice } from "../engine/device.ts";
 import type { CheckedDataset, PairInfo } from "../data/dataset.ts";
@@ -19,6 +20,7 @@ import type { ChangeDetector } from "../models/model.ts";
 import { type CrossTable, crossTable } from "./cross_table.ts";
 import { loadMember, manifestPath, originalDir, teacherDir } from "./members.ts";
 import { opOnSplit, type RoutedImage, type SplitOutcome } from "./op_eval.ts";
+import { checkTeacherInit, type TeacherInit } from "./teacher_init.ts";
 
 export { opMembers } from "./member_requests.ts";
 export { routeByPredictedCar } from "./op_eval.ts";
@@ -65,13 +67,28 @@ export async function runOp(
   log: (s: string) => void = console.error,
   quiet = false,
   margin = 0,
+  teacherInit: TeacherInit = "scratch",
 ): Promise<OpResult> {
   await initDevice();
-  await trainOpMembers(base, ds, scheme, dir, log, quiet);
+  await trainOpMembers(base, ds, scheme, dir, log, quiet, teacherInit);
   return await evaluateOp(base.model, ds, scheme, dir, base, margin);
 }
 
-/** Train (or reuse) M_O and the teachers, writing the partition manifest first. */
+/** Refuse a folder of the other teacher init, then write the partition manifest with the
+ * teachers' init beside it (op, op --member K). */
+export async function writeOpManifest(
+  ds: CheckedDataset,
+  scheme: PartitionScheme,
+  dir: string,
+  teacherInit: TeacherInit,
+): Promise<void> {
+  checkTeacherInit(dir, scheme, teacherInit);
+  await Deno.mkdir(dir, { recursive: true });
+  await writeManifestAtomic(manifestPath(dir), { ...buildManifest(ds.train, scheme), teacherInit });
+}
+
+/** Train (or reuse) M_O and then the teachers (which may start from M_O's weights), writing
+ * the partition manifest first. */
 export async function trainOpMembers(
   base: TrainConfig,
   ds: CheckedDataset,
@@ -79,10 +96,10 @@ export async function trainOpMembers(
   dir: string,
   log: (s: string) => void = console.error,
   quiet = false,
+  teacherInit: TeacherInit = "scratch",
 ): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
-  await writeManifestAtomic(manifestPath(dir), buildManifest(ds.train, scheme));
-  for (const req of opRequests(base, ds, scheme, dir)) {
+  await writeOpManifest(ds, scheme, dir, teacherInit);
+  for (const req of opRequests(base, ds, scheme, dir, teacherInit)) {
     await trainMember(req, { dataset: ds, log, quiet, hint: MEMBER_HINT });
   }
 }

@@ -16,6 +16,7 @@ import { opRequests } from "./member_requests.ts";
 import { trainMember } from "./member_unit.ts";
 import { originalDir } from "./members.ts";
 import { MEMBER_HINT } from "./op.ts";
+import type { TeacherInit } from "./teacher_init.ts";
 import { type AutoChoice, autoRows, type MethodReport, textTable, writeReport } from "./report.ts";
 
 export const AUTO_CRITERION = "K equal-count CAR partitions of the training set for K = 1.." +
@@ -36,6 +37,8 @@ export async function runOpAuto(
   margin = 0,
   /** The largest K tried (tests use fewer than the issue's 4). */
   maxTeachers = MAX_AUTO_TEACHERS,
+  /** How every K's teachers start (original: from the shared M_O's weights). */
+  teacherInit: TeacherInit = "scratch",
 ): Promise<AutoChoice> {
   if (ds.val.length === 0) {
     throw new Error(
@@ -69,7 +72,11 @@ export async function runOpAuto(
     // The candidates share M_O: each folder's original/ links to DIR/original.
     if (!existsSync(originalDir(sub))) await Deno.symlink("../original", originalDir(sub));
     log(`K = ${k}: thresholds ${scheme.thresholds.join(", ") || "none"} → ${sub}`);
-    const { op, report } = await runOpOnly(cfg, sub, scheme, log, { margin, dataset: ds });
+    const { op, report } = await runOpOnly(cfg, sub, scheme, log, {
+      margin,
+      dataset: ds,
+      teacherInit,
+    });
     reports.set(k, { report, scheme });
     const val = op.val!;
     const score = margin > 0 && val.soft ? val.soft.report : val.op;

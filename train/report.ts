@@ -44,6 +44,8 @@ export interface MethodReport {
   dataset: string;
   notes: string[];
   strategies: StrategyResult[];
+  /** How the O-P teachers started (op --teacher-init), from their own config.json. */
+  teacherInit?: "scratch" | "original" | "mixed";
   routing?: {
     accuracy: number;
     names: string[];
@@ -209,6 +211,7 @@ export function resultsJson(r: MethodReport) {
     model: r.model,
     dataset: r.dataset,
     notes: r.notes,
+    teacherInit: r.teacherInit,
     strategies: Object.fromEntries(r.strategies.map((s) => [s.name, metricsSummary(s.report)])),
     routing: r.routing && {
       ...r.routing,

@@ -20,12 +20,18 @@ export function shellQuote(s: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The array's indices, first-last (the teachers after M_O's own job: 1-P). */
+const arrayRange = (st: JobStage) => {
+  const first = st.firstIndex ?? 0;
+  return `${first}-${first + st.tasks! - 1}`;
+};
+
 function script(plan: JobPlan, st: JobStage, dir: string, o: SlurmOptions): string {
   const logs = join(dir, "logs");
   const lines = [
     "#!/bin/bash",
     `#SBATCH --job-name=${plan.name}-${st.name}`,
-    ...(st.tasks !== null ? [`#SBATCH --array=0-${st.tasks - 1}`] : []),
+    ...(st.tasks !== null ? [`#SBATCH --array=${arrayRange(st)}`] : []),
     ...(o.gres ? [`#SBATCH --gres=${o.gres}`] : []),
     ...(o.partition ? [`#SBATCH --partition=${o.partition}`] : []),
     "#SBATCH --ntasks=1",

@@ -4,7 +4,9 @@
 // adapter allowed) and the dependent distillation job; the results equal those of the
 // single-process op + distill on the same data and seeds, weights byte for byte (there the
 // student trains alone first, with distill --lambda-index 0). The emitted
-// scripts leave out their --gres line here (--gres none): the test cluster has no GPUs.
+// scripts leave out their --gres line here (--gres none): the test cluster has no GPUs. With
+// --teacher-init original, M_O's job runs first and the teachers' array, once it succeeded,
+// starts from M_O's weights.
 
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -114,6 +116,55 @@ Deno.test("the emitted Slurm array and its afterok distillation give the single-
       const b = Deno.readFileSync(join(single, m, "best.safetensors"));
       assert.ok(a.length === b.length && a.every((x, i) => x === b[i]), `${m}: weights differ`);
     }
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("with --teacher-init original, M_O's job runs before the teachers' array, which starts from it", async () => {
+  const why = await ensureSlurm();
+  if (why) {
+    console.log(`skipped: ${why}`);
+    return;
+  }
+  const root = await Deno.makeTempDir({ prefix: "cd-slurm-init-" });
+  const data = join(root, "data");
+  await writeSynthDataset({ out: data, pairs: 24, size: 16, seed: 9, val: 4, test: 4 });
+  const cluster = await startCluster();
+  try {
+    const jobs = join(root, "jobs"), out = join(root, "run");
+    const emitted = await cli("op", [
+      ...["--model", "fc_ef", "--data", data, "--iters", "2", "--batch", "2", "--size", "16"],
+      ...["--val-every", "2", "--teachers", "2", "--teacher-init", "original"],
+      ...["--out", out, "--student-iters", "1", "--gres", "none"],
+      ...["--allow-software-adapter", "--emit", "slurm", jobs],
+    ]);
+    const env = {
+      ...cluster.env,
+      PATH: `${dirname(Deno.execPath())}:${Deno.env.get("PATH") ?? ""}`,
+      NO_COLOR: "1",
+    };
+    const said = await submit(emitted.stdout.trim(), env);
+    const ids = /submitted: original=(\d+) teachers=(\d+) distill=(\d+)/.exec(said);
+    assert.ok(ids, said);
+    await waitForJobs(env, 150);
+    const logs = join(jobs, "logs");
+    assert.match(
+      Deno.readTextFileSync(join(logs, `original_${ids[1]}.log`)),
+      /member 0 \(original\)/,
+    );
+    const mo = JSON.parse(Deno.readTextFileSync(join(out, "original", "member.json")));
+    for (const [k, t] of [[1, "small"], [2, "large"]] as const) {
+      const log = Deno.readTextFileSync(join(logs, `teachers_${ids[2]}_${k}.log`));
+      assert.match(log, new RegExp(`${t}: training on \\d+ pairs from M_O's weights`));
+      const teacher = JSON.parse(Deno.readTextFileSync(join(out, `teacher_${t}`, "member.json")));
+      // Started once M_O had finished.
+      assert.ok(teacher.finishedAt > mo.finishedAt, t);
+      const cfg = JSON.parse(Deno.readTextFileSync(join(out, `teacher_${t}`, "config.json")));
+      assert.match(cfg.init, new RegExp(`${out}/original/checkpoints/step_2/model\\.safetensors$`));
+    }
+    const results = JSON.parse(Deno.readTextFileSync(join(out, "results.json")));
+    assert.equal(results.teacherInit, "original");
   } finally {
     await cluster.stop();
   }

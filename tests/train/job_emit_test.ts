@@ -1,14 +1,14 @@
 // The cluster jobs op --emit writes: the Kubernetes Jobs checked against the fields of the
 // batch/v1 Job schema that matter here (a hand-written zod schema: no cluster or OpenAPI
-// document in CI), the Slurm scripts and their afterok chain, and where a unit's index comes
-// from. The emitted Slurm array runs for real in tests/cli/slurm_test.ts.
+// document in CI), the Slurm scripts and their afterok chain (with --teacher-init original, M_O's
+// job before the teachers'), and where a unit's index comes from. The emitted Slurm array runs for real in tests/cli/slurm_test.ts.
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { z } from "zod";
 import { unitIndex } from "../../train/array_index.ts";
 import { isGpuJob } from "../../train/gpu_job.ts";
-import { flagArgs, planJobs } from "../../train/job_plan.ts";
+import { flagArgs, type PlanInput, planJobs } from "../../train/job_plan.ts";
 import { writeK8s } from "../../train/k8s_emit.ts";
 import { shellQuote, writeSlurm } from "../../train/slurm_emit.ts";
 
@@ -152,6 +152,80 @@ Deno.test("emitted Slurm scripts: an array over the members, one GPU each, a log
     "0.1,0.3",
     "--no-augment",
   ]);
+});
+
+Deno.test("--teacher-init original: M_O's own job first, then the teachers' array after it", async () => {
+  const input: PlanInput = {
+    name: "FC_EF run/1",
+    members: 4,
+    lambdas: [1e-4],
+    common: { model: "fc_ef", data: "/shared/data", teachers: 3 },
+    out: "/shared/run",
+    memberIters: 20,
+    studentIters: 10,
+    teacherInit: "original",
+  };
+  const p = planJobs(input);
+  assert.deepEqual(p.stages.map((s) => [s.name, s.tasks, s.firstIndex ?? 0]), [
+    ["original", null, 0],
+    ["teachers", 3, 1],
+    ["distill", null, 0],
+  ]);
+  for (const st of p.stages) {
+    assert.equal(st.argv[st.argv.indexOf("--teacher-init") + 1], "original", st.name);
+  }
+  // Slurm: M_O's job is member 0, the teachers' array runs members 1..3 once it succeeded.
+  const sdir = await Deno.makeTempDir({ prefix: "cd-slurm-" });
+  const line = writeSlurm(p, sdir, { workdir: REPO, gres: "gpu:1" });
+  const o = Deno.readTextFileSync(join(sdir, "original.sbatch"));
+  assert.doesNotMatch(o, /--array/);
+  assert.match(o, /exec deno task op .*--teacher-init original .*--member 0\n$/);
+  const t = Deno.readTextFileSync(join(sdir, "teachers.sbatch"));
+  assert.match(t, /#SBATCH --array=1-3\n/);
+  assert.match(t, /exec deno task op .*--member "\$SLURM_ARRAY_TASK_ID"\n$/);
+  assert.match(
+    line,
+    /^j0=\$\(sbatch --parsable \S+original\.sbatch\) && j1=\$\(sbatch --parsable --dependency=afterok:\$\{j0%%;\*\} \S+teachers\.sbatch\) && j2=\$\(sbatch --parsable --dependency=afterok:\$\{j1%%;\*\} \S+distill\.sbatch\)/,
+  );
+  // Kubernetes: applied in that order, each once the one before completed; the teachers'
+  // Indexed Job counts from 0, so its pods add 1 to JOB_COMPLETION_INDEX.
+  const kdir = await Deno.makeTempDir({ prefix: "cd-k8s-" });
+  const k = writeK8s(p, kdir, K8S);
+  const job = (n: string) =>
+    JobSchema.parse(JSON.parse(Deno.readTextFileSync(join(kdir, `${n}-job.json`))));
+  const oc = job("original").spec.template.spec.containers[0].command;
+  assert.equal(job("original").spec.completionMode, undefined);
+  assert.deepEqual(oc.slice(0, 3), ["deno", "task", "op"]);
+  assert.deepEqual(oc.slice(-2), ["--member", "0"]);
+  const teachers = job("teachers");
+  assert.equal(teachers.spec.completionMode, "Indexed");
+  assert.equal(teachers.spec.completions, 3);
+  const tc = teachers.spec.template.spec.containers[0].command;
+  assert.deepEqual(tc.slice(0, 2), ["sh", "-c"]);
+  assert.match(
+    tc[2],
+    /^exec deno task op .*--teacher-init original .*--member "\$\(\(JOB_COMPLETION_INDEX \+ 1\)\)"$/,
+  );
+  // What sh makes of it: pod 2 trains member 3.
+  const echo = tc[2].replace(/^exec deno /, "exec echo deno ");
+  const out = await new Deno.Command("sh", {
+    args: ["-c", echo],
+    env: { JOB_COMPLETION_INDEX: "2" },
+  })
+    .output();
+  assert.match(new TextDecoder().decode(out.stdout), / --member 3\n$/);
+  assert.match(
+    k,
+    /original-job\.json && kubectl wait --for=condition=complete --timeout=-1s job\/fc-ef-run-1-original && kubectl apply -f \S+teachers-job\.json && kubectl wait --for=condition=complete --timeout=-1s job\/fc-ef-run-1-teachers && kubectl apply -f \S+distill-job\.json$/,
+  );
+  // Scratch (the default, or given): one array of every member, as before.
+  for (const teacherInit of [undefined, "scratch"] as const) {
+    const flat = planJobs({ ...input, teacherInit });
+    assert.deepEqual(flat.stages.map((s) => [s.name, s.tasks]), [["members", 4], [
+      "distill",
+      null,
+    ]]);
+  }
 });
 
 Deno.test("a unit's index: the flag, else SLURM_ARRAY_TASK_ID, else JOB_COMPLETION_INDEX", () => {
