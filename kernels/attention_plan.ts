@@ -12,7 +12,7 @@ import type { AttentionSpec } from "./attention.ts";
 /** Bytes of scores one chunk may hold (the backward holds two: P and dP). */
 export const GEMM_CHUNK_BYTES = 512 * 2 ** 20;
 /** Keys and queries from which the GEMM form is chosen when the heads also fit the flash
- * kernels (H100, bench/results/attention_gemm_h100_s13.md: MiT-b1's 16,384 and 1,024 queries
+ * kernels (H100, bench/results/table2_h100_s13.md: MiT-b1's 16,384 and 1,024 queries
  * over 256 keys ran 1.9× and 2.3× faster as GEMMs; HANet's rows of 512 and 256 pixels, many
  * short heads, ran faster flash). */
 export const GEMM_MIN_KEYS = 256;
