@@ -55,13 +55,17 @@ for (const model of dirs(exp).filter((d) => d !== "data")) {
   for (const seed of dirs(join(exp, model))) {
     const base = join(exp, model, seed);
     const runs: [string, string, string][] = [];
+    // Teachers started from M_O (TEACHER_INIT=original) live in *-mo-init folders.
+    const init = (sfx: string | undefined) => sfx ? ", teachers from M_O" : "";
     for (const d of dirs(base)) {
-      const m = /^fixed-t(\d)$/.exec(d);
-      if (m) runs.push(["fixed", m[1], join(base, d)]);
-    }
-    for (const d of dirs(join(base, "auto"))) {
-      const m = /^k(\d)$/.exec(d);
-      if (m) runs.push(["auto", m[1], join(base, "auto", d)]);
+      const m = /^fixed-t(\d)(-mo-init)?$/.exec(d);
+      if (m) runs.push([`fixed${init(m[2])}`, m[1], join(base, d)]);
+      const a = /^auto(-mo-init)?$/.exec(d);
+      if (!a) continue;
+      for (const k of dirs(join(base, d))) {
+        const m = /^k(\d)$/.exec(k);
+        if (m) runs.push([`auto${init(a[1])}`, m[1], join(base, d, k)]);
+      }
     }
     for (const [parts, t, dir] of runs) {
       const distilled = read(join(dir, "results.json"));
@@ -92,13 +96,14 @@ for (const model of dirs(exp).filter((d) => d !== "data")) {
         pairs.set(key, list);
       }
     }
-    const auto = join(base, "auto", "auto.json");
-    if (existsSync(auto)) {
+    for (const [dir, label] of [["auto", seed], ["auto-mo-init", `${seed}, from M_O`]]) {
+      const auto = join(base, dir, "auto.json");
+      if (!existsSync(auto)) continue;
       const a = JSON.parse(Deno.readTextFileSync(auto));
       const per = a.candidates.map((c: { teachers: number; valMIoU: number | null }) =>
         `K=${c.teachers}: ${c.valMIoU === null ? "–" : (100 * c.valMIoU).toFixed(2)}`
       ).join(", ");
-      autoRows.push(`| ${model} | ${seed} | ${a.chosen} | ${per} |`);
+      autoRows.push(`| ${model} | ${label} | ${a.chosen} | ${per} |`);
     }
   }
 }

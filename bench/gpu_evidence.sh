@@ -11,13 +11,17 @@
 #   MODELS (tinycd fc_siam_diff; BIT=1 adds bit_r18), SEEDS (0 1 2), ITERS (400 per member),
 #   STUDENT_ITERS (ITERS), SIZE (512), PAIRS (5000: 100 val, 1000 test at full size), BATCH (8),
 #   VAL_EVERY (ITERS / 2), MARGIN (0.02), LAMBDA (unset: the grid; a value: that λ alone),
-#   TEACHERS (2 3), AUTO (1; 0 skips op --teachers auto), EXP (/tmp/cd-evidence: data and checkpoints, kept between calls).
+#   TEACHERS (2 3), AUTO (1; 0 skips op --teachers auto), EXP (/tmp/cd-evidence: data and checkpoints, kept between calls),
+#   TEACHER_INIT (scratch, the paper's; original: teachers start from M_O's weights, in folders
+#   fixed-tK-mo-init and auto-mo-init that share the scratch runs' M_O where it exists).
 set -uo pipefail
 out=${1:-bench-out}; mkdir -p "$out"
 models=${MODELS:-tinycd fc_siam_diff}; [ -n "${BIT:-}" ] && models="$models bit_r18"
 seeds=${SEEDS:-0 1 2}; iters=${ITERS:-400}; sit=${STUDENT_ITERS:-$iters}; size=${SIZE:-512}
 pairs=${PAIRS:-5000}; batch=${BATCH:-8}; every=${VAL_EVERY:-$(( iters > 1 ? iters / 2 : 1 ))}
 margin=${MARGIN:-0.02}; teachers=${TEACHERS:-2 3}; exp=${EXP:-/tmp/cd-evidence}
+init=${TEACHER_INIT:-scratch}; sfx=""; [ "$init" = original ] && sfx="-mo-init"
+case "$init" in scratch|original) ;; *) echo "TEACHER_INIT must be scratch or original" >&2; exit 2;; esac
 val=$(( pairs * 2 / 100 > 4 ? pairs * 2 / 100 : 4 )); test=$(( pairs / 5 > 4 ? pairs / 5 : 4 ))
 [ "$pairs" -ge 5000 ] && { val=100; test=1000; }
 if [ -n "${LAMBDA:-}" ]; then lam=(--lambda "$LAMBDA"); else lam=(--lambda-grid); fi
@@ -35,28 +39,31 @@ mkdir -p "$exp"
 first=${teachers%% *}
 for model in $models; do
   for seed in $seeds; do
-    base="$exp/$model/s$seed"; mkdir -p "$base/auto"
+    base="$exp/$model/s$seed"; auto="$base/auto$sfx"; mkdir -p "$auto"
     budget=(--model "$model" --data "$exp/data" --batch "$batch" --size "$size" --seed "$seed"
       --val-every "$every")
+    # M_O: the scratch runs' where they exist (the same member), else this setting's first run.
+    mo="fixed-t$first$sfx"; [ -d "$base/fixed-t$first/original" ] && mo="fixed-t$first"
     for t in $teachers; do # fixed thresholds: the paper's (3: 0.05 / 0.2, 2: 0.10)
-      d="$base/fixed-t$t"; mkdir -p "$d"
-      [ "$t" != "$first" ] && ln -sfn "../fixed-t$first/original" "$d/original"
+      d="$base/fixed-t$t$sfx"; mkdir -p "$d"
+      [ "$mo" != "fixed-t$t$sfx" ] && ln -sfn "../$mo/original" "$d/original"
       run "$d/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" --out "$d" \
-        --teachers "$t" --route-margin "$margin" && cp "$d/results.json" "$d/op_results.json"
+        --teachers "$t" --route-margin "$margin" --teacher-init "$init" &&
+        cp "$d/results.json" "$d/op_results.json"
     done
     # Thresholds from the data; M_O shared with the fixed runs (AUTO=0 skips: 10 teachers).
     if [ "${AUTO:-1}" = 1 ]; then
-      ln -sfn "../fixed-t$first/original" "$base/auto/original"
-      run "$base/auto/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" \
-        --out "$base/auto" --teachers auto --route-margin "$margin"
+      ln -sfn "../$mo/original" "$auto/original"
+      run "$auto/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" \
+        --out "$auto" --teachers auto --route-margin "$margin" --teacher-init "$init"
     fi
     for t in $teachers; do
-      [ -f "$base/auto/k$t/results.json" ] && cp "$base/auto/k$t/results.json" "$base/auto/k$t/op_results.json"
+      [ -f "$auto/k$t/results.json" ] && cp "$auto/k$t/results.json" "$auto/k$t/op_results.json"
     done
     for t in $teachers; do # MTKD (λ on validation) and the λ = 0 control, hard targets
-      for d in "$base/fixed-t$t" "$base/auto/k$t"; do
+      for d in "$base/fixed-t$t$sfx" "$auto/k$t"; do
         [ -f "$d/op_results.json" ] || continue
-        scheme=(--teachers "$t"); [[ $d == */auto/* ]] && scheme+=(--auto)
+        scheme=(--teachers "$t"); [[ $d == */auto*/k* ]] && scheme+=(--auto)
         run "$d/distill.log" deno run -A cli/distill.ts "${budget[@]}" --iters "$sit" \
           --from "$d" "${scheme[@]}" "${lam[@]}" --control
       done
