@@ -20,6 +20,9 @@ export interface Node {
   inputs: Tensor[];
   /** Given the gradient of the output, the gradient of each input (null: none). */
   backward: (grad: Tensor) => (Tensor | null)[];
+  /** The rule never reads the op's output (concat, add): backward's freeActivations then does
+   * not wait for it, so the output goes once its consumers' rules have run. */
+  outputUnread?: boolean;
 }
 
 /** Writes a storage's contents again into `out` (the op that made them, run again on inputs

@@ -33,7 +33,14 @@ const kaimingFanOut = <C extends Conv2d>(conv: C, rng: Random): C =>
 
 /** conv → BN → ReLU → conv → BN, plus the first conv's output (before its BN), then ReLU. The
  * second conv and its BN are one ConvBnAct (the BN folded into the conv in eval); the first BN
- * cannot fold, since the residual needs that conv's own output. */
+ * cannot fold, since the residual needs that conv's own output, and runs with its ReLU fused.
+ * In training, of the block's seven full-size intermediates only three stay for the backward
+ * (Tensor.evict lets the others go once their forward readers are done): the first conv's
+ * output (the first BN's input, also the residual), the second conv's output (the second BN's
+ * input) and the block's output (its ReLU's backward reads it). The first BN + ReLU output is
+ * written again from the first conv's output for the second conv's weight gradient (one
+ * pointwise pass); the second BN's output and the residual sum are read by no backward rule
+ * and never come back. */
 class NestedBlock extends Module {
   readonly #conv1: Conv2d;
   readonly #bn1: BatchNorm2d;
@@ -50,8 +57,14 @@ class NestedBlock extends Module {
   }
   forward(x: Tensor): Tensor {
     const identity = this.#conv1.forward(x);
-    const y = this.#second.forward(relu(this.#bn1.forward(identity)));
-    return relu(add(y, identity));
+    const h = this.#bn1.forward(identity, {});
+    const y = this.#second.forward(h);
+    h.evict();
+    const sum = add(y, identity);
+    y.evict();
+    const out = relu(sum);
+    sum.evict();
+    return out;
   }
 }
 
@@ -144,7 +157,12 @@ export class SNUNetECAM extends Module {
         const j = k - i;
         const lifted = this.#ups[i + 1][j - 1].forward(x[i + 1][j - 1]);
         const inputs = [xa[i], xb[i], ...x[i].slice(1, j), lifted];
-        x[i][j] = this.#blocks[i][j].forward(concat(inputs, 1));
+        const joined = concat(inputs, 1);
+        x[i][j] = this.#blocks[i][j].forward(joined);
+        // Written again from its inputs (held for the backward anyway: the nodes' ReLUs read
+        // them, the upsampled one lives until the concat's own rule) for the first conv's
+        // weight gradient: one copy in the backward instead of a duplicate of every input.
+        joined.evict();
       }
     }
     return this.#ecam(x[0].slice(1));
@@ -153,9 +171,14 @@ export class SNUNetECAM extends Module {
   /** ECAM = CA(out) × (out + CA1(Σ outputs) repeated 4×), out = the outputs concatenated. */
   #ecam(outputs: Tensor[]): Tensor {
     const out = concat(outputs, 1);
-    const intra = outputs.reduce((s, t) => add(s, t));
+    const sums = outputs.slice(1).reduce((s, t) => [...s, add(s[s.length - 1], t)], [outputs[0]]);
+    const intra = sums[sums.length - 1];
     const ca1 = this.#ca1.forward(intra);
-    return mul(this.#ca.forward(out), add(out, concat(outputs.map(() => ca1), 1)));
+    const y = mul(this.#ca.forward(out), add(out, concat(outputs.map(() => ca1), 1)));
+    // The stacked outputs and the partial sums are read by no backward rule (the pools keep
+    // their argmax, the adds and the concat read nothing): let go, never written again.
+    for (const t of [out, ...sums.slice(1)]) t.evict();
+    return y;
   }
 }
 
@@ -187,6 +210,12 @@ export class SNUNet extends Module implements ChangeDetector {
     this.#head = this.child("decode_head", new FcnHead(base * 4, classes, rng));
   }
   forward(a: Tensor, b: Tensor): Tensor {
-    return this.#head.forward(this.backbone.forward(a, b));
+    const features = this.backbone.forward(a, b);
+    const logits = this.#head.forward(features);
+    // ECAM's product feeds only the head's dropout, whose backward reads its mask, not its
+    // input: let go, never written again (in training; an eval dropout shares its memory, and
+    // a backward through it would write it again).
+    features.evict();
+    return logits;
   }
 }

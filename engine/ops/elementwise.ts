@@ -55,13 +55,15 @@ export function fillInPlace(t: Tensor, value: number): void {
   run(fillKernel(t.size, value), [], [t]);
 }
 
+/** a + b. The sum carries its recipe (Tensor.evict): no backward rule of add reads it, and
+ * its inputs outlive every rule that reads it (add's own is among their readers), so a sum
+ * that only feeds rules that do not read it either (a residual sum under a ReLU, which reads
+ * its output) can be let go after the forward and is never written again. */
 export function add(a: Tensor, b: Tensor): Tensor {
-  return record(
-    map("add", "a + b", [a, b]),
-    [a, b],
-    "add",
-    (g) => [sumTo(g, a.shape), sumTo(g, b.shape)],
-  );
+  const { out, recipe } = mapWithRecipe("add", "a + b", [a, b]);
+  return record(out, [a, b], "add", (g) => [sumTo(g, a.shape), sumTo(g, b.shape)], recipe, {
+    outputUnread: true,
+  });
 }
 
 export function sub(a: Tensor, b: Tensor): Tensor {
@@ -124,7 +126,9 @@ export const log = unary("log", "log(a)", "g / x");
 export const sqrt = unary("sqrt", "sqrt(a)", "g * 0.5 / y");
 export const abs = unary("abs", "abs(a)", "g * sign(x)");
 export const square = unary("square", "a * a", "2.0 * g * x");
-export const relu = unary("relu", "max(a, 0.0)", "select(0.0, g, x > 0.0)");
+// From the output (y > 0 exactly where x > 0): ReLU's input is then read by no rule of its own,
+// so an input with a recipe (a residual sum) can be evicted and is never written again.
+export const relu = unary("relu", "max(a, 0.0)", "select(0.0, g, y > 0.0)");
 export const sigmoid = unary("sigmoid", "1.0 / (1.0 + exp(-a))", "g * y * (1.0 - y)");
 export const tanh = unary("tanh", "tanh(a)", "g * (1.0 - y * y)");
 

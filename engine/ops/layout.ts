@@ -14,7 +14,7 @@ import {
 } from "../../kernels/layout.ts";
 import { transposeFits, transposeKernel, type TransposeSpec } from "../../kernels/transpose.ts";
 import { record } from "../autograd.ts";
-import { run } from "../launch.ts";
+import { type Operand, run } from "../launch.ts";
 import { empty, type Shape, type Tensor } from "../tensor.ts";
 import { map } from "./elementwise.ts";
 import { sumTo } from "./reduce.ts";
@@ -55,7 +55,7 @@ function gather(
 function scatterInto(
   name: string,
   src: Tensor,
-  dst: Tensor,
+  dst: Operand,
   at: StridedView,
   shape: Shape = src.shape,
 ): void {
@@ -90,9 +90,20 @@ export function concat(tensors: Tensor[], axis: number): Tensor {
   let pos = 0;
   for (const t of tensors) {
     starts.push(pos);
-    if (t.size > 0) scatterInto("concat", t, out, { offset: pos * strides[ax], strides });
     pos += t.shape[ax];
   }
+  // Also the recipe for `out` (Tensor.evict): the same copies again. The inputs outlive every
+  // backward rule that reads the joined tensor (concat's own rule, among their readers, runs
+  // after its consumers'), so a model can let a concat go once its forward reader is done (a
+  // conv whose weight gradient reads it) and pay one copy in the backward instead of holding
+  // a duplicate of its inputs. Inputs without gradients are off the tape: the model keeps them.
+  // Its rule reads no output (outputUnread): with freeActivations the joined tensor goes once its
+  // consumers' rules have run, not beside the gradient slices its own rule copies out.
+  const copies = (o: Operand) =>
+    tensors.forEach((t, j) => {
+      if (t.size > 0) scatterInto("concat", t, o, { offset: starts[j] * strides[ax], strides });
+    });
+  copies(out);
   return record(
     out,
     tensors,
@@ -103,6 +114,8 @@ export function concat(tensors: Tensor[], axis: number): Tensor {
           ? gather("concat_grad", g, t.shape, { offset: starts[j] * strides[ax], strides })
           : null
       ),
+    copies,
+    { outputUnread: true },
   );
 }
 

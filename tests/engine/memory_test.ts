@@ -6,6 +6,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { backward, noGrad } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
 import { add, mul, sigmoid, square, sub } from "../../engine/ops/elementwise.ts";
+import { concat } from "../../engine/ops/layout.ts";
 import { matmul } from "../../engine/ops/matmul.ts";
 import { mean, sum } from "../../engine/ops/reduce.ts";
 import { AdamW } from "../../engine/optim/adamw.ts";
@@ -151,6 +152,30 @@ Deno.test("backward with freeActivations frees each op output once its readers h
       backward(root, undefined, { freeActivations });
       assert(!root.disposed, "the root survives");
       assertEquals(ys.filter((t) => t.disposed).length, freeActivations ? K : 0);
+    });
+    grads.push((await x.grad!.read()) as Float32Array);
+  }
+  assertEquals(grads[1], grads[0]);
+  x.dispose();
+});
+
+Deno.test("freeActivations lets a concat or a sum go before its own rule, which never reads it", async () => {
+  const x = parameter(randArray(64, 5), [4, 16]);
+  const grads: Float32Array[] = [];
+  for (const freeActivations of [false, true]) {
+    x.grad?.dispose();
+    x.grad = null;
+    scope(() => {
+      const joined = concat([sigmoid(x), x], 0);
+      const s = add(joined, joined);
+      const seen: boolean[] = [];
+      // Each op's rule, when it runs: its own output already gone (with freeActivations).
+      for (const t of [joined, s]) {
+        const rule = t.node!.backward;
+        t.node!.backward = (g) => (seen.push(t.disposed), rule(g));
+      }
+      backward(sum(mul(s, s)), undefined, { freeActivations });
+      assertEquals(seen, [freeActivations, freeActivations]);
     });
     grads.push((await x.grad!.read()) as Float32Array);
   }

@@ -11,7 +11,8 @@ import { ConvBnAct } from "../../engine/nn/conv_bn_act.ts";
 import type { Layer } from "../../engine/nn/module.ts";
 import { BatchNorm2d } from "../../engine/nn/norm.ts";
 import { dropPath } from "../../engine/ops/dropout.ts";
-import { mul, sigmoid } from "../../engine/ops/elementwise.ts";
+import { add, mul, relu, sigmoid } from "../../engine/ops/elementwise.ts";
+import { concat } from "../../engine/ops/layout.ts";
 import { batchNorm2d, instanceNorm2d } from "../../engine/ops/norm.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { pool } from "../../engine/pool.ts";
@@ -175,13 +176,15 @@ Deno.test("evict: only op outputs with a recipe go, a read brings them back, an 
   for (const t of [a, b]) t.dispose();
 });
 
-Deno.test("recipes write again exactly what the op wrote: BN → ReLU → Dropout2d, drop path, instance norm", async () => {
+Deno.test("recipes write again exactly what the op wrote: concat, add, BN → ReLU → Dropout2d, drop path, instance norm", async () => {
   // One async scope: the BN's recipe reads the batch statistics it saved, which live as long as
   // its backward rule does (the step's scope).
   await scopeAsync(async () => {
     const x = parameter(randArray(X_SHAPE.reduce((a, b) => a * b), 21), X_SHAPE, "x");
     const w = parameter(randArray(4, 22), [4], "w"), bias = parameter(randArray(4, 23), [4], "b");
     const outs = [
+      concat([x, instanceNorm2d(x), x], 1),
+      add(x, view(w, [1, 4, 1, 1])),
       batchNorm2d(x, {
         weight: w,
         bias,
@@ -201,4 +204,76 @@ Deno.test("recipes write again exactly what the op wrote: BN → ReLU → Dropou
     }
     for (const t of [x, w, bias]) t.kept = false;
   });
+});
+
+/** SNUNet's pattern (models/snunet.ts): a concat that only a conv reads (its weight gradient
+ * does), of a node output, a branch and an input off the tape; then a residual sum under a
+ * ReLU. Both evicted after their forward reader: the concat is written again once (for the
+ * conv's weight gradient), the sum never (ReLU's rule reads its output). */
+function concatNet() {
+  const rng = new Random(9);
+  const convA = new Conv2d(4, 3, { kernel: 3, padding: 1 }, rng);
+  const convB = new Conv2d(4, 2, { kernel: 1 }, rng);
+  const convC = new Conv2d(3 + 2 + 4, 5, { kernel: 3, padding: 1 }, rng);
+  const convD = new Conv2d(4, 5, { kernel: 1, bias: false }, rng);
+  const params = [convA.weight, convA.bias!, convB.weight, convB.bias!, convC.weight];
+  params.push(convC.bias!, convD.weight);
+  // Off the tape (no gradient): kept by its owner, as a model keeps such an input.
+  const off = tensor(randArray(X_SHAPE.reduce((a, b) => a * b), 34), X_SHAPE).keep();
+  const forward = (x: Tensor) => {
+    const a = relu(convA.forward(x));
+    const joined = concat([a, convB.forward(x), off], 1);
+    const y = convC.forward(joined);
+    joined.evict();
+    const s = add(y, convD.forward(x));
+    const out = relu(s);
+    s.evict();
+    return out;
+  };
+  return { params, forward, off };
+}
+
+async function concatStep(evict: boolean, net = concatNet()) {
+  const x = parameter(randArray(X_SHAPE.reduce((a, b) => a * b), 31), X_SHAPE, "x");
+  for (const p of net.params) p.grad = null;
+  flush();
+  pool.poisonFree(NaN);
+  setEviction(evict);
+  const before = { ...recomputeStats };
+  try {
+    scope(() => {
+      const y = net.forward(x);
+      const r = tensor(randArray(y.size, 32), y.shape);
+      backward(sum(mul(y, r)), undefined, { freeActivations: true });
+    });
+  } finally {
+    setEviction(true);
+  }
+  const counts = {
+    evictions: recomputeStats.evictions - before.evictions,
+    recomputes: recomputeStats.recomputes - before.recomputes,
+    bytes: recomputeStats.recomputedBytes - before.recomputedBytes,
+  };
+  const grads = [];
+  for (const p of [x, ...net.params]) grads.push(Array.from(await p.grad!.read()));
+  x.dispose();
+  return { grads, counts };
+}
+
+Deno.test("evicted concat (written again for a conv's weight gradient) and residual sum under a ReLU (never): the keep path's gradients bit for bit", async () => {
+  const net = concatNet();
+  const kept = await concatStep(false, net);
+  const evicted = await concatStep(true, net);
+  assert.deepEqual(kept.counts, { evictions: 0, recomputes: 0, bytes: 0 });
+  const joinedBytes = 4 * X_SHAPE[0] * (3 + 2 + 4) * X_SHAPE[2] * X_SHAPE[3];
+  assert.deepEqual(evicted.counts, { evictions: 2, recomputes: 1, bytes: joinedBytes });
+  evicted.grads.forEach((g, i) => assert.deepEqual(g, kept.grads[i], `gradient ${i}`));
+});
+
+Deno.test("a concat and a sum evicted in the forward pass the finite-difference gradient check", async () => {
+  const { forward } = concatNet();
+  await gradCheck(forward, [{
+    data: randArray(X_SHAPE.reduce((a, b) => a * b), 33),
+    shape: X_SHAPE,
+  }]);
 });

@@ -2,7 +2,11 @@
 // blocks' expansion outputs (BN + SiLU, written again for the depthwise conv's weight gradient),
 // the residual blocks' projection outputs and the decoder's upsampling inputs (read by no
 // backward rule) (models/efficientnet.ts, tinycd.ts); MiT (ChangeFormer) its Mix-FFN GELU outputs
-// (written again for fc2's weight gradient, models/mit.ts). Against the keep path (eviction off)
+// (written again for fc2's weight gradient, models/mit.ts); SNUNet its nested blocks' first BN +
+// ReLU outputs (written again for the second conv's weight gradient), second BN outputs and
+// residual sums (read by no backward rule), its dense-skip concats (written again from their
+// inputs for the first conv's weight gradient) and ECAM's stacked outputs, partial sums and
+// product (models/snunet.ts). Against the keep path (eviction off)
 // the loss, every parameter gradient and every BatchNorm's running statistics are bit-identical,
 // and the step's peak is lower. (ChangerEx-MiT evicts the same, but its warp's atomic sums are
 // not bit-reproducible between two steps.)
@@ -20,7 +24,7 @@ import { initDevice, randomPairBatch } from "../util.ts";
 
 await initDevice();
 
-for (const name of ["tinycd", "changeformer_mit_b0"]) {
+for (const name of ["tinycd", "changeformer_mit_b0", "snunet_c16"]) {
   Deno.test(`${name}: a training step with eviction and recompute equals the keep path bit for bit, below its peak`, async () => {
     const model = MODELS[name].create(0);
     model.train();
