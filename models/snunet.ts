@@ -57,7 +57,7 @@ class NestedBlock extends Module {
   }
   forward(x: Tensor): Tensor {
     const identity = this.#conv1.forward(x);
-    const h = this.#bn1.forward(identity, {});
+    const h = this.#bn1.forward(identity, { activation: "relu" });
     const y = this.#second.forward(h);
     h.evict();
     const sum = add(y, identity);
