@@ -43,6 +43,14 @@ export function record(
   return out;
 }
 
+/** Say that `out`'s backward rule never reads `out` (Node.readsOutput: a conv without an
+ * activation, a concatenation, a max pooling): with freeActivations, backward lets it go once
+ * the rules of the ops it fed have run, before its own. Returns `out`. */
+export function ruleIgnoresOutput(out: Tensor): Tensor {
+  if (out.node) out.node.readsOutput = false;
+  return out;
+}
+
 /** dst += src, in place, shapes equal. */
 export function accumulate(dst: Tensor, src: Tensor): void {
   if (dst.size !== src.size) {
@@ -122,12 +130,14 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
       put(root, one);
     }
     const order = topoOrder(root);
-    // Backward rules still to run that may read each op output: its own and its consumers'.
+    // Backward rules still to run that may read each op output: its own (unless it says it
+    // never does: Node.readsOutput) and its consumers'. Every op output but the root has a
+    // consumer on the tape, so each is counted at least once.
     const readers = new Map<Tensor, number>();
     if (opts.freeActivations) {
       for (const t of order) {
         if (!t.node) continue;
-        readers.set(t, (readers.get(t) ?? 0) + 1);
+        if (t.node.readsOutput !== false) readers.set(t, (readers.get(t) ?? 0) + 1);
         for (const i of new Set(t.node.inputs)) {
           if (i.node && i.requiresGrad) readers.set(i, (readers.get(i) ?? 0) + 1);
         }

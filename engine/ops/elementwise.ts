@@ -14,7 +14,7 @@ export function map(name: string, expr: string, inputs: Tensor[], outShape?: Sha
 
 /** map(), and its launch into any range: the recipe that writes `out` again (autograd's
  * `record`), for an op whose backward keeps its inputs anyway. */
-function mapWithRecipe(
+export function mapWithRecipe(
   name: string,
   expr: string,
   inputs: Tensor[],

@@ -13,10 +13,10 @@ import {
   type StridedView,
 } from "../../kernels/layout.ts";
 import { transposeFits, transposeKernel, type TransposeSpec } from "../../kernels/transpose.ts";
-import { record } from "../autograd.ts";
+import { record, ruleIgnoresOutput } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { empty, type Shape, type Tensor } from "../tensor.ts";
-import { map } from "./elementwise.ts";
+import { map, mapWithRecipe } from "./elementwise.ts";
 import { sumTo } from "./reduce.ts";
 
 export type { PadMode };
@@ -93,7 +93,8 @@ export function concat(tensors: Tensor[], axis: number): Tensor {
     if (t.size > 0) scatterInto("concat", t, out, { offset: pos * strides[ax], strides });
     pos += t.shape[ax];
   }
-  return record(
+  // The rule slices g alone.
+  return ruleIgnoresOutput(record(
     out,
     tensors,
     "concat",
@@ -103,7 +104,7 @@ export function concat(tensors: Tensor[], axis: number): Tensor {
           ? gather("concat_grad", g, t.shape, { offset: starts[j] * strides[ax], strides })
           : null
       ),
-  );
+  ));
 }
 
 /** Elements start ≤ i < end along `axis` (negative indices count from the end). */
@@ -295,11 +296,12 @@ export function pad2d(
   });
 }
 
-/** |a − b| with broadcasting; gradient sign(a − b) for a and −sign(a − b) for b. */
+/** |a − b| with broadcasting; gradient sign(a − b) for a and −sign(a − b) for b. The rule reads
+ * a and b, not the output, which may therefore be evicted (Tensor.evict) once consumed. */
 export function absDiff(a: Tensor, b: Tensor): Tensor {
-  const out = map("abs_diff", "abs(a - b)", [a, b]);
-  return record(out, [a, b], "abs_diff", (g) => [
+  const { out, recipe } = mapWithRecipe("abs_diff", "abs(a - b)", [a, b]);
+  return ruleIgnoresOutput(record(out, [a, b], "abs_diff", (g) => [
     a.requiresGrad ? sumTo(map("abs_diff_grad", "a * sign(b - c)", [g, a, b]), a.shape) : null,
     b.requiresGrad ? sumTo(map("abs_diff_grad", "a * sign(c - b)", [g, a, b]), b.shape) : null,
-  ]);
+  ], recipe));
 }
