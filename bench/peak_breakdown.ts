@@ -5,10 +5,20 @@
 // scales to the GPU's 8 × 512² (the figure printed beside it; at 1 × 128², TinyCD 17.21 GB and
 // FC-Siam-Diff 5.53, against 17.2 and 5.4 measured on an H100; below 128² the plans change)
 // and shows what to recompute instead of keeping.
+// --dry records no kernel at all (engine/profiler.ts's dry count: shapes flow, buffers are taken
+// and given back as in a real step), so the step runs at the GPU's own batch and size on the
+// software adapter in seconds, and the peak is the pool's at 8 × 512² itself, chunked launches
+// (Winograd's images per chunk) as the H100 plans them, not a small run scaled up. The printed
+// peak is the pool's live bytes (size classes, as bench/gpu_train_step.ts's peak_pool_gb);
+// parameters, inputs and optimiser state included. On session 13's code it gave FC-EF 3.91,
+// FC-Siam-Conc 5.30 and FC-Siam-Diff 5.35 GB at 8 × 512², the H100's measured figures to the
+// hundredth (1 × 128² scaled: 4.10, 6.05, 5.53: at a small batch the Winograd chunks and the
+// split-K partials are not the GPU's).
 // It also counts what eviction costs (Tensor.evict): the tensors written again in
 // the backward, their bytes and so the extra traffic; --keep turns eviction off (the keep path).
 // Usage: deno run -A bench/peak_breakdown.ts [--model tinycd] [--batch 1] [--size 128]
-// [--top 30] [--frames 3] [--device h100|own] [--keep]
+// [--top 30] [--frames 3] [--device h100|own] [--keep] [--dry] [--rules 0]
+// --rules N lists the N backward rules during which the most bytes were live (scaled).
 
 import { parseArgs } from "node:util";
 import { backward } from "../engine/autograd.ts";
@@ -17,8 +27,9 @@ import { AdamW } from "../engine/optim/adamw.ts";
 import { pool } from "../engine/pool.ts";
 import { Random } from "../engine/random.ts";
 import { sync } from "../engine/recorder.ts";
+import { countMacs } from "../engine/profiler.ts";
 import { scope } from "../engine/scope.ts";
-import { recomputeStats, setEviction, tensor } from "../engine/tensor.ts";
+import { recomputeStats, setEviction, type Tensor, tensor } from "../engine/tensor.ts";
 import { modelEntry } from "../models/registry.ts";
 import { trainingLoss } from "../train/loss.ts";
 import { H100_PROFILE, setActiveProfile } from "../kernels/device_profile.ts";
@@ -32,6 +43,8 @@ const { values } = parseArgs({
     top: { type: "string", default: "30" },
     device: { type: "string", default: "h100" },
     keep: { type: "boolean", default: false },
+    dry: { type: "boolean", default: false },
+    rules: { type: "string", default: "0" },
     frames: { type: "string", default: "3" },
   },
 });
@@ -48,6 +61,10 @@ const live = new Map<GPUBuffer, Held>();
 let current = 0, peak = 0, atPeak: Held[] = [];
 /** The step's phase, and the live bytes when the forward (with the loss) ended. */
 let phase = "forward", peakPhase = phase, forwardEnd = 0;
+/** The backward rule running: its op, its output's shape and its place in the backward's order. */
+let rule = "", peakRule = "";
+/** The most bytes live while each backward rule ran (--rules lists the highest). */
+const ruleMax = new Map<string, number>();
 /** The allocating call's model, loss and op frames (the pool's and tensor.ts's skipped), the
  * first --frames of them. */
 function where(): string {
@@ -61,7 +78,10 @@ pool.acquire = (bytes: number, label?: string) => {
   const buf = acquire(bytes, label);
   live.set(buf, { size: buf.size, where: where() });
   current += buf.size;
-  if (current > peak) [peak, atPeak, peakPhase] = [current, [...live.values()], phase];
+  if (rule) ruleMax.set(rule, Math.max(ruleMax.get(rule) ?? 0, current));
+  if (current > peak) {
+    [peak, atPeak, peakPhase, peakRule] = [current, [...live.values()], phase, rule];
+  }
   return buf;
 };
 pool.release = (buf: GPUBuffer) => {
@@ -85,32 +105,61 @@ const tb = tensor(rng.normal(B * 3 * S * S), [B, 3, S, S]).keep();
 const label = Uint32Array.from({ length: B * S * S }, () => (rng.next() > 0.9 ? 1 : 0));
 const tl = tensor(label, [B, S, S], "u32").keep();
 model.train();
-const step = () =>
+/** Name each backward rule while it runs: its op and how many rules ran before it. */
+function labelRules(root: Tensor): void {
+  const seen = new Set<Tensor>();
+  const stack = [root];
+  let ran = 0;
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (seen.has(t) || !t.node) continue;
+    seen.add(t);
+    const node = t.node, inner = node.backward;
+    const shape = `[${t.shape.join(", ")}]`;
+    node.backward = (g) => {
+      rule = `${node.name} ${shape} (rule ${++ran} of the backward)`;
+      try {
+        return inner(g);
+      } finally {
+        rule = "";
+      }
+    };
+    stack.push(...node.inputs);
+  }
+}
+const oneStep = () =>
   scope(() => {
     const loss = trainingLoss(model, model.forward(ta, tb), tl, {
       ohem: entry.recipe.loss?.ohem,
     });
     opt.zeroGrad();
     [phase, forwardEnd] = ["backward", current];
+    labelRules(loss);
     backward(loss, undefined, { freeActivations: true });
     phase = "optimiser";
     opt.step();
   });
+const step = () => values.dry ? void countMacs(oneStep, { dry: true }) : oneStep();
 // The second step's peak: the first one also creates the optimizer state.
 step();
 await sync();
 [peak, atPeak, phase] = [0, [], "forward"];
+ruleMax.clear();
 const before = { ...recomputeStats };
 step();
 await sync();
-const scale = (8 * 512 * 512) / (B * S * S);
+const scale = values.dry ? 1 : (8 * 512 * 512) / (B * S * S);
 console.log(
-  `${values.model}: peak ${(peak / 1e6).toFixed(1)} MB at batch ${B} × ${S}² ` +
-    `(× ${scale.toFixed(0)}: ${(peak * scale / 1e9).toFixed(2)} GB at 8 × 512², parameter ` +
-    "arenas included unscaled)",
+  values.dry
+    ? `${values.model}: peak ${(peak / 1e9).toFixed(3)} GB at batch ${B} × ${S}² (dry: no kernel ` +
+      "recorded, every buffer taken and given back as in the step)"
+    : `${values.model}: peak ${(peak / 1e6).toFixed(1)} MB at batch ${B} × ${S}² ` +
+      `(× ${scale.toFixed(0)}: ${(peak * scale / 1e9).toFixed(2)} GB at 8 × 512², parameter ` +
+      "arenas included unscaled)",
 );
 console.log(
-  `peak in the ${peakPhase}; ${(forwardEnd / 1e6).toFixed(1)} MB live when the forward ended ` +
+  `peak in the ${peakPhase}${peakRule ? ", in " + peakRule : ""}; ` +
+    `${(forwardEnd / 1e6).toFixed(1)} MB live when the forward ended ` +
     `(${(forwardEnd * scale / 1e9).toFixed(2)} GB scaled)`,
 );
 const recomputes = recomputeStats.recomputes - before.recomputes;
@@ -129,4 +178,10 @@ for (const [w, s] of [...by].sort((x, y) => y[1] - x[1]).slice(0, Number(values.
   console.log(
     `${(s / 1e6).toFixed(2).padStart(9)} MB  ${(100 * s / peak).toFixed(1).padStart(5)} %  ${w}`,
   );
+}
+if (Number(values.rules) > 0) {
+  console.log("backward rules with the most bytes live while they ran:");
+  for (const [r, s] of [...ruleMax].sort((x, y) => y[1] - x[1]).slice(0, Number(values.rules))) {
+    console.log(`${(s * scale / 1e9).toFixed(3).padStart(9)} GB  ${r}`);
+  }
 }

@@ -24,12 +24,6 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
-/** What an op tells autograd about its rule beyond the closure. */
-export interface RecordOptions {
-  /** The rule never reads `out` (Node.outputUnread). */
-  outputUnread?: boolean;
-}
-
 /** Attach a backward rule to `out` when any input needs a gradient, and the op's recipe for
  * writing `out` again (`recompute`: its forward launch, into a given range, from tensors that
  * live until out's backward readers have run: its inputs, statistics it saved), so that an
@@ -40,13 +34,20 @@ export function record(
   name: string,
   backward: Node["backward"],
   recompute?: Recompute,
-  o: RecordOptions = {},
 ): Tensor {
   if (enabled && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
-    out.node = { name, inputs, backward, ...(o.outputUnread ? { outputUnread: true } : {}) };
+    out.node = { name, inputs, backward };
     if (recompute) out.storage.recompute = recompute;
   }
+  return out;
+}
+
+/** Say that `out`'s backward rule never reads `out` (Node.readsOutput: a conv without an
+ * activation, a concatenation, a max pooling): with freeActivations, backward lets it go once
+ * the rules of the ops it fed have run, before its own. Returns `out`. */
+export function ruleIgnoresOutput(out: Tensor): Tensor {
+  if (out.node) out.node.readsOutput = false;
   return out;
 }
 
@@ -129,15 +130,14 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
       put(root, one);
     }
     const order = topoOrder(root);
-    // Backward rules still to run that may read each op output: its own (unless it never
-    // does: a concat's, a sum's) and its consumers'. One whose own rule does not read it goes
-    // before that rule runs: a concat written again for its consumer's weight gradient is not
-    // held beside the gradient slices its own rule copies out.
+    // Backward rules still to run that may read each op output: its own (unless it says it
+    // never does: Node.readsOutput) and its consumers'. Every op output but the root has a
+    // consumer on the tape, so each is counted at least once.
     const readers = new Map<Tensor, number>();
     if (opts.freeActivations) {
       for (const t of order) {
         if (!t.node) continue;
-        if (!t.node.outputUnread) readers.set(t, (readers.get(t) ?? 0) + 1);
+        if (t.node.readsOutput !== false) readers.set(t, (readers.get(t) ?? 0) + 1);
         for (const i of new Set(t.node.inputs)) {
           if (i.node && i.requiresGrad) readers.set(i, (readers.get(i) ?? 0) + 1);
         }

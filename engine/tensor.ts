@@ -20,9 +20,11 @@ export interface Node {
   inputs: Tensor[];
   /** Given the gradient of the output, the gradient of each input (null: none). */
   backward: (grad: Tensor) => (Tensor | null)[];
-  /** The rule never reads the op's output (concat, add): backward's freeActivations then does
-   * not wait for it, so the output goes once its consumers' rules have run. */
-  outputUnread?: boolean;
+  /** False when `backward` never reads the output (a conv without an activation, whose rule
+   * needs its input and weight): backward's freeActivations then lets the output go once the
+   * rules of the ops it fed have run, before its own (autograd.ts's ruleIgnoresOutput sets
+   * it). Default true. */
+  readsOutput?: boolean;
 }
 
 /** Writes a storage's contents again into `out` (the op that made them, run again on inputs

@@ -108,17 +108,24 @@ export class FcSiam extends Module implements ChangeDetector {
       ({ bottom: x, skips: s2 } = this.#encode(b));
     }
     DECODER.forEach(({ up, convs }, k) => {
-      x = this.#ups.get(up)!.forward(x);
+      const upsampled = this.#ups.get(up)!.forward(x);
+      x = upsampled;
       const skip = s1[3 - k];
       // Odd sizes: the upsampled map can be one pixel short; replicate its border to fit.
       const dh = skip.shape[2] - x.shape[2], dw = skip.shape[3] - x.shape[3];
       if (dh || dw) x = pad2d(x, [0, dw, 0, dh], "replicate");
+      const diff = this.variant === "diff" ? absDiff(skip, s2[3 - k]) : null;
       const parts = this.variant === "ef"
         ? [x, skip]
         : this.variant === "conc"
         ? [x, skip, s2[3 - k]]
-        : [x, absDiff(skip, s2[3 - k])];
+        : [x, diff!];
       x = concat(parts, 1);
+      // Read by no backward rule (the concatenation's and the padding's gradients need no input,
+      // the up-convolution's none of its output, |a − b|'s its inputs): evicted, never written
+      // again. The concatenation holds their values for the next conv's weight gradient.
+      upsampled.evict();
+      diff?.evict();
       for (const [n] of convs) x = this.#block(n, x);
     });
     return this.#last.forward(x);

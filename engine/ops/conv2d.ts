@@ -12,7 +12,7 @@ import {
   type Pair,
 } from "../../kernels/conv2d.ts";
 import { type ConvCallSpec, planOp } from "../../kernels/conv_plan.ts";
-import { isGradEnabled, record } from "../autograd.ts";
+import { isGradEnabled, record, ruleIgnoresOutput } from "../autograd.ts";
 import { traceConv } from "../conv_trace.ts";
 import { run } from "../launch.ts";
 import { addMacs } from "../profiler.ts";
@@ -88,6 +88,12 @@ export function epilogueFor(
 /** PReLU slope viewed for broadcasting against [B, C, H, W]. */
 function slopeView(slope: Tensor): Tensor {
   return slope.size === 1 ? slope : view(slope, [1, slope.size, 1, 1]);
+}
+
+/** Whether activationBackward reads the output y (ReLU, sigmoid), not only the pre-activation
+ * or nothing: a conv op's rule reads its own output only then (autograd's ruleIgnoresOutput). */
+export function activationReadsOutput(act: ConvActivation): boolean {
+  return act === "relu" || act === "sigmoid";
 }
 
 /** Gradient at the pre-activation z from the gradient at the output y = act(z). */
@@ -166,7 +172,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const ep = epilogueFor(act, bias, slope, recording);
   const { y, pre } = convForwardRaw(g, x, w, ep, extra);
   addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);
-  return record(y, inputs, "conv2d", (gy) => {
+  const out = record(y, inputs, "conv2d", (gy) => {
     const gz = activationBackward(act, gy, y, pre, slope);
     const wantB = !!bias?.requiresGrad;
     let dw: Tensor | null = null, db: Tensor | null = null;
@@ -180,6 +186,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
     if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
     return grads;
   });
+  return activationReadsOutput(act) ? out : ruleIgnoresOutput(out);
 }
 
 /** Eval-mode BatchNorm folded into the conv before it: with s = γ/√(var + ε),

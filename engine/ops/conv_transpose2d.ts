@@ -12,14 +12,16 @@ import {
   unshuffleKernel,
 } from "../../kernels/conv_transpose2d.ts";
 import { type ConvCallSpec, planOp } from "../../kernels/conv_plan.ts";
-import { isGradEnabled, record } from "../autograd.ts";
+import { isGradEnabled, record, ruleIgnoresOutput } from "../autograd.ts";
 import { traceConv } from "../conv_trace.ts";
 import { run } from "../launch.ts";
 import { addMacs } from "../profiler.ts";
+import { recomputeByCopy } from "../copy_recipe.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { gemm } from "./matmul.ts";
 import {
   activationBackward,
+  activationReadsOutput,
   checkEpilogueInputs,
   checkFloat,
   epilogueFor,
@@ -61,11 +63,17 @@ export function convTranspose2d(
   traceConv({ ...call, inputGrad, weightGrad });
   const ep = epilogueFor(act, bias, slope, recording);
   const shuffle = planOp(call)?.kind === "shuffle-gemm";
-  const { y, pre } = shuffle
-    ? shuffleForwardRaw(g, x, w, ep, extra)
-    : convInputGradRaw(g, x, w, ep, extra);
+  const forward = () =>
+    shuffle ? shuffleForwardRaw(g, x, w, ep, extra) : convInputGradRaw(g, x, w, ep, extra);
+  const { y, pre } = forward();
+  // Its recipe: the launches again (the pre-activation, saved apart, is not this storage).
+  const recipe = recomputeByCopy(() => {
+    const again = forward();
+    again.pre?.dispose();
+    return again.y;
+  });
   addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);
-  return record(y, inputs, "convTranspose2d", (gy) => {
+  const out = record(y, inputs, "convTranspose2d", (gy) => {
     const gz = activationBackward(act, gy, y, pre, slope);
     if (shuffle) {
       const u = unshuffled(g, gz);
@@ -78,14 +86,16 @@ export function convTranspose2d(
       if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
       return grads;
     }
-    const grads: (Tensor | null)[] = [
-      x.requiresGrad ? convForwardRaw(g, gz, w).y : null,
-      w.requiresGrad ? convWeightGradRaw(g, gz, x, false).dw : null,
-    ];
+    // The weight gradient first, as conv2d's rule: its transforms (up to twice
+    // WINO_WGRAD_CHUNK_BYTES) then come and go before the input gradient is allocated, not
+    // beside it (FC-Siam's 12d at 8 × 512²: 268 MB off the step's peak).
+    const dw = w.requiresGrad ? convWeightGradRaw(g, gz, x, false).dw : null;
+    const grads: (Tensor | null)[] = [x.requiresGrad ? convForwardRaw(g, gz, w).y : null, dw];
     if (bias) grads.push(bias.requiresGrad ? biasGrad(gz) : null);
     if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
     return grads;
-  });
+  }, recipe);
+  return activationReadsOutput(act) ? out : ruleIgnoresOutput(out);
 }
 
 // ---- kernel == stride ---------------------------------------------------------------------

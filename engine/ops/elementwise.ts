@@ -2,7 +2,7 @@
 
 import { f } from "../../kernels/common.ts";
 import { broadcastShapes, fillKernel, mapKernel } from "../../kernels/elementwise.ts";
-import { record } from "../autograd.ts";
+import { record, ruleIgnoresOutput } from "../autograd.ts";
 import { type Operand, run } from "../launch.ts";
 import { empty, type Shape, type Tensor } from "../tensor.ts";
 import { sumTo } from "./reduce_raw.ts";
@@ -14,7 +14,7 @@ export function map(name: string, expr: string, inputs: Tensor[], outShape?: Sha
 
 /** map(), and its launch into any range: the recipe that writes `out` again (autograd's
  * `record`), for an op whose backward keeps its inputs anyway. */
-function mapWithRecipe(
+export function mapWithRecipe(
   name: string,
   expr: string,
   inputs: Tensor[],
@@ -61,9 +61,9 @@ export function fillInPlace(t: Tensor, value: number): void {
  * its output) can be let go after the forward and is never written again. */
 export function add(a: Tensor, b: Tensor): Tensor {
   const { out, recipe } = mapWithRecipe("add", "a + b", [a, b]);
-  return record(out, [a, b], "add", (g) => [sumTo(g, a.shape), sumTo(g, b.shape)], recipe, {
-    outputUnread: true,
-  });
+  return ruleIgnoresOutput(
+    record(out, [a, b], "add", (g) => [sumTo(g, a.shape), sumTo(g, b.shape)], recipe),
+  );
 }
 
 export function sub(a: Tensor, b: Tensor): Tensor {

@@ -13,10 +13,10 @@ import {
   type StridedView,
 } from "../../kernels/layout.ts";
 import { transposeFits, transposeKernel, type TransposeSpec } from "../../kernels/transpose.ts";
-import { record } from "../autograd.ts";
+import { record, ruleIgnoresOutput } from "../autograd.ts";
 import { type Operand, run } from "../launch.ts";
 import { empty, type Shape, type Tensor } from "../tensor.ts";
-import { map } from "./elementwise.ts";
+import { map, mapWithRecipe } from "./elementwise.ts";
 import { sumTo } from "./reduce.ts";
 
 export type { PadMode };
@@ -97,14 +97,14 @@ export function concat(tensors: Tensor[], axis: number): Tensor {
   // after its consumers'), so a model can let a concat go once its forward reader is done (a
   // conv whose weight gradient reads it) and pay one copy in the backward instead of holding
   // a duplicate of its inputs. Inputs without gradients are off the tape: the model keeps them.
-  // Its rule reads no output (outputUnread): with freeActivations the joined tensor goes once its
-  // consumers' rules have run, not beside the gradient slices its own rule copies out.
+  // Its rule slices g alone (ruleIgnoresOutput): with freeActivations the joined tensor goes once
+  // its consumers' rules have run, not beside the gradient slices its own rule copies out.
   const copies = (o: Operand) =>
     tensors.forEach((t, j) => {
       if (t.size > 0) scatterInto("concat", t, o, { offset: starts[j] * strides[ax], strides });
     });
   copies(out);
-  return record(
+  return ruleIgnoresOutput(record(
     out,
     tensors,
     "concat",
@@ -115,8 +115,7 @@ export function concat(tensors: Tensor[], axis: number): Tensor {
           : null
       ),
     copies,
-    { outputUnread: true },
-  );
+  ));
 }
 
 /** Elements start ≤ i < end along `axis` (negative indices count from the end). */
@@ -308,11 +307,12 @@ export function pad2d(
   });
 }
 
-/** |a − b| with broadcasting; gradient sign(a − b) for a and −sign(a − b) for b. */
+/** |a − b| with broadcasting; gradient sign(a − b) for a and −sign(a − b) for b. The rule reads
+ * a and b, not the output, which may therefore be evicted (Tensor.evict) once consumed. */
 export function absDiff(a: Tensor, b: Tensor): Tensor {
-  const out = map("abs_diff", "abs(a - b)", [a, b]);
-  return record(out, [a, b], "abs_diff", (g) => [
+  const { out, recipe } = mapWithRecipe("abs_diff", "abs(a - b)", [a, b]);
+  return ruleIgnoresOutput(record(out, [a, b], "abs_diff", (g) => [
     a.requiresGrad ? sumTo(map("abs_diff_grad", "a * sign(b - c)", [g, a, b]), a.shape) : null,
     b.requiresGrad ? sumTo(map("abs_diff_grad", "a * sign(c - b)", [g, a, b]), b.shape) : null,
-  ]);
+  ], recipe));
 }

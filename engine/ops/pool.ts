@@ -12,7 +12,7 @@ import {
   type Pool2dSpec,
   pooledShape,
 } from "../../kernels/pool.ts";
-import { isGradEnabled, record } from "../autograd.ts";
+import { isGradEnabled, record, ruleIgnoresOutput } from "../autograd.ts";
 import { run } from "../launch.ts";
 import { empty, type Tensor, tensor } from "../tensor.ts";
 import { matmul } from "./matmul.ts";
@@ -64,11 +64,12 @@ export function maxPool2d(x: Tensor, o: Pool2dOptions): Tensor {
   }
   const argmax = empty(y.shape, "u32");
   run(maxPool2dKernel(s), [x], [y, argmax]);
-  return record(y, [x], "max_pool2d", (g) => {
+  // The rule reads the argmax, not the output.
+  return ruleIgnoresOutput(record(y, [x], "max_pool2d", (g) => {
     const dx = empty(x.shape);
     run(maxPool2dGradKernel(s), [g, argmax], [dx]);
     return [dx];
-  });
+  }));
 }
 
 /** Average pooling. */
@@ -140,9 +141,10 @@ function globalMaxPool2d(x: Tensor, win: Pool2dOptions): Tensor {
   }
   const argmax = empty(y.shape, "u32");
   run(globalMaxPoolKernel(planes, n), [x], [y, argmax]);
-  return record(y, [x], "global_max_pool", (g) => {
+  // The rule reads the argmax, not the output.
+  return ruleIgnoresOutput(record(y, [x], "global_max_pool", (g) => {
     const dx = empty(x.shape);
     run(maxPool2dGradKernel(s), [g, argmax], [dx]);
     return [dx];
-  });
+  }));
 }

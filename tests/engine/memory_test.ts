@@ -6,8 +6,10 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { backward, noGrad } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
 import { add, mul, sigmoid, square, sub } from "../../engine/ops/elementwise.ts";
+import { conv2d } from "../../engine/ops/conv2d.ts";
 import { concat } from "../../engine/ops/layout.ts";
 import { matmul } from "../../engine/ops/matmul.ts";
+import { maxPool2d } from "../../engine/ops/pool.ts";
 import { mean, sum } from "../../engine/ops/reduce.ts";
 import { AdamW } from "../../engine/optim/adamw.ts";
 import { pool } from "../../engine/pool.ts";
@@ -181,4 +183,48 @@ Deno.test("freeActivations lets a concat or a sum go before its own rule, which 
   }
   assertEquals(grads[1], grads[0]);
   x.dispose();
+});
+
+Deno.test("freeActivations: an output its own rule never reads (conv without activation, concat, max pooling) goes before that rule, once the rules of the ops it fed have run; same gradients", async () => {
+  const x = parameter(randArray(2 * 4 * 9 * 7, 5), [2, 4, 9, 7], "x");
+  const w = parameter(randArray(6 * 4 * 3 * 3, 6, -0.3, 0.3), [6, 4, 3, 3], "w");
+  const r = tensor(randArray(2 * 12 * 4 * 3, 7), [2, 12, 4, 3]).keep();
+  const grads: Float32Array[][] = [];
+  for (const freeActivations of [false, true]) {
+    for (const p of [x, w]) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+    /** Whether each output was already gone when its own rule started. */
+    const goneAtOwnRule = new Map<string, boolean>();
+    scope(() => {
+      const plain = conv2d(x, w, { padding: 1 });
+      const relu = conv2d(x, w, { padding: 1, activation: "relu" });
+      const joined = concat([plain, relu], 1);
+      const pooled = maxPool2d(joined, { kernel: 2 });
+      const named: [string, Tensor][] = [
+        ["conv", plain],
+        ["conv+relu", relu],
+        ["concat", joined],
+        ["max_pool", pooled],
+      ];
+      for (const [name, t] of named) {
+        const node = t.node!, inner = node.backward;
+        node.backward = (g) => {
+          goneAtOwnRule.set(name, t.disposed);
+          return inner(g);
+        };
+      }
+      backward(sum(mul(pooled, r)), undefined, { freeActivations });
+    });
+    assertEquals(
+      Object.fromEntries(goneAtOwnRule),
+      freeActivations
+        ? { "conv": true, "conv+relu": false, "concat": true, "max_pool": true }
+        : { "conv": false, "conv+relu": false, "concat": false, "max_pool": false },
+    );
+    grads.push([await x.grad!.read(), await w.grad!.read()] as Float32Array[]);
+  }
+  assertEquals(grads[1], grads[0]);
+  for (const t of [x, w, r]) t.dispose();
 });

@@ -14,6 +14,10 @@ import { dropPath } from "../../engine/ops/dropout.ts";
 import { add, mul, relu, sigmoid } from "../../engine/ops/elementwise.ts";
 import { concat } from "../../engine/ops/layout.ts";
 import { batchNorm2d, instanceNorm2d } from "../../engine/ops/norm.ts";
+import { convTranspose2d } from "../../engine/ops/conv_transpose2d.ts";
+import { convTransposeGeometry } from "../../kernels/conv_transpose2d.ts";
+import { planOp } from "../../kernels/conv_plan.ts";
+import { absDiff } from "../../engine/ops/layout.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { pool } from "../../engine/pool.ts";
 import { flush } from "../../engine/recorder.ts";
@@ -276,4 +280,41 @@ Deno.test("a concat and a sum evicted in the forward pass the finite-difference 
     data: randArray(X_SHAPE.reduce((a, b) => a * b), 33),
     shape: X_SHAPE,
   }]);
+});
+
+Deno.test("recipes of outputs no rule reads: a transposed conv's (its launches again, copied in) and |a − b|'s, written again as the op wrote them", async () => {
+  await scopeAsync(async () => {
+    const x = parameter(randArray(2 * 24 * 5 * 6, 31), [2, 24, 5, 6], "x");
+    const w = parameter(randArray(24 * 20 * 3 * 3, 32, -0.2, 0.2), [24, 20, 3, 3], "w");
+    // k2 s2 from 64 channels each way: the GEMM + pixel-shuffle route.
+    const x2 = parameter(randArray(64 * 3 * 2, 36), [1, 64, 3, 2], "x2");
+    const w2 = parameter(randArray(64 * 64 * 2 * 2, 33, -0.1, 0.1), [64, 64, 2, 2], "w2");
+    const bias = parameter(randArray(20, 34), [20], "bias");
+    const y = parameter(randArray(2 * 24 * 5 * 6, 35), [2, 24, 5, 6], "y");
+    const outs = [
+      // FC-Siam's up-convolution (k3 s2, output padding 1).
+      convTranspose2d(x, w, { bias, stride: 2, padding: 1, outputPadding: 1 }),
+      convTranspose2d(x2, w2, { stride: 2 }),
+      convTranspose2d(x, w, { bias, padding: 1, activation: "relu" }),
+      absDiff(x, y),
+    ];
+    for (const [i, t] of outs.entries()) {
+      const first = Array.from(await t.read());
+      assert.ok(t.evict(), `output ${i} has a recipe`);
+      flush();
+      pool.poisonFree(NaN);
+      assert.deepEqual(Array.from(await t.read()), first, `output ${i} written again`);
+    }
+    assert.equal(
+      planOp({
+        op: "convTranspose2d",
+        g: convTransposeGeometry(x2.shape, w2.shape, { stride: 2 }),
+        activation: "none",
+        bias: false,
+        recording: true,
+      })?.kind,
+      "shuffle-gemm",
+    );
+    for (const t of [x, x2, w, w2, bias, y]) t.kept = false;
+  });
 });
