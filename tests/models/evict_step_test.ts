@@ -30,7 +30,7 @@ await initDevice();
  * the step's peak is lower at this test's size, or only the memory live when the forward ends
  * (FC-Siam at 2 × 32² on a software adapter peaks in its deepest layers' split-K weight
  * gradients, when the evicted tensors are gone on both paths; at 8 × 512² on an H100's routes
- * it peaks at the start of the backward: tests/models/fc_peak_test.ts). */
+ * it peaks at the start of the backward: tests/models/compile_peak_test.ts). */
 const CASES: { name: string; rewritten: boolean; lowerPeak: boolean }[] = [
   { name: "tinycd", rewritten: true, lowerPeak: true },
   { name: "changeformer_mit_b0", rewritten: true, lowerPeak: true },

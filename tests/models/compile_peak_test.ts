@@ -1,10 +1,11 @@
-// FC-EF, FC-Siam-Conc and FC-Siam-Diff: the pool's peak over two training steps (forward, loss,
+// FC-EF, FC-Siam-Conc, FC-Siam-Diff and SNUNet-c16: the pool's peak over two training steps (forward, loss,
 // backward with freeActivations, AdamW) at batch 8 × 512² on an H100's routes, as
 // bench/gpu_train_step.ts measures it (peak_pool_gb), from a dry run (engine/profiler.ts: no
 // kernel recorded, every buffer taken and given back as in the real step), so the software
-// adapter computes the GPU's figure in seconds. bench/peak_breakdown.ts --dry gave 3.91, 5.30
-// and 5.35 GB before session 14's change, the H100's measured figures to the hundredth; the
-// bounds are torch.compile's peaks on that H100 (bench/results/table2_h100_s13.md).
+// adapter computes the GPU's figure in seconds. bench/peak_breakdown.ts --dry gave 3.91, 5.30,
+// 5.35 and 19.25 GB before session 13's eviction changes, the H100's measured figures to the
+// hundredth; the bounds are torch.compile's peaks on that H100, each run alone
+// (bench/results/table2_h100_s13.md).
 
 import assert from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
@@ -23,7 +24,12 @@ import { initDevice } from "../util.ts";
 await initDevice();
 
 /** torch.compile's peak (GB) at 8 × 512² on an H100, run alone. */
-const COMPILE_GB: Record<string, number> = { fc_ef: 3.38, fc_siam_conc: 5.2, fc_siam_diff: 4.93 };
+const COMPILE_GB: Record<string, number> = {
+  fc_ef: 3.38,
+  fc_siam_conc: 5.2,
+  fc_siam_diff: 4.93,
+  snunet_c16: 11.82,
+};
 const B = 8, S = 512;
 
 for (const [name, bound] of Object.entries(COMPILE_GB)) {
