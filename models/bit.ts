@@ -96,15 +96,22 @@ class CrossAttention extends Module {
     const fcOut = this.child("fc_out", new ModuleList([new Linear(embedDims, inDims, rng)]));
     this.#out = fcOut.items[0];
   }
-  /** x [N, L, C] queries ref [N, Lk, C] → [N, L, C]. */
+  /** x [N, L, C] queries ref [N, Lk, C] → [N, L, C]. Two per-pixel intermediates go once
+   * their forward readers are done (Tensor.evict): the queries before the head split (no
+   * backward rule reads them: never written again) and the heads merged back (fc_out's weight
+   * gradient reads them: one copy again from the attention output, which attention keeps). */
   forward(x: Tensor, ref: Tensor): Tensor {
     const h = this.heads;
-    const q = toHeads(this.#toQ.forward(x), h);
+    const flatQ = this.#toQ.forward(x);
+    const q = toHeads(flatQ, h);
+    flatQ.evict();
     const k = toHeads(this.#toK.forward(ref), h);
     const v = toHeads(this.#toV.forward(ref), h);
     const o = permute(attention(q, k, v, { scale: this.#scale }), [0, 2, 1, 3]);
     const [n, l] = x.shape;
-    return this.#out.forward(reshape(o, [n, l, o.shape[2] * o.shape[3]]));
+    const y = this.#out.forward(reshape(o, [n, l, o.shape[2] * o.shape[3]]));
+    o.evict();
+    return y;
   }
 }
 
@@ -117,8 +124,14 @@ class FeedForward extends Module {
     this.#fc1 = this.child("0", new Linear(dim, hidden, rng));
     this.#fc2 = this.child("3", new Linear(hidden, dim, rng));
   }
+  /** The hidden ReLU output goes once fc2 has read it (Tensor.evict): fc2's weight gradient
+   * and the ReLU's own rule get it written again (the 32→64 product, from `x`), and fc2's
+   * output, which only a residual sum reads, is the caller's to let go. */
   forward(x: Tensor): Tensor {
-    return this.#fc2.forward(this.#fc1.forward(x, "relu"));
+    const hidden = this.#fc1.forward(x, "relu");
+    const y = this.#fc2.forward(hidden);
+    hidden.evict();
+    return y;
   }
 }
 
@@ -139,11 +152,23 @@ class TransformerBlock extends Module {
     this.#norm1Ref = crossNorm ? this.child("norm1_", new LayerNorm(c, 1e-5)) : null;
     this.#norm2 = this.child("norm2", new LayerNorm(c, 1e-5));
   }
+  /** Of the per-pixel tensors, only the residual stream (x, x1, the output) and what attention
+   * keeps (its queries and output) stay after the forward (Tensor.evict): the LayerNorm outputs
+   * come back from x and x1 for the projections' weight gradients (one normalisation pass
+   * each), the attention and FFN outputs, which only the residual sums read, never do. */
   forward(x: Tensor, ref?: Tensor): Tensor {
     const q = this.#norm1.forward(x);
     const kv = this.#norm1Ref && ref ? this.#norm1Ref.forward(ref) : q;
-    const x1 = add(this.#attn.forward(q, kv), x);
-    return add(this.#ff.forward(this.#norm2.forward(x1)), x1);
+    const attended = this.#attn.forward(q, kv);
+    q.evict();
+    const x1 = add(attended, x);
+    attended.evict();
+    const normed = this.#norm2.forward(x1);
+    const fed = this.#ff.forward(normed);
+    normed.evict();
+    const y = add(fed, x1);
+    fed.evict();
+    return y;
   }
 }
 
@@ -211,7 +236,11 @@ export class BitHead extends Module {
   forward(feats: Tensor, tap?: Tap): Tensor {
     const cfg = this.cfg;
     const n = feats.shape[0], b = n / 2;
-    const x = this.#pre.forward(upsample(feats, cfg.preUpsample));
+    // The upsampled features (8× the backbone's output) go once the conv has read them: its
+    // weight gradient gets them resampled again (Tensor.evict).
+    const up = upsample(feats, cfg.preUpsample);
+    const x = this.#pre.forward(up);
+    up.evict();
     tap?.("pre", slice(x, 0, 0, b));
     const [c, h, w] = [x.shape[1], x.shape[2], x.shape[3]];
 
@@ -235,7 +264,13 @@ export class BitHead extends Module {
     const y = permute(reshape(q, [n, h, w, c]), [0, 3, 1, 2]);
 
     const d = absDiff(slice(y, 0, 0, b), slice(y, 0, b, n));
-    return this.#convSeg.forward(this.#dropout.forward(upsample(d, cfg.upsample)));
+    // The ×4 upsampled difference is read by no backward rule once dropout has a copy (which
+    // conv_seg's weight gradient reads): it goes after the forward, never written again.
+    const big = upsample(d, cfg.upsample);
+    const dropped = this.#dropout.forward(big);
+    const logits = this.#convSeg.forward(dropped);
+    if (dropped !== big) big.evict();
+    return logits;
   }
 }
 

@@ -163,7 +163,11 @@ export class ChangerHead extends Module {
       // mmseg's resize to level 0's own size is an exact copy: skip it.
       return i === 0 ? y : interpolate(y, { size, mode: "bilinear" });
     });
-    return this.fusionConv.forward(concat(outs, 1));
+    const joined = concat(outs, 1);
+    // The resized levels are read by no backward rule once joined (the concat is kept for the
+    // fusion conv's weight gradient): they go (Tensor.evict), never written again.
+    for (const t of outs.slice(1)) t.evict();
+    return this.fusionConv.forward(joined);
   }
 
   /** Levels of A and of B (after the interactions) → logits [B, classes, h0, w0]. */

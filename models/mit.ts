@@ -154,7 +154,10 @@ class MultiheadAttention extends Module {
     const d = c / this.heads;
     // One head: [B, L, d] is already [B, 1, L, d] in memory.
     if (this.heads === 1) return reshape(y, [b, 1, l, d]);
-    return permute(reshape(y, [b, l, this.heads, d]), [0, 2, 1, 3]);
+    // Split into heads, the projection (read by no backward rule) goes (Tensor.evict).
+    const split = permute(reshape(y, [b, l, this.heads, d]), [0, 2, 1, 3]);
+    y.evict();
+    return split;
   }
 
   /** query [B, Lq, C], keyValue [B, Lk, C] → [B, Lq, C]. */
@@ -168,7 +171,12 @@ class MultiheadAttention extends Module {
     const merged = this.heads === 1
       ? reshape(o, [b, lq, c])
       : reshape(permute(o, [0, 2, 1, 3]), [b, lq, c]);
-    return this.#outProj.forward(merged);
+    const y = this.#outProj.forward(merged);
+    // The heads merged back go once out_proj has read them: its weight gradient gets them
+    // copied again from the attention output, which attention keeps (one head: the output
+    // itself, kept).
+    if (this.heads > 1) merged.evict();
+    return y;
   }
 }
 
@@ -189,10 +197,13 @@ class EfficientAttention extends Module {
     }
   }
   forward(x: Tensor, h: number, w: number): Tensor {
-    const kv = this.#sr
-      ? this.#norm!.forward(nchwToTokens(this.#sr.forward(tokensToNchw(x, h, w))))
-      : x;
-    return this.#attn.forward(x, kv);
+    if (!this.#sr) return this.#attn.forward(x, x);
+    // The image-layout copy of the tokens goes once the reduction conv has read it: its weight
+    // gradient gets it copied again (Tensor.evict).
+    const grid = tokensToNchw(x, h, w);
+    const reduced = this.#sr.forward(grid);
+    grid.evict();
+    return this.#attn.forward(x, this.#norm!.forward(nchwToTokens(reduced)));
   }
 }
 
@@ -261,9 +272,25 @@ class MitBlock extends Module {
     // parameters, so one module drawing a fresh mask per call is the same.
     this.#dropPath = this.child("drop_path", new StochasticDepth(dropPath));
   }
+  /** Of the per-token tensors only the residual stream and what attention and Mix-FFN keep
+   * stay after the forward (Tensor.evict): LN1's output comes back from x for the projections'
+   * weight gradients (one normalisation pass), LN2's (which only a layout copy reads) and the
+   * branch outputs before and after stochastic depth (which only the residual sums read) never
+   * do. */
   forward(x: Tensor, h: number, w: number): Tensor {
-    x = add(x, this.#dropPath.forward(this.#attn.forward(this.#norm1.forward(x), h, w)));
-    return add(x, this.#dropPath.forward(this.#ffn.forward(this.#norm2.forward(x), h, w)));
+    const n1 = this.#norm1.forward(x);
+    const a = this.#attn.forward(n1, h, w);
+    n1.evict();
+    const da = this.#dropPath.forward(a);
+    const x1 = add(x, da);
+    for (const t of [da, a]) t.evict();
+    const n2 = this.#norm2.forward(x1);
+    const f = this.#ffn.forward(n2, h, w);
+    n2.evict();
+    const df = this.#dropPath.forward(f);
+    const y = add(x1, df);
+    for (const t of [df, f]) t.evict();
+    return y;
   }
 }
 

@@ -76,6 +76,10 @@ export class SegformerHead extends Module {
       // mmseg's resize to level 0's size; an identity there.
       return i === 0 ? y : interpolate(y, { size, mode: "bilinear", alignCorners: false });
     });
-    return this.#convSeg.forward(this.#fusion.forward(concat(outs, 1), this.#dropout));
+    const joined = concat(outs, 1);
+    // The resized levels are read by no backward rule once joined (the concat is kept for the
+    // fusion conv's weight gradient): they go (Tensor.evict), never written again.
+    for (const t of outs.slice(1)) t.evict();
+    return this.#convSeg.forward(this.#fusion.forward(joined, this.#dropout));
   }
 }

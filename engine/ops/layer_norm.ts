@@ -9,8 +9,8 @@ import {
   tokenNormKernel,
 } from "../../kernels/layer_norm_tokens.ts";
 import { prod } from "../../kernels/common.ts";
-import { record } from "../autograd.ts";
-import { run } from "../launch.ts";
+import { record, ruleIgnoresOutput } from "../autograd.ts";
+import { type Operand, run } from "../launch.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { planeLayout, planeSums } from "./norm.ts";
 import { sum } from "./reduce.ts";
@@ -81,37 +81,51 @@ export function layerNorm(x: Tensor, o: LayerNormOptions = {}): Tensor {
   const y = empty(x.shape);
   const mean = empty([rows]);
   const rstd = empty([rows]);
-  run(tokenNormKernel({ rows, len, eps, weight: !!weight, bias: !!bias }), [x, ...params], [
+  const k = tokenNormKernel({ rows, len, eps, weight: !!weight, bias: !!bias });
+  run(k, [x, ...params], [y, mean, rstd]);
+  // Also the recipe for y (Tensor.evict): the same kernel again on x (which the backward keeps
+  // anyway) and the parameters, its statistics written to scratch (the same values as the saved
+  // ones; those stay untouched), so y is bit for bit the first write. The rule reads no output
+  // (ruleIgnoresOutput): a normalised input that only a projection reads (its weight gradient does)
+  // can go after the forward and cost one normalisation pass in the backward.
+  const again = (o: Operand) => {
+    const m = empty([rows]), r = empty([rows]);
+    run(k, [x, ...params], [o, m, r]);
+    m.dispose();
+    r.dispose();
+  };
+  return ruleIgnoresOutput(record(
     y,
-    mean,
-    rstd,
-  ]);
-  return record(y, [x, ...params], "layer_norm", (g) => {
-    const dw = !!weight?.requiresGrad, db = !!bias?.requiresGrad;
-    const spec = {
-      rows,
-      len,
-      weight: !!weight,
-      dx: x.requiresGrad,
-      dw,
-      db,
-      iters: tokenNormGradIters(rows, len),
-    };
-    if (!spec.dx && !dw && !db) return [null, ...params.map(() => null)];
-    const groups = tokenNormGradGroups(spec);
-    const dx = spec.dx ? empty(x.shape) : null;
-    const pw = dw ? empty([groups, len]) : null;
-    const pb = db ? empty([groups, len]) : null;
-    run(
-      tokenNormGradKernel(spec),
-      [x, g, mean, rstd, ...(spec.dx && weight ? [weight] : [])],
-      [dx, pw, pb].filter((t) => t !== null),
-    );
-    const grads: (Tensor | null)[] = [dx];
-    if (weight) grads.push(pw ? view(sum(pw, 0), weight.shape) : null);
-    if (bias) grads.push(pb ? view(sum(pb, 0), bias.shape) : null);
-    return grads;
-  });
+    [x, ...params],
+    "layer_norm",
+    (g) => {
+      const dw = !!weight?.requiresGrad, db = !!bias?.requiresGrad;
+      const spec = {
+        rows,
+        len,
+        weight: !!weight,
+        dx: x.requiresGrad,
+        dw,
+        db,
+        iters: tokenNormGradIters(rows, len),
+      };
+      if (!spec.dx && !dw && !db) return [null, ...params.map(() => null)];
+      const groups = tokenNormGradGroups(spec);
+      const dx = spec.dx ? empty(x.shape) : null;
+      const pw = dw ? empty([groups, len]) : null;
+      const pb = db ? empty([groups, len]) : null;
+      run(
+        tokenNormGradKernel(spec),
+        [x, g, mean, rstd, ...(spec.dx && weight ? [weight] : [])],
+        [dx, pw, pb].filter((t) => t !== null),
+      );
+      const grads: (Tensor | null)[] = [dx];
+      if (weight) grads.push(pw ? view(sum(pw, 0), weight.shape) : null);
+      if (bias) grads.push(pb ? view(sum(pb, 0), bias.shape) : null);
+      return grads;
+    },
+    again,
+  ));
 }
 
 /** Normalise each pixel's channel vector of [B, C, H, W]; weight and bias are [C]. */

@@ -46,9 +46,14 @@ function gather(
   outShape: Shape = shape,
 ): Tensor {
   const out = empty(outShape, x.dtype);
+  gatherInto(name, x, shape, src, out);
+  return out;
+}
+
+/** gather() into a given range (a recipe's target). */
+function gatherInto(name: string, x: Tensor, shape: Shape, src: StridedView, out: Operand): void {
   const type = storageType(x, name);
   run(stridedCopyKernel({ name, shape, src, dst: contiguous(shape), type }), [x], [out]);
-  return out;
 }
 
 /** Write contiguous `src`, iterated as `shape`, into `dst` through the view `at`. */
@@ -163,19 +168,22 @@ const MIN_TILED = 8;
 /** [batch, rows, cols] → [batch, cols, rows] (optionally flipped) through shared-memory tiles;
  * falls back to a strided copy for thin matrices or launches past the workgroup limits. */
 function tiledTranspose(x: Tensor, outShape: Shape, spec: TransposeSpec): Tensor {
+  const out = empty(outShape, x.dtype);
+  tiledTransposeInto(x, spec, out);
+  return out;
+}
+
+/** tiledTranspose() into a given range (a recipe's target). */
+function tiledTransposeInto(x: Tensor, spec: TransposeSpec, out: Operand): void {
   const type = storageType(x, "transpose");
   const { batch, rows, cols } = spec;
   if (rows >= MIN_TILED && cols >= MIN_TILED && transposeFits(spec)) {
-    const out = empty(outShape, x.dtype);
     run(transposeKernel({ ...spec, type }), [x], [out]);
-    return out;
+    return;
   }
   const [rs, cs] = [spec.flipRows ? -cols : cols, spec.flipCols ? -1 : 1];
   const offset = (spec.flipRows ? (rows - 1) * cols : 0) + (spec.flipCols ? cols - 1 : 0);
-  return gather("transpose", x, [batch, cols, rows], {
-    offset,
-    strides: [rows * cols, cs, rs],
-  }, outShape);
+  gatherInto("transpose", x, [batch, cols, rows], { offset, strides: [rows * cols, cs, rs] }, out);
 }
 
 /** Reorder axes: output axis k is input axis dims[k] (a materialised copy). */
@@ -187,11 +195,18 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
   const shape = d.map((a) => x.shape[a]);
   const swap = asBatchedTranspose(x.shape, d);
   const strides = stridesOf(x.shape);
-  const out = swap
-    ? tiledTranspose(x, shape, { batch: swap[0], rows: swap[1], cols: swap[2] })
-    : gather("permute", x, shape, { offset: 0, strides: d.map((a) => strides[a]) });
+  // Also the recipe for `out` (Tensor.evict): the same copy again, from x, which outlives
+  // out's backward readers. The rule reads no output (ruleIgnoresOutput): an evicted permute (the
+  // heads merged back before a projection, read by its weight gradient) goes again once that
+  // rule has run.
+  const copy = (o: Operand) =>
+    swap
+      ? tiledTransposeInto(x, { batch: swap[0], rows: swap[1], cols: swap[2] }, o)
+      : gatherInto("permute", x, shape, { offset: 0, strides: d.map((a) => strides[a]) }, o);
+  const out = empty(shape, x.dtype);
+  copy(out);
   const inverse = d.map((_, k) => d.indexOf(k));
-  return record(out, [x], "permute", (g) => [permute(g, inverse)]);
+  return ruleIgnoresOutput(record(out, [x], "permute", (g) => [permute(g, inverse)], copy));
 }
 
 /** Swap two axes (a materialised copy). */

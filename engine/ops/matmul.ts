@@ -21,10 +21,11 @@ import {
 } from "../../kernels/matmul.ts";
 import { planMatmul } from "../../kernels/matmul_plan.ts";
 import { prod, stridesOf } from "../../kernels/common.ts";
-import { isGradEnabled, record } from "../autograd.ts";
+import { isGradEnabled, record, ruleIgnoresOutput } from "../autograd.ts";
 import { addMacs } from "../profiler.ts";
 import { run } from "../launch.ts";
-import { empty, type Shape, type Tensor, view } from "../tensor.ts";
+import type { Binding } from "../recorder.ts";
+import { empty, type Shape, Storage, Tensor, view } from "../tensor.ts";
 import { silu } from "./activation.ts";
 import { map, mapNamed } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
@@ -240,29 +241,50 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     return silu(matmul(a, b, { ...opts, activation: undefined }));
   }
   const y = gemm(a, b, opts);
-  addMacs(y.size * (transA ? a.shape[a.ndim - 2] : a.shape[a.ndim - 1]));
-  return record(y, inputs, "matmul", (g) => {
-    const gz = activation === "relu"
-      ? mapNamed("relu_grad", "select(0.0, g, y > 0.0)", [["g", g], ["y", y]])
-      : activation === "sigmoid"
-      ? mapNamed("sigmoid_grad", "g * y * (1.0 - y)", [["g", g], ["y", y]])
-      : g;
-    const aBatch = a.shape.slice(0, -2), bBatch = b.shape.slice(0, -2);
-    // dA = dC·op(B)ᵀ (or op(B)·dCᵀ when a is stored transposed); dB likewise.
-    const da = !a.requiresGrad
-      ? null
-      : transA
-      ? gemm(b, gz, { transA: transB, transB: true, batchShape: aBatch })
-      : gemm(gz, b, { transB: !transB, batchShape: aBatch });
-    const db = !b.requiresGrad
-      ? null
-      : transB
-      ? gemm(gz, a, { transA: true, transB: transA, batchShape: bBatch })
-      : gemm(a, gz, { transA: !transA, batchShape: bBatch });
-    const grads: (Tensor | null)[] = [da, db];
-    if (bias) grads.push(bias.requiresGrad ? biasGrad(gz, bias, opts.biasAxis === "m") : null);
-    return grads;
-  });
+  const k = transA ? a.shape[a.ndim - 2] : a.shape[a.ndim - 1];
+  addMacs(y.size * k);
+  // Also the recipe for y (Tensor.evict): the same product (same plan, same kernels) again
+  // into the given range, from a, b and the bias, which outlive y's backward readers. A
+  // projection's output that no backward rule reads (one whose consumer is a sum, a permute)
+  // can go after the forward and is never written again; one that is read (a ReLU output,
+  // for its own rule and the next layer's weight gradient) costs the product again. Without an
+  // activation the rule reads no output (ruleIgnoresOutput).
+  const again = k > 0
+    ? (o: Binding) => {
+      const t = new Tensor(y.shape, "f32", new Storage(o.buffer, o.offset, o.size, false));
+      gemm(a, b, { ...opts, out: t });
+      t.dispose();
+    }
+    : undefined;
+  const recorded = record(
+    y,
+    inputs,
+    "matmul",
+    (g) => {
+      const gz = activation === "relu"
+        ? mapNamed("relu_grad", "select(0.0, g, y > 0.0)", [["g", g], ["y", y]])
+        : activation === "sigmoid"
+        ? mapNamed("sigmoid_grad", "g * y * (1.0 - y)", [["g", g], ["y", y]])
+        : g;
+      const aBatch = a.shape.slice(0, -2), bBatch = b.shape.slice(0, -2);
+      // dA = dC·op(B)ᵀ (or op(B)·dCᵀ when a is stored transposed); dB likewise.
+      const da = !a.requiresGrad
+        ? null
+        : transA
+        ? gemm(b, gz, { transA: transB, transB: true, batchShape: aBatch })
+        : gemm(gz, b, { transB: !transB, batchShape: aBatch });
+      const db = !b.requiresGrad
+        ? null
+        : transB
+        ? gemm(gz, a, { transA: true, transB: transA, batchShape: bBatch })
+        : gemm(a, gz, { transA: !transA, batchShape: bBatch });
+      const grads: (Tensor | null)[] = [da, db];
+      if (bias) grads.push(bias.requiresGrad ? biasGrad(gz, bias, opts.biasAxis === "m") : null);
+      return grads;
+    },
+    again,
+  );
+  return activation ? recorded : ruleIgnoresOutput(recorded);
 }
 
 /** Σ of the gradient over every axis but the bias's. */

@@ -8,8 +8,8 @@ import {
   type ResampleMode,
   type ResampleSpec,
 } from "../../kernels/resample.ts";
-import { record } from "../autograd.ts";
-import { run } from "../launch.ts";
+import { record, ruleIgnoresOutput } from "../autograd.ts";
+import { type Operand, run } from "../launch.ts";
 import { empty, type Tensor } from "../tensor.ts";
 
 export type { ResampleMode };
@@ -51,10 +51,20 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
     scale,
   };
   const out = empty([...x.shape.slice(0, -2), outH, outW]);
-  run(resampleKernel(spec), [x], [out]);
-  return record(out, [x], `interpolate_${opts.mode}`, (g) => {
-    const dx = empty(x.shape);
-    run(resampleGradKernel(spec), [g], [dx]);
-    return [dx];
-  });
+  // Also the recipe for `out` (Tensor.evict), from x, which outlives out's backward readers;
+  // the rule reads no output (ruleIgnoresOutput). An upsampled map that only a conv reads (its
+  // weight gradient does) can go after the forward and cost one resample in the backward.
+  const resample = (o: Operand) => run(resampleKernel(spec), [x], [o]);
+  resample(out);
+  return ruleIgnoresOutput(record(
+    out,
+    [x],
+    `interpolate_${opts.mode}`,
+    (g) => {
+      const dx = empty(x.shape);
+      run(resampleGradKernel(spec), [g], [dx]);
+      return [dx];
+    },
+    resample,
+  ));
 }
