@@ -1,11 +1,12 @@
-// FC-EF, FC-Siam-Conc, FC-Siam-Diff and SNUNet-c16: the pool's peak over two training steps (forward, loss,
-// backward with freeActivations, AdamW) at batch 8 × 512² on an H100's routes, as
+// The CNNs (but TinyCD, whose compile peak run alone is not measured) and the transformer
+// detectors: the pool's peak over two training steps (forward, loss, backward with
+// freeActivations, AdamW) at batch 8 × 512² on an H100's routes, as
 // bench/gpu_train_step.ts measures it (peak_pool_gb), from a dry run (engine/profiler.ts: no
 // kernel recorded, every buffer taken and given back as in the real step), so the software
 // adapter computes the GPU's figure in seconds. bench/peak_breakdown.ts --dry gave 3.91, 5.30,
-// 5.35 and 19.25 GB before session 13's eviction changes, the H100's measured figures to the
-// hundredth; the bounds are torch.compile's peaks on that H100, each run alone
-// (bench/results/table2_h100_s13.md).
+// 5.35, 19.25, 5.78 and 5.82 GB before session 13's eviction changes, the H100's measured
+// figures to the hundredth (BIT 9.48 against 9.5); the bounds are torch.compile's peaks on an
+// H100 (bench/results/table2_h100_s13.md).
 
 import assert from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
@@ -29,6 +30,10 @@ const COMPILE_GB: Record<string, number> = {
   fc_siam_conc: 5.2,
   fc_siam_diff: 4.93,
   snunet_c16: 11.82,
+  // Session 9's figures (README's transformer table; compile not re-run since).
+  bit_r18: 6.8,
+  changeformer_mit_b0: 5.5,
+  changer_ex_mit_b0: 5.5,
 };
 const B = 8, S = 512;
 
