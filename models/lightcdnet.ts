@@ -49,8 +49,16 @@ class ConvSeq extends Module implements Layer {
     );
   }
   forward(x: Tensor): Tensor {
-    for (const p of this.parts) x = p.forward(x);
-    return x;
+    // A part's output between two parts is let go once the next part has read it (Tensor.evict):
+    // a BatchNorm output is written again from its input and batch statistics for the next
+    // conv's weight gradient, one pointwise pass in the backward (what has no recipe stays).
+    let h = x;
+    for (const [i, p] of this.parts.entries()) {
+      const y = p.forward(h);
+      if (i > 0) h.evict();
+      h = y;
+    }
+    return h;
   }
 }
 
