@@ -201,23 +201,6 @@ ${each(V4, (c) => `st_o(row, ${c}u, a${c} * inv);`, "    ")}
   return kernel("attention_forward", bindings, g.workgroups, code);
 }
 
-/** D = rowsum(dO ⊙ O) alone (when q needs no gradient). Bindings: o, dout → dlt. */
-function attentionRowDotKernelGen(s: AttentionSpec): Kernel {
-  check(s);
-  const V4 = q4(s.dv), n = s.bh * s.lq;
-  const g = groupGrid(Math.ceil(n / ROWS));
-  const bindings = [rowBinding("o", s.dv), rowBinding("dout", s.dv), rw("dlt")];
-  const code = `${loader("o", s.dv)}
-${loader("dout", s.dv)}
-@compute @workgroup_size(${ROWS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = ${g.index} * ${ROWS}u + lid;
-  if (row >= ${n}u) { return; }
-  dlt[row] = ${dotSum(V4, (c) => `ld_o(row, ${c}u)`, (c) => `ld_dout(row, ${c}u)`)};
-}`;
-  return kernel("attention_row_dot", bindings, g.workgroups, code);
-}
-
 /** dQ and D = rowsum(dO ⊙ O), one thread per query row. Bindings: q, k, v, o, dout, lse →
  * dq, dlt. */
 function attentionBackwardQKernelGen(s: AttentionSpec): Kernel {
@@ -450,6 +433,5 @@ ${wantV ? each(VC, (c) => `st_dv(dst, ${col(c)}, gv${c});`, "    ") : ""}
 
 // Generated once per distinct spec (see cached in common.ts).
 export const attentionForwardKernel = cached(attentionForwardKernelGen);
-export const attentionRowDotKernel = cached(attentionRowDotKernelGen);
 export const attentionBackwardQKernel = cached(attentionBackwardQKernelGen);
 export const attentionBackwardKVKernel = cached(attentionBackwardKVKernelGen);

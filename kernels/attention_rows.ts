@@ -1,5 +1,7 @@
-// The two passes over a materialised score matrix that attention's GEMM route needs between its
-// products (engine/ops/attention_gemm.ts): the row softmax of scale·S written over S, and the
+// Row passes of attention's backward. D = rowsum(dO ⊙ O) for both forms (the flash dQ kernel
+// computes it itself; this one serves where q needs no gradient, and the GEMM form). And the two
+// passes over a materialised score matrix that the GEMM form needs between its products
+// (engine/ops/attention_gemm.ts): the row softmax of scale·S written over S, and the
 // softmax gradient dS = scale·P ⊙ (dP − D) written over dP, with D = rowsum(dO ⊙ O) computed
 // once per query row beforehand (so this pass is elementwise, not a second row reduction).
 // Rows are contiguous, `n` floats each; vec4 lanes when n is a multiple of 4.
@@ -103,7 +105,7 @@ function rowDotKernelGen(spec: { rows: number; n: number }): Kernel {
   const lanes = n / W;
   const term = W === 4 ? "dot(o[b + c], g[b + c])" : "o[b + c] * g[b + c]";
   return kernel1d(
-    "attention_row_dot_wide",
+    "attention_row_dot",
     [ro("o", F, { dtype: "f32" }), ro("g", F, { dtype: "f32" }), rw("d")],
     rows,
     `let b = i * ${lanes}u;

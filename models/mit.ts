@@ -278,18 +278,19 @@ class MitBlock extends Module {
    * branch outputs before and after stochastic depth (which only the residual sums read) never
    * do. */
   forward(x: Tensor, h: number, w: number): Tensor {
-    const n1 = this.#norm1.forward(x);
-    const a = this.#attn.forward(n1, h, w);
-    n1.evict();
-    const da = this.#dropPath.forward(a);
-    const x1 = add(x, da);
-    for (const t of [da, a]) t.evict();
-    const n2 = this.#norm2.forward(x1);
-    const f = this.#ffn.forward(n2, h, w);
-    n2.evict();
-    const df = this.#dropPath.forward(f);
-    const y = add(x1, df);
-    for (const t of [df, f]) t.evict();
+    const x1 = this.#residual(x, this.#norm1, (n) => this.#attn.forward(n, h, w));
+    return this.#residual(x1, this.#norm2, (n) => this.#ffn.forward(n, h, w));
+  }
+
+  /** x + dropPath(branch(norm(x))); the norm's output goes once the branch has read it, the
+   * branch outputs once the sum has. */
+  #residual(x: Tensor, norm: LayerNorm, branch: (n: Tensor) => Tensor): Tensor {
+    const n = norm.forward(x);
+    const b = branch(n);
+    n.evict();
+    const d = this.#dropPath.forward(b);
+    const y = add(x, d);
+    for (const t of [d, b]) t.evict();
     return y;
   }
 }

@@ -7,11 +7,11 @@ import {
   attentionBackwardKVKernel,
   attentionBackwardQKernel,
   attentionForwardKernel,
-  attentionRowDotKernel,
   type AttentionSpec,
   keyValuePlan,
 } from "../../kernels/attention.ts";
 import { type GemmAttentionPlan, planAttention } from "../../kernels/attention_plan.ts";
+import { rowDotKernel } from "../../kernels/attention_rows.ts";
 import { reduceKernel } from "../../kernels/reduce.ts";
 import { record } from "../autograd.ts";
 import { device } from "../device.ts";
@@ -86,7 +86,7 @@ export function attention(
     if (q.requiresGrad) {
       dq = empty(q.shape);
       run(attentionBackwardQKernel(s), [q, k, v, out, g, lse], [dq, dlt]);
-    } else run(attentionRowDotKernel(s), [out, g], [dlt]);
+    } else run(rowDotKernel({ rows: s.bh * s.lq, n: s.dv }), [out, g], [dlt]);
     let dk: Tensor | null = null, dv: Tensor | null = null;
     if (k.requiresGrad || v.requiresGrad) {
       const { splits, passes } = keyValuePlan(s);

@@ -5,7 +5,7 @@
 // recipe, and what has no recipe stays.
 
 import assert from "node:assert/strict";
-import { accumulate, backward, noGrad } from "../../engine/autograd.ts";
+import { accumulate, noGrad } from "../../engine/autograd.ts";
 import { Conv2d } from "../../engine/nn/conv.ts";
 import { ConvBnAct } from "../../engine/nn/conv_bn_act.ts";
 import type { Layer } from "../../engine/nn/module.ts";
@@ -23,15 +23,8 @@ import { pool } from "../../engine/pool.ts";
 import { flush } from "../../engine/recorder.ts";
 import { Random } from "../../engine/random.ts";
 import { scope, scopeAsync } from "../../engine/scope.ts";
-import {
-  parameter,
-  recomputeStats,
-  setEviction,
-  type Tensor,
-  tensor,
-  view,
-  write,
-} from "../../engine/tensor.ts";
+import { parameter, type Tensor, tensor, view, write } from "../../engine/tensor.ts";
+import { evictStep } from "./recompute_step.ts";
 import { gradCheck, initDevice, randArray } from "../util.ts";
 
 await initDevice();
@@ -75,30 +68,15 @@ async function step(evict: boolean, net = build()) {
   const { bn, layers, params } = net;
   write(bn.runningMean, new Float32Array(6));
   write(bn.runningVar, new Float32Array(6).fill(1));
-  const x = parameter(randArray(X_SHAPE.reduce((a, b) => a * b), 11), X_SHAPE, "x");
-  for (const p of params) p.grad = null;
-  flush();
-  pool.poisonFree(NaN);
-  setEviction(evict);
-  const before = { ...recomputeStats };
-  try {
-    scope(() => {
-      const y = chain(layers, x);
-      const r = tensor(randArray(y.size, 12), y.shape);
-      backward(sum(mul(y, r)), undefined, { freeActivations: true });
-    });
-  } finally {
-    setEviction(true);
-  }
-  const counts = {
-    evictions: recomputeStats.evictions - before.evictions,
-    recomputes: recomputeStats.recomputes - before.recomputes,
-  };
-  const grads = [];
-  for (const p of [x, ...params]) grads.push(Array.from(await p.grad!.read()));
+  const { grads, counts: { evictions, recomputes } } = await evictStep(
+    evict,
+    (x) => chain(layers, x),
+    params,
+    X_SHAPE,
+    11,
+  );
   const running = [Array.from(await bn.runningMean.read()), Array.from(await bn.runningVar.read())];
-  x.dispose();
-  return { grads, running, counts };
+  return { grads, running, counts: { evictions, recomputes } };
 }
 
 Deno.test("evicted BN + SiLU output and SE product: the keep path's gradients and running statistics, bit for bit", async () => {
@@ -237,32 +215,8 @@ function concatNet() {
   return { params, forward, off };
 }
 
-async function concatStep(evict: boolean, net = concatNet()) {
-  const x = parameter(randArray(X_SHAPE.reduce((a, b) => a * b), 31), X_SHAPE, "x");
-  for (const p of net.params) p.grad = null;
-  flush();
-  pool.poisonFree(NaN);
-  setEviction(evict);
-  const before = { ...recomputeStats };
-  try {
-    scope(() => {
-      const y = net.forward(x);
-      const r = tensor(randArray(y.size, 32), y.shape);
-      backward(sum(mul(y, r)), undefined, { freeActivations: true });
-    });
-  } finally {
-    setEviction(true);
-  }
-  const counts = {
-    evictions: recomputeStats.evictions - before.evictions,
-    recomputes: recomputeStats.recomputes - before.recomputes,
-    bytes: recomputeStats.recomputedBytes - before.recomputedBytes,
-  };
-  const grads = [];
-  for (const p of [x, ...net.params]) grads.push(Array.from(await p.grad!.read()));
-  x.dispose();
-  return { grads, counts };
-}
+const concatStep = (evict: boolean, net = concatNet()) =>
+  evictStep(evict, net.forward, net.params, X_SHAPE, 31);
 
 Deno.test("evicted concat (written again for a conv's weight gradient) and residual sum under a ReLU (never): the keep path's gradients bit for bit", async () => {
   const net = concatNet();

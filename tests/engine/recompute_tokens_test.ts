@@ -18,14 +18,9 @@ import { reshape } from "../../engine/ops/shape.ts";
 import { pool } from "../../engine/pool.ts";
 import { Random } from "../../engine/random.ts";
 import { flush } from "../../engine/recorder.ts";
-import { scope, scopeAsync } from "../../engine/scope.ts";
-import {
-  parameter,
-  recomputeStats,
-  setEviction,
-  type Tensor,
-  tensor,
-} from "../../engine/tensor.ts";
+import { scopeAsync } from "../../engine/scope.ts";
+import { parameter, setEviction, type Tensor, tensor } from "../../engine/tensor.ts";
+import { evictStep } from "./recompute_step.ts";
 import { gradCheck, initDevice, randArray } from "../util.ts";
 
 await initDevice();
@@ -141,32 +136,8 @@ function blockNet() {
 
 const X_SHAPE = [2, 9, 16];
 
-async function blockStep(evict: boolean, net = blockNet()) {
-  const x = parameter(randArray(X_SHAPE.reduce((a, b) => a * b), 71), X_SHAPE, "x");
-  for (const p of net.params) p.grad = null;
-  flush();
-  pool.poisonFree(NaN);
-  setEviction(evict);
-  const before = { ...recomputeStats };
-  try {
-    scope(() => {
-      const y = net.forward(x);
-      const r = tensor(randArray(y.size, 72), y.shape);
-      backward(sum(mul(y, r)), undefined, { freeActivations: true });
-    });
-  } finally {
-    setEviction(true);
-  }
-  const counts = {
-    evictions: recomputeStats.evictions - before.evictions,
-    recomputes: recomputeStats.recomputes - before.recomputes,
-    bytes: recomputeStats.recomputedBytes - before.recomputedBytes,
-  };
-  const grads = [];
-  for (const p of [x, ...net.params]) grads.push(Array.from(await p.grad!.read()));
-  x.dispose();
-  return { grads, counts };
-}
+const blockStep = (evict: boolean, net = blockNet()) =>
+  evictStep(evict, net.forward, net.params, X_SHAPE, 71);
 
 Deno.test("a transformer block evicting its norms, heads, hidden ReLU output and branch outputs: the keep path's gradients bit for bit", async () => {
   const net = blockNet();
