@@ -43,6 +43,17 @@ def main():
             print(f"torch_{label:<8} NN {n:5d}  {2 * n**3 / s / 1e12:6.2f} TFLOP/s  {s * 1000:9.3f} ms")
             del a, b, out
             torch.cuda.empty_cache()
+    # f16 operands with f32 accumulation (cuBLAS's default for half): the tensor-core peer of
+    # kernels/matmul_coop.ts (which reads f32 and rounds to f16 on the way into shared memory).
+    for n in SIZES:
+        g = torch.Generator(device="cuda").manual_seed(n)
+        a = (torch.rand(n, n, device="cuda", generator=g) * 2 - 1).half()
+        b = (torch.rand(n, n, device="cuda", generator=g) * 2 - 1).half()
+        out = torch.empty(n, n, device="cuda", dtype=torch.half)
+        s = seconds_per_product(a, b, out)
+        print(f"torch_{'fp16':<8} NN {n:5d}  {2 * n**3 / s / 1e12:6.2f} TFLOP/s  {s * 1000:9.3f} ms")
+        del a, b, out
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
