@@ -13,6 +13,7 @@ models=${MODELS:-fc_siam_diff changeformer_mit_b0 changestar_farseg_r18}
 export NO_COLOR=1 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/card.txt"
 timeout 150 deno run -A bench/gpu_coop_probe.ts 2>&1 | tee "$out/probe.log" | cut -c1-300
+MATMUL_SIZES=4096,8192 timeout 90 deno run -A bench/gpu_matmul.ts 2>&1 | tail -4 | tee -a "$out/probe.log"
 MATMUL_SIZES=4096,8192 timeout 60 python3 bench/reference/matmul.py 2>&1 | tee -a "$out/probe.log"
 timeout 150 deno test -A tests/engine/matmul_coop_test.ts tests/engine/precision_test.ts 2>&1 |
   tee "$out/tests.log" | tail -8 | cut -c1-1500
