@@ -8,6 +8,13 @@
 //      against float64 on sampled entries and timed at large sizes.
 // Standalone on purpose (no engine imports): it answers whether a kernel family is worth
 // building before the engine learns about it. `deno run -A bench/gpu_coop_probe.ts`.
+//
+// Answer on Deno 2.9.6 (H100, session 14, bench/results/tensor_cores_h100_s14.md): no. The adapter
+// does not list the feature and requestDevice refuses it ("experimental features are not
+// enabled"): Deno builds its wgpu device with ExperimentalFeatures::disabled() and offers no way to
+// change that, so step 1 stops the probe. Rerun it after a Deno upgrade; a tensor-core matmul for
+// this engine (kernels/matmul_coop.ts, f16 operands, f32 sums, the matmul kernel's full spec) and
+// the --precision plumbing are in git history at commit 5cfb4a1, never run on a GPU.
 
 const FEATURE = "wgpu-cooperative-matrix";
 

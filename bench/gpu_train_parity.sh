@@ -12,10 +12,7 @@
 # of 32, at least 64), SEEDS ("0 1 2"), SIZE (256),
 # ITERS (400), PAIRS (training pairs, 1000), VAL (validation pairs, 100), VAL_EVERY (ITERS/4),
 # BATCH (8), JOBS (trainings at once on the one GPU, 4), WORKERS (PNG decode workers per run, 3),
-# DATA (/tmp/cd-parity-SIZE-PAIRS), PY (python3), SKIP_SYNTH (1: reuse DATA as it is),
-# PRECISION (the engine's --precision, f32), REFERENCE (torch, or engine-f32: the reference side
-# is the engine itself in f32 — the precision-parity run that --precision f16 needs:
-#   PRECISION=f16 REFERENCE=engine-f32 bash bench/gpu_train_parity.sh "$OUT").
+# DATA (/tmp/cd-parity-SIZE-PAIRS), PY (python3), SKIP_SYNTH (1: reuse DATA as it is).
 # Budget (estimate from issue 22's H100 rates at 512²: engine 21, PyTorch 15–16 FC-Siam-Diff
 # steps/s, so roughly 3–4× that at 256²): 30 runs of 400 steps at SIZE=256 are ~8–15 s of
 # training each plus ~10 s of start-up and validation; with JOBS=4 the whole grid takes about
@@ -40,7 +37,6 @@ log_every=$(( iters < 50 ? iters : 50 ))
 batch=${BATCH:-8}; jobs_max=${JOBS:-4}; workers=${WORKERS:-3}
 data=${DATA:-/tmp/cd-parity-$size-$pairs}
 py=${PY:-python3}
-precision=${PRECISION:-f32}; reference=${REFERENCE:-torch}
 export PYTHONUNBUFFERED=1 NO_COLOR=1
 here=$(pwd)
 t_all=$SECONDS
@@ -54,21 +50,17 @@ fi
 # One training; its log goes to OUT/{engine,torch}_log_MODEL_SEED.jsonl, its console to *.txt,
 # its wall time and exit status to OUT/times.txt.
 engine_run() {
-  # Arguments: model, seed, and optionally the precision and the log's side (engine / torch).
-  local model=$1 seed=$2 prec=${3:-$precision} side=${4:-engine} t0=$SECONDS rc
-  local run="/tmp/cd-parity-run-$1-$2-$side"
+  local model=$1 seed=$2 run="/tmp/cd-parity-run-$1-$2" t0=$SECONDS rc
   rm -rf "$run"
   deno run -A cli/train.ts --model "$model" --data "$data" --out "$run" --iters "$iters" \
     --batch "$batch" --size "$size" --val-every "$every" --log-every "$log_every" --seed "$seed" \
-    --precision "$prec" --workers $(( workers > 0 ? workers : 1 )) \
-    > "$out/${side}_train_${model}_$seed.txt" 2>&1
+    --workers $(( workers > 0 ? workers : 1 )) > "$out/engine_train_${model}_$seed.txt" 2>&1
   rc=$?
-  cp "$run/log.jsonl" "$out/${side}_log_${model}_$seed.jsonl" 2>/dev/null
+  cp "$run/log.jsonl" "$out/engine_log_${model}_$seed.jsonl" 2>/dev/null
   rm -rf "$run"
-  echo "engine ($prec) $model seed $seed: $((SECONDS - t0)) s, exit $rc" | tee -a "$out/times.txt"
+  echo "engine $model seed $seed: $((SECONDS - t0)) s, exit $rc" | tee -a "$out/times.txt"
 }
 torch_run() {
-  if [[ $reference == engine-f32 ]]; then engine_run "$1" "$2" f32 torch; return; fi
   local model=$1 seed=$2 t0=$SECONDS rc
   "$py" "$here/bench/reference/train_synth.py" --data "$data" --model "$model" --iters "$iters" \
     --batch "$batch" --size "$size" --val-every "$every" --log-every "$log_every" --seed "$seed" \
@@ -88,13 +80,9 @@ for model in $models; do
 done
 wait
 echo "all runs: $((SECONDS - t_all)) s"
-names="engine,PyTorch"
-[[ $reference == engine-f32 ]] && names="engine $precision,engine f32"
-"$py" bench/reference/parity_table.py "$out" --models "$models" --names "$names" \
-  | tee "$out/parity.md"
+"$py" bench/reference/parity_table.py "$out" --models "$models" | tee "$out/parity.md"
 {
   echo
-  echo "SIZE=$size ITERS=$iters PAIRS=$pairs VAL=$nval VAL_EVERY=$every BATCH=$batch SEEDS=\"$seeds\"" \
-    "PRECISION=$precision REFERENCE=$reference"
+  echo "SIZE=$size ITERS=$iters PAIRS=$pairs VAL=$nval VAL_EVERY=$every BATCH=$batch SEEDS=\"$seeds\""
   echo "JOBS=$jobs_max (runs shared the GPU), total $((SECONDS - t_all)) s"
 } >> "$out/parity.md"

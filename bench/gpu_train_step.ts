@@ -1,7 +1,7 @@
 // Training step (forward, loss, backward, AdamW) and inference time of the registry's models at
 // batch B of S×S pairs, on this engine; run beside bench/reference/train_step.py on the GPU
 // machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
-// [--size 512] [--iters 10] [--profile] [--precision f32|f16]
+// [--size 512] [--iters 10] [--profile]
 // --profile also prints GPU time per kernel label (and per label and grid) of one training step
 // and of one inference forward,
 // each dispatch in its own timestamped pass, and the CPU time spent recording a step.
@@ -11,7 +11,6 @@ import { backward, noGrad } from "../engine/autograd.ts";
 import { deviceInfo, initDevice } from "../engine/device.ts";
 import { AdamW } from "../engine/optim/adamw.ts";
 import { pool } from "../engine/pool.ts";
-import { parsePrecision, setPrecision } from "../engine/precision.ts";
 import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { tensor } from "../engine/tensor.ts";
@@ -28,11 +27,9 @@ const { values } = parseArgs({
     size: { type: "string", default: "512" },
     iters: { type: "string", default: "10" },
     profile: { type: "boolean", default: false },
-    precision: { type: "string", default: "f32" },
   },
 });
 await initDevice();
-setPrecision(parsePrecision(values.precision!));
 const B = Number(values.batch), S = Number(values.size), N = Number(values.iters);
 const rng = new Random(0);
 const a = rng.normal(B * 3 * S * S), b = rng.normal(B * 3 * S * S);
@@ -114,7 +111,7 @@ for (const name of values.models!.split(",")) {
   }
   console.log(JSON.stringify({
     model: name,
-    impl: values.precision === "f16" ? "cd-engine-f16" : "cd-engine",
+    impl: "cd-engine",
     batch: B,
     size: S,
     train_ms: +trainMs.toFixed(2),

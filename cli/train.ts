@@ -55,10 +55,6 @@ Every key of a --config JSON file can also be given as a flag; flags win.
   --resume RUN_DIR       continue a run exactly where its last checkpoint left it (a run that
                          died before its first checkpoint starts again from step 0)
   --keep-checkpoints     also keep iter_N.safetensors at each validation
-  --precision f32|f16    f16: forward products (linear layers, 1×1 convs, the GEMM of Winograd
-                         convs) on tensor cores with f16 operands and f32 sums; gradients stay
-                         f32. Needs an adapter with wgpu-cooperative-matrix (NVIDIA, Vulkan).
-                         Default f32. Measured parity: bench/results/precision_parity_*.md
 `;
 
 const Flags = TrainConfigSchema.partial().extend({ config: z.string().optional() });

@@ -5,7 +5,6 @@
 import { accumulateKernel, fillKernel, mapKernel } from "../kernels/elementwise.ts";
 import { run } from "./launch.ts";
 import { scope } from "./scope.ts";
-import { inBackward } from "./precision.ts";
 import { empty, nextSerial, type Node, type Recompute, type Tensor } from "./tensor.ts";
 
 let enabled = true;
@@ -104,96 +103,94 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
   if (!seed && root.size !== 1) {
     throw new Error(`backward() of non-scalar ${root.describe()} needs a seed gradient`);
   }
-  inBackward(() =>
-    noGrad(() => {
-      // Gradients made here are disposed as soon as nothing pending holds them, as PyTorch
-      // frees them, rather than at the end of the step's scope: a step's peak then holds the
-      // saved activations and a few gradients, not every gradient too. `held` counts the
-      // entries of `grads` that are each tensor (an op may pass one gradient to several inputs).
-      const first = nextSerial();
-      const grads = new Map<Tensor, Tensor>();
-      const held = new Map<Tensor, number>();
-      const hold = (x: Tensor) => held.set(x, (held.get(x) ?? 0) + 1);
-      const ours = (x: Tensor) => x.serial >= first && !x.kept && !x.disposed;
-      const release = (x: Tensor) => {
-        const n = (held.get(x) ?? 0) - 1;
-        if (n > 0) return void held.set(x, n);
-        held.delete(x);
-        if (ours(x)) x.dispose();
-      };
-      const put = (inp: Tensor, x: Tensor) => {
-        grads.set(inp, x);
-        hold(x);
-      };
-      if (seed) put(root, seed);
-      else {
-        const one = empty(root.shape);
-        run(fillKernel(1, 1), [], [one]);
-        put(root, one);
-      }
-      const order = topoOrder(root);
-      // Backward rules still to run that may read each op output: its own (unless it says it
-      // never does: Node.readsOutput) and its consumers'. Every op output but the root has a
-      // consumer on the tape, so each is counted at least once.
-      const readers = new Map<Tensor, number>();
-      if (opts.freeActivations) {
-        for (const t of order) {
-          if (!t.node) continue;
-          if (t.node.readsOutput !== false) readers.set(t, (readers.get(t) ?? 0) + 1);
-          for (const i of new Set(t.node.inputs)) {
-            if (i.node && i.requiresGrad) readers.set(i, (readers.get(i) ?? 0) + 1);
-          }
+  noGrad(() => {
+    // Gradients made here are disposed as soon as nothing pending holds them, as PyTorch
+    // frees them, rather than at the end of the step's scope: a step's peak then holds the
+    // saved activations and a few gradients, not every gradient too. `held` counts the
+    // entries of `grads` that are each tensor (an op may pass one gradient to several inputs).
+    const first = nextSerial();
+    const grads = new Map<Tensor, Tensor>();
+    const held = new Map<Tensor, number>();
+    const hold = (x: Tensor) => held.set(x, (held.get(x) ?? 0) + 1);
+    const ours = (x: Tensor) => x.serial >= first && !x.kept && !x.disposed;
+    const release = (x: Tensor) => {
+      const n = (held.get(x) ?? 0) - 1;
+      if (n > 0) return void held.set(x, n);
+      held.delete(x);
+      if (ours(x)) x.dispose();
+    };
+    const put = (inp: Tensor, x: Tensor) => {
+      grads.set(inp, x);
+      hold(x);
+    };
+    if (seed) put(root, seed);
+    else {
+      const one = empty(root.shape);
+      run(fillKernel(1, 1), [], [one]);
+      put(root, one);
+    }
+    const order = topoOrder(root);
+    // Backward rules still to run that may read each op output: its own (unless it says it
+    // never does: Node.readsOutput) and its consumers'. Every op output but the root has a
+    // consumer on the tape, so each is counted at least once.
+    const readers = new Map<Tensor, number>();
+    if (opts.freeActivations) {
+      for (const t of order) {
+        if (!t.node) continue;
+        if (t.node.readsOutput !== false) readers.set(t, (readers.get(t) ?? 0) + 1);
+        for (const i of new Set(t.node.inputs)) {
+          if (i.node && i.requiresGrad) readers.set(i, (readers.get(i) ?? 0) + 1);
         }
       }
-      const doneReading = (x: Tensor) => {
-        const n = (readers.get(x) ?? 0) - 1;
-        if (n > 0) return void readers.set(x, n);
-        readers.delete(x);
-        if (x !== root && x.serial < first && !x.kept && !x.disposed) x.dispose();
-      };
-      for (let k = order.length - 1; k >= 0; k--) {
-        const t = order[k];
-        const g = grads.get(t);
-        if (!g) continue;
-        grads.delete(t);
-        if (!t.node) {
-          t.grad ??= zeroGrad(t);
-          accumulate(t.grad, g);
-          // Reached from the root (even where g is all zeros): PyTorch's grad is no longer None.
-          t.hasGrad = true;
-          release(g);
-          continue;
-        }
-        // The rule's temporaries (a pre-activation's gradient, a product before its broadcast
-        // sum) go when it returns, not at the step's end: they were a TinyCD step's peak.
-        const node = t.node;
-        const inGrads = scope(() => node.backward(g));
-        const summed: Tensor[] = [];
-        t.node.inputs.forEach((inp, j) => {
-          const gi = inGrads[j];
-          if (!gi || !inp.requiresGrad) return;
-          if (gi.size !== inp.size) {
-            throw new Error(
-              `backward of ${t.node!.name}: gradient [${gi.shape}] for input [${inp.shape}]`,
-            );
-          }
-          const prev = grads.get(inp);
-          if (!prev) return put(inp, gi);
-          put(inp, addFresh(prev, gi));
-          release(prev);
-          summed.push(gi);
-        });
-        // Added into a sum and held nowhere else: done with (after the loop, since one tensor
-        // may be the gradient of several inputs).
-        for (const gi of summed) if (!held.has(gi) && gi !== g && ours(gi)) gi.dispose();
+    }
+    const doneReading = (x: Tensor) => {
+      const n = (readers.get(x) ?? 0) - 1;
+      if (n > 0) return void readers.set(x, n);
+      readers.delete(x);
+      if (x !== root && x.serial < first && !x.kept && !x.disposed) x.dispose();
+    };
+    for (let k = order.length - 1; k >= 0; k--) {
+      const t = order[k];
+      const g = grads.get(t);
+      if (!g) continue;
+      grads.delete(t);
+      if (!t.node) {
+        t.grad ??= zeroGrad(t);
+        accumulate(t.grad, g);
+        // Reached from the root (even where g is all zeros): PyTorch's grad is no longer None.
+        t.hasGrad = true;
         release(g);
-        if (opts.freeActivations) {
-          for (const i of new Set(t.node.inputs)) if (readers.has(i)) doneReading(i);
-          doneReading(t);
-        }
+        continue;
       }
-    })
-  );
+      // The rule's temporaries (a pre-activation's gradient, a product before its broadcast
+      // sum) go when it returns, not at the step's end: they were a TinyCD step's peak.
+      const node = t.node;
+      const inGrads = scope(() => node.backward(g));
+      const summed: Tensor[] = [];
+      t.node.inputs.forEach((inp, j) => {
+        const gi = inGrads[j];
+        if (!gi || !inp.requiresGrad) return;
+        if (gi.size !== inp.size) {
+          throw new Error(
+            `backward of ${t.node!.name}: gradient [${gi.shape}] for input [${inp.shape}]`,
+          );
+        }
+        const prev = grads.get(inp);
+        if (!prev) return put(inp, gi);
+        put(inp, addFresh(prev, gi));
+        release(prev);
+        summed.push(gi);
+      });
+      // Added into a sum and held nowhere else: done with (after the loop, since one tensor
+      // may be the gradient of several inputs).
+      for (const gi of summed) if (!held.has(gi) && gi !== g && ours(gi)) gi.dispose();
+      release(g);
+      if (opts.freeActivations) {
+        for (const i of new Set(t.node.inputs)) if (readers.has(i)) doneReading(i);
+        doneReading(t);
+      }
+    }
+  });
 }
 
 // A gradient tensor may be shared (an op may pass `g` through to several inputs), so sums are

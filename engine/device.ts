@@ -32,9 +32,7 @@ let current: GPUDevice | null = null;
 let info: DeviceInfo | null = null;
 let lost: string | null = null;
 
-// wgpu-cooperative-matrix: tensor cores from WGSL (kernels/matmul_coop.ts), listed by Vulkan
-// adapters with VK_KHR_cooperative_matrix (NVIDIA); used only where engine/precision.ts allows.
-const WANTED_FEATURES = ["timestamp-query", "shader-f16", "wgpu-cooperative-matrix"] as const;
+const WANTED_FEATURES = ["timestamp-query", "shader-f16"] as const;
 
 /** Backends with the compute the kernels need, as DENO_WEBGPU_BACKEND names them. */
 export const COMPUTE_BACKENDS = "vulkan,metal,dx12";
@@ -88,9 +86,7 @@ async function create(): Promise<GPUDevice> {
   chooseBackend();
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) throw new NoAdapterError();
-  const features = WANTED_FEATURES.filter((f) =>
-    adapter.features.has(f as GPUFeatureName)
-  ) as GPUFeatureName[];
+  const features = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const l = adapter.limits;
   const requiredLimits: Record<string, number> = {
     maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,

@@ -33,9 +33,6 @@ export const TrainConfigSchema = z.object({
   ),
   resume: z.string().optional().describe("run folder (or its last.safetensors) to continue"),
   keepCheckpoints: z.boolean().default(false).describe("keep iter_N files, not just best/last"),
-  precision: z.enum(["f32", "f16"]).optional().describe(
-    "f16: forward products on tensor cores (engine/precision.ts); absent: f32",
-  ),
 });
 
 export type TrainConfig = z.infer<typeof TrainConfigSchema>;

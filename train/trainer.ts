@@ -14,7 +14,6 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { accumulate, backward, noGrad } from "../engine/autograd.ts";
 import { initDevice } from "../engine/device.ts";
-import { setPrecision } from "../engine/precision.ts";
 import { loadCheckpoint, saveCheckpoint } from "../engine/nn/checkpoint.ts";
 import { resetDropoutStream } from "../engine/nn/dropout.ts";
 import { AUG_PARAMS, augmentBatch } from "../engine/ops/augment.ts";
@@ -96,7 +95,6 @@ function logLine(path: string, obj: Record<string, unknown>): void {
 /** Train `cfg.model` on `cfg.data`; see TrainConfig for every option. */
 export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
   await initDevice();
-  setPrecision(cfg.precision ?? "f32");
   const entry = modelEntry(cfg.model);
   const runDir = cfg.resume ? resumeDir(cfg.resume) : cfg.out;
   const log = join(runDir, "log.jsonl");

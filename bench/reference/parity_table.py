@@ -5,9 +5,7 @@ validation mIoU as mean ± sample std over seeds, engine against PyTorch, the di
 final means, and whether the engine's mean final lies within max(1 std of PyTorch's finals,
 1 point) of PyTorch's mean final; also the last logged training loss of each. Python standard
 library only.
-Usage: python3 bench/reference/parity_table.py DIR [--models a,b,c] [--names ENGINE,REFERENCE]
-(--names relabels the two sides, e.g. "engine f16,engine f32" for a precision-parity run whose
-reference logs are the engine's own f32 runs.)"""
+Usage: python3 bench/reference/parity_table.py DIR [--models a,b,c]"""
 import glob, json, os, re, statistics, sys
 
 NAME = re.compile(r"^(engine|torch)_log_(.+)_(\d+)\.jsonl$")
@@ -59,10 +57,9 @@ def fmt(ms, digits=1):
     return "–" if m is None else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-def table(runs, models=None, names=("engine", "PyTorch")):
-    e, t = names
-    lines = [f"| model | seeds ({e} / {t}) | best: {e} | best: {t} | final: {e} | "
-             f"final: {t} | Δ final | within max(1 std, 1 pt) | last train loss: {e} / {t} |",
+def table(runs, models=None):
+    lines = ["| model | seeds (engine / PyTorch) | best: engine | best: PyTorch | final: engine | "
+             "final: PyTorch | Δ final | within max(1 std, 1 pt) | last train loss: engine / PyTorch |",
              "|---|---|---|---|---|---|---|---|---|"]
     for model in models or sorted(runs):
         r = runs.get(model, {})
@@ -95,15 +92,10 @@ def main():
         i = args.index("--models")
         models = [m for m in args[i + 1].replace(",", " ").split() if m]
         del args[i:i + 2]
-    names = ("engine", "PyTorch")
-    if "--names" in args:
-        i = args.index("--names")
-        names = tuple(args[i + 1].split(",", 1))
-        del args[i:i + 2]
     runs = collect(args[0])
     if not runs:
         sys.exit(f"{args[0]}: no engine_log_*/torch_log_* files with validation lines")
-    print(table(runs, models, names))
+    print(table(runs, models))
     print("\nvalidation mIoU (%), mean ± sample std over seeds; best: highest validation of a run; "
           "final: its last validation; last train loss: the mean of a run's last logged interval")
 

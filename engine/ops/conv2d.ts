@@ -4,7 +4,6 @@
 // launches are in conv2d_launch.ts (shared with the transposed convolution, which is the same
 // three computations with the roles of input and output swapped).
 
-import { forwardPrecision } from "../precision.ts";
 import {
   type ConvActivation,
   convGeometry,
@@ -171,7 +170,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
     return reshape(y, [g.batch, g.co, g.ho, g.wo]);
   }
   const ep = epilogueFor(act, bias, slope, recording);
-  const { y, pre } = convForwardRaw(g, x, w, ep, extra, undefined, forwardPrecision());
+  const { y, pre } = convForwardRaw(g, x, w, ep, extra);
   addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);
   const out = record(y, inputs, "conv2d", (gy) => {
     const gz = activationBackward(act, gy, y, pre, slope);

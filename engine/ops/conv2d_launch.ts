@@ -55,7 +55,6 @@ import { empty, type Tensor, view } from "../tensor.ts";
 import { small1x1MixRaw, small1x1WeightGradRaw } from "./conv1x1_small.ts";
 import { add } from "./elementwise.ts";
 import { gemm } from "./matmul.ts";
-import type { Precision } from "../precision.ts";
 import { sum } from "./reduce.ts";
 
 /** Forward launch: y = act(conv(x, w) + bias), and the pre-activation when the epilogue saves
@@ -67,7 +66,6 @@ export function convForwardRaw(
   ep: Epilogue = NO_EPILOGUE,
   extra: Tensor[] = [],
   route: ForwardRoute = planForward(g, ep),
-  precision: Precision = "f32",
 ): { y: Tensor; pre: Tensor | null } {
   if (route.kind === "small1x1-mix") return small1x1MixRaw(g, "forward", x, w, ep, extra);
   const shape = [g.batch, g.co, g.ho, g.wo];
@@ -77,7 +75,7 @@ export function convForwardRaw(
   if (route.kind === "winograd-f2") {
     runWinograd(forwardWinogradSpec(g, ep), x, w, false, extra, outs);
   } else if (route.kind === "winograd-f4-gemm") {
-    runWinograd4(g, x, w, false, ep, extra, outs, route.images, precision);
+    runWinograd4(g, x, w, false, ep, extra, outs, route.images);
   } else if (route.kind === "direct") {
     run(directConvKernel({ mode: "forward", geom: g, epilogue: ep }), [x, w, ...extra], outs);
   } else {
@@ -95,7 +93,6 @@ export function convInputGradRaw(
   ep: Epilogue = NO_EPILOGUE,
   extra: Tensor[] = [],
   route: DgradRoute = planDgrad(g, ep),
-  precision: Precision = "f32",
 ): { y: Tensor; pre: Tensor | null } {
   if (route.kind === "small1x1-mix") return small1x1MixRaw(g, "dgrad", dy, w, ep, extra);
   const shape = [g.batch, g.ci, g.h, g.w];
@@ -105,7 +102,7 @@ export function convInputGradRaw(
   if (route.kind === "winograd-f2-flip") {
     runWinograd(dgradWinogradSpec(g, ep), dy, w, true, extra, outs);
   } else if (route.kind === "winograd-f4-gemm-flip") {
-    runWinograd4(g, dy, w, true, ep, extra, outs, route.images, precision);
+    runWinograd4(g, dy, w, true, ep, extra, outs, route.images);
   } else if (route.kind === "col2im") {
     runCol2im(g, dy, w, ep, extra, outs);
   } else if (route.kind === "direct") {
@@ -233,7 +230,6 @@ export function runWinograd4(
   extra: Tensor[],
   outs: Tensor[],
   images: number,
-  precision: Precision = "f32",
 ): void {
   const G = g.groups;
   // The conv this launch computes: forward, or the input gradient's conv of dy.
@@ -263,7 +259,7 @@ export function runWinograd4(
     const v = empty([WINO4_ELEMENTS, r, t]);
     run(wgradInputTransformKernel(ts), [input], [v]);
     const vv = view(v, [WINO4_ELEMENTS * G, r / G, t]);
-    const p = gemm(uv, vv, { precision });
+    const p = gemm(uv, vv);
     const os = { batch, n0, channels: m, outH, outW, epilogue: ep };
     run(winograd4OutputKernel(os), [p, ...extra], outs);
     for (const a of [v, vv, p]) a.dispose();

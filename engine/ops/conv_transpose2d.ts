@@ -4,7 +4,6 @@
 // from enough channels (SNUNet's k2 s2 up-convs) takes GEMMs and pixel shuffles instead
 // (kernels/conv_plan.ts shuffleTransposeFits says when).
 
-import { forwardPrecision } from "../precision.ts";
 import type { ConvActivation, ConvGeometry, Epilogue, Pair } from "../../kernels/conv2d.ts";
 import {
   convTransposeGeometry,
@@ -65,9 +64,7 @@ export function convTranspose2d(
   const ep = epilogueFor(act, bias, slope, recording);
   const shuffle = planOp(call)?.kind === "shuffle-gemm";
   const forward = () =>
-    shuffle
-      ? shuffleForwardRaw(g, x, w, ep, extra)
-      : convInputGradRaw(g, x, w, ep, extra, undefined, forwardPrecision());
+    shuffle ? shuffleForwardRaw(g, x, w, ep, extra) : convInputGradRaw(g, x, w, ep, extra);
   const { y, pre } = forward();
   // Its recipe: the launches again (the pre-activation, saved apart, is not this storage).
   const recipe = recomputeByCopy(() => {

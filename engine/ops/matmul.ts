@@ -20,8 +20,6 @@ import {
   type TileConfig,
 } from "../../kernels/matmul.ts";
 import { planMatmul } from "../../kernels/matmul_plan.ts";
-import { matmulCoopKernel, planCoop } from "../../kernels/matmul_coop.ts";
-import { forwardPrecision, type Precision } from "../precision.ts";
 import { prod, stridesOf } from "../../kernels/common.ts";
 import { isGradEnabled, record, ruleIgnoresOutput } from "../autograd.ts";
 import { addMacs } from "../profiler.ts";
@@ -57,8 +55,6 @@ export interface GemmOptions extends MatmulOptions {
   /** Write the result here (a part of a larger tensor: `rowsOf`) instead of a new tensor; it
    * must hold exactly the result's elements. */
   out?: Tensor;
-  /** "f16": tensor cores with f16 operands (engine/precision.ts); default f32. */
-  precision?: Precision;
 }
 
 interface Dims {
@@ -171,7 +167,6 @@ export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
   }
   const batchCount = prod(d.batch.map((x) => x.size));
   const r = prod(d.reduce.map((x) => x.size));
-  if (o.precision === "f16" && !o.tile) return gemmCoop(a, b, d, out, o, batchCount, r);
   const plan = o.tile
     ? { tile: o.tile, split: o.split ?? 1 }
     : planMatmul(d.m, d.n, d.k, batchCount, r);
@@ -217,53 +212,6 @@ export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
   return out;
 }
 
-/** gemm on tensor cores (kernels/matmul_coop.ts), split like the f32 route where the output has
- * too few tiles to fill the GPU. */
-function gemmCoop(
-  a: Tensor,
-  b: Tensor,
-  d: Dims,
-  out: Tensor,
-  o: GemmOptions,
-  batchCount: number,
-  r: number,
-): Tensor {
-  const { tile, split } = planCoop(d.m, d.n, d.k, batchCount, r);
-  const biasRows = o.biasAxis === "m";
-  const spec = {
-    m: d.m,
-    n: d.n,
-    k: d.k,
-    transA: !!o.transA,
-    transB: !!o.transB,
-    batch: d.batch,
-    reduce: d.reduce,
-    tile,
-  };
-  if (split === 1) {
-    const k = matmulCoopKernel({ ...spec, bias: !!o.bias, biasRows, activation: o.activation });
-    run(k, o.bias ? [a, b, o.bias] : [a, b], [out]);
-    return out;
-  }
-  const part = empty([split * out.size]);
-  run(matmulCoopKernel({ ...spec, split }), [a, b], [part]);
-  run(
-    splitSumKernel({
-      splits: split,
-      count: out.size,
-      n: d.n,
-      m: d.outShape.at(-2)!,
-      bias: !!o.bias,
-      biasRows,
-      activation: o.activation,
-    }),
-    o.bias ? [part, o.bias] : [part],
-    [out],
-  );
-  part.dispose();
-  return out;
-}
-
 /** A product over K = 0: zeros, then the epilogue. */
 function emptyProduct(out: Tensor, o: GemmOptions): Tensor {
   run(fillKernel(out.size, 0), [], [out]);
@@ -292,9 +240,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (activation === "silu" && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     return silu(matmul(a, b, { ...opts, activation: undefined }));
   }
-  // The route is chosen once: the recipe below writes y again exactly as now.
-  const fwd: GemmOptions = { ...opts, precision: forwardPrecision() };
-  const y = gemm(a, b, fwd);
+  const y = gemm(a, b, opts);
   const k = transA ? a.shape[a.ndim - 2] : a.shape[a.ndim - 1];
   addMacs(y.size * k);
   // Also the recipe for y (Tensor.evict): the same product (same plan, same kernels) again
@@ -306,7 +252,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const again = k > 0
     ? (o: Binding) => {
       const t = new Tensor(y.shape, "f32", new Storage(o.buffer, o.offset, o.size, false));
-      gemm(a, b, { ...fwd, out: t });
+      gemm(a, b, { ...opts, out: t });
       t.dispose();
     }
     : undefined;
