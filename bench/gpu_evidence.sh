@@ -33,6 +33,17 @@ run() { # run LOG CMD…: the command's output to LOG, its status and time on th
   [ $rc = 0 ] || tail -5 "$log"
   return $rc
 }
+# The summary and the members' logs and results go to OUT at any exit, also when a time limit
+# (timeout, the device's) stops the run part-way: what finished is not lost.
+finish() {
+  trap - EXIT
+  deno run -A bench/evidence_summary.ts "$exp" --margin "$margin" > "$out/SUMMARY.md" 2>&1
+  cat "$out/SUMMARY.md"
+  tar czf "$out/evidence.tgz" -C "$exp" --exclude='*.safetensors' --exclude='checkpoints' \
+    --exclude=data $models 2>/dev/null
+}
+trap finish EXIT
+trap 'exit 143' TERM INT
 mkdir -p "$exp"
 [ -d "$exp/data/train" ] || run "$exp/synth.log" deno run -A cli/synth.ts --out "$exp/data" \
   --pairs "$pairs" --size "$size" --val "$val" --test "$test" --seed 0 --quiet || exit 1
@@ -70,7 +81,4 @@ for model in $models; do
     done
   done
 done
-deno run -A bench/evidence_summary.ts "$exp" --margin "$margin" > "$out/SUMMARY.md"
-cat "$out/SUMMARY.md"
-tar czf "$out/evidence.tgz" -C "$exp" --exclude='*.safetensors' --exclude='checkpoints' \
-  --exclude=data $models 2>/dev/null
+# (finish runs at exit: the summary and the logs, also of a run cut short by its time limit)
