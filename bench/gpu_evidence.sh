@@ -81,4 +81,3 @@ for model in $models; do
     done
   done
 done
-# (finish runs at exit: the summary and the logs, also of a run cut short by its time limit)

@@ -31,29 +31,21 @@ def seconds_per_product(a, b, out):
 
 def main():
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
-    for tf32 in (False, True):
+    # fp16: half operands with f32 accumulation (cuBLAS's default for half), the tensor-core peer
+    # that WebGPU cannot reach (bench/results/tensor_cores_h100_s14.md).
+    for label, dtype, tf32 in (
+        ("fp32", torch.float32, False), ("tf32", torch.float32, True), ("fp16", torch.half, False)
+    ):
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        label = "tf32" if tf32 else "fp32"
         for n in SIZES:
             g = torch.Generator(device="cuda").manual_seed(n)
-            a = torch.rand(n, n, device="cuda", generator=g) * 2 - 1
-            b = torch.rand(n, n, device="cuda", generator=g) * 2 - 1
-            out = torch.empty(n, n, device="cuda")
+            a = (torch.rand(n, n, device="cuda", generator=g) * 2 - 1).to(dtype)
+            b = (torch.rand(n, n, device="cuda", generator=g) * 2 - 1).to(dtype)
+            out = torch.empty(n, n, device="cuda", dtype=dtype)
             s = seconds_per_product(a, b, out)
             print(f"torch_{label:<8} NN {n:5d}  {2 * n**3 / s / 1e12:6.2f} TFLOP/s  {s * 1000:9.3f} ms")
             del a, b, out
             torch.cuda.empty_cache()
-    # f16 operands with f32 accumulation (cuBLAS's default for half): the tensor-core peer of
-    # kernels/matmul_coop.ts (which reads f32 and rounds to f16 on the way into shared memory).
-    for n in SIZES:
-        g = torch.Generator(device="cuda").manual_seed(n)
-        a = (torch.rand(n, n, device="cuda", generator=g) * 2 - 1).half()
-        b = (torch.rand(n, n, device="cuda", generator=g) * 2 - 1).half()
-        out = torch.empty(n, n, device="cuda", dtype=torch.half)
-        s = seconds_per_product(a, b, out)
-        print(f"torch_{'fp16':<8} NN {n:5d}  {2 * n**3 / s / 1e12:6.2f} TFLOP/s  {s * 1000:9.3f} ms")
-        del a, b, out
-        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
