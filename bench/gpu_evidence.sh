@@ -11,7 +11,7 @@
 #   MODELS (tinycd fc_siam_diff; BIT=1 adds bit_r18), SEEDS (0 1 2), ITERS (400 per member),
 #   STUDENT_ITERS (ITERS), SIZE (512), PAIRS (5000: 100 val, 1000 test at full size), BATCH (8),
 #   VAL_EVERY (ITERS / 2), MARGIN (0.02), LAMBDA (unset: the grid; a value: that λ alone),
-#   TEACHERS (2 3), AUTO (1; 0 skips op --teachers auto), EXP (/tmp/cd-evidence: data and checkpoints, kept between calls),
+#   TEACHERS (2 3), AUTO (1; 0 skips op --teachers auto), JOBS (1: seeds run one after another), EXP (/tmp/cd-evidence: data and checkpoints, kept between calls),
 #   TEACHER_INIT (scratch, the paper's; original: teachers start from M_O's weights, in folders
 #   fixed-tK-mo-init and auto-mo-init that share the scratch runs' M_O where it exists).
 set -uo pipefail
@@ -29,7 +29,7 @@ export NO_COLOR=1
 run() { # run LOG CMD…: the command's output to LOG, its status and time on the console
   local log=$1; shift; local t0=$SECONDS
   "$@" > "$log" 2>&1; local rc=$?
-  echo "$(basename "$log" .log): exit $rc, $((SECONDS - t0)) s"
+  echo "${log#"$exp"/}: exit $rc, $((SECONDS - t0)) s"
   [ $rc = 0 ] || tail -5 "$log"
   return $rc
 }
@@ -37,6 +37,7 @@ run() { # run LOG CMD…: the command's output to LOG, its status and time on th
 # (timeout, the device's) stops the run part-way: what finished is not lost.
 finish() {
   trap - EXIT
+  jobs -p | xargs -r kill 2>/dev/null
   deno run -A bench/evidence_summary.ts "$exp" --margin "$margin" > "$out/SUMMARY.md" 2>&1
   cat "$out/SUMMARY.md"
   tar czf "$out/evidence.tgz" -C "$exp" --exclude='*.safetensors' --exclude='checkpoints' \
@@ -48,36 +49,45 @@ mkdir -p "$exp"
 [ -d "$exp/data/train" ] || run "$exp/synth.log" deno run -A cli/synth.ts --out "$exp/data" \
   --pairs "$pairs" --size "$size" --val "$val" --test "$test" --seed 0 --quiet || exit 1
 first=${teachers%% *}
-for model in $models; do
-  for seed in $seeds; do
-    base="$exp/$model/s$seed"; auto="$base/auto$sfx"; mkdir -p "$auto"
-    budget=(--model "$model" --data "$exp/data" --batch "$batch" --size "$size" --seed "$seed"
-      --val-every "$every")
-    # M_O: the scratch runs' where they exist (the same member), else this setting's first run.
-    mo="fixed-t$first$sfx"; [ -d "$base/fixed-t$first/original" ] && mo="fixed-t$first"
-    for t in $teachers; do # fixed thresholds: the paper's (3: 0.05 / 0.2, 2: 0.10)
-      d="$base/fixed-t$t$sfx"; mkdir -p "$d"
-      [ "$mo" != "fixed-t$t$sfx" ] && ln -sfn "../$mo/original" "$d/original"
-      run "$d/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" --out "$d" \
-        --teachers "$t" --route-margin "$margin" --teacher-init "$init" &&
-        cp "$d/results.json" "$d/op_results.json"
-    done
-    # Thresholds from the data; M_O shared with the fixed runs (AUTO=0 skips: 10 teachers).
-    if [ "${AUTO:-1}" = 1 ]; then
-      ln -sfn "../$mo/original" "$auto/original"
-      run "$auto/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" \
-        --out "$auto" --teachers auto --route-margin "$margin" --teacher-init "$init"
-    fi
-    for t in $teachers; do
-      [ -f "$auto/k$t/results.json" ] && cp "$auto/k$t/results.json" "$auto/k$t/op_results.json"
-    done
-    for t in $teachers; do # MTKD (λ on validation) and the λ = 0 control, hard targets
-      for d in "$base/fixed-t$t$sfx" "$auto/k$t"; do
-        [ -f "$d/op_results.json" ] || continue
-        scheme=(--teachers "$t"); [[ $d == */auto*/k* ]] && scheme+=(--auto)
-        run "$d/distill.log" deno run -A cli/distill.ts "${budget[@]}" --iters "$sit" \
-          --from "$d" "${scheme[@]}" "${lam[@]}" --control
-      done
+one_seed() { # one_seed MODEL SEED: every member of one model and seed
+  local model=$1 seed=$2 base auto mo d t budget scheme
+  base="$exp/$model/s$seed"; auto="$base/auto$sfx"; mkdir -p "$auto"
+  budget=(--model "$model" --data "$exp/data" --batch "$batch" --size "$size" --seed "$seed"
+    --val-every "$every")
+  # M_O: the scratch runs' where they exist (the same member), else this setting's first run.
+  mo="fixed-t$first$sfx"; [ -d "$base/fixed-t$first/original" ] && mo="fixed-t$first"
+  for t in $teachers; do # fixed thresholds: the paper's (3: 0.05 / 0.2, 2: 0.10)
+    d="$base/fixed-t$t$sfx"; mkdir -p "$d"
+    [ "$mo" != "fixed-t$t$sfx" ] && ln -sfn "../$mo/original" "$d/original"
+    run "$d/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" --out "$d" \
+      --teachers "$t" --route-margin "$margin" --teacher-init "$init" &&
+      cp "$d/results.json" "$d/op_results.json"
+  done
+  # Thresholds from the data; M_O shared with the fixed runs (AUTO=0 skips: 10 teachers).
+  if [ "${AUTO:-1}" = 1 ]; then
+    ln -sfn "../$mo/original" "$auto/original"
+    run "$auto/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" \
+      --out "$auto" --teachers auto --route-margin "$margin" --teacher-init "$init"
+  fi
+  for t in $teachers; do
+    [ -f "$auto/k$t/results.json" ] && cp "$auto/k$t/results.json" "$auto/k$t/op_results.json"
+  done
+  for t in $teachers; do # MTKD (λ on validation) and the λ = 0 control, hard targets
+    for d in "$base/fixed-t$t$sfx" "$auto/k$t"; do
+      [ -f "$d/op_results.json" ] || continue
+      scheme=(--teachers "$t"); [[ $d == */auto*/k* ]] && scheme+=(--auto)
+      run "$d/distill.log" deno run -A cli/distill.ts "${budget[@]}" --iters "$sit" \
+        --from "$d" "${scheme[@]}" "${lam[@]}" --control
     done
   done
+}
+# JOBS seeds at once on the one GPU (default 1): each member is one process with its own device,
+# and a member leaves the GPU idle while it loads data and evaluates, which another seed can use.
+jobs_max=${JOBS:-1}
+for model in $models; do
+  for seed in $seeds; do
+    one_seed "$model" "$seed" &
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+  done
 done
+wait
