@@ -1,11 +1,13 @@
 // One markdown table from bench/gpu_evidence.sh's experiment folder: per model, partitions
 // (fixed / auto) and teacher count, each strategy's test mIoU and mFscore as mean ± std over the
-// seeds; then MTKD against the λ = 0 control, seed by seed; then op --teachers auto's choice.
+// seeds; then MTKD against the λ = 0 control, seed by seed; then op --teachers auto's choice; then
+// every member's validation curve (mIoU at each validation step, mean ± std over seeds), which
+// says whether a budget let M_O stop improving.
 //   deno run -A bench/evidence_summary.ts EXP [--margin M] > SUMMARY.md
 // "Beyond the seed spread": every seed's paired difference MTKD − control is positive and their
 // mean exceeds twice its standard error (sd / √n); with one seed there is no spread to judge.
 
-import { existsSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 
 interface Strategy {
@@ -51,6 +53,23 @@ const fmt = (v: number[]) => {
 const table = new Map<string, Map<string, { mIoU: number[]; mFscore: number[] }>>();
 const pairs = new Map<string, { seed: string; mtkd: number; control: number; lambda?: number }[]>();
 const autoRows: string[] = [];
+/** Per model and member: validation mIoU per step, one value per seed (M_O counted once per seed:
+ * the settings of a seed share it through symlinks). */
+const curves = new Map<string, Map<number, number[]>>();
+const seenMembers = new Set<string>();
+function addCurve(key: string, dir: string): void {
+  const log = join(dir, "log.jsonl");
+  if (!existsSync(log) || seenMembers.has(realpathSync(dir))) return;
+  seenMembers.add(realpathSync(dir));
+  const steps = curves.get(key) ?? new Map<number, number[]>();
+  curves.set(key, steps);
+  for (const line of Deno.readTextFileSync(log).split("\n")) {
+    if (!line.includes('"val"')) continue;
+    const r = JSON.parse(line) as { type: string; step: number; mIoU: number };
+    if (r.type !== "val") continue;
+    steps.set(r.step, [...(steps.get(r.step) ?? []), r.mIoU]);
+  }
+}
 for (const model of dirs(exp).filter((d) => d !== "data")) {
   for (const seed of dirs(join(exp, model))) {
     const base = join(exp, model, seed);
@@ -68,6 +87,13 @@ for (const model of dirs(exp).filter((d) => d !== "data")) {
       }
     }
     for (const [parts, t, dir] of runs) {
+      addCurve(`${model} | all | M_O`, join(dir, "original"));
+      const members = existsSync(dir)
+        ? [...Deno.readDirSync(dir)].filter((e) => e.isDirectory).map((e) => e.name).sort()
+        : [];
+      for (const m of members.filter((m) => /^(teacher|student)_/.test(m))) {
+        addCurve(`${model} | ${parts}, ${t} teachers | ${m}`, join(dir, m));
+      }
       const distilled = read(join(dir, "results.json"));
       const op = read(join(dir, "op_results.json"));
       if (!distilled && !op) continue;
@@ -161,5 +187,21 @@ if (autoRows.length) {
     "| --- | --- | --- | --- |",
     ...autoRows,
   );
+}
+if (curves.size) {
+  out.push(
+    "",
+    "## Validation curves: mIoU (%) at each validation step, mean ± std over seeds",
+    "",
+    "Students are named by λ (student_0 is the λ = 0 control).",
+    "",
+    "| model | setting | member | n | mIoU by step |",
+    "| --- | --- | --- | --- | --- |",
+  );
+  for (const [key, steps] of curves) {
+    const pts = [...steps].sort((a, b) => a[0] - b[0]);
+    const n = Math.max(...pts.map(([, v]) => v.length));
+    out.push(`| ${key} | ${n} | ${pts.map(([s, v]) => `@${s}: ${fmt(v)}`).join(", ")} |`);
+  }
 }
 console.log(out.join("\n"));
