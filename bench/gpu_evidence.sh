@@ -41,7 +41,7 @@ finish() {
   deno run -A bench/evidence_summary.ts "$exp" --margin "$margin" > "$out/SUMMARY.md" 2>&1
   cat "$out/SUMMARY.md"
   tar czf "$out/evidence.tgz" -C "$exp" --exclude='*.safetensors' --exclude='checkpoints' \
-    --exclude=data $models 2>/dev/null
+    --exclude='*.html' --exclude='*.svg' --exclude=data $models 2>/dev/null # reports embed images: over 16 MiB
 }
 trap finish EXIT
 trap 'exit 143' TERM INT
