@@ -2,7 +2,7 @@
 // batch B of S×S pairs, on this engine; run beside bench/reference/train_step.py on the GPU
 // machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
 // [--size 512] [--iters 10] [--profile]
-// --profile also prints GPU time per kernel label (and per label and grid) of one training step
+// --profile also prints GPU time per kernel label (and per label, grid and shape) of one training step
 // and of one inference forward,
 // each dispatch in its own timestamped pass, and the CPU time spent recording a step.
 

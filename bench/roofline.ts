@@ -25,16 +25,6 @@ import { type ConvRoute, planConv } from "../kernels/conv_plan.ts";
 import { H100_PROFILE, setActiveProfile } from "../kernels/device_profile.ts";
 import { modelConvCalls } from "../tests/engine/conv_route_calls.ts";
 
-const { values } = parseArgs({
-  options: {
-    models: { type: "string", default: "fc_ef,fc_siam_conc,fc_siam_diff,tinycd,snunet_c16" },
-    f32: { type: "string", default: "44.3" },
-    tf32: { type: "string", default: "358" },
-    bw: { type: "string", default: "3.35" },
-    measured: { type: "string", default: "bench/results/train_step_h100_s15.jsonl" },
-  },
-});
-
 /** A direct convolution's multiply-adds: every output of every channel, over its taps. */
 export function directMacs(g: ConvGeometry): number {
   return g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw;
@@ -134,6 +124,15 @@ export function stepFloors(model: string, f32: number, tf32: number, bw: number)
 }
 
 if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      models: { type: "string", default: "fc_ef,fc_siam_conc,fc_siam_diff,tinycd,snunet_c16" },
+      f32: { type: "string", default: "44.3" },
+      tf32: { type: "string", default: "358" },
+      bw: { type: "string", default: "3.35" },
+      measured: { type: "string", default: "bench/results/train_step_h100_s15.jsonl" },
+    },
+  });
   await initDevice();
   setActiveProfile(H100_PROFILE);
   const f32 = Number(values.f32) * 1e12 / 2, tf32 = Number(values.tf32) * 1e12 / 2; // MAC/s

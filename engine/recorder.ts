@@ -89,6 +89,7 @@ export function dispatch(
   code: string,
   bindings: Binding[],
   workgroups: [number, number, number],
+  detail?: string,
 ): void {
   if (isDryRun()) return; // a dry MAC count: shapes only
   const pipe = pipeline(code, label);
@@ -96,7 +97,9 @@ export function dispatch(
   if (profiling()) {
     endPass();
     pass = encoder!.beginComputePass({
-      timestampWrites: nextTimestampWrites(`${label} [${workgroups.join("x")}]`),
+      timestampWrites: nextTimestampWrites(
+        `${label} [${workgroups.join("x")}]${detail ? ` ${detail}` : ""}`,
+      ),
     });
   }
   const p = ensurePass();

@@ -8,6 +8,9 @@ export interface Kernel {
   /** The storage bindings in order (inputs, then outputs), as `header` wrote them: `run` refuses
    * a launch whose operands do not match them. */
   bindings: readonly Binding[];
+  /** The launch's shape in words (e.g. a matmul's M×N×K), appended to its label in kernel
+   * profiles (bench/gpu_train_step.ts --profile) so that time can be told apart by shape. */
+  detail?: string;
 }
 
 /** One `@group(0)` storage binding: a runtime-sized array of `type` (a WGSL type such as f32,

@@ -317,7 +317,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let c_base = (sp * ${batchCount}u + bz) * ${(M * N) / uC}u;
   ${epi.join("\n  ")}
 }`;
-  return kernel("matmul", bindings, [tilesN, gy, gz], code);
+  return {
+    ...kernel("matmul", bindings, [tilesN, gy, gz], code),
+    detail: `${M}x${N}x${K} batch=${batchCount} R=${R} split=${split} tile=${t.bm}x${t.bn}`,
+  };
 }
 
 export interface SplitSumSpec {

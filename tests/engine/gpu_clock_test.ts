@@ -7,6 +7,7 @@ import { hasFeature, initDevice } from "../../engine/device.ts";
 import { GpuClock } from "../../engine/gpu_clock.ts";
 import { startProfile, stopProfile } from "../../engine/kernel_profile.ts";
 import { map } from "../../engine/ops/elementwise.ts";
+import { matmul } from "../../engine/ops/matmul.ts";
 import { flush, sync } from "../../engine/recorder.ts";
 import { randTensor } from "../util.ts";
 
@@ -46,4 +47,13 @@ Deno.test("kernel profile: each dispatch counted under its label, across query-s
   assert.equal(a[0].calls, 2100);
   assert.equal(b[0].calls, 3);
   for (const t of times) assert.ok(Number.isFinite(t.ms) && t.ms >= 0, `${t.label}: ${t.ms}`);
+});
+
+Deno.test("kernel profile: a matmul's label names its shape, so products can be told apart", async () => {
+  const a = randTensor([37, 19], 3), b = randTensor([19, 23], 4);
+  startProfile();
+  matmul(a, b).dispose();
+  flush();
+  const labels = (await stopProfile()).map((t) => t.label);
+  assert.ok(labels.some((l) => /^matmul \[[0-9x]+\] 37x23x19 batch=1 /.test(l)), labels.join(", "));
 });
