@@ -72,12 +72,19 @@ one_seed() { # one_seed MODEL SEED: every member of one model and seed
   for t in $teachers; do
     [ -f "$auto/k$t/results.json" ] && cp "$auto/k$t/results.json" "$auto/k$t/op_results.json"
   done
-  for t in $teachers; do # MTKD (λ on validation) and the λ = 0 control, hard targets
+  # MTKD (λ on validation) and the λ = 0 control, hard targets. The control has no teacher and
+  # every setting of a seed shares M_O, so it is one member: the first setting trains it, the
+  # others link to it and distill reuses it (its run key matches: same start, data and λ).
+  local control=""
+  for t in $teachers; do
     for d in "$base/fixed-t$t$sfx" "$auto/k$t"; do
       [ -f "$d/op_results.json" ] || continue
       scheme=(--teachers "$t"); [[ $d == */auto*/k* ]] && scheme+=(--auto)
+      [ -n "$control" ] && [ ! -e "$d/student_0" ] &&
+        ln -sfn "$(realpath --relative-to="$d" "$control")" "$d/student_0"
       run "$d/distill.log" deno run -A cli/distill.ts "${budget[@]}" --iters "$sit" \
-        --from "$d" "${scheme[@]}" "${lam[@]}" --control
+        --from "$d" "${scheme[@]}" "${lam[@]}" --control &&
+        [ -z "$control" ] && control="$d/student_0"
     done
   done
 }
