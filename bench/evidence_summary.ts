@@ -1,6 +1,8 @@
 // One markdown table from bench/gpu_evidence.sh's experiment folder: per model, partitions
 // (fixed / auto) and teacher count, each strategy's test mIoU and mFscore as mean ± std over the
 // seeds; then MTKD against the λ = 0 control, seed by seed; then op --teachers auto's choice; then
+// M_O's routing confusion (test images, summed over seeds) and the cross table (each member's
+// validation mIoU on each partition, mean ± std over seeds), which say where O-P loses; then
 // every member's validation curve (mIoU at each validation step, mean ± std over seeds), which
 // says whether a budget let M_O stop improving.
 //   deno run -A bench/evidence_summary.ts EXP [--margin M] > SUMMARY.md
@@ -16,7 +18,11 @@ interface Strategy {
 }
 interface Results {
   strategies: Record<string, Strategy>;
-  routing?: { accuracy: number };
+  routing?: { accuracy: number; names: string[]; confusion: number[][] };
+  cross?: {
+    columns: string[];
+    rows: { member: string; cells: { images: number; mIoU: number }[] }[];
+  };
   chosenLambda?: number;
 }
 
@@ -53,6 +59,13 @@ const fmt = (v: number[]) => {
 const table = new Map<string, Map<string, { mIoU: number[]; mFscore: number[] }>>();
 const pairs = new Map<string, { seed: string; mtkd: number; control: number; lambda?: number }[]>();
 const autoRows: string[] = [];
+/** Per configuration: routing confusion summed over seeds (rows: true partition). */
+const confusion = new Map<string, { names: string[]; m: number[][]; seeds: number }>();
+/** Per configuration: member → column → validation mIoU per seed, and images per column. */
+const cross = new Map<
+  string,
+  { columns: string[]; images: number[]; rows: Map<string, number[][]> }
+>();
 /** Per model and member: validation mIoU per step, one value per seed (M_O counted once per seed:
  * the settings of a seed share it through symlinks). */
 const curves = new Map<string, Map<number, number[]>>();
@@ -110,6 +123,26 @@ for (const model of dirs(exp).filter((d) => d !== "data")) {
       const all = { ...op?.strategies, ...distilled?.strategies };
       for (const [name, s] of Object.entries(all)) add(name, s);
       if (op?.routing) add("routing accuracy", { mIoU: op.routing.accuracy, mFscore: NaN });
+      if (op?.routing?.confusion) {
+        const c = confusion.get(key) ??
+          { names: op.routing.names, m: op.routing.confusion.map((r) => r.map(() => 0)), seeds: 0 };
+        op.routing.confusion.forEach((r, i) => r.forEach((v, j) => c.m[i][j] += v));
+        c.seeds++;
+        confusion.set(key, c);
+      }
+      if (op?.cross) {
+        const x = cross.get(key) ?? {
+          columns: op.cross.columns,
+          images: op.cross.rows[0].cells.map((c) => c.images),
+          rows: new Map(),
+        };
+        for (const r of op.cross.rows) {
+          const per = x.rows.get(r.member) ?? r.cells.map(() => []);
+          r.cells.forEach((c, j) => per[j].push(c.mIoU));
+          x.rows.set(r.member, per);
+        }
+        cross.set(key, x);
+      }
       const mtkd = distilled?.strategies["MTKD"], control = distilled?.strategies["λ = 0 control"];
       if (mtkd && control) {
         const list = pairs.get(key) ?? [];
@@ -187,6 +220,39 @@ if (autoRows.length) {
     "| --- | --- | --- | --- |",
     ...autoRows,
   );
+}
+if (confusion.size) {
+  out.push(
+    "",
+    "## Routing by M_O's predicted CAR: test images, summed over seeds (rows: true partition)",
+    "",
+  );
+  for (const [key, c] of confusion) {
+    out.push(
+      `${key.replaceAll(" | ", ", ")} teachers (${c.seeds} seed${c.seeds === 1 ? "" : "s"}):`,
+      "",
+      `| true \\ routed to | ${c.names.join(" | ")} |`,
+      `| --- | ${c.names.map(() => "---").join(" | ")} |`,
+      ...c.m.map((r, i) => `| ${c.names[i]} | ${r.join(" | ")} |`),
+      "",
+    );
+  }
+}
+if (cross.size) {
+  out.push(
+    "## Cross table: each member's validation mIoU (%) on each partition, mean ± std over seeds",
+    "",
+  );
+  for (const [key, x] of cross) {
+    out.push(
+      `${key.replaceAll(" | ", ", ")} teachers:`,
+      "",
+      `| member | ${x.columns.map((c, j) => `${c} (${x.images[j]})`).join(" | ")} |`,
+      `| --- | ${x.columns.map(() => "---").join(" | ")} |`,
+      ...[...x.rows].map(([m, per]) => `| ${m} | ${per.map(fmt).join(" | ")} |`),
+      "",
+    );
+  }
 }
 if (curves.size) {
   out.push(
