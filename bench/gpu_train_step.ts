@@ -1,10 +1,11 @@
 // Training step (forward, loss, backward, AdamW) and inference time of the registry's models at
 // batch B of S×S pairs, on this engine; run beside bench/reference/train_step.py on the GPU
 // machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
-// [--size 512] [--iters 10] [--profile]
-// --profile also prints GPU time per kernel label (and per label, grid and shape) of one training step
-// and of one inference forward,
-// each dispatch in its own timestamped pass, and the CPU time spent recording a step.
+// [--size 512] [--iters 10] [--profile] [--matmul-split-below 1]
+// --profile also prints GPU time per kernel label (and per label, grid and shape) of one training
+// step and of one inference forward, each dispatch in its own timestamped pass, and the CPU time
+// spent recording a step. --matmul-split-below F runs with the matmul planner splitting reductions
+// of launches that fill less than F of the GPU (default: the device profile's 0.5), to compare.
 
 import { parseArgs } from "node:util";
 import { backward, noGrad } from "../engine/autograd.ts";
@@ -18,6 +19,7 @@ import { modelEntry } from "../models/registry.ts";
 import { trainingLoss } from "../train/loss.ts";
 import { recipeMultipliers, trainableParameters } from "../train/trainer.ts";
 import { Random } from "../engine/random.ts";
+import { activeProfile, setActiveProfile } from "../kernels/device_profile.ts";
 import { type KernelTime, startProfile, stopProfile } from "../engine/kernel_profile.ts";
 
 const { values } = parseArgs({
@@ -27,9 +29,15 @@ const { values } = parseArgs({
     size: { type: "string", default: "512" },
     iters: { type: "string", default: "10" },
     profile: { type: "boolean", default: false },
+    "matmul-split-below": { type: "string" },
   },
 });
 await initDevice();
+// A planner experiment (kernels/device_profile.ts matmulSplitBelowFill): the rows say which ran.
+const splitBelow = values["matmul-split-below"];
+if (splitBelow !== undefined) {
+  setActiveProfile({ ...activeProfile(), matmulSplitBelowFill: Number(splitBelow) });
+}
 const B = Number(values.batch), S = Number(values.size), N = Number(values.iters);
 const rng = new Random(0);
 const a = rng.normal(B * 3 * S * S), b = rng.normal(B * 3 * S * S);
@@ -121,6 +129,7 @@ for (const name of values.models!.split(",")) {
     infer_record_ms: +inferRecordMs.toFixed(2),
     peak_pool_gb: +(peak / 1e9).toFixed(2),
     device: deviceInfo().description,
+    ...(splitBelow !== undefined ? { matmul_split_below: Number(splitBelow) } : {}),
   }));
   if (profile.length) printProfile(name, profile);
   if (inferProfile.length) printProfile(`${name} inference`, inferProfile);

@@ -18,6 +18,10 @@ export interface DeviceProfile {
    * shuffles (engine/ops/conv_transpose2d.ts): the shuffle's extra pass over the output must be
    * hidden by the GEMMs' 2·C flops per element, a flops-to-bandwidth question. */
   shuffleMinChannels: number;
+  /** planMatmul splits a long reduction only when a launch's threads fill less than this share
+   * of busyThreads (0.5, what every measured plan used). bench/results/matmul_rates_h100_s15.md
+   * suggests 1 for mid-size products; gpu_train_step.ts --matmul-split-below compares both. */
+  matmulSplitBelowFill: number;
 }
 
 /** NVIDIA H100 / H200 (132 SMs): every threshold the planners were tuned with. */
@@ -28,6 +32,7 @@ export const H100_PROFILE: DeviceProfile = Object.freeze({
   busyThreads: 132 * 512,
   // bench/results/conv_h200.txt: SNUNet's 256-channel up-convs win, its 32-channel ones lose.
   shuffleMinChannels: 64,
+  matmulSplitBelowFill: 0.5,
 });
 
 /** A software adapter (Mesa llvmpipe/lavapipe, SwiftShader): workgroups run a few at a time on
@@ -40,6 +45,7 @@ export function softwareProfile(cores: number): DeviceProfile {
     fillWorkgroups: 4 * c,
     busyThreads: 4 * c * 256,
     shuffleMinChannels: 64,
+    matmulSplitBelowFill: 0.5,
   });
 }
 

@@ -69,7 +69,7 @@ export function planMatmul(m: number, n: number, k: number, batch = 1, r = 1): M
     const slabs = r * Math.ceil(k / tile.bk);
     const fill1 = (tiles * threads) / BUSY_THREADS();
     let split = 1;
-    if (fill1 < 0.5 && slabs >= 16) {
+    if (fill1 < activeProfile().matmulSplitBelowFill && slabs >= 16) {
       split = Math.max(1, Math.min(MAX_SPLIT, Math.ceil(1 / fill1), Math.floor(slabs / 8)));
       split = Math.ceil(slabs / Math.ceil(slabs / split)); // no empty part
     }

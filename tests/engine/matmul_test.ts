@@ -13,6 +13,7 @@ import {
 } from "../../kernels/matmul.ts";
 import { run } from "../../engine/launch.ts";
 import { planMatmul } from "../../kernels/matmul_plan.ts";
+import { H100_PROFILE, withProfile } from "../../kernels/device_profile.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -317,4 +318,13 @@ Deno.test("split sum over lanes: 100 partial sums of 37 outputs, bias per row an
   run(splitSumKernel(spec), [p, b], [out]);
   assertClose(await out.read(), want, { what: "split sum", atol: 1e-4 });
   for (const t of [p, b, out]) t.dispose();
+});
+
+Deno.test("planMatmul: the split threshold is the device profile's (a planner experiment)", () => {
+  const plan = (f: number) =>
+    withProfile({ ...H100_PROFILE, matmulSplitBelowFill: f }, () => planMatmul(256, 256, 8192, 36));
+  // A Winograd weight gradient's product: 144 workgroups of 128×128 fill 0.55 of an H100.
+  const now = plan(0.5), split = plan(1);
+  assert.deepEqual([now.tile.bm, now.tile.bn, now.split], [64, 64, 1]);
+  assert.deepEqual([split.tile.bm, split.tile.bn, split.split], [128, 128, 2]);
 });
