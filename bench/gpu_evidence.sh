@@ -35,9 +35,12 @@ run() { # run LOG CMD…: the command's output to LOG, its status and time on th
 }
 # The summary and the members' logs and results go to OUT at any exit, also when a time limit
 # (timeout, the device's) stops the run part-way: what finished is not lost.
+killtree() { # a background seed and every process under it (its deno members)
+  local c; for c in $(pgrep -P "$1"); do killtree "$c"; done; kill "$1" 2>/dev/null
+}
 finish() {
   trap - EXIT
-  jobs -p | xargs -r kill 2>/dev/null
+  for j in $(jobs -p); do killtree "$j"; done
   deno run -A bench/evidence_summary.ts "$exp" --margin "$margin" > "$out/SUMMARY.md" 2>&1
   cat "$out/SUMMARY.md"
   tar czf "$out/evidence.tgz" -C "$exp" --exclude='*.safetensors' --exclude='checkpoints' \
