@@ -108,6 +108,8 @@ const PATH: Record<string, string> = {
   "winograd-f4": "wino4",
   "winograd-f4-gemm": "wino4",
   "winograd-f4-gemm-flip": "wino4",
+  "winograd-f4-fused": "wino4-fused",
+  "winograd-f4-fused-flip": "wino4-fused",
   "col2im": "col2im",
   "direct": "direct",
   "gemm": "gemm",

@@ -1,11 +1,13 @@
 // Training step (forward, loss, backward, AdamW) and inference time of the registry's models at
 // batch B of S×S pairs, on this engine; run beside bench/reference/train_step.py on the GPU
 // machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
-// [--size 512] [--iters 10] [--profile] [--matmul-split-below 1]
+// [--size 512] [--iters 10] [--profile] [--matmul-split-below 1] [--fused-wino4-max 64]
 // --profile also prints GPU time per kernel label (and per label, grid and shape) of one training
 // step and of one inference forward, each dispatch in its own timestamped pass, and the CPU time
 // spent recording a step. --matmul-split-below F runs with the matmul planner splitting reductions
-// of launches that fill less than F of the GPU (default: the device profile's 0.5), to compare.
+// of launches that fill less than F of the GPU (default: the device profile's 0.5), to compare;
+// --fused-wino4-max C routes 3×3 convs of at most C channels each way to the fused Winograd
+// F(4×4) kernel (default 0: never).
 
 import { parseArgs } from "node:util";
 import { backward, noGrad } from "../engine/autograd.ts";
@@ -30,14 +32,18 @@ const { values } = parseArgs({
     iters: { type: "string", default: "10" },
     profile: { type: "boolean", default: false },
     "matmul-split-below": { type: "string" },
+    "fused-wino4-max": { type: "string" },
   },
 });
 await initDevice();
-// A planner experiment (kernels/device_profile.ts matmulSplitBelowFill): the rows say which ran.
-const splitBelow = values["matmul-split-below"];
-if (splitBelow !== undefined) {
-  setActiveProfile({ ...activeProfile(), matmulSplitBelowFill: Number(splitBelow) });
-}
+// Planner experiments (kernels/device_profile.ts matmulSplitBelowFill, fusedWino4MaxChannels):
+// the rows say which ran.
+const splitBelow = values["matmul-split-below"], fusedMax = values["fused-wino4-max"];
+setActiveProfile({
+  ...activeProfile(),
+  ...(splitBelow !== undefined ? { matmulSplitBelowFill: Number(splitBelow) } : {}),
+  ...(fusedMax !== undefined ? { fusedWino4MaxChannels: Number(fusedMax) } : {}),
+});
 const B = Number(values.batch), S = Number(values.size), N = Number(values.iters);
 const rng = new Random(0);
 const a = rng.normal(B * 3 * S * S), b = rng.normal(B * 3 * S * S);
@@ -130,6 +136,7 @@ for (const name of values.models!.split(",")) {
     peak_pool_gb: +(peak / 1e9).toFixed(2),
     device: deviceInfo().description,
     ...(splitBelow !== undefined ? { matmul_split_below: Number(splitBelow) } : {}),
+    ...(fusedMax !== undefined ? { fused_wino4_max: Number(fusedMax) } : {}),
   }));
   if (profile.length) printProfile(name, profile);
   if (inferProfile.length) printProfile(`${name} inference`, inferProfile);

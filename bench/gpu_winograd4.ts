@@ -1,16 +1,17 @@
-// Winograd F(2×2) fused against F(4×4) around the GEMM (kernels/conv2d_winograd4.ts), forward
-// and input gradient, on every distinct 3×3 stride-1 convolution that the registered models
+// Winograd F(2×2) fused against F(4×4) around the GEMM (kernels/conv2d_winograd4.ts) and F(4×4)
+// fused (kernels/conv2d_winograd4_fused.ts, one group only), forward and input gradient, on
+// every distinct 3×3 stride-1 convolution that the registered models
 // route to Winograd at batch 8 × 512² (read from tests/engine/conv_routes_h100.txt), so that
 // kernels/conv_plan.ts's WINO4_MIN_CHANNELS rests on measurements. GPU time by timestamps, the
-// mean of 3 runs after a warm one; `err` is F(4×4)'s largest difference from F(2×2) relative to
-// the output's largest magnitude. One JSON line per layer, largest first, then a summary
+// mean of 3 runs after a warm one; `err` is the F(4×4) forms' largest difference from F(2×2)
+// relative to the output's largest magnitude. One JSON line per layer, largest first, then a summary
 // (the 22 layers of bench/results/winograd4_h100_s12.md took 200 s, mostly pipeline compiles).
 // Usage: deno run -A bench/gpu_winograd4.ts [--small] [--only SUBSTRING] [--min-channels 16]
 
 import { parseArgs } from "node:util";
 import { initDevice } from "../engine/device.ts";
 import { GpuClock } from "../engine/gpu_clock.ts";
-import { runWinograd, runWinograd4 } from "../engine/ops/conv2d_launch.ts";
+import { runWinograd, runWinograd4, runWinograd4Fused } from "../engine/ops/conv2d_launch.ts";
 import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { empty, type Tensor, tensor } from "../engine/tensor.ts";
@@ -86,6 +87,8 @@ interface Row {
   fwd_f4: number;
   dgrad_f2?: number;
   dgrad_f4?: number;
+  fwd_fused?: number;
+  dgrad_fused?: number;
   err: number;
 }
 const rows: Row[] = [];
@@ -114,6 +117,15 @@ for (const [ci, co, groups, pad, batch, h, w] of layers()) {
     fwd_f4: fwd4.ms,
     err: relErr(fwd4.out, fwd2.out),
   };
+  if (groups === 1) {
+    const f = await time(() => {
+      const y = out([batch, co, g.ho, g.wo]);
+      runWinograd4Fused(g, x, wt, false, NO_EPILOGUE, [], [y]);
+      return y;
+    });
+    row.fwd_fused = f.ms;
+    row.err = Math.max(row.err, relErr(f.out, fwd2.out));
+  }
   if (winogradFitsDgrad(g)) {
     const d2 = await time(() => {
       const dx = out(xs);
@@ -127,6 +139,15 @@ for (const [ci, co, groups, pad, batch, h, w] of layers()) {
     });
     Object.assign(row, { dgrad_f2: d2.ms, dgrad_f4: d4.ms });
     row.err = Math.max(row.err, relErr(d4.out, d2.out));
+    if (groups === 1) {
+      const df = await time(() => {
+        const dx = out(xs);
+        runWinograd4Fused(g, dy, wt, true, NO_EPILOGUE, [], [dx]);
+        return dx;
+      });
+      row.dgrad_fused = df.ms;
+      row.err = Math.max(row.err, relErr(df.out, d2.out));
+    }
   }
   for (const t of [x, wt, dy]) {
     t.kept = false;
@@ -141,19 +162,24 @@ for (const [ci, co, groups, pad, batch, h, w] of layers()) {
     fwd_f4: r(row.fwd_f4),
     dgrad_f2: r(row.dgrad_f2),
     dgrad_f4: r(row.dgrad_f4),
+    fwd_fused: r(row.fwd_fused),
+    dgrad_fused: r(row.dgrad_fused),
     err: row.err.toExponential(1),
   }));
 }
 const sum = (k: keyof Row) => rows.reduce((a, r) => a + ((r[k] as number) ?? 0), 0);
+const fastest = (...v: (number | undefined)[]) =>
+  Math.min(...v.filter((x): x is number => x !== undefined));
 const best = rows.reduce(
-  (a, r) => a + Math.min(r.fwd_f2, r.fwd_f4) + Math.min(r.dgrad_f2 ?? 0, r.dgrad_f4 ?? 0),
+  (a, r) =>
+    a + fastest(r.fwd_f2, r.fwd_f4, r.fwd_fused) +
+    (r.dgrad_f2 === undefined ? 0 : fastest(r.dgrad_f2, r.dgrad_f4, r.dgrad_fused)),
   0,
 );
 console.log(
   `# ${rows.length} layers, one call each: F(2×2) ${
     (sum("fwd_f2") + sum("dgrad_f2")).toFixed(1)
-  } ms,` +
-    ` F(4×4) ${(sum("fwd_f4") + sum("dgrad_f4")).toFixed(1)} ms, the faster per layer ${
-      best.toFixed(1)
-    } ms`,
+  } ms, F(4×4) ${(sum("fwd_f4") + sum("dgrad_f4")).toFixed(1)} ms, F(4×4) fused ${
+    (sum("fwd_fused") + sum("dgrad_fused")).toFixed(1)
+  } ms (one-group layers), the fastest per layer ${best.toFixed(1)} ms`,
 );

@@ -5,16 +5,17 @@
 // cuDNN (direct, on TF32 tensor cores), all of them. Bytes: every pass reads its two operands and
 // writes its result once (f32); our F(4×4) routes also write and read their transformed operands
 // in global memory (V and P, 36/16 of the tiled image each; kernels/conv2d_winograd4.ts), the
-// fused F(2×2) kernel does not. These are floors: norms, activations, concats, the loss and the
+// fused F(2×2) and F(4×4) kernels do not. These are floors: norms, activations, concats, the loss and the
 // optimiser (which compile fuses into few passes) come on top, and so do L2 misses.
 // The convolutions come from a dry forward under the H100 profile (no kernel runs), as the
 // route table's do (tests/engine/conv_routes_h100.txt), so this runs on the software adapter.
 //   deno run -A bench/roofline.ts [--models fc_ef,tinycd] [--f32 44.3] [--tf32 358] [--bw 3.35]
-//     [--measured bench/results/train_step_h100_s15.jsonl]
+//     [--measured bench/results/train_step_h100_s15.jsonl] [--fused-wino4-max 64]
 // Rates in TFLOP/s (2 FLOP per multiply-add) and TB/s; the defaults are session 14's H100
 // figures (bench/results/tensor_cores_h100_s14.md: our f32 matmul at 4096³, cuBLAS TF32 at
 // 4096³) and the H100 SXM's nominal HBM3 bandwidth.
-// --measured prints the steps measured in that file (ours, torch.compile) beside the floors.
+// --measured prints the steps measured in that file (ours, torch.compile) beside the floors;
+// --fused-wino4-max C plans with the fused F(4×4) kernel up to C channels (the profile's 0: off).
 
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -22,7 +23,7 @@ import { initDevice } from "../engine/device.ts";
 import type { ConvCall } from "../engine/conv_trace.ts";
 import type { ConvGeometry } from "../kernels/conv2d.ts";
 import { type ConvRoute, planConv } from "../kernels/conv_plan.ts";
-import { H100_PROFILE, setActiveProfile } from "../kernels/device_profile.ts";
+import { type DeviceProfile, H100_PROFILE, setActiveProfile } from "../kernels/device_profile.ts";
 import { modelConvCalls } from "../tests/engine/conv_route_calls.ts";
 
 /** A direct convolution's multiply-adds: every output of every channel, over its taps. */
@@ -47,6 +48,8 @@ export function routeMacs(c: ConvCall, pass: "forward" | "inputGrad" | "weightGr
       return wino(2);
     case "winograd-f4-gemm":
     case "winograd-f4-gemm-flip":
+    case "winograd-f4-fused":
+    case "winograd-f4-fused-flip":
     case "winograd-f4":
       return wino(4);
     default:
@@ -86,7 +89,13 @@ interface Floors {
 
 /** One step's conv passes at batch 8 × 512²: multiply-adds and floors at the given rates (MAC/s,
  * byte/s). */
-export function stepFloors(model: string, f32: number, tf32: number, bw: number): Floors {
+export function stepFloors(
+  model: string,
+  f32: number,
+  tf32: number,
+  bw: number,
+  profile: DeviceProfile = H100_PROFILE,
+): Floors {
   const f: Floors = {
     convs: 0,
     direct: 0,
@@ -104,7 +113,7 @@ export function stepFloors(model: string, f32: number, tf32: number, bw: number)
       p === "forward" || (p === "inputGrad" ? c.inputGrad : c.weightGrad)
     );
     for (const p of passes) {
-      const route = planConv(c, p, H100_PROFILE);
+      const route = planConv(c, p, profile);
       const d = directMacs(c.g), o = routeMacs(c, p, route);
       const ob = passBytes(c, route), cb = passBytes(c, null);
       const os = Math.max(o / f32, ob / bw), cs = Math.max(d / tf32, cb / bw);
@@ -130,6 +139,7 @@ if (import.meta.main) {
       f32: { type: "string", default: "44.3" },
       tf32: { type: "string", default: "358" },
       bw: { type: "string", default: "3.35" },
+      "fused-wino4-max": { type: "string", default: "0" },
       measured: { type: "string", default: "bench/results/train_step_h100_s15.jsonl" },
     },
   });
@@ -156,7 +166,8 @@ if (import.meta.main) {
   );
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const model of values.models!.split(",")) {
-    const f = stepFloors(model, f32, tf32, bw);
+    const profile = { ...H100_PROFILE, fusedWino4MaxChannels: Number(values["fused-wino4-max"]) };
+    const f = stepFloors(model, f32, tf32, bw, profile);
     const ours = measured.get(`${model} cd-engine`),
       comp = measured.get(`${model} pytorch-compile`);
     console.log(

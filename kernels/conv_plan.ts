@@ -7,9 +7,11 @@
 // (tests/engine/conv_routes_h100.txt answers "which kernel runs this layer's pass").
 //
 // Order of the checks, per computation (the first that fits wins):
-//   forward: small 1×1 mix → Winograd F(4×4) GEMM (wide) → Winograd F(2×2) (any groups) →
+//   forward: small 1×1 mix → Winograd F(4×4) fused (narrow, where the profile allows) →
+//     Winograd F(4×4) GEMM (wide) → Winograd F(2×2) (any groups) →
 //     direct → implicit GEMM (tile, splits, packing)
-//   input gradient: small 1×1 mix → Winograd F(4×4) GEMM, flipped → Winograd F(2×2), flipped →
+//   input gradient: small 1×1 mix → Winograd F(4×4) fused, flipped (likewise) → F(4×4) GEMM,
+//     flipped → Winograd F(2×2), flipped →
 //     GEMM + col2im (wide, or a patch conv) → direct → implicit GEMM per output phase
 //   weight gradient: small 1×1 → Winograd F(4×4) → direct split → split-K GEMM
 // and per op: a conv2d whose whole computation is a plain matrix product takes the matmul op
@@ -104,6 +106,7 @@ const WGRAD_MIN_STEPS = 16;
 export type ForwardRoute =
   | { kind: "small1x1-mix" }
   | { kind: "winograd-f2" }
+  | { kind: "winograd-f4-fused" }
   | { kind: "winograd-f4-gemm"; images: number }
   | { kind: "direct" }
   | { kind: "gemm"; spec: ImplicitGemmSpec };
@@ -111,6 +114,7 @@ export type ForwardRoute =
 export type DgradRoute =
   | { kind: "small1x1-mix" }
   | { kind: "winograd-f2-flip" }
+  | { kind: "winograd-f4-fused-flip" }
   | { kind: "winograd-f4-gemm-flip"; images: number }
   | { kind: "col2im" }
   | { kind: "direct" }
@@ -177,6 +181,16 @@ export function winogradFits(g: ConvGeometry): boolean {
 export function winograd4Images(g: ConvGeometry): number {
   const perImage = winoWgradBytesPerImage(g);
   return Math.max(1, Math.min(g.batch, Math.floor(WINO4_CHUNK_BYTES / perImage)));
+}
+
+/** Fused Winograd F(4×4) (conv2d_winograd4_fused.ts): one group, no channel count above the
+ * profile's fusedWino4MaxChannels (0 in every profile until a GPU measurement sets it). */
+export function winograd4FusedFits(
+  g: ConvGeometry,
+  profile: DeviceProfile = activeProfile(),
+): boolean {
+  return g.kh === 3 && g.kw === 3 && g.strideY === 1 && g.strideX === 1 && g.dilY === 1 &&
+    g.dilX === 1 && g.groups === 1 && Math.max(g.ci, g.co) <= profile.fusedWino4MaxChannels;
 }
 
 /** Winograd F(4×4) around the GEMM: a Winograd conv wide enough each way. */
@@ -251,6 +265,7 @@ export function planForward(
   profile: DeviceProfile = activeProfile(),
 ): ForwardRoute {
   if (small1x1Fits(g) && !forwardIsDirect(g)) return { kind: "small1x1-mix" };
+  if (winograd4FusedFits(g, profile)) return { kind: "winograd-f4-fused" };
   if (winograd4Fits(g)) return { kind: "winograd-f4-gemm", images: winograd4Images(g) };
   if (winogradFits(g)) return { kind: "winograd-f2" };
   if (forwardIsDirect(g)) return { kind: "direct" };
@@ -264,6 +279,9 @@ export function planDgrad(
   profile: DeviceProfile = activeProfile(),
 ): DgradRoute {
   if (small1x1Fits(g) && !dgradIsDirect(g)) return { kind: "small1x1-mix" };
+  if (winograd4FusedFits(g, profile) && g.padY <= WINOGRAD_MAX_PAD && g.padX <= WINOGRAD_MAX_PAD) {
+    return { kind: "winograd-f4-fused-flip" };
+  }
   if (winograd4Fits(g) && winogradFitsDgrad(g)) {
     return { kind: "winograd-f4-gemm-flip", images: winograd4Images(g) };
   }

@@ -22,6 +22,11 @@ export interface DeviceProfile {
    * of busyThreads (0.5, what every measured plan used). bench/results/matmul_rates_h100_s15.md
    * suggests 1 for mid-size products; gpu_train_step.ts --matmul-split-below compares both. */
   matmulSplitBelowFill: number;
+  /** Convs with no more channels than this each way take the fused Winograd F(4×4) kernel
+   * (kernels/conv2d_winograd4_fused.ts) for the forward and input gradient. 0: never, until an
+   * H100 measurement says where it wins; gpu_train_step.ts --fused-wino4-max and
+   * bench/gpu_winograd4.ts compare. */
+  fusedWino4MaxChannels: number;
 }
 
 /** NVIDIA H100 / H200 (132 SMs): every threshold the planners were tuned with. */
@@ -33,6 +38,7 @@ export const H100_PROFILE: DeviceProfile = Object.freeze({
   // bench/results/conv_h200.txt: SNUNet's 256-channel up-convs win, its 32-channel ones lose.
   shuffleMinChannels: 64,
   matmulSplitBelowFill: 0.5,
+  fusedWino4MaxChannels: 0,
 });
 
 /** A software adapter (Mesa llvmpipe/lavapipe, SwiftShader): workgroups run a few at a time on
@@ -46,6 +52,7 @@ export function softwareProfile(cores: number): DeviceProfile {
     busyThreads: 4 * c * 256,
     shuffleMinChannels: 64,
     matmulSplitBelowFill: 0.5,
+    fusedWino4MaxChannels: 0,
   });
 }
 

@@ -50,6 +50,7 @@ import {
   type WgradRoute,
   WINO_WGRAD_CHUNK_BYTES,
 } from "../../kernels/conv_plan.ts";
+import { winograd4FusedKernel } from "../../kernels/conv2d_winograd4_fused.ts";
 import { run } from "../launch.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { small1x1MixRaw, small1x1WeightGradRaw } from "./conv1x1_small.ts";
@@ -76,6 +77,8 @@ export function convForwardRaw(
     runWinograd(forwardWinogradSpec(g, ep), x, w, false, extra, outs);
   } else if (route.kind === "winograd-f4-gemm") {
     runWinograd4(g, x, w, false, ep, extra, outs, route.images);
+  } else if (route.kind === "winograd-f4-fused") {
+    runWinograd4Fused(g, x, w, false, ep, extra, outs);
   } else if (route.kind === "direct") {
     run(directConvKernel({ mode: "forward", geom: g, epilogue: ep }), [x, w, ...extra], outs);
   } else {
@@ -103,6 +106,8 @@ export function convInputGradRaw(
     runWinograd(dgradWinogradSpec(g, ep), dy, w, true, extra, outs);
   } else if (route.kind === "winograd-f4-gemm-flip") {
     runWinograd4(g, dy, w, true, ep, extra, outs, route.images);
+  } else if (route.kind === "winograd-f4-fused-flip") {
+    runWinograd4Fused(g, dy, w, true, ep, extra, outs);
   } else if (route.kind === "col2im") {
     runCol2im(g, dy, w, ep, extra, outs);
   } else if (route.kind === "direct") {
@@ -265,6 +270,30 @@ export function runWinograd4(
     for (const a of [v, vv, p]) a.dispose();
   }
   uv.dispose();
+  u.dispose();
+}
+
+/** The same convolution (forward, or with `flip` the input gradient's conv of dy) by the fused
+ * F(4×4) kernel: no transformed operand leaves the chip (kernels/conv2d_winograd4_fused.ts). One
+ * group only. */
+export function runWinograd4Fused(
+  g: ConvGeometry,
+  input: Tensor,
+  w: Tensor,
+  flip: boolean,
+  ep: Epilogue,
+  extra: Tensor[],
+  outs: Tensor[],
+): void {
+  if (g.groups !== 1) throw new Error("runWinograd4Fused: one group only");
+  const [r, m, inH, inW, outH, outW, padY, padX] = flip
+    ? [g.co, g.ci, g.ho, g.wo, g.h, g.w, 2 - g.padY, 2 - g.padX]
+    : [g.ci, g.co, g.h, g.w, g.ho, g.wo, g.padY, g.padX];
+  const ws = { m, r, groups: 1, flip };
+  const u = empty(winograd4WeightShape(ws));
+  run(winograd4WeightKernel(ws), [w], [u]);
+  const spec = { batch: g.batch, r, m, inH, inW, outH, outW, padY, padX, epilogue: ep };
+  run(winograd4FusedKernel(spec), [input, u, ...extra], outs);
   u.dispose();
 }
 

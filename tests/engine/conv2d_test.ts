@@ -10,6 +10,7 @@ import {
   runImplicitGemm,
   runWinograd,
   runWinograd4,
+  runWinograd4Fused,
   winogradWeightGradRaw,
 } from "../../engine/ops/conv2d_launch.ts";
 import { scope } from "../../engine/scope.ts";
@@ -34,6 +35,7 @@ import {
   winogradWgradFits,
 } from "../../kernels/conv_plan.ts";
 import { pickWgradTile } from "../../kernels/conv2d_wgrad.ts";
+import { activeProfile, withProfile } from "../../kernels/device_profile.ts";
 import { activationRef, assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -666,6 +668,69 @@ Deno.test("Winograd F(4×4, 3×3) around the GEMM: forward with bias, PReLU per 
   ]);
   assertClose(await y.read(), convRef(g, x, w), { what: "router y", atol: 1e-4, rtol: 1e-4 });
   assertClose(await dx.read(), dgradRef(g, dy, w), { what: "router dx", atol: 1e-4, rtol: 1e-4 });
+  y.dispose();
+  dx.dispose();
+});
+
+Deno.test("Winograd F(4×4, 3×3) fused: forward with bias, PReLU and its pre-activation, input gradient, odd shapes, over 64 tiles and 16 channels", async () => {
+  // [x, w, padding]: channels not multiples of the slab (2) or the thread's 4 outputs, more output
+  // channels than a workgroup's 16, more tiles than its 64, partial tiles on both edges.
+  const shapes: [number[], number[], number][] = [
+    [[3, 3, 9, 6], [7, 3, 3, 3], 0],
+    [[1, 6, 5, 9], [3, 6, 3, 3], 2],
+    [[2, 7, 37, 29], [19, 7, 3, 3], 1],
+  ];
+  for (const [xs, ws, padding] of shapes) {
+    const g = convGeometry(xs, ws, { padding });
+    const x = randArray(xs.reduce((a, b) => a * b), 71);
+    const w = randArray(ws.reduce((a, b) => a * b), 72, -0.5, 0.5);
+    const bias = randArray(g.co, 73);
+    const slopes = randArray(g.co, 74, 0.05, 0.3);
+    const dy = randArray(g.batch * g.co * g.ho * g.wo, 75);
+    const ep = { bias: true, activation: "prelu" as const, savePre: true, slopes: g.co };
+    const [y, pre, dx] = scope(() => {
+      const y = empty([g.batch, g.co, g.ho, g.wo]), pre = empty(y.shape);
+      const extra = [tensor(bias, [g.co]), tensor(slopes, [g.co])];
+      runWinograd4Fused(g, tensor(x, xs), tensor(w, ws), false, ep, extra, [y, pre]);
+      const dx = empty(xs);
+      const tdy = tensor(dy, [g.batch, g.co, g.ho, g.wo]);
+      runWinograd4Fused(g, tdy, tensor(w, ws), true, NO_EPILOGUE, [], [dx]);
+      return [y, pre, dx];
+    });
+    const what = `fused ${xs}→${ws} p${padding}`;
+    assertClose(await y.read(), convRef(g, x, w, bias, "prelu", slopes), {
+      what: `${what} y`,
+      atol: 1e-4,
+      rtol: 1e-4,
+    });
+    assertClose(await pre.read(), convRef(g, x, w, bias), {
+      what: `${what} pre`,
+      atol: 1e-4,
+      rtol: 1e-4,
+    });
+    assertClose(await dx.read(), dgradRef(g, dy, w), { what: `${what} dx`, atol: 1e-4 });
+    for (const t of [y, pre, dx]) t.dispose();
+  }
+});
+
+Deno.test("Winograd F(4×4) fused through the router: a profile that allows it routes narrow convs there", async () => {
+  const xs = [2, 12, 10, 13], ws = [20, 12, 3, 3];
+  const g = convGeometry(xs, ws, { padding: 1 });
+  const allow = { ...activeProfile(), fusedWino4MaxChannels: 32 };
+  assert.equal(planForward(g).kind === "winograd-f4-fused", false, "off by default");
+  const x = randArray(xs.reduce((a, b) => a * b), 81);
+  const w = randArray(ws.reduce((a, b) => a * b), 82, -0.3, 0.3);
+  const dy = randArray(g.batch * g.co * g.ho * g.wo, 83);
+  const [y, dx] = withProfile(allow, () => {
+    assert.equal(planForward(g).kind, "winograd-f4-fused");
+    assert.equal(planDgrad(g).kind, "winograd-f4-fused-flip");
+    return scope(() => [
+      convForwardRaw(g, tensor(x, xs), tensor(w, ws)).y,
+      convInputGradRaw(g, tensor(dy, [g.batch, g.co, g.ho, g.wo]), tensor(w, ws)).y,
+    ]);
+  });
+  assertClose(await y.read(), convRef(g, x, w), { what: "fused router y", atol: 1e-4, rtol: 1e-4 });
+  assertClose(await dx.read(), dgradRef(g, dy, w), { what: "fused router dx", atol: 1e-4 });
   y.dispose();
   dx.dispose();
 });
