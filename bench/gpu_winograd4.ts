@@ -7,6 +7,7 @@
 // relative to the output's largest magnitude. One JSON line per layer, largest first, then a summary
 // (the 22 layers of bench/results/winograd4_h100_s12.md took 200 s, mostly pipeline compiles).
 // Usage: deno run -A bench/gpu_winograd4.ts [--small] [--only SUBSTRING] [--min-channels 16]
+// [--max-channels 64]
 
 import { parseArgs } from "node:util";
 import { initDevice } from "../engine/device.ts";
@@ -24,10 +25,12 @@ const { values } = parseArgs({
     small: { type: "boolean", default: false },
     only: { type: "string" },
     "min-channels": { type: "string", default: "16" },
+    "max-channels": { type: "string" },
   },
 });
 await initDevice();
 const minCh = Number(values["min-channels"]);
+const maxCh = values["max-channels"] ? Number(values["max-channels"]) : Infinity;
 
 /** Distinct Winograd layers of the route table: [ci, co, groups, pad, batch, h, w]. */
 function layers(): number[][] {
@@ -42,7 +45,7 @@ function layers(): number[][] {
     if (!m) return;
     const [ci, co, pad, groups, b, h, w] = [m[1], m[2], m[3], m[4] ?? "1", m[5], m[6], m[7]]
       .map(Number);
-    if (Math.min(ci, co) / groups < minCh) return;
+    if (Math.min(ci, co) / groups < minCh || Math.max(ci, co) > maxCh) return;
     const key = `${ci}->${co} g${groups} p${pad} @${b}x${h}x${w}`;
     if (values.only && !key.includes(values.only)) return;
     seen.set(

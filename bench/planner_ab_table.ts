@@ -1,0 +1,68 @@
+// One markdown table from bench/gpu_planner_ab.sh's rows: per model, the train step and inference
+// of each planner variant (bench/gpu_train_step.ts rows; a variant is named by the flags its row
+// carries: matmul_split_below, fused_wino4_max) and each variant's time as a multiple of the base.
+//   deno run -A bench/planner_ab_table.ts OUT/ab.jsonl > OUT/AB.md
+
+interface Row {
+  model: string;
+  train_ms: number;
+  infer_ms: number;
+  matmul_split_below?: number;
+  fused_wino4_max?: number;
+  device?: string;
+}
+
+/** The variant a row ran: "base", or its non-default planner flags. */
+export function variantOf(r: Row): string {
+  const parts: string[] = [];
+  if (r.matmul_split_below !== undefined) parts.push(`split below ${r.matmul_split_below}`);
+  if (r.fused_wino4_max !== undefined) parts.push(`fused ≤ ${r.fused_wino4_max}`);
+  return parts.length ? parts.join(" ") : "base";
+}
+
+export function abTable(text: string): string {
+  const rows: Row[] = text.split("\n").filter((l) => l.trim().startsWith("{")).flatMap((l) => {
+    try {
+      const r = JSON.parse(l);
+      return typeof r.model === "string" && typeof r.train_ms === "number" ? [r] : [];
+    } catch {
+      return [];
+    }
+  });
+  const variants = [...new Set(rows.map(variantOf))].sort((a, b) =>
+    a === "base" ? -1 : b === "base" ? 1 : a.localeCompare(b)
+  );
+  const models = [...new Set(rows.map((r) => r.model))];
+  const at = (m: string, v: string) => rows.findLast((r) => r.model === m && variantOf(r) === v);
+  const cell = (r: Row | undefined, base: Row | undefined, k: "train_ms" | "infer_ms") =>
+    !r
+      ? "–"
+      : base && r !== base
+      ? `${r[k].toFixed(1)} (${(r[k] / base[k]).toFixed(2)})`
+      : r[k].toFixed(1);
+  const lines = [
+    `Device: ${rows[0]?.device ?? "?"}. Train step / inference in ms (× the base variant's).`,
+    "",
+    `| model | ${variants.map((v) => `${v}: train`).join(" | ")} | ${
+      variants.map((v) => `${v}: inference`).join(" | ")
+    } |`,
+    `| --- | ${variants.map(() => "---").join(" | ")} | ${variants.map(() => "---").join(" | ")} |`,
+  ];
+  for (const m of models) {
+    const base = at(m, "base");
+    lines.push(
+      `| ${m} | ${variants.map((v) => cell(at(m, v), base, "train_ms")).join(" | ")} | ${
+        variants.map((v) => cell(at(m, v), base, "infer_ms")).join(" | ")
+      } |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  if (Deno.args.length !== 1) {
+    console.error("usage: deno run -A bench/planner_ab_table.ts OUT/ab.jsonl");
+    Deno.exit(2);
+  }
+  console.log(abTable(Deno.readTextFileSync(Deno.args[0])));
+}
