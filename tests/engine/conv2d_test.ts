@@ -340,6 +340,28 @@ for (const [k, c] of gradCases.entries()) {
   });
 }
 
+Deno.test("conv2d on the fused Winograd F(4×4) route: SiLU and bias gradients match finite differences", async () => {
+  const xs = [2, 5, 9, 7], ws = [6, 5, 3, 3];
+  const allow = { ...activeProfile(), fusedWino4MaxChannels: 16 };
+  const g = convGeometry(xs, ws, { padding: 1 });
+  withProfile(allow, () => {
+    assert.equal(planForward(g).kind, "winograd-f4-fused");
+    assert.equal(planDgrad(g).kind, "winograd-f4-fused-flip");
+  });
+  const inputs = [
+    { data: randArray(2 * 5 * 9 * 7, 91), shape: xs },
+    { data: randArray(6 * 5 * 9, 92, -0.4, 0.4), shape: ws },
+    { data: randArray(6, 93), shape: [6] },
+  ];
+  await withProfile(allow, () =>
+    gradCheck(
+      (x: Tensor, w: Tensor, bias: Tensor) =>
+        conv2d(x, w, { padding: 1, bias, activation: "silu" }),
+      inputs,
+      { maxPoints: 12 },
+    ));
+});
+
 Deno.test("conv2d folded BatchNorm equals conv followed by eval BatchNorm", async () => {
   const co = 6, eps = 1e-5;
   const xs = [B, 3, H, W], wsh = [co, 3, 3, 3];
