@@ -65,6 +65,23 @@ export interface Winograd4OutputSpec {
   epilogue: Epilogue;
 }
 
+/** WGSL storing the 4×4 tile `Y${i}_${j}` of output channel `m` at (y0, x0) of its plane, which
+ * starts at `ob`, through the epilogue; positions past the output's edge are skipped. */
+export function tileStores(ep: Epilogue, outH: number, outW: number, y0: string, x0: string) {
+  const stores: string[] = [];
+  for (let i = 0; i < TILE; i++) {
+    for (let j = 0; j < TILE; j++) {
+      const idx = `ob + u32(${y0} + ${i}) * ${outW}u + u32(${x0} + ${j})`;
+      stores.push(
+        `if (${y0} + ${i} < ${outH} && ${x0} + ${j} < ${outW}) { ${
+          epilogueStore(ep, `Y${i}_${j}`, "m", idx)
+        } }`,
+      );
+    }
+  }
+  return stores;
+}
+
 /** y tile = Aᵀ P[·, m, t] A with the epilogue, P being [36, channels, T]; one thread per
  * (channel, tile), tiles fastest so the reads of P coalesce. */
 function outputTransformGen(s: Winograd4OutputSpec): Kernel {
@@ -75,17 +92,7 @@ function outputTransformGen(s: Winograd4OutputSpec): Kernel {
   for (let i = 0; i < 6; i++) {
     for (let j = 0; j < 6; j++) loads.push(`let p${i}_${j} = pp[${(i * 6 + j) * total}u + o];`);
   }
-  const stores: string[] = [];
-  for (let i = 0; i < TILE; i++) {
-    for (let j = 0; j < TILE; j++) {
-      const idx = `ob + u32(y0 + ${i}) * ${s.outW}u + u32(x0 + ${j})`;
-      stores.push(
-        `if (y0 + ${i} < ${s.outH} && x0 + ${j} < ${s.outW}) { ${
-          epilogueStore(s.epilogue, `Y${i}_${j}`, "m", idx)
-        } }`,
-      );
-    }
-  }
+  const stores = tileStores(s.epilogue, s.outH, s.outW, "y0", "x0");
   return kernel(
     "conv2d_winograd4_output",
     [ro("pp"), ...epilogueBindings(s.epilogue)],

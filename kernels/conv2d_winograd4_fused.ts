@@ -12,23 +12,22 @@
 // keep the GEMM route (kernels/conv_plan.ts decides; one group only).
 
 import { cached, type Kernel, kernel, ro } from "./common.ts";
-import { type Epilogue, epilogueBindings, epilogueStore } from "./conv2d.ts";
-import { AT, BT, sandwich, TILE, tilesF4, WINO4_ELEMENTS } from "./winograd_f4_math.ts";
+import { epilogueBindings } from "./conv2d.ts";
+import type { WinogradSpec } from "./conv2d_winograd.ts";
+import { tileStores } from "./conv2d_winograd4.ts";
+import {
+  AT,
+  BT,
+  patchReads,
+  sandwich,
+  tapFn,
+  TILE,
+  tilesF4,
+  WINO4_ELEMENTS,
+} from "./winograd_f4_math.ts";
 
-export interface Winograd4FusedSpec {
-  batch: number;
-  /** Input (reduction) channels R and output channels M of the conv this launch computes. */
-  r: number;
-  m: number;
-  inH: number;
-  inW: number;
-  outH: number;
-  outW: number;
-  /** Input row of output row oy and tap ky: oy − padY + ky (likewise x). */
-  padY: number;
-  padX: number;
-  epilogue: Epilogue;
-}
+/** The conv this launch computes (as conv2d_winograd.ts's spec, one group, no tile choice). */
+export type Winograd4FusedSpec = Omit<WinogradSpec, "name" | "groups" | "tm">;
 
 /** Tiles and output channels per workgroup, input channels per shared-memory slab. */
 export const FUSED_TILES = 64;
@@ -50,16 +49,7 @@ function fusedGen(s: Winograd4FusedSpec): Kernel {
     throw new Error(`conv2d_winograd4_fused: ${T} tiles need ${grid[0]} workgroups (max 65535)`);
   }
   const E = WINO4_ELEMENTS;
-  const taps: string[] = [];
-  for (let c = 0; c < 6; c++) taps.push(`let cx${c} = u32(x0 + ${c}) < ${s.inW}u;`);
-  for (let r = 0; r < 6; r++) {
-    taps.push(`let ry${r} = u32(y0 + ${r}) < ${s.inH}u;`);
-    for (let c = 0; c < 6; c++) {
-      taps.push(
-        `let d${r}_${c} = tap(ok && ry${r} && cx${c}, base, (y0 + ${r}) * ${s.inW} + x0 + ${c});`,
-      );
-    }
-  }
+  const taps = patchReads(6, s.inH, s.inW, "ok");
   const vStores: string[] = [];
   for (let i = 0; i < 6; i++) {
     for (let j = 0; j < 6; j++) vStores.push(`vs[ck * ${E}u + ${i * 6 + j}u][tl] = V${i}_${j};`);
@@ -79,17 +69,7 @@ function fusedGen(s: Winograd4FusedSpec): Kernel {
     for (let i = 0; i < 6; i++) {
       for (let k = 0; k < 6; k++) p.push(`let p${i}_${k} = a${i * 6 + k}.${comp[j]};`);
     }
-    const stores: string[] = [];
-    for (let i = 0; i < TILE; i++) {
-      for (let k = 0; k < TILE; k++) {
-        const idx = `ob + u32(oy + ${i}) * ${s.outW}u + u32(ox + ${k})`;
-        stores.push(
-          `if (oy + ${i} < ${s.outH} && ox + ${k} < ${s.outW}) { ${
-            epilogueStore(s.epilogue, `Y${i}_${k}`, "m", idx)
-          } }`,
-        );
-      }
-    }
+    const stores = tileStores(s.epilogue, s.outH, s.outW, "oy", "ox");
     outs.push(`{
     let m = m0 + ${j}u;
     if (m < ${s.m}u) {
@@ -107,9 +87,7 @@ function fusedGen(s: Winograd4FusedSpec): Kernel {
     grid,
     `var<workgroup> vs: array<array<f32, ${FUSED_TILES}>, ${CK * E}>;
 var<workgroup> us: array<array<vec4<f32>, ${FUSED_CHANNELS / MB}>, ${CK * E}>;
-fn tap(ok: bool, base: u32, q: i32) -> f32 {
-  return select(0.0, x[select(0u, base + u32(q), ok)], ok);
-}
+${tapFn("x")}
 fn uAt(e: u32, m: u32, c: u32) -> f32 {
   if (m >= ${s.m}u || c >= ${s.r}u) { return 0.0; }
   return u[(e * ${s.m}u + m) * ${s.r}u + c];

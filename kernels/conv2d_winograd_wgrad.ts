@@ -20,7 +20,9 @@ import {
   AT,
   BT,
   G,
+  patchReads,
   sandwich,
+  tapFn,
   TILE,
   tilesF4,
   transpose,
@@ -87,14 +89,7 @@ function tileTransformGen(s: WinoWgradSpec, side: "input" | "grad"): Kernel {
   const { t: T } = winoWgradTiles(s);
   const total = channels * T;
   const g = grid1d(total);
-  const loads: string[] = [];
-  for (let c = 0; c < patch; c++) loads.push(`let cx${c} = u32(x0 + ${c}) < ${W}u;`);
-  for (let r = 0; r < patch; r++) {
-    loads.push(`let ry${r} = u32(y0 + ${r}) < ${H}u;`);
-    for (let c = 0; c < patch; c++) {
-      loads.push(`let d${r}_${c} = tap(ry${r} && cx${c}, base, (y0 + ${r}) * ${W} + x0 + ${c});`);
-    }
-  }
+  const loads = patchReads(patch, H, W);
   const stores: string[] = [];
   for (let i = 0; i < 6; i++) {
     for (let j = 0; j < 6; j++) stores.push(`dst[${(i * 6 + j) * total}u + o] = T${i}_${j};`);
@@ -103,9 +98,7 @@ function tileTransformGen(s: WinoWgradSpec, side: "input" | "grad"): Kernel {
     `conv2d_wgrad_wino4_${side}`,
     [ro("src"), rw("dst")],
     g.workgroups,
-    `fn tap(ok: bool, base: u32, q: i32) -> f32 {
-  return select(0.0, src[select(0u, base + u32(q), ok)], ok);
-}
+    `${tapFn("src")}
 ${main1d(g.index, total, 256, "o")}
   let t = o % ${T}u;
   let c = o / ${T}u;

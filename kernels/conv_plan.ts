@@ -172,9 +172,19 @@ export function smallWgradFits(g: ConvGeometry): boolean {
  * launch; ResNeSt's radix-2 convs took the implicit GEMM before, 59 of ChangerEx-S50's 179 ms
  * step on an H100). */
 export function winogradFits(g: ConvGeometry): boolean {
-  return g.kh === 3 && g.kw === 3 && g.strideY === 1 && g.strideX === 1 && g.dilY === 1 &&
-    g.dilX === 1 && g.ci / g.groups >= WINOGRAD_MIN_CHANNELS &&
+  return winogradShape(g) && g.ci / g.groups >= WINOGRAD_MIN_CHANNELS &&
     g.co / g.groups >= WINOGRAD_MIN_CHANNELS;
+}
+
+/** 3×3, stride 1, undilated: the convs every Winograd form computes. */
+function winogradShape(g: ConvGeometry): boolean {
+  return g.kh === 3 && g.kw === 3 && g.strideY === 1 && g.strideX === 1 && g.dilY === 1 &&
+    g.dilX === 1;
+}
+
+/** Winograd's input gradient pads by 2 − pad: it needs pad ≤ 2. */
+function dgradPadFits(g: ConvGeometry): boolean {
+  return g.padY <= WINOGRAD_MAX_PAD && g.padX <= WINOGRAD_MAX_PAD;
 }
 
 /** Images per F(4×4) launch: its transformed operands are the weight gradient's size. */
@@ -189,8 +199,8 @@ export function winograd4FusedFits(
   g: ConvGeometry,
   profile: DeviceProfile = activeProfile(),
 ): boolean {
-  return g.kh === 3 && g.kw === 3 && g.strideY === 1 && g.strideX === 1 && g.dilY === 1 &&
-    g.dilX === 1 && g.groups === 1 && Math.max(g.ci, g.co) <= profile.fusedWino4MaxChannels;
+  return winogradShape(g) && g.groups === 1 &&
+    Math.max(g.ci, g.co) <= profile.fusedWino4MaxChannels;
 }
 
 /** Winograd F(4×4) around the GEMM: a Winograd conv wide enough each way. */
@@ -201,7 +211,7 @@ export function winograd4Fits(g: ConvGeometry): boolean {
 
 /** The input gradient of such a conv on Winograd (its padding becomes 2 − pad). */
 export function winogradFitsDgrad(g: ConvGeometry): boolean {
-  return winogradFits(g) && g.padY <= WINOGRAD_MAX_PAD && g.padX <= WINOGRAD_MAX_PAD;
+  return winogradFits(g) && dgradPadFits(g);
 }
 
 /** Winograd F(4×4, 3×3) weight gradient (groups as one batched GEMM). */
@@ -279,9 +289,7 @@ export function planDgrad(
   profile: DeviceProfile = activeProfile(),
 ): DgradRoute {
   if (small1x1Fits(g) && !dgradIsDirect(g)) return { kind: "small1x1-mix" };
-  if (winograd4FusedFits(g, profile) && g.padY <= WINOGRAD_MAX_PAD && g.padX <= WINOGRAD_MAX_PAD) {
-    return { kind: "winograd-f4-fused-flip" };
-  }
+  if (winograd4FusedFits(g, profile) && dgradPadFits(g)) return { kind: "winograd-f4-fused-flip" };
   if (winograd4Fits(g) && winogradFitsDgrad(g)) {
     return { kind: "winograd-f4-gemm-flip", images: winograd4Images(g) };
   }

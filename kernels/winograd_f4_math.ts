@@ -1,6 +1,7 @@
-// Winograd F(4×4, 3×3) (Lavin & Gray 2016) as WGSL algebra: the transform matrices and the
-// generator of unrolled L · X · Rᵀ products that the weight-gradient (conv2d_winograd_wgrad.ts)
-// and the GEMM-based forward (conv2d_winograd4.ts) kernels share.
+// Winograd F(4×4, 3×3) (Lavin & Gray 2016) as WGSL algebra: the transform matrices, the
+// generator of unrolled L · X · Rᵀ products and the bounds-checked reads of a tile's patch that
+// the weight-gradient (conv2d_winograd_wgrad.ts), the GEMM-based forward (conv2d_winograd4.ts)
+// and the fused (conv2d_winograd4_fused.ts) kernels share.
 
 /** Lavin & Gray's F(4×4, 3×3) matrices (interpolation points 0, ±1, ±2, ∞). */
 export const BT = [
@@ -76,3 +77,26 @@ export function sandwich(
 }
 
 export const transpose = (m: number[][]) => m[0].map((_, j) => m.map((r) => r[j]));
+
+/** WGSL `fn tap(ok, base, q)`: array `src`'s element base + q, or 0 where `ok` is false (the
+ * index is clamped first, so a padded tap never reads outside the array). */
+export function tapFn(src: string): string {
+  return `fn tap(ok: bool, base: u32, q: i32) -> f32 {
+  return select(0.0, ${src}[select(0u, base + u32(q), ok)], ok);
+}`;
+}
+
+/** WGSL reading a size×size patch at (y0, x0) of an H×W plane starting at `base` into scalars
+ * `d${r}_${c}`, zero outside the plane (and wherever `guard` is false, when given). */
+export function patchReads(size: number, H: number, W: number, guard = ""): string[] {
+  const lines: string[] = [];
+  for (let c = 0; c < size; c++) lines.push(`let cx${c} = u32(x0 + ${c}) < ${W}u;`);
+  for (let r = 0; r < size; r++) {
+    lines.push(`let ry${r} = u32(y0 + ${r}) < ${H}u;`);
+    for (let c = 0; c < size; c++) {
+      const ok = `${guard ? `${guard} && ` : ""}ry${r} && cx${c}`;
+      lines.push(`let d${r}_${c} = tap(${ok}, base, (y0 + ${r}) * ${W} + x0 + ${c});`);
+    }
+  }
+  return lines;
+}

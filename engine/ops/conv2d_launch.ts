@@ -222,6 +222,19 @@ export function runWinograd(
   u.dispose();
 }
 
+/** The conv a Winograd F(4×4) launch computes (`g`'s forward, or with `flip` its input gradient's
+ * conv of dy: filters transposed and flipped, padding 2 − pad) and its filters transformed to
+ * U [36, groups·M, R] (the caller disposes of `u`). */
+function winograd4Conv(g: ConvGeometry, w: Tensor, flip: boolean) {
+  const [r, m, inH, inW, outH, outW, padY, padX] = flip
+    ? [g.co, g.ci, g.ho, g.wo, g.h, g.w, 2 - g.padY, 2 - g.padX]
+    : [g.ci, g.co, g.h, g.w, g.ho, g.wo, g.padY, g.padX];
+  const ws = { m: m / g.groups, r: r / g.groups, groups: g.groups, flip };
+  const u = empty(winograd4WeightShape(ws));
+  run(winograd4WeightKernel(ws), [w], [u]);
+  return { r, m, inH, inW, outH, outW, padY, padX, u };
+}
+
 /** A Winograd F(4×4) launch of conv `g` (its input gradient with `flip`: a conv of dy with the
  * filters transposed and flipped, padded by 2 − pad) writing `outs`, `images` at a time: the
  * filters transformed to U [36, M, R], then per chunk of images the input transform, the batched
@@ -237,13 +250,7 @@ export function runWinograd4(
   images: number,
 ): void {
   const G = g.groups;
-  // The conv this launch computes: forward, or the input gradient's conv of dy.
-  const [r, m, inH, inW, outH, outW, padY, padX] = flip
-    ? [g.co, g.ci, g.ho, g.wo, g.h, g.w, 2 - g.padY, 2 - g.padX]
-    : [g.ci, g.co, g.h, g.w, g.ho, g.wo, g.padY, g.padX];
-  const ws = { m: m / G, r: r / G, groups: G, flip };
-  const u = empty(winograd4WeightShape(ws));
-  run(winograd4WeightKernel(ws), [w], [u]);
+  const { r, m, inH, inW, outH, outW, padY, padX, u } = winograd4Conv(g, w, flip);
   const uv = view(u, [WINO4_ELEMENTS * G, m / G, r / G]);
   for (let n0 = 0; n0 < g.batch; n0 += images) {
     const batch = Math.min(images, g.batch - n0);
@@ -286,13 +293,8 @@ export function runWinograd4Fused(
   outs: Tensor[],
 ): void {
   if (g.groups !== 1) throw new Error("runWinograd4Fused: one group only");
-  const [r, m, inH, inW, outH, outW, padY, padX] = flip
-    ? [g.co, g.ci, g.ho, g.wo, g.h, g.w, 2 - g.padY, 2 - g.padX]
-    : [g.ci, g.co, g.h, g.w, g.ho, g.wo, g.padY, g.padX];
-  const ws = { m, r, groups: 1, flip };
-  const u = empty(winograd4WeightShape(ws));
-  run(winograd4WeightKernel(ws), [w], [u]);
-  const spec = { batch: g.batch, r, m, inH, inW, outH, outW, padY, padX, epilogue: ep };
+  const { u, ...conv } = winograd4Conv(g, w, flip);
+  const spec = { batch: g.batch, ...conv, epilogue: ep };
   run(winograd4FusedKernel(spec), [input, u, ...extra], outs);
   u.dispose();
 }
