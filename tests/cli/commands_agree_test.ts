@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { FlagError, parseFlagsOrThrow } from "../../cli/args.ts";
 import { checkTrainSize } from "../../train/model_size.ts";
+import { tempDir } from "../temp.ts";
 
 const cliDir = new URL("../../cli/", import.meta.url).pathname;
 
@@ -36,7 +37,7 @@ Deno.test("a missing required flag says '--NAME is required', enum flags include
 });
 
 Deno.test("train: missing flags and a crop TinyCD cannot take are named at start-up", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const r = await run("train.ts");
     assert.notEqual(r.code, 0);

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { tempDir } from "../temp.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -43,7 +44,7 @@ Deno.test("device: DENO_WEBGPU_BACKEND=gl is refused naming the fix", async () =
 });
 
 Deno.test("device: deno task models on a cold shader cache names the adapter first and exits 0", async () => {
-  const cache = await Deno.makeTempDir({ prefix: "cd_mesa_cache_" });
+  const cache = await tempDir({ prefix: "cd_mesa_cache_" });
   try {
     const r = await run(["run", "-A", "cli/models.ts"], { MESA_SHADER_CACHE_DIR: cache });
     assert.equal(r.code, 0, r.err);
@@ -59,7 +60,7 @@ Deno.test("device: a test file that ends with GPU work queued exits 0 (Deno pani
   // releaseDevice() call: Deno's exit used to wait 5 s for the queue, then panic ("timed out
   // while waiting on the last successful submission", exit 1). The device's beforeunload hook
   // now drains the queue and destroys the device first, for tests and scripts alike.
-  const dir = await Deno.makeTempDir({ prefix: "cd_exit_" });
+  const dir = await tempDir({ prefix: "cd_exit_" });
   const file = `${dir}/exit_test.ts`;
   const url = (p: string) => new URL(`../../${p}`, import.meta.url).href;
   await Deno.writeTextFile(

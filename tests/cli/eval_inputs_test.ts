@@ -14,6 +14,7 @@ import { evaluate } from "../../train/metrics.ts";
 import { metricsSummary } from "../../train/report_table.ts";
 import { writeReport } from "../../train/report.ts";
 import { makeSplitDirs, writePair } from "../data/make_pairs.ts";
+import { tempDir } from "../temp.ts";
 
 const args = (...argv: string[]) =>
   parseFlagsOrThrow(["--quiet", ...argv], EvalFlags, { help: EVAL_HELP });
@@ -26,7 +27,7 @@ async function saveTinycd(path: string, info: Record<string, string> = { model: 
 }
 
 Deno.test("eval: a pair failing mid-run is listed and the other pairs still count", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const dir = join(tmp, "test"), w = join(tmp, "w.safetensors");
     await makeSplitDirs(dir);
@@ -51,7 +52,7 @@ Deno.test("eval: a pair failing mid-run is listed and the other pairs still coun
 });
 
 Deno.test("eval: TinyCD on a 30×20 labelled pair pads to 16 and counts every pixel", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const dir = join(tmp, "test"), w = join(tmp, "w.safetensors");
     await makeSplitDirs(dir);
@@ -85,7 +86,7 @@ Deno.test("eval: TinyCD on a 30×20 labelled pair pads to 16 and counts every pi
 });
 
 Deno.test("eval: --data and --split as predict reads them; --model from the checkpoint", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const root = join(tmp, "root"), w = join(tmp, "w.safetensors");
     await makeSplitDirs(join(root, "test"));
@@ -110,7 +111,7 @@ Deno.test("eval: --data and --split as predict reads them; --model from the chec
 });
 
 Deno.test("results.json and eval --json: one schema, percentages", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const counts = [
       { tp: 30, fp: 5, tn: 60, fn: 5 },

@@ -15,6 +15,7 @@ import { evaluateModel } from "../../train/evaluate.ts";
 import { evaluate } from "../../train/metrics.ts";
 import { formatMetricsTable, metricsSummary } from "../../train/report_table.ts";
 import { makeSplitDirs, writePair } from "../data/make_pairs.ts";
+import { tempDir } from "../temp.ts";
 
 const evalArgs = (...argv: string[]) =>
   parseFlagsOrThrow(["--quiet", ...argv], EvalFlags, { help: EVAL_HELP });
@@ -62,7 +63,7 @@ Deno.test("metrics summary: per-image means, per class and pooled in %, quintile
 });
 
 Deno.test("eval command: table on stdout and JSON equal to evaluateModel's report", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const root = join(tmp, "ds"), weights = join(tmp, "w.safetensors"), json = join(tmp, "m.json");
     await writeLabelled(join(root, "test"), 100);
@@ -131,7 +132,7 @@ Deno.test("eval command: table on stdout and JSON equal to evaluateModel's repor
 });
 
 Deno.test("eval: a split folder, or a root with --split, picks the right pairs", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const root = join(tmp, "ds"), weights = join(tmp, "w.safetensors");
     await writeLabelled(join(root, "test"), 200);
@@ -156,7 +157,7 @@ Deno.test("eval: a split folder, or a root with --split, picks the right pairs",
 });
 
 Deno.test("eval: each bad input fails naming the file and writes no JSON", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const weights = join(tmp, "w.safetensors"), json = join(tmp, "m.json");
     await saveModel(weights, "tinycd", { model: "tinycd" });

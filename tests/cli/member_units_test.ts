@@ -9,10 +9,11 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { writeSynthDataset } from "../../data/synth.ts";
 import { initDevice, isSoftwareAdapter, releaseDevice } from "../../engine/device.ts";
+import { tempDir } from "../temp.ts";
 
 const OP = new URL("../../cli/op.ts", import.meta.url).pathname;
 const DISTILL = new URL("../../cli/distill.ts", import.meta.url).pathname;
-const root = await Deno.makeTempDir({ prefix: "cd-members-" });
+const root = await tempDir({ prefix: "cd-members-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 24, size: 16, seed: 9, val: 4, test: 4 });
 const budget = [

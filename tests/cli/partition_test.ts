@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readManifest } from "../../data/partition.ts";
 import { makeSplitDirs, writePair } from "../data/make_pairs.ts";
+import { tempDir } from "../temp.ts";
 
 const SIZE = 20; // 400 pixels: 20 changed = 5 %, 80 = 20 %, 40 = 10 %
 const CHANGED: Record<string, number> = {
@@ -18,7 +19,7 @@ const CHANGED: Record<string, number> = {
   all: 400,
 };
 
-const root = await Deno.makeTempDir({ prefix: "cd-partition-" });
+const root = await tempDir({ prefix: "cd-partition-" });
 for (const split of ["train", "val", "test"]) await makeSplitDirs(join(root, split));
 for (const [name, changed] of Object.entries(CHANGED)) {
   await writePair(join(root, "train"), name, { size: SIZE, changed });

@@ -14,6 +14,7 @@ import { readSafetensors } from "../../engine/safetensors.ts";
 import { MODELS } from "../../models/registry.ts";
 import { FORMULA, formulaPresent } from "../models/formula_parity.ts";
 import { FIX, maxAbsDiff } from "../models/opencd_parity.ts";
+import { tempDir } from "../temp.ts";
 
 /** The change probability per pixel of [C, H, W] logits, C = 1 (sigmoid) or 2 (softmax). */
 function changeProbability(logits: ArrayLike<number>, channels: number): Float64Array {
@@ -48,7 +49,7 @@ for (const name of manifests.filter((m) => MODELS[m]).sort()) {
     const keys = [...ref.keys()].filter((k) => k.startsWith("logits.")).sort();
     assert.ok(keys.length > 0, `${name}: the reference has no logits`);
     const pair = keys[0].slice(7);
-    const tmp = await Deno.makeTempDir({ prefix: `predict_formula_${name}_` });
+    const tmp = await tempDir({ prefix: `predict_formula_${name}_` });
     try {
       const probs = join(tmp, "probs.safetensors");
       const flags = predictFlags(tmp, [pair], [
@@ -75,7 +76,7 @@ Deno.test({
   name: "predict --weights-formula: a wrong model, a missing manifest, both flags are refused",
   ignore: !formulaPresent("changeformer_mit_b1"),
   fn: async () => {
-    const tmp = await Deno.makeTempDir({ prefix: "predict_formula_bad_" });
+    const tmp = await tempDir({ prefix: "predict_formula_bad_" });
     try {
       const pair = "test_102_0512_0000";
       const manifest = `${FORMULA}changeformer_mit_b1_formula.json`;

@@ -20,6 +20,7 @@ import { normalizeImage } from "../../train/predict.ts";
 import { makeSplitDirs, writePair } from "../data/make_pairs.ts";
 import { writeRgbPng } from "../../data/png.ts";
 import { assertClose, rng } from "../util.ts";
+import { tempDir } from "../temp.ts";
 
 const args = (...argv: string[]) =>
   parseFlagsOrThrow(["--quiet", ...argv], PredictFlags, { help: PREDICT_HELP });
@@ -48,7 +49,7 @@ async function unlabelled(dir: string, n: number, width = 32, height = 32): Prom
 const ls = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
 
 Deno.test("predict: --probs inside --out survives the swap of an existing OUT", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const data = join(tmp, "data"), out = join(tmp, "out"), w = join(tmp, "w.safetensors");
     await unlabelled(data, 2);
@@ -81,7 +82,7 @@ Deno.test("predict: --probs inside --out survives the swap of an existing OUT", 
 });
 
 Deno.test("predict: a pair failing mid-run keeps the finished ones and is reported", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const data = join(tmp, "data"), out = join(tmp, "out"), w = join(tmp, "w.safetensors");
     await unlabelled(data, 3);
@@ -105,7 +106,7 @@ Deno.test("predict: a pair failing mid-run keeps the finished ones and is report
 });
 
 Deno.test("predict: an unlabelled file that cannot be decoded stops the run before it starts", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const data = join(tmp, "data"), w = join(tmp, "w.safetensors");
     await unlabelled(data, 2);
@@ -129,7 +130,7 @@ Deno.test("predict: an unlabelled file that cannot be decoded stops the run befo
 });
 
 Deno.test("predict: TinyCD on 30×20 pads to its divisor 16 (32×32) and crops back; tiles of 19 run", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const data = join(tmp, "data"), out = join(tmp, "out"), w = join(tmp, "w.safetensors");
     const probs = join(tmp, "p.safetensors");
@@ -183,7 +184,7 @@ Deno.test("predict: TinyCD on 30×20 pads to its divisor 16 (32×32) and crops b
 });
 
 Deno.test("predict: a dataset root with --split, --model from the checkpoint, OUT mode from the umask", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const root = join(tmp, "root"), w = join(tmp, "w.safetensors");
     for (const [split, names] of [["train", ["1", "2"]], ["test", ["7"]]] as const) {

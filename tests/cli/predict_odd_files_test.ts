@@ -9,10 +9,11 @@ import { initDevice } from "../../engine/device.ts";
 import { saveCheckpoint } from "../../engine/nn/checkpoint.ts";
 import { MODELS } from "../../models/registry.ts";
 import { writePair } from "../data/make_pairs.ts";
+import { tempDir } from "../temp.ts";
 
 Deno.test("predict: unlabelled A/B with a symlinked image and a .PNG name", async () => {
   await initDevice();
-  const tmp = await Deno.makeTempDir({ prefix: "cd_predict_odd_" });
+  const tmp = await tempDir({ prefix: "cd_predict_odd_" });
   try {
     const data = join(tmp, "scene"), store = join(tmp, "store");
     for (const d of ["A", "B", "label"]) await Deno.mkdir(join(data, d), { recursive: true });

@@ -11,6 +11,7 @@ import { PREDICT_HELP, PredictFlags, runPredict } from "../../cli/predict.ts";
 import { initDevice } from "../../engine/device.ts";
 import { readSafetensors } from "../../engine/safetensors.ts";
 import { FIX, fixturePresent, maxAbsDiff } from "../models/opencd_parity.ts";
+import { tempDir } from "../temp.ts";
 
 /** softmax(logits)[1] per pixel of a [2, H, W] array. */
 function changeProbability(logits: ArrayLike<number>): Float64Array {
@@ -28,7 +29,7 @@ for (const name of ["bit_r18", "changeformer_mit_b0", "changer_ex_mit_b0"]) {
       await initDevice();
       const ref = readSafetensors(`${FIX}weights/${file}.reference.safetensors`);
       const pairs = [...ref.keys()].filter((k) => k.startsWith("logits.")).map((k) => k.slice(7));
-      const tmp = await Deno.makeTempDir({ prefix: `predict_${name}_` });
+      const tmp = await tempDir({ prefix: `predict_${name}_` });
       try {
         const data = join(tmp, "data");
         for (const d of ["A", "B", "label"]) {

@@ -33,6 +33,7 @@ import {
 } from "../../train/predict.ts";
 import { makeSplitDirs, writePair } from "../data/make_pairs.ts";
 import { assertClose } from "../util.ts";
+import { tempDir } from "../temp.ts";
 
 const SEED = 3;
 
@@ -79,7 +80,7 @@ function median(values: Float32Array[]): number {
 }
 
 Deno.test("predict: 0/255 masks, probabilities equal the model's output, overlay colours", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const data = join(tmp, "data"), out = join(tmp, "out"), probs = join(tmp, "p.safetensors");
     const weights = join(tmp, "w.safetensors");
@@ -184,7 +185,7 @@ Deno.test("tiles: starts step by tile − overlap, the last flush with the end",
 });
 
 Deno.test("predict: sliding window averages the tiles' own whole-image probabilities", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     // A 48×48 pair without labels; tiles of 32 with overlap 16 start at 0 and 16 on each axis,
     // so the centre 16×16 block is covered by all four tiles and the corners by one.
@@ -282,7 +283,7 @@ function assertNoOutput(parent: string, keep: string[]): void {
 }
 
 Deno.test("predict: each bad input fails naming the file and writes nothing", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const weights = join(tmp, "w.safetensors");
     await saveModel(weights, "tinycd", { model: "tinycd" });
@@ -384,7 +385,7 @@ Deno.test("predict: each bad input fails naming the file and writes nothing", as
 });
 
 Deno.test("predict: a non-empty OUT is kept unless --overwrite, which replaces it", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const data = join(tmp, "data"), out = join(tmp, "out"), weights = join(tmp, "w.safetensors");
     await makeSplitDirs(data);
@@ -407,7 +408,7 @@ Deno.test("predict: a non-empty OUT is kept unless --overwrite, which replaces i
 });
 
 Deno.test("predict command: exit 1 with a one-line error naming the file; exit 2 on bad flags", async () => {
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const data = join(tmp, "data");
     await makeSplitDirs(data);

@@ -5,6 +5,7 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "../temp.ts";
 
 export interface Cluster {
   dir: string;
@@ -65,7 +66,7 @@ async function waitFor(what: string, ok: () => Promise<boolean>, seconds: number
 }
 
 export async function startCluster(): Promise<Cluster> {
-  const dir = await Deno.makeTempDir({ prefix: "cd-slurm-cluster-" });
+  const dir = await tempDir({ prefix: "cd-slurm-cluster-" });
   const host = (await run("hostname", ["-s"])).stdout.trim();
   const cpus = navigator.hardwareConcurrency ?? 1;
   const sock = join(dir, "munge.sock"), conf = join(dir, "slurm.conf");

@@ -13,6 +13,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { writeSynthDataset } from "../../data/synth.ts";
 import { ensureSlurm, startCluster, waitForJobs } from "./slurm_cluster.ts";
+import { tempDir } from "../temp.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
 const MEMBERS = ["original", "teacher_small", "teacher_medium", "teacher_large", "student_0.0001"];
@@ -41,7 +42,7 @@ Deno.test("the emitted Slurm array and its afterok distillation give the single-
     console.log(`skipped: ${why}`);
     return;
   }
-  const root = await Deno.makeTempDir({ prefix: "cd-slurm-" });
+  const root = await tempDir({ prefix: "cd-slurm-" });
   const data = join(root, "data");
   await writeSynthDataset({ out: data, pairs: 24, size: 16, seed: 9, val: 4, test: 4 });
   const budget = [
@@ -127,7 +128,7 @@ Deno.test("with --teacher-init original, M_O's job runs before the teachers' arr
     console.log(`skipped: ${why}`);
     return;
   }
-  const root = await Deno.makeTempDir({ prefix: "cd-slurm-init-" });
+  const root = await tempDir({ prefix: "cd-slurm-init-" });
   const data = join(root, "data");
   await writeSynthDataset({ out: data, pairs: 24, size: 16, seed: 9, val: 4, test: 4 });
   const cluster = await startCluster();

@@ -35,6 +35,7 @@ import { readGrayPng } from "../../data/png.ts";
 import { writeSynthDataset } from "../../data/synth.ts";
 import { initDevice } from "../../engine/device.ts";
 import { modelEntry, MODELS, probabilityThreshold } from "../../models/registry.ts";
+import { tempDir } from "../temp.ts";
 
 /** The issue's eleven models. */
 const TABLE2 = [
@@ -59,7 +60,7 @@ const names = asked === "all" ? TABLE2 : asked ? asked.split(",") : SUITE_MODELS
 for (const n of names) assert.ok(MODELS[n], `TABLE2_MODELS: unknown model ${n}`);
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-table2-cmd-" });
+const root = await tempDir({ prefix: "cd-table2-cmd-" });
 
 /** demo's synthetic benchmark at its smallest (--pairs 20: 12 train, 4 val, 4 test). */
 const PAIRS = 20, SPLIT = 4;

@@ -14,9 +14,10 @@ import { DISTILL_SPEC, distillCommand } from "../../cli/distill.ts";
 import { OP_SPEC, opCommand } from "../../cli/op.ts";
 import { runInProcess } from "../../cli/run.ts";
 import { committedWeights } from "../../train/checkpoint_set.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-teacher-init-cli-" });
+const root = await tempDir({ prefix: "cd-teacher-init-cli-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 32, size: 16, seed: 9, val: 4, test: 4 });
 const dir = join(root, "run");

@@ -11,9 +11,10 @@ import {
 import { compareNames } from "../../data/pair_files.ts";
 import { writeGrayPng, writeRgbPng } from "../../data/png.ts";
 import { haveLevir, LEVIR, makeSplitDirs, writePair, writeSplit } from "./make_pairs.ts";
+import { tempDir } from "../temp.ts";
 
 async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "cd_dataset_" });
+  const dir = await tempDir({ prefix: "cd_dataset_" });
   try {
     await fn(dir);
   } finally {

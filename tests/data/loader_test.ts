@@ -12,6 +12,7 @@ import {
 } from "../../data/loader.ts";
 import { readGrayPng, readRgbPng, writeRgbPng } from "../../data/png.ts";
 import { haveLevir, LEVIR, writePair, writeSplit } from "./make_pairs.ts";
+import { tempDir } from "../temp.ts";
 
 Deno.test("order: a pure function of (seed, step), a permutation per epoch", () => {
   const n = 10, b = 3;
@@ -30,7 +31,7 @@ Deno.test("order: a pure function of (seed, step), a permutation per epoch", () 
 });
 
 async function withPairs(n: number, fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "cd_loader_" });
+  const dir = await tempDir({ prefix: "cd_loader_" });
   try {
     await writeSplit(dir, n, { size: 16, changed: 40 });
     await fn(dir);

@@ -15,9 +15,10 @@ import { loadSample } from "../../data/sample.ts";
 import { encode } from "fast-png";
 import { writeGrayPng } from "../../data/png.ts";
 import { makeSplitDirs, writePair, writeSplit } from "./make_pairs.ts";
+import { tempDir } from "../temp.ts";
 
 async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "cd_odd_" });
+  const dir = await tempDir({ prefix: "cd_odd_" });
   try {
     await fn(dir);
   } finally {

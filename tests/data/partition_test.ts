@@ -14,6 +14,7 @@ import {
   TWO_TEACHERS,
   writeManifest,
 } from "../../data/partition.ts";
+import { tempDir } from "../temp.ts";
 
 Deno.test("car: 0/255 and 0/1 labels count the same; empty label is 0", () => {
   const a = Uint8Array.from([0, 255, 255, 0, 0, 0, 0, 0]);
@@ -67,7 +68,7 @@ Deno.test("partition: two teachers split at 0.10; custom thresholds", () => {
 });
 
 Deno.test("manifest: round trip through JSON, and edits that disagree are rejected", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   try {
     const pairs = [
       { name: "a", car: 0 },
@@ -139,7 +140,7 @@ Deno.test("histogram: counts per bin, SVG with one panel per split, axes and log
   assertWellFormed(svg);
   const linear = carHistogramSvg([{ label: "x", cars: Array(37).fill(0) }]);
   assert.ok(linear.includes(">40</text>"), "linear axis reaches a round value above 37");
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   try {
     await writeCarHistogram(join(dir, "h.svg"), series);
     assert.ok((await Deno.readTextFile(join(dir, "h.svg"))).includes("</svg>"));

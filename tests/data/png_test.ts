@@ -11,6 +11,7 @@ import {
 } from "../../data/png.ts";
 import { chunk } from "../../data/png_encode.ts";
 import { rng } from "../util.ts";
+import { tempDir } from "../temp.ts";
 
 const W = 7, H = 5; // odd sizes catch stride mistakes
 const r = rng(1);
@@ -102,7 +103,7 @@ Deno.test("png: errors name the file and the problem", async () => {
   e = pngError(() => decodeRgbPng(depth4, "d4.png"));
   assert.match(e.message, /^d4\.png: unexpected bit depth 4 for colour type RGB/);
 
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   try {
     await writeRgbPng(`${dir}/ok.png`, { width: W, height: H, data: rgb });
     assert.deepStrictEqual((await readRgbPng(`${dir}/ok.png`)).data, rgb);

@@ -6,9 +6,10 @@ import { readGrayPng } from "../../data/png.ts";
 import { splitCounts, type SynthSummary, writeSynthDataset } from "../../data/synth.ts";
 import { synthPair } from "../../data/synth/pair.ts";
 import { hashTree } from "./make_pairs.ts";
+import { tempDir } from "../temp.ts";
 
 async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "cd_synth_" });
+  const dir = await tempDir({ prefix: "cd_synth_" });
   try {
     await fn(dir);
   } finally {

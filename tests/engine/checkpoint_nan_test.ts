@@ -7,10 +7,11 @@ import { loadCheckpoint, saveCheckpoint } from "../../engine/nn/checkpoint.ts";
 import { readSafetensors, type WriteEntry, writeSafetensors } from "../../engine/safetensors.ts";
 import { MODELS } from "../../models/registry.ts";
 import { initDevice } from "../util.ts";
+import { tempDir } from "../temp.ts";
 
 Deno.test("checkpoint: NaN / Infinity weights are refused naming the tensors", async () => {
   await initDevice();
-  const dir = await Deno.makeTempDir({ prefix: "cd_nan_" });
+  const dir = await tempDir({ prefix: "cd_nan_" });
   const model = MODELS.fc_ef.create(0);
   try {
     const good = join(dir, "good.safetensors"), bad = join(dir, "bad.safetensors");

@@ -10,6 +10,7 @@ import {
 } from "../../engine/safetensors.ts";
 import { empty, type Tensor, tensor } from "../../engine/tensor.ts";
 import { randArray } from "../util.ts";
+import { tempDirSync } from "../temp.ts";
 
 await initDevice();
 
@@ -83,7 +84,7 @@ Deno.test("safetensors: every writable dtype round-trips through bytes and files
   const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));
   assertEquals(headerLen % 8, 0, "data section starts 8-byte aligned");
   check(readSafetensors(bytes));
-  const dir = Deno.makeTempDirSync();
+  const dir = tempDirSync();
   try {
     const path = `${dir}/all.safetensors`;
     writeSafetensors(path, new Map(Object.entries(EVERY_WRITABLE)), meta);
@@ -142,7 +143,7 @@ Deno.test("safetensors: the TinyCD checkpoint lists 279 keys", () => {
 });
 
 Deno.test("safetensors: corrupt, truncated and foreign files give errors naming the file", () => {
-  const dir = Deno.makeTempDirSync();
+  const dir = tempDirSync();
   try {
     const good = encodeSafetensors({
       weight: { dtype: "F32", shape: [4, 4], data: randArray(16, 2) },
@@ -176,7 +177,7 @@ Deno.test("safetensors: corrupt, truncated and foreign files give errors naming 
 });
 
 Deno.test("safetensors: a failed write leaves no file, partial or temporary", () => {
-  const dir = Deno.makeTempDirSync();
+  const dir = tempDirSync();
   try {
     const path = `${dir}/w.safetensors`;
     writeSafetensors(path, { a: { dtype: "U8", shape: [2], data: [1, 2] } });
@@ -199,7 +200,7 @@ Deno.test("safetensors: a failed write leaves no file, partial or temporary", ()
 });
 
 Deno.test("safetensors: saveTensors and loadInto round-trip GPU tensors of every dtype", async () => {
-  const dir = Deno.makeTempDirSync();
+  const dir = tempDirSync();
   const made: Tensor[] = [];
   const t = (x: Tensor) => (made.push(x), x);
   try {

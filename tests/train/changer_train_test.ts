@@ -12,9 +12,10 @@ import { initDevice } from "../../engine/device.ts";
 import { modelEntry } from "../../models/registry.ts";
 import { checkTrainBatch } from "../../train/model_size.ts";
 import { trainsAndEvaluates } from "./recipe_smoke.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-changer-" });
+const root = await tempDir({ prefix: "cd-changer-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 12, size: 64, seed: 11, val: 2, test: 2 });
 const ds = await checkDataset(data);

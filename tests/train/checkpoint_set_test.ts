@@ -15,9 +15,10 @@ import { readSafetensors, writeSafetensors } from "../../engine/safetensors.ts";
 import { committedState } from "../../train/checkpoint_set.ts";
 import { TrainConfigSchema } from "../../train/config.ts";
 import { train } from "../../train/trainer.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-ckpt-" });
+const root = await tempDir({ prefix: "cd-ckpt-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 24, size: 32, seed: 3, val: 4, test: 4 });
 const ds = await checkDataset(data);

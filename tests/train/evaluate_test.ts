@@ -14,6 +14,7 @@ import { modelEntry } from "../../models/registry.ts";
 import { evaluateModel } from "../../train/evaluate.ts";
 import { type Confusion, evaluate } from "../../train/metrics.ts";
 import { makeSplitDirs, writePair } from "../data/make_pairs.ts";
+import { tempDir } from "../temp.ts";
 
 const MODEL = "fc_siam_diff"; // the 2-channel (softmax) form; the predict tests use TinyCD
 
@@ -32,7 +33,7 @@ function cpuCounts(mask: Uint8Array, label: Uint8Array): Confusion {
 
 Deno.test("evaluateModel: GPU counts equal the CPU counts of predict's masks", async () => {
   await initDevice();
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     // Pair 2 is larger than the tile (sliding window) and sits between whole-image pairs, so
     // the batch of 32×32 pairs is cut before it and starts again after it.
@@ -100,7 +101,7 @@ Deno.test("evaluateModel: GPU counts equal the CPU counts of predict's masks", a
 
 Deno.test("evaluateModel: no pairs gives an empty report; a bad file is named", async () => {
   await initDevice();
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   const model = modelEntry(MODEL).create(0);
   try {
     const empty = await evaluateModel(model, []);

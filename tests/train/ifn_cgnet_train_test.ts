@@ -11,9 +11,10 @@ import { initDevice } from "../../engine/device.ts";
 import { modelEntry } from "../../models/registry.ts";
 import { evalWindow } from "../../train/config.ts";
 import { trainsAndEvaluates } from "./recipe_smoke.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-ifn-cgnet-" });
+const root = await tempDir({ prefix: "cd-ifn-cgnet-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 8, size: 32, seed: 9, val: 2, test: 2 });
 const ds = await checkDataset(data);

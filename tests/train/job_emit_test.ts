@@ -11,6 +11,7 @@ import { isGpuJob } from "../../train/gpu_job.ts";
 import { flagArgs, type PlanInput, planJobs } from "../../train/job_plan.ts";
 import { writeK8s } from "../../train/k8s_emit.ts";
 import { shellQuote, writeSlurm } from "../../train/slurm_emit.ts";
+import { tempDir } from "../temp.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
 
@@ -68,7 +69,7 @@ const plan = (lambdas: number[]) =>
 const K8S = { image: "cd:1", claim: "runs", mount: "/shared", workdir: "/app" };
 
 Deno.test("emitted Kubernetes Jobs: an Indexed Job of the members, then distillation", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "cd-k8s-" });
+  const dir = await tempDir({ prefix: "cd-k8s-" });
   const line = writeK8s(plan([1e-4]), dir, K8S);
   const members = JobSchema.parse(JSON.parse(Deno.readTextFileSync(join(dir, "members-job.json"))));
   const distill = JobSchema.parse(JSON.parse(Deno.readTextFileSync(join(dir, "distill-job.json"))));
@@ -108,7 +109,7 @@ Deno.test("emitted Kubernetes Jobs: an Indexed Job of the members, then distilla
 });
 
 Deno.test("a λ grid adds an Indexed Job of the students between members and distillation", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "cd-k8s-" });
+  const dir = await tempDir({ prefix: "cd-k8s-" });
   writeK8s(plan([1e-5, 1e-4, 1e-3]), dir, K8S);
   const students = JobSchema.parse(
     JSON.parse(Deno.readTextFileSync(join(dir, "students-job.json"))),
@@ -116,7 +117,7 @@ Deno.test("a λ grid adds an Indexed Job of the students between members and dis
   assert.equal(students.spec.completionMode, "Indexed");
   assert.equal(students.spec.completions, 3);
   assert.ok(students.spec.template.spec.containers[0].command.includes("--lambda-grid"));
-  const sdir = await Deno.makeTempDir({ prefix: "cd-slurm-" });
+  const sdir = await tempDir({ prefix: "cd-slurm-" });
   const line = writeSlurm(plan([1e-5, 1e-4, 1e-3]), sdir, { workdir: REPO, gres: "gpu:1" });
   assert.match(
     line,
@@ -128,7 +129,7 @@ Deno.test("a λ grid adds an Indexed Job of the students between members and dis
 });
 
 Deno.test("emitted Slurm scripts: an array over the members, one GPU each, a log per task", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "cd-slurm-" });
+  const dir = await tempDir({ prefix: "cd-slurm-" });
   const line = writeSlurm(plan([1e-4]), dir, { workdir: REPO, gres: "gpu:1", partition: "gpu" });
   const m = Deno.readTextFileSync(join(dir, "members.sbatch"));
   assert.match(m, /^#!\/bin\/bash\n/);
@@ -143,7 +144,7 @@ Deno.test("emitted Slurm scripts: an array over the members, one GPU each, a log
   assert.equal(Deno.readTextFileSync(join(dir, "submit.sh")).trim().split("\n").at(-1), line);
   assert.ok(line.includes("--dependency=afterok:${j0%%;*}"));
   // The gres line can be left out (a cluster without GPUs, as the Slurm test runs).
-  const bare = await Deno.makeTempDir({ prefix: "cd-slurm-" });
+  const bare = await tempDir({ prefix: "cd-slurm-" });
   writeSlurm(plan([1e-4]), bare, { workdir: REPO, gres: null });
   assert.doesNotMatch(Deno.readTextFileSync(join(bare, "members.sbatch")), /--gres/);
   assert.equal(shellQuote("a b'c"), `'a b'\\''c'`);
@@ -175,7 +176,7 @@ Deno.test("--teacher-init original: M_O's own job first, then the teachers' arra
     assert.equal(st.argv[st.argv.indexOf("--teacher-init") + 1], "original", st.name);
   }
   // Slurm: M_O's job is member 0, the teachers' array runs members 1..3 once it succeeded.
-  const sdir = await Deno.makeTempDir({ prefix: "cd-slurm-" });
+  const sdir = await tempDir({ prefix: "cd-slurm-" });
   const line = writeSlurm(p, sdir, { workdir: REPO, gres: "gpu:1" });
   const o = Deno.readTextFileSync(join(sdir, "original.sbatch"));
   assert.doesNotMatch(o, /--array/);
@@ -189,7 +190,7 @@ Deno.test("--teacher-init original: M_O's own job first, then the teachers' arra
   );
   // Kubernetes: applied in that order, each once the one before completed; the teachers'
   // Indexed Job counts from 0, so its pods add 1 to JOB_COMPLETION_INDEX.
-  const kdir = await Deno.makeTempDir({ prefix: "cd-k8s-" });
+  const kdir = await tempDir({ prefix: "cd-k8s-" });
   const k = writeK8s(p, kdir, K8S);
   const job = (n: string) =>
     JobSchema.parse(JSON.parse(Deno.readTextFileSync(join(kdir, `${n}-job.json`))));
@@ -260,7 +261,7 @@ Deno.test("op --emit k8s refuses a path outside the shared volume, naming the fl
       "-A",
       join(REPO, "cli/op.ts"),
       ...["--model", "fc_ef", "--data", "/elsewhere/data", "--out", "/shared/run"],
-      ...["--emit", "k8s", await Deno.makeTempDir()],
+      ...["--emit", "k8s", await tempDir()],
     ],
     env: { NO_COLOR: "1" },
   }).output();

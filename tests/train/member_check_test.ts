@@ -14,9 +14,10 @@ import { TrainConfigSchema } from "../../train/config.ts";
 import { runOpOnly } from "../../train/experiment.ts";
 import { checkMembers, memberDiff } from "../../train/member_check.ts";
 import { opMembers } from "../../train/op.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-members-" });
+const root = await tempDir({ prefix: "cd-members-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 40, size: 16, seed: 9, val: 6, test: 6 });
 await checkDataset(data);

@@ -11,8 +11,9 @@ import { TWO_TEACHERS } from "../../data/partition.ts";
 import { writeSynthDataset } from "../../data/synth.ts";
 import { TrainConfigSchema } from "../../train/config.ts";
 import { opRequests } from "../../train/member_requests.ts";
+import { tempDir } from "../temp.ts";
 
-const root = await Deno.makeTempDir({ prefix: "cd-member-pairs-" });
+const root = await tempDir({ prefix: "cd-member-pairs-" });
 const data = join(root, "data");
 // 12 training pairs; at the two-teacher threshold 0.10 the "large" partition holds one.
 await writeSynthDataset({ out: data, pairs: 20, size: 64, seed: 0, val: 4, test: 4 });

@@ -21,9 +21,10 @@ import { teacherLogits } from "../../train/distill.ts";
 import { runExperiment } from "../../train/experiment.ts";
 import { routeByPredictedCar } from "../../train/op.ts";
 import { train } from "../../train/trainer.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-method-" });
+const root = await tempDir({ prefix: "cd-method-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 40, size: 16, seed: 9, val: 6, test: 6 });
 const ds = await checkDataset(data);

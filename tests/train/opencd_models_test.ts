@@ -8,9 +8,10 @@ import { checkDataset } from "../../data/dataset.ts";
 import { writeSynthDataset } from "../../data/synth.ts";
 import { initDevice } from "../../engine/device.ts";
 import { trainsAndEvaluates } from "./recipe_smoke.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-opencd-" });
+const root = await tempDir({ prefix: "cd-opencd-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 16, size: 64, seed: 9, val: 4, test: 4 });
 const ds = await checkDataset(data);

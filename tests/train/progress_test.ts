@@ -11,11 +11,12 @@ import type { TrainConfig } from "../../train/config.ts";
 import { checkedDataset } from "../../train/experiment.ts";
 import { MIN_VAL_PAIRS, Progress } from "../../train/progress.ts";
 import { writeSplit } from "../data/make_pairs.ts";
+import { tempDir } from "../temp.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 Deno.test("progress: train says adapter, check, summary, small-val warning, compiling, in that order", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "cd_progress_" });
+  const dir = await tempDir({ prefix: "cd_progress_" });
   try {
     const data = join(dir, "data");
     await writeSynthDataset({ out: data, pairs: 12, size: 32, seed: 1, val: 3, test: 0 });
@@ -84,7 +85,7 @@ Deno.test("progress: on a terminal every step rewrites the line; elsewhere only 
 });
 
 Deno.test("progress: the experiment's check prints the summary and needs a test split", async () => {
-  const root = await Deno.makeTempDir({ prefix: "cd_exp_check_" });
+  const root = await tempDir({ prefix: "cd_exp_check_" });
   try {
     await writeSplit(join(root, "train"), 4);
     const logged: string[] = [];

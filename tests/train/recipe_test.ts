@@ -20,9 +20,10 @@ import { IMAGENET_NORM, type ModelEntry, MODELS } from "../../models/registry.ts
 import { TrainConfigSchema } from "../../train/config.ts";
 import { loadPretrained } from "../../train/pretrained.ts";
 import { augmentOptions, recipeMultipliers, train } from "../../train/trainer.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-recipe-" });
+const root = await tempDir({ prefix: "cd-recipe-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 24, size: 16, seed: 3, val: 4, test: 4 });
 const ds = await checkDataset(data);

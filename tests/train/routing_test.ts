@@ -23,9 +23,10 @@ import { changeProbability } from "../../train/predict.ts";
 import { AveragedDetector } from "../../train/soft_route.ts";
 import { evalWindow } from "../../train/config.ts";
 import { readManifest } from "../../data/partition.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-routing-" });
+const root = await tempDir({ prefix: "cd-routing-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 40, size: 16, seed: 9, val: 6, test: 6 });
 const ds = await checkDataset(data);

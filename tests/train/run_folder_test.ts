@@ -12,9 +12,10 @@ import { saveCheckpoint } from "../../engine/nn/checkpoint.ts";
 import { modelEntry } from "../../models/registry.ts";
 import { TrainConfigSchema } from "../../train/config.ts";
 import { train } from "../../train/trainer.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-runfolder-" });
+const root = await tempDir({ prefix: "cd-runfolder-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 20, size: 32, seed: 4, val: 4, test: 4 });
 const ds = await checkDataset(data);

@@ -15,9 +15,10 @@ import { teacherLogits } from "../../train/distill.ts";
 import { resolveTrainConfig } from "../../train/run_config.ts";
 import { train } from "../../train/trainer.ts";
 import { trainsAndEvaluates } from "./recipe_smoke.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-stanet-" });
+const root = await tempDir({ prefix: "cd-stanet-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 12, size: 64, seed: 9, val: 2, test: 2 });
 const ds = await checkDataset(data);

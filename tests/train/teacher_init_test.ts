@@ -23,9 +23,10 @@ import { memberConfigOf } from "../../train/members.ts";
 import { runOpAuto } from "../../train/op_auto.ts";
 import { runConfig, runKey } from "../../train/run_key.ts";
 import { checkTeacherInit } from "../../train/teacher_init.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-teacher-init-" });
+const root = await tempDir({ prefix: "cd-teacher-init-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 40, size: 16, seed: 9, val: 6, test: 6 });
 const ds = await checkDataset(data);

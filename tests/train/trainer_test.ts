@@ -12,9 +12,10 @@ import { modelEntry } from "../../models/registry.ts";
 import { TrainConfigSchema } from "../../train/config.ts";
 import { evaluateModel } from "../../train/evaluate.ts";
 import { train } from "../../train/trainer.ts";
+import { tempDir } from "../temp.ts";
 
 await initDevice();
-const root = await Deno.makeTempDir({ prefix: "cd-trainer-" });
+const root = await tempDir({ prefix: "cd-trainer-" });
 const data = join(root, "data");
 await writeSynthDataset({ out: data, pairs: 72, size: 32, seed: 5, val: 12, test: 12 });
 const ds = await checkDataset(data);

@@ -18,6 +18,7 @@ import {
 import { listSplit } from "../../data/dataset.ts";
 import { writeSplit } from "../data/make_pairs.ts";
 import { assertClose, rng } from "../util.ts";
+import { tempDir } from "../temp.ts";
 
 const MIB = 1024 * 1024;
 const software = { maxStorageBufferBindingSize: 128 * MIB, maxBufferSize: 2 ** 31 - 1 };
@@ -58,7 +59,7 @@ Deno.test("predict and eval with small fake limits: split batches and tiles, sam
   await initDevice();
   const entry = modelEntry("tinycd");
   const model = entry.create(5).eval();
-  const tmp = await Deno.makeTempDir();
+  const tmp = await tempDir();
   try {
     const bpp = measureBytesPerPixel(model, entry.sizeDivisor);
     assert.ok(bpp > 0);
