@@ -1,5 +1,7 @@
 // Winograd F(2×2) fused against F(4×4) around the GEMM (kernels/conv2d_winograd4.ts) and F(4×4)
-// fused (kernels/conv2d_winograd4_fused.ts, one group only), forward and input gradient, on
+// fused (kernels/conv2d_winograd4_fused.ts, one group only), forward and input gradient, and
+// the weight gradient by F(4×4) around the GEMM against the fused one
+// (kernels/conv2d_winograd4_fused_wgrad.ts, one group only), on
 // every distinct 3×3 stride-1 convolution that the registered models
 // route to Winograd at batch 8 × 512² (read from tests/engine/conv_routes_h100.txt), so that
 // kernels/conv_plan.ts's WINO4_MIN_CHANNELS rests on measurements. GPU time by timestamps, the
@@ -12,13 +14,24 @@
 import { parseArgs } from "node:util";
 import { initDevice } from "../engine/device.ts";
 import { GpuClock } from "../engine/gpu_clock.ts";
-import { runWinograd, runWinograd4, runWinograd4Fused } from "../engine/ops/conv2d_launch.ts";
+import {
+  runWinograd,
+  runWinograd4,
+  runWinograd4Fused,
+  winograd4FusedWeightGradRaw,
+  winogradWeightGradRaw,
+} from "../engine/ops/conv2d_launch.ts";
 import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { empty, type Tensor, tensor } from "../engine/tensor.ts";
 import { type ConvGeometry, convGeometry, NO_EPILOGUE } from "../kernels/conv2d.ts";
 import { dgradWinogradSpec, forwardWinogradSpec } from "../kernels/conv2d_winograd.ts";
-import { winograd4Images, winogradFitsDgrad } from "../kernels/conv_plan.ts";
+import {
+  fusedWgradSplits,
+  winograd4Images,
+  winogradFitsDgrad,
+  winogradWgradFits,
+} from "../kernels/conv_plan.ts";
 
 const { values } = parseArgs({
   options: {
@@ -92,6 +105,8 @@ interface Row {
   dgrad_f4?: number;
   fwd_fused?: number;
   dgrad_fused?: number;
+  wgrad_f4?: number;
+  wgrad_fused?: number;
   err: number;
 }
 const rows: Row[] = [];
@@ -152,6 +167,16 @@ for (const [ci, co, groups, pad, batch, h, w] of layers()) {
       row.err = Math.max(row.err, relErr(df.out, d2.out));
     }
   }
+  if (groups === 1) {
+    const { splits, chunk } = fusedWgradSplits(g);
+    const wf = await time(() => winograd4FusedWeightGradRaw(g, x, dy, splits, chunk));
+    row.wgrad_fused = wf.ms;
+    if (winogradWgradFits(g)) {
+      const w4 = await time(() => winogradWeightGradRaw(g, x, dy));
+      row.wgrad_f4 = w4.ms;
+      row.err = Math.max(row.err, relErr(wf.out, w4.out));
+    }
+  }
   for (const t of [x, wt, dy]) {
     t.kept = false;
     t.dispose();
@@ -167,6 +192,8 @@ for (const [ci, co, groups, pad, batch, h, w] of layers()) {
     dgrad_f4: r(row.dgrad_f4),
     fwd_fused: r(row.fwd_fused),
     dgrad_fused: r(row.dgrad_fused),
+    wgrad_f4: r(row.wgrad_f4),
+    wgrad_fused: r(row.wgrad_fused),
     err: row.err.toExponential(1),
   }));
 }
@@ -184,5 +211,9 @@ console.log(
     (sum("fwd_f2") + sum("dgrad_f2")).toFixed(1)
   } ms, F(4×4) ${(sum("fwd_f4") + sum("dgrad_f4")).toFixed(1)} ms, F(4×4) fused ${
     (sum("fwd_fused") + sum("dgrad_fused")).toFixed(1)
-  } ms (one-group layers), the fastest per layer ${best.toFixed(1)} ms`,
+  } ms (one-group layers), the fastest per layer ${best.toFixed(1)} ms; weight gradients F(4×4) ${
+    sum("wgrad_f4").toFixed(1)
+  } ms, fused ${
+    rows.reduce((a, r) => a + (r.wgrad_f4 === undefined ? 0 : r.wgrad_fused ?? 0), 0).toFixed(1)
+  } ms (the same layers)`,
 );

@@ -5,7 +5,8 @@
 // cuDNN (direct, on TF32 tensor cores), all of them. Bytes: every pass reads its two operands and
 // writes its result once (f32); our F(4×4) routes also write and read their transformed operands
 // in global memory (V and P, 36/16 of the tiled image each; kernels/conv2d_winograd4.ts), the
-// fused F(2×2) and F(4×4) kernels do not. These are floors: norms, activations, concats, the loss and the
+// fused F(2×2) and F(4×4) kernels do not (the fused weight gradient writes and reads its partial
+// sums per split instead). These are floors: norms, activations, concats, the loss and the
 // optimiser (which compile fuses into few passes) come on top, and so do L2 misses.
 // The convolutions come from a dry forward under the H100 profile (no kernel runs), as the
 // route table's do (tests/engine/conv_routes_h100.txt), so this runs on the software adapter.
@@ -71,6 +72,8 @@ export function passBytes(c: ConvCall, r: ConvRoute | null): number {
     const tiles = g.batch * Math.ceil(g.ho / 4) * Math.ceil(g.wo / 4);
     elems += 2 * 36 * tiles * (g.ci + g.co); // V and P (or V and W), each written and read
   }
+  // The fused weight gradient's partial sums per split of the tiles, written and read.
+  if (r?.kind === "winograd-f4-fused" && "splits" in r) elems += 2 * r.splits * 36 * g.ci * g.co;
   return 4 * elems;
 }
 

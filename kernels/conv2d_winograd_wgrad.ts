@@ -113,14 +113,29 @@ ${main1d(g.index, total, 256, "o")}
   );
 }
 
-/** dw[co, ci, 3, 3] = Gᵀ M[·, co, ci] G, M being [36, Co, Ci / groups]. */
-function outputTransformGen(s: WinoWgradSpec): Kernel {
+/** dw[co, ci, 3, 3] = Gᵀ M[·, co, ci] G, M being [36, Co, Ci / groups], or the sum of `splits`
+ * such products one after another (the fused kernel's partials, conv2d_winograd4_fused_wgrad.ts). */
+function outputTransformGen(s: WinoWgradSpec, splits = 1): Kernel {
   const total = s.co * (s.ci / s.groups);
   const g = grid1d(total);
   const GT = transpose(G);
   const loads: string[] = [];
-  for (let i = 0; i < 6; i++) {
-    for (let j = 0; j < 6; j++) loads.push(`let m${i}_${j} = mm[${(i * 6 + j) * total}u + o];`);
+  if (splits === 1) {
+    for (let i = 0; i < 6; i++) {
+      for (let j = 0; j < 6; j++) loads.push(`let m${i}_${j} = mm[${(i * 6 + j) * total}u + o];`);
+    }
+  } else {
+    const sums: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      for (let j = 0; j < 6; j++) {
+        loads.push(`var m${i}_${j} = 0.0;`);
+        sums.push(`m${i}_${j} += mm[b + ${(i * 6 + j) * total}u];`);
+      }
+    }
+    loads.push(`for (var sp = 0u; sp < ${splits}u; sp++) {
+    let b = sp * ${WINO4_ELEMENTS * total}u + o;
+    ${sums.join("\n    ")}
+  }`);
   }
   const stores: string[] = [];
   for (let a = 0; a < 3; a++) {

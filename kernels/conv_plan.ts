@@ -13,7 +13,8 @@
 //   input gradient: small 1×1 mix → Winograd F(4×4) fused, flipped (likewise) → F(4×4) GEMM,
 //     flipped → Winograd F(2×2), flipped →
 //     GEMM + col2im (wide, or a patch conv) → direct → implicit GEMM per output phase
-//   weight gradient: small 1×1 → Winograd F(4×4) → direct split → split-K GEMM
+//   weight gradient: small 1×1 → Winograd F(4×4) fused (likewise) → Winograd F(4×4) →
+//     direct split → split-K GEMM
 // and per op: a conv2d whose whole computation is a plain matrix product takes the matmul op
 // (its autograd runs the backward); a kernel = stride transposed conv from enough channels runs
 // as GEMMs + pixel shuffles. A transposed conv's forward is its conv's input gradient and its
@@ -37,6 +38,8 @@ import {
   type WgradTile,
 } from "./conv2d_wgrad.ts";
 import { winoWgradBytesPerImage } from "./conv2d_winograd_wgrad.ts";
+import { FUSED_WGRAD_CHANNELS, FUSED_WGRAD_SLAB } from "./conv2d_winograd4_fused_wgrad.ts";
+import { tilesF4 } from "./winograd_f4_math.ts";
 import { activeProfile, type DeviceProfile } from "./device_profile.ts";
 
 // ---- thresholds -------------------------------------------------------------------------
@@ -100,6 +103,9 @@ const MAX_DISPATCH = 65535;
 const DIRECT_WGRAD_RW = 4;
 /** Split-K weight gradient: each chunk at least this many tile steps of positions. */
 const WGRAD_MIN_STEPS = 16;
+/** Fused Winograd weight gradient: each workgroup at least this many 4×4 tiles, so its 36 × 16 ×
+ * 16 partial sums stay about 4 % of the x and dy it reads. */
+const FUSED_WGRAD_MIN_TILES = 256;
 
 // ---- routes -------------------------------------------------------------------------------
 
@@ -123,6 +129,7 @@ export type DgradRoute =
 export type WgradRoute =
   | { kind: "small1x1-wgrad"; splits: number }
   | { kind: "winograd-f4"; images: number }
+  | { kind: "winograd-f4-fused"; splits: number; chunk: number }
   | { kind: "direct"; splits: number; chunk: number; rw: number }
   | { kind: "gemm-splitk"; tile: WgradTile; splits: number; chunk: number };
 
@@ -320,6 +327,9 @@ export function planWgradKernels(
   withBias: boolean,
   profile: DeviceProfile = activeProfile(),
 ): Exclude<WgradRoute, { kind: "small1x1-wgrad" }> {
+  if (winograd4FusedFits(g, profile)) {
+    return { kind: "winograd-f4-fused", ...fusedWgradSplits(g, profile) };
+  }
   if (winogradWgradFits(g)) {
     const per = Math.max(1, Math.floor(WINO_WGRAD_CHUNK_BYTES / winoWgradBytesPerImage(g)));
     return { kind: "winograd-f4", images: Math.min(per, g.batch) };
@@ -332,6 +342,25 @@ export function planWgradKernels(
   const positions = g.batch * g.ho * g.wo;
   const sp = pickSplits(tiles, positions, tile.tp, WGRAD_MIN_STEPS, target);
   return { kind: "gemm-splitk", tile, splits: sp.splits, chunk: sp.chunk };
+}
+
+/** The fused weight gradient's tiles per workgroup (a whole number of slabs) and workgroups
+ * along the tiles: about fillWorkgroups in all over the channel blocks, each at least
+ * FUSED_WGRAD_MIN_TILES tiles, at most one dispatch dimension's. */
+export function fusedWgradSplits(
+  g: ConvGeometry,
+  profile: DeviceProfile = activeProfile(),
+): { splits: number; chunk: number } {
+  const { t } = tilesF4(g.batch, g.ho, g.wo);
+  const blocks = Math.ceil(g.ci / FUSED_WGRAD_CHANNELS) * Math.ceil(g.co / FUSED_WGRAD_CHANNELS);
+  const want = Math.max(
+    1,
+    Math.min(Math.ceil(profile.fillWorkgroups / blocks), Math.ceil(t / FUSED_WGRAD_MIN_TILES)),
+  );
+  const slabs = Math.ceil(t / FUSED_WGRAD_SLAB);
+  const chunk = FUSED_WGRAD_SLAB *
+    Math.max(Math.ceil(slabs / want), Math.ceil(slabs / MAX_DISPATCH));
+  return { splits: Math.ceil(t / chunk), chunk };
 }
 
 function directWgradSplits(g: ConvGeometry): { splits: number; chunk: number; rw: number } {
@@ -420,6 +449,8 @@ export function describeRoute(r: ConvRoute): string {
       return `gemm-splitk ${r.tile.tm}x${r.tile.tk} splits=${r.splits}`;
     case "direct":
       return "splits" in r ? `direct splits=${r.splits}` : "direct";
+    case "winograd-f4-fused":
+      return "splits" in r ? `winograd-f4-fused splits=${r.splits}` : r.kind;
     default:
       return r.kind;
   }

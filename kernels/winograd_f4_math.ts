@@ -78,24 +78,25 @@ export function sandwich(
 
 export const transpose = (m: number[][]) => m[0].map((_, j) => m.map((r) => r[j]));
 
-/** WGSL `fn tap(ok, base, q)`: array `src`'s element base + q, or 0 where `ok` is false (the
- * index is clamped first, so a padded tap never reads outside the array). */
-export function tapFn(src: string): string {
-  return `fn tap(ok: bool, base: u32, q: i32) -> f32 {
+/** WGSL `fn tap(ok, base, q)` (or `name`): array `src`'s element base + q, or 0 where `ok` is
+ * false (the index is clamped first, so a padded tap never reads outside the array). */
+export function tapFn(src: string, name = "tap"): string {
+  return `fn ${name}(ok: bool, base: u32, q: i32) -> f32 {
   return select(0.0, ${src}[select(0u, base + u32(q), ok)], ok);
 }`;
 }
 
 /** WGSL reading a size×size patch at (y0, x0) of an H×W plane starting at `base` into scalars
- * `d${r}_${c}`, zero outside the plane (and wherever `guard` is false, when given). */
-export function patchReads(size: number, H: number, W: number, guard = ""): string[] {
+ * `d${r}_${c}`, zero outside the plane (and wherever `guard` is false, when given), through
+ * the tap function `tap` (tapFn's name). */
+export function patchReads(size: number, H: number, W: number, guard = "", tap = "tap"): string[] {
   const lines: string[] = [];
   for (let c = 0; c < size; c++) lines.push(`let cx${c} = u32(x0 + ${c}) < ${W}u;`);
   for (let r = 0; r < size; r++) {
     lines.push(`let ry${r} = u32(y0 + ${r}) < ${H}u;`);
     for (let c = 0; c < size; c++) {
       const ok = `${guard ? `${guard} && ` : ""}ry${r} && cx${c}`;
-      lines.push(`let d${r}_${c} = tap(${ok}, base, (y0 + ${r}) * ${W} + x0 + ${c});`);
+      lines.push(`let d${r}_${c} = ${tap}(${ok}, base, (y0 + ${r}) * ${W} + x0 + ${c});`);
     }
   }
   return lines;

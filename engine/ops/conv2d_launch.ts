@@ -51,6 +51,7 @@ import {
   WINO_WGRAD_CHUNK_BYTES,
 } from "../../kernels/conv_plan.ts";
 import { winograd4FusedKernel } from "../../kernels/conv2d_winograd4_fused.ts";
+import { fusedWgradKernel } from "../../kernels/conv2d_winograd4_fused_wgrad.ts";
 import { run } from "../launch.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { small1x1MixRaw, small1x1WeightGradRaw } from "./conv1x1_small.ts";
@@ -132,6 +133,11 @@ export function convWeightGradRaw(
       return small1x1WeightGradRaw(g, x, dy, withBias);
     case "winograd-f4":
       return { dw: winogradWeightGradRaw(g, x, dy), db: withBias ? biasGrad(dy) : null };
+    case "winograd-f4-fused":
+      return {
+        dw: winograd4FusedWeightGradRaw(g, x, dy, route.splits, route.chunk),
+        db: withBias ? biasGrad(dy) : null,
+      };
   }
   const cols = wgradColumns(g, false);
   const dw = empty([g.co, g.ci / g.groups, g.kh, g.kw]);
@@ -351,6 +357,26 @@ export function winogradWeightGradRaw(
   const dw = empty([g.co, g.ci / g.groups, 3, 3]);
   run(wgradOutputTransformKernel(winoWgradSpec(g)), [m!], [dw]);
   m!.dispose();
+  return dw;
+}
+
+/** The same weight gradient by the fused kernel (kernels/conv2d_winograd4_fused_wgrad.ts):
+ * partial products per split of the tiles, summed by the output transform. One group only. */
+export function winograd4FusedWeightGradRaw(
+  g: ConvGeometry,
+  x: Tensor,
+  dy: Tensor,
+  splits: number,
+  chunk: number,
+): Tensor {
+  if (g.groups !== 1) throw new Error("winograd4FusedWeightGradRaw: one group only");
+  const { batch, ci, co, h, w, ho, wo, padY, padX } = g;
+  const spec = { batch, ci, co, h, w, ho, wo, padY, padX, splits, chunk };
+  const part = empty([splits, WINO4_ELEMENTS, co, ci]);
+  run(fusedWgradKernel(spec), [x, dy], [part]);
+  const dw = empty([co, ci, 3, 3]);
+  run(wgradOutputTransformKernel(winoWgradSpec(g), splits), [part], [dw]);
+  part.dispose();
   return dw;
 }
 

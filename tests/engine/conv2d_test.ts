@@ -11,6 +11,7 @@ import {
   runWinograd,
   runWinograd4,
   runWinograd4Fused,
+  winograd4FusedWeightGradRaw,
   winogradWeightGradRaw,
 } from "../../engine/ops/conv2d_launch.ts";
 import { scope } from "../../engine/scope.ts";
@@ -27,8 +28,10 @@ import {
 } from "../../kernels/conv2d_gemm_plan.ts";
 import { dgradWinogradSpec, forwardWinogradSpec } from "../../kernels/conv2d_winograd.ts";
 import {
+  fusedWgradSplits,
   planDgrad,
   planForward,
+  planWgrad,
   winograd4Fits,
   winogradFits,
   winogradFitsDgrad,
@@ -347,6 +350,7 @@ Deno.test("conv2d on the fused Winograd F(4×4) route: SiLU and bias gradients m
   withProfile(allow, () => {
     assert.equal(planForward(g).kind, "winograd-f4-fused");
     assert.equal(planDgrad(g).kind, "winograd-f4-fused-flip");
+    assert.equal(planWgrad(g, true).kind, "winograd-f4-fused");
   });
   const inputs = [
     { data: randArray(2 * 5 * 9 * 7, 91), shape: xs },
@@ -790,6 +794,68 @@ Deno.test("Winograd F(4×4, 3×3) weight gradient: odd shapes, paddings 0–2, p
     if (db) assertClose(await db.read(), ref.db, { what: `${what} db`, atol: 1e-4, rtol: 1e-4 });
     dw.dispose();
     db?.dispose();
+  }
+});
+
+Deno.test("Winograd F(4×4, 3×3) fused weight gradient: odd shapes, paddings 0–2, partial tiles and slabs, splits summed, channel blocks, through the router", async () => {
+  // [x, w, padding, tiles per split]: a split's tiles not a multiple of the slab's 4 at the end,
+  // more channels than a block's 16 each way, one split holding every tile.
+  const shapes: [number[], number[], number, number][] = [
+    [[2, 3, 7, 9], [5, 3, 3, 3], 1, 4], // 2 × 2 × 3 = 12 tiles in 3 splits
+    [[1, 6, 10, 6], [4, 6, 3, 3], 0, 8], // output 8×4: 2 tiles, one split
+    [[2, 5, 5, 11], [7, 5, 3, 3], 2, 4], // output 7×13: 2 × 2 × 4 = 16 tiles in 4 splits
+    [[2, 17, 9, 7], [19, 17, 3, 3], 1, 8], // 2 × 3 × 2 = 12 tiles: 8 + 4; 2 × 2 channel blocks
+  ];
+  for (const [k, [xs, ws, padding, chunk]] of shapes.entries()) {
+    const g = convGeometry(xs, ws, { padding });
+    const tiles = g.batch * Math.ceil(g.ho / 4) * Math.ceil(g.wo / 4);
+    const x = randArray(xs.reduce((a, b) => a * b), 140 + k);
+    const dy = randArray(g.batch * g.co * g.ho * g.wo, 150 + k);
+    const dw = scope(() =>
+      winograd4FusedWeightGradRaw(
+        g,
+        tensor(x, xs),
+        tensor(dy, [g.batch, g.co, g.ho, g.wo]),
+        Math.ceil(tiles / chunk),
+        chunk,
+      )
+    );
+    const ref = wgradRef(g, x, dy);
+    const what = `fused wgrad ${xs}→${ws} p${padding}`;
+    assertClose(await dw.read(), ref.dw, { what, atol: 1e-4, rtol: 1e-4 });
+    dw.dispose();
+  }
+  // Through convWeightGradRaw under a profile that allows it, with the bias's gradient.
+  const [xs, ws] = shapes[3];
+  const g = convGeometry(xs, ws, { padding: 1 });
+  const allow = { ...activeProfile(), fusedWino4MaxChannels: 32 };
+  assert.notEqual(planWgrad(g, true).kind, "winograd-f4-fused", "off by default");
+  const x = randArray(xs.reduce((a, b) => a * b), 160);
+  const dy = randArray(g.batch * g.co * g.ho * g.wo, 161);
+  const { dw, db } = withProfile(allow, () => {
+    const route = planWgrad(g, true);
+    assert.deepEqual(route, { kind: "winograd-f4-fused", ...fusedWgradSplits(g) });
+    return scope(() => convWeightGradRaw(g, tensor(x, xs), tensor(dy, [2, 19, 9, 7]), true));
+  });
+  const ref = wgradRef(g, x, dy);
+  assertClose(await dw.read(), ref.dw, { what: "fused router dw", atol: 1e-4, rtol: 1e-4 });
+  assertClose(await db!.read(), ref.db, { what: "fused router db", atol: 1e-4, rtol: 1e-4 });
+  dw.dispose();
+  db!.dispose();
+});
+
+Deno.test("fused weight gradient's splits: whole slabs, every tile once, about fillWorkgroups workgroups", () => {
+  const profile = { ...activeProfile(), fillWorkgroups: 528 };
+  // [batch, channels each way, size]: FC-Siam-Diff's 16→16 at 512², 64→64 at 128², a tiny one.
+  for (const [batch, c, size] of [[8, 16, 512], [8, 64, 128], [1, 8, 5]]) {
+    const g = convGeometry([batch, c, size, size], [c, c, 3, 3], { padding: 1 });
+    const tiles = batch * Math.ceil(size / 4) ** 2;
+    const { splits, chunk } = fusedWgradSplits(g, profile);
+    assert.equal(chunk % 4, 0, "whole slabs");
+    assert.ok(splits * chunk >= tiles && (splits - 1) * chunk < tiles, "every tile once");
+    const blocks = Math.ceil(c / 16) ** 2;
+    assert.ok(splits === 1 || chunk >= 256, `${c}@${size}: at least 256 tiles a workgroup`);
+    assert.ok(splits * blocks <= 2 * 528, `${c}@${size}: ${splits} × ${blocks} workgroups`);
   }
 });
 
