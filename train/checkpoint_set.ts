@@ -43,16 +43,40 @@ export async function commitCheckpoint(
 ): Promise<void> {
   const final = stepDir(runDir, state.step);
   const tmp = tmpName(final);
-  Deno.mkdirSync(tmp, { recursive: true });
-  await w.model(join(tmp, "model.safetensors"));
-  await w.optim(join(tmp, "optim.safetensors"));
-  Deno.writeTextFileSync(join(tmp, "state.json"), JSON.stringify(state) + "\n");
+  try {
+    Deno.mkdirSync(tmp, { recursive: true });
+    await w.model(join(tmp, "model.safetensors"));
+    await w.optim(join(tmp, "optim.safetensors"));
+    Deno.writeTextFileSync(join(tmp, "state.json"), JSON.stringify(state) + "\n");
+  } catch (e) {
+    // Nothing of this save is committed: leave no partial step folder behind.
+    try {
+      Deno.removeSync(tmp, { recursive: true });
+    } catch { /* never created */ }
+    throw saveError(runDir, state.step, e as Error);
+  }
   // A folder of this step no pointer names is a leftover of a save cut short: replace it.
   if (existsSync(final)) Deno.removeSync(final, { recursive: true });
   Deno.renameSync(tmp, final);
   writeAtomic(join(runDir, POINTER), JSON.stringify({ format: FORMAT, ...state }) + "\n");
   publish(runDir, state, opts.keepIter ?? false);
   collect(runDir, state);
+}
+
+/** A failed save, said as what the run still has and what to do (a full disk is the common
+ * cause: a suite's run folders filled /tmp on a CI machine). */
+function saveError(runDir: string, step: number, e: Error): Error {
+  const last = committedState(runDir);
+  const kept = last
+    ? `the run keeps its checkpoint of step ${last.step}`
+    : "the run has no checkpoint yet";
+  const full = /No space left on device|os error 28|ENOSPC/i.test(e.message);
+  const fix = full
+    ? `free space on that disk, then continue with --resume ${runDir}`
+    : `fix that, then continue with --resume ${runDir}`;
+  return new Error(`checkpoint of step ${step} not saved (${kept}): ${e.message}; ${fix}`, {
+    cause: e,
+  });
 }
 
 /** The committed state of a run folder (a legacy top-level state.json counts), or null.

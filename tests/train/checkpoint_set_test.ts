@@ -91,6 +91,52 @@ Deno.test("a crash at any point of a save leaves a run that resumes exactly", as
   }
 });
 
+Deno.test("a full disk during a save: the error says what the run keeps and how to go on, no partial step folder, --resume finishes exactly", async () => {
+  const dir = join(root, "nospace");
+  const writeFile = Deno.writeFileSync, write = Deno.writeTextFileSync;
+  let armed = false;
+  const D = Deno as unknown as Record<string, unknown>;
+  D.writeTextFileSync = (p: string | URL, text: string, o?: Deno.WriteFileOptions) => {
+    write(p, text, o);
+    if (/"type":"val","step":4/.test(text)) armed = true;
+  };
+  // The optimiser state of the step-4 save meets a full disk (the weights were written).
+  D.writeFileSync = (p: string | URL, data: Uint8Array, o?: Deno.WriteFileOptions) => {
+    if (armed && /optim\.safetensors/.test(String(p))) {
+      throw new Error(`No space left on device (os error 28): writefile '${p}'`);
+    }
+    writeFile(p, data, o);
+  };
+  try {
+    await assert.rejects(
+      () => train(cfg(dir), { dataset: ds, quiet: true }),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          /checkpoint of step 4 not saved \(the run keeps its checkpoint of step 2\)/,
+        );
+        assert.match(e.message, /optim\.safetensors: cannot write: No space left on device/);
+        assert.match(
+          e.message,
+          new RegExp(`free space on that disk, then continue with --resume ${dir}`),
+        );
+        return true;
+      },
+    );
+  } finally {
+    D.writeFileSync = writeFile;
+    D.writeTextFileSync = write;
+  }
+  assert.deepEqual(leftovers(dir), [], "a partial step folder or temporary file left");
+  assert.equal(committedState(dir)!.step, 2);
+  await train(cfg(dir, { resume: dir }), { dataset: ds, quiet: true });
+  assert.deepEqual(trainLog(dir), trainLog(full), "log.jsonl after --resume");
+  assert.ok(
+    Deno.readFileSync(join(dir, "last.safetensors")).every((b, i) => b === fullWeights[i]),
+    "final weights differ from the uninterrupted run",
+  );
+});
+
 Deno.test("Ctrl-C stops the train command after a step, keeps the checkpoint, names --resume", async () => {
   const dir = join(root, "sigint");
   const child = new Deno.Command(Deno.execPath(), {
