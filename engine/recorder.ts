@@ -83,6 +83,18 @@ export function clearBindGroups(): void {
   groups.clear();
 }
 
+/** Sees every dispatch's label and bound ranges, dry runs included (bench/step_traffic.ts sums
+ * a step's bytes per kernel without a GPU). */
+export type DispatchTap = (label: string, bindings: Binding[]) => void;
+let tap: DispatchTap | null = null;
+
+/** Install (or with null remove) the dispatch tap; returns the one it replaces. */
+export function setDispatchTap(t: DispatchTap | null): DispatchTap | null {
+  const prev = tap;
+  tap = t;
+  return prev;
+}
+
 /** Record one dispatch of a kernel. Bindings are @group(0) @binding(0..n-1) in order. */
 export function dispatch(
   label: string,
@@ -91,6 +103,7 @@ export function dispatch(
   workgroups: [number, number, number],
   detail?: string,
 ): void {
+  tap?.(label, bindings);
   if (isDryRun()) return; // a dry MAC count: shapes only
   const pipe = pipeline(code, label);
   const group = bindGroup(pipe, label, bindings);
@@ -114,6 +127,7 @@ export function dispatch(
 
 /** Record a buffer-to-buffer copy (ends the current compute pass). */
 export function copy(src: Binding, dst: Binding, size: number): void {
+  tap?.("copy", [{ ...src, size }, { ...dst, size }]);
   endPass().copyBufferToBuffer(src.buffer, src.offset, dst.buffer, dst.offset, size);
   recorded++;
 }
