@@ -32,8 +32,8 @@ export interface Traffic {
 /** Sums every dispatch's bound bytes per kernel name while `fn` runs (dry: nothing recorded). */
 export function traffic(fn: () => void): Traffic {
   const t: Traffic = { bytes: new Map(), dispatches: new Map() };
-  const prev = setDispatchTap((label: string, bindings: Binding[]) => {
-    const b = bindings.reduce((a, r) => a + r.size, 0);
+  const prev = setDispatchTap((label, bindings: Binding[], touched) => {
+    const b = bindings.reduce((a, r, i) => a + (touched?.[i] ?? r.size), 0);
     t.bytes.set(label, (t.bytes.get(label) ?? 0) + b);
     t.dispatches.set(label, (t.dispatches.get(label) ?? 0) + 1);
   });

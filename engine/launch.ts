@@ -112,5 +112,5 @@ export function run(k: Kernel, inputs: Operand[], outputs: Operand[]): void {
   // An output tensor is written now, so its op's recipe (tensor.ts Storage.recompute) no
   // longer describes it: an op output written in place must not come back as it was.
   for (const o of outputs) if (isTensor(o)) o.storage.recompute = null;
-  dispatch(k.name, k.code, ranges, k.workgroups, k.detail);
+  dispatch(k.name, k.code, ranges, k.workgroups, k.detail, k.touched);
 }

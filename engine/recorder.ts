@@ -85,7 +85,11 @@ export function clearBindGroups(): void {
 
 /** Sees every dispatch's label and bound ranges, dry runs included (bench/step_traffic.ts sums
  * a step's bytes per kernel without a GPU). */
-export type DispatchTap = (label: string, bindings: Binding[]) => void;
+export type DispatchTap = (
+  label: string,
+  bindings: Binding[],
+  touched?: readonly (number | null)[],
+) => void;
 let tap: DispatchTap | null = null;
 
 /** Install (or with null remove) the dispatch tap; returns the one it replaces. */
@@ -102,8 +106,9 @@ export function dispatch(
   bindings: Binding[],
   workgroups: [number, number, number],
   detail?: string,
+  touched?: readonly (number | null)[],
 ): void {
-  tap?.(label, bindings);
+  tap?.(label, bindings, touched);
   if (isDryRun()) return; // a dry MAC count: shapes only
   const pipe = pipeline(code, label);
   const group = bindGroup(pipe, label, bindings);

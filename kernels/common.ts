@@ -11,6 +11,10 @@ export interface Kernel {
   /** The launch's shape in words (e.g. a matmul's M×N×K), appended to its label in kernel
    * profiles (bench/gpu_train_step.ts --profile) so that time can be told apart by shape. */
   detail?: string;
+  /** Bytes a launch reads or writes of each binding where that is less than the range bound (a
+   * channel slab of a larger buffer; null: all of it). Traffic counts only
+   * (bench/step_traffic.ts). */
+  touched?: readonly (number | null)[];
 }
 
 /** One `@group(0)` storage binding: a runtime-sized array of `type` (a WGSL type such as f32,

@@ -63,6 +63,10 @@ export interface Winograd4OutputSpec {
   outH: number;
   outW: number;
   epilogue: Epilogue;
+  /** One part of a channel concatenation (engine/ops/conv2d_concat.ts): P holds pChannels
+   * channels, this launch transforms channels [pOffset, pOffset + channels) into its output. */
+  pChannels?: number;
+  pOffset?: number;
 }
 
 /** WGSL storing the 4×4 tile `Y${i}_${j}` of output channel `m` at (y0, x0) of its plane, which
@@ -88,12 +92,17 @@ function outputTransformGen(s: Winograd4OutputSpec): Kernel {
   const { th, tw, t: T } = tilesF4(s.batch, s.outH, s.outW);
   const total = s.channels * T;
   const g = grid1d(total);
+  const [pTotal, at] = s.pChannels !== undefined
+    ? [s.pChannels * T, (s.pOffset ?? 0) * T]
+    : [total, 0];
   const loads: string[] = [];
   for (let i = 0; i < 6; i++) {
-    for (let j = 0; j < 6; j++) loads.push(`let p${i}_${j} = pp[${(i * 6 + j) * total}u + o];`);
+    for (let j = 0; j < 6; j++) {
+      loads.push(`let p${i}_${j} = pp[${(i * 6 + j) * pTotal + at}u + o];`);
+    }
   }
   const stores = tileStores(s.epilogue, s.outH, s.outW, "y0", "x0");
-  return kernel(
+  const k = kernel(
     "conv2d_winograd4_output",
     [ro("pp"), ...epilogueBindings(s.epilogue)],
     g.workgroups,
@@ -109,6 +118,8 @@ function outputTransformGen(s: Winograd4OutputSpec): Kernel {
   ${stores.join("\n  ")}
 }`,
   );
+  // A part reads its slab of P only.
+  return pTotal === total ? k : { ...k, touched: [4 * WINO4_ELEMENTS * total] };
 }
 
 /** Elements of U for a weight spec: [36, groups·M, R]. */

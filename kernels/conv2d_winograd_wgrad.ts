@@ -45,6 +45,10 @@ export interface WinoWgradSpec {
   wo: number;
   padY: number;
   padX: number;
+  /** The input transform of one part of a channel concatenation (engine/ops/conv2d_concat.ts):
+   * its ci channels go to channels [dstOffset, dstOffset + ci) of a V of dstChannels. */
+  dstChannels?: number;
+  dstOffset?: number;
 }
 
 export function winoWgradSpec(g: ConvGeometry, n0 = 0, batch = g.batch): WinoWgradSpec {
@@ -90,11 +94,17 @@ function tileTransformGen(s: WinoWgradSpec, side: "input" | "grad"): Kernel {
   const total = channels * T;
   const g = grid1d(total);
   const loads = patchReads(patch, H, W);
+  // A part of a concatenation writes its channel slab of the whole V.
+  const [dstTotal, at] = input && s.dstChannels !== undefined
+    ? [s.dstChannels * T, (s.dstOffset ?? 0) * T]
+    : [total, 0];
   const stores: string[] = [];
   for (let i = 0; i < 6; i++) {
-    for (let j = 0; j < 6; j++) stores.push(`dst[${(i * 6 + j) * total}u + o] = T${i}_${j};`);
+    for (let j = 0; j < 6; j++) {
+      stores.push(`dst[${(i * 6 + j) * dstTotal + at}u + o] = T${i}_${j};`);
+    }
   }
-  return kernel(
+  const k = kernel(
     `conv2d_wgrad_wino4_${side}`,
     [ro("src"), rw("dst")],
     g.workgroups,
@@ -111,6 +121,8 @@ ${main1d(g.index, total, 256, "o")}
   ${stores.join("\n  ")}
 }`,
   );
+  // A part writes its slab of V only.
+  return dstTotal === total ? k : { ...k, touched: [null, 4 * WINO4_ELEMENTS * total] };
 }
 
 /** dw[co, ci, 3, 3] = Gᵀ M[·, co, ci] G, M being [36, Co, Ci / groups], or the sum of `splits`

@@ -55,8 +55,10 @@ class NestedBlock extends Module {
       new ConvBnAct({ conv: ["conv2", conv2], bn: ["bn2", new BatchNorm2d(cout)] }),
     );
   }
-  forward(x: Tensor): Tensor {
-    const identity = this.#conv1.forward(x);
+  /** x: the block's input, or the parts of a decoder node's concatenated input (the first conv
+   * reads them without joining them where its routes allow: engine/ops/conv2d_concat.ts). */
+  forward(x: Tensor | Tensor[]): Tensor {
+    const identity = Array.isArray(x) ? this.#conv1.forwardConcat(x) : this.#conv1.forward(x);
     const h = this.#bn1.forward(identity, { activation: "relu" });
     const y = this.#second.forward(h);
     h.evict();
@@ -156,13 +158,12 @@ export class SNUNetECAM extends Module {
       for (let i = k - 1; i >= 0; i--) {
         const j = k - i;
         const lifted = this.#ups[i + 1][j - 1].forward(x[i + 1][j - 1]);
+        // The node's input is the concatenation of these; its first conv reads them as parts
+        // (held for the backward anyway: the nodes' ReLUs read them, the upsampled one lives
+        // until the conv's rule), so no joined copy is written, in the forward or again for the
+        // weight gradient, and the input gradient is written per part.
         const inputs = [xa[i], xb[i], ...x[i].slice(1, j), lifted];
-        const joined = concat(inputs, 1);
-        x[i][j] = this.#blocks[i][j].forward(joined);
-        // Written again from its inputs (held for the backward anyway: the nodes' ReLUs read
-        // them, the upsampled one lives until the concat's own rule) for the first conv's
-        // weight gradient: one copy in the backward instead of a duplicate of every input.
-        joined.evict();
+        x[i][j] = this.#blocks[i][j].forward(inputs);
       }
     }
     return this.#ecam(x[0].slice(1));

@@ -1,6 +1,7 @@
 // Conv2d and ConvTranspose2d layers (PyTorch parameter names and default initialisation).
 
 import { conv2d, type ConvActivation, type Pair } from "../ops/conv2d.ts";
+import { conv2dConcat } from "../ops/conv2d_concat.ts";
 import { convTranspose2d } from "../ops/conv_transpose2d.ts";
 import type { Random } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
@@ -54,6 +55,20 @@ export class Conv2d extends Module implements Layer {
       groups: c.groups,
       activation: activation ?? c.activation ?? "none",
       preluSlope,
+    });
+  }
+
+  /** This conv of the channel concatenation of `parts`, without the joined tensor where the
+   * routes allow (engine/ops/conv2d_concat.ts). */
+  forwardConcat(parts: Tensor[], activation?: ConvActivation): Tensor {
+    const c = this.config;
+    return conv2dConcat(parts, this.weight, {
+      bias: this.bias,
+      stride: c.stride,
+      padding: c.padding,
+      dilation: c.dilation,
+      groups: c.groups,
+      activation: activation ?? c.activation ?? "none",
     });
   }
 }

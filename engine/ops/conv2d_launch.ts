@@ -31,6 +31,7 @@ import {
   wgradOutputTransformKernel,
   WINO4_ELEMENTS,
   winoWgradBytesPerImage,
+  type WinoWgradSpec,
   winoWgradSpec,
   winoWgradTiles,
 } from "../../kernels/conv2d_winograd_wgrad.ts";
@@ -241,21 +242,41 @@ function winograd4Conv(g: ConvGeometry, w: Tensor, flip: boolean) {
   return { r, m, inH, inW, outH, outW, padY, padX, u };
 }
 
+/** The input transform of one chunk into V [36, R, T]: of one tensor, or of the parts of a
+ * channel concatenation, each into its slab of V (one group). */
+function inputTransform(ts: WinoWgradSpec, input: Tensor | Tensor[], v: Tensor): void {
+  if (!Array.isArray(input)) return run(wgradInputTransformKernel(ts), [input], [v]);
+  let at = 0;
+  for (const part of input) {
+    const c = part.shape[1];
+    run(wgradInputTransformKernel({ ...ts, ci: c, dstChannels: ts.ci, dstOffset: at }), [part], [
+      v,
+    ]);
+    at += c;
+  }
+}
+
 /** A Winograd F(4×4) launch of conv `g` (its input gradient with `flip`: a conv of dy with the
  * filters transposed and flipped, padded by 2 − pad) writing `outs`, `images` at a time: the
  * filters transformed to U [36, M, R], then per chunk of images the input transform, the batched
- * GEMM and the output transform with the epilogue (kernels/conv2d_winograd4.ts). */
+ * GEMM and the output transform with the epilogue (kernels/conv2d_winograd4.ts). The input may be
+ * the parts of a channel concatenation, and with `outParts` (no epilogue, `outs` empty) the
+ * output is written as such parts, each its channels (engine/ops/conv2d_concat.ts); one group. */
 export function runWinograd4(
   g: ConvGeometry,
-  input: Tensor,
+  input: Tensor | Tensor[],
   w: Tensor,
   flip: boolean,
   ep: Epilogue,
   extra: Tensor[],
   outs: Tensor[],
   images: number,
+  outParts?: Tensor[],
 ): void {
   const G = g.groups;
+  if ((Array.isArray(input) || outParts) && G !== 1) {
+    throw new Error("runWinograd4: concatenation parts need one group");
+  }
   const { r, m, inH, inW, outH, outW, padY, padX, u } = winograd4Conv(g, w, flip);
   const uv = view(u, [WINO4_ELEMENTS * G, m / G, r / G]);
   for (let n0 = 0; n0 < g.batch; n0 += images) {
@@ -275,11 +296,20 @@ export function runWinograd4(
     };
     const { t } = winoWgradTiles(ts);
     const v = empty([WINO4_ELEMENTS, r, t]);
-    run(wgradInputTransformKernel(ts), [input], [v]);
+    inputTransform(ts, input, v);
     const vv = view(v, [WINO4_ELEMENTS * G, r / G, t]);
     const p = gemm(uv, vv);
     const os = { batch, n0, channels: m, outH, outW, epilogue: ep };
-    run(winograd4OutputKernel(os), [p, ...extra], outs);
+    if (!outParts) run(winograd4OutputKernel(os), [p, ...extra], outs);
+    else {
+      let at = 0;
+      for (const part of outParts) {
+        const c = part.shape[1];
+        const ps = { ...os, channels: c, pChannels: m, pOffset: at };
+        run(winograd4OutputKernel(ps), [p], [part]);
+        at += c;
+      }
+    }
     for (const a of [v, vv, p]) a.dispose();
   }
   uv.dispose();
@@ -327,10 +357,11 @@ export function runCol2im(
 /** Weight gradient [Co, Ci / groups, 3, 3] of a 3×3 stride-1 conv by Winograd F(4×4, 3×3): the input
  * patches and output-gradient tiles transformed, one batched GEMM over the tiles per
  * transform element, the result transformed back (kernels/conv2d_winograd_wgrad.ts); images go
- * in chunks of at most `chunkBytes` of transformed operands. */
+ * in chunks of at most `chunkBytes` of transformed operands. x may be the parts of a channel
+ * concatenation (one group). */
 export function winogradWeightGradRaw(
   g: ConvGeometry,
-  x: Tensor,
+  x: Tensor | Tensor[],
   dy: Tensor,
   chunkBytes = WINO_WGRAD_CHUNK_BYTES,
 ): Tensor {
@@ -340,7 +371,7 @@ export function winogradWeightGradRaw(
     const s = winoWgradSpec(g, n0, Math.min(per, g.batch - n0));
     const { t } = winoWgradTiles(s);
     const v = empty([WINO4_ELEMENTS, g.ci, t]);
-    run(wgradInputTransformKernel(s), [x], [v]);
+    inputTransform(s, x, v);
     const w = empty([WINO4_ELEMENTS, g.co, t]);
     run(wgradGradTransformKernel(s), [dy], [w]);
     const eg = WINO4_ELEMENTS * g.groups;

@@ -1,0 +1,93 @@
+// conv2d of a channel concatenation without the concatenation in memory. UNet++ decoders
+// (SNUNet) feed every node a concat of up to six feature maps: written in the forward, written
+// again for the weight gradient, and its gradient split back into the parts, 76 of SNUNet-c16's
+// 370 GB a training step (bench/results/step_traffic_s16.md). Where the conv takes Winograd F(4×4)
+// around the GEMM in all three passes, the input transform reads each part into its channel slab
+// of V (forward and weight gradient) and the input gradient's output transform writes each part's
+// gradient from its channel slab of P, so no joined tensor exists. Elsewhere it is
+// conv2d(concat(parts)), the joined input let go after the forward (written again if the weight
+// gradient needs it).
+
+import {
+  type ConvGeometry,
+  convGeometry,
+  type Epilogue,
+  NO_EPILOGUE,
+} from "../../kernels/conv2d.ts";
+import { planDgrad, planForward, planWgrad } from "../../kernels/conv_plan.ts";
+import { isGradEnabled, record, ruleIgnoresOutput } from "../autograd.ts";
+import { traceConv } from "../conv_trace.ts";
+import { addMacs } from "../profiler.ts";
+import { empty, type Tensor } from "../tensor.ts";
+import {
+  activationBackward,
+  activationReadsOutput,
+  checkEpilogueInputs,
+  conv2d,
+  type Conv2dOptions,
+  epilogueFor,
+} from "./conv2d.ts";
+import { biasGrad, runWinograd4, winogradWeightGradRaw } from "./conv2d_launch.ts";
+import { concat } from "./layout.ts";
+
+/** The Winograd F(4×4) chunks (images per launch) of the forward and the input gradient, when
+ * all three passes of `g` take the F(4×4) GEMM routes; else null. */
+function partsPlan(g: ConvGeometry, ep: Epilogue): { fwd: number; dgrad: number } | null {
+  if (g.groups !== 1 || ep.savePre) return null;
+  const f = planForward(g, ep), d = planDgrad(g), w = planWgrad(g, ep.bias);
+  if (f.kind !== "winograd-f4-gemm" || d.kind !== "winograd-f4-gemm-flip") return null;
+  if (w.kind !== "winograd-f4") return null;
+  return { fwd: f.images, dgrad: d.images };
+}
+
+/** conv2d(concat(parts, 1), w, opts): parts [B, Ci_k, H, W], w [Co, ΣCi_k, kh, kw]. */
+export function conv2dConcat(parts: Tensor[], w: Tensor, opts: Conv2dOptions = {}): Tensor {
+  if (parts.length === 1) return conv2d(parts[0], w, opts);
+  const [b, , h, wd] = parts[0].shape;
+  for (const p of parts) {
+    if (p.ndim !== 4 || p.shape[0] !== b || p.shape[2] !== h || p.shape[3] !== wd) {
+      throw new Error(
+        `conv2dConcat: parts ${parts.map((t) => t.describe()).join(", ")} differ in batch or size`,
+      );
+    }
+    if (p.dtype !== "f32") throw new Error(`conv2dConcat: ${p.describe()} must be f32`);
+  }
+  const ci = parts.reduce((a, p) => a + p.shape[1], 0);
+  const g = convGeometry([b, ci, h, wd], w.shape, opts);
+  const act = opts.activation ?? "none";
+  const bias = opts.bias ?? null;
+  checkEpilogueInputs("conv2dConcat", g.co, act, bias, opts.preluSlope);
+  const inputs = [...parts, w, ...(bias ? [bias] : [])];
+  const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  const ep = epilogueFor(act, bias, opts.preluSlope, recording);
+  const plan = w.dtype === "f32" && !opts.preluSlope ? partsPlan(g, ep) : null;
+  if (!plan) {
+    const joined = concat(parts, 1);
+    const y = conv2d(joined, w, opts);
+    joined.evict();
+    return y;
+  }
+  const inputGrad = recording && parts.some((p) => p.requiresGrad);
+  const weightGrad = recording && w.requiresGrad;
+  traceConv({ op: "conv2d", g, activation: act, bias: !!bias, recording, inputGrad, weightGrad });
+  const y = empty([g.batch, g.co, g.ho, g.wo]);
+  runWinograd4(g, parts, w, false, ep, bias ? [bias] : [], [y], plan.fwd);
+  addMacs(g.batch * g.co * g.ho * g.wo * g.ci * g.kh * g.kw);
+  const out = record(y, inputs, "conv2d_concat", (gy) => {
+    const gz = activationBackward(act, gy, y, null);
+    const dw = w.requiresGrad ? winogradWeightGradRaw(g, parts, gz) : null;
+    const db = bias?.requiresGrad ? biasGrad(gz) : null;
+    let dx: (Tensor | null)[] = parts.map(() => null);
+    if (parts.some((p) => p.requiresGrad)) {
+      const all = parts.map((p) => empty(p.shape));
+      runWinograd4(g, gz, w, true, NO_EPILOGUE, [], [], plan.dgrad, all);
+      dx = all.map((t, i) => {
+        if (parts[i].requiresGrad) return t;
+        t.dispose();
+        return null;
+      });
+    }
+    return [...dx, dw, ...(bias ? [db] : [])];
+  });
+  return activationReadsOutput(act) ? out : ruleIgnoresOutput(out);
+}

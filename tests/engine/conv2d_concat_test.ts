@@ -1,0 +1,109 @@
+// conv2dConcat: a conv of a channel concatenation without the joined tensor (Winograd F(4×4)
+// routes read and write the parts' channel slabs) equals the float64 conv of the joined input,
+// forward and every gradient; elsewhere it falls back to concat + conv2d.
+
+import assert from "node:assert/strict";
+import { backward } from "../../engine/autograd.ts";
+import { initDevice } from "../../engine/device.ts";
+import { conv2dConcat } from "../../engine/ops/conv2d_concat.ts";
+import { mul } from "../../engine/ops/elementwise.ts";
+import { sum } from "../../engine/ops/reduce.ts";
+import { scope } from "../../engine/scope.ts";
+import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
+import { convGeometry } from "../../kernels/conv2d.ts";
+import { assertClose, gradCheck, randArray } from "../util.ts";
+import { convRef, dgradRef, wgradRef } from "./conv_ref.ts";
+
+await initDevice();
+
+/** The parts' values joined along channels (NCHW). */
+function join(parts: Float32Array[], shapes: number[][]): Float32Array {
+  const [b, , h, w] = shapes[0];
+  const ci = shapes.reduce((a, s) => a + s[1], 0), hw = h * w;
+  const out = new Float32Array(b * ci * hw);
+  let c0 = 0;
+  parts.forEach((p, k) => {
+    const c = shapes[k][1];
+    for (let n = 0; n < b; n++) {
+      out.set(p.subarray(n * c * hw, (n + 1) * c * hw), (n * ci + c0) * hw);
+    }
+    c0 += c;
+  });
+  return out;
+}
+
+/** Channels [c0, c0 + c) of a joined [b, ci, hw] array. */
+function slab(x: ArrayLike<number>, b: number, ci: number, hw: number, c0: number, c: number) {
+  const out = new Float64Array(b * c * hw);
+  for (let n = 0; n < b; n++) {
+    for (let i = 0; i < c * hw; i++) out[n * c * hw + i] = x[(n * ci + c0) * hw + i];
+  }
+  return out;
+}
+
+Deno.test("conv2dConcat on the Winograd F(4×4) route: forward and the gradients of every part, the weight and the bias match float64", async () => {
+  // 5 + 7 + 6 = 18 channels → 16 at 9×11 (partial tiles), padding 1: F(4×4) in all three passes.
+  const shapes = [[2, 5, 9, 11], [2, 7, 9, 11], [2, 6, 9, 11]];
+  const ws = [16, 18, 3, 3];
+  const g = convGeometry([2, 18, 9, 11], ws, { padding: 1 });
+  const xs = shapes.map((s, k) => randArray(s.reduce((a, v) => a * v), 200 + k));
+  const wv = randArray(16 * 18 * 9, 210, -0.3, 0.3), bv = randArray(16, 211);
+  const r = randArray(2 * 16 * 9 * 11, 212);
+  const parts = shapes.map((s, k) => parameter(xs[k], s, `part${k}`));
+  const w = parameter(wv, ws, "w"), bias = parameter(bv, [16], "bias");
+  const y = scope(() => {
+    const y = conv2dConcat(parts, w, { bias, padding: 1 });
+    assert.equal(y.node?.name, "conv2d_concat", "took the parts route");
+    backward(sum(mul(y, tensor(r, y.shape))));
+    return y;
+  });
+  const x = join(xs, shapes);
+  assertClose(await y.read(), convRef(g, x, wv, bv), { what: "y", atol: 1e-4, rtol: 1e-4 });
+  const dx = dgradRef(g, r, wv);
+  let c0 = 0;
+  for (const [k, p] of parts.entries()) {
+    const c = shapes[k][1];
+    assertClose(await p.grad!.read(), slab(dx, 2, 18, 99, c0, c), {
+      what: `part ${k} grad`,
+      atol: 1e-4,
+      rtol: 1e-4,
+    });
+    c0 += c;
+  }
+  const ref = wgradRef(g, x, r);
+  assertClose(await w.grad!.read(), ref.dw, { what: "dw", atol: 1e-3, rtol: 1e-4 });
+  assertClose(await bias.grad!.read(), ref.db, { what: "db", atol: 1e-4, rtol: 1e-4 });
+  for (const t of [y, ...parts, w, bias]) t.dispose();
+});
+
+Deno.test("conv2dConcat on the parts route with ReLU: gradients by finite differences", async () => {
+  // ReLU's kink: small weights and biases of ±2 by channel keep every pre-activation far from
+  // zero, so no finite-difference step crosses it and both branches are used.
+  const inputs = [
+    { data: randArray(9 * 5 * 6, 221), shape: [1, 9, 5, 6] },
+    { data: randArray(8 * 5 * 6, 222), shape: [1, 8, 5, 6] },
+    { data: randArray(16 * 17 * 9, 223, -0.05, 0.05), shape: [16, 17, 3, 3] },
+    { data: Float32Array.from({ length: 16 }, (_, c) => (c % 2 ? 2 : -2)), shape: [16] },
+  ];
+  await gradCheck(
+    (a: Tensor, b: Tensor, w: Tensor, bias: Tensor) =>
+      conv2dConcat([a, b], w, { bias, padding: 1, activation: "relu" }),
+    inputs,
+    { maxPoints: 12 },
+  );
+});
+
+Deno.test("conv2dConcat off the F(4×4) routes (8 channels: F(2×2)) is conv2d of the joined input", async () => {
+  const shapes = [[2, 3, 7, 9], [2, 5, 7, 9]];
+  const ws = [6, 8, 3, 3];
+  const g = convGeometry([2, 8, 7, 9], ws, { padding: 1 });
+  const xs = shapes.map((s, k) => randArray(s.reduce((a, v) => a * v), 230 + k));
+  const wv = randArray(6 * 8 * 9, 232, -0.5, 0.5);
+  const y = scope(() => {
+    const y = conv2dConcat(shapes.map((s, k) => tensor(xs[k], s)), tensor(wv, ws), { padding: 1 });
+    assert.notEqual(y.node?.name, "conv2d_concat");
+    return y;
+  });
+  assertClose(await y.read(), convRef(g, join(xs, shapes), wv), { what: "y", atol: 1e-4 });
+  y.dispose();
+});
