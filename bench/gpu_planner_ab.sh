@@ -4,10 +4,14 @@
 # process per variant), then the fused F(4×4) kernel per layer beside F(2×2) and F(4×4) around
 # the GEMM (bench/gpu_winograd4.ts, layers of at most MAX_CHANNELS channels each way):
 #   . .gpu/enter.sh && bash bench/gpu_planner_ab.sh "$OUT"
-# Variants: base; matmul split up to full fill (--matmul-split-below 1); fused Winograd F(4×4)
-# up to FUSED channels (--fused-wino4-max); both. Env: MODELS (comma-separated), ITERS (10),
-# FUSED (64), MAX_CHANNELS (64); SIZE, BATCH and SMALL=1 (winograd4's --small) shrink it for a
-# check on the software adapter. Writes OUT/ab.jsonl, OUT/AB.md and OUT/winograd4.jsonl.
+# Variants: base; split: matmul split up to full fill (--matmul-split-below 1); fused: Winograd
+# F(4×4) fused kernels, forward, input and weight gradients, up to FUSED channels
+# (--fused-wino4-max); both. Env: VARIANTS (base split fused both; all four with eight models
+# and the per-layer bench overrun one 600 s device call, so split them over calls, base in each:
+# VARIANTS="base fused", then VARIANTS="base split both" WINO=0), WINO (1: run the per-layer
+# bench; 0 skips it), MODELS (comma-separated), ITERS (10), FUSED (64), MAX_CHANNELS (64); SIZE,
+# BATCH and SMALL=1 (winograd4's --small) shrink it for a check on the software adapter. Writes
+# OUT/ab.jsonl, OUT/AB.md and OUT/winograd4.jsonl.
 set -uo pipefail
 out=${1:-bench-out}; mkdir -p "$out"
 models=${MODELS:-fc_siam_diff,fc_ef,fc_siam_conc,snunet_c16,tinycd,stanet_base_r18,changestar_farseg_r18,changeformer_mit_b1}
@@ -17,14 +21,21 @@ nvidia-smi --query-gpu=name,clocks.sm,memory.used --format=csv 2>&1 | tee "$out/
 finish() { deno run -A bench/planner_ab_table.ts "$out/ab.jsonl" > "$out/AB.md"; cat "$out/AB.md"; }
 trap finish EXIT
 trap 'exit 143' TERM INT
-for flags in "" "--matmul-split-below 1" "--fused-wino4-max $fused" \
-  "--matmul-split-below 1 --fused-wino4-max $fused"; do
-  echo "== variant: ${flags:-base}"
+for v in ${VARIANTS:-base split fused both}; do
+  case "$v" in
+    base) flags="" ;;
+    split) flags="--matmul-split-below 1" ;;
+    fused) flags="--fused-wino4-max $fused" ;;
+    both) flags="--matmul-split-below 1 --fused-wino4-max $fused" ;;
+    *) echo "VARIANTS: unknown variant $v (base split fused both)" >&2; exit 2 ;;
+  esac
+  echo "== variant: $v"
   # shellcheck disable=SC2086 # the flags are words
   timeout 300 deno run -A bench/gpu_train_step.ts --models "$models" --iters "$iters" \
     --size "${SIZE:-512}" --batch "${BATCH:-8}" $flags 2>&1 |
     tee -a "$out/ab.jsonl"
 done
+[ "${WINO:-1}" = 1 ] || exit 0
 small=(); [ "${SMALL:-}" = 1 ] && small=(--small)
 timeout 240 deno run -A bench/gpu_winograd4.ts --max-channels "${MAX_CHANNELS:-64}" "${small[@]}" 2>&1 |
   tee "$out/winograd4.jsonl"
