@@ -10,7 +10,7 @@
 //     [--bw 3.35] [--top 12] [--fused-wino4-max 64] [--matmul-split-below 1]
 
 import { parseArgs } from "node:util";
-import { backward } from "../engine/autograd.ts";
+import { backward, noGrad } from "../engine/autograd.ts";
 import { initDevice } from "../engine/device.ts";
 import { AdamW } from "../engine/optim/adamw.ts";
 import { countMacs } from "../engine/profiler.ts";
@@ -45,8 +45,13 @@ export function traffic(fn: () => void): Traffic {
   return t;
 }
 
-/** The second of two dry training steps (the first makes AdamW's state) of `name`. */
-export function stepTraffic(name: string, batch: number, size: number): Traffic {
+/** The second of two dry training steps (the first makes AdamW's state) of `name`, and one
+ * inference forward (eval mode, no gradients), as bench/gpu_train_step.ts times them. */
+export function stepTraffic(
+  name: string,
+  batch: number,
+  size: number,
+): Traffic & { infer: Traffic } {
   const entry = modelEntry(name);
   const model = entry.create(0);
   const opt = new AdamW(trainableParameters(model, entry), {
@@ -72,11 +77,13 @@ export function stepTraffic(name: string, batch: number, size: number): Traffic 
     });
   traffic(step);
   const t = traffic(step);
+  model.eval();
+  const infer = traffic(() => scope(() => void noGrad(() => model.forward(a, b))));
   for (const x of [a, b, l]) {
     x.kept = false;
     x.dispose();
   }
-  return t;
+  return { ...t, infer };
 }
 
 /** Conv passes by kernel name (what bench/roofline.ts counts exactly). */
@@ -113,20 +120,27 @@ if (import.meta.main) {
   );
   for (const name of values.models.split(",")) {
     const t = stepTraffic(name, B, S);
-    const rows = [...t.bytes].sort((x, y) => y[1] - x[1]);
+    const rows = [...t.bytes];
     const total = rows.reduce((a, [, v]) => a + v, 0);
     const conv = rows.filter(([k]) => isConvKernel(k)).reduce((a, [, v]) => a + v, 0);
     const n = [...t.dispatches.values()].reduce((a, v) => a + v, 0);
+    const inf = [...t.infer.bytes.values()].reduce((a, v) => a + v, 0);
+    const nInf = [...t.infer.dispatches.values()].reduce((a, v) => a + v, 0);
+    const rest = total - conv;
     console.log(
       `## ${name}: ${gb(total)} GB in ${n} dispatches (${ms(total)} ms); conv kernels ` +
-        `${gb(conv)} GB (${ms(conv)} ms), the rest ${gb(total - conv)} GB (${
-          ms(total - conv)
-        } ms)\n`,
+        `${gb(conv)} GB (${ms(conv)} ms), the rest ${gb(rest)} GB (${ms(rest)} ms); ` +
+        `inference ${gb(inf)} GB in ${nInf} dispatches (${ms(inf)} ms)\n`,
     );
-    console.log("| kernel | dispatches | GB | ms at bandwidth |\n| --- | --- | --- | --- |");
-    for (const [k, v] of rows.slice(0, top)) {
-      console.log(`| ${k} | ${t.dispatches.get(k)} | ${gb(v)} | ${ms(v)} |`);
+    for (const [what, tr] of [["training step", t], ["inference", t.infer]] as const) {
+      if (top <= 0) break;
+      const sorted = [...tr.bytes].sort((x, y) => y[1] - x[1]).slice(0, top);
+      console.log(`${what}:\n\n| kernel | dispatches | GB | ms at bandwidth |`);
+      console.log("| --- | --- | --- | --- |");
+      for (const [k, v] of sorted) {
+        console.log(`| ${k} | ${tr.dispatches.get(k)} | ${gb(v)} | ${ms(v)} |`);
+      }
+      console.log("");
     }
-    console.log("");
   }
 }
