@@ -6,7 +6,7 @@
 #   . .gpu/enter.sh && bash bench/gpu_planner_ab.sh "$OUT"
 # Variants: base; split: matmul split up to full fill (--matmul-split-below 1); fused: Winograd
 # F(4×4) fused kernels, forward, input and weight gradients, up to FUSED channels
-# (--fused-wino4-max); both. Env: VARIANTS (base split fused both; all four with eight models
+# (--fused-wino4-max), or fusedN up to N (fused128: SNUNet's decoder convs too); both. Env: VARIANTS (base split fused both; all four with eight models
 # and the per-layer bench overrun one 600 s device call, so split them over calls, base in each:
 # VARIANTS="base fused", then VARIANTS="base split both" WINO=0), WINO (1: run the per-layer
 # bench; 0 skips it), MODELS (comma-separated), ITERS (10), FUSED (64), MAX_CHANNELS (64); SIZE,
@@ -26,8 +26,9 @@ for v in ${VARIANTS:-base split fused both}; do
     base) flags="" ;;
     split) flags="--matmul-split-below 1" ;;
     fused) flags="--fused-wino4-max $fused" ;;
+    fused[0-9]*) flags="--fused-wino4-max ${v#fused}" ;;
     both) flags="--matmul-split-below 1 --fused-wino4-max $fused" ;;
-    *) echo "VARIANTS: unknown variant $v (base split fused both)" >&2; exit 2 ;;
+    *) echo "VARIANTS: unknown variant $v (base split fused fusedN both)" >&2; exit 2 ;;
   esac
   echo "== variant: $v"
   # shellcheck disable=SC2086 # the flags are words

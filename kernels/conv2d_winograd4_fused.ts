@@ -9,15 +9,18 @@
 //   thread adds, for its tile and 4 output channels, all 36 products (36 vec4 accumulators);
 //   at the end it applies Aᵀ P A per channel, the bias and activation, and stores the 4×4 tile.
 // The transform is paid once per tile and input channel for 16 output channels, so wide convs
-// keep the GEMM route (kernels/conv_plan.ts decides; one group only).
+// keep the GEMM route (kernels/conv_plan.ts decides; one group only). The input may be the parts
+// of a channel concatenation and the output (without an epilogue) written as such parts, one
+// binding each (engine/ops/conv2d_concat.ts).
 
-import { cached, type Kernel, kernel, ro } from "./common.ts";
+import { cached, type Kernel, kernel, ro, rw } from "./common.ts";
 import { epilogueBindings } from "./conv2d.ts";
 import type { WinogradSpec } from "./conv2d_winograd.ts";
 import { tileStores } from "./conv2d_winograd4.ts";
 import {
   AT,
   BT,
+  partPatchReads,
   patchReads,
   sandwich,
   tapFn,
@@ -26,8 +29,12 @@ import {
   WINO4_ELEMENTS,
 } from "./winograd_f4_math.ts";
 
-/** The conv this launch computes (as conv2d_winograd.ts's spec, one group, no tile choice). */
-export type Winograd4FusedSpec = Omit<WinogradSpec, "name" | "groups" | "tm">;
+/** The conv this launch computes (as conv2d_winograd.ts's spec, one group, no tile choice);
+ * inParts / outParts: the input's / output's channels as the parts of a concatenation. */
+export type Winograd4FusedSpec = Omit<WinogradSpec, "name" | "groups" | "tm"> & {
+  inParts?: number[];
+  outParts?: number[];
+};
 
 /** Tiles and output channels per workgroup, input channels per shared-memory slab. */
 export const FUSED_TILES = 64;
@@ -49,7 +56,13 @@ function fusedGen(s: Winograd4FusedSpec): Kernel {
     throw new Error(`conv2d_winograd4_fused: ${T} tiles need ${grid[0]} workgroups (max 65535)`);
   }
   const E = WINO4_ELEMENTS;
-  const taps = patchReads(6, s.inH, s.inW, "ok");
+  if (s.outParts && (s.epilogue.bias || s.epilogue.activation !== "none" || s.epilogue.savePre)) {
+    throw new Error("conv2d_winograd4_fused: output parts take no epilogue");
+  }
+  const taps = s.inParts ? partPatchReads(s.inParts, 6, s.inH, s.inW, "ok") : [
+    `let base = (n * ${s.r}u + min(c, ${s.r - 1}u)) * ${s.inH * s.inW}u;`,
+    ...patchReads(6, s.inH, s.inW, "ok"),
+  ];
   const vStores: string[] = [];
   for (let i = 0; i < 6; i++) {
     for (let j = 0; j < 6; j++) vStores.push(`vs[ck * ${E}u + ${i * 6 + j}u][tl] = V${i}_${j};`);
@@ -73,21 +86,30 @@ function fusedGen(s: Winograd4FusedSpec): Kernel {
     outs.push(`{
     let m = m0 + ${j}u;
     if (m < ${s.m}u) {
-      let ob = (n * ${s.m}u + m) * ${s.outH * s.outW}u;
       ${p.join("\n      ")}
       ${sandwich("p", "Y", AT, AT, 6)}
-      ${stores.join("\n      ")}
+      ${
+      s.outParts
+        ? partStores(s.outParts, s.outH * s.outW, stores)
+        : `let ob = (n * ${s.m}u + m) * ${s.outH * s.outW}u;
+      ${stores.join("\n      ")}`
+    }
     }
   }`);
   }
   const uLoads = Math.ceil((CK * E * (FUSED_CHANNELS / MB)) / THREADS);
+  const inputs = s.inParts ? s.inParts.map((_, k) => ro(`x${k}`)) : [ro("x")];
+  const outputs = s.outParts
+    ? s.outParts.map((_, k) => rw(`out${k}`))
+    : epilogueBindings(s.epilogue);
+  const tapFns = s.inParts ? s.inParts.map((_, k) => tapFn(`x${k}`, `tap${k}`)) : [tapFn("x")];
   return kernel(
     "conv2d_winograd4_fused",
-    [ro("x"), ro("u"), ...epilogueBindings(s.epilogue)],
+    [...inputs, ro("u"), ...outputs],
     grid,
     `var<workgroup> vs: array<array<f32, ${FUSED_TILES}>, ${CK * E}>;
 var<workgroup> us: array<array<vec4<f32>, ${FUSED_CHANNELS / MB}>, ${CK * E}>;
-${tapFn("x")}
+${tapFns.join("\n")}
 fn uAt(e: u32, m: u32, c: u32) -> f32 {
   if (m >= ${s.m}u || c >= ${s.r}u) { return 0.0; }
   return u[(e * ${s.m}u + m) * ${s.r}u + c];
@@ -110,7 +132,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let ck = lid / ${FUSED_TILES}u;
       let c = c0 + ck;
       let ok = c < ${s.r}u && t < ${T}u;
-      let base = (n * ${s.r}u + min(c, ${s.r - 1}u)) * ${s.inH * s.inW}u;
       ${taps.join("\n      ")}
       ${sandwich("d", "V", BT, BT, 6)}
       ${vStores.join("\n      ")}
@@ -134,6 +155,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${outs.join("\n  ")}
 }`,
   );
+}
+
+/** The tile stores of output channel `m` when the output is the parts of a concatenation
+ * (`out${k}`, parts[k] channels each): the part holding m, at its own channel. */
+function partStores(parts: readonly number[], plane: number, stores: string[]): string {
+  let start = 0;
+  const blocks = parts.map((channels, k) => {
+    const head = k === 0
+      ? `if (m < ${start + channels}u) {`
+      : k === parts.length - 1
+      ? "} else {"
+      : `} else if (m < ${start + channels}u) {`;
+    const body = [
+      `let ob = (n * ${channels}u + m - ${start}u) * ${plane}u;`,
+      ...stores.map((l) => l.replaceAll("out[", `out${k}[`)),
+    ];
+    start += channels;
+    return [parts.length === 1 ? "{" : head, ...body].join("\n        ");
+  });
+  return blocks.join("\n      ") + "\n      }";
 }
 
 export const winograd4FusedKernel = cached(fusedGen);

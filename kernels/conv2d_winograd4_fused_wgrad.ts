@@ -11,12 +11,14 @@
 //   wgradOutputTransformKernel sums the splits and applies Gᵀ M G.
 // Each input patch is transformed once per 16 output channels (and each gradient tile once per
 // 16 input channels), so wide convs keep the GEMM route (kernels/conv_plan.ts decides; one
-// group only).
+// group only). x may be the parts of a channel concatenation, one binding each
+// (engine/ops/conv2d_concat.ts).
 
 import { cached, type Kernel, kernel, ro, rw } from "./common.ts";
 import {
   AT,
   BT,
+  partPatchReads,
   patchReads,
   sandwich,
   tapFn,
@@ -39,6 +41,8 @@ export interface FusedWgradSpec {
   /** Workgroups along the tiles, each taking `chunk` consecutive tiles (a multiple of SLAB). */
   splits: number;
   chunk: number;
+  /** x's channels as the parts of a concatenation (bindings x0, x1, …). */
+  inParts?: number[];
 }
 
 /** Input and output channels per workgroup, tiles per shared-memory slab. */
@@ -84,13 +88,21 @@ function fusedWgradGen(s: FusedWgradSpec): Kernel {
       }
     }
   }
+  const xReads = s.inParts ? partPatchReads(s.inParts, 6, s.h, s.w, "ok") : [
+    `let base = (n * ${s.ci}u + min(c, ${s.ci - 1}u)) * ${s.h * s.w}u;`,
+    ...patchReads(6, s.h, s.w, "ok", "tapX"),
+  ];
+  const xs = s.inParts ? s.inParts.map((_, k) => ro(`x${k}`)) : [ro("x")];
+  const xTaps = s.inParts
+    ? s.inParts.map((_, k) => tapFn(`x${k}`, `tap${k}`))
+    : [tapFn("x", "tapX")];
   return kernel(
     "conv2d_wgrad_wino4_fused",
-    [ro("x"), ro("dy"), rw("part")],
+    [...xs, ro("dy"), rw("part")],
     grid,
     `var<workgroup> vs: array<array<vec4<f32>, ${C / 4}>, ${E * SLAB}>;
 var<workgroup> ws: array<array<vec4<f32>, ${C / 4}>, ${E * SLAB}>;
-${tapFn("x", "tapX")}
+${xTaps.join("\n")}
 ${tapFn("dy", "tapG")}
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -113,10 +125,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (side == 0u) {
         let c = wid.y * ${C}u + cl;
         let ok = c < ${s.ci}u && t < tEnd;
-        let base = (n * ${s.ci}u + min(c, ${s.ci - 1}u)) * ${s.h * s.w}u;
         let y0 = oy - ${s.padY};
         let x0 = ox - ${s.padX};
-        ${patchReads(6, s.h, s.w, "ok", "tapX").join("\n        ")}
+        ${xReads.join("\n        ")}
         ${sandwich("d", "V", BT, BT, 6)}
         ${store("vs", "V")}
       } else {

@@ -101,3 +101,38 @@ export function patchReads(size: number, H: number, W: number, guard = "", tap =
   }
   return lines;
 }
+
+/** WGSL reading channel `c`'s size×size patch at (y0, x0) into scalars `d${r}_${c}` when the
+ * channels are the parts of a concatenation, one binding each (`${src}${k}`, `parts[k]`
+ * channels, tap functions `tap${k}` from tapFn): the part holding `c` is read, zero where `guard`
+ * is false. `c` past the last part reads the last part's last channel (guarded off). Scalars
+ * `n` (the image), `c`, `y0` and `x0` are in scope. */
+export function partPatchReads(
+  parts: readonly number[],
+  size: number,
+  H: number,
+  W: number,
+  guard: string,
+): string[] {
+  const lines: string[] = [];
+  for (let r = 0; r < size; r++) {
+    for (let q = 0; q < size; q++) lines.push(`var d${r}_${q} = 0.0;`);
+  }
+  let start = 0;
+  parts.forEach((channels, k) => {
+    const last = k === parts.length - 1;
+    const head = k === 0
+      ? (last ? "{" : `if (c < ${start + channels}u) {`)
+      : last
+      ? "} else {"
+      : `} else if (c < ${start + channels}u) {`;
+    const local = last ? `min(c - ${start}u, ${channels - 1}u)` : `c - ${start}u`;
+    const reads = patchReads(size, H, W, guard, `tap${k}`).map((l) =>
+      l.replace(/^let (d\d+_\d+) = /, "$1 = ")
+    );
+    lines.push(head, `  let base = (n * ${channels}u + ${local}) * ${H * W}u;`, ...reads);
+    start += channels;
+  });
+  lines.push("}");
+  return lines;
+}

@@ -4,9 +4,10 @@
 // 370 GB a training step (bench/results/step_traffic_s16.md). Where the conv takes Winograd F(4×4)
 // around the GEMM in all three passes, the input transform reads each part into its channel slab
 // of V (forward and weight gradient) and the input gradient's output transform writes each part's
-// gradient from its channel slab of P, so no joined tensor exists. Elsewhere it is
-// conv2d(concat(parts)), the joined input let go after the forward (written again if the weight
-// gradient needs it).
+// gradient from its channel slab of P, so no joined tensor exists; on the fused F(4×4) routes
+// (narrow convs, where the device profile allows them) the fused kernels read and write the parts
+// the same way. Elsewhere it is conv2d(concat(parts)), the joined input let go after the forward
+// (written again if the weight gradient needs it).
 
 import {
   type ConvGeometry,
@@ -14,7 +15,14 @@ import {
   type Epilogue,
   NO_EPILOGUE,
 } from "../../kernels/conv2d.ts";
-import { planDgrad, planForward, planWgrad } from "../../kernels/conv_plan.ts";
+import {
+  type DgradRoute,
+  type ForwardRoute,
+  planDgrad,
+  planForward,
+  planWgrad,
+  type WgradRoute,
+} from "../../kernels/conv_plan.ts";
 import { isGradEnabled, record, ruleIgnoresOutput } from "../autograd.ts";
 import { traceConv } from "../conv_trace.ts";
 import { addMacs } from "../profiler.ts";
@@ -27,17 +35,25 @@ import {
   type Conv2dOptions,
   epilogueFor,
 } from "./conv2d.ts";
-import { biasGrad, runWinograd4, winogradWeightGradRaw } from "./conv2d_launch.ts";
+import {
+  biasGrad,
+  runWinograd4,
+  runWinograd4Fused,
+  winograd4FusedWeightGradRaw,
+  winogradWeightGradRaw,
+} from "./conv2d_launch.ts";
 import { concat } from "./layout.ts";
 
-/** The Winograd F(4×4) chunks (images per launch) of the forward and the input gradient, when
- * all three passes of `g` take the F(4×4) GEMM routes; else null. */
-function partsPlan(g: ConvGeometry, ep: Epilogue): { fwd: number; dgrad: number } | null {
+type Plan = { f: ForwardRoute; d: DgradRoute; w: WgradRoute };
+
+/** The routes of the three passes of `g` when each reads (or writes) parts: Winograd F(4×4)
+ * around the GEMM or fused; else null. */
+function partsPlan(g: ConvGeometry, ep: Epilogue): Plan | null {
   if (g.groups !== 1 || ep.savePre) return null;
-  const f = planForward(g, ep), d = planDgrad(g), w = planWgrad(g, ep.bias);
-  if (f.kind !== "winograd-f4-gemm" || d.kind !== "winograd-f4-gemm-flip") return null;
-  if (w.kind !== "winograd-f4") return null;
-  return { fwd: f.images, dgrad: d.images };
+  const p = { f: planForward(g, ep), d: planDgrad(g), w: planWgrad(g, ep.bias) };
+  const ok = /^winograd-f4-(gemm|fused)$/.test(p.f.kind) &&
+    /^winograd-f4-(gemm|fused)-flip$/.test(p.d.kind) && /^winograd-f4(-fused)?$/.test(p.w.kind);
+  return ok ? p : null;
 }
 
 /** conv2d(concat(parts, 1), w, opts): parts [B, Ci_k, H, W], w [Co, ΣCi_k, kh, kw]. */
@@ -71,16 +87,26 @@ export function conv2dConcat(parts: Tensor[], w: Tensor, opts: Conv2dOptions = {
   const weightGrad = recording && w.requiresGrad;
   traceConv({ op: "conv2d", g, activation: act, bias: !!bias, recording, inputGrad, weightGrad });
   const y = empty([g.batch, g.co, g.ho, g.wo]);
-  runWinograd4(g, parts, w, false, ep, bias ? [bias] : [], [y], plan.fwd);
+  const extra = bias ? [bias] : [];
+  if (plan.f.kind === "winograd-f4-gemm") {
+    runWinograd4(g, parts, w, false, ep, extra, [y], plan.f.images);
+  } else runWinograd4Fused(g, parts, w, false, ep, extra, [y]);
   addMacs(g.batch * g.co * g.ho * g.wo * g.ci * g.kh * g.kw);
   const out = record(y, inputs, "conv2d_concat", (gy) => {
     const gz = activationBackward(act, gy, y, null);
-    const dw = w.requiresGrad ? winogradWeightGradRaw(g, parts, gz) : null;
+    let dw: Tensor | null = null;
+    if (w.requiresGrad) {
+      dw = plan.w.kind === "winograd-f4-fused"
+        ? winograd4FusedWeightGradRaw(g, parts, gz, plan.w.splits, plan.w.chunk)
+        : winogradWeightGradRaw(g, parts, gz);
+    }
     const db = bias?.requiresGrad ? biasGrad(gz) : null;
     let dx: (Tensor | null)[] = parts.map(() => null);
     if (parts.some((p) => p.requiresGrad)) {
       const all = parts.map((p) => empty(p.shape));
-      runWinograd4(g, gz, w, true, NO_EPILOGUE, [], [], plan.dgrad, all);
+      if (plan.d.kind === "winograd-f4-gemm-flip") {
+        runWinograd4(g, gz, w, true, NO_EPILOGUE, [], [], plan.d.images, all);
+      } else runWinograd4Fused(g, gz, w, true, NO_EPILOGUE, [], [], all);
       dx = all.map((t, i) => {
         if (parts[i].requiresGrad) return t;
         t.dispose();

@@ -318,20 +318,30 @@ export function runWinograd4(
 
 /** The same convolution (forward, or with `flip` the input gradient's conv of dy) by the fused
  * F(4×4) kernel: no transformed operand leaves the chip (kernels/conv2d_winograd4_fused.ts). One
- * group only. */
+ * group only. The input may be the parts of a channel concatenation, and with `outParts` (no
+ * epilogue, `outs` empty) the output is written as such parts (engine/ops/conv2d_concat.ts). */
 export function runWinograd4Fused(
   g: ConvGeometry,
-  input: Tensor,
+  input: Tensor | Tensor[],
   w: Tensor,
   flip: boolean,
   ep: Epilogue,
   extra: Tensor[],
   outs: Tensor[],
+  outParts?: Tensor[],
 ): void {
   if (g.groups !== 1) throw new Error("runWinograd4Fused: one group only");
   const { u, ...conv } = winograd4Conv(g, w, flip);
-  const spec = { batch: g.batch, ...conv, epilogue: ep };
-  run(winograd4FusedKernel(spec), [input, u, ...extra], outs);
+  const channels = (ts: Tensor[]) => ts.map((t) => t.shape[1]);
+  const spec = {
+    batch: g.batch,
+    ...conv,
+    epilogue: ep,
+    ...(Array.isArray(input) ? { inParts: channels(input) } : {}),
+    ...(outParts ? { outParts: channels(outParts) } : {}),
+  };
+  const ins = Array.isArray(input) ? input : [input];
+  run(winograd4FusedKernel(spec), [...ins, u, ...extra], outParts ?? outs);
   u.dispose();
 }
 
@@ -392,19 +402,21 @@ export function winogradWeightGradRaw(
 }
 
 /** The same weight gradient by the fused kernel (kernels/conv2d_winograd4_fused_wgrad.ts):
- * partial products per split of the tiles, summed by the output transform. One group only. */
+ * partial products per split of the tiles, summed by the output transform. One group only; x
+ * may be the parts of a channel concatenation. */
 export function winograd4FusedWeightGradRaw(
   g: ConvGeometry,
-  x: Tensor,
+  x: Tensor | Tensor[],
   dy: Tensor,
   splits: number,
   chunk: number,
 ): Tensor {
   if (g.groups !== 1) throw new Error("winograd4FusedWeightGradRaw: one group only");
   const { batch, ci, co, h, w, ho, wo, padY, padX } = g;
-  const spec = { batch, ci, co, h, w, ho, wo, padY, padX, splits, chunk };
+  const inParts = Array.isArray(x) ? { inParts: x.map((t) => t.shape[1]) } : {};
+  const spec = { batch, ci, co, h, w, ho, wo, padY, padX, splits, chunk, ...inParts };
   const part = empty([splits, WINO4_ELEMENTS, co, ci]);
-  run(fusedWgradKernel(spec), [x, dy], [part]);
+  run(fusedWgradKernel(spec), [...(Array.isArray(x) ? x : [x]), dy], [part]);
   const dw = empty([co, ci, 3, 3]);
   run(wgradOutputTransformKernel(winoWgradSpec(g), splits), [part], [dw]);
   part.dispose();

@@ -11,6 +11,8 @@ import { sum } from "../../engine/ops/reduce.ts";
 import { scope } from "../../engine/scope.ts";
 import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
 import { convGeometry } from "../../kernels/conv2d.ts";
+import { planDgrad, planForward, planWgrad } from "../../kernels/conv_plan.ts";
+import { activeProfile, type DeviceProfile, withProfile } from "../../kernels/device_profile.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 import { convRef, dgradRef, wgradRef } from "./conv_ref.ts";
 
@@ -41,22 +43,29 @@ function slab(x: ArrayLike<number>, b: number, ci: number, hw: number, c0: numbe
   return out;
 }
 
-Deno.test("conv2dConcat on the Winograd F(4×4) route: forward and the gradients of every part, the weight and the bias match float64", async () => {
-  // 5 + 7 + 6 = 18 channels → 16 at 9×11 (partial tiles), padding 1: F(4×4) in all three passes.
+/** conv2dConcat of three parts (5 + 7 + 6 = 18 channels → 16 at 9×11: partial tiles, padding
+ * 1) with a bias: y and the gradients of every part, the weight and the bias against float64,
+ * on the routes `kinds` (forward, input gradient, weight gradient) that `profile` plans. */
+async function checkParts(profile: DeviceProfile, kinds: string[]) {
   const shapes = [[2, 5, 9, 11], [2, 7, 9, 11], [2, 6, 9, 11]];
   const ws = [16, 18, 3, 3];
   const g = convGeometry([2, 18, 9, 11], ws, { padding: 1 });
   const xs = shapes.map((s, k) => randArray(s.reduce((a, v) => a * v), 200 + k));
   const wv = randArray(16 * 18 * 9, 210, -0.3, 0.3), bv = randArray(16, 211);
   const r = randArray(2 * 16 * 9 * 11, 212);
+  withProfile(profile, () => {
+    const ep = { bias: true, activation: "none" as const, savePre: false };
+    assert.deepEqual([planForward(g, ep).kind, planDgrad(g).kind, planWgrad(g, true).kind], kinds);
+  });
   const parts = shapes.map((s, k) => parameter(xs[k], s, `part${k}`));
   const w = parameter(wv, ws, "w"), bias = parameter(bv, [16], "bias");
-  const y = scope(() => {
-    const y = conv2dConcat(parts, w, { bias, padding: 1 });
-    assert.equal(y.node?.name, "conv2d_concat", "took the parts route");
-    backward(sum(mul(y, tensor(r, y.shape))));
-    return y;
-  });
+  const y = withProfile(profile, () =>
+    scope(() => {
+      const y = conv2dConcat(parts, w, { bias, padding: 1 });
+      assert.equal(y.node?.name, "conv2d_concat", "took the parts route");
+      backward(sum(mul(y, tensor(r, y.shape))));
+      return y;
+    }));
   const x = join(xs, shapes);
   assertClose(await y.read(), convRef(g, x, wv, bv), { what: "y", atol: 1e-4, rtol: 1e-4 });
   const dx = dgradRef(g, r, wv);
@@ -74,6 +83,17 @@ Deno.test("conv2dConcat on the Winograd F(4×4) route: forward and the gradients
   assertClose(await w.grad!.read(), ref.dw, { what: "dw", atol: 1e-3, rtol: 1e-4 });
   assertClose(await bias.grad!.read(), ref.db, { what: "db", atol: 1e-4, rtol: 1e-4 });
   for (const t of [y, ...parts, w, bias]) t.dispose();
+}
+
+Deno.test("conv2dConcat on the Winograd F(4×4) GEMM routes: forward and the gradients of every part, the weight and the bias match float64", async () => {
+  await checkParts(activeProfile(), ["winograd-f4-gemm", "winograd-f4-gemm-flip", "winograd-f4"]);
+});
+
+Deno.test("conv2dConcat on the fused F(4×4) routes (a profile that allows them): the same against float64", async () => {
+  await checkParts(
+    { ...activeProfile(), fusedWino4MaxChannels: 32 },
+    ["winograd-f4-fused", "winograd-f4-fused-flip", "winograd-f4-fused"],
+  );
 });
 
 Deno.test("conv2dConcat on the parts route with ReLU: gradients by finite differences", async () => {

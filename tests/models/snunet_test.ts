@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { backward, noGrad } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
 import { loadCheckpoint } from "../../engine/nn/checkpoint.ts";
+import { resetDropoutStream } from "../../engine/nn/dropout.ts";
 import { cdLoss } from "../../engine/ops/cd_loss.ts";
 import { readSafetensors } from "../../engine/safetensors.ts";
 import { scope } from "../../engine/scope.ts";
@@ -14,7 +15,8 @@ import { listSplit } from "../../data/dataset.ts";
 import { IMAGENET } from "../../data/loader.ts";
 import { loadSample } from "../../data/sample.ts";
 import { SNUNet } from "../../models/snunet.ts";
-import { randomPairBatch } from "../util.ts";
+import { activeProfile, type DeviceProfile, withProfile } from "../../kernels/device_profile.ts";
+import { assertClose, randomPairBatch } from "../util.ts";
 
 const FIX = new URL("../../../shared/fixtures/", import.meta.url).pathname;
 const WEIGHTS = FIX + "weights/snunet_c16_backbone_seed0";
@@ -99,4 +101,34 @@ Deno.test("SNUNet-c16 has Open-CD's 3,012,178 parameters and trains on a 32×32 
     if (name.endsWith("weight")) assert.ok(g.some((v) => v !== 0), `${name}: zero gradient`);
   }
   model.dispose();
+});
+
+Deno.test("SNUNet-c16 on the fused F(4×4) routes (decoder nodes' parts read and written by the fused kernels): logits and every gradient as on the default routes", async () => {
+  await initDevice();
+  const step = async (profile: DeviceProfile) => {
+    const model = new SNUNet(1).train();
+    resetDropoutStream(7); // the head's Dropout2d draws the same channels both times
+    const y = withProfile(profile, () =>
+      scope(() => {
+        const { a, b, labels } = randomPairBatch(2, 32);
+        const y = model.forward(a, b);
+        backward(cdLoss(y, labels).loss);
+        return y;
+      }));
+    const out = { logits: await y.read(), grads: new Map<string, Float32Array>() };
+    for (const [name, p] of model.namedParameters()) {
+      out.grads.set(name, (await p.grad!.read()) as Float32Array);
+    }
+    y.dispose();
+    model.dispose();
+    return out;
+  };
+  const base = await step(activeProfile());
+  const fused = await step({ ...activeProfile(), fusedWino4MaxChannels: 128 });
+  assertClose(fused.logits, base.logits, { what: "logits", atol: 1e-4, rtol: 1e-4 });
+  for (const [name, g] of base.grads) {
+    const scale = g.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    // A bias before a BatchNorm has a gradient of zero up to rounding (~1e-9): absolute floor.
+    assertClose(fused.grads.get(name)!, g, { what: name, atol: 1e-4 * scale + 1e-7, rtol: 1e-3 });
+  }
 });
