@@ -24,6 +24,7 @@ import {
   type WgradRoute,
 } from "../../kernels/conv_plan.ts";
 import { isGradEnabled, record, ruleIgnoresOutput } from "../autograd.ts";
+import { device } from "../device.ts";
 import { traceConv } from "../conv_trace.ts";
 import { addMacs } from "../profiler.ts";
 import { empty, type Tensor } from "../tensor.ts";
@@ -48,8 +49,10 @@ type Plan = { f: ForwardRoute; d: DgradRoute; w: WgradRoute };
 
 /** The routes of the three passes of `g` when each reads (or writes) parts: Winograd F(4×4)
  * around the GEMM or fused; else null. */
-function partsPlan(g: ConvGeometry, ep: Epilogue): Plan | null {
+function partsPlan(g: ConvGeometry, ep: Epilogue, parts: number): Plan | null {
+  // The fused forward binds every part, the filters, the bias and the output.
   if (g.groups !== 1 || ep.savePre) return null;
+  if (parts + 3 > device().limits.maxStorageBuffersPerShaderStage) return null;
   const p = { f: planForward(g, ep), d: planDgrad(g), w: planWgrad(g, ep.bias) };
   const ok = /^winograd-f4-(gemm|fused)$/.test(p.f.kind) &&
     /^winograd-f4-(gemm|fused)-flip$/.test(p.d.kind) && /^winograd-f4(-fused)?$/.test(p.w.kind);
@@ -76,7 +79,7 @@ export function conv2dConcat(parts: Tensor[], w: Tensor, opts: Conv2dOptions = {
   const inputs = [...parts, w, ...(bias ? [bias] : [])];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
   const ep = epilogueFor(act, bias, opts.preluSlope, recording);
-  const plan = w.dtype === "f32" && !opts.preluSlope ? partsPlan(g, ep) : null;
+  const plan = w.dtype === "f32" && !opts.preluSlope ? partsPlan(g, ep, parts.length) : null;
   if (!plan) {
     const joined = concat(parts, 1);
     const y = conv2d(joined, w, opts);
