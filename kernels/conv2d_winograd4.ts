@@ -118,8 +118,19 @@ function outputTransformGen(s: Winograd4OutputSpec): Kernel {
   ${stores.join("\n  ")}
 }`,
   );
-  // A part reads its slab of P only.
-  return pTotal === total ? k : { ...k, touched: [4 * WINO4_ELEMENTS * total] };
+  // A part reads its slab of P only; a chunk of images writes those images of the output (and
+  // of the saved pre-activation).
+  const written = 4 * s.batch * s.channels * s.outH * s.outW;
+  const epilogueIn = epilogueBindings(s.epilogue).length - 1 - (s.epilogue.savePre ? 1 : 0);
+  return {
+    ...k,
+    touched: [
+      4 * WINO4_ELEMENTS * total,
+      ...Array(epilogueIn).fill(null),
+      written,
+      ...(s.epilogue.savePre ? [written] : []),
+    ],
+  };
 }
 
 /** Elements of U for a weight spec: [36, groups·M, R]. */

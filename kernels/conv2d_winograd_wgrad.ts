@@ -121,8 +121,8 @@ ${main1d(g.index, total, 256, "o")}
   ${stores.join("\n  ")}
 }`,
   );
-  // A part writes its slab of V only.
-  return dstTotal === total ? k : { ...k, touched: [null, 4 * WINO4_ELEMENTS * total] };
+  // A chunk of images reads those images of the source; a part writes its slab of V only.
+  return { ...k, touched: [4 * s.batch * channels * H * W, 4 * WINO4_ELEMENTS * total] };
 }
 
 /** dw[co, ci, 3, 3] = Gᵀ M[·, co, ci] G, M being [36, Co, Ci / groups], or the sum of `splits`

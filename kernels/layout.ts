@@ -104,12 +104,15 @@ function stridedCopyKernelGen(spec: StridedCopySpec): Kernel {
   const contiguous = (s: number[]) => s.length === 0 || (s.length === 1 && s[0] === 1);
   const index = (strides: number[], offset: number) =>
     contiguous(strides) ? `i + ${offset}u` : `u32(${offsetExpr(c.shape, strides, offset)})`;
-  return kernel1d(
+  const k = kernel1d(
     spec.name,
     [ro("src", elem), rw("dst", elem)],
     n,
     `dst[${index(c.dst, c.dstOffset)}] = src[${index(c.src, c.srcOffset)}];`,
   );
+  // A piece of a concatenation or a slice moves its elements, not the buffers it binds.
+  const bytes = prod(spec.shape) * 4;
+  return { ...k, touched: [bytes, bytes] };
 }
 
 export type PadMode = "zeros" | "replicate";

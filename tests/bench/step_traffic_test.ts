@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
 import { add } from "../../engine/ops/elementwise.ts";
+import { concat } from "../../engine/ops/layout.ts";
 import { scope } from "../../engine/scope.ts";
 import { tensor } from "../../engine/tensor.ts";
 import { H100_PROFILE, withProfile } from "../../kernels/device_profile.ts";
@@ -16,6 +17,18 @@ Deno.test("step traffic: one add of 5×7 binds its two operands and its result",
   const t = traffic(() => scope(() => void add(a, b)));
   assert.equal([...t.dispatches.values()].reduce((x, y) => x + y, 0), 1);
   assert.deepEqual([...t.bytes.values()], [3 * 35 * 4]);
+  for (const x of [a, b]) {
+    x.kept = false;
+    x.dispose();
+  }
+});
+
+Deno.test("step traffic: a concatenation's pieces count what they move, not the output they bind", () => {
+  const a = tensor(randArray(2 * 3 * 5, 3), [2, 3, 5]).keep();
+  const b = tensor(randArray(2 * 4 * 5, 4), [2, 4, 5]).keep();
+  const t = traffic(() => scope(() => void concat([a, b], 1)));
+  assert.equal(t.dispatches.get("concat"), 2);
+  assert.equal(t.bytes.get("concat"), 2 * (30 + 40) * 4); // each element read once, written once
   for (const x of [a, b]) {
     x.kept = false;
     x.dispose();
