@@ -113,6 +113,25 @@ Deno.test("conv2dConcat on the parts route with ReLU: gradients by finite differ
   );
 });
 
+Deno.test("conv2dConcat with one tensor twice among its parts: its gradient is the sum of both slabs", async () => {
+  const xs = [2, 9, 6, 7], ws = [16, 18, 3, 3];
+  const g = convGeometry([2, 18, 6, 7], ws, { padding: 1 });
+  const xv = randArray(2 * 9 * 42, 240), wv = randArray(16 * 18 * 9, 241, -0.3, 0.3);
+  const r = randArray(2 * 16 * 42, 242);
+  const x = parameter(xv, xs, "x"), w = parameter(wv, ws, "w");
+  const y = scope(() => {
+    const y = conv2dConcat([x, x], w, { padding: 1 });
+    assert.equal(y.node?.name, "conv2d_concat");
+    backward(sum(mul(y, tensor(r, y.shape))));
+    return y;
+  });
+  assertClose(await y.read(), convRef(g, join([xv, xv], [xs, xs]), wv), { what: "y", atol: 1e-4 });
+  const dx = dgradRef(g, r, wv);
+  const a = slab(dx, 2, 18, 42, 0, 9), b = slab(dx, 2, 18, 42, 9, 9);
+  assertClose(await x.grad!.read(), a.map((v, i) => v + b[i]), { what: "dx", atol: 1e-4 });
+  for (const t of [y, x, w]) t.dispose();
+});
+
 Deno.test("conv2dConcat off the F(4×4) routes (8 channels: F(2×2)) is conv2d of the joined input", async () => {
   const shapes = [[2, 3, 7, 9], [2, 5, 7, 9]];
   const ws = [6, 8, 3, 3];
