@@ -1,7 +1,7 @@
 // conv2d of a channel concatenation without the concatenation in memory. UNet++ decoders
 // (SNUNet) feed every node a concat of up to six feature maps: written in the forward, written
-// again for the weight gradient, and its gradient split back into the parts, 76 of SNUNet-c16's
-// 370 GB a training step (bench/results/step_traffic_s16.md). Where the conv takes Winograd F(4×4)
+// again for the weight gradient, and its gradient split back into the parts, 28 of SNUNet-c16's
+// 252 GB a training step at 8 × 512² (bench/results/step_traffic_s16.md). Where the conv takes Winograd F(4×4)
 // around the GEMM in all three passes, the input transform reads each part into its channel slab
 // of V (forward and weight gradient) and the input gradient's output transform writes each part's
 // gradient from its channel slab of P, so no joined tensor exists; on the fused F(4×4) routes
