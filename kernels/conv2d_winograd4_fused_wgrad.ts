@@ -41,8 +41,9 @@ export interface FusedWgradSpec {
   /** Workgroups along the tiles, each taking `chunk` consecutive tiles (a multiple of SLAB). */
   splits: number;
   chunk: number;
-  /** x's channels as the parts of a concatenation (bindings x0, x1, …). */
+  /** x's (dy's) channels as the parts of a concatenation (bindings x0, x1, … / dy0, dy1, …). */
   inParts?: number[];
+  gradParts?: number[];
 }
 
 /** Input and output channels per workgroup, tiles per shared-memory slab. */
@@ -92,18 +93,26 @@ function fusedWgradGen(s: FusedWgradSpec): Kernel {
     `let base = (n * ${s.ci}u + min(c, ${s.ci - 1}u)) * ${s.h * s.w}u;`,
     ...patchReads(6, s.h, s.w, "ok", "tapX"),
   ];
+  const gReads = s.gradParts ? partPatchReads(s.gradParts, 4, s.ho, s.wo, "ok", "tapG") : [
+    `let base = (n * ${s.co}u + min(c, ${s.co - 1}u)) * ${s.ho * s.wo}u;`,
+    ...patchReads(4, s.ho, s.wo, "ok", "tapG"),
+  ];
   const xs = s.inParts ? s.inParts.map((_, k) => ro(`x${k}`)) : [ro("x")];
+  const gs = s.gradParts ? s.gradParts.map((_, k) => ro(`dy${k}`)) : [ro("dy")];
+  const gTaps = s.gradParts
+    ? s.gradParts.map((_, k) => tapFn(`dy${k}`, `tapG${k}`))
+    : [tapFn("dy", "tapG")];
   const xTaps = s.inParts
     ? s.inParts.map((_, k) => tapFn(`x${k}`, `tap${k}`))
     : [tapFn("x", "tapX")];
   return kernel(
     "conv2d_wgrad_wino4_fused",
-    [...xs, ro("dy"), rw("part")],
+    [...xs, ...gs, rw("part")],
     grid,
     `var<workgroup> vs: array<array<vec4<f32>, ${C / 4}>, ${E * SLAB}>;
 var<workgroup> ws: array<array<vec4<f32>, ${C / 4}>, ${E * SLAB}>;
 ${xTaps.join("\n")}
-${tapFn("dy", "tapG")}
+${gTaps.join("\n")}
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let e = lid / 4u;
@@ -133,10 +142,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       } else {
         let c = wid.z * ${C}u + cl;
         let ok = c < ${s.co}u && t < tEnd;
-        let base = (n * ${s.co}u + min(c, ${s.co - 1}u)) * ${s.ho * s.wo}u;
         let y0 = oy;
         let x0 = ox;
-        ${patchReads(4, s.ho, s.wo, "ok", "tapG").join("\n        ")}
+        ${gReads.join("\n        ")}
         ${sandwich("d", "W", transpose(AT), transpose(AT), 4)}
         ${store("ws", "W")}
       }

@@ -45,8 +45,9 @@ export interface WinoWgradSpec {
   wo: number;
   padY: number;
   padX: number;
-  /** The input transform of one part of a channel concatenation (engine/ops/conv2d_concat.ts):
-   * its ci channels go to channels [dstOffset, dstOffset + ci) of a V of dstChannels. */
+  /** The transform of one part of a channel concatenation (engine/ops/conv2d_concat.ts): its
+   * channels (ci, or co on the gradient side) go to channels [dstOffset, dstOffset + channels)
+   * of a V (or W) of dstChannels. */
   dstChannels?: number;
   dstOffset?: number;
 }
@@ -95,7 +96,7 @@ function tileTransformGen(s: WinoWgradSpec, side: "input" | "grad"): Kernel {
   const g = grid1d(total);
   const loads = patchReads(patch, H, W);
   // A part of a concatenation writes its channel slab of the whole V.
-  const [dstTotal, at] = input && s.dstChannels !== undefined
+  const [dstTotal, at] = s.dstChannels !== undefined
     ? [s.dstChannels * T, (s.dstOffset ?? 0) * T]
     : [total, 0];
   const stores: string[] = [];

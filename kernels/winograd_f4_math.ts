@@ -103,8 +103,8 @@ export function patchReads(size: number, H: number, W: number, guard = "", tap =
 }
 
 /** WGSL reading channel `c`'s size×size patch at (y0, x0) into scalars `d${r}_${c}` when the
- * channels are the parts of a concatenation, one binding each (`${src}${k}`, `parts[k]`
- * channels, tap functions `tap${k}` from tapFn): the part holding `c` is read, zero where `guard`
+ * channels are the parts of a concatenation, one binding each (`parts[k]` channels, read through
+ * tap functions `${tap}${k}` from tapFn): the part holding `c` is read, zero where `guard`
  * is false. `c` past the last part reads the last part's last channel (guarded off). Scalars
  * `n` (the image), `c`, `y0` and `x0` are in scope. */
 export function partPatchReads(
@@ -113,6 +113,7 @@ export function partPatchReads(
   H: number,
   W: number,
   guard: string,
+  tap = "tap",
 ): string[] {
   const lines: string[] = [];
   for (let r = 0; r < size; r++) {
@@ -127,7 +128,7 @@ export function partPatchReads(
       ? "} else {"
       : `} else if (c < ${start + channels}u) {`;
     const local = last ? `min(c - ${start}u, ${channels - 1}u)` : `c - ${start}u`;
-    const reads = patchReads(size, H, W, guard, `tap${k}`).map((l) =>
+    const reads = patchReads(size, H, W, guard, `${tap}${k}`).map((l) =>
       l.replace(/^let (d\d+_\d+) = /, "$1 = ")
     );
     lines.push(head, `  let base = (n * ${channels}u + ${local}) * ${H * W}u;`, ...reads);

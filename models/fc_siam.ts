@@ -120,13 +120,14 @@ export class FcSiam extends Module implements ChangeDetector {
         : this.variant === "conc"
         ? [x, skip, s2[3 - k]]
         : [x, diff!];
-      x = concat(parts, 1);
-      // Read by no backward rule (the concatenation's and the padding's gradients need no input,
-      // the up-convolution's none of its output, |a − b|'s its inputs): evicted, never written
-      // again. The concatenation holds their values for the next conv's weight gradient.
-      upsampled.evict();
-      diff?.evict();
-      for (const [n] of convs) x = this.#block(n, x);
+      // The stage's first conv reads the parts without joining them (its Winograd routes take
+      // each part's channel slab: engine/ops/conv2d_concat.ts), so they stay for its weight
+      // gradient, which reads them as the joined tensor held them before.
+      // Padded, the up-convolution's output is read by no backward rule (the padding's
+      // gradient needs no input, the up-convolution's none of its output): let go.
+      if (x !== upsampled) upsampled.evict();
+      x = this.#blocks.get(convs[0][0])!.forward(parts);
+      for (const [n] of convs.slice(1)) x = this.#block(n, x);
     });
     return this.#last.forward(x);
   }

@@ -1,7 +1,7 @@
 // Conv2d and ConvTranspose2d layers (PyTorch parameter names and default initialisation).
 
 import { conv2d, type ConvActivation, type Pair } from "../ops/conv2d.ts";
-import { conv2dConcat } from "../ops/conv2d_concat.ts";
+import { conv2dConcat, convTranspose2dConcat } from "../ops/conv2d_concat.ts";
 import { convTranspose2d } from "../ops/conv_transpose2d.ts";
 import type { Random } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
@@ -106,6 +106,18 @@ export class ConvTranspose2d extends Module implements Layer {
   forward(x: Tensor): Tensor {
     const c = this.config;
     return convTranspose2d(x, this.weight, {
+      bias: this.bias,
+      stride: c.stride,
+      padding: c.padding,
+      outputPadding: c.outputPadding,
+    });
+  }
+
+  /** This transposed conv of the channel concatenation of `parts`, without the joined tensor
+   * where the routes allow (engine/ops/conv2d_concat.ts). */
+  forwardConcat(parts: Tensor[]): Tensor {
+    const c = this.config;
+    return convTranspose2dConcat(parts, this.weight, {
       bias: this.bias,
       stride: c.stride,
       padding: c.padding,

@@ -69,20 +69,30 @@ export class ConvBnAct extends Module implements Layer {
     }
   }
 
-  forward(x: Tensor): Tensor {
+  /** x, or the parts of a channel concatenation that the conv reads without joining them where
+   * its routes allow (engine/ops/conv2d_concat.ts). */
+  forward(x: Tensor | Tensor[]): Tensor {
     const y = this.bn ? this.#convBn(x, this.bn) : this.#convAct(x);
     return this.normAfter ? this.normAfter.forward(y) : y;
   }
 
+  #conv(x: Tensor | Tensor[], act?: ConvActivation): Tensor {
+    const conv = this.conv;
+    if (!Array.isArray(x)) {
+      return conv instanceof ConvTranspose2d ? conv.forward(x) : conv.forward(x, act);
+    }
+    return conv instanceof ConvTranspose2d ? conv.forwardConcat(x) : conv.forwardConcat(x, act);
+  }
+
   /** conv → BN → activation: fused into the BN's passes, or folded into the conv in eval. */
-  #convBn(x: Tensor, bn: BatchNorm2d): Tensor {
+  #convBn(x: Tensor | Tensor[], bn: BatchNorm2d): Tensor {
     const act = this.act as "none" | "relu" | "silu";
     // The fold is not differentiable: an eval forward with gradients (parity tests, the
     // configured loss in eval mode) runs the two layers.
     if (!this.training && this.foldInEval && !isGradEnabled()) {
       return foldedConvBn(this.conv, bn, x, act);
     }
-    return bn.forward(this.conv.forward(x), this.#post(act));
+    return bn.forward(this.#conv(x), this.#post(act));
   }
 
   #post(act: "none" | "relu" | "silu"): NormPostOptions | undefined {
@@ -92,11 +102,14 @@ export class ConvBnAct extends Module implements Layer {
   }
 
   /** conv with the activation in its write-out (a PReLU's slope is its parameter). */
-  #convAct(x: Tensor): Tensor {
+  #convAct(x: Tensor | Tensor[]): Tensor {
     const conv = this.conv;
-    if (conv instanceof ConvTranspose2d) return conv.forward(x);
-    if (this.act instanceof PReLU) return conv.forward(x, "prelu", this.act.weight);
-    return this.act === "none" ? conv.forward(x) : conv.forward(x, this.act as ConvActivation);
+    if (this.act instanceof PReLU) {
+      if (Array.isArray(x)) throw new Error("ConvBnAct: a PReLU conv takes one input tensor");
+      return (conv as Conv2d).forward(x, "prelu", this.act.weight);
+    }
+    if (conv instanceof ConvTranspose2d) return this.#conv(x);
+    return this.#conv(x, this.act === "none" ? undefined : this.act as ConvActivation);
   }
 }
 

@@ -2,6 +2,7 @@
 // folded into the conv's weight and bias, the activation fused into its write-out. No autograd.
 
 import { conv2d, type ConvActivation, foldBatchNorm } from "../ops/conv2d.ts";
+import { conv2dConcat, convTranspose2dConcat } from "../ops/conv2d_concat.ts";
 import { convTranspose2d } from "../ops/conv_transpose2d.ts";
 import type { Tensor } from "../tensor.ts";
 import { Conv2d, ConvTranspose2d } from "./conv.ts";
@@ -10,7 +11,7 @@ import type { BatchNorm2d } from "./norm.ts";
 export function foldedConvBn(
   conv: Conv2d | ConvTranspose2d,
   bn: BatchNorm2d,
-  x: Tensor,
+  x: Tensor | Tensor[],
   activation: ConvActivation = "none",
 ): Tensor {
   const transposed = conv instanceof ConvTranspose2d;
@@ -26,7 +27,11 @@ export function foldedConvBn(
   );
   const c = conv.config;
   const opts = { bias, stride: c.stride, padding: c.padding, activation };
-  return conv instanceof ConvTranspose2d
-    ? convTranspose2d(x, weight, { ...opts, outputPadding: conv.config.outputPadding })
-    : conv2d(x, weight, { ...opts, dilation: conv.config.dilation, groups: conv.config.groups });
+  // x may be the parts of a channel concatenation (engine/ops/conv2d_concat.ts).
+  if (conv instanceof ConvTranspose2d) {
+    const t = { ...opts, outputPadding: conv.config.outputPadding };
+    return Array.isArray(x) ? convTranspose2dConcat(x, weight, t) : convTranspose2d(x, weight, t);
+  }
+  const o = { ...opts, dilation: conv.config.dilation, groups: conv.config.groups };
+  return Array.isArray(x) ? conv2dConcat(x, weight, o) : conv2d(x, weight, o);
 }

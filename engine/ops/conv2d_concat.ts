@@ -7,7 +7,9 @@
 // gradient from its channel slab of P, so no joined tensor exists; on the fused F(4×4) routes
 // (narrow convs, where the device profile allows them) the fused kernels read and write the parts
 // the same way. Elsewhere it is conv2d(concat(parts)), the joined input let go after the forward
-// (written again if the weight gradient needs it).
+// (written again if the weight gradient needs it). convTranspose2dConcat does the same for a
+// stride-1 3×3 transposed conv (FC-Siam's decoders), whose passes are its conv's three with the
+// roles of input and output swapped.
 
 import {
   type ConvGeometry,
@@ -44,42 +46,110 @@ import {
   winogradWeightGradRaw,
 } from "./conv2d_launch.ts";
 import { concat } from "./layout.ts";
+import { convTranspose2d, type ConvTranspose2dOptions } from "./conv_transpose2d.ts";
+import { convTransposeGeometry } from "../../kernels/conv_transpose2d.ts";
 
+/** The routes of conv `g`'s three computations (forward, input gradient, weight gradient). */
 type Plan = { f: ForwardRoute; d: DgradRoute; w: WgradRoute };
 
-/** The routes of the three passes of `g` when each reads (or writes) parts: Winograd F(4×4)
- * around the GEMM or fused; else null. */
-function partsPlan(g: ConvGeometry, ep: Epilogue, parts: number): Plan | null {
+/** The routes of `g`'s computations when each reads (or writes) parts: Winograd F(4×4) around
+ * the GEMM or fused; else null. `ep` is the epilogue of the op's forward: `g`'s forward for a
+ * conv, its input gradient for a transposed conv (whose weight gradient carries no bias). */
+function partsPlan(
+  g: ConvGeometry,
+  ep: Epilogue,
+  parts: number,
+  transposed: boolean,
+): Plan | null {
   // The fused forward binds every part, the filters, the bias and the output.
   if (g.groups !== 1 || ep.savePre) return null;
   if (parts + 3 > device().limits.maxStorageBuffersPerShaderStage) return null;
-  const p = { f: planForward(g, ep), d: planDgrad(g), w: planWgrad(g, ep.bias) };
+  const p = {
+    f: planForward(g, transposed ? NO_EPILOGUE : ep),
+    d: planDgrad(g, transposed ? ep : NO_EPILOGUE),
+    w: planWgrad(g, !transposed && ep.bias),
+  };
   const ok = /^winograd-f4-(gemm|fused)$/.test(p.f.kind) &&
     /^winograd-f4-(gemm|fused)-flip$/.test(p.d.kind) && /^winograd-f4(-fused)?$/.test(p.w.kind);
   return ok ? p : null;
 }
 
-/** conv2d(concat(parts, 1), w, opts): parts [B, Ci_k, H, W], w [Co, ΣCi_k, kh, kw]. */
-export function conv2dConcat(parts: Tensor[], w: Tensor, opts: Conv2dOptions = {}): Tensor {
-  if (parts.length === 1) return conv2d(parts[0], w, opts);
+/** `g`'s forward (y from x, or x's parts), or with `outParts` written as parts. */
+function forwardRun(
+  g: ConvGeometry,
+  plan: Plan,
+  x: Tensor | Tensor[],
+  w: Tensor,
+  ep: Epilogue,
+  extra: Tensor[],
+  outs: Tensor[],
+  outParts?: Tensor[],
+): void {
+  if (plan.f.kind === "winograd-f4-gemm") {
+    runWinograd4(g, x, w, false, ep, extra, outs, plan.f.images, outParts);
+  } else runWinograd4Fused(g, x, w, false, ep, extra, outs, outParts);
+}
+
+/** `g`'s input gradient (dx from dy, or dy's parts), or with `outParts` written as parts. */
+function dgradRun(
+  g: ConvGeometry,
+  plan: Plan,
+  dy: Tensor | Tensor[],
+  w: Tensor,
+  ep: Epilogue,
+  extra: Tensor[],
+  outs: Tensor[],
+  outParts?: Tensor[],
+): void {
+  if (plan.d.kind === "winograd-f4-gemm-flip") {
+    runWinograd4(g, dy, w, true, ep, extra, outs, plan.d.images, outParts);
+  } else runWinograd4Fused(g, dy, w, true, ep, extra, outs, outParts);
+}
+
+/** `g`'s weight gradient from x and dy, either of which may be parts. */
+function wgradRun(g: ConvGeometry, plan: Plan, x: Tensor | Tensor[], dy: Tensor | Tensor[]) {
+  return plan.w.kind === "winograd-f4-fused"
+    ? winograd4FusedWeightGradRaw(g, x, dy, plan.w.splits, plan.w.chunk)
+    : winogradWeightGradRaw(g, x, dy);
+}
+
+/** Gradients for the parts (null where a part needs none), written as parts by `write`. */
+function partGrads(parts: Tensor[], write: (all: Tensor[]) => void): (Tensor | null)[] {
+  if (!parts.some((p) => p.requiresGrad)) return parts.map(() => null);
+  const all = parts.map((p) => empty(p.shape));
+  write(all);
+  return all.map((t, i) => {
+    if (parts[i].requiresGrad) return t;
+    t.dispose();
+    return null;
+  });
+}
+
+/** The parts' common batch and size, checked; their channels summed. */
+function checkParts(op: string, parts: Tensor[]): [number, number, number, number] {
   const [b, , h, wd] = parts[0].shape;
   for (const p of parts) {
     if (p.ndim !== 4 || p.shape[0] !== b || p.shape[2] !== h || p.shape[3] !== wd) {
       throw new Error(
-        `conv2dConcat: parts ${parts.map((t) => t.describe()).join(", ")} differ in batch or size`,
+        `${op}: parts ${parts.map((t) => t.describe()).join(", ")} differ in batch or size`,
       );
     }
-    if (p.dtype !== "f32") throw new Error(`conv2dConcat: ${p.describe()} must be f32`);
+    if (p.dtype !== "f32") throw new Error(`${op}: ${p.describe()} must be f32`);
   }
-  const ci = parts.reduce((a, p) => a + p.shape[1], 0);
-  const g = convGeometry([b, ci, h, wd], w.shape, opts);
+  return [b, parts.reduce((a, p) => a + p.shape[1], 0), h, wd];
+}
+
+/** conv2d(concat(parts, 1), w, opts): parts [B, Ci_k, H, W], w [Co, ΣCi_k, kh, kw]. */
+export function conv2dConcat(parts: Tensor[], w: Tensor, opts: Conv2dOptions = {}): Tensor {
+  if (parts.length === 1) return conv2d(parts[0], w, opts);
+  const g = convGeometry(checkParts("conv2dConcat", parts), w.shape, opts);
   const act = opts.activation ?? "none";
   const bias = opts.bias ?? null;
   checkEpilogueInputs("conv2dConcat", g.co, act, bias, opts.preluSlope);
   const inputs = [...parts, w, ...(bias ? [bias] : [])];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
   const ep = epilogueFor(act, bias, opts.preluSlope, recording);
-  const plan = w.dtype === "f32" && !opts.preluSlope ? partsPlan(g, ep, parts.length) : null;
+  const plan = w.dtype === "f32" && !opts.preluSlope ? partsPlan(g, ep, parts.length, false) : null;
   if (!plan) {
     const joined = concat(parts, 1);
     const y = conv2d(joined, w, opts);
@@ -90,32 +160,54 @@ export function conv2dConcat(parts: Tensor[], w: Tensor, opts: Conv2dOptions = {
   const weightGrad = recording && w.requiresGrad;
   traceConv({ op: "conv2d", g, activation: act, bias: !!bias, recording, inputGrad, weightGrad });
   const y = empty([g.batch, g.co, g.ho, g.wo]);
-  const extra = bias ? [bias] : [];
-  if (plan.f.kind === "winograd-f4-gemm") {
-    runWinograd4(g, parts, w, false, ep, extra, [y], plan.f.images);
-  } else runWinograd4Fused(g, parts, w, false, ep, extra, [y]);
+  forwardRun(g, plan, parts, w, ep, bias ? [bias] : [], [y]);
   addMacs(g.batch * g.co * g.ho * g.wo * g.ci * g.kh * g.kw);
   const out = record(y, inputs, "conv2d_concat", (gy) => {
     const gz = activationBackward(act, gy, y, null);
-    let dw: Tensor | null = null;
-    if (w.requiresGrad) {
-      dw = plan.w.kind === "winograd-f4-fused"
-        ? winograd4FusedWeightGradRaw(g, parts, gz, plan.w.splits, plan.w.chunk)
-        : winogradWeightGradRaw(g, parts, gz);
-    }
+    const dw = w.requiresGrad ? wgradRun(g, plan, parts, gz) : null;
     const db = bias?.requiresGrad ? biasGrad(gz) : null;
-    let dx: (Tensor | null)[] = parts.map(() => null);
-    if (parts.some((p) => p.requiresGrad)) {
-      const all = parts.map((p) => empty(p.shape));
-      if (plan.d.kind === "winograd-f4-gemm-flip") {
-        runWinograd4(g, gz, w, true, NO_EPILOGUE, [], [], plan.d.images, all);
-      } else runWinograd4Fused(g, gz, w, true, NO_EPILOGUE, [], [], all);
-      dx = all.map((t, i) => {
-        if (parts[i].requiresGrad) return t;
-        t.dispose();
-        return null;
-      });
-    }
+    const dx = partGrads(parts, (all) => dgradRun(g, plan, gz, w, NO_EPILOGUE, [], [], all));
+    return [...dx, dw, ...(bias ? [db] : [])];
+  });
+  return activationReadsOutput(act) ? out : ruleIgnoresOutput(out);
+}
+
+/** convTranspose2d(concat(parts, 1), w, opts): parts [B, Ci_k, H, W], w [ΣCi_k, Co, kh, kw].
+ * Without a joined tensor where its computations take Winograd F(4×4) (a stride-1 3×3 one):
+ * its forward is its conv's input gradient of the parts, its input gradient its conv's forward
+ * written as parts, its weight gradient its conv's with the parts as dy. */
+export function convTranspose2dConcat(
+  parts: Tensor[],
+  w: Tensor,
+  opts: ConvTranspose2dOptions = {},
+): Tensor {
+  if (parts.length === 1) return convTranspose2d(parts[0], w, opts);
+  const g = convTransposeGeometry(checkParts("convTranspose2dConcat", parts), w.shape, opts);
+  const act = opts.activation ?? "none";
+  const bias = opts.bias ?? null;
+  checkEpilogueInputs("convTranspose2dConcat", g.ci, act, bias, opts.preluSlope);
+  const inputs = [...parts, w, ...(bias ? [bias] : [])];
+  const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  const ep = epilogueFor(act, bias, opts.preluSlope, recording);
+  const plan = w.dtype === "f32" && !opts.preluSlope ? partsPlan(g, ep, parts.length, true) : null;
+  if (!plan) {
+    const joined = concat(parts, 1);
+    const y = convTranspose2d(joined, w, opts);
+    joined.evict();
+    return y;
+  }
+  const inputGrad = recording && parts.some((p) => p.requiresGrad);
+  const weightGrad = recording && w.requiresGrad;
+  const call = { op: "convTranspose2d" as const, g, activation: act, bias: !!bias, recording };
+  traceConv({ ...call, inputGrad, weightGrad });
+  const y = empty([g.batch, g.ci, g.h, g.w]);
+  dgradRun(g, plan, parts, w, ep, bias ? [bias] : [], [y]);
+  addMacs(g.batch * g.co * g.ho * g.wo * g.ci * g.kh * g.kw);
+  const out = record(y, inputs, "conv_transpose2d_concat", (gy) => {
+    const gz = activationBackward(act, gy, y, null);
+    const dw = w.requiresGrad ? wgradRun(g, plan, gz, parts) : null;
+    const db = bias?.requiresGrad ? biasGrad(gz) : null;
+    const dx = partGrads(parts, (all) => forwardRun(g, plan, gz, w, NO_EPILOGUE, [], [], all));
     return [...dx, dw, ...(bias ? [db] : [])];
   });
   return activationReadsOutput(act) ? out : ruleIgnoresOutput(out);

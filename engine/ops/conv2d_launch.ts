@@ -256,6 +256,18 @@ function inputTransform(ts: WinoWgradSpec, input: Tensor | Tensor[], v: Tensor):
   }
 }
 
+/** The weight gradient's output-gradient transform of one chunk into W [36, Co, T], of one
+ * tensor or of the parts of a concatenation (a transposed conv's input: its conv's dy). */
+function gradTransform(ts: WinoWgradSpec, dy: Tensor | Tensor[], w: Tensor): void {
+  if (!Array.isArray(dy)) return run(wgradGradTransformKernel(ts), [dy], [w]);
+  let at = 0;
+  for (const part of dy) {
+    const c = part.shape[1];
+    run(wgradGradTransformKernel({ ...ts, co: c, dstChannels: ts.co, dstOffset: at }), [part], [w]);
+    at += c;
+  }
+}
+
 /** A Winograd F(4×4) launch of conv `g` (its input gradient with `flip`: a conv of dy with the
  * filters transposed and flipped, padded by 2 − pad) writing `outs`, `images` at a time: the
  * filters transformed to U [36, M, R], then per chunk of images the input transform, the batched
@@ -372,7 +384,7 @@ export function runCol2im(
 export function winogradWeightGradRaw(
   g: ConvGeometry,
   x: Tensor | Tensor[],
-  dy: Tensor,
+  dy: Tensor | Tensor[],
   chunkBytes = WINO_WGRAD_CHUNK_BYTES,
 ): Tensor {
   const per = Math.max(1, Math.floor(chunkBytes / winoWgradBytesPerImage(g)));
@@ -383,7 +395,7 @@ export function winogradWeightGradRaw(
     const v = empty([WINO4_ELEMENTS, g.ci, t]);
     inputTransform(s, x, v);
     const w = empty([WINO4_ELEMENTS, g.co, t]);
-    run(wgradGradTransformKernel(s), [dy], [w]);
+    gradTransform(s, dy, w);
     const eg = WINO4_ELEMENTS * g.groups;
     const [wv, vv] = [view(w, [eg, g.co / g.groups, t]), view(v, [eg, g.ci / g.groups, t])];
     const part = gemm(wv, vv, { transB: true });
@@ -407,16 +419,21 @@ export function winogradWeightGradRaw(
 export function winograd4FusedWeightGradRaw(
   g: ConvGeometry,
   x: Tensor | Tensor[],
-  dy: Tensor,
+  dy: Tensor | Tensor[],
   splits: number,
   chunk: number,
 ): Tensor {
   if (g.groups !== 1) throw new Error("winograd4FusedWeightGradRaw: one group only");
   const { batch, ci, co, h, w, ho, wo, padY, padX } = g;
-  const inParts = Array.isArray(x) ? { inParts: x.map((t) => t.shape[1]) } : {};
-  const spec = { batch, ci, co, h, w, ho, wo, padY, padX, splits, chunk, ...inParts };
+  const channels = (ts: Tensor[]) => ts.map((t) => t.shape[1]);
+  const spec = {
+    ...{ batch, ci, co, h, w, ho, wo, padY, padX, splits, chunk },
+    ...(Array.isArray(x) ? { inParts: channels(x) } : {}),
+    ...(Array.isArray(dy) ? { gradParts: channels(dy) } : {}),
+  };
   const part = empty([splits, WINO4_ELEMENTS, co, ci]);
-  run(fusedWgradKernel(spec), [...(Array.isArray(x) ? x : [x]), dy], [part]);
+  const list = (t: Tensor | Tensor[]) => (Array.isArray(t) ? t : [t]);
+  run(fusedWgradKernel(spec), [...list(x), ...list(dy)], [part]);
   const dw = empty([co, ci, 3, 3]);
   run(wgradOutputTransformKernel(winoWgradSpec(g), splits), [part], [dw]);
   part.dispose();

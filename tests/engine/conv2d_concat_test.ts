@@ -5,12 +5,13 @@
 import assert from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
-import { conv2dConcat } from "../../engine/ops/conv2d_concat.ts";
+import { conv2dConcat, convTranspose2dConcat } from "../../engine/ops/conv2d_concat.ts";
 import { mul } from "../../engine/ops/elementwise.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { scope } from "../../engine/scope.ts";
 import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
 import { convGeometry } from "../../kernels/conv2d.ts";
+import { convTransposeGeometry } from "../../kernels/conv_transpose2d.ts";
 import { planDgrad, planForward, planWgrad } from "../../kernels/conv_plan.ts";
 import { activeProfile, type DeviceProfile, withProfile } from "../../kernels/device_profile.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
@@ -93,6 +94,66 @@ Deno.test("conv2dConcat on the fused F(4×4) routes (a profile that allows them)
   await checkParts(
     { ...activeProfile(), fusedWino4MaxChannels: 32 },
     ["winograd-f4-fused", "winograd-f4-fused-flip", "winograd-f4-fused"],
+  );
+});
+
+/** convTranspose2dConcat of three parts (5 + 7 + 6 = 18 channels → 16 at 9×11, stride 1,
+ * padding 1) with a bias, against float64: the transposed conv is its conv's input gradient, its
+ * input gradient that conv's forward, its weight gradient the conv's with the parts as dy. */
+async function checkTransposedParts(profile: DeviceProfile, kinds: string[]) {
+  const shapes = [[2, 5, 9, 11], [2, 7, 9, 11], [2, 6, 9, 11]];
+  const ws = [18, 16, 3, 3];
+  const g = convTransposeGeometry([2, 18, 9, 11], ws, { padding: 1 });
+  const xs = shapes.map((s, k) => randArray(s.reduce((a, v) => a * v), 300 + k));
+  const wv = randArray(18 * 16 * 9, 310, -0.3, 0.3), bv = randArray(16, 311);
+  const r = randArray(2 * 16 * 9 * 11, 312);
+  withProfile(profile, () => {
+    const ep = { bias: true, activation: "none" as const, savePre: false };
+    assert.deepEqual([planDgrad(g, ep).kind, planForward(g).kind, planWgrad(g, false).kind], kinds);
+  });
+  const parts = shapes.map((s, k) => parameter(xs[k], s, `part${k}`));
+  const w = parameter(wv, ws, "w"), bias = parameter(bv, [16], "bias");
+  const y = withProfile(profile, () =>
+    scope(() => {
+      const y = convTranspose2dConcat(parts, w, { bias, padding: 1 });
+      assert.equal(y.node?.name, "conv_transpose2d_concat", "took the parts route");
+      backward(sum(mul(y, tensor(r, y.shape))));
+      return y;
+    }));
+  const x = join(xs, shapes), hw = 99;
+  const yRef = dgradRef(g, x, wv).map((v, i) => v + bv[Math.floor(i / hw) % 16]);
+  assertClose(await y.read(), yRef, { what: "convT y", atol: 1e-4, rtol: 1e-4 });
+  const dx = convRef(g, r, wv);
+  let c0 = 0;
+  for (const [k, p] of parts.entries()) {
+    const c = shapes[k][1];
+    assertClose(await p.grad!.read(), slab(dx, 2, 18, hw, c0, c), {
+      what: `convT part ${k} grad`,
+      atol: 1e-4,
+      rtol: 1e-4,
+    });
+    c0 += c;
+  }
+  const ref = wgradRef(g, r, x);
+  assertClose(await w.grad!.read(), ref.dw, { what: "convT dw", atol: 1e-3, rtol: 1e-4 });
+  const db = new Float64Array(16);
+  r.forEach((v, i) => (db[Math.floor(i / hw) % 16] += v));
+  assertClose(await bias.grad!.read(), db, { what: "convT db", atol: 1e-4, rtol: 1e-4 });
+  for (const t of [y, ...parts, w, bias]) t.dispose();
+}
+
+Deno.test("convTranspose2dConcat on the Winograd F(4×4) GEMM routes: forward and every gradient match float64", async () => {
+  await checkTransposedParts(activeProfile(), [
+    "winograd-f4-gemm-flip",
+    "winograd-f4-gemm",
+    "winograd-f4",
+  ]);
+});
+
+Deno.test("convTranspose2dConcat on the fused F(4×4) routes: forward and every gradient match float64", async () => {
+  await checkTransposedParts(
+    { ...activeProfile(), fusedWino4MaxChannels: 32 },
+    ["winograd-f4-fused-flip", "winograd-f4-fused", "winograd-f4-fused"],
   );
 });
 

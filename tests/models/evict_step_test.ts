@@ -8,11 +8,11 @@
 // blocks' LN outputs, merged heads and hidden ReLU outputs (written again), queries before the
 // head split and branch outputs (never), and its head's upsampled maps (models/bit.ts); SNUNet
 // its nested blocks' first BN + ReLU outputs (written again for the second conv's weight
-// gradient), second BN outputs and residual sums (read by no backward rule), its dense-skip
-// concats (written again from their inputs for the first conv's weight gradient) and ECAM's
-// stacked outputs, partial sums and product (models/snunet.ts); FC-EF, FC-Siam-Conc and FC-Siam-Diff
-// their up-convolution outputs and |a − b| skips, which the concatenation copies and no backward
-// rule reads, so nothing is written again (models/fc_siam.ts); LightCDNet-s the BatchNorm outputs
+// gradient), second BN outputs and residual sums (read by no backward rule) and ECAM's stacked
+// outputs, partial sums and product (models/snunet.ts; its dense skips are read as parts, no
+// concat); FC-EF, FC-Siam-Conc and FC-Siam-Diff an up-convolution's output where it is padded to
+// its skip's odd size (read by no backward rule; at 36² one stage is: its other decoder inputs
+// are read as parts and stay) (models/fc_siam.ts); LightCDNet-s the BatchNorm outputs
 // between the parts of its conv sequences (written again for the next conv's weight gradient,
 // models/lightcdnet.ts). Against the keep path (eviction
 // off) the loss, every parameter gradient and every BatchNorm's running statistics are bit-identical,
@@ -39,7 +39,7 @@ await initDevice();
  * it peaks at the start of the backward: tests/models/compile_peak_test.ts). */
 /** Sizes above a model's minimum where its smallest input's peak is not the eviction's: BIT's
  * decoder at 32² is too small to hold its backbone's peak. */
-const SIZE: Record<string, number> = { bit_r18: 64 };
+const SIZE: Record<string, number> = { bit_r18: 64, fc_ef: 36, fc_siam_conc: 36, fc_siam_diff: 36 };
 
 const CASES: { name: string; rewritten: boolean; lowerPeak: boolean }[] = [
   { name: "tinycd", rewritten: true, lowerPeak: true },
