@@ -242,28 +242,26 @@ function winograd4Conv(g: ConvGeometry, w: Tensor, flip: boolean) {
   return { r, m, inH, inW, outH, outW, padY, padX, u };
 }
 
-/** The input transform of one chunk into V [36, R, T]: of one tensor, or of the parts of a
- * channel concatenation, each into its slab of V (one group). */
-function inputTransform(ts: WinoWgradSpec, input: Tensor | Tensor[], v: Tensor): void {
-  if (!Array.isArray(input)) return run(wgradInputTransformKernel(ts), [input], [v]);
-  let at = 0;
-  for (const part of input) {
-    const c = part.shape[1];
-    run(wgradInputTransformKernel({ ...ts, ci: c, dstChannels: ts.ci, dstOffset: at }), [part], [
-      v,
-    ]);
-    at += c;
-  }
-}
+/** The channels of each part of a concatenation. */
+const partChannels = (parts: Tensor[]) => parts.map((t) => t.shape[1]);
+const asList = (t: Tensor | Tensor[]) => (Array.isArray(t) ? t : [t]);
 
-/** The weight gradient's output-gradient transform of one chunk into W [36, Co, T], of one
- * tensor or of the parts of a concatenation (a transposed conv's input: its conv's dy). */
-function gradTransform(ts: WinoWgradSpec, dy: Tensor | Tensor[], w: Tensor): void {
-  if (!Array.isArray(dy)) return run(wgradGradTransformKernel(ts), [dy], [w]);
+/** One chunk's tile transform, "input" (x → V [36, Ci, T]) or "grad" (dy → W [36, Co, T]), of
+ * one tensor or of the parts of a channel concatenation, each into its channel slab (one group;
+ * a transposed conv's input is its conv's dy). */
+function tileTransform(
+  side: "input" | "grad",
+  ts: WinoWgradSpec,
+  src: Tensor | Tensor[],
+  dst: Tensor,
+): void {
+  const k = side === "input" ? wgradInputTransformKernel : wgradGradTransformKernel;
+  if (!Array.isArray(src)) return run(k(ts), [src], [dst]);
+  const field = side === "input" ? "ci" : "co";
   let at = 0;
-  for (const part of dy) {
+  for (const part of src) {
     const c = part.shape[1];
-    run(wgradGradTransformKernel({ ...ts, co: c, dstChannels: ts.co, dstOffset: at }), [part], [w]);
+    run(k({ ...ts, [field]: c, dstChannels: ts[field], dstOffset: at }), [part], [dst]);
     at += c;
   }
 }
@@ -308,7 +306,7 @@ export function runWinograd4(
     };
     const { t } = winoWgradTiles(ts);
     const v = empty([WINO4_ELEMENTS, r, t]);
-    inputTransform(ts, input, v);
+    tileTransform("input", ts, input, v);
     const vv = view(v, [WINO4_ELEMENTS * G, r / G, t]);
     const p = gemm(uv, vv);
     const os = { batch, n0, channels: m, outH, outW, epilogue: ep };
@@ -344,16 +342,14 @@ export function runWinograd4Fused(
 ): void {
   if (g.groups !== 1) throw new Error("runWinograd4Fused: one group only");
   const { u, ...conv } = winograd4Conv(g, w, flip);
-  const channels = (ts: Tensor[]) => ts.map((t) => t.shape[1]);
   const spec = {
     batch: g.batch,
     ...conv,
     epilogue: ep,
-    ...(Array.isArray(input) ? { inParts: channels(input) } : {}),
-    ...(outParts ? { outParts: channels(outParts) } : {}),
+    ...(Array.isArray(input) ? { inParts: partChannels(input) } : {}),
+    ...(outParts ? { outParts: partChannels(outParts) } : {}),
   };
-  const ins = Array.isArray(input) ? input : [input];
-  run(winograd4FusedKernel(spec), [...ins, u, ...extra], outParts ?? outs);
+  run(winograd4FusedKernel(spec), [...asList(input), u, ...extra], outParts ?? outs);
   u.dispose();
 }
 
@@ -379,8 +375,8 @@ export function runCol2im(
 /** Weight gradient [Co, Ci / groups, 3, 3] of a 3×3 stride-1 conv by Winograd F(4×4, 3×3): the input
  * patches and output-gradient tiles transformed, one batched GEMM over the tiles per
  * transform element, the result transformed back (kernels/conv2d_winograd_wgrad.ts); images go
- * in chunks of at most `chunkBytes` of transformed operands. x may be the parts of a channel
- * concatenation (one group). */
+ * in chunks of at most `chunkBytes` of transformed operands. x or dy may be the parts of a
+ * channel concatenation (one group). */
 export function winogradWeightGradRaw(
   g: ConvGeometry,
   x: Tensor | Tensor[],
@@ -393,9 +389,9 @@ export function winogradWeightGradRaw(
     const s = winoWgradSpec(g, n0, Math.min(per, g.batch - n0));
     const { t } = winoWgradTiles(s);
     const v = empty([WINO4_ELEMENTS, g.ci, t]);
-    inputTransform(s, x, v);
+    tileTransform("input", s, x, v);
     const w = empty([WINO4_ELEMENTS, g.co, t]);
-    gradTransform(s, dy, w);
+    tileTransform("grad", s, dy, w);
     const eg = WINO4_ELEMENTS * g.groups;
     const [wv, vv] = [view(w, [eg, g.co / g.groups, t]), view(v, [eg, g.ci / g.groups, t])];
     const part = gemm(wv, vv, { transB: true });
@@ -414,8 +410,8 @@ export function winogradWeightGradRaw(
 }
 
 /** The same weight gradient by the fused kernel (kernels/conv2d_winograd4_fused_wgrad.ts):
- * partial products per split of the tiles, summed by the output transform. One group only; x
- * may be the parts of a channel concatenation. */
+ * partial products per split of the tiles, summed by the output transform. One group only; x or
+ * dy may be the parts of a channel concatenation. */
 export function winograd4FusedWeightGradRaw(
   g: ConvGeometry,
   x: Tensor | Tensor[],
@@ -425,15 +421,13 @@ export function winograd4FusedWeightGradRaw(
 ): Tensor {
   if (g.groups !== 1) throw new Error("winograd4FusedWeightGradRaw: one group only");
   const { batch, ci, co, h, w, ho, wo, padY, padX } = g;
-  const channels = (ts: Tensor[]) => ts.map((t) => t.shape[1]);
   const spec = {
     ...{ batch, ci, co, h, w, ho, wo, padY, padX, splits, chunk },
-    ...(Array.isArray(x) ? { inParts: channels(x) } : {}),
-    ...(Array.isArray(dy) ? { gradParts: channels(dy) } : {}),
+    ...(Array.isArray(x) ? { inParts: partChannels(x) } : {}),
+    ...(Array.isArray(dy) ? { gradParts: partChannels(dy) } : {}),
   };
   const part = empty([splits, WINO4_ELEMENTS, co, ci]);
-  const list = (t: Tensor | Tensor[]) => (Array.isArray(t) ? t : [t]);
-  run(fusedWgradKernel(spec), [...list(x), ...list(dy)], [part]);
+  run(fusedWgradKernel(spec), [...asList(x), ...asList(dy)], [part]);
   const dw = empty([co, ci, 3, 3]);
   run(wgradOutputTransformKernel(winoWgradSpec(g), splits), [part], [dw]);
   part.dispose();
