@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# The planner experiments against the default plans on the GPU machine, one call: each variant's
-# training step and inference for every model (bench/gpu_train_step.ts, all models in one
-# process per variant), then the fused F(4×4) kernel per layer beside F(2×2) and F(4×4) around
-# the GEMM (bench/gpu_winograd4.ts, layers of at most MAX_CHANNELS channels each way):
+# The planner experiments against the default plans on the GPU machine: each variant's training
+# step and inference for every model (bench/gpu_train_step.ts, all models in one process per
+# variant, at most 300 s each), then, with WINO=1, the fused F(4×4) kernels per layer beside
+# F(2×2) and F(4×4) around the GEMM (bench/gpu_winograd4.ts, layers of at most MAX_CHANNELS
+# channels each way, at most 240 s):
 #   . .gpu/enter.sh && bash bench/gpu_planner_ab.sh "$OUT"
-# Variants: base; split: matmul split up to full fill (--matmul-split-below 1); fused: Winograd
-# F(4×4) fused kernels, forward, input and weight gradients, up to FUSED channels
-# (--fused-wino4-max), or fusedN up to N (fused128: SNUNet's decoder convs too); both. Env: VARIANTS (base split fused both; all four with eight models
-# and the per-layer bench overrun one 600 s device call, so split them over calls, base in each:
-# VARIANTS="base fused", then VARIANTS="base split both" WINO=0), WINO (1: run the per-layer
-# bench; 0 skips it), MODELS (comma-separated), ITERS (10), FUSED (64), MAX_CHANNELS (64); SIZE,
-# BATCH and SMALL=1 (winograd4's --small) shrink it for a check on the software adapter. Writes
-# OUT/ab.jsonl, OUT/AB.md and OUT/winograd4.jsonl.
+# Variants: base; split: matmul split up to full fill (--matmul-split-below 1); fused: the fused
+# Winograd F(4×4) kernels (forward, input and weight gradients) up to FUSED channels
+# (--fused-wino4-max), or fusedN up to N (fused128: SNUNet's decoder convs too); both.
+# One device call runs 600 s at most, so the defaults fit one (VARIANTS="base fused", WINO=0);
+# spread the rest over calls with the base in each, e.g. VARIANTS="base fused128 split", then
+# VARIANTS=base WINO=1. Env: VARIANTS, WINO, MODELS (comma-separated), ITERS (10), FUSED (64),
+# MAX_CHANNELS (64); SIZE, BATCH and SMALL=1 (winograd4's --small) shrink it for a check on the
+# software adapter. Writes OUT/ab.jsonl, OUT/AB.md and OUT/winograd4.jsonl.
 set -uo pipefail
 out=${1:-bench-out}; mkdir -p "$out"
 models=${MODELS:-fc_siam_diff,fc_ef,fc_siam_conc,snunet_c16,tinycd,stanet_base_r18,changestar_farseg_r18,changeformer_mit_b1}
@@ -21,7 +22,7 @@ nvidia-smi --query-gpu=name,clocks.sm,memory.used --format=csv 2>&1 | tee "$out/
 finish() { deno run -A bench/planner_ab_table.ts "$out/ab.jsonl" > "$out/AB.md"; cat "$out/AB.md"; }
 trap finish EXIT
 trap 'exit 143' TERM INT
-for v in ${VARIANTS:-base split fused both}; do
+for v in ${VARIANTS:-base fused}; do
   case "$v" in
     base) flags="" ;;
     split) flags="--matmul-split-below 1" ;;
@@ -36,7 +37,7 @@ for v in ${VARIANTS:-base split fused both}; do
     --size "${SIZE:-512}" --batch "${BATCH:-8}" $flags 2>&1 |
     tee -a "$out/ab.jsonl"
 done
-[ "${WINO:-1}" = 1 ] || exit 0
+[ "${WINO:-0}" = 1 ] || exit 0
 small=(); [ "${SMALL:-}" = 1 ] && small=(--small)
 timeout 240 deno run -A bench/gpu_winograd4.ts --max-channels "${MAX_CHANNELS:-64}" "${small[@]}" 2>&1 |
   tee "$out/winograd4.jsonl"
