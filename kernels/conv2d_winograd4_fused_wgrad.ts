@@ -15,6 +15,7 @@
 // (engine/ops/conv2d_concat.ts).
 
 import { cached, type Kernel, kernel, ro, rw } from "./common.ts";
+import type { WinoWgradSpec } from "./conv2d_winograd_wgrad.ts";
 import {
   AT,
   BT,
@@ -28,16 +29,9 @@ import {
   WINO4_ELEMENTS,
 } from "./winograd_f4_math.ts";
 
-export interface FusedWgradSpec {
-  batch: number;
-  ci: number;
-  co: number;
-  h: number;
-  w: number;
-  ho: number;
-  wo: number;
-  padY: number;
-  padX: number;
+/** The unfused weight gradient's conv (all images, one group), split over the tiles. */
+export interface FusedWgradSpec
+  extends Pick<WinoWgradSpec, "batch" | "ci" | "co" | "h" | "w" | "ho" | "wo" | "padY" | "padX"> {
   /** Workgroups along the tiles, each taking `chunk` consecutive tiles (a multiple of SLAB). */
   splits: number;
   chunk: number;

@@ -46,30 +46,25 @@ export class Conv2d extends Module implements Layer {
   }
 
   forward(x: Tensor, activation?: ConvActivation, preluSlope?: Tensor): Tensor {
-    const c = this.config;
-    return conv2d(x, this.weight, {
-      bias: this.bias,
-      stride: c.stride,
-      padding: c.padding,
-      dilation: c.dilation,
-      groups: c.groups,
-      activation: activation ?? c.activation ?? "none",
-      preluSlope,
-    });
+    return conv2d(x, this.weight, { ...this.#options(activation), preluSlope });
   }
 
   /** This conv of the channel concatenation of `parts`, without the joined tensor where the
    * routes allow (engine/ops/conv2d_concat.ts). */
   forwardConcat(parts: Tensor[], activation?: ConvActivation): Tensor {
+    return conv2dConcat(parts, this.weight, this.#options(activation));
+  }
+
+  #options(activation?: ConvActivation) {
     const c = this.config;
-    return conv2dConcat(parts, this.weight, {
+    return {
       bias: this.bias,
       stride: c.stride,
       padding: c.padding,
       dilation: c.dilation,
       groups: c.groups,
       activation: activation ?? c.activation ?? "none",
-    });
+    };
   }
 }
 
@@ -104,24 +99,22 @@ export class ConvTranspose2d extends Module implements Layer {
   }
 
   forward(x: Tensor): Tensor {
-    const c = this.config;
-    return convTranspose2d(x, this.weight, {
-      bias: this.bias,
-      stride: c.stride,
-      padding: c.padding,
-      outputPadding: c.outputPadding,
-    });
+    return convTranspose2d(x, this.weight, this.#options());
   }
 
   /** This transposed conv of the channel concatenation of `parts`, without the joined tensor
    * where the routes allow (engine/ops/conv2d_concat.ts). */
   forwardConcat(parts: Tensor[]): Tensor {
+    return convTranspose2dConcat(parts, this.weight, this.#options());
+  }
+
+  #options() {
     const c = this.config;
-    return convTranspose2dConcat(parts, this.weight, {
+    return {
       bias: this.bias,
       stride: c.stride,
       padding: c.padding,
       outputPadding: c.outputPadding,
-    });
+    };
   }
 }

@@ -143,33 +143,7 @@ function checkParts(op: string, parts: Tensor[]): [number, number, number, numbe
 export function conv2dConcat(parts: Tensor[], w: Tensor, opts: Conv2dOptions = {}): Tensor {
   if (parts.length === 1) return conv2d(parts[0], w, opts);
   const g = convGeometry(checkParts("conv2dConcat", parts), w.shape, opts);
-  const act = opts.activation ?? "none";
-  const bias = opts.bias ?? null;
-  checkEpilogueInputs("conv2dConcat", g.co, act, bias, opts.preluSlope);
-  const inputs = [...parts, w, ...(bias ? [bias] : [])];
-  const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
-  const ep = epilogueFor(act, bias, opts.preluSlope, recording);
-  const plan = w.dtype === "f32" && !opts.preluSlope ? partsPlan(g, ep, parts.length, false) : null;
-  if (!plan) {
-    const joined = concat(parts, 1);
-    const y = conv2d(joined, w, opts);
-    joined.evict();
-    return y;
-  }
-  const inputGrad = recording && parts.some((p) => p.requiresGrad);
-  const weightGrad = recording && w.requiresGrad;
-  traceConv({ op: "conv2d", g, activation: act, bias: !!bias, recording, inputGrad, weightGrad });
-  const y = empty([g.batch, g.co, g.ho, g.wo]);
-  forwardRun(g, plan, parts, w, ep, bias ? [bias] : [], [y]);
-  addMacs(g.batch * g.co * g.ho * g.wo * g.ci * g.kh * g.kw);
-  const out = record(y, inputs, "conv2d_concat", (gy) => {
-    const gz = activationBackward(act, gy, y, null);
-    const dw = w.requiresGrad ? wgradRun(g, plan, parts, gz) : null;
-    const db = bias?.requiresGrad ? biasGrad(gz) : null;
-    const dx = partGrads(parts, (all) => dgradRun(g, plan, gz, w, NO_EPILOGUE, [], [], all));
-    return [...dx, dw, ...(bias ? [db] : [])];
-  });
-  return activationReadsOutput(act) ? out : ruleIgnoresOutput(out);
+  return concatConv(false, g, parts, w, opts, (x) => conv2d(x, w, opts));
 }
 
 /** convTranspose2d(concat(parts, 1), w, opts): parts [B, Ci_k, H, W], w [ΣCi_k, Co, kh, kw].
@@ -183,31 +157,54 @@ export function convTranspose2dConcat(
 ): Tensor {
   if (parts.length === 1) return convTranspose2d(parts[0], w, opts);
   const g = convTransposeGeometry(checkParts("convTranspose2dConcat", parts), w.shape, opts);
+  return concatConv(true, g, parts, w, opts, (x) => convTranspose2d(x, w, opts));
+}
+
+/** Both ops on conv `g`: a conv's forward is `g`'s forward, a transposed conv's `g`'s input
+ * gradient (and its backward the other way round). `joined` runs the op on the concatenation,
+ * where the routes do not take parts. */
+function concatConv(
+  transposed: boolean,
+  g: ConvGeometry,
+  parts: Tensor[],
+  w: Tensor,
+  opts: Conv2dOptions | ConvTranspose2dOptions,
+  joined: (x: Tensor) => Tensor,
+): Tensor {
+  const op = transposed ? "convTranspose2dConcat" : "conv2dConcat";
   const act = opts.activation ?? "none";
   const bias = opts.bias ?? null;
-  checkEpilogueInputs("convTranspose2dConcat", g.ci, act, bias, opts.preluSlope);
+  checkEpilogueInputs(op, transposed ? g.ci : g.co, act, bias, opts.preluSlope);
   const inputs = [...parts, w, ...(bias ? [bias] : [])];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
   const ep = epilogueFor(act, bias, opts.preluSlope, recording);
-  const plan = w.dtype === "f32" && !opts.preluSlope ? partsPlan(g, ep, parts.length, true) : null;
+  const plan = w.dtype === "f32" && !opts.preluSlope
+    ? partsPlan(g, ep, parts.length, transposed)
+    : null;
   if (!plan) {
-    const joined = concat(parts, 1);
-    const y = convTranspose2d(joined, w, opts);
-    joined.evict();
+    // The concatenation is let go after the forward (written again if a rule reads it).
+    const x = concat(parts, 1);
+    const y = joined(x);
+    x.evict();
     return y;
   }
   const inputGrad = recording && parts.some((p) => p.requiresGrad);
   const weightGrad = recording && w.requiresGrad;
-  const call = { op: "convTranspose2d" as const, g, activation: act, bias: !!bias, recording };
-  traceConv({ ...call, inputGrad, weightGrad });
-  const y = empty([g.batch, g.ci, g.h, g.w]);
-  dgradRun(g, plan, parts, w, ep, bias ? [bias] : [], [y]);
+  const kind = transposed ? "convTranspose2d" as const : "conv2d" as const;
+  traceConv({ op: kind, g, activation: act, bias: !!bias, recording, inputGrad, weightGrad });
+  // The op's forward and the computation that gives the parts' gradient.
+  const [ahead, back] = transposed ? [dgradRun, forwardRun] : [forwardRun, dgradRun];
+  const y = empty(transposed ? [g.batch, g.ci, g.h, g.w] : [g.batch, g.co, g.ho, g.wo]);
+  ahead(g, plan, parts, w, ep, bias ? [bias] : [], [y]);
   addMacs(g.batch * g.co * g.ho * g.wo * g.ci * g.kh * g.kw);
-  const out = record(y, inputs, "conv_transpose2d_concat", (gy) => {
+  const out = record(y, inputs, transposed ? "conv_transpose2d_concat" : "conv2d_concat", (gy) => {
     const gz = activationBackward(act, gy, y, null);
-    const dw = w.requiresGrad ? wgradRun(g, plan, gz, parts) : null;
+    // A transposed conv's parts are its conv's dy.
+    const dw = w.requiresGrad
+      ? (transposed ? wgradRun(g, plan, gz, parts) : wgradRun(g, plan, parts, gz))
+      : null;
     const db = bias?.requiresGrad ? biasGrad(gz) : null;
-    const dx = partGrads(parts, (all) => forwardRun(g, plan, gz, w, NO_EPILOGUE, [], [], all));
+    const dx = partGrads(parts, (all) => back(g, plan, gz, w, NO_EPILOGUE, [], [], all));
     return [...dx, dw, ...(bias ? [db] : [])];
   });
   return activationReadsOutput(act) ? out : ruleIgnoresOutput(out);
