@@ -22,6 +22,11 @@ export interface DeviceProfile {
    * of busyThreads (0.5, what every measured plan used). bench/results/matmul_rates_h100_s15.md
    * suggests 1 for mid-size products; gpu_train_step.ts --matmul-split-below compares both. */
   matmulSplitBelowFill: number;
+  /** planMatmul charges a launch that fills `fill` < 1 of the GPU work / fill^this. 1 (linear)
+   * is what every measured plan used; matmul_rates_h100_s15.md found part-full 128×128 launches
+   * faster than linear says (256×384×8192 × 36 at fill 0.82 ran at 36.6 TFLOP/s, 64×64 tiles of
+   * the same products at 25), so gpu_train_step.ts --matmul-fill-exp 0.5 compares. */
+  matmulFillExponent: number;
   /** Convs with no more channels than this each way take the fused Winograd F(4×4) kernel
    * (kernels/conv2d_winograd4_fused.ts) for the forward and input gradient. 0: never, until an
    * H100 measurement says where it wins; gpu_train_step.ts --fused-wino4-max and
@@ -38,6 +43,7 @@ export const H100_PROFILE: DeviceProfile = Object.freeze({
   // bench/results/conv_h200.txt: SNUNet's 256-channel up-convs win, its 32-channel ones lose.
   shuffleMinChannels: 64,
   matmulSplitBelowFill: 0.5,
+  matmulFillExponent: 1,
   fusedWino4MaxChannels: 0,
 });
 
@@ -52,6 +58,7 @@ export function softwareProfile(cores: number): DeviceProfile {
     busyThreads: 4 * c * 256,
     shuffleMinChannels: 64,
     matmulSplitBelowFill: 0.5,
+    matmulFillExponent: 1,
     fusedWino4MaxChannels: 0,
   });
 }

@@ -59,7 +59,8 @@ export interface MatmulPlan {
 
 /** Pick a tile and a split of the reduction for C[batch][m, n] summed over `r` reduced batch
  * entries of depth k: the least estimated time, where padded work runs at the tile's speed,
- * a launch too small to fill the GPU runs proportionally slower, and a split pays for its
+ * a launch too small to fill the GPU runs slower (by fill^matmulFillExponent, linear by
+ * default), and a split pays for its
  * partial sums. Long reductions into few tiles get split so that more workgroups share them. */
 export function planMatmul(m: number, n: number, k: number, batch = 1, r = 1): MatmulPlan {
   let best: MatmulPlan & { cost: number } | null = null;
@@ -75,7 +76,7 @@ export function planMatmul(m: number, n: number, k: number, batch = 1, r = 1): M
     }
     const fill = Math.min(1, fill1 * split);
     const work = tiles * tile.bm * tile.bn * slabs * tile.bk;
-    const cost = work / (speed * fill) +
+    const cost = work / (speed * fill ** activeProfile().matmulFillExponent) +
       (split > 1 ? split * m * n * batch * SPLIT_ELEMENT_COST : 0);
     if (!best || cost < best.cost) best = { tile, split, cost };
   }

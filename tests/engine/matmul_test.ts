@@ -328,3 +328,12 @@ Deno.test("planMatmul: the split threshold is the device profile's (a planner ex
   assert.deepEqual([now.tile.bm, now.tile.bn, now.split], [64, 64, 1]);
   assert.deepEqual([split.tile.bm, split.tile.bn, split.split], [128, 128, 2]);
 });
+
+Deno.test("planMatmul: a part-full launch's charge is the device profile's fill exponent", () => {
+  const plan = (e: number) =>
+    withProfile({ ...H100_PROFILE, matmulFillExponent: e }, () => planMatmul(256, 256, 8192, 36));
+  // Linear: 128×128 tiles filling 0.55 of an H100 cost 1.83× their work, more than 64×64's 1/0.75.
+  const linear = plan(1), gentle = plan(0.3);
+  assert.deepEqual([linear.tile.bm, linear.tile.bn], [64, 64]);
+  assert.deepEqual([gentle.tile.bm, gentle.tile.bn, gentle.split], [128, 128, 1]);
+});
