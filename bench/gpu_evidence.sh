@@ -52,16 +52,21 @@ mkdir -p "$exp"
 [ -d "$exp/data/train" ] || run "$exp/synth.log" deno run -A cli/synth.ts --out "$exp/data" \
   --pairs "$pairs" --size "$size" --val "$val" --test "$test" --seed 0 --quiet || exit 1
 first=${teachers%% *}
+trained() { [ -d "$1" ] && [ ! -L "$1" ] && [ -f "$1/member.json" ]; } # a member trained here
 one_seed() { # one_seed MODEL SEED: every member of one model and seed
   local model=$1 seed=$2 base auto mo d t budget scheme
   base="$exp/$model/s$seed"; auto="$base/auto$sfx"; mkdir -p "$auto"
   budget=(--model "$model" --data "$exp/data" --batch "$batch" --size "$size" --seed "$seed"
     --val-every "$every")
-  # M_O: the scratch runs' where they exist (the same member), else this setting's first run.
-  mo="fixed-t$first$sfx"; [ -d "$base/fixed-t$first/original" ] && mo="fixed-t$first"
+  # M_O: one trained member per seed, whichever setting (of this call or an earlier one, with
+  # other TEACHERS) trained it; else this setting's first run trains it.
+  mo="fixed-t$first$sfx"
+  for d in "fixed-t$first" fixed-t2 fixed-t3 "fixed-t2$sfx" "fixed-t3$sfx"; do
+    trained "$base/$d/original" && { mo=$d; break; }
+  done
   for t in $teachers; do # fixed thresholds: the paper's (3: 0.05 / 0.2, 2: 0.10)
     d="$base/fixed-t$t$sfx"; mkdir -p "$d"
-    [ "$mo" != "fixed-t$t$sfx" ] && ln -sfn "../$mo/original" "$d/original"
+    [ "$mo" != "fixed-t$t$sfx" ] && [ ! -e "$d/original" ] && ln -sfn "../$mo/original" "$d/original"
     run "$d/op.log" deno run -A cli/op.ts "${budget[@]}" --iters "$iters" --out "$d" \
       --teachers "$t" --route-margin "$margin" --teacher-init "$init" &&
       cp "$d/results.json" "$d/op_results.json"
@@ -78,7 +83,10 @@ one_seed() { # one_seed MODEL SEED: every member of one model and seed
   # MTKD (λ on validation) and the λ = 0 control, hard targets. The control has no teacher and
   # every setting of a seed shares M_O, so it is one member: the first setting trains it, the
   # others link to it and distill reuses it (its run key matches: same start, data and λ).
-  local control=""
+  local control="" c
+  for c in "$base"/fixed-t*/student_0 "$auto"/k*/student_0; do
+    trained "$c" && { control=$c; break; }
+  done
   for t in $teachers; do
     for d in "$base/fixed-t$t$sfx" "$auto/k$t"; do
       [ -f "$d/op_results.json" ] || continue

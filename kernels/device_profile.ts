@@ -20,17 +20,19 @@ export interface DeviceProfile {
   shuffleMinChannels: number;
   /** planMatmul splits a long reduction only when a launch's threads fill less than this share
    * of busyThreads (0.5, what every measured plan used). bench/results/matmul_rates_h100_s15.md
-   * suggests 1 for mid-size products; gpu_train_step.ts --matmul-split-below compares both. */
+   * suggested 1 for mid-size products; measured on an H200 it changes no model's step by more
+   * than 1 % (planner_ab_h200_s17.md); gpu_train_step.ts --matmul-split-below compares. */
   matmulSplitBelowFill: number;
   /** planMatmul charges a launch that fills `fill` < 1 of the GPU work / fill^this. 1 (linear)
    * is what every measured plan used; matmul_rates_h100_s15.md found part-full 128×128 launches
    * faster than linear says (256×384×8192 × 36 at fill 0.82 ran at 36.6 TFLOP/s, 64×64 tiles of
-   * the same products at 25), so gpu_train_step.ts --matmul-fill-exp 0.5 compares. */
+   * the same products at 25), but 0.3 left every model within ±2 % on an H200
+   * (bench/results/planner_ab_h200_s17.md); gpu_train_step.ts --matmul-fill-exp compares. */
   matmulFillExponent: number;
   /** Convs with no more channels than this each way take the fused Winograd F(4×4) kernel
-   * (kernels/conv2d_winograd4_fused.ts) for the forward and input gradient. 0: never, until an
-   * H100 measurement says where it wins; gpu_train_step.ts --fused-wino4-max and
-   * bench/gpu_winograd4.ts compare. */
+   * (kernels/conv2d_winograd4_fused.ts) for the forward and both gradients. 0: never; on an H200
+   * they halve the FC models' bytes and cost 13–15 % more step time at 64 channels, 30 % at 128
+   * (bench/results/planner_ab_h200_s17.md). gpu_train_step.ts --fused-wino4-max compares. */
   fusedWino4MaxChannels: number;
 }
 
