@@ -55,6 +55,14 @@ export class Conv2d extends Module implements Layer {
     return conv2dConcat(parts, this.weight, this.#options(activation));
   }
 
+  /** This conv (of `x`, or of the concatenation of its parts) where a BatchNorm in training
+   * follows: the bias's gradient is exactly zero, and made so without a pass over the output
+   * gradient (Conv2dOptions.biasCancelled). */
+  forwardBeforeBatchNorm(x: Tensor | Tensor[]): Tensor {
+    const opts = { ...this.#options(), biasCancelled: true };
+    return Array.isArray(x) ? conv2dConcat(x, this.weight, opts) : conv2d(x, this.weight, opts);
+  }
+
   #options(activation?: ConvActivation) {
     const c = this.config;
     return {
@@ -106,6 +114,14 @@ export class ConvTranspose2d extends Module implements Layer {
    * where the routes allow (engine/ops/conv2d_concat.ts). */
   forwardConcat(parts: Tensor[]): Tensor {
     return convTranspose2dConcat(parts, this.weight, this.#options());
+  }
+
+  /** Conv2d.forwardBeforeBatchNorm's, for this transposed conv. */
+  forwardBeforeBatchNorm(x: Tensor | Tensor[]): Tensor {
+    const opts = { ...this.#options(), biasCancelled: true };
+    return Array.isArray(x)
+      ? convTranspose2dConcat(x, this.weight, opts)
+      : convTranspose2d(x, this.weight, opts);
   }
 
   #options() {

@@ -2,7 +2,8 @@
 // ReLU, or an InstanceNorm after the activation as TinyCD has it), and decides how they run, so
 // models only say which layers follow which:
 //   training, with BatchNorm: conv, then the BN with the ReLU (+ Dropout2d) or SiLU fused into its
-//     passes, forward and backward (batchNorm2d's `post`);
+//     passes, forward and backward (batchNorm2d's `post`); the BN's batch mean removes the conv's
+//     bias, so its gradient is exactly zero and no pass sums it (forwardBeforeBatchNorm);
 //   training and eval, no BatchNorm: the activation (ReLU, SiLU, PReLU) fused into the conv's
 //     write-out;
 //   eval, with BatchNorm: the BN's running statistics folded into the conv's weight and bias and
@@ -92,7 +93,8 @@ export class ConvBnAct extends Module implements Layer {
     if (!this.training && this.foldInEval && !isGradEnabled()) {
       return foldedConvBn(this.conv, bn, x, act);
     }
-    return bn.forward(this.#conv(x), this.#post(act));
+    const y = bn.training ? this.conv.forwardBeforeBatchNorm(x) : this.#conv(x);
+    return bn.forward(y, this.#post(act));
   }
 
   #post(act: "none" | "relu" | "silu"): NormPostOptions | undefined {

@@ -17,7 +17,13 @@ import { traceConv } from "../conv_trace.ts";
 import { run } from "../launch.ts";
 import { addMacs } from "../profiler.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
-import { biasGrad, convForwardRaw, convInputGradRaw, convWeightGradRaw } from "./conv2d_launch.ts";
+import {
+  biasGrad,
+  cancelledBiasGrad,
+  convForwardRaw,
+  convInputGradRaw,
+  convWeightGradRaw,
+} from "./conv2d_launch.ts";
 import { mapNamed } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";
 import { planeSums } from "./norm.ts";
@@ -36,6 +42,9 @@ export interface Conv2dOptions {
   activation?: ConvActivation;
   /** PReLU slope, [1] (shared) or [Co]; required with activation "prelu". */
   preluSlope?: Tensor;
+  /** A batch-statistics normalisation follows (BatchNorm in training): the bias gradient is
+   * exactly zero and the backward makes it so without a pass over dy (cancelledBiasGrad). */
+  biasCancelled?: boolean;
 }
 
 /** Tensors the epilogue reads, after the input and the weight. */
@@ -166,6 +175,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
       bias: bias ?? undefined,
       biasAxis: "m",
       activation: act === "none" || act === "prelu" ? undefined : act,
+      biasCancelled: opts.biasCancelled,
     });
     return reshape(y, [g.batch, g.co, g.ho, g.wo]);
   }
@@ -174,10 +184,11 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);
   const out = record(y, inputs, "conv2d", (gy) => {
     const gz = activationBackward(act, gy, y, pre, slope);
-    const wantB = !!bias?.requiresGrad;
+    const wantB = !!bias?.requiresGrad, sumB = wantB && !opts.biasCancelled;
     let dw: Tensor | null = null, db: Tensor | null = null;
-    if (w.requiresGrad) ({ dw, db } = convWeightGradRaw(g, x, gz, wantB));
-    else if (wantB) db = biasGrad(gz);
+    if (w.requiresGrad) ({ dw, db } = convWeightGradRaw(g, x, gz, sumB));
+    else if (sumB) db = biasGrad(gz);
+    if (wantB && !sumB) db = cancelledBiasGrad(bias!.size);
     const grads: (Tensor | null)[] = [
       x.requiresGrad ? convInputGradRaw(g, gz, w).y : null,
       dw,

@@ -40,6 +40,7 @@ import {
 } from "./conv2d.ts";
 import {
   biasGrad,
+  cancelledBiasGrad,
   runWinograd4,
   runWinograd4Fused,
   winograd4FusedWeightGradRaw,
@@ -203,7 +204,11 @@ function concatConv(
     const dw = w.requiresGrad
       ? (transposed ? wgradRun(g, plan, gz, parts) : wgradRun(g, plan, parts, gz))
       : null;
-    const db = bias?.requiresGrad ? biasGrad(gz) : null;
+    const db = !bias?.requiresGrad
+      ? null
+      : opts.biasCancelled
+      ? cancelledBiasGrad(bias.size)
+      : biasGrad(gz);
     const dx = partGrads(parts, (all) => back(g, plan, gz, w, NO_EPILOGUE, [], [], all));
     return [...dx, dw, ...(bias ? [db] : [])];
   });

@@ -56,7 +56,7 @@ import { fusedWgradKernel } from "../../kernels/conv2d_winograd4_fused_wgrad.ts"
 import { run } from "../launch.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { small1x1MixRaw, small1x1WeightGradRaw } from "./conv1x1_small.ts";
-import { add } from "./elementwise.ts";
+import { add, fill } from "./elementwise.ts";
 import { gemm } from "./matmul.ts";
 import { sum } from "./reduce.ts";
 
@@ -437,4 +437,13 @@ export function winograd4FusedWeightGradRaw(
 /** Bias gradient on its own (when the weight needs none): Σ over batch, height, width. */
 export function biasGrad(gz: Tensor): Tensor {
   return sum(gz, [0, 2, 3]);
+}
+
+/** The bias gradient of a conv that a batch-statistics normalisation follows (the options'
+ * biasCancelled): exactly zero, with no pass over dy. The normalisation subtracts each
+ * channel's batch mean, so the loss does not depend on the bias; summing dy gives rounding
+ * noise instead (PyTorch's: about 1e-9 of dy's scale), which AdamW would scale up into steps of
+ * about a tenth of the learning rate in random directions. */
+export function cancelledBiasGrad(channels: number): Tensor {
+  return fill([channels], 0);
 }

@@ -27,7 +27,13 @@ import {
   epilogueFor,
   preluSlopeGrad,
 } from "./conv2d.ts";
-import { biasGrad, convForwardRaw, convInputGradRaw, convWeightGradRaw } from "./conv2d_launch.ts";
+import {
+  biasGrad,
+  cancelledBiasGrad,
+  convForwardRaw,
+  convInputGradRaw,
+  convWeightGradRaw,
+} from "./conv2d_launch.ts";
 
 export interface ConvTranspose2dOptions {
   /** [Co]. */
@@ -41,6 +47,8 @@ export interface ConvTranspose2dOptions {
   activation?: ConvActivation;
   /** PReLU slope, [1] or [Co]; required with activation "prelu". */
   preluSlope?: Tensor;
+  /** A batch-statistics normalisation follows: the bias gradient is exactly zero (conv2d's). */
+  biasCancelled?: boolean;
 }
 
 /** convTranspose2d(x [B, Ci, H, W], w [Ci, Co/groups, kh, kw]) → [B, Co, Ho, Wo] with
@@ -73,6 +81,7 @@ export function convTranspose2d(
     return again.y;
   });
   addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);
+  const db = (gz: Tensor) => opts.biasCancelled ? cancelledBiasGrad(bias!.size) : biasGrad(gz);
   const out = record(y, inputs, "convTranspose2d", (gy) => {
     const gz = activationBackward(act, gy, y, pre, slope);
     if (shuffle) {
@@ -82,7 +91,7 @@ export function convTranspose2d(
         w.requiresGrad ? shuffleWeightGradRaw(g, x, u) : null,
       ];
       u.dispose();
-      if (bias) grads.push(bias.requiresGrad ? biasGrad(gz) : null);
+      if (bias) grads.push(bias.requiresGrad ? db(gz) : null);
       if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
       return grads;
     }
@@ -91,7 +100,7 @@ export function convTranspose2d(
     // beside it (FC-Siam's 12d at 8 × 512²: 268 MB off the step's peak).
     const dw = w.requiresGrad ? convWeightGradRaw(g, gz, x, false).dw : null;
     const grads: (Tensor | null)[] = [x.requiresGrad ? convForwardRaw(g, gz, w).y : null, dw];
-    if (bias) grads.push(bias.requiresGrad ? biasGrad(gz) : null);
+    if (bias) grads.push(bias.requiresGrad ? db(gz) : null);
     if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
     return grads;
   }, recipe);

@@ -27,7 +27,7 @@ import { run } from "../launch.ts";
 import type { Binding } from "../recorder.ts";
 import { empty, type Shape, Storage, Tensor, view } from "../tensor.ts";
 import { silu } from "./activation.ts";
-import { map, mapNamed } from "./elementwise.ts";
+import { fill, map, mapNamed } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 
 export interface MatmulOptions {
@@ -43,6 +43,10 @@ export interface MatmulOptions {
   /** Which output axis the bias runs along: "n" (columns, a linear layer) or "m" (rows, the
    * channels of a 1×1 convolution). */
   biasAxis?: "n" | "m";
+  /** A batch-statistics normalisation of the bias's channels follows (a 1×1 conv before a
+   * BatchNorm in training): the bias gradient is exactly zero, made without a pass over the
+   * output gradient (engine/ops/conv2d_launch.ts cancelledBiasGrad says why). */
+  biasCancelled?: boolean;
 }
 
 export interface GemmOptions extends MatmulOptions {
@@ -279,7 +283,11 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         ? gemm(gz, a, { transA: true, transB: transA, batchShape: bBatch })
         : gemm(a, gz, { transA: !transA, batchShape: bBatch });
       const grads: (Tensor | null)[] = [da, db];
-      if (bias) grads.push(bias.requiresGrad ? biasGrad(gz, bias, opts.biasAxis === "m") : null);
+      if (bias && bias.requiresGrad) {
+        grads.push(
+          opts.biasCancelled ? fill(bias.shape, 0) : biasGrad(gz, bias, opts.biasAxis === "m"),
+        );
+      } else if (bias) grads.push(null);
       return grads;
     },
     again,

@@ -16,7 +16,7 @@ import { mul, relu } from "../../engine/ops/elementwise.ts";
 import { batchNorm2d, instanceNorm2d } from "../../engine/ops/norm.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { Random } from "../../engine/random.ts";
-import { stats } from "../../engine/recorder.ts";
+import { setDispatchTap, stats } from "../../engine/recorder.ts";
 import { scope } from "../../engine/scope.ts";
 import { parameter, type Shape, type Tensor, tensor, write } from "../../engine/tensor.ts";
 import { assertClose, gradCheck, initDevice, randArray } from "../util.ts";
@@ -406,6 +406,62 @@ for (const [name, parts] of gradCases) {
       [{ data: randArray(2 * 4 * 5 * 5, 15), shape: [2, 4, 5, 5] }],
       { eps: 1e-3, atol: 3e-3, rtol: 3e-2 },
     );
+    m.dispose();
+  });
+}
+
+// A BatchNorm in training subtracts each channel's batch mean, so the conv's bias cannot change
+// the loss: ConvBnAct hands it an exact zero instead of summing dy (forwardBeforeBatchNorm). The
+// cases take each route a conv before a BN can take: Winograd 3×3, a strided GEMM, a 1×1, a
+// transposed conv, and a conv of concatenation parts.
+const cancelCases: [string, () => { conv: Conv2d | ConvTranspose2d; parts?: boolean }][] = [
+  ["3×3", () => ({ conv: conv3(4, 6, {}, 21) })],
+  ["3×3 stride 2", () => ({ conv: conv3(4, 6, { stride: 2 }, 22) })],
+  ["1×1", () => ({ conv: new Conv2d(4, 6, { kernel: 1 }, new Random(23)) })],
+  ["transposed 2×2 stride 2", () => ({
+    conv: new ConvTranspose2d(4, 6, { kernel: 2, stride: 2 }, new Random(24)),
+  })],
+  ["3×3 of parts", () => ({ conv: conv3(8, 6, {}, 25), parts: true })],
+];
+for (const [name, make] of cancelCases) {
+  Deno.test(`ConvBnAct training (${name}): the BatchNorm cancels the conv's bias, whose gradient is an exact zero made without summing dy`, async () => {
+    const { conv, parts } = make();
+    const bn = bnWithStats(6, 40);
+    const m = new ConvBnAct({ conv: ["c", conv], bn: ["b", bn], act: "relu" });
+    const other = parts ? tensor(randArray(X_SHAPE.reduce((a, b) => a * b), 13), X_SHAPE) : null;
+    const input = (x: Tensor) => (other ? [x, other] : x);
+    const params = [conv.weight, conv.bias!, bn.weight, bn.bias];
+    const sums = (f: () => Promise<{ y: Float32Array; grads: Float32Array[] }>) => async () => {
+      let n = 0;
+      const prev = setDispatchTap((label) => void (label.startsWith("reduce_sum") && n++));
+      try {
+        return { ...(await f()), reduceSums: n };
+      } finally {
+        setDispatchTap(prev);
+      }
+    };
+    const fused = await sums(() => forwardBackward((x) => m.forward(input(x)), params))();
+    const plain = await sums(() =>
+      forwardBackward((x) => {
+        const y = other ? conv.forwardConcat([x, other]) : conv.forward(x);
+        return relu(batchNorm2d(y, { weight: bn.weight, bias: bn.bias, training: true }));
+      }, params)
+    )();
+    const [gx, gw, gb, ...rest] = fused.grads, [px, pw, pb, ...prest] = plain.grads;
+    assert.ok(gb.every((v) => v === 0), `bias gradient ${gb}: not exactly zero`);
+    // Summed, it is rounding noise: zero to a small fraction of the weight's gradient.
+    const scale = Math.max(...pw.map(Math.abs));
+    assertClose(pb, new Float32Array(pb.length), { atol: 1e-4 * scale, what: "summed bias grad" });
+    // The loss's sum is the one reduction left (op by op, routes without a bias column in their
+    // weight-gradient kernel sum dy apart: a second one).
+    assert.equal(fused.reduceSums, 1, `${fused.reduceSums} reduce_sum dispatches`);
+    assertClose(fused.y, plain.y, { what: "output" });
+    for (
+      const [i, [a, b]] of [[gx, px], [gw, pw], ...rest.map((g, j) => [g, prest[j]])].entries()
+    ) {
+      assertClose(a, b, { atol: 1e-4, rtol: 1e-3, what: `gradient ${i}` });
+    }
+    other?.dispose();
     m.dispose();
   });
 }
