@@ -10,6 +10,8 @@ export interface ConvCall {
   g: ConvGeometry;
   activation: ConvActivation;
   bias: boolean;
+  /** The bias gradient is an exact zero (a BatchNorm in training follows). */
+  biasCancelled?: boolean;
   /** Gradients are recorded for this call (the epilogue saves what its backward needs). */
   recording: boolean;
   /** The backward will want the input's and the weight's gradients. */

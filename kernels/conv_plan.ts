@@ -388,6 +388,9 @@ export interface ConvCallSpec {
   g: ConvGeometry;
   activation: ConvActivation;
   bias: boolean;
+  /** A BatchNorm in training follows: the bias gradient is an exact zero, not a weight-gradient
+   * column (engine/ops/conv2d_launch.ts cancelledBiasGrad). */
+  biasCancelled?: boolean;
   /** Gradients are recorded (the epilogue saves a pre-activation SiLU / PReLU need). */
   recording: boolean;
 }
@@ -421,7 +424,7 @@ export function planConv(
   if (pass === "inputGrad") {
     return t ? planForward(c.g, ep, profile) : planDgrad(c.g, ep, profile);
   }
-  return planWgrad(c.g, !t && c.bias, profile);
+  return planWgrad(c.g, !t && c.bias && !c.biasCancelled, profile);
 }
 
 const tileName = (t: GemmTile) =>

@@ -167,7 +167,14 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const extra = epilogueTensors(bias, slope);
   const inputs = [x, w, ...extra];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
-  const call: ConvCallSpec = { op: "conv2d", g, activation: act, bias: !!bias, recording };
+  const call: ConvCallSpec = {
+    op: "conv2d",
+    g,
+    activation: act,
+    bias: !!bias,
+    biasCancelled: !!bias && opts.biasCancelled,
+    recording,
+  };
   const inputGrad = recording && x.requiresGrad, weightGrad = recording && w.requiresGrad;
   traceConv({ ...call, inputGrad, weightGrad });
   if (planOp(call)?.kind === "matmul-op") {

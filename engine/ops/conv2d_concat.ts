@@ -192,7 +192,17 @@ function concatConv(
   const inputGrad = recording && parts.some((p) => p.requiresGrad);
   const weightGrad = recording && w.requiresGrad;
   const kind = transposed ? "convTranspose2d" as const : "conv2d" as const;
-  traceConv({ op: kind, g, activation: act, bias: !!bias, recording, inputGrad, weightGrad });
+  const biasCancelled = !!bias && opts.biasCancelled;
+  traceConv({
+    op: kind,
+    g,
+    activation: act,
+    bias: !!bias,
+    biasCancelled,
+    recording,
+    inputGrad,
+    weightGrad,
+  });
   // The op's forward and the computation that gives the parts' gradient.
   const [ahead, back] = transposed ? [dgradRun, forwardRun] : [forwardRun, dgradRun];
   const y = empty(transposed ? [g.batch, g.ci, g.h, g.w] : [g.batch, g.co, g.ho, g.wo]);

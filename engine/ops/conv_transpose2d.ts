@@ -66,7 +66,14 @@ export function convTranspose2d(
   const extra = [...(bias ? [bias] : []), ...(slope ? [slope] : [])];
   const inputs = [x, w, ...extra];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
-  const call: ConvCallSpec = { op: "convTranspose2d", g, activation: act, bias: !!bias, recording };
+  const call: ConvCallSpec = {
+    op: "convTranspose2d",
+    g,
+    activation: act,
+    bias: !!bias,
+    biasCancelled: !!bias && opts.biasCancelled,
+    recording,
+  };
   const inputGrad = recording && x.requiresGrad, weightGrad = recording && w.requiresGrad;
   traceConv({ ...call, inputGrad, weightGrad });
   const ep = epilogueFor(act, bias, slope, recording);

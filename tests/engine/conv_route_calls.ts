@@ -34,7 +34,9 @@ export function describeCall(c: ConvCall): string {
     (g.dilY > 1 || g.dilX > 1 ? ` d${g.dilY}x${g.dilX}` : "") +
     (g.groups > 1 ? ` g${g.groups}` : "");
   const op = c.op === "conv2d" ? "conv" : "convT";
-  return `${op} ${ci}->${co} ${geo} @${g.batch}x${h}x${w} ${c.activation}${c.bias ? "+b" : ""}`;
+  return `${op} ${ci}->${co} ${geo} @${g.batch}x${h}x${w} ${c.activation}${
+    c.bias ? (c.biasCancelled ? "+b(cancelled)" : "+b") : ""
+  }`;
 }
 
 /** The table: per model, each distinct conv call (×count, first-seen order) with its routes. */

@@ -26,7 +26,8 @@ function routesUnder(profile: DeviceProfile) {
 const HEADER = (profile: DeviceProfile) =>
   `# Conv routes under the "${profile.name}" device profile (kernels/conv_plan.ts), one entry per\n` +
   "# distinct convolution of a training step (xN: N calls): op in->out channels, kernel, stride,\n" +
-  "# padding, [dilation, groups], @batch x input size, activation (+b: bias); then the route of\n" +
+  "# padding, [dilation, groups], @batch x input size, activation (+b: bias; +b(cancelled): a\n" +
+  "# BatchNorm in training follows, so no weight-gradient pass sums the bias); then the route of\n" +
   "# the forward, the input gradient and the weight gradient ('-': not needed). Rewritten by\n" +
   "# UPDATE_ROUTES=1 deno test -A tests/engine/conv_routes_test.ts\n\n";
 
