@@ -116,10 +116,10 @@ function labelRules(root: Tensor): void {
     seen.add(t);
     const node = t.node, inner = node.backward;
     const shape = `[${t.shape.join(", ")}]`;
-    node.backward = (g) => {
+    node.backward = (g, into) => {
       rule = `${node.name} ${shape} (rule ${++ran} of the backward)`;
       try {
-        return inner(g);
+        return inner(g, into);
       } finally {
         rule = "";
       }

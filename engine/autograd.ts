@@ -93,6 +93,10 @@ export interface BackwardOptions {
    * be read after backward. Tensors an op keeps without recording them (saved statistics,
    * masks) still live until the step's scope ends. Default false. */
   freeActivations?: boolean;
+  /** Offer each rule the gradient its inputs have so far (Node.backward's `into`) where nothing
+   * else holds it, so rules that can add into it skip a sum pass. Default true; false makes
+   * every sum a separate pass (tests compare the two). */
+  accumulateInPlace?: boolean;
 }
 
 /** Back-propagate from `root` (seeded with `seed`, or ones for a scalar). Gradients add into
@@ -165,7 +169,17 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
       // The rule's temporaries (a pre-activation's gradient, a product before its broadcast
       // sum) go when it returns, not at the step's end: they were a TinyCD step's peak.
       const node = t.node;
-      const inGrads = scope(() => node.backward(g));
+      const into = node.inputs.map((inp) => {
+        const prev = grads.get(inp);
+        // Its own memory, held once, for an input the op takes once: adding into it in place
+        // changes nothing that another pending gradient or this rule's reads see.
+        return prev && opts.accumulateInPlace !== false && ours(prev) &&
+            held.get(prev) === 1 && prev.storage.refs === 1 &&
+            node.inputs.indexOf(inp) === node.inputs.lastIndexOf(inp)
+          ? prev
+          : undefined;
+      });
+      const inGrads = scope(() => node.backward(g, into));
       const summed: Tensor[] = [];
       t.node.inputs.forEach((inp, j) => {
         const gi = inGrads[j];
@@ -176,6 +190,7 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
           );
         }
         const prev = grads.get(inp);
+        if (prev && gi === into[j]) return; // added in place: prev is the sum
         if (!prev) return put(inp, gi);
         put(inp, addFresh(prev, gi));
         release(prev);

@@ -18,8 +18,11 @@ type TypedArray = Float32Array | Uint32Array | Int32Array | Uint8Array;
 export interface Node {
   name: string;
   inputs: Tensor[];
-  /** Given the gradient of the output, the gradient of each input (null: none). */
-  backward: (grad: Tensor) => (Tensor | null)[];
+  /** Given the gradient of the output, the gradient of each input (null: none). `into[j]`, where
+   * given, is input j's gradient so far, held by nothing else: a rule that can add its result
+   * into it in its own write-out may do so and return that very tensor (no separate sum pass);
+   * any other rule ignores it. */
+  backward: (grad: Tensor, into?: (Tensor | undefined)[]) => (Tensor | null)[];
   /** False when `backward` never reads the output (a conv without an activation, whose rule
    * needs its input and weight): backward's freeActivations then lets the output go once the
    * rules of the ops it fed have run, before its own (autograd.ts's ruleIgnoresOutput sets

@@ -101,6 +101,9 @@ export interface Epilogue {
   savePre: boolean;
   /** PReLU: number of slopes (1: shared, else one per output channel). */
   slopes?: number;
+  /** Add into what `out` holds instead of overwriting it (a gradient summed in the write-out:
+   * autograd's `into`); only without bias, activation and saved pre-activation. */
+  accumulate?: boolean;
 }
 
 export const NO_EPILOGUE: Epilogue = { bias: false, activation: "none", savePre: false };
@@ -143,6 +146,12 @@ export function epilogueStore(
   idx: string,
   vec4 = false,
 ): string {
+  if (e.accumulate) {
+    if (e.bias || e.activation !== "none" || e.savePre) {
+      throw new Error("epilogueStore: accumulate takes no bias, activation or pre-activation");
+    }
+    return `out[${idx}] = out[${idx}] + ${v};`;
+  }
   const z = e.bias ? `(${v} + bias[${ch}])` : v;
   const lines = [`{ let z = ${z};`];
   if (e.savePre) lines.push(`pre[${idx}] = z;`);

@@ -119,8 +119,8 @@ function outputTransformGen(s: Winograd4OutputSpec): Kernel {
 }`,
   );
   // A part reads its slab of P only; a chunk of images writes those images of the output (and
-  // of the saved pre-activation).
-  const written = 4 * s.batch * s.channels * s.outH * s.outW;
+  // of the saved pre-activation), and reads them first where it adds into them.
+  const written = 4 * s.batch * s.channels * s.outH * s.outW * (s.epilogue.accumulate ? 2 : 1);
   const epilogueIn = epilogueBindings(s.epilogue).length - 1 - (s.epilogue.savePre ? 1 : 0);
   return {
     ...k,

@@ -204,12 +204,17 @@ const INPUT_COORDS = (s: Pool2dSpec) =>
   let h = i32((i / ${s.width}u) % ${s.height}u);
   let plane = i / ${s.height * s.width}u;`;
 
+export interface MaxPool2dGradSpec extends Pool2dSpec {
+  /** Add into what dx holds (a gradient summed in the write-out: autograd's `into`). */
+  accumulate?: boolean;
+}
+
 /** Max-pool backward: inputs g (pooled shape), argmax; output dx. */
-function maxPool2dGradKernelGen(s: Pool2dSpec): Kernel {
+function maxPool2dGradKernelGen(s: MaxPool2dGradSpec): Kernel {
   checkPool(s);
   const [oh, ow] = pooledShape(s);
   const n = s.batch * s.channels * s.height * s.width;
-  return kernel1d(
+  const k = kernel1d(
     "max_pool2d_grad",
     [ro("g"), ro("argmax", "u32"), rw("dx")],
     n,
@@ -217,8 +222,10 @@ function maxPool2dGradKernelGen(s: Pool2dSpec): Kernel {
   let q = u32(h * ${s.width} + w);
   var acc = 0.0;
 ${coveringWindows(s, oh, ow, "if (argmax[o] == q) { acc += g[o]; }")}
-  dx[i] = acc;`,
+  dx[i] = ${s.accumulate ? "dx[i] + acc" : "acc"};`,
   );
+  // Adding into dx reads it as well as writing it.
+  return s.accumulate ? { ...k, touched: [null, null, 8 * n] } : k;
 }
 
 export interface AvgPool2dSpec extends Pool2dSpec {

@@ -85,9 +85,10 @@ function forwardRun(
   extra: Tensor[],
   outs: Tensor[],
   outParts?: Tensor[],
+  addInto?: boolean[],
 ): void {
   if (plan.f.kind === "winograd-f4-gemm") {
-    runWinograd4(g, x, w, false, ep, extra, outs, plan.f.images, outParts);
+    runWinograd4(g, x, w, false, ep, extra, outs, plan.f.images, outParts, addInto);
   } else runWinograd4Fused(g, x, w, false, ep, extra, outs, outParts);
 }
 
@@ -101,9 +102,10 @@ function dgradRun(
   extra: Tensor[],
   outs: Tensor[],
   outParts?: Tensor[],
+  addInto?: boolean[],
 ): void {
   if (plan.d.kind === "winograd-f4-gemm-flip") {
-    runWinograd4(g, dy, w, true, ep, extra, outs, plan.d.images, outParts);
+    runWinograd4(g, dy, w, true, ep, extra, outs, plan.d.images, outParts, addInto);
   } else runWinograd4Fused(g, dy, w, true, ep, extra, outs, outParts);
 }
 
@@ -114,11 +116,19 @@ function wgradRun(g: ConvGeometry, plan: Plan, x: Tensor | Tensor[], dy: Tensor 
     : winogradWeightGradRaw(g, x, dy);
 }
 
-/** Gradients for the parts (null where a part needs none), written as parts by `write`. */
-function partGrads(parts: Tensor[], write: (all: Tensor[]) => void): (Tensor | null)[] {
+/** Gradients for the parts (null where a part needs none), written as parts by `write`: into a
+ * new tensor each, or, where `into` gives a part's gradient so far (autograd's offer) and the
+ * route can add in its write-out (`canAdd`), added into that one, which is returned. */
+function partGrads(
+  parts: Tensor[],
+  into: (Tensor | undefined)[],
+  canAdd: boolean,
+  write: (all: Tensor[], addInto: boolean[]) => void,
+): (Tensor | null)[] {
   if (!parts.some((p) => p.requiresGrad)) return parts.map(() => null);
-  const all = parts.map((p) => empty(p.shape));
-  write(all);
+  const addInto = parts.map((p, i) => canAdd && p.requiresGrad && !!into[i]);
+  const all = parts.map((p, i) => addInto[i] ? into[i]! : empty(p.shape));
+  write(all, addInto);
   return all.map((t, i) => {
     if (parts[i].requiresGrad) return t;
     t.dispose();
@@ -208,7 +218,14 @@ function concatConv(
   const y = empty(transposed ? [g.batch, g.ci, g.h, g.w] : [g.batch, g.co, g.ho, g.wo]);
   ahead(g, plan, parts, w, ep, bias ? [bias] : [], [y]);
   addMacs(g.batch * g.co * g.ho * g.wo * g.ci * g.kh * g.kw);
-  const out = record(y, inputs, transposed ? "conv_transpose2d_concat" : "conv2d_concat", (gy) => {
+  // The parts' gradients can be added into pending ones by the GEMM route's output transform.
+  const canAdd = transposed
+    ? plan.f.kind === "winograd-f4-gemm"
+    : plan.d.kind === "winograd-f4-gemm-flip";
+  const out = record(y, inputs, transposed ? "conv_transpose2d_concat" : "conv2d_concat", (
+    gy,
+    into,
+  ) => {
     const gz = activationBackward(act, gy, y, null);
     // A transposed conv's parts are its conv's dy.
     const dw = w.requiresGrad
@@ -219,7 +236,12 @@ function concatConv(
       : opts.biasCancelled
       ? cancelledBiasGrad(bias.size)
       : biasGrad(gz);
-    const dx = partGrads(parts, (all) => back(g, plan, gz, w, NO_EPILOGUE, [], [], all));
+    const dx = partGrads(
+      parts,
+      into ?? [],
+      canAdd,
+      (all, addInto) => back(g, plan, gz, w, NO_EPILOGUE, [], [], all, addInto),
+    );
     return [...dx, dw, ...(bias ? [db] : [])];
   });
   return activationReadsOutput(act) ? out : ruleIgnoresOutput(out);

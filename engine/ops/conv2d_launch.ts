@@ -271,7 +271,8 @@ function tileTransform(
  * filters transformed to U [36, M, R], then per chunk of images the input transform, the batched
  * GEMM and the output transform with the epilogue (kernels/conv2d_winograd4.ts). The input may be
  * the parts of a channel concatenation, and with `outParts` (no epilogue, `outs` empty) the
- * output is written as such parts, each its channels (engine/ops/conv2d_concat.ts); one group. */
+ * output is written as such parts, each its channels (engine/ops/conv2d_concat.ts), or added into
+ * those whose `addInto` entry is true (a gradient summed in the write-out); one group. */
 export function runWinograd4(
   g: ConvGeometry,
   input: Tensor | Tensor[],
@@ -282,6 +283,7 @@ export function runWinograd4(
   outs: Tensor[],
   images: number,
   outParts?: Tensor[],
+  addInto?: boolean[],
 ): void {
   const G = g.groups;
   if ((Array.isArray(input) || outParts) && G !== 1) {
@@ -313,9 +315,10 @@ export function runWinograd4(
     if (!outParts) run(winograd4OutputKernel(os), [p, ...extra], outs);
     else {
       let at = 0;
-      for (const part of outParts) {
+      for (const [k, part] of outParts.entries()) {
         const c = part.shape[1];
-        const ps = { ...os, channels: c, pChannels: m, pOffset: at };
+        const epilogue = addInto?.[k] ? { ...ep, accumulate: true } : ep;
+        const ps = { ...os, channels: c, pChannels: m, pOffset: at, epilogue };
         run(winograd4OutputKernel(ps), [p], [part]);
         at += c;
       }

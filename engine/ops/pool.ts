@@ -65,9 +65,10 @@ export function maxPool2d(x: Tensor, o: Pool2dOptions): Tensor {
   const argmax = empty(y.shape, "u32");
   run(maxPool2dKernel(s), [x], [y, argmax]);
   // The rule reads the argmax, not the output.
-  return ruleIgnoresOutput(record(y, [x], "max_pool2d", (g) => {
-    const dx = empty(x.shape);
-    run(maxPool2dGradKernel(s), [g, argmax], [dx]);
+  return ruleIgnoresOutput(record(y, [x], "max_pool2d", (g, into) => {
+    // Added into x's gradient so far where autograd offers it (an FC skip, a SNUNet node).
+    const dx = into?.[0] ?? empty(x.shape);
+    run(maxPool2dGradKernel({ ...s, accumulate: !!into?.[0] }), [g, argmax], [dx]);
     return [dx];
   }));
 }

@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import { backward } from "../../engine/autograd.ts";
 import { initDevice } from "../../engine/device.ts";
 import { conv2dConcat, convTranspose2dConcat } from "../../engine/ops/conv2d_concat.ts";
-import { mul } from "../../engine/ops/elementwise.ts";
+import { add, mul, mulScalar } from "../../engine/ops/elementwise.ts";
 import { sum } from "../../engine/ops/reduce.ts";
+import { setDispatchTap } from "../../engine/recorder.ts";
 import { scope } from "../../engine/scope.ts";
 import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
 import { convGeometry } from "../../kernels/conv2d.ts";
@@ -191,6 +192,81 @@ Deno.test("conv2dConcat with one tensor twice among its parts: its gradient is t
   const a = slab(dx, 2, 18, 42, 0, 9), b = slab(dx, 2, 18, 42, 9, 9);
   assertClose(await x.grad!.read(), a.map((v, i) => v + b[i]), { what: "dx", atol: 1e-4 });
   for (const t of [y, x, w]) t.dispose();
+});
+
+/** Runs fn under a dispatch tap; the number of dispatches of kernel `label`. */
+function counting(label: string, fn: () => void): number {
+  let n = 0;
+  const prev = setDispatchTap((l) => void (l === label && n++));
+  try {
+    fn();
+  } finally {
+    setDispatchTap(prev);
+  }
+  return n;
+}
+
+// SNUNet's dense skips: one tensor is a part of several concatenated convs. The second
+// conv's rule adds its slab of the input gradient into the first one's (autograd's `into`) in
+// the output transform, with no grad_add pass; with accumulateInPlace off each sum is a pass.
+Deno.test("conv2dConcat: a part of two convs gets its gradient summed in the second conv's write-out, equal to float64 and to separate sums", async () => {
+  const xs = [2, 16, 9, 11], zs = [2, 2, 9, 11], ws = [16, 18, 3, 3];
+  const g = convGeometry([2, 18, 9, 11], ws, { padding: 1 });
+  const xv = randArray(2 * 16 * 99, 250), z1v = randArray(2 * 2 * 99, 251);
+  const z2v = randArray(2 * 2 * 99, 252);
+  const w1v = randArray(16 * 18 * 9, 253, -0.3, 0.3), w2v = randArray(16 * 18 * 9, 254, -0.3, 0.3);
+  const r1 = randArray(2 * 16 * 99, 255), r2 = randArray(2 * 16 * 99, 256);
+  const run = async (accumulateInPlace: boolean) => {
+    const x = parameter(xv, xs, "x");
+    const z1 = parameter(z1v, zs, "z1"), z2 = parameter(z2v, zs, "z2");
+    const w1 = tensor(w1v, ws), w2 = tensor(w2v, ws);
+    const adds = counting("grad_add", () =>
+      scope(() => {
+        const c1 = conv2dConcat([x, z1], w1, { padding: 1 });
+        const c2 = conv2dConcat([x, z2], w2, { padding: 1 });
+        assert.equal(c2.node?.name, "conv2d_concat", "took the parts route");
+        const loss = add(sum(mul(c1, tensor(r1, c1.shape))), sum(mul(c2, tensor(r2, c2.shape))));
+        backward(loss, undefined, { accumulateInPlace });
+      }));
+    const grads = await Promise.all([x, z1, z2].map((t) => t.grad!.read()));
+    for (const t of [x, z1, z2, w1, w2]) t.dispose();
+    return { adds, grads };
+  };
+  const inPlace = await run(true), apart = await run(false);
+  assert.equal(inPlace.adds, 0, "x's two slabs summed in the output transform");
+  assert.ok(apart.adds > 0, "without it, a grad_add pass sums them");
+  const d1 = dgradRef(g, r1, w1v), d2 = dgradRef(g, r2, w2v);
+  const want = slab(d1, 2, 18, 99, 0, 16).map((v, i) => v + slab(d2, 2, 18, 99, 0, 16)[i]);
+  assertClose(inPlace.grads[0], want, { what: "x grad", atol: 1e-4, rtol: 1e-4 });
+  assertClose(inPlace.grads[1], slab(d1, 2, 18, 99, 16, 2), { what: "z1 grad", atol: 1e-4 });
+  assertClose(inPlace.grads[2], slab(d2, 2, 18, 99, 16, 2), { what: "z2 grad", atol: 1e-4 });
+  inPlace.grads.forEach((gv, k) =>
+    assertClose(gv, apart.grads[k], { what: `grad ${k}, in place vs apart`, atol: 1e-6 })
+  );
+});
+
+// A pending gradient that something else also holds is not written: in y = (x + q) + conv([x,
+// q]) with q = 2p, the add hands one tensor to x and q as their gradient so far; the conv's rule
+// runs before q's (q feeds it), and q's rule must still read the add's gradient unchanged.
+Deno.test("conv2dConcat: parts whose gradient so far is one shared tensor get theirs summed apart, equal to float64", async () => {
+  const xs = [2, 16, 9, 11], ws = [16, 32, 3, 3];
+  const g = convGeometry([2, 32, 9, 11], ws, { padding: 1 });
+  const xv = randArray(2 * 16 * 99, 260), pv = randArray(2 * 16 * 99, 264);
+  const wv = randArray(16 * 32 * 9, 262, -0.3, 0.3), r = randArray(2 * 16 * 99, 263);
+  const x = parameter(xv, xs, "x"), p = parameter(pv, xs, "p"), w = tensor(wv, ws);
+  scope(() => {
+    const q = mulScalar(p, 2);
+    const y = add(add(x, q), conv2dConcat([x, q], w, { padding: 1 }));
+    backward(sum(mul(y, tensor(r, y.shape))));
+  });
+  const d = dgradRef(g, r, wv);
+  const dx = slab(d, 2, 32, 99, 0, 16), dq = slab(d, 2, 32, 99, 16, 16);
+  assertClose(await x.grad!.read(), dx.map((v, i) => v + r[i]), { what: "x grad", atol: 1e-4 });
+  assertClose(await p.grad!.read(), dq.map((v, i) => 2 * (v + r[i])), {
+    what: "p grad",
+    atol: 1e-4,
+  });
+  for (const t of [x, p, w]) t.dispose();
 });
 
 Deno.test("conv2dConcat off the F(4×4) routes (8 channels: F(2×2)) is conv2d of the joined input", async () => {

@@ -174,7 +174,7 @@ Deno.test("freeActivations lets a concat or a sum go before its own rule, which 
       // Each op's rule, when it runs: its own output already gone (with freeActivations).
       for (const t of [joined, s]) {
         const rule = t.node!.backward;
-        t.node!.backward = (g) => (seen.push(t.disposed), rule(g));
+        t.node!.backward = (g, into) => (seen.push(t.disposed), rule(g, into));
       }
       backward(sum(mul(s, s)), undefined, { freeActivations });
       assertEquals(seen, [freeActivations, freeActivations]);
@@ -210,9 +210,9 @@ Deno.test("freeActivations: an output its own rule never reads (conv without act
       ];
       for (const [name, t] of named) {
         const node = t.node!, inner = node.backward;
-        node.backward = (g) => {
+        node.backward = (g, into) => {
           goneAtOwnRule.set(name, t.disposed);
-          return inner(g);
+          return inner(g, into);
         };
       }
       backward(sum(mul(pooled, r)), undefined, { freeActivations });

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
 import {
   adaptiveAvgPool2d,
@@ -8,7 +9,8 @@ import {
   type Pool2dOptions,
 } from "../../engine/ops/pool.ts";
 import { backward, noGrad } from "../../engine/autograd.ts";
-import { mul } from "../../engine/ops/elementwise.ts";
+import { add, mul, mulScalar } from "../../engine/ops/elementwise.ts";
+import { setDispatchTap } from "../../engine/recorder.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { scope } from "../../engine/scope.ts";
 import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
@@ -120,6 +122,55 @@ for (const [name, opts, ref] of maxCases) {
     await gradCheck((t) => maxPool2d(t, opts), [{ data: x, shape: SHAPE }]);
   });
 }
+
+// A tensor that feeds a max pooling and another op (an FC skip, a SNUNet node): where the
+// other op's gradient comes first, the pooling's rule adds into it (autograd's `into`) with no
+// grad_add pass. Both orders, against the reference: the pooled gradient
+// scattered to each window's max, plus 3 × the other op's.
+Deno.test("maxPool2d adds its gradient into the input's gradient so far: equal to separate sums, no grad_add", async () => {
+  const x = distinct(N, 7), r1 = randArray(2 * 3 * 3 * 4, 8), r2 = randArray(N, 9);
+  const run = async (poolFirst: boolean, accumulateInPlace: boolean) => {
+    const xt = parameter(x, SHAPE, "x");
+    let adds = 0;
+    const prev = setDispatchTap((l) => void (l === "grad_add" && adds++));
+    try {
+      scope(() => {
+        const a = sum(mul(maxPool2d(xt, { kernel: 2 }), tensor(r1, [2, 3, 3, 4])));
+        const b = sum(mul(mulScalar(xt, 3), tensor(r2, SHAPE)));
+        backward(poolFirst ? add(a, b) : add(b, a), undefined, { accumulateInPlace });
+      });
+    } finally {
+      setDispatchTap(prev);
+    }
+    const grad = await xt.grad!.read();
+    xt.dispose();
+    return { adds, grad };
+  };
+  const want = new Float64Array(N);
+  for (let k = 0; k < N; k++) want[k] = 3 * r2[k];
+  // 2×2 windows over [2, 3, 7, 9] (floor: 3 × 4 windows per plane); x's values are distinct.
+  for (let p = 0; p < 6; p++) {
+    for (let i = 0; i < 3; i++) {
+      for (let j = 0; j < 4; j++) {
+        let best = -1;
+        for (let di = 0; di < 2; di++) {
+          for (let dj = 0; dj < 2; dj++) {
+            const k = p * 63 + (2 * i + di) * 9 + 2 * j + dj;
+            if (best < 0 || x[k] > x[best]) best = k;
+          }
+        }
+        want[best] += r1[p * 12 + i * 4 + j];
+      }
+    }
+  }
+  const runs = [];
+  for (const poolFirst of [true, false]) {
+    for (const inPlace of [true, false]) runs.push(await run(poolFirst, inPlace));
+  }
+  for (const r of runs) assertClose(r.grad, want, { what: "x grad", atol: 1e-5 });
+  assert.ok(runs.some((r, k) => k % 2 === 0 && r.adds === 0), "no order summed in place");
+  assert.ok(runs.every((r, k) => k % 2 === 0 || r.adds > 0), "apart: a grad_add each");
+});
 
 const avgCases: [string, AvgPool2dOptions, RefPool][] = [
   ["2x2 s2", { kernel: 2 }, { kernel: [2, 2], stride: [2, 2], padding: [0, 0], out: [3, 4] }],
