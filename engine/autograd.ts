@@ -190,7 +190,11 @@ export function backward(root: Tensor, seed?: Tensor, opts: BackwardOptions = {}
           );
         }
         const prev = grads.get(inp);
-        if (prev && gi === into[j]) return; // added in place: prev is the sum
+        // Added in place (the rule returned into[j], or a view of it): prev is the sum.
+        if (prev && into[j] && gi.storage === prev.storage) {
+          if (gi !== prev) gi.dispose();
+          return;
+        }
         if (!prev) return put(inp, gi);
         put(inp, addFresh(prev, gi));
         release(prev);

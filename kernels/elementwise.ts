@@ -28,6 +28,8 @@ export interface MapSpec {
   inputs: MapInput[];
   outShape: readonly number[];
   outType?: StorageType;
+  /** Add the value into what `out` holds (f32; a gradient summed in the write-out). */
+  accumulate?: boolean;
 }
 
 const NAMES = "abcdefgh";
@@ -101,8 +103,13 @@ ${
   const body = `${loads.join("\n")}
   var r: vec4<f32>;
 ${lanes.join("\n")}
-  out[i] = r;`;
-  return kernel1d(spec.name, bindings, n / 4, body.trimStart());
+  out[i] = ${spec.accumulate ? "out[i] + r" : "r"};`;
+  return withAccumulateTraffic(spec, n, kernel1d(spec.name, bindings, n / 4, body.trimStart()));
+}
+
+/** Adding into `out` reads it as well as writing it (traffic counts, bench/step_traffic.ts). */
+function withAccumulateTraffic(spec: MapSpec, n: number, k: Kernel): Kernel {
+  return spec.accumulate ? { ...k, touched: [...spec.inputs.map(() => null), 8 * n] } : k;
 }
 
 function mapKernelGen(spec: MapSpec): Kernel {
@@ -117,8 +124,11 @@ function mapKernelGen(spec: MapSpec): Kernel {
     `  let ${names[k]} = in_${names[k]}[${indexExpr(inp.shape, spec.outShape)}];`
   );
   const body = `${loads.join("\n")}
-  out[i] = ${spec.expr};`;
-  return kernel1d(spec.name, bindings, n, body.trimStart());
+  out[i] = ${spec.accumulate ? `out[i] + (${spec.expr})` : spec.expr};`;
+  if (spec.accumulate && (spec.outType ?? "f32") !== "f32") {
+    throw new Error(`map ${spec.name}: accumulate needs an f32 output`);
+  }
+  return withAccumulateTraffic(spec, n, kernel1d(spec.name, bindings, n, body.trimStart()));
 }
 
 /** out[i] = value, for n elements. */

@@ -172,6 +172,8 @@ export interface NormGradSpec {
    * fused SiLU: by gy, with x and mean bound in either case, and the bias when `bias`. */
   post?: NormPost;
   bias?: boolean;
+  /** Add into what dx holds (a gradient summed in the write-out: autograd's `into`). */
+  accumulate?: boolean;
 }
 
 /** dx of the normalisation. batchStats: inputs x, g, mean, rstd, sg, sgx, [w];
@@ -196,13 +198,14 @@ function normGradKernelGen(s: NormGradSpec): Kernel {
   const scale = s.weight ? "w[c] * rstd[st]" : "rstd[st]";
   // dx = scale·g − scale·Σg/N − (x − mean)·(scale·rstd·Σg·x̂/N): per-statistic factors first,
   // then one fused expression per element.
+  const store = (v: string) => `dx[i] = ${s.accumulate ? `dx[i] + (${v})` : v};`;
   const body = s.batchStats
     ? `  let k = ${scale};
   let kg = k * sg[st] * ${f(1 / count)};
   let kx = k * rstd[st] * sgx[st] * ${f(1 / count)};
-  dx[i] = k * ${g} - kg - (x[i] - mean[st]) * kx;`
-    : `  dx[i] = ${g} * (${scale});`;
-  return kernel(
+  ${store(`k * ${g} - kg - (x[i] - mean[st]) * kx`)}`
+    : `  ${store(`${g} * (${scale})`)}`;
+  const k = kernel(
     "norm_grad",
     [...inputBindings(names, ["x", "g", "gy", "y"]), rw("dx", "V", F32)],
     pro.workgroups,
@@ -212,6 +215,9 @@ ${pro.code}
 ${body}
 }`,
   );
+  // Adding into dx reads it as well as writing it.
+  const dxBytes = 4 * l.batch * l.channels * l.planeSize;
+  return s.accumulate ? { ...k, touched: [...names.map(() => null), 2 * dxBytes] } : k;
 }
 
 // Generated once per distinct spec (see cached in common.ts).

@@ -33,6 +33,25 @@ export function mapWithRecipe(
   return { out, recipe };
 }
 
+/** map() added into `into` where it is given and has the output's shape (a gradient so far,
+ * autograd's offer to a backward rule: Node.backward's `into`), in the same pass; map()
+ * otherwise. Returns the tensor written. */
+export function mapInto(
+  name: string,
+  expr: string,
+  inputs: Tensor[],
+  into: Tensor | undefined,
+  outShape?: Shape,
+): Tensor {
+  const shape = outShape ?? broadcastShapes(...inputs.map((t) => t.shape));
+  if (!into || into.dtype !== "f32" || into.shape.join() !== shape.join()) {
+    return map(name, expr, inputs, shape);
+  }
+  const spec = { name, expr, inputs: inputs.map((t) => ({ shape: t.shape })), outShape: shape };
+  run(mapKernel({ ...spec, accumulate: true }), inputs, [into]);
+  return into;
+}
+
 /** Broadcast `x` to `shape`, times `scale`. */
 export function expand(x: Tensor, shape: Shape, scale = 1): Tensor {
   const out = map("expand", scale === 1 ? "a" : `a * ${f(scale)}`, [x], shape);
@@ -77,9 +96,11 @@ export function sub(a: Tensor, b: Tensor): Tensor {
  * backward rule that reads it (autograd counts mul's own rule among their readers). */
 export function mul(a: Tensor, b: Tensor): Tensor {
   const { out, recipe } = mapWithRecipe("mul", "a * b", [a, b]);
-  return record(out, [a, b], "mul", (g) => [
-    a.requiresGrad ? sumTo(map("mul", "a * b", [g, b]), a.shape) : null,
-    b.requiresGrad ? sumTo(map("mul", "a * b", [g, a]), b.shape) : null,
+  // Each gradient added into the input's gradient so far where autograd offers it (a gate's
+  // features, TinyCD) and no broadcast sum follows.
+  return record(out, [a, b], "mul", (g, into) => [
+    a.requiresGrad ? sumTo(mapInto("mul", "a * b", [g, b], into?.[0]), a.shape) : null,
+    b.requiresGrad ? sumTo(mapInto("mul", "a * b", [g, a], into?.[1]), b.shape) : null,
   ], recipe);
 }
 

@@ -16,7 +16,7 @@ import { transposeFits, transposeKernel, type TransposeSpec } from "../../kernel
 import { record, ruleIgnoresOutput } from "../autograd.ts";
 import { type Operand, run } from "../launch.ts";
 import { empty, type Shape, type Tensor } from "../tensor.ts";
-import { map, mapWithRecipe } from "./elementwise.ts";
+import { mapInto, mapWithRecipe } from "./elementwise.ts";
 import { sumTo } from "./reduce.ts";
 
 export type { PadMode };
@@ -326,8 +326,13 @@ export function pad2d(
  * a and b, not the output, which may therefore be evicted (Tensor.evict) once consumed. */
 export function absDiff(a: Tensor, b: Tensor): Tensor {
   const { out, recipe } = mapWithRecipe("abs_diff", "abs(a - b)", [a, b]);
-  return ruleIgnoresOutput(record(out, [a, b], "abs_diff", (g) => [
-    a.requiresGrad ? sumTo(map("abs_diff_grad", "a * sign(b - c)", [g, a, b]), a.shape) : null,
-    b.requiresGrad ? sumTo(map("abs_diff_grad", "a * sign(c - b)", [g, a, b]), b.shape) : null,
+  // Added into each input's gradient so far where autograd offers it (FC-Siam-Diff's skips).
+  return ruleIgnoresOutput(record(out, [a, b], "abs_diff", (g, into) => [
+    a.requiresGrad
+      ? sumTo(mapInto("abs_diff_grad", "a * sign(b - c)", [g, a, b], into?.[0]), a.shape)
+      : null,
+    b.requiresGrad
+      ? sumTo(mapInto("abs_diff_grad", "a * sign(c - b)", [g, a, b], into?.[1]), b.shape)
+      : null,
   ], recipe));
 }

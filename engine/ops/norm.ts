@@ -153,7 +153,7 @@ function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
   const w = weight ? [weight] : [];
   const affine = silu ? [...w, ...(bias ? [bias] : [])] : [];
   const flags = { weight: !!weight, bias: !!bias };
-  return record(y, inputs, name, (g) => {
+  return record(y, inputs, name, (g, into) => {
     const needW = !!weight?.requiresGrad;
     const needB = !!bias?.requiresGrad;
     let sg: Tensor | null = null, sgx: Tensor | null = null;
@@ -172,8 +172,17 @@ function planeNorm(name: string, x: Tensor, a: PlaneNormArgs): Tensor {
     }
     let dx: Tensor | null = null;
     if (x.requiresGrad) {
-      dx = empty(x.shape);
-      const spec = { layout: l, group, weight: !!weight, batchStats: a.batchStats, post };
+      // Added into x's gradient so far where autograd offers it (SNUNet's residual conv).
+      const accumulate = !!into?.[0];
+      dx = into?.[0] ?? empty(x.shape);
+      const spec = {
+        layout: l,
+        group,
+        weight: !!weight,
+        batchStats: a.batchStats,
+        post,
+        accumulate,
+      };
       run(
         normGradKernel(silu ? { ...spec, bias: !!bias } : spec),
         a.batchStats

@@ -4,7 +4,8 @@
 
 import { record } from "../autograd.ts";
 import type { Tensor } from "../tensor.ts";
-import { expand } from "./elementwise.ts";
+import { f } from "../../kernels/common.ts";
+import { mapInto } from "./elementwise.ts";
 import { reduce, reducedShape, reshapeRaw, sumTo } from "./reduce_raw.ts";
 
 export { sumTo };
@@ -25,7 +26,9 @@ export function sum(x: Tensor, axes?: number | number[], keepdim = false): Tenso
     out,
     [x],
     "sum",
-    (g) => [expand(reshapeRaw(g, reducedShape(x.shape, ax, true)), x.shape)],
+    (g, into) => [
+      mapInto("expand", "a", [reshapeRaw(g, reducedShape(x.shape, ax, true))], into?.[0], x.shape),
+    ],
   );
 }
 
@@ -33,12 +36,17 @@ export function mean(x: Tensor, axes?: number | number[], keepdim = false): Tens
   const ax = normAxes(x, axes);
   const n = ax.reduce((p, k) => p * x.shape[k], 1);
   const out = reduce(x, "sum", ax, keepdim, 1 / n);
-  return record(
-    out,
-    [x],
-    "mean",
-    (g) => [expand(reshapeRaw(g, reducedShape(x.shape, ax, true)), x.shape, 1 / n)],
-  );
+  // The broadcast gradient, added into x's gradient so far where autograd offers it (TinyCD's
+  // attention gates average what their norm also reads).
+  return record(out, [x], "mean", (g, into) => [
+    mapInto(
+      "expand",
+      `a * ${f(1 / n)}`,
+      [reshapeRaw(g, reducedShape(x.shape, ax, true))],
+      into?.[0],
+      x.shape,
+    ),
+  ]);
 }
 
 /** Max over axes (no gradient: use it for statistics and numerics, not as a loss). */

@@ -1,7 +1,12 @@
+import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
 import * as E from "../../engine/ops/elementwise.ts";
 import { scope } from "../../engine/scope.ts";
-import { tensor } from "../../engine/tensor.ts";
+import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
+import { backward } from "../../engine/autograd.ts";
+import { absDiff } from "../../engine/ops/layout.ts";
+import { mean, sum } from "../../engine/ops/reduce.ts";
+import { setDispatchTap } from "../../engine/recorder.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -95,3 +100,53 @@ Deno.test("elementwise ops on sizes of a multiple of 4 (vec4 kernel), with a sca
   assertClose(await r.read(), Array.from(a, (x) => 1 / (1 + Math.exp(-x))));
   r.dispose();
 });
+
+// Rules that add their gradient into the input's gradient so far (autograd's `into`): mul (both
+// operands; one broadcast, which sums apart), |a − b|, sum and mean. Each graph uses its input a
+// second time through mulScalar, in both orders, with accumulateInPlace on and off: the
+// gradients agree, and some order needs no grad_add. Odd sizes (scalar kernels) and vec4 ones.
+const intoCases: [string, (x: Tensor, y: Tensor) => Tensor][] = [
+  ["mul", (x, y) => E.mul(x, y)],
+  ["mul by a broadcast row", (x, y) => E.mul(x, mean(y, 0, true))],
+  ["absDiff", (x, y) => absDiff(x, y)],
+  ["sum over the last axis", (x) => sum(x, -1, true)],
+  ["mean over axis 1", (x) => mean(x, 1, true)],
+];
+for (const size of [[3, 5, 7], [2, 4, 8]]) {
+  for (const [name, op] of intoCases) {
+    Deno.test(`${name} (${size.join("×")}) adds its gradient into the input's gradient so far: equal to separate sums`, async () => {
+      const n = size.reduce((a, b) => a * b);
+      const xv = randArray(n, 80), yv = randArray(n, 81), r2 = randArray(n, 83);
+      const run = async (opFirst: boolean, accumulateInPlace: boolean) => {
+        const x = parameter(xv, size, "x"), y = parameter(yv, size, "y");
+        let adds = 0;
+        const prev = setDispatchTap((l) => void (l === "grad_add" && adds++));
+        try {
+          scope(() => {
+            const o = op(x, y);
+            const a = sum(E.mul(o, tensor(randArray(o.size, 82), o.shape)));
+            const b = sum(E.mul(E.mulScalar(x, 3), tensor(r2, size)));
+            backward(opFirst ? E.add(a, b) : E.add(b, a), undefined, { accumulateInPlace });
+          });
+        } finally {
+          setDispatchTap(prev);
+        }
+        const grads = await Promise.all(
+          [x, y].map((t) => t.grad ? t.grad.read() : Promise.resolve(new Float32Array(n))),
+        );
+        for (const t of [x, y]) t.dispose();
+        return { adds, grads };
+      };
+      const runs: { adds: number; grads: ArrayLike<number>[] }[] = [];
+      for (const opFirst of [true, false]) {
+        for (const inPlace of [true, false]) runs.push(await run(opFirst, inPlace));
+      }
+      for (const r of runs.slice(1)) {
+        r.grads.forEach((g, k) =>
+          assertClose(g, runs[0].grads[k], { what: `grad ${k}`, atol: 1e-5 })
+        );
+      }
+      assert.ok(runs.some((r, k) => k % 2 === 0 && r.adds === 0), "no order summed in place");
+    });
+  }
+}

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
 import { layerNorm, layerNorm2d } from "../../engine/ops/layer_norm.ts";
 import { batchNorm2d, instanceNorm2d } from "../../engine/ops/norm.ts";
@@ -5,7 +6,8 @@ import { scope } from "../../engine/scope.ts";
 import { full, parameter, type Tensor, tensor } from "../../engine/tensor.ts";
 import { backward } from "../../engine/autograd.ts";
 import { reluDropout2d } from "../../engine/ops/dropout.ts";
-import { mul } from "../../engine/ops/elementwise.ts";
+import { add, mul, mulScalar } from "../../engine/ops/elementwise.ts";
+import { setDispatchTap } from "../../engine/recorder.ts";
 import { silu } from "../../engine/ops/activation.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
@@ -460,3 +462,54 @@ Deno.test("layerNorm weight and bias gradients match float64 in every column (pa
     t.dispose();
   }
 });
+
+// A tensor that feeds a norm and another op (SNUNet's residual conv output, TinyCD's gated
+// features): where the other op's gradient comes first, the norm's rule adds dx into it
+// (autograd's `into`) with no grad_add pass; equal to the separate sum, in both orders, on the
+// scalar (odd plane) and vec4 paths, batch and instance statistics.
+for (
+  const [name, shape] of [["odd planes", [2, 3, 5, 7]], ["vec4", [2, 3, 4, 8]]] as [
+    string,
+    number[],
+  ][]
+) {
+  for (const norm of ["batch", "instance"] as const) {
+    Deno.test(`${norm} norm (${name}) adds its input gradient into the gradient so far: equal to separate sums, no grad_add`, async () => {
+      const n = shape.reduce((a, b) => a * b);
+      const xv = randArray(n, 70), r1 = randArray(n, 71), r2 = randArray(n, 72);
+      const wv = randArray(3, 73, 0.5, 1.5), bv = randArray(3, 74);
+      const run = async (normFirst: boolean, accumulateInPlace: boolean) => {
+        const x = parameter(xv, shape, "x");
+        const weight = parameter(wv, [3], "w"), bias = parameter(bv, [3], "b");
+        let adds = 0;
+        const prev = setDispatchTap((l) => void (l === "grad_add" && adds++));
+        try {
+          scope(() => {
+            const y = norm === "batch"
+              ? batchNorm2d(x, { weight, bias, training: true })
+              : instanceNorm2d(x, { weight, bias });
+            const a = sum(mul(y, tensor(r1, shape)));
+            const b = sum(mul(mulScalar(x, 3), tensor(r2, shape)));
+            backward(normFirst ? add(a, b) : add(b, a), undefined, { accumulateInPlace });
+          });
+        } finally {
+          setDispatchTap(prev);
+        }
+        const grads = await Promise.all([x, weight, bias].map((t) => t.grad!.read()));
+        for (const t of [x, weight, bias]) t.dispose();
+        return { adds, grads };
+      };
+      const runs: { adds: number; grads: ArrayLike<number>[] }[] = [];
+      for (const normFirst of [true, false]) {
+        for (const inPlace of [true, false]) runs.push(await run(normFirst, inPlace));
+      }
+      for (const r of runs.slice(1)) {
+        r.grads.forEach((g, k) =>
+          assertClose(g, runs[0].grads[k], { what: `grad ${k}`, atol: 1e-5 })
+        );
+      }
+      assert.ok(runs.some((r, k) => k % 2 === 0 && r.adds === 0), "no order summed in place");
+      assert.ok(runs.every((r, k) => k % 2 === 0 || r.adds > 0), "apart: a grad_add each");
+    });
+  }
+}
