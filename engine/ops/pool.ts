@@ -143,9 +143,10 @@ function globalMaxPool2d(x: Tensor, win: Pool2dOptions): Tensor {
   const argmax = empty(y.shape, "u32");
   run(globalMaxPoolKernel(planes, n), [x], [y, argmax]);
   // The rule reads the argmax, not the output.
-  return ruleIgnoresOutput(record(y, [x], "global_max_pool", (g) => {
-    const dx = empty(x.shape);
-    run(maxPool2dGradKernel(s), [g, argmax], [dx]);
+  return ruleIgnoresOutput(record(y, [x], "global_max_pool", (g, into) => {
+    // Added into x's gradient so far where autograd offers it (SNUNet's ECAM).
+    const dx = into?.[0] ?? empty(x.shape);
+    run(maxPool2dGradKernel({ ...s, accumulate: !!into?.[0] }), [g, argmax], [dx]);
     return [dx];
   }));
 }

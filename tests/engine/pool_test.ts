@@ -172,6 +172,39 @@ Deno.test("maxPool2d adds its gradient into the input's gradient so far: equal t
   assert.ok(runs.every((r, k) => k % 2 === 0 || r.adds > 0), "apart: a grad_add each");
 });
 
+Deno.test("global max pooling adds its gradient into the input's gradient so far: equal to the reference, no grad_add", async () => {
+  const x = distinct(N, 17), r1 = randArray(6, 18), r2 = randArray(N, 19);
+  const run = async (poolFirst: boolean, accumulateInPlace: boolean) => {
+    const xt = parameter(x, SHAPE, "x");
+    let adds = 0;
+    const prev = setDispatchTap((l) => void (l === "grad_add" && adds++));
+    try {
+      scope(() => {
+        const a = sum(mul(adaptiveMaxPool2d(xt, 1), tensor(r1, [2, 3, 1, 1])));
+        const b = sum(mul(mulScalar(xt, 3), tensor(r2, SHAPE)));
+        backward(poolFirst ? add(a, b) : add(b, a), undefined, { accumulateInPlace });
+      });
+    } finally {
+      setDispatchTap(prev);
+    }
+    const grad = await xt.grad!.read();
+    xt.dispose();
+    return { adds, grad };
+  };
+  const want = Float64Array.from(r2, (v) => 3 * v);
+  for (let p = 0; p < 6; p++) {
+    let best = p * 63;
+    for (let k = p * 63; k < (p + 1) * 63; k++) if (x[k] > x[best]) best = k;
+    want[best] += r1[p];
+  }
+  const runs = [];
+  for (const poolFirst of [true, false]) {
+    for (const inPlace of [true, false]) runs.push(await run(poolFirst, inPlace));
+  }
+  for (const r of runs) assertClose(r.grad, want, { what: "x grad", atol: 1e-5 });
+  assert.ok(runs.some((r, k) => k % 2 === 0 && r.adds === 0), "no order summed in place");
+});
+
 const avgCases: [string, AvgPool2dOptions, RefPool][] = [
   ["2x2 s2", { kernel: 2 }, { kernel: [2, 2], stride: [2, 2], padding: [0, 0], out: [3, 4] }],
   ["3x3 s2 p1", { kernel: 3, stride: 2, padding: 1 }, {
