@@ -75,28 +75,21 @@ function partsPlan(
   return ok ? p : null;
 }
 
-/** `g`'s forward (y from x, or x's parts), or with `outParts` written as parts. */
-function forwardRun(
-  g: ConvGeometry,
-  plan: Plan,
-  x: Tensor | Tensor[],
-  w: Tensor,
-  ep: Epilogue,
-  extra: Tensor[],
-  outs: Tensor[],
-  outParts?: Tensor[],
-  addInto?: boolean[],
-): void {
-  if (plan.f.kind === "winograd-f4-gemm") {
-    runWinograd4(g, x, w, false, ep, extra, outs, plan.f.images, outParts, addInto);
-  } else runWinograd4Fused(g, x, w, false, ep, extra, outs, outParts);
+/** The GEMM (not fused) route of `g`'s forward, or with `flip` its input gradient: its images
+ * per launch, or null. */
+function gemmImages(plan: Plan, flip: boolean): number | null {
+  if (flip) return plan.d.kind === "winograd-f4-gemm-flip" ? plan.d.images : null;
+  return plan.f.kind === "winograd-f4-gemm" ? plan.f.images : null;
 }
 
-/** `g`'s input gradient (dx from dy, or dy's parts), or with `outParts` written as parts. */
-function dgradRun(
+/** `g`'s forward (y from x, or x's parts), or with `flip` its input gradient (dx from dy, or
+ * dy's parts), on the plan's route; with `outParts` written as parts, added into those that
+ * `addInto` marks (the GEMM route only: gemmImages). */
+function winoRun(
+  flip: boolean,
   g: ConvGeometry,
   plan: Plan,
-  dy: Tensor | Tensor[],
+  input: Tensor | Tensor[],
   w: Tensor,
   ep: Epilogue,
   extra: Tensor[],
@@ -104,9 +97,10 @@ function dgradRun(
   outParts?: Tensor[],
   addInto?: boolean[],
 ): void {
-  if (plan.d.kind === "winograd-f4-gemm-flip") {
-    runWinograd4(g, dy, w, true, ep, extra, outs, plan.d.images, outParts, addInto);
-  } else runWinograd4Fused(g, dy, w, true, ep, extra, outs, outParts);
+  const images = gemmImages(plan, flip);
+  if (images !== null) {
+    runWinograd4(g, input, w, flip, ep, extra, outs, images, outParts, addInto);
+  } else runWinograd4Fused(g, input, w, flip, ep, extra, outs, outParts);
 }
 
 /** `g`'s weight gradient from x and dy, either of which may be parts. */
@@ -213,15 +207,13 @@ function concatConv(
     inputGrad,
     weightGrad,
   });
-  // The op's forward and the computation that gives the parts' gradient.
-  const [ahead, back] = transposed ? [dgradRun, forwardRun] : [forwardRun, dgradRun];
+  // The op's forward is g's forward (a transposed conv's: g's input gradient); the parts'
+  // gradient the other one.
   const y = empty(transposed ? [g.batch, g.ci, g.h, g.w] : [g.batch, g.co, g.ho, g.wo]);
-  ahead(g, plan, parts, w, ep, bias ? [bias] : [], [y]);
+  winoRun(transposed, g, plan, parts, w, ep, bias ? [bias] : [], [y]);
   addMacs(g.batch * g.co * g.ho * g.wo * g.ci * g.kh * g.kw);
   // The parts' gradients can be added into pending ones by the GEMM route's output transform.
-  const canAdd = transposed
-    ? plan.f.kind === "winograd-f4-gemm"
-    : plan.d.kind === "winograd-f4-gemm-flip";
+  const canAdd = gemmImages(plan, !transposed) !== null;
   const out = record(y, inputs, transposed ? "conv_transpose2d_concat" : "conv2d_concat", (
     gy,
     into,
@@ -240,7 +232,7 @@ function concatConv(
       parts,
       into ?? [],
       canAdd,
-      (all, addInto) => back(g, plan, gz, w, NO_EPILOGUE, [], [], all, addInto),
+      (all, addInto) => winoRun(!transposed, g, plan, gz, w, NO_EPILOGUE, [], [], all, addInto),
     );
     return [...dx, dw, ...(bias ? [db] : [])];
   });

@@ -3,10 +3,9 @@ import { initDevice } from "../../engine/device.ts";
 import * as E from "../../engine/ops/elementwise.ts";
 import { scope } from "../../engine/scope.ts";
 import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
-import { backward } from "../../engine/autograd.ts";
 import { absDiff } from "../../engine/ops/layout.ts";
 import { mean, sum } from "../../engine/ops/reduce.ts";
-import { setDispatchTap } from "../../engine/recorder.ts";
+import { inPlaceRuns } from "./in_place_sums.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -117,30 +116,12 @@ for (const size of [[3, 5, 7], [2, 4, 8]]) {
     Deno.test(`${name} (${size.join("×")}) adds its gradient into the input's gradient so far: equal to separate sums`, async () => {
       const n = size.reduce((a, b) => a * b);
       const xv = randArray(n, 80), yv = randArray(n, 81), r2 = randArray(n, 83);
-      const run = async (opFirst: boolean, accumulateInPlace: boolean) => {
-        const x = parameter(xv, size, "x"), y = parameter(yv, size, "y");
-        let adds = 0;
-        const prev = setDispatchTap((l) => void (l === "grad_add" && adds++));
-        try {
-          scope(() => {
-            const o = op(x, y);
-            const a = sum(E.mul(o, tensor(randArray(o.size, 82), o.shape)));
-            const b = sum(E.mul(E.mulScalar(x, 3), tensor(r2, size)));
-            backward(opFirst ? E.add(a, b) : E.add(b, a), undefined, { accumulateInPlace });
-          });
-        } finally {
-          setDispatchTap(prev);
-        }
-        const grads = await Promise.all(
-          [x, y].map((t) => t.grad ? t.grad.read() : Promise.resolve(new Float32Array(n))),
-        );
-        for (const t of [x, y]) t.dispose();
-        return { adds, grads };
-      };
-      const runs: { adds: number; grads: ArrayLike<number>[] }[] = [];
-      for (const opFirst of [true, false]) {
-        for (const inPlace of [true, false]) runs.push(await run(opFirst, inPlace));
-      }
+      const runs = await inPlaceRuns(
+        () => [parameter(xv, size, "x"), parameter(yv, size, "y")],
+        ([x, y]) => op(x, y),
+        (m) => randArray(m, 82),
+        r2,
+      );
       for (const r of runs.slice(1)) {
         r.grads.forEach((g, k) =>
           assertClose(g, runs[0].grads[k], { what: `grad ${k}`, atol: 1e-5 })

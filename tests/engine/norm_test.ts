@@ -6,10 +6,10 @@ import { scope } from "../../engine/scope.ts";
 import { full, parameter, type Tensor, tensor } from "../../engine/tensor.ts";
 import { backward } from "../../engine/autograd.ts";
 import { reluDropout2d } from "../../engine/ops/dropout.ts";
-import { add, mul, mulScalar } from "../../engine/ops/elementwise.ts";
-import { setDispatchTap } from "../../engine/recorder.ts";
+import { mul } from "../../engine/ops/elementwise.ts";
 import { silu } from "../../engine/ops/activation.ts";
 import { sum } from "../../engine/ops/reduce.ts";
+import { inPlaceRuns } from "./in_place_sums.ts";
 import { assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -478,31 +478,15 @@ for (
       const n = shape.reduce((a, b) => a * b);
       const xv = randArray(n, 70), r1 = randArray(n, 71), r2 = randArray(n, 72);
       const wv = randArray(3, 73, 0.5, 1.5), bv = randArray(3, 74);
-      const run = async (normFirst: boolean, accumulateInPlace: boolean) => {
-        const x = parameter(xv, shape, "x");
-        const weight = parameter(wv, [3], "w"), bias = parameter(bv, [3], "b");
-        let adds = 0;
-        const prev = setDispatchTap((l) => void (l === "grad_add" && adds++));
-        try {
-          scope(() => {
-            const y = norm === "batch"
-              ? batchNorm2d(x, { weight, bias, training: true })
-              : instanceNorm2d(x, { weight, bias });
-            const a = sum(mul(y, tensor(r1, shape)));
-            const b = sum(mul(mulScalar(x, 3), tensor(r2, shape)));
-            backward(normFirst ? add(a, b) : add(b, a), undefined, { accumulateInPlace });
-          });
-        } finally {
-          setDispatchTap(prev);
-        }
-        const grads = await Promise.all([x, weight, bias].map((t) => t.grad!.read()));
-        for (const t of [x, weight, bias]) t.dispose();
-        return { adds, grads };
-      };
-      const runs: { adds: number; grads: ArrayLike<number>[] }[] = [];
-      for (const normFirst of [true, false]) {
-        for (const inPlace of [true, false]) runs.push(await run(normFirst, inPlace));
-      }
+      const runs = await inPlaceRuns(
+        () => [parameter(xv, shape, "x"), parameter(wv, [3], "w"), parameter(bv, [3], "b")],
+        ([x, weight, bias]) =>
+          norm === "batch"
+            ? batchNorm2d(x, { weight, bias, training: true })
+            : instanceNorm2d(x, { weight, bias }),
+        () => r1,
+        r2,
+      );
       for (const r of runs.slice(1)) {
         r.grads.forEach((g, k) =>
           assertClose(g, runs[0].grads[k], { what: `grad ${k}`, atol: 1e-5 })

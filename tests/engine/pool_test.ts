@@ -9,11 +9,11 @@ import {
   type Pool2dOptions,
 } from "../../engine/ops/pool.ts";
 import { backward, noGrad } from "../../engine/autograd.ts";
-import { add, mul, mulScalar } from "../../engine/ops/elementwise.ts";
-import { setDispatchTap } from "../../engine/recorder.ts";
+import { mul } from "../../engine/ops/elementwise.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { scope } from "../../engine/scope.ts";
 import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
+import { inPlaceRuns } from "./in_place_sums.ts";
 import { assertClose, gradCheck, randArray, rng } from "../util.ts";
 
 await initDevice();
@@ -129,23 +129,6 @@ for (const [name, opts, ref] of maxCases) {
 // scattered to each window's max, plus 3 × the other op's.
 Deno.test("maxPool2d adds its gradient into the input's gradient so far: equal to separate sums, no grad_add", async () => {
   const x = distinct(N, 7), r1 = randArray(2 * 3 * 3 * 4, 8), r2 = randArray(N, 9);
-  const run = async (poolFirst: boolean, accumulateInPlace: boolean) => {
-    const xt = parameter(x, SHAPE, "x");
-    let adds = 0;
-    const prev = setDispatchTap((l) => void (l === "grad_add" && adds++));
-    try {
-      scope(() => {
-        const a = sum(mul(maxPool2d(xt, { kernel: 2 }), tensor(r1, [2, 3, 3, 4])));
-        const b = sum(mul(mulScalar(xt, 3), tensor(r2, SHAPE)));
-        backward(poolFirst ? add(a, b) : add(b, a), undefined, { accumulateInPlace });
-      });
-    } finally {
-      setDispatchTap(prev);
-    }
-    const grad = await xt.grad!.read();
-    xt.dispose();
-    return { adds, grad };
-  };
   const want = new Float64Array(N);
   for (let k = 0; k < N; k++) want[k] = 3 * r2[k];
   // 2×2 windows over [2, 3, 7, 9] (floor: 3 × 4 windows per plane); x's values are distinct.
@@ -163,45 +146,32 @@ Deno.test("maxPool2d adds its gradient into the input's gradient so far: equal t
       }
     }
   }
-  const runs = [];
-  for (const poolFirst of [true, false]) {
-    for (const inPlace of [true, false]) runs.push(await run(poolFirst, inPlace));
-  }
-  for (const r of runs) assertClose(r.grad, want, { what: "x grad", atol: 1e-5 });
+  const runs = await inPlaceRuns(
+    () => [parameter(x, SHAPE, "x")],
+    ([xt]) => maxPool2d(xt, { kernel: 2 }),
+    () => r1,
+    r2,
+  );
+  for (const r of runs) assertClose(r.grads[0], want, { what: "x grad", atol: 1e-5 });
   assert.ok(runs.some((r, k) => k % 2 === 0 && r.adds === 0), "no order summed in place");
   assert.ok(runs.every((r, k) => k % 2 === 0 || r.adds > 0), "apart: a grad_add each");
 });
 
 Deno.test("global max pooling adds its gradient into the input's gradient so far: equal to the reference, no grad_add", async () => {
   const x = distinct(N, 17), r1 = randArray(6, 18), r2 = randArray(N, 19);
-  const run = async (poolFirst: boolean, accumulateInPlace: boolean) => {
-    const xt = parameter(x, SHAPE, "x");
-    let adds = 0;
-    const prev = setDispatchTap((l) => void (l === "grad_add" && adds++));
-    try {
-      scope(() => {
-        const a = sum(mul(adaptiveMaxPool2d(xt, 1), tensor(r1, [2, 3, 1, 1])));
-        const b = sum(mul(mulScalar(xt, 3), tensor(r2, SHAPE)));
-        backward(poolFirst ? add(a, b) : add(b, a), undefined, { accumulateInPlace });
-      });
-    } finally {
-      setDispatchTap(prev);
-    }
-    const grad = await xt.grad!.read();
-    xt.dispose();
-    return { adds, grad };
-  };
   const want = Float64Array.from(r2, (v) => 3 * v);
   for (let p = 0; p < 6; p++) {
     let best = p * 63;
     for (let k = p * 63; k < (p + 1) * 63; k++) if (x[k] > x[best]) best = k;
     want[best] += r1[p];
   }
-  const runs = [];
-  for (const poolFirst of [true, false]) {
-    for (const inPlace of [true, false]) runs.push(await run(poolFirst, inPlace));
-  }
-  for (const r of runs) assertClose(r.grad, want, { what: "x grad", atol: 1e-5 });
+  const runs = await inPlaceRuns(
+    () => [parameter(x, SHAPE, "x")],
+    ([xt]) => adaptiveMaxPool2d(xt, 1),
+    () => r1,
+    r2,
+  );
+  for (const r of runs) assertClose(r.grads[0], want, { what: "x grad", atol: 1e-5 });
   assert.ok(runs.some((r, k) => k % 2 === 0 && r.adds === 0), "no order summed in place");
 });
 
