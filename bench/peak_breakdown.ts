@@ -162,6 +162,12 @@ console.log(
     `${(forwardEnd / 1e6).toFixed(1)} MB live when the forward ended ` +
     `(${(forwardEnd * scale / 1e9).toFixed(2)} GB scaled)`,
 );
+// The pool keeps what it ever created (free buffers wait for requests of their size class):
+// what the device holds is this, not the live peak.
+console.log(
+  `held by the pool: ${(pool.peakBytes * scale / 1e9).toFixed(2)} GB at most ` +
+    `(${(pool.peakBytes / peak).toFixed(2)} × the live peak)`,
+);
 const recomputes = recomputeStats.recomputes - before.recomputes;
 const written = recomputeStats.recomputedBytes - before.recomputedBytes;
 // A recompute reads an input of its output's size (the conv output, the SE factor; the
