@@ -11,7 +11,11 @@
 #   MODELS (tinycd fc_siam_diff; BIT=1 adds bit_r18), SEEDS (0 1 2), ITERS (400 per member),
 #   STUDENT_ITERS (ITERS), SIZE (512), PAIRS (5000: 100 val, 1000 test at full size), BATCH (8),
 #   VAL_EVERY (ITERS / 2), MARGIN (0.02), LAMBDA (unset: the grid; a value: that λ alone),
-#   TEACHERS (2 3), AUTO (1; 0 skips op --teachers auto), JOBS (1: seeds run one after another), EXP (/tmp/cd-evidence: data and checkpoints, kept between calls),
+#   TEACHERS (2 3), AUTO (1; 0 skips op --teachers auto), JOBS (1: seeds run one after another;
+#   each seed is a process with its own device and buffer pool, TinyCD's training step alone ~16 GB
+#   at 8 × 512²: JOBS=3 fitted an H200's 141 GB and ran out of memory on an 80 GB H100 in
+#   session 18, where 2 fit),
+#   EXP (/tmp/cd-evidence: data and checkpoints, kept between calls),
 #   TEACHER_INIT (scratch, the paper's; original: teachers start from M_O's weights, in folders
 #   fixed-tK-mo-init and auto-mo-init that share the scratch runs' M_O where it exists).
 set -uo pipefail

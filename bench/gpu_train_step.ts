@@ -54,6 +54,8 @@ const rng = new Random(0);
 const a = rng.normal(B * 3 * S * S), b = rng.normal(B * 3 * S * S);
 const label = Uint32Array.from({ length: B * S * S }, () => (rng.next() > 0.9 ? 1 : 0));
 for (const name of values.models!.split(",")) {
+  // Each model's own peaks (one process may step several: gpu_planner_ab.sh).
+  pool.resetPeaks();
   const entry = modelEntry(name);
   const model = entry.create(0);
   // The model's recipe: its parameter groups and loss (OHEM, auxiliary heads, deep supervision,
@@ -92,7 +94,7 @@ for (const name of values.models!.split(",")) {
   };
   model.train();
   const trainMs = await time(step);
-  const peak = pool.peakLiveBytes;
+  const peak = pool.peakLiveBytes, held = pool.peakBytes;
   // CPU cost of recording a step: with the GPU idle, the wall time of step() itself.
   await sync();
   let recordMs = Infinity;
@@ -139,6 +141,8 @@ for (const name of values.models!.split(",")) {
     record_ms: +recordMs.toFixed(2),
     infer_record_ms: +inferRecordMs.toFixed(2),
     peak_pool_gb: +(peak / 1e9).toFixed(2),
+    // What the device holds for the pool (free buffers included), the figure that runs out.
+    held_pool_gb: +(held / 1e9).toFixed(2),
     device: deviceInfo().description,
     ...(splitBelow !== undefined ? { matmul_split_below: Number(splitBelow) } : {}),
     ...(fusedMax !== undefined ? { fused_wino4_max: Number(fusedMax) } : {}),

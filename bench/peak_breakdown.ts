@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { backward } from "../engine/autograd.ts";
 import { initDevice } from "../engine/device.ts";
 import { AdamW } from "../engine/optim/adamw.ts";
-import { pool } from "../engine/pool.ts";
+import { pool, sizeClass } from "../engine/pool.ts";
 import { Random } from "../engine/random.ts";
 import { sync } from "../engine/recorder.ts";
 import { countMacs } from "../engine/profiler.ts";
@@ -76,8 +76,10 @@ function where(): string {
 const acquire = pool.acquire.bind(pool), release = pool.release.bind(pool);
 pool.acquire = (bytes: number, label?: string) => {
   const buf = acquire(bytes, label);
-  live.set(buf, { size: buf.size, where: where() });
-  current += buf.size;
+  // The request's class, as the pool counts live bytes (a larger free buffer may serve it).
+  const size = sizeClass(bytes);
+  live.set(buf, { size, where: where() });
+  current += size;
   if (rule) ruleMax.set(rule, Math.max(ruleMax.get(rule) ?? 0, current));
   if (current > peak) {
     [peak, atPeak, peakPhase, peakRule] = [current, [...live.values()], phase, rule];
