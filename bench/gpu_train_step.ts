@@ -2,14 +2,17 @@
 // batch B of S×S pairs, on this engine; run beside bench/reference/train_step.py on the GPU
 // machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
 // [--size 512] [--iters 10] [--profile] [--matmul-split-below 1] [--matmul-fill-exp 0.5]
-// [--fused-wino4-max 64]
+// [--fused-wino4-max 64] [--shuffle-min-channels 32]
 // --profile also prints GPU time per kernel label (and per label, grid and shape) of one training
 // step and of one inference forward, each dispatch in its own timestamped pass, and the CPU time
 // spent recording a step. --matmul-split-below F runs with the matmul planner splitting reductions
 // of launches that fill less than F of the GPU (default: the device profile's 0.5), to compare;
 // --matmul-fill-exp E charges a part-full launch work / fill^E (default the profile's 1);
 // --fused-wino4-max C routes 3×3 convs of at most C channels each way to the fused Winograd
-// F(4×4) kernel (default 0: never).
+// F(4×4) kernel (default 0: never); --shuffle-min-channels C runs kernel = stride transposed
+// convs of at least C channels each way as GEMMs + pixel shuffles (default the profile's 64:
+// SNUNet's 32-channel up-convs at 512² take the input-gradient GEMM, 1.08 ms each forward on an
+// H100 in session 18, where their bytes need ~0.1).
 
 import { parseArgs } from "node:util";
 import { backward, noGrad } from "../engine/autograd.ts";
@@ -36,18 +39,20 @@ const { values } = parseArgs({
     "matmul-split-below": { type: "string" },
     "matmul-fill-exp": { type: "string" },
     "fused-wino4-max": { type: "string" },
+    "shuffle-min-channels": { type: "string" },
   },
 });
 await initDevice();
 // Planner experiments (kernels/device_profile.ts matmulSplitBelowFill, fusedWino4MaxChannels):
 // the rows say which ran.
 const splitBelow = values["matmul-split-below"], fusedMax = values["fused-wino4-max"];
-const fillExp = values["matmul-fill-exp"];
+const fillExp = values["matmul-fill-exp"], shuffleMin = values["shuffle-min-channels"];
 setActiveProfile({
   ...activeProfile(),
   ...(splitBelow !== undefined ? { matmulSplitBelowFill: Number(splitBelow) } : {}),
   ...(fusedMax !== undefined ? { fusedWino4MaxChannels: Number(fusedMax) } : {}),
   ...(fillExp !== undefined ? { matmulFillExponent: Number(fillExp) } : {}),
+  ...(shuffleMin !== undefined ? { shuffleMinChannels: Number(shuffleMin) } : {}),
 });
 const B = Number(values.batch), S = Number(values.size), N = Number(values.iters);
 const rng = new Random(0);
@@ -147,6 +152,7 @@ for (const name of values.models!.split(",")) {
     ...(splitBelow !== undefined ? { matmul_split_below: Number(splitBelow) } : {}),
     ...(fusedMax !== undefined ? { fused_wino4_max: Number(fusedMax) } : {}),
     ...(fillExp !== undefined ? { matmul_fill_exp: Number(fillExp) } : {}),
+    ...(shuffleMin !== undefined ? { shuffle_min_channels: Number(shuffleMin) } : {}),
   }));
   if (profile.length) printProfile(name, profile);
   if (inferProfile.length) printProfile(`${name} inference`, inferProfile);

@@ -235,13 +235,48 @@ export function deviceInfo(): DeviceInfo {
   return info;
 }
 
+/** What the buffer pool holds, named when the GPU runs out of memory (pool.ts sets it: the pool
+ * sits above the device). */
+let memoryReport: (() => string) | null = null;
+export function setMemoryReport(report: () => string): void {
+  memoryReport = report;
+}
+
 /** Throws if the GPU reported an uncaptured error; the message carries the labels of the
  * pipeline and bind group, which are the op names. */
 export function throwPendingErrors(): void {
   if (lost) throw new Error(lost);
   if (pendingErrors.length) {
-    const msgs = pendingErrors.splice(0);
-    throw new Error(`GPU error: ${msgs.join("\n")}`);
+    const msgs = pendingErrors.splice(0).join("\n");
+    throw new Error(gpuErrorMessage(msgs, memoryReport?.()));
+  }
+}
+
+/** The error's text; out of memory also says what this process held and what to change. */
+export function gpuErrorMessage(msgs: string, held?: string): string {
+  if (!/not enough memory|out of memory/i.test(msgs)) return `GPU error: ${msgs}`;
+  return `GPU out of memory: ${msgs}${held ? ` (${held})` : ""}; use a smaller batch or image ` +
+    "size, or run fewer processes on this GPU at once (each holds its own buffers)";
+}
+
+/** Map a readback buffer, then report any error the GPU raised meanwhile: a submission that
+ * failed validation (a destroyed or never-created buffer: out of memory) leaves the copy
+ * unwritten and the map succeeds, so without this a read returned zeros; where the map itself
+ * fails, the GPU's own error says why better than the map's. */
+export async function mapRead(staging: GPUBuffer): Promise<void> {
+  try {
+    await staging.mapAsync(GPUMapMode.READ);
+  } catch (e) {
+    staging.destroy();
+    throwPendingErrors();
+    throw e;
+  }
+  try {
+    throwPendingErrors();
+  } catch (e) {
+    staging.unmap();
+    staging.destroy();
+    throw e;
   }
 }
 

@@ -7,7 +7,7 @@
 // last-released-first, the buffers rotated from step to step and a TinyCD step created ~1450
 // bind groups for 1630 dispatches.
 
-import { device } from "./device.ts";
+import { device, setMemoryReport } from "./device.ts";
 import { clearBindGroups } from "./recorder.ts";
 
 /** A request that finds no free buffer of its class takes one of a larger class up to this
@@ -134,3 +134,7 @@ class BufferPool {
 }
 
 export const pool = new BufferPool();
+setMemoryReport(() =>
+  `this process's buffer pool held ${(pool.heldBytes / 1e9).toFixed(2)} GB, ` +
+  `${(pool.liveBytes / 1e9).toFixed(2)} GB of it in use`
+);

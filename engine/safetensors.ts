@@ -2,7 +2,7 @@
 // default, naming every bad key), read tensors back in one batch and save them. The format itself
 // (parse, encode, atomic file write) is safetensors_format.ts, re-exported here.
 
-import { device } from "./device.ts";
+import { device, mapRead } from "./device.ts";
 import { flush } from "./recorder.ts";
 import {
   entriesOf,
@@ -136,7 +136,7 @@ export async function readAll(tensors: Tensor[]): Promise<ArrayBuffer[]> {
       enc.copyBufferToBuffer(src.buffer, src.offset, staging, b.at, b.bytes);
     }
     device().queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
+    await mapRead(staging);
     const all = staging.getMappedRange();
     for (const b of batch) out[b.i] = all.slice(b.at, b.at + b.bytes);
     staging.unmap();

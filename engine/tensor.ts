@@ -4,7 +4,7 @@
 // carries that recipe, and may give its memory back between the forward and the backward
 // (evict); its next use writes it again, as PyTorch's min-cut recomputation does.
 
-import { device } from "./device.ts";
+import { device, mapRead } from "./device.ts";
 import { pool } from "./pool.ts";
 import { type Binding, flush, pending } from "./recorder.ts";
 import { track } from "./scope.ts";
@@ -193,7 +193,7 @@ export class Tensor {
     const enc = device().createCommandEncoder();
     enc.copyBufferToBuffer(buffer, this.storage.offset, staging, 0, bytes);
     device().queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
+    await mapRead(staging);
     const copyOut = staging.getMappedRange().slice(0);
     staging.unmap();
     staging.destroy();
