@@ -123,6 +123,7 @@ export type DgradRoute =
   | { kind: "winograd-f4-fused-flip" }
   | { kind: "winograd-f4-gemm-flip"; images: number }
   | { kind: "col2im" }
+  | { kind: "tap-expand" }
   | { kind: "direct" }
   | { kind: "gemm-dgrad"; specs: ImplicitGemmSpec[] };
 
@@ -247,6 +248,15 @@ export function patchCol2imFits(g: ConvGeometry): boolean {
     g.w === g.wo * g.strideX && columnsBytes(g) <= COL2IM_MAX_BYTES;
 }
 
+/** The input gradient of a patch conv (kernel = stride, no padding, dilation 1, one group, the
+ * input tiled exactly) as one pass of one thread per dy pixel (kernels/conv2d_tap_expand.ts), up
+ * to the profile's tapExpandMaxChannels each way. */
+export function tapExpandFits(g: ConvGeometry, profile: DeviceProfile = activeProfile()): boolean {
+  return g.groups === 1 && g.kh === g.strideY && g.kw === g.strideX && g.padY === 0 &&
+    g.padX === 0 && g.dilY === 1 && g.dilX === 1 && g.h === g.ho * g.strideY &&
+    g.w === g.wo * g.strideX && Math.max(g.ci, g.co) <= profile.tapExpandMaxChannels;
+}
+
 /** A 1×1 conv that is the product W[Co, Ci] × X[b] for the matmul op: not those the direct or
  * small 1×1 kernels take, and more than MATMUL_1X1_MIN_WEIGHTS weights. */
 export function matmul1x1Fits(g: ConvGeometry): boolean {
@@ -301,6 +311,7 @@ export function planDgrad(
     return { kind: "winograd-f4-gemm-flip", images: winograd4Images(g) };
   }
   if (winogradFitsDgrad(g)) return { kind: "winograd-f2-flip" };
+  if (tapExpandFits(g, profile)) return { kind: "tap-expand" };
   if (col2imFits(g) || patchCol2imFits(g)) return { kind: "col2im" };
   if (dgradIsDirect(g)) return { kind: "direct" };
   const specs = dgradGemmSpecs(g, ep, undefined, profile.fillWorkgroups)

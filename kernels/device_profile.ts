@@ -34,6 +34,12 @@ export interface DeviceProfile {
    * they halve the FC models' bytes and cost 13–15 % more step time at 64 channels, 30 % at 128
    * (bench/results/planner_ab_h200_s17.md). gpu_train_step.ts --fused-wino4-max compares. */
   fusedWino4MaxChannels: number;
+  /** Patch convs' input gradients, and so kernel = stride transposed convs that the shuffle
+   * route does not take, with no more channels than this each way run one thread per dy pixel
+   * and channel block (kernels/conv2d_tap_expand.ts) instead of phase GEMMs. 0: never, until
+   * timed: SNUNet's 32-channel up-convs take 1.08 ms each forward on the phase GEMMs on an
+   * H100, ~0.1 ms of bytes (session 18); gpu_train_step.ts --tap-expand-max compares. */
+  tapExpandMaxChannels: number;
 }
 
 /** NVIDIA H100 / H200 (132 SMs): every threshold the planners were tuned with. */
@@ -47,6 +53,7 @@ export const H100_PROFILE: DeviceProfile = Object.freeze({
   matmulSplitBelowFill: 0.5,
   matmulFillExponent: 1,
   fusedWino4MaxChannels: 0,
+  tapExpandMaxChannels: 0,
 });
 
 /** A software adapter (Mesa llvmpipe/lavapipe, SwiftShader): workgroups run a few at a time on
@@ -62,6 +69,7 @@ export function softwareProfile(cores: number): DeviceProfile {
     matmulSplitBelowFill: 0.5,
     matmulFillExponent: 1,
     fusedWino4MaxChannels: 0,
+    tapExpandMaxChannels: 0,
   });
 }
 

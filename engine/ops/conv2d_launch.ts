@@ -6,6 +6,7 @@
 import { type ConvGeometry, type Epilogue, NO_EPILOGUE } from "../../kernels/conv2d.ts";
 import { col2imKernel } from "../../kernels/conv2d_columns.ts";
 import { directConvKernel } from "../../kernels/conv2d_direct.ts";
+import { tapExpandKernel } from "../../kernels/conv2d_tap_expand.ts";
 import {
   dgradWinogradSpec,
   forwardWinogradSpec,
@@ -112,6 +113,8 @@ export function convInputGradRaw(
     runWinograd4Fused(g, dy, w, true, ep, extra, outs);
   } else if (route.kind === "col2im") {
     runCol2im(g, dy, w, ep, extra, outs);
+  } else if (route.kind === "tap-expand") {
+    run(tapExpandKernel({ geom: g, epilogue: ep }), [dy, w, ...extra], outs);
   } else if (route.kind === "direct") {
     run(directConvKernel({ mode: "dgrad", geom: g, epilogue: ep }), [dy, w, ...extra], outs);
   } else {

@@ -1,14 +1,21 @@
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
 import { convTranspose2d, type ConvTranspose2dOptions } from "../../engine/ops/conv_transpose2d.ts";
-import { shuffleTransposeFits } from "../../kernels/conv_plan.ts";
-import { activeProfile, setActiveProfile, withProfile } from "../../kernels/device_profile.ts";
+import { planConv, planDgrad } from "../../kernels/conv_plan.ts";
+import {
+  activeProfile,
+  type DeviceProfile,
+  setActiveProfile,
+  withProfile,
+} from "../../kernels/device_profile.ts";
 import { scope } from "../../engine/scope.ts";
 import { backward } from "../../engine/autograd.ts";
 import { mul } from "../../engine/ops/elementwise.ts";
 import { sum } from "../../engine/ops/reduce.ts";
 import { parameter, type Tensor, tensor } from "../../engine/tensor.ts";
 import { convTransposeGeometry } from "../../kernels/conv_transpose2d.ts";
+import { convGeometry } from "../../kernels/conv2d.ts";
+import { conv2d } from "../../engine/ops/conv2d.ts";
 import { activationRef, assertClose, gradCheck, randArray } from "../util.ts";
 
 await initDevice();
@@ -210,58 +217,82 @@ function withShuffle(fn: () => Promise<void>): Promise<void> {
   return withProfile(shuffleFrom(1), fn);
 }
 
+/** The tap-expand route instead (kernels/conv2d_tap_expand.ts: one thread per input pixel and
+ * block of output channels), off in every profile until timed; the shuffle route off. */
+const tapExpand = () => ({
+  ...activeProfile(),
+  shuffleMinChannels: 1 << 30,
+  tapExpandMaxChannels: 1 << 30,
+});
+
+const ROUTES = [
+  { name: "GEMM + shuffle", profile: () => shuffleFrom(1) },
+  { name: "tap-expand", profile: tapExpand },
+];
+
 for (const [k, c] of shuffleCases.entries()) {
-  const opts: Opts = { stride: c.stride, activation: c.act };
-  const data = (seed: number) => ({
-    x: randArray(c.x.reduce((a, b) => a * b), seed),
-    w: randArray(c.w.reduce((a, b) => a * b), seed + 1, -0.5, 0.5),
-    bias: c.bias ? randArray(c.w[1], seed + 2) : undefined,
-    slopes: c.slopes ? randArray(c.slopes, seed + 3, 0.1, 0.4) : undefined,
-  });
-  Deno.test(`convTranspose2d kernel = stride ${c.name}: GEMM + shuffle matches a float64 reference`, () =>
-    withShuffle(async () => {
-      assert.ok(shuffleTransposeFits(convTransposeGeometry(c.x, c.w, opts)));
-      const d = data(40 * k + 5);
-      const ref = convTransposeRef(c.x, c.w, { stride: c.stride }, d.x, d.w, d.bias);
-      const hw = ref.shape[2] * ref.shape[3];
-      const expect = ref.y.map((v, i) => {
-        const ch = Math.floor(i / hw) % ref.shape[1];
-        return activationRef(c.act ?? "none", v, d.slopes ? d.slopes[ch] : 0);
-      });
-      const y = scope(() =>
-        convTranspose2d(tensor(d.x, c.x), tensor(d.w, c.w), {
-          ...opts,
-          bias: d.bias && tensor(d.bias),
-          preluSlope: d.slopes && tensor(d.slopes),
-        })
-      );
-      assert.deepEqual([...y.shape], ref.shape);
-      assertClose(await y.read(), expect, { what: c.name, atol: 1e-5, rtol: 1e-4 });
-      y.dispose();
-    }));
-  if (c.act === "relu") continue; // kink: the relu gradient is the same helper as conv2d's
-  Deno.test(`convTranspose2d kernel = stride ${c.name}: gradients match finite differences`, () =>
-    withShuffle(async () => {
-      const d = data(40 * k + 500);
-      if (d.slopes) {
-        // PReLU's kink: pre-activations kept away from zero (small weights, bias ±2).
-        d.w = d.w.map((v) => v * 0.2);
-        d.bias = d.bias!.map((_, ch) => (ch % 2 ? 2 : -2));
-      }
-      const inputs = [{ data: d.x, shape: c.x }, { data: d.w, shape: c.w }];
-      if (d.bias) inputs.push({ data: d.bias, shape: [d.bias.length] });
-      if (d.slopes) inputs.push({ data: d.slopes, shape: [d.slopes.length] });
-      await gradCheck(
-        (...ts: Tensor[]) =>
-          convTranspose2d(ts[0], ts[1], {
+  for (const route of ROUTES) {
+    const withRoute = (fn: () => Promise<void>) => withProfile(route.profile(), fn);
+    const opts: Opts = { stride: c.stride, activation: c.act };
+    const data = (seed: number) => ({
+      x: randArray(c.x.reduce((a, b) => a * b), seed),
+      w: randArray(c.w.reduce((a, b) => a * b), seed + 1, -0.5, 0.5),
+      bias: c.bias ? randArray(c.w[1], seed + 2) : undefined,
+      slopes: c.slopes ? randArray(c.slopes, seed + 3, 0.1, 0.4) : undefined,
+    });
+    Deno.test(`convTranspose2d kernel = stride ${c.name}: ${route.name} matches a float64 reference`, () =>
+      withRoute(async () => {
+        const g = convTransposeGeometry(c.x, c.w, opts);
+        const call = {
+          op: "convTranspose2d" as const,
+          g,
+          activation: "none" as const,
+          bias: false,
+        };
+        const kind = planConv({ ...call, recording: false }, "forward").kind;
+        assert.equal(kind, route.name === "tap-expand" ? "tap-expand" : "shuffle-gemm");
+        const d = data(40 * k + 5);
+        const ref = convTransposeRef(c.x, c.w, { stride: c.stride }, d.x, d.w, d.bias);
+        const hw = ref.shape[2] * ref.shape[3];
+        const expect = ref.y.map((v, i) => {
+          const ch = Math.floor(i / hw) % ref.shape[1];
+          return activationRef(c.act ?? "none", v, d.slopes ? d.slopes[ch] : 0);
+        });
+        const y = scope(() =>
+          convTranspose2d(tensor(d.x, c.x), tensor(d.w, c.w), {
             ...opts,
-            bias: d.bias ? ts[2] : undefined,
-            preluSlope: d.slopes ? ts[3] : undefined,
-          }),
-        inputs,
-        { maxPoints: 12 },
-      );
-    }));
+            bias: d.bias && tensor(d.bias),
+            preluSlope: d.slopes && tensor(d.slopes),
+          })
+        );
+        assert.deepEqual([...y.shape], ref.shape);
+        assertClose(await y.read(), expect, { what: c.name, atol: 1e-5, rtol: 1e-4 });
+        y.dispose();
+      }));
+    if (c.act === "relu") continue; // kink: the relu gradient is the same helper as conv2d's
+    Deno.test(`convTranspose2d kernel = stride ${c.name}: ${route.name} gradients match finite differences`, () =>
+      withRoute(async () => {
+        const d = data(40 * k + 500);
+        if (d.slopes) {
+          // PReLU's kink: pre-activations kept away from zero (small weights, bias ±2).
+          d.w = d.w.map((v) => v * 0.2);
+          d.bias = d.bias!.map((_, ch) => (ch % 2 ? 2 : -2));
+        }
+        const inputs = [{ data: d.x, shape: c.x }, { data: d.w, shape: c.w }];
+        if (d.bias) inputs.push({ data: d.bias, shape: [d.bias.length] });
+        if (d.slopes) inputs.push({ data: d.slopes, shape: [d.slopes.length] });
+        await gradCheck(
+          (...ts: Tensor[]) =>
+            convTranspose2d(ts[0], ts[1], {
+              ...opts,
+              bias: d.bias ? ts[2] : undefined,
+              preluSlope: d.slopes ? ts[3] : undefined,
+            }),
+          inputs,
+          { maxPoints: 12 },
+        );
+      }));
+  }
 }
 
 Deno.test("convTranspose2d kernel = stride: relu gradients equal the general path's", () =>
@@ -289,6 +320,27 @@ Deno.test("convTranspose2d kernel = stride: relu gradients equal the general pat
       assertClose(shuffled[i], general[i], { what: `d${what}`, atol: 1e-4, rtol: 1e-4 });
     }
   }));
+
+Deno.test("conv2d patch conv k(2,3) s(2,3): its input gradient on the tap-expand route equals the default route's", async () => {
+  const xs = [2, 3, 6, 9], ws = [4, 3, 2, 3];
+  const g = convGeometry(xs, ws, { stride: [2, 3] });
+  const dx = (profile: DeviceProfile) =>
+    withProfile(profile, async () => {
+      const x = parameter(randArray(2 * 3 * 6 * 9, 71), xs);
+      const w = tensor(randArray(4 * 3 * 2 * 3, 72, -0.5, 0.5), ws);
+      const route = planDgrad(g).kind;
+      scope(() => backward(sum(mul(conv2d(x, w, { stride: [2, 3] }), tensor(up, [2, 4, 3, 3])))));
+      const out = { route, dx: await x.grad!.read() };
+      x.dispose();
+      w.dispose();
+      return out;
+    });
+  const up = randArray(2 * 4 * 3 * 3, 73);
+  const tap = await dx(tapExpand()), other = await dx(activeProfile());
+  assert.equal(tap.route, "tap-expand");
+  assert.notEqual(other.route, "tap-expand");
+  assertClose(tap.dx, other.dx, { what: "dx", atol: 1e-6, rtol: 1e-5 });
+});
 
 Deno.test("convTranspose2d rejects bad output padding and weight shapes", () => {
   assert.throws(
