@@ -16,7 +16,7 @@ import { Dropout2d } from "../engine/nn/dropout.ts";
 import { type Layer, Module, Sequential } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { attention } from "../engine/ops/attention.ts";
-import { add, mul, relu, sub } from "../engine/ops/elementwise.ts";
+import { add, addRelu, mul, relu, sub } from "../engine/ops/elementwise.ts";
 import { concat, permute, slice } from "../engine/ops/layout.ts";
 import { conv2d } from "../engine/ops/conv2d.ts";
 import { matmul } from "../engine/ops/matmul.ts";
@@ -47,7 +47,7 @@ class FEC extends Module implements Layer {
   forward(x: Tensor): Tensor {
     const y = this.conv1.forward(x);
     const z = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(y))));
-    return relu(add(z, y));
+    return addRelu(z, y);
   }
 }
 

@@ -13,7 +13,7 @@
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
-import { add, mul, relu } from "../engine/ops/elementwise.ts";
+import { add, addRelu, mul } from "../engine/ops/elementwise.ts";
 import { slice } from "../engine/ops/layout.ts";
 import { avgPool2d, maxPool2d } from "../engine/ops/pool.ts";
 import { mean } from "../engine/ops/reduce.ts";
@@ -117,7 +117,7 @@ export class ResNeStBottleneck extends Module {
     const s = this.stride;
     if (s > 1) y = avgPool2d(y, { kernel: 3, stride: s, padding: 1 });
     const z = this.#bn3.forward(this.#conv3.forward(y));
-    return relu(add(z, this.#downsample ? this.#downsample.forward(x) : x));
+    return addRelu(z, this.#downsample ? this.#downsample.forward(x) : x);
   }
 }
 

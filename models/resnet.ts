@@ -11,7 +11,7 @@
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
-import { add, relu } from "../engine/ops/elementwise.ts";
+import { addRelu } from "../engine/ops/elementwise.ts";
 import { maxPool2d } from "../engine/ops/pool.ts";
 import type { Random } from "../engine/random.ts";
 import { type Tensor, write } from "../engine/tensor.ts";
@@ -74,7 +74,7 @@ export class BasicBlock extends Module {
   forward(x: Tensor): Tensor {
     const y = this.#bn1.forward(this.#conv1.forward(x), { activation: "relu" });
     const z = this.#bn2.forward(this.#conv2.forward(y));
-    return relu(add(z, this.#downsample ? this.#downsample.forward(x) : x));
+    return addRelu(z, this.#downsample ? this.#downsample.forward(x) : x);
   }
 }
 

@@ -15,7 +15,7 @@ import { Conv2d, ConvTranspose2d } from "../engine/nn/conv.ts";
 import { ConvBnAct } from "../engine/nn/conv_bn_act.ts";
 import { Dropout2d } from "../engine/nn/dropout.ts";
 import { Module } from "../engine/nn/module.ts";
-import { add, mul, relu, sigmoid } from "../engine/ops/elementwise.ts";
+import { add, addRelu, mul, sigmoid } from "../engine/ops/elementwise.ts";
 import { concat } from "../engine/ops/layout.ts";
 import { adaptiveAvgPool2d, adaptiveMaxPool2d, maxPool2d } from "../engine/ops/pool.ts";
 import { Random } from "../engine/random.ts";
@@ -62,10 +62,8 @@ class NestedBlock extends Module {
     const h = this.#bn1.forward(identity, { activation: "relu" });
     const y = this.#second.forward(h);
     h.evict();
-    const sum = add(y, identity);
+    const out = addRelu(y, identity);
     y.evict();
-    const out = relu(sum);
-    sum.evict();
     return out;
   }
 }

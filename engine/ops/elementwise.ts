@@ -85,6 +85,17 @@ export function add(a: Tensor, b: Tensor): Tensor {
   );
 }
 
+/** relu(a + b) in one pass: a residual sum under its ReLU (ResNet's, ResNeSt's, HANet's and
+ * SNUNet's blocks), so the sum is never written. Like relu's, the rule reads only the output:
+ * both inputs get the gradient where it is positive. */
+export function addRelu(a: Tensor, b: Tensor): Tensor {
+  const y = map("add_relu", "max(a + b, 0.0)", [a, b]);
+  return record(y, [a, b], "add_relu", (g) => {
+    const m = mapNamed("relu_grad", "select(0.0, g, y > 0.0)", [["g", g], ["y", y]]);
+    return [sumTo(m, a.shape), sumTo(m, b.shape)];
+  });
+}
+
 export function sub(a: Tensor, b: Tensor): Tensor {
   return record(map("sub", "a - b", [a, b]), [a, b], "sub", (g) => [
     sumTo(g, a.shape),

@@ -131,3 +131,23 @@ for (const size of [[3, 5, 7], [2, 4, 8]]) {
     });
   }
 }
+
+Deno.test("addRelu: relu(a + b) in one pass, broadcasting, against a float64 reference and finite differences", async () => {
+  const b = randArray(3, 21, -1, 1);
+  // Sums kept at least 0.1 from the kink, so the finite differences see one side of it.
+  const a = randArray(30, 22, -1, 1).map((v, i) => {
+    const s = v + b[Math.floor(i / 5) % 3];
+    return Math.abs(s) < 0.1 ? v + (s < 0 ? -0.2 : 0.2) : v;
+  });
+  const out = scope(() => E.addRelu(tensor(a, SHAPE_A), tensor(b, SHAPE_B)));
+  const expect = bcastRef(a, b, (x, y) => Math.max(x + y, 0));
+  assert.ok(expect.some((v) => v === 0) && expect.some((v) => v > 0), "both sides of the kink");
+  assertClose(await out.read(), expect, { what: "addRelu" });
+  out.dispose();
+  await gradCheck(E.addRelu, [{ data: a, shape: SHAPE_A }, { data: b, shape: SHAPE_B }]);
+  // Equal shapes: one gradient tensor serves both inputs.
+  await gradCheck(E.addRelu, [
+    { data: a, shape: SHAPE_A },
+    { data: randArray(30, 23, 0.15, 0.6), shape: SHAPE_A },
+  ]);
+});
