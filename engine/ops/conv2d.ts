@@ -6,6 +6,7 @@
 
 import {
   type ConvActivation,
+  type ConvGeometry,
   convGeometry,
   type Epilogue,
   foldBatchNormKernel,
@@ -48,8 +49,21 @@ export interface Conv2dOptions {
 }
 
 /** Tensors the epilogue reads, after the input and the weight. */
-function epilogueTensors(bias: Tensor | null | undefined, slope?: Tensor): Tensor[] {
+export function epilogueTensors(bias: Tensor | null | undefined, slope?: Tensor): Tensor[] {
   return [...(bias ? [bias] : []), ...(slope ? [slope] : [])];
+}
+
+/** How the planners and the route trace see one call of a conv op (conv2d, convTranspose2d and
+ * their conv-of-parts forms). */
+export function convCallSpec(
+  op: ConvCallSpec["op"],
+  g: ConvGeometry,
+  activation: ConvActivation,
+  bias: Tensor | null | undefined,
+  biasCancelled: boolean | undefined,
+  recording: boolean,
+): ConvCallSpec {
+  return { op, g, activation, bias: !!bias, biasCancelled: !!bias && biasCancelled, recording };
 }
 
 export function checkEpilogueInputs(
@@ -167,14 +181,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const extra = epilogueTensors(bias, slope);
   const inputs = [x, w, ...extra];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
-  const call: ConvCallSpec = {
-    op: "conv2d",
-    g,
-    activation: act,
-    bias: !!bias,
-    biasCancelled: !!bias && opts.biasCancelled,
-    recording,
-  };
+  const call = convCallSpec("conv2d", g, act, bias, opts.biasCancelled, recording);
   const inputGrad = recording && x.requiresGrad, weightGrad = recording && w.requiresGrad;
   traceConv({ ...call, inputGrad, weightGrad });
   if (planOp(call)?.kind === "matmul-op") {

@@ -36,6 +36,7 @@ import {
   checkEpilogueInputs,
   conv2d,
   type Conv2dOptions,
+  convCallSpec,
   epilogueFor,
 } from "./conv2d.ts";
 import {
@@ -195,18 +196,15 @@ function concatConv(
   }
   const inputGrad = recording && parts.some((p) => p.requiresGrad);
   const weightGrad = recording && w.requiresGrad;
-  const kind = transposed ? "convTranspose2d" as const : "conv2d" as const;
-  const biasCancelled = !!bias && opts.biasCancelled;
-  traceConv({
-    op: kind,
+  const call = convCallSpec(
+    transposed ? "convTranspose2d" : "conv2d",
     g,
-    activation: act,
-    bias: !!bias,
-    biasCancelled,
+    act,
+    bias,
+    opts.biasCancelled,
     recording,
-    inputGrad,
-    weightGrad,
-  });
+  );
+  traceConv({ ...call, inputGrad, weightGrad });
   // The op's forward is g's forward (a transposed conv's: g's input gradient); the parts'
   // gradient the other one.
   const y = empty(transposed ? [g.batch, g.ci, g.h, g.w] : [g.batch, g.co, g.ho, g.wo]);

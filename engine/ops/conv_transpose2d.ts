@@ -11,7 +11,7 @@ import {
   type ShuffleSpec,
   unshuffleKernel,
 } from "../../kernels/conv_transpose2d.ts";
-import { type ConvCallSpec, planOp } from "../../kernels/conv_plan.ts";
+import { planOp } from "../../kernels/conv_plan.ts";
 import { isGradEnabled, record, ruleIgnoresOutput } from "../autograd.ts";
 import { traceConv } from "../conv_trace.ts";
 import { run } from "../launch.ts";
@@ -24,7 +24,9 @@ import {
   activationReadsOutput,
   checkEpilogueInputs,
   checkFloat,
+  convCallSpec,
   epilogueFor,
+  epilogueTensors,
   preluSlopeGrad,
 } from "./conv2d.ts";
 import {
@@ -63,17 +65,10 @@ export function convTranspose2d(
   const act = opts.activation ?? "none";
   const { bias, preluSlope: slope } = opts;
   checkEpilogueInputs("convTranspose2d", g.ci, act, bias, slope);
-  const extra = [...(bias ? [bias] : []), ...(slope ? [slope] : [])];
+  const extra = epilogueTensors(bias, slope);
   const inputs = [x, w, ...extra];
   const recording = isGradEnabled() && inputs.some((t) => t.requiresGrad);
-  const call: ConvCallSpec = {
-    op: "convTranspose2d",
-    g,
-    activation: act,
-    bias: !!bias,
-    biasCancelled: !!bias && opts.biasCancelled,
-    recording,
-  };
+  const call = convCallSpec("convTranspose2d", g, act, bias, opts.biasCancelled, recording);
   const inputGrad = recording && x.requiresGrad, weightGrad = recording && w.requiresGrad;
   traceConv({ ...call, inputGrad, weightGrad });
   const ep = epilogueFor(act, bias, slope, recording);
