@@ -2,7 +2,7 @@
 // batch B of S×S pairs, on this engine; run beside bench/reference/train_step.py on the GPU
 // machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
 // [--size 512] [--iters 10] [--profile] [--matmul-split-below 1] [--matmul-fill-exp 0.5]
-// [--fused-wino4-max 64] [--shuffle-min-channels 32] [--tap-expand-max 32]
+// [--fused-wino4-max 64] [--shuffle-min-channels 32] [--tap-expand-max 32] [--matmul-small-tiles]
 // --profile also prints GPU time per kernel label (and per label, grid and shape) of one training
 // step and of one inference forward, each dispatch in its own timestamped pass, and the CPU time
 // spent recording a step. --matmul-split-below F runs with the matmul planner splitting reductions
@@ -13,7 +13,8 @@
 // convs of at least C channels each way as GEMMs + pixel shuffles (default the profile's 64:
 // SNUNet's 32-channel up-convs at 512² take the input-gradient GEMM, 1.08 ms each forward on an
 // H100 in session 18, where their bytes need ~0.1); --tap-expand-max C runs them (and patch convs'
-// input gradients) of at most C channels each way on kernels/conv2d_tap_expand.ts (default 0).
+// input gradients) of at most C channels each way on kernels/conv2d_tap_expand.ts (default 0);
+// --matmul-small-tiles lets the matmul planner pick 16×16, 16×32 and 32×16 tiles (default off).
 
 import { parseArgs } from "node:util";
 import { backward, noGrad } from "../engine/autograd.ts";
@@ -42,6 +43,7 @@ const { values } = parseArgs({
     "fused-wino4-max": { type: "string" },
     "shuffle-min-channels": { type: "string" },
     "tap-expand-max": { type: "string" },
+    "matmul-small-tiles": { type: "boolean", default: false },
   },
 });
 await initDevice();
@@ -49,7 +51,7 @@ await initDevice();
 // the rows say which ran.
 const splitBelow = values["matmul-split-below"], fusedMax = values["fused-wino4-max"];
 const fillExp = values["matmul-fill-exp"], shuffleMin = values["shuffle-min-channels"];
-const tapMax = values["tap-expand-max"];
+const tapMax = values["tap-expand-max"], smallTiles = values["matmul-small-tiles"];
 setActiveProfile({
   ...activeProfile(),
   ...(splitBelow !== undefined ? { matmulSplitBelowFill: Number(splitBelow) } : {}),
@@ -57,6 +59,7 @@ setActiveProfile({
   ...(fillExp !== undefined ? { matmulFillExponent: Number(fillExp) } : {}),
   ...(shuffleMin !== undefined ? { shuffleMinChannels: Number(shuffleMin) } : {}),
   ...(tapMax !== undefined ? { tapExpandMaxChannels: Number(tapMax) } : {}),
+  ...(smallTiles ? { matmulSmallTiles: true } : {}),
 });
 const B = Number(values.batch), S = Number(values.size), N = Number(values.iters);
 const rng = new Random(0);
@@ -158,6 +161,7 @@ for (const name of values.models!.split(",")) {
     ...(fillExp !== undefined ? { matmul_fill_exp: Number(fillExp) } : {}),
     ...(shuffleMin !== undefined ? { shuffle_min_channels: Number(shuffleMin) } : {}),
     ...(tapMax !== undefined ? { tap_expand_max: Number(tapMax) } : {}),
+    ...(smallTiles ? { matmul_small_tiles: true } : {}),
   }));
   if (profile.length) printProfile(name, profile);
   if (inferProfile.length) printProfile(`${name} inference`, inferProfile);

@@ -40,6 +40,11 @@ export interface DeviceProfile {
    * timed: SNUNet's 32-channel up-convs take 1.08 ms each forward on the phase GEMMs on an
    * H100, ~0.1 ms of bytes (session 18); gpu_train_step.ts --tap-expand-max compares. */
   tapExpandMaxChannels: number;
+  /** planMatmul may also pick 16×16, 16×32 and 32×16 tiles: Winograd weight gradients of
+   * 16-channel convs (16×16 outputs over 131,072 tiles × 36 at 512²) run on 32×32 tiles that are
+   * three quarters padding, 0.53 ms each on an H100 against ~0.2 ms of bytes (session 18
+   * profile). false until timed; gpu_train_step.ts --matmul-small-tiles compares. */
+  matmulSmallTiles: boolean;
 }
 
 /** NVIDIA H100 / H200 (132 SMs): every threshold the planners were tuned with. */
@@ -54,6 +59,7 @@ export const H100_PROFILE: DeviceProfile = Object.freeze({
   matmulFillExponent: 1,
   fusedWino4MaxChannels: 0,
   tapExpandMaxChannels: 0,
+  matmulSmallTiles: false,
 });
 
 /** A software adapter (Mesa llvmpipe/lavapipe, SwiftShader): workgroups run a few at a time on
@@ -70,6 +76,7 @@ export function softwareProfile(cores: number): DeviceProfile {
     matmulFillExponent: 1,
     fusedWino4MaxChannels: 0,
     tapExpandMaxChannels: 0,
+    matmulSmallTiles: false,
   });
 }
 

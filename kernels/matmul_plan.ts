@@ -20,6 +20,13 @@ const CANDIDATES: { tile: TileConfig; speed: number }[] = [
   { tile: { ...TILE_LARGE, bm: 16, bn: 64, tm: 4, tn: 4 }, speed: 0.4 },
   { tile: { ...TILE_LARGE, bm: 64, bn: 16, tm: 4, tn: 4 }, speed: 0.4 },
 ];
+/** With the profile's matmulSmallTiles: tiles for products only 16 or 32 wide each way, whose
+ * long reductions split over many workgroups (16–32 threads each); speeds are guesses. */
+const SMALL_CANDIDATES: { tile: TileConfig; speed: number }[] = [
+  { tile: { ...TILE_LARGE, bm: 16, bn: 32, tm: 4, tn: 4 }, speed: 0.35 },
+  { tile: { ...TILE_LARGE, bm: 32, bn: 16, tm: 4, tn: 4 }, speed: 0.35 },
+  { tile: { ...TILE_LARGE, bm: 16, bn: 16, tm: 4, tn: 4 }, speed: 0.3 },
+];
 
 /** Reductions this shallow are bound by writing the output, not by the tile's arithmetic: in
  * an H200 sweep of TinyCD's 1×1 convs (K 24–64, bench/results/conv_sweep_s6_h200.txt) every tile
@@ -64,7 +71,8 @@ export interface MatmulPlan {
  * partial sums. Long reductions into few tiles get split so that more workgroups share them. */
 export function planMatmul(m: number, n: number, k: number, batch = 1, r = 1): MatmulPlan {
   let best: MatmulPlan & { cost: number } | null = null;
-  for (const { tile, speed } of k * r <= SHALLOW_K ? SHALLOW_CANDIDATES : CANDIDATES) {
+  const deep = activeProfile().matmulSmallTiles ? [...CANDIDATES, ...SMALL_CANDIDATES] : CANDIDATES;
+  for (const { tile, speed } of k * r <= SHALLOW_K ? SHALLOW_CANDIDATES : deep) {
     const tiles = Math.ceil(m / tile.bm) * Math.ceil(n / tile.bn) * batch;
     const threads = (tile.bm / tile.tm) * (tile.bn / tile.tn);
     const slabs = r * Math.ceil(k / tile.bk);

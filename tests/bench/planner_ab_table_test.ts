@@ -15,6 +15,10 @@ Deno.test("planner_ab_table: variants named by their flags, each beside the base
     variantOf({ model: "m", train_ms: 1, infer_ms: 1, tap_expand_max: 32 }),
     "tap-expand ≤ 32",
   );
+  assert.equal(
+    variantOf({ model: "m", train_ms: 1, infer_ms: 1, matmul_small_tiles: true }),
+    "small tiles",
+  );
   const text = [
     "== variant: base",
     '{"model":"fc_ef","train_ms":20,"infer_ms":8,"device":"H100"}',

@@ -124,6 +124,7 @@ Deno.test("matmul tile variants on odd shapes (bounds checks, vec4 and scalar lo
     { ...TILE_LARGE, bm: 32, bn: 32, tm: 4, tn: 4 },
     { ...TILE_LARGE, bm: 32, bn: 64, tm: 4, tn: 8 },
     { ...TILE_LARGE, bm: 16, bn: 64, bk: 8, tm: 4, tn: 4 }, // planMatmul's shallow-K pick
+    { ...TILE_LARGE, bm: 16, bn: 32, tm: 4, tn: 4 }, // matmulSmallTiles' candidates
   ];
   // 33x64x20: K % 4 == 0 (vec4 loads along K), 35x66x17: nothing aligned. Each tile takes two
   // transpose layouts in turn, so every layout meets several tiles (compiles are slow here).
@@ -158,6 +159,13 @@ Deno.test("matmul summing over broadcast batch dims (gradient shapes)", async ()
     tile: SMALL,
     split: 3,
   }, "split 3 over slices");
+  // matmulSmallTiles' 16×16 tile, 16 threads over 16-deep slabs, split: a weight gradient's form.
+  await check(operand([3, 13, 70], 11), operand([3, 9, 70], 12), {
+    transB: true,
+    batchShape: [],
+    tile: { ...TILE_LARGE, bm: 16, bn: 16, tm: 4, tn: 4 },
+    split: 5,
+  }, "16×16 tile split 5");
   // Σ_b A[b]ᵀ·dC[b]: folds into K.
   await check(operand([3, 7, 5], 3), operand([3, 7, 4], 4), { transA: true, batchShape: [] });
   // partial sums over one of two batch dims
@@ -336,4 +344,25 @@ Deno.test("planMatmul: a part-full launch's charge is the device profile's fill 
   const linear = plan(1), gentle = plan(0.3);
   assert.deepEqual([linear.tile.bm, linear.tile.bn], [64, 64]);
   assert.deepEqual([gentle.tile.bm, gentle.tile.bn, gentle.split], [128, 128, 1]);
+});
+
+Deno.test("planMatmul: small tiles only with the device profile's matmulSmallTiles", () => {
+  const plan = (on: boolean, m: number, n: number) =>
+    withProfile(
+      { ...H100_PROFILE, matmulSmallTiles: on },
+      () => planMatmul(m, n, 131072, 36),
+    );
+  // A 16-channel conv's Winograd weight gradient at 8 × 512²: 32×32 tiles, three quarters padding.
+  const off = plan(false, 16, 16), on = plan(true, 16, 16);
+  assert.deepEqual([off.tile.bm, off.tile.bn], [32, 32]);
+  assert.deepEqual([on.tile.bm, on.tile.bn], [16, 16]);
+  assert.ok(on.split > off.split, `the smaller tile splits further (${on.split} > ${off.split})`);
+  const wide = plan(true, 16, 32);
+  assert.deepEqual([wide.tile.bm, wide.tile.bn], [16, 32]);
+  // Large products keep their tiles.
+  const big = withProfile(
+    { ...H100_PROFILE, matmulSmallTiles: true },
+    () => planMatmul(4096, 4096, 4096),
+  );
+  assert.equal(big.tile.bm, 128);
 });
