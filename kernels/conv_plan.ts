@@ -248,11 +248,13 @@ export function patchCol2imFits(g: ConvGeometry): boolean {
     g.w === g.wo * g.strideX && columnsBytes(g) <= COL2IM_MAX_BYTES;
 }
 
-/** The input gradient of a patch conv (kernel = stride, no padding, dilation 1, one group, the
- * input tiled exactly) as one pass of one thread per dy pixel (kernels/conv2d_tap_expand.ts), up
- * to the profile's tapExpandMaxChannels each way. */
+/** The input gradient of a patch conv (kernel = stride > 1×1, no padding, dilation 1, one
+ * group, the input tiled exactly) as one pass of one thread per dy pixel
+ * (kernels/conv2d_tap_expand.ts), up to the profile's tapExpandMaxChannels each way. A 1×1
+ * conv's input gradient is one GEMM with no phases to merge, so it keeps the GEMM. */
 export function tapExpandFits(g: ConvGeometry, profile: DeviceProfile = activeProfile()): boolean {
-  return g.groups === 1 && g.kh === g.strideY && g.kw === g.strideX && g.padY === 0 &&
+  return g.groups === 1 && g.kh * g.kw > 1 && g.kh === g.strideY && g.kw === g.strideX &&
+    g.padY === 0 &&
     g.padX === 0 && g.dilY === 1 && g.dilX === 1 && g.h === g.ho * g.strideY &&
     g.w === g.wo * g.strideX && Math.max(g.ci, g.co) <= profile.tapExpandMaxChannels;
 }

@@ -36,14 +36,16 @@ export interface DeviceProfile {
   fusedWino4MaxChannels: number;
   /** Patch convs' input gradients, and so kernel = stride transposed convs that the shuffle
    * route does not take, with no more channels than this each way run one thread per dy pixel
-   * and channel block (kernels/conv2d_tap_expand.ts) instead of phase GEMMs. 0: never, until
-   * timed: SNUNet's 32-channel up-convs take 1.08 ms each forward on the phase GEMMs on an
-   * H100, ~0.1 ms of bytes (session 18); gpu_train_step.ts --tap-expand-max compares. */
+   * and channel block (kernels/conv2d_tap_expand.ts) instead of phase GEMMs. 32 on an H100:
+   * SNUNet's 32-channel up-convs (1.08 ms each forward on the phase GEMMs, ~0.1 ms of bytes)
+   * made its step 0.97× and inference 0.91× the phase GEMMs' (bench/results/
+   * planner_ab_h100_s19.md); gpu_train_step.ts --tap-expand-max compares. */
   tapExpandMaxChannels: number;
   /** planMatmul may also pick 16×16, 16×32 and 32×16 tiles: Winograd weight gradients of
    * 16-channel convs (16×16 outputs over 131,072 tiles × 36 at 512²) run on 32×32 tiles that are
    * three quarters padding, 0.53 ms each on an H100 against ~0.2 ms of bytes (session 18
-   * profile). false until timed; gpu_train_step.ts --matmul-small-tiles compares. */
+   * profile). Off: on an H100 it changed SNUNet's step by 0.99× and FC-Siam-Diff's by 1.00×
+   * (bench/results/planner_ab_h100_s19.md); gpu_train_step.ts --matmul-small-tiles compares. */
   matmulSmallTiles: boolean;
 }
 
@@ -58,7 +60,7 @@ export const H100_PROFILE: DeviceProfile = Object.freeze({
   matmulSplitBelowFill: 0.5,
   matmulFillExponent: 1,
   fusedWino4MaxChannels: 0,
-  tapExpandMaxChannels: 0,
+  tapExpandMaxChannels: 32,
   matmulSmallTiles: false,
 });
 
