@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { initDevice } from "../../engine/device.ts";
 import { convTranspose2d, type ConvTranspose2dOptions } from "../../engine/ops/conv_transpose2d.ts";
-import { planConv, planDgrad } from "../../kernels/conv_plan.ts";
+import { planConv, planDgrad, tapExpandFits } from "../../kernels/conv_plan.ts";
 import {
   activeProfile,
   type DeviceProfile,
+  H100_PROFILE,
   setActiveProfile,
   withProfile,
 } from "../../kernels/device_profile.ts";
@@ -218,7 +219,8 @@ function withShuffle(fn: () => Promise<void>): Promise<void> {
 }
 
 /** The tap-expand route instead (kernels/conv2d_tap_expand.ts: one thread per input pixel and
- * block of output channels), off in every profile until timed; the shuffle route off. */
+ * block of output channels; the H100 profile's up to 32 channels), for every channel count; the
+ * shuffle route off. */
 const tapExpand = () => ({
   ...activeProfile(),
   shuffleMinChannels: 1 << 30,
@@ -340,6 +342,22 @@ Deno.test("conv2d patch conv k(2,3) s(2,3): its input gradient on the tap-expand
   assert.equal(tap.route, "tap-expand");
   assert.notEqual(other.route, "tap-expand");
   assertClose(tap.dx, other.dx, { what: "dx", atol: 1e-6, rtol: 1e-5 });
+});
+
+Deno.test("tap-expand takes patch convs above 1×1 within the profile's channels, never a 1×1", () => {
+  const p = { ...H100_PROFILE, tapExpandMaxChannels: 32 };
+  const fits = (ci: number, co: number, k: number) =>
+    tapExpandFits(convGeometry([8, ci, 64, 64], [co, ci, k, k], { stride: k }), p);
+  assert.ok(fits(32, 32, 2), "SNUNet's 32-channel k2 s2 up-conv");
+  assert.ok(!fits(64, 32, 2), "over the channel cap");
+  assert.ok(!fits(16, 16, 1), "a 1×1 conv's input gradient stays one GEMM");
+  assert.ok(
+    !tapExpandFits(convGeometry([8, 32, 64, 64], [32, 32, 2, 2], { stride: 2 }), {
+      ...p,
+      tapExpandMaxChannels: 0,
+    }),
+    "0: off",
+  );
 });
 
 Deno.test("convTranspose2d rejects bad output padding and weight shapes", () => {
