@@ -3,6 +3,7 @@
 // machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
 // [--size 512] [--iters 10] [--profile] [--matmul-split-below 1] [--matmul-fill-exp 0.5]
 // [--fused-wino4-max 64] [--shuffle-min-channels 32] [--tap-expand-max 32] [--matmul-small-tiles]
+// [--half-inference]
 // --profile also prints GPU time per kernel label (and per label, grid and shape) of one training
 // step and of one inference forward, each dispatch in its own timestamped pass, and the CPU time
 // spent recording a step. --matmul-split-below F runs with the matmul planner splitting reductions
@@ -14,7 +15,9 @@
 // SNUNet's 32-channel up-convs at 512² take the input-gradient GEMM, 1.08 ms each forward on an
 // H100 in session 18, where their bytes need ~0.1); --tap-expand-max C runs them (and patch convs'
 // input gradients) of at most C channels each way on kernels/conv2d_tap_expand.ts (default 0);
-// --matmul-small-tiles lets the matmul planner pick 16×16, 16×32 and 32×16 tiles (default off).
+// --matmul-small-tiles lets the matmul planner pick 16×16, 16×32 and 32×16 tiles (default off);
+// --half-inference times inference with the Winograd F(4×4) operands V and P stored in f16
+// (engine/precision.ts halfInference; ~3e-3 rms error per conv, tests/engine/half_storage_test.ts).
 
 import { parseArgs } from "node:util";
 import { backward, noGrad } from "../engine/autograd.ts";
@@ -29,6 +32,7 @@ import { trainingLoss } from "../train/loss.ts";
 import { recipeMultipliers, trainableParameters } from "../train/trainer.ts";
 import { Random } from "../engine/random.ts";
 import { activeProfile, setActiveProfile } from "../kernels/device_profile.ts";
+import { halfInference } from "../engine/precision.ts";
 import { type KernelTime, startProfile, stopProfile } from "../engine/kernel_profile.ts";
 
 const { values } = parseArgs({
@@ -44,6 +48,7 @@ const { values } = parseArgs({
     "shuffle-min-channels": { type: "string" },
     "tap-expand-max": { type: "string" },
     "matmul-small-tiles": { type: "boolean", default: false },
+    "half-inference": { type: "boolean", default: false },
   },
 });
 await initDevice();
@@ -52,6 +57,7 @@ await initDevice();
 const splitBelow = values["matmul-split-below"], fusedMax = values["fused-wino4-max"];
 const fillExp = values["matmul-fill-exp"], shuffleMin = values["shuffle-min-channels"];
 const tapMax = values["tap-expand-max"], smallTiles = values["matmul-small-tiles"];
+const halfInfer = values["half-inference"];
 setActiveProfile({
   ...activeProfile(),
   ...(splitBelow !== undefined ? { matmulSplitBelowFill: Number(splitBelow) } : {}),
@@ -124,7 +130,8 @@ for (const name of values.models!.split(",")) {
     profile = await stopProfile();
   }
   model.eval();
-  const infer = () => scope(() => void noGrad(() => model.forward(ta, tb)));
+  const forward = () => void model.forward(ta, tb);
+  const infer = () => scope(() => (halfInfer ? halfInference(forward) : noGrad(forward)));
   const inferMs = await time(infer);
   // The same for recording one inference forward.
   let inferRecordMs = Infinity;
@@ -162,6 +169,7 @@ for (const name of values.models!.split(",")) {
     ...(shuffleMin !== undefined ? { shuffle_min_channels: Number(shuffleMin) } : {}),
     ...(tapMax !== undefined ? { tap_expand_max: Number(tapMax) } : {}),
     ...(smallTiles ? { matmul_small_tiles: true } : {}),
+    ...(halfInfer ? { half_inference: true } : {}),
   }));
   if (profile.length) printProfile(name, profile);
   if (inferProfile.length) printProfile(`${name} inference`, inferProfile);

@@ -16,7 +16,7 @@ function isTensor(o: Operand): o is Tensor {
   return (o as Tensor).dtype !== undefined;
 }
 
-const DTYPE_BIT: Record<DType, number> = { f32: 1, u32: 2, i32: 4, u8: 8 };
+const DTYPE_BIT: Record<DType, number> = { f32: 1, u32: 2, i32: 4, u8: 8, f16: 16 };
 
 /** A binding's accepted dtypes (bit mask, 0 = any) and the bytes a bound tensor must hold. */
 interface Contract {
@@ -31,8 +31,9 @@ function dtypeMask(b: Binding): number {
     const list = typeof b.dtype === "string" ? [b.dtype] : b.dtype;
     return list.reduce((m, d) => m | DTYPE_BIT[d], 0);
   }
-  const scalar = /\b(f32|u32|i32)\b/.exec(b.type)?.[1];
+  const scalar = /\b(f32|u32|i32|f16)\b/.exec(b.type)?.[1];
   if (scalar === "f32") return DTYPE_BIT.f32;
+  if (scalar === "f16") return DTYPE_BIT.f16;
   if (scalar === "u32") return DTYPE_BIT.u32 | DTYPE_BIT.u8;
   if (scalar === "i32") return DTYPE_BIT.i32;
   return 0;
@@ -40,8 +41,10 @@ function dtypeMask(b: Binding): number {
 
 /** Bytes of one element of a binding's WGSL type (scalars, vectors, atomics; 4 otherwise). */
 function elementBytes(type: string): number {
-  const vec = /^vec([234])</.exec(type.trim());
-  return vec ? (vec[1] === "3" ? 16 : 4 * Number(vec[1])) : 4;
+  const t = type.trim();
+  const w = /\bf16\b/.test(t) ? 2 : 4;
+  const vec = /^vec([234])</.exec(t);
+  return vec ? (vec[1] === "3" ? 4 : Number(vec[1])) * w : w;
 }
 
 function contractOf(k: Kernel, bindings: readonly Binding[]): Contract {

@@ -24,9 +24,16 @@ const ACCEPTS: Record<DType, SafeDType[]> = {
   i32: ["I32", "I64", "I16", "I8"],
   u32: ["U32", "U64", "U16"],
   u8: ["U8", "BOOL"],
+  f16: ["F16"],
 };
 
-const WRITES: Record<DType, WritableDType> = { f32: "F32", i32: "I32", u32: "U32", u8: "U8" };
+/** f16 tensors are kernels' internal storage (engine/precision.ts), never saved. */
+const WRITES: Partial<Record<DType, WritableDType>> = {
+  f32: "F32",
+  i32: "I32",
+  u32: "U32",
+  u8: "U8",
+};
 
 const RANGE: Partial<Record<DType, [number, number]>> = {
   i32: [-(2 ** 31), 2 ** 31 - 1],
@@ -155,6 +162,8 @@ function typedOf(dtype: DType, buf: ArrayBuffer, n: number): ArrayLike<number> {
       return new Uint32Array(buf, 0, n);
     case "u8":
       return new Uint8Array(buf, 0, n);
+    case "f16":
+      return new Float16Array(buf, 0, n);
   }
 }
 
@@ -166,11 +175,14 @@ export async function saveTensors(
   metadata?: Record<string, string>,
 ): Promise<void> {
   const list = entriesOf(tensors);
+  for (const [key, t] of list) {
+    if (!WRITES[t.dtype]) throw new Error(`saveTensors: ${key} is ${t.dtype}, which is not saved`);
+  }
   const bufs = await readAll(list.map(([, t]) => t));
   const entries = new Map<string, WriteEntry>();
   list.forEach(([key, t], i) => {
     entries.set(key, {
-      dtype: WRITES[t.dtype],
+      dtype: WRITES[t.dtype]!,
       shape: t.shape,
       data: typedOf(t.dtype, bufs[i], t.size),
     });

@@ -10,9 +10,9 @@ import { type Binding, flush, pending } from "./recorder.ts";
 import { track } from "./scope.ts";
 import { prod } from "../kernels/common.ts";
 
-export type DType = "f32" | "u32" | "i32" | "u8";
+export type DType = "f32" | "u32" | "i32" | "u8" | "f16";
 export type Shape = readonly number[];
-type TypedArray = Float32Array | Uint32Array | Int32Array | Uint8Array;
+type TypedArray = Float32Array | Uint32Array | Int32Array | Uint8Array | Float16Array;
 
 /** What autograd records for a tensor made by a differentiable op. */
 export interface Node {
@@ -107,8 +107,14 @@ export class Storage {
   }
 }
 
+/** Bytes of one element: half precision (kernels' storage of transformed operands, never a
+ * parameter or a gradient) 2, bytes 1, the rest 4. */
+export function elementBytes(dtype: DType): number {
+  return dtype === "u8" ? 1 : dtype === "f16" ? 2 : 4;
+}
+
 export function bytesOf(n: number, dtype: DType): number {
-  const b = dtype === "u8" ? n : n * 4;
+  const b = n * elementBytes(dtype);
   return Math.max(4, Math.ceil(b / 4) * 4);
 }
 
@@ -206,6 +212,8 @@ export class Tensor {
         return new Int32Array(copyOut, 0, this.size);
       case "u8":
         return new Uint8Array(copyOut, 0, this.size);
+      case "f16":
+        return new Float16Array(copyOut, 0, this.size);
     }
   }
 
@@ -246,7 +254,7 @@ export function rowsOf(t: Tensor, start: number, shape: Shape): Tensor {
   if (!Number.isInteger(start) || start < 0 || start + n > t.size) {
     throw new Error(`rowsOf: elements [${start}, ${start + n}) are outside ${t.describe()}`);
   }
-  const offset = t.storage.offset + start * (t.dtype === "u8" ? 1 : 4);
+  const offset = t.storage.offset + start * elementBytes(t.dtype);
   if (offset % aliasAlignment() !== 0) {
     throw new Error(
       `rowsOf: byte offset ${offset} into ${t.describe()} is not a multiple of ${aliasAlignment()}`,
@@ -278,6 +286,8 @@ function arrayFor(dtype: DType, data: ArrayLike<number>): TypedArray {
       return data instanceof Int32Array ? data : Int32Array.from(data);
     case "u8":
       return data instanceof Uint8Array ? data : Uint8Array.from(data);
+    case "f16":
+      return data instanceof Float16Array ? data : Float16Array.from(data);
   }
 }
 
@@ -324,6 +334,8 @@ export function full(shape: Shape, value: number, dtype: DType = "f32"): Tensor 
     ? new Float32Array(n)
     : dtype === "u8"
     ? new Uint8Array(n)
+    : dtype === "f16"
+    ? new Float16Array(n)
     : new Uint32Array(n);
   arr.fill(value);
   return tensor(arr, shape, dtype);

@@ -34,7 +34,7 @@ export interface Binding {
 }
 
 /** Tensor element types (engine/tensor.ts's DType). */
-export type DType = "f32" | "u32" | "i32" | "u8";
+export type DType = "f32" | "u32" | "i32" | "u8" | "f16";
 
 /** A read-only binding of `type` (f32 by default). */
 export function ro(name: string, type = "f32", extra?: Partial<Binding>): Binding {
@@ -46,13 +46,16 @@ export function rw(name: string, type = "f32", extra?: Partial<Binding>): Bindin
   return { name, type, access: "read_write", ...extra };
 }
 
-/** The WGSL declarations of `bindings`, numbered in order. */
+/** The WGSL declarations of `bindings`, numbered in order; `enable f16;` first where one holds
+ * half-precision values (the device's shader-f16 feature: engine/device.ts `hasF16`). */
 export function header(bindings: readonly Binding[]): string {
-  return bindings.map((b, k) =>
-    `@group(0) @binding(${k}) var<storage, ${b.access}> ${b.name}: ${
-      b.bare ? b.type : `array<${b.type}>`
-    };`
-  ).join("\n");
+  const f16 = bindings.some((b) => /\bf16\b/.test(b.type)) ? "enable f16;\n" : "";
+  return f16 +
+    bindings.map((b, k) =>
+      `@group(0) @binding(${k}) var<storage, ${b.access}> ${b.name}: ${
+        b.bare ? b.type : `array<${b.type}>`
+      };`
+    ).join("\n");
 }
 
 /** The common 1-D entry point: `main` over a `grid1d` launch, with `v` (`i` by default) the

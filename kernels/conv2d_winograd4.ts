@@ -67,6 +67,8 @@ export interface Winograd4OutputSpec {
    * channels, this launch transforms channels [pOffset, pOffset + channels) into its output. */
   pChannels?: number;
   pOffset?: number;
+  /** P stored in half precision (engine/precision.ts halfStorage). */
+  half?: boolean;
 }
 
 /** WGSL storing the 4×4 tile `Y${i}_${j}` of output channel `m` at (y0, x0) of its plane, which
@@ -98,13 +100,14 @@ function outputTransformGen(s: Winograd4OutputSpec): Kernel {
   const loads: string[] = [];
   for (let i = 0; i < 6; i++) {
     for (let j = 0; j < 6; j++) {
-      loads.push(`let p${i}_${j} = pp[${(i * 6 + j) * pTotal + at}u + o];`);
+      const at_ = `pp[${(i * 6 + j) * pTotal + at}u + o]`;
+      loads.push(`let p${i}_${j} = ${s.half ? `f32(${at_})` : at_};`);
     }
   }
   const stores = tileStores(s.epilogue, s.outH, s.outW, "y0", "x0");
   const k = kernel(
     "conv2d_winograd4_output",
-    [ro("pp"), ...epilogueBindings(s.epilogue)],
+    [ro("pp", s.half ? "f16" : "f32"), ...epilogueBindings(s.epilogue)],
     g.workgroups,
     `${main1d(g.index, total, 256, "o")}
   let t = o % ${T}u;
@@ -125,7 +128,7 @@ function outputTransformGen(s: Winograd4OutputSpec): Kernel {
   return {
     ...k,
     touched: [
-      4 * WINO4_ELEMENTS * total,
+      (s.half ? 2 : 4) * WINO4_ELEMENTS * total,
       ...Array(epilogueIn).fill(null),
       written,
       ...(s.epilogue.savePre ? [written] : []),

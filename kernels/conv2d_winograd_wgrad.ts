@@ -50,6 +50,8 @@ export interface WinoWgradSpec {
    * of a V (or W) of dstChannels. */
   dstChannels?: number;
   dstOffset?: number;
+  /** The transform's output stored in half precision (engine/precision.ts halfStorage). */
+  half?: boolean;
 }
 
 export function winoWgradSpec(g: ConvGeometry, n0 = 0, batch = g.batch): WinoWgradSpec {
@@ -102,12 +104,13 @@ function tileTransformGen(s: WinoWgradSpec, side: "input" | "grad"): Kernel {
   const stores: string[] = [];
   for (let i = 0; i < 6; i++) {
     for (let j = 0; j < 6; j++) {
-      stores.push(`dst[${(i * 6 + j) * dstTotal + at}u + o] = T${i}_${j};`);
+      const v = s.half ? `f16(T${i}_${j})` : `T${i}_${j}`;
+      stores.push(`dst[${(i * 6 + j) * dstTotal + at}u + o] = ${v};`);
     }
   }
   const k = kernel(
     `conv2d_wgrad_wino4_${side}`,
-    [ro("src"), rw("dst")],
+    [ro("src"), rw("dst", s.half ? "f16" : "f32")],
     g.workgroups,
     `${tapFn("src")}
 ${main1d(g.index, total, 256, "o")}
@@ -123,7 +126,10 @@ ${main1d(g.index, total, 256, "o")}
 }`,
   );
   // A chunk of images reads those images of the source; a part writes its slab of V only.
-  return { ...k, touched: [4 * s.batch * channels * H * W, 4 * WINO4_ELEMENTS * total] };
+  return {
+    ...k,
+    touched: [4 * s.batch * channels * H * W, (s.half ? 2 : 4) * WINO4_ELEMENTS * total],
+  };
 }
 
 /** dw[co, ci, 3, 3] = Gᵀ M[·, co, ci] G, M being [36, Co, Ci / groups], or the sum of `splits`

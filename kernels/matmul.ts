@@ -52,6 +52,12 @@ export interface MatmulSpec {
   bias?: boolean;
   biasRows?: boolean;
   activation?: MatmulActivation;
+  /** Operands stored in half precision (f16: the Winograd transforms' storage under
+   * engine/precision.ts halfStorage): converted to f32 on their way into shared memory; products
+   * and sums stay f32, and a half C is rounded once at the write-out. */
+  halfA?: boolean;
+  halfB?: boolean;
+  halfC?: boolean;
   tile: TileConfig;
 }
 
@@ -128,6 +134,7 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
     kMajor: transA,
     ld: transA ? M : K,
     vec: vecA,
+    half: spec.halfA,
   };
   const B: Operand = {
     name: "b",
@@ -136,6 +143,7 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
     kMajor: !transB,
     ld: transB ? K : N,
     vec: vecB,
+    half: spec.halfB,
   };
   const ca = operandCode(A, spec, threads);
   const cb = operandCode(B, spec, threads);
@@ -243,6 +251,7 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
   // Epilogue: bias, activation, bounds-checked (where needed) stores.
   const checkM = M % t.bm !== 0, checkN = N % t.bn !== 0;
   const uC = vecC ? 4 : 1;
+  const cv = (v: string, vec: boolean) => (spec.halfC ? `${vec ? "vec4<f16>" : "f16"}(${v})` : v);
   const epi: string[] = [];
   for (let gj = 0; gj < gn; gj++) {
     epi.push(`let col${gj} = tnI * ${t.bn}u + ${gj * 4 * TX}u + tx * 4u;`);
@@ -265,13 +274,15 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
       if (spec.bias) v = `(${v} + ${spec.biasRows ? "bias_r" : `bias${gj}`})`;
       if (spec.activation) v = activationExpr(spec.activation, v, "vec4<f32>");
       if (vecC) {
-        const st = `c_out[c_base + row * ${N / 4}u + col${gj} / 4u] = ${v};`;
+        const st = `c_out[c_base + row * ${N / 4}u + col${gj} / 4u] = ${cv(v, true)};`;
         body.push(checkN ? `if (col${gj} < ${N}u) { ${st} }` : st);
       } else {
         body.push(`{ let v = ${v};`);
         for (let j = 0; j < 4; j++) {
           body.push(
-            `  if (col${gj} + ${j}u < ${N}u) { c_out[c_base + row * ${N}u + col${gj} + ${j}u] = v[${j}]; }`,
+            `  if (col${gj} + ${j}u < ${N}u) { c_out[c_base + row * ${N}u + col${gj} + ${j}u] = ${
+              cv(`v[${j}]`, false)
+            }; }`,
           );
         }
         body.push("}");
@@ -282,16 +293,25 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
     );
   }
 
-  const v4 = (vec: boolean) => (vec ? "vec4<f32>" : "f32");
+  const v4 = (vec: boolean, half = false) => {
+    const e = half ? "f16" : "f32";
+    return vec ? `vec4<${e}>` : e;
+  };
   const bindings = [
-    ro("a_in", v4(vecA)),
-    ro("b_in", v4(vecB)),
+    ro("a_in", v4(vecA, spec.halfA)),
+    ro("b_in", v4(vecB, spec.halfB)),
     ...(spec.bias ? [ro("bias_in", v4(!spec.biasRows && vecC))] : []),
-    rw("c_out", v4(vecC)),
+    rw("c_out", v4(vecC, spec.halfC)),
   ];
 
   const code =
-    `// matmul ${M}x${N}x${K} transA=${transA} transB=${transB} batch=${batchCount} R=${R} split=${split} tile=${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}
+    `// matmul ${M}x${N}x${K} transA=${transA} transB=${transB} batch=${batchCount} R=${R} split=${split} tile=${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}${
+      spec.halfA || spec.halfB || spec.halfC
+        ? ` half=${
+          ["A", "B", "C"].filter((_, i) => [spec.halfA, spec.halfB, spec.halfC][i]).join("")
+        }`
+        : ""
+    }
 var<workgroup> a_sh: ${ca.decl};
 var<workgroup> b_sh: ${cb.decl};
 @compute @workgroup_size(${threads})
@@ -333,6 +353,8 @@ export interface SplitSumSpec {
   bias?: boolean;
   biasRows?: boolean;
   activation?: MatmulActivation;
+  /** Write the sums in half precision (a half C). */
+  half?: boolean;
 }
 
 /** Threads that keep a large GPU busy; a split sum with fewer outputs spreads each output's
@@ -356,7 +378,12 @@ function splitSumKernelGen(spec: SplitSumSpec): Kernel {
     v = `${v} + bias_in[${bi}]`;
   }
   if (spec.activation) v = activationExpr(spec.activation, v, "f32");
-  const bindings = [ro("part"), ...(spec.bias ? [ro("bias_in")] : []), rw("out")];
+  if (spec.half) v = `f16(${v})`;
+  const bindings = [
+    ro("part"),
+    ...(spec.bias ? [ro("bias_in")] : []),
+    rw("out", spec.half ? "f16" : "f32"),
+  ];
   const lanes = splitSumLanes(spec.count, spec.splits);
   if (lanes === 1) {
     return kernel1d(

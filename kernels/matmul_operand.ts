@@ -37,6 +37,8 @@ export interface Operand {
   /** Leading dimension in elements. */
   ld: number;
   vec: boolean;
+  /** Stored in half precision: each load converts to f32. */
+  half?: boolean;
 }
 
 /** A shared-memory slot: stage, k row, vec4 column. Nested arrays keep the per-thread column
@@ -111,7 +113,8 @@ export function operandCode(op: Operand, spec: MatmulSpec, threads: number) {
       }
     }
     setup.push(`let ${nm}_g${p} = ${gOff};`);
-    let ld = `${nm}_r${p} = ${nm}_in[${nm}_base + ${nm}_g${p} + ${kOff}];`;
+    const at = `${nm}_in[${nm}_base + ${nm}_g${p} + ${kOff}]`;
+    let ld = `${nm}_r${p} = ${op.half ? `${regType}(${at})` : at};`;
     if (checkK) {
       ld = `if (k0 + ${nm}_sk${p} < ${spec.k}u) { ${ld} } else { ${nm}_r${p} = ${zero}; }`;
     }

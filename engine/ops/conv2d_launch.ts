@@ -53,6 +53,7 @@ import {
   WINO_WGRAD_CHUNK_BYTES,
 } from "../../kernels/conv_plan.ts";
 import { winograd4FusedKernel } from "../../kernels/conv2d_winograd4_fused.ts";
+import { halfStorage } from "../precision.ts";
 import { fusedWgradKernel } from "../../kernels/conv2d_winograd4_fused_wgrad.ts";
 import { run } from "../launch.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
@@ -294,9 +295,13 @@ export function runWinograd4(
   }
   const { r, m, inH, inW, outH, outW, padY, padX, u } = winograd4Conv(g, w, flip);
   const uv = view(u, [WINO4_ELEMENTS * G, m / G, r / G]);
+  // Under halfInference every input here is an activation (no tape, no backward): V and P in f16.
+  const half = halfStorage();
+  const dtype = half ? "f16" : "f32";
   for (let n0 = 0; n0 < g.batch; n0 += images) {
     const batch = Math.min(images, g.batch - n0);
     const ts = {
+      ...(half ? { half } : {}),
       batch,
       n0,
       ci: r,
@@ -310,11 +315,11 @@ export function runWinograd4(
       padX,
     };
     const { t } = winoWgradTiles(ts);
-    const v = empty([WINO4_ELEMENTS, r, t]);
+    const v = empty([WINO4_ELEMENTS, r, t], dtype);
     tileTransform("input", ts, input, v);
     const vv = view(v, [WINO4_ELEMENTS * G, r / G, t]);
-    const p = gemm(uv, vv);
-    const os = { batch, n0, channels: m, outH, outW, epilogue: ep };
+    const p = gemm(uv, vv, { outDtype: dtype });
+    const os = { batch, n0, channels: m, outH, outW, epilogue: ep, ...(half ? { half } : {}) };
     if (!outParts) run(winograd4OutputKernel(os), [p, ...extra], outs);
     else {
       let at = 0;

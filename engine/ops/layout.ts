@@ -23,6 +23,11 @@ export type { PadMode };
 
 function storageType(t: Tensor, op: string): StorageType {
   if (t.dtype === "u8") throw new Error(`${op}: ${t.describe()}: u8 tensors are packed, use u32`);
+  if (t.dtype === "f16") {
+    throw new Error(
+      `${op}: ${t.describe()}: f16 is kernels' internal storage (engine/precision.ts)`,
+    );
+  }
   return t.dtype;
 }
 

@@ -59,6 +59,9 @@ export interface GemmOptions extends MatmulOptions {
   /** Write the result here (a part of a larger tensor: `rowsOf`) instead of a new tensor; it
    * must hold exactly the result's elements. */
   out?: Tensor;
+  /** The new result's dtype (f16: half-precision storage, engine/precision.ts); operands'
+   * dtypes (f32 or f16) are read from the tensors. */
+  outDtype?: "f32" | "f16";
 }
 
 interface Dims {
@@ -88,7 +91,11 @@ function analyse(a: Tensor, b: Tensor, o: GemmOptions): Dims {
       `matmul: operands need 2 or more dims, got ${a.describe()} and ${b.describe()}`,
     );
   }
-  if (a.dtype !== "f32" || b.dtype !== "f32") throw new Error("matmul: f32 operands only");
+  for (const t of [a, b]) {
+    if (t.dtype !== "f32" && t.dtype !== "f16") {
+      throw new Error(`matmul: ${t.describe()} must be f32 (or f16 storage, gemm only)`);
+    }
+  }
   const [ar, ac] = a.shape.slice(-2), [br, bc] = b.shape.slice(-2);
   let m = o.transA ? ac : ar;
   let k = o.transA ? ar : ac;
@@ -154,7 +161,7 @@ export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
   if (o.out && o.out.size !== prod(d.outShape)) {
     throw new Error(`matmul: out ${o.out.describe()} cannot hold [${d.outShape.join(", ")}]`);
   }
-  const out = o.out ?? empty(d.outShape);
+  const out = o.out ?? empty(d.outShape, o.outDtype ?? "f32");
   const biasRows = o.biasAxis === "m";
   if (o.bias) {
     const want = biasRows ? d.outShape.at(-2)! : d.n;
@@ -186,11 +193,20 @@ export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
     batch: d.batch,
     reduce: d.reduce,
     tile: plan.tile,
+    ...(a.dtype === "f16" ? { halfA: true } : {}),
+    ...(b.dtype === "f16" ? { halfB: true } : {}),
   };
+  const halfC = out.dtype === "f16";
   if (split === 1) {
     const inputs = o.bias ? [a, b, o.bias] : [a, b];
     run(
-      matmulKernel({ ...spec, bias: !!o.bias, biasRows, activation: o.activation }),
+      matmulKernel({
+        ...spec,
+        bias: !!o.bias,
+        biasRows,
+        activation: o.activation,
+        ...(halfC ? { halfC } : {}),
+      }),
       inputs,
       [out],
     );
@@ -208,6 +224,7 @@ export function gemm(a: Tensor, b: Tensor, o: GemmOptions = {}): Tensor {
       bias: !!o.bias,
       biasRows,
       activation: o.activation,
+      ...(halfC ? { half: true } : {}),
     }),
     o.bias ? [part, o.bias] : [part],
     [out],
@@ -240,6 +257,7 @@ function emptyProduct(out: Tensor, o: GemmOptions): Tensor {
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const { transA = false, transB = false, bias, activation } = opts;
+  if (a.dtype !== "f32" || b.dtype !== "f32") throw new Error("matmul: f32 operands only");
   const inputs = bias ? [a, b, bias] : [a, b];
   if (activation === "silu" && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     return silu(matmul(a, b, { ...opts, activation: undefined }));
