@@ -7,10 +7,13 @@
 // activations, adds, concats, pools, the loss, AdamW) and the dispatches, so it says how much of a
 // step's floor is outside the convs and which passes fusing would remove.
 //   deno run -A bench/step_traffic.ts [--models fc_siam_diff,snunet_c16] [--batch 8] [--size 512]
-//     [--bw 3.35] [--top 12] [--fused-wino4-max 64] [--matmul-split-below 1]
+//     [--bw 3.35] [--top 12] [--fused-wino4-max 64] [--matmul-split-below 1] [--half-inference]
+// --half-inference counts the inference forward with Winograd F(4×4)'s V and P in f16
+// (engine/precision.ts halfInference); the training step is unchanged.
 
 import { parseArgs } from "node:util";
 import { backward, noGrad } from "../engine/autograd.ts";
+import { halfInference } from "../engine/precision.ts";
 import { initDevice } from "../engine/device.ts";
 import { AdamW } from "../engine/optim/adamw.ts";
 import { countMacs } from "../engine/profiler.ts";
@@ -51,6 +54,7 @@ export function stepTraffic(
   name: string,
   batch: number,
   size: number,
+  halfInfer = false,
 ): Traffic & { infer: Traffic } {
   const entry = modelEntry(name);
   const model = entry.create(0);
@@ -78,7 +82,8 @@ export function stepTraffic(
   traffic(step);
   const t = traffic(step);
   model.eval();
-  const infer = traffic(() => scope(() => void noGrad(() => model.forward(a, b))));
+  const forward = () => void model.forward(a, b);
+  const infer = traffic(() => scope(() => (halfInfer ? halfInference(forward) : noGrad(forward))));
   for (const x of [a, b, l]) {
     x.kept = false;
     x.dispose();
@@ -99,6 +104,7 @@ if (import.meta.main) {
       top: { type: "string", default: "12" },
       "fused-wino4-max": { type: "string", default: "0" },
       "matmul-split-below": { type: "string" },
+      "half-inference": { type: "boolean", default: false },
     },
   });
   await initDevice();
@@ -119,7 +125,7 @@ if (import.meta.main) {
       } channels): bytes bound per kernel, floor at ${values.bw} TB/s\n`,
   );
   for (const name of values.models.split(",")) {
-    const t = stepTraffic(name, B, S);
+    const t = stepTraffic(name, B, S, values["half-inference"]);
     const rows = [...t.bytes];
     const total = rows.reduce((a, [, v]) => a + v, 0);
     const conv = rows.filter(([k]) => isConvKernel(k)).reduce((a, [, v]) => a + v, 0);
