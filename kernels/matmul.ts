@@ -339,7 +339,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
   return {
     ...kernel("matmul", bindings, [tilesN, gy, gz], code),
-    detail: `${M}x${N}x${K} batch=${batchCount} R=${R} split=${split} tile=${t.bm}x${t.bn}`,
+    detail: `${M}x${N}x${K} batch=${batchCount} R=${R} split=${split} tile=${t.bm}x${t.bn}${
+      spec.halfA || spec.halfB || spec.halfC ? " f16" : ""
+    }`,
   };
 }
 
