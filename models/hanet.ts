@@ -116,11 +116,24 @@ class AxialAttention extends Module implements Layer {
     this.value = this.child("value_conv", new Conv2d(channels, channels, { kernel: 1 }, rng));
   }
   forward(x: Tensor): Tensor {
-    // Rows: [B, C, H, W] → [B, H, W, C] (batch B·H, sequence W); columns: → [B, W, H, C].
-    const to = this.along === "row" ? [0, 2, 3, 1] : [0, 3, 2, 1];
-    const back = this.along === "row" ? [0, 3, 1, 2] : [0, 3, 2, 1];
-    const seq = (conv: Conv2d) => permute(conv.forward(x), to);
+    // Rows: [B, C, H, W] → [B, H, W, C] (batch B·H, sequence W); columns: → [B, W, H, C]. The
+    // 1×1 convs write that layout themselves, as Xᵀ·Wᵀ over the pixels (rows of H·W, or of W·H
+    // from the one spatially transposed copy of x), instead of a permute of each result.
+    const [b, c, h, w] = x.shape;
+    const src = this.along === "row" ? x : permute(x, [0, 1, 3, 2]);
+    const [s0, s1] = this.along === "row" ? [h, w] : [w, h];
+    const pixels = reshape(src, [b, c, s0 * s1]);
+    const seq = (conv: Conv2d) =>
+      reshape(
+        matmul(pixels, reshape(conv.weight, [c, c]), {
+          transA: true,
+          transB: true,
+          bias: conv.bias ?? undefined,
+        }),
+        [b, s0, s1, c],
+      );
     const out = axialAttention(seq(this.query), seq(this.key), seq(this.value));
+    const back = this.along === "row" ? [0, 3, 1, 2] : [0, 3, 2, 1];
     return add(mul(this.gamma, permute(out, back)), x);
   }
 }
