@@ -12,6 +12,7 @@ import { initDevice } from "../../engine/device.ts";
 import { gemm } from "../../engine/ops/matmul.ts";
 import { conv2d } from "../../engine/ops/conv2d.ts";
 import { convTranspose2d } from "../../engine/ops/conv_transpose2d.ts";
+import { conv2dConcat } from "../../engine/ops/conv2d_concat.ts";
 import { halfAvailable, halfInference, halfStorage } from "../../engine/precision.ts";
 import { isGradEnabled } from "../../engine/autograd.ts";
 import { scope } from "../../engine/scope.ts";
@@ -150,6 +151,37 @@ Deno.test({
     const full = scope(go), half = scope(() => halfInference(go));
     const yf = await full.read();
     assertHalfClose(await half.read(), yf, yf, "convT");
+    full.dispose();
+    half.dispose();
+  },
+});
+
+Deno.test({
+  name:
+    "conv2dConcat (its parts transformed into one f16 V) under halfInference, against the float64 reference of the concatenation",
+  ignore: skip,
+  fn: async () => {
+    // Parts of 7 and 13 channels (SNUNet's dense skips are read this way): 20 → 18 on F(4×4).
+    const shapes = [[2, 7, 11, 10], [2, 13, 11, 10]], ws = [18, 20, 3, 3];
+    const xs = [2, 20, 11, 10];
+    const g = convGeometry(xs, ws, { padding: 1 });
+    assert.equal(planForward(g).kind, "winograd-f4-gemm");
+    const parts = shapes.map((sh, i) => randArray(sh.reduce((p, d) => p * d), 41 + i));
+    const w = randArray(ws.reduce((p, d) => p * d), 43, -0.2, 0.2);
+    // The concatenation along channels, image by image, for the reference.
+    const x = new Float32Array(xs.reduce((p, d) => p * d));
+    const plane = 11 * 10;
+    for (let n = 0; n < 2; n++) {
+      x.set(parts[0].subarray(n * 7 * plane, (n + 1) * 7 * plane), n * 20 * plane);
+      x.set(parts[1].subarray(n * 13 * plane, (n + 1) * 13 * plane), (n * 20 + 7) * plane);
+    }
+    const ref = convRef(g, x, w);
+    const go = () =>
+      conv2dConcat(parts.map((d, i) => tensor(d, shapes[i])), tensor(w, ws), { padding: 1 });
+    const full = scope(go), half = scope(() => halfInference(go));
+    const yf = await full.read();
+    assertClose(yf, ref, { what: "concat f32", atol: 1e-4 * maxAbs(ref), rtol: 1e-4 });
+    assertHalfClose(await half.read(), yf, ref, "concat half");
     full.dispose();
     half.dispose();
   },
