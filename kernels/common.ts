@@ -24,7 +24,7 @@ export interface Binding {
   type: string;
   access: "read" | "read_write";
   /** Tensor dtype(s) accepted; by default the scalar inside `type` (f32, u32 — which also takes
-   * packed u8 — or i32), none for an alias. */
+   * packed u8 —, i32 or f16), none for an alias. */
   dtype?: DType | readonly DType[];
   /** Elements of `type` the kernel reads or writes at the most: a bound tensor must hold them. */
   count?: number;
