@@ -8,9 +8,10 @@ import { device, mapRead } from "./device.ts";
 import { pool } from "./pool.ts";
 import { type Binding, flush, pending } from "./recorder.ts";
 import { track } from "./scope.ts";
-import { prod } from "../kernels/common.ts";
+import { type DType, prod } from "../kernels/common.ts";
 
-export type DType = "f32" | "u32" | "i32" | "u8" | "f16";
+/** Element types: one list for tensors and kernel bindings (kernels/common.ts). */
+export type { DType };
 export type Shape = readonly number[];
 type TypedArray = Float32Array | Uint32Array | Int32Array | Uint8Array | Float16Array;
 

@@ -47,7 +47,7 @@ export function rw(name: string, type = "f32", extra?: Partial<Binding>): Bindin
 }
 
 /** The WGSL declarations of `bindings`, numbered in order; `enable f16;` first where one holds
- * half-precision values (the device's shader-f16 feature: engine/device.ts `hasF16`). */
+ * half-precision values (the device's shader-f16 feature: engine/precision.ts `halfAvailable`). */
 export function header(bindings: readonly Binding[]): string {
   const f16 = bindings.some((b) => /\bf16\b/.test(b.type)) ? "enable f16;\n" : "";
   return f16 +

@@ -254,9 +254,9 @@ export function patchCol2imFits(g: ConvGeometry): boolean {
  * conv's input gradient is one GEMM with no phases to merge, so it keeps the GEMM. */
 export function tapExpandFits(g: ConvGeometry, profile: DeviceProfile = activeProfile()): boolean {
   return g.groups === 1 && g.kh * g.kw > 1 && g.kh === g.strideY && g.kw === g.strideX &&
-    g.padY === 0 &&
-    g.padX === 0 && g.dilY === 1 && g.dilX === 1 && g.h === g.ho * g.strideY &&
-    g.w === g.wo * g.strideX && Math.max(g.ci, g.co) <= profile.tapExpandMaxChannels;
+    g.padY === 0 && g.padX === 0 && g.dilY === 1 && g.dilX === 1 &&
+    g.h === g.ho * g.strideY && g.w === g.wo * g.strideX &&
+    Math.max(g.ci, g.co) <= profile.tapExpandMaxChannels;
 }
 
 /** A 1×1 conv that is the product W[Co, Ci] × X[b] for the matmul op: not those the direct or

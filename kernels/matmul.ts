@@ -293,6 +293,8 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
     );
   }
 
+  // Which operands are half precision ("AC": a and the result), for the comment and the label.
+  const halves = ["A", "B", "C"].filter((_, i) => [spec.halfA, spec.halfB, spec.halfC][i]).join("");
   const v4 = (vec: boolean, half = false) => {
     const e = half ? "f16" : "f32";
     return vec ? `vec4<${e}>` : e;
@@ -306,11 +308,7 @@ function matmulKernelGen(spec: MatmulSpec): Kernel {
 
   const code =
     `// matmul ${M}x${N}x${K} transA=${transA} transB=${transB} batch=${batchCount} R=${R} split=${split} tile=${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}${
-      spec.halfA || spec.halfB || spec.halfC
-        ? ` half=${
-          ["A", "B", "C"].filter((_, i) => [spec.halfA, spec.halfB, spec.halfC][i]).join("")
-        }`
-        : ""
+      halves ? ` half=${halves}` : ""
     }
 var<workgroup> a_sh: ${ca.decl};
 var<workgroup> b_sh: ${cb.decl};
@@ -340,7 +338,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   return {
     ...kernel("matmul", bindings, [tilesN, gy, gz], code),
     detail: `${M}x${N}x${K} batch=${batchCount} R=${R} split=${split} tile=${t.bm}x${t.bn}${
-      spec.halfA || spec.halfB || spec.halfC ? " f16" : ""
+      halves ? " f16" : ""
     }`,
   };
 }

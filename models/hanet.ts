@@ -120,8 +120,7 @@ class AxialAttention extends Module implements Layer {
     // 1×1 convs write that layout themselves, as Xᵀ·Wᵀ over the pixels (rows of H·W, or of W·H
     // from the one spatially transposed copy of x), instead of a permute of each result.
     const [b, c, h, w] = x.shape;
-    const src = this.along === "row" ? x : permute(x, [0, 1, 3, 2]);
-    const [s0, s1] = this.along === "row" ? [h, w] : [w, h];
+    const [src, s0, s1] = this.along === "row" ? [x, h, w] : [permute(x, [0, 1, 3, 2]), w, h];
     const pixels = reshape(src, [b, c, s0 * s1]);
     const seq = (conv: Conv2d) =>
       reshape(

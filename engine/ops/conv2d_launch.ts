@@ -53,9 +53,9 @@ import {
   WINO_WGRAD_CHUNK_BYTES,
 } from "../../kernels/conv_plan.ts";
 import { winograd4FusedKernel } from "../../kernels/conv2d_winograd4_fused.ts";
-import { halfStorage } from "../precision.ts";
 import { fusedWgradKernel } from "../../kernels/conv2d_winograd4_fused_wgrad.ts";
 import { run } from "../launch.ts";
+import { halfStorage } from "../precision.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { small1x1MixRaw, small1x1WeightGradRaw } from "./conv1x1_small.ts";
 import { add, fill } from "./elementwise.ts";
