@@ -15,8 +15,8 @@
 # N channels each way on one pass of one thread per input pixel (kernels/conv2d_tap_expand.ts,
 # tap32: the same four); small: the matmul planner may pick 16×16, 16×32 and 32×16 tiles
 # (--matmul-small-tiles: 16-channel Winograd weight gradients); half: inference with Winograd
-# F(4×4)'s V and P stored in f16 (--half-inference; the train step is the base's); both: split
-# and fused.
+# F(4×4)'s V and P stored in f16 (--half-inference; the train step is the base's); f6: the
+# Winograd GEMM routes take F(6×6, 3×3) where its tiles fit (--winograd6); both: split and fused.
 # One device call runs 600 s at most, so the defaults fit one (VARIANTS="base fused", WINO=0);
 # spread the rest over calls with the base in each, e.g. VARIANTS="base fused128 split", then
 # VARIANTS=base WINO=1. Env: VARIANTS, WINO, MODELS (comma-separated), ITERS (10), FUSED (64),
@@ -42,8 +42,9 @@ for v in ${VARIANTS:-base fused}; do
     tap[0-9]*) flags="--tap-expand-max ${v#tap}" ;;
     small) flags="--matmul-small-tiles" ;;
     half) flags="--half-inference" ;;
+    f6) flags="--winograd6" ;;
     both) flags="--matmul-split-below 1 --fused-wino4-max $fused" ;;
-    *) echo "VARIANTS: unknown variant $v (base split fused fusedN fillE shuffleN tapN small half both)" >&2; exit 2 ;;
+    *) echo "VARIANTS: unknown variant $v (base split fused fusedN fillE shuffleN tapN small half f6 both)" >&2; exit 2 ;;
   esac
   echo "== variant: $v"
   # shellcheck disable=SC2086 # the flags are words

@@ -3,7 +3,7 @@
 // machine. Usage: deno run -A bench/gpu_train_step.ts [--models tinycd,fc_siam_diff] [--batch 8]
 // [--size 512] [--iters 10] [--profile] [--matmul-split-below 1] [--matmul-fill-exp 0.5]
 // [--fused-wino4-max 64] [--shuffle-min-channels 32] [--tap-expand-max 32] [--matmul-small-tiles]
-// [--half-inference]
+// [--half-inference] [--winograd6]
 // --profile also prints GPU time per kernel label (and per label, grid and shape) of one training
 // step and of one inference forward, each dispatch in its own timestamped pass, and the CPU time
 // spent recording a step. --matmul-split-below F runs with the matmul planner splitting reductions
@@ -17,7 +17,9 @@
 // input gradients) of at most C channels each way on kernels/conv2d_tap_expand.ts (default 0);
 // --matmul-small-tiles lets the matmul planner pick 16×16, 16×32 and 32×16 tiles (default off);
 // --half-inference times inference with the Winograd F(4×4) operands V and P stored in f16
-// (engine/precision.ts halfInference; ~3e-3 rms error per conv, tests/engine/half_storage_test.ts).
+// (engine/precision.ts halfInference; ~3e-3 rms error per conv, tests/engine/half_storage_test.ts);
+// --winograd6 lets the Winograd GEMM routes take F(6×6, 3×3) where its tiles fit the output
+// (kernels/device_profile.ts winograd6; default off).
 
 import { parseArgs } from "node:util";
 import { backward, noGrad } from "../engine/autograd.ts";
@@ -49,6 +51,7 @@ const { values } = parseArgs({
     "tap-expand-max": { type: "string" },
     "matmul-small-tiles": { type: "boolean", default: false },
     "half-inference": { type: "boolean", default: false },
+    winograd6: { type: "boolean", default: false },
   },
 });
 await initDevice();
@@ -57,7 +60,7 @@ await initDevice();
 const splitBelow = values["matmul-split-below"], fusedMax = values["fused-wino4-max"];
 const fillExp = values["matmul-fill-exp"], shuffleMin = values["shuffle-min-channels"];
 const tapMax = values["tap-expand-max"], smallTiles = values["matmul-small-tiles"];
-const halfInfer = values["half-inference"];
+const halfInfer = values["half-inference"], wino6 = values.winograd6;
 setActiveProfile({
   ...activeProfile(),
   ...(splitBelow !== undefined ? { matmulSplitBelowFill: Number(splitBelow) } : {}),
@@ -66,6 +69,7 @@ setActiveProfile({
   ...(shuffleMin !== undefined ? { shuffleMinChannels: Number(shuffleMin) } : {}),
   ...(tapMax !== undefined ? { tapExpandMaxChannels: Number(tapMax) } : {}),
   ...(smallTiles ? { matmulSmallTiles: true } : {}),
+  ...(wino6 ? { winograd6: true } : {}),
 });
 const B = Number(values.batch), S = Number(values.size), N = Number(values.iters);
 const rng = new Random(0);
@@ -170,6 +174,7 @@ for (const name of values.models!.split(",")) {
     ...(tapMax !== undefined ? { tap_expand_max: Number(tapMax) } : {}),
     ...(smallTiles ? { matmul_small_tiles: true } : {}),
     ...(halfInfer ? { half_inference: true } : {}),
+    ...(wino6 ? { winograd6: true } : {}),
   }));
   if (profile.length) printProfile(name, profile);
   if (inferProfile.length) printProfile(`${name} inference`, inferProfile);

@@ -1,7 +1,8 @@
 // One markdown table from bench/gpu_planner_ab.sh's rows: per model, the train step and inference
 // of each planner variant (bench/gpu_train_step.ts rows; a variant is named by the flags its row
 // carries: matmul_split_below, fused_wino4_max, matmul_fill_exp, shuffle_min_channels,
-// tap_expand_max, matmul_small_tiles, half_inference) and each variant's time as a multiple of the base.
+// tap_expand_max, matmul_small_tiles, half_inference, winograd6) and each variant's time as a
+// multiple of the base.
 //   deno run -A bench/planner_ab_table.ts OUT/ab.jsonl > OUT/AB.md
 
 interface Row {
@@ -15,6 +16,7 @@ interface Row {
   tap_expand_max?: number;
   matmul_small_tiles?: boolean;
   half_inference?: boolean;
+  winograd6?: boolean;
   device?: string;
 }
 
@@ -28,6 +30,7 @@ export function variantOf(r: Row): string {
   if (r.tap_expand_max !== undefined) parts.push(`tap-expand ≤ ${r.tap_expand_max}`);
   if (r.matmul_small_tiles) parts.push("small tiles");
   if (r.half_inference) parts.push("f16 Winograd storage (inference)");
+  if (r.winograd6) parts.push("F(6×6)");
   return parts.length ? parts.join(" ") : "base";
 }
 

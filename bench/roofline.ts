@@ -1,22 +1,25 @@
 // What bounds a model's training step against torch.compile (issue 17): per convolution pass of
 // one step, its multiply-adds and the bytes it must move, as we run it and as compile's cuDNN
 // does, and the time of each at the card's rates; a pass's floor is the larger of the two.
-// Multiplies: Winograd F(2×2) does 16/36 and F(4×4) 36/144 of a direct conv's; the rest, and
+// Multiplies: Winograd F(2×2) does 16/36, F(4×4) 36/144 and F(6×6) 64/324 of a direct conv's;
+// the rest, and
 // cuDNN (direct, on TF32 tensor cores), all of them. Bytes: every pass reads its two operands and
 // writes its result once (f32); our F(4×4) routes also write and read their transformed operands
-// in global memory (V and P, 36/16 of the tiled image each; kernels/conv2d_winograd4.ts), the
+// in global memory (V and P, 36/16 of the tiled image each, 64/36 for F(6×6);
+// kernels/conv2d_winograd4.ts), the
 // fused F(2×2) and F(4×4) kernels do not (the fused weight gradient writes and reads its partial
 // sums per split instead). These are floors: norms, activations, concats, the loss and the
 // optimiser (which compile fuses into few passes) come on top, and so do L2 misses.
 // The convolutions come from a dry forward under the H100 profile (no kernel runs), as the
 // route table's do (tests/engine/conv_routes_h100.txt), so this runs on the software adapter.
 //   deno run -A bench/roofline.ts [--models fc_ef,tinycd] [--f32 44.3] [--tf32 358] [--bw 3.35]
-//     [--measured bench/results/train_step_h100_s15.jsonl] [--fused-wino4-max 64]
+//     [--measured bench/results/train_step_h100_s15.jsonl] [--fused-wino4-max 64] [--winograd6]
 // Rates in TFLOP/s (2 FLOP per multiply-add) and TB/s; the defaults are session 14's H100
 // figures (bench/results/tensor_cores_h100_s14.md: our f32 matmul at 4096³, cuBLAS TF32 at
 // 4096³) and the H100 SXM's nominal HBM3 bandwidth.
 // --measured prints the steps measured in that file (ours, torch.compile) beside the floors;
-// --fused-wino4-max C plans with the fused F(4×4) kernel up to C channels (the profile's 0: off).
+// --fused-wino4-max C plans with the fused F(4×4) kernel up to C channels (the profile's 0: off);
+// --winograd6 with F(6×6) on the GEMM routes where its tiles fit (the profile's default: off).
 
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -53,24 +56,32 @@ export function routeMacs(c: ConvCall, pass: "forward" | "inputGrad" | "weightGr
     case "winograd-f4-fused-flip":
     case "winograd-f4":
       return wino(4);
+    case "winograd-f6-gemm":
+    case "winograd-f6-gemm-flip":
+    case "winograd-f6":
+      return wino(6);
     default:
       return directMacs(g);
   }
 }
 
 /** Bytes one pass moves at least: its two operands read and its result written once (f32); an
- * F(4×4) route also writes and reads V and P, (m+2)²/m² of its tiled operands. */
+ * F(4×4) or F(6×6) GEMM route also writes and reads V and P, (m+2)²/m² of its tiled operands. */
 export function passBytes(c: ConvCall, r: ConvRoute | null): number {
   const g = c.g;
   const x = g.batch * g.ci * g.h * g.w, y = g.batch * g.co * g.ho * g.wo;
   const w = g.co * (g.ci / g.groups) * g.kh * g.kw;
   let elems = x + y + w;
-  if (
-    r && (r.kind === "winograd-f4-gemm" || r.kind === "winograd-f4-gemm-flip" ||
+  const m = r && (r.kind === "winograd-f4-gemm" || r.kind === "winograd-f4-gemm-flip" ||
       r.kind === "winograd-f4")
-  ) {
-    const tiles = g.batch * Math.ceil(g.ho / 4) * Math.ceil(g.wo / 4);
-    elems += 2 * 36 * tiles * (g.ci + g.co); // V and P (or V and W), each written and read
+    ? 4
+    : r && (r.kind === "winograd-f6-gemm" || r.kind === "winograd-f6-gemm-flip" ||
+        r.kind === "winograd-f6")
+    ? 6
+    : 0;
+  if (m) {
+    const tiles = g.batch * Math.ceil(g.ho / m) * Math.ceil(g.wo / m);
+    elems += 2 * (m + 2) ** 2 * tiles * (g.ci + g.co); // V and P (or V and W), written and read
   }
   // The fused weight gradient's partial sums per split of the tiles, written and read.
   if (r?.kind === "winograd-f4-fused" && "splits" in r) elems += 2 * r.splits * 36 * g.ci * g.co;
@@ -143,6 +154,7 @@ if (import.meta.main) {
       tf32: { type: "string", default: "358" },
       bw: { type: "string", default: "3.35" },
       "fused-wino4-max": { type: "string", default: "0" },
+      winograd6: { type: "boolean", default: false },
       measured: { type: "string", default: "bench/results/train_step_h100_s15.jsonl" },
     },
   });
@@ -169,7 +181,11 @@ if (import.meta.main) {
   );
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const model of values.models!.split(",")) {
-    const profile = { ...H100_PROFILE, fusedWino4MaxChannels: Number(values["fused-wino4-max"]) };
+    const profile = {
+      ...H100_PROFILE,
+      fusedWino4MaxChannels: Number(values["fused-wino4-max"]),
+      winograd6: values.winograd6,
+    };
     const f = stepFloors(model, f32, tf32, bw, profile);
     const ours = measured.get(`${model} cd-engine`),
       comp = measured.get(`${model} pytorch-compile`);

@@ -8,6 +8,7 @@
 // step's floor is outside the convs and which passes fusing would remove.
 //   deno run -A bench/step_traffic.ts [--models fc_siam_diff,snunet_c16] [--batch 8] [--size 512]
 //     [--bw 3.35] [--top 12] [--fused-wino4-max 64] [--matmul-split-below 1] [--half-inference]
+//     [--winograd6]
 // --half-inference counts the inference forward with Winograd F(4×4)'s V and P in f16
 // (engine/precision.ts halfInference); the training step is unchanged.
 
@@ -105,12 +106,14 @@ if (import.meta.main) {
       "fused-wino4-max": { type: "string", default: "0" },
       "matmul-split-below": { type: "string" },
       "half-inference": { type: "boolean", default: false },
+      winograd6: { type: "boolean", default: false },
     },
   });
   await initDevice();
   setActiveProfile({
     ...H100_PROFILE,
     fusedWino4MaxChannels: Number(values["fused-wino4-max"]),
+    winograd6: values.winograd6,
     ...(values["matmul-split-below"]
       ? { matmulSplitBelowFill: Number(values["matmul-split-below"]) }
       : {}),
@@ -120,9 +123,10 @@ if (import.meta.main) {
   const gb = (x: number) => (x / 1e9).toFixed(2), ms = (x: number) => (x / bw * 1e3).toFixed(2);
   console.log(
     `One dry training step at ${B} × ${S}² (H100 plans, fused F(4×4) up to ` +
-      `${
-        values["fused-wino4-max"]
-      } channels): bytes bound per kernel, floor at ${values.bw} TB/s\n`,
+      `${values["fused-wino4-max"]} channels${
+        values.winograd6 ? ", F(6×6) where it fits" : ""
+      }): bytes bound per kernel, ` +
+      `floor at ${values.bw} TB/s\n`,
   );
   for (const name of values.models.split(",")) {
     const t = stepTraffic(name, B, S, values["half-inference"]);

@@ -27,7 +27,7 @@ import {
   TILE,
   tilesF4,
   WINO4_ELEMENTS,
-} from "./winograd_f4_math.ts";
+} from "./winograd_math.ts";
 
 /** The conv this launch computes (as conv2d_winograd.ts's spec, one group, no tile choice);
  * inParts / outParts: the input's / output's channels as the parts of a concatenation. */

@@ -27,7 +27,7 @@ import {
   tilesF4,
   transpose,
   WINO4_ELEMENTS,
-} from "./winograd_f4_math.ts";
+} from "./winograd_math.ts";
 
 /** The unfused weight gradient's conv (all images, one group), split over the tiles. */
 export interface FusedWgradSpec

@@ -8,13 +8,14 @@
 //
 // Order of the checks, per computation (the first that fits wins):
 //   forward: small 1×1 mix → Winograd F(4×4) fused (narrow, where the profile allows) →
-//     Winograd F(4×4) GEMM (wide) → Winograd F(2×2) (any groups) →
+//     Winograd F(6×6) or F(4×4) GEMM (wide) → Winograd F(2×2) (any groups) →
 //     direct → implicit GEMM (tile, splits, packing)
-//   input gradient: small 1×1 mix → Winograd F(4×4) fused, flipped (likewise) → F(4×4) GEMM,
-//     flipped → Winograd F(2×2), flipped →
+//   input gradient: small 1×1 mix → Winograd F(4×4) fused, flipped (likewise) → F(6×6) or
+//     F(4×4) GEMM, flipped → Winograd F(2×2), flipped →
 //     GEMM + col2im (wide, or a patch conv) → direct → implicit GEMM per output phase
-//   weight gradient: small 1×1 → Winograd F(4×4) fused (likewise) → Winograd F(4×4) →
+//   weight gradient: small 1×1 → Winograd F(4×4) fused (likewise) → Winograd F(6×6) or F(4×4) →
 //     direct split → split-K GEMM
+// (F(6×6) where the profile allows it and the output's edges waste few of its larger tiles.)
 // and per op: a conv2d whose whole computation is a plain matrix product takes the matmul op
 // (its autograd runs the backward); a kernel = stride transposed conv from enough channels runs
 // as GEMMs + pixel shuffles. A transposed conv's forward is its conv's input gradient and its
@@ -39,7 +40,7 @@ import {
 } from "./conv2d_wgrad.ts";
 import { winoWgradBytesPerImage } from "./conv2d_winograd_wgrad.ts";
 import { FUSED_WGRAD_CHANNELS, FUSED_WGRAD_SLAB } from "./conv2d_winograd4_fused_wgrad.ts";
-import { tilesF4 } from "./winograd_f4_math.ts";
+import { tilesF4, type WinoTile, winoTiles } from "./winograd_math.ts";
 import { activeProfile, type DeviceProfile } from "./device_profile.ts";
 
 // ---- thresholds -------------------------------------------------------------------------
@@ -60,8 +61,12 @@ export const WINOGRAD_MIN_CHANNELS = 8;
  * 512² included (1.72 against 2.39 ms), up to 3.06× at 256→256 @64²; narrower convs were not
  * measured and keep F(2×2). */
 export const WINO4_MIN_CHANNELS = 16;
-/** Images per F(4×4) launch: V [36, R, T] and P [36, M, T] at most this size each. */
+/** Images per F(4×4) or F(6×6) launch: V [E, R, T] and P [E, M, T] at most this size each. */
 export const WINO4_CHUNK_BYTES = 256 << 20;
+/** F(6×6) replaces F(4×4) (where the profile's winograd6 allows) when its transformed elements
+ * over the output, 64·⌈H/6⌉·⌈W/6⌉, are at most this fraction of F(4×4)'s 36·⌈H/4⌉·⌈W/4⌉: 0.80
+ * at 512² and 0.84 at 64², but 1.0 at 32² and 16², where its larger tiles overhang the edges. */
+export const WINO6_MAX_ELEMENT_RATIO = 0.9;
 /** Winograd's input gradient pads by 2 − pad: larger paddings have no such form. */
 const WINOGRAD_MAX_PAD = 2;
 /** Winograd F(4×4) weight gradient from 16 channels each way: it beat the split-K GEMM on
@@ -113,7 +118,8 @@ export type ForwardRoute =
   | { kind: "small1x1-mix" }
   | { kind: "winograd-f2" }
   | { kind: "winograd-f4-fused" }
-  | { kind: "winograd-f4-gemm"; images: number }
+  | { kind: "winograd-f4-gemm"; images: number; tile?: 4 }
+  | { kind: "winograd-f6-gemm"; images: number; tile: 6 }
   | { kind: "direct" }
   | { kind: "gemm"; spec: ImplicitGemmSpec };
 
@@ -121,7 +127,8 @@ export type DgradRoute =
   | { kind: "small1x1-mix" }
   | { kind: "winograd-f2-flip" }
   | { kind: "winograd-f4-fused-flip" }
-  | { kind: "winograd-f4-gemm-flip"; images: number }
+  | { kind: "winograd-f4-gemm-flip"; images: number; tile?: 4 }
+  | { kind: "winograd-f6-gemm-flip"; images: number; tile: 6 }
   | { kind: "col2im" }
   | { kind: "tap-expand" }
   | { kind: "direct" }
@@ -129,7 +136,8 @@ export type DgradRoute =
 
 export type WgradRoute =
   | { kind: "small1x1-wgrad"; splits: number }
-  | { kind: "winograd-f4"; images: number }
+  | { kind: "winograd-f4"; images: number; tile?: 4 }
+  | { kind: "winograd-f6"; images: number; tile: 6 }
   | { kind: "winograd-f4-fused"; splits: number; chunk: number }
   | { kind: "direct"; splits: number; chunk: number; rw: number }
   | { kind: "gemm-splitk"; tile: WgradTile; splits: number; chunk: number };
@@ -195,10 +203,22 @@ function dgradPadFits(g: ConvGeometry): boolean {
   return g.padY <= WINOGRAD_MAX_PAD && g.padX <= WINOGRAD_MAX_PAD;
 }
 
-/** Images per F(4×4) launch: its transformed operands are the weight gradient's size. */
-export function winograd4Images(g: ConvGeometry): number {
-  const perImage = winoWgradBytesPerImage(g);
+/** Images per F(4×4) (or F(6×6)) launch: its transformed operands are the weight gradient's
+ * size. */
+export function winograd4Images(g: ConvGeometry, tile: WinoTile = 4): number {
+  const perImage = winoWgradBytesPerImage(g, tile);
   return Math.max(1, Math.min(g.batch, Math.floor(WINO4_CHUNK_BYTES / perImage)));
+}
+
+/** The profile allows F(6×6) and it pays on an outH × outW output (WINO6_MAX_ELEMENT_RATIO). */
+export function winograd6Pays(
+  outH: number,
+  outW: number,
+  profile: DeviceProfile = activeProfile(),
+): boolean {
+  if (!profile.winograd6) return false;
+  const f6 = 64 * winoTiles(1, outH, outW, 6).t, f4 = 36 * winoTiles(1, outH, outW, 4).t;
+  return f6 <= WINO6_MAX_ELEMENT_RATIO * f4;
 }
 
 /** Fused Winograd F(4×4) (conv2d_winograd4_fused.ts): one group, no channel count above the
@@ -295,7 +315,11 @@ export function planForward(
 ): ForwardRoute {
   if (small1x1Fits(g) && !forwardIsDirect(g)) return { kind: "small1x1-mix" };
   if (winograd4FusedFits(g, profile)) return { kind: "winograd-f4-fused" };
-  if (winograd4Fits(g)) return { kind: "winograd-f4-gemm", images: winograd4Images(g) };
+  if (winograd4Fits(g)) {
+    return winograd6Pays(g.ho, g.wo, profile)
+      ? { kind: "winograd-f6-gemm", images: winograd4Images(g, 6), tile: 6 }
+      : { kind: "winograd-f4-gemm", images: winograd4Images(g) };
+  }
   if (winogradFits(g)) return { kind: "winograd-f2" };
   if (forwardIsDirect(g)) return { kind: "direct" };
   return { kind: "gemm", spec: forwardGemmSpec(g, ep, undefined, profile.fillWorkgroups) };
@@ -310,7 +334,9 @@ export function planDgrad(
   if (small1x1Fits(g) && !dgradIsDirect(g)) return { kind: "small1x1-mix" };
   if (winograd4FusedFits(g, profile) && dgradPadFits(g)) return { kind: "winograd-f4-fused-flip" };
   if (winograd4Fits(g) && winogradFitsDgrad(g)) {
-    return { kind: "winograd-f4-gemm-flip", images: winograd4Images(g) };
+    return winograd6Pays(g.h, g.w, profile)
+      ? { kind: "winograd-f6-gemm-flip", images: winograd4Images(g, 6), tile: 6 }
+      : { kind: "winograd-f4-gemm-flip", images: winograd4Images(g) };
   }
   if (winogradFitsDgrad(g)) return { kind: "winograd-f2-flip" };
   if (tapExpandFits(g, profile)) return { kind: "tap-expand" };
@@ -344,8 +370,10 @@ export function planWgradKernels(
     return { kind: "winograd-f4-fused", ...fusedWgradSplits(g, profile) };
   }
   if (winogradWgradFits(g)) {
-    const per = Math.max(1, Math.floor(WINO_WGRAD_CHUNK_BYTES / winoWgradBytesPerImage(g)));
-    return { kind: "winograd-f4", images: Math.min(per, g.batch) };
+    const tile = winograd6Pays(g.ho, g.wo, profile) ? 6 : 4;
+    const perImage = winoWgradBytesPerImage(g, tile);
+    const images = Math.min(Math.max(1, Math.floor(WINO_WGRAD_CHUNK_BYTES / perImage)), g.batch);
+    return tile === 6 ? { kind: "winograd-f6", images, tile } : { kind: "winograd-f4", images };
   }
   if (wgradIsDirect(g)) return { kind: "direct", ...directWgradSplits(g) };
   const cols1 = wgradColumns(g, withBias);
@@ -460,6 +488,9 @@ export function describeRoute(r: ConvRoute): string {
     case "winograd-f4":
     case "winograd-f4-gemm":
     case "winograd-f4-gemm-flip":
+    case "winograd-f6":
+    case "winograd-f6-gemm":
+    case "winograd-f6-gemm-flip":
       return `${r.kind} images=${r.images}`;
     case "gemm-splitk":
       return `gemm-splitk ${r.tile.tm}x${r.tile.tk} splits=${r.splits}`;

@@ -47,6 +47,11 @@ export interface DeviceProfile {
    * profile). Off: on an H100 it changed SNUNet's step by 0.99× and FC-Siam-Diff's by 1.00×
    * (bench/results/planner_ab_h100_s19.md); gpu_train_step.ts --matmul-small-tiles compares. */
   matmulSmallTiles: boolean;
+  /** The Winograd GEMM routes (forward, input and weight gradients) may take F(6×6, 3×3) where
+   * its tiles fit the output (kernels/conv_plan.ts winograd6Pays): 21 % fewer products and
+   * transformed elements than F(4×4) at 512², twice its rounding error. Off until a GPU
+   * measurement says it pays; gpu_train_step.ts --winograd6 compares. */
+  winograd6: boolean;
 }
 
 /** NVIDIA H100 / H200 (132 SMs): every threshold the planners were tuned with. */
@@ -62,6 +67,7 @@ export const H100_PROFILE: DeviceProfile = Object.freeze({
   fusedWino4MaxChannels: 0,
   tapExpandMaxChannels: 32,
   matmulSmallTiles: false,
+  winograd6: false,
 });
 
 /** A software adapter (Mesa llvmpipe/lavapipe, SwiftShader): workgroups run a few at a time on
@@ -79,6 +85,7 @@ export function softwareProfile(cores: number): DeviceProfile {
     fusedWino4MaxChannels: 0,
     tapExpandMaxChannels: 0,
     matmulSmallTiles: false,
+    winograd6: false,
   });
 }
 

@@ -50,6 +50,7 @@ import {
 import { concat } from "./layout.ts";
 import { convTranspose2d, type ConvTranspose2dOptions } from "./conv_transpose2d.ts";
 import { convTransposeGeometry } from "../../kernels/conv_transpose2d.ts";
+import type { WinoTile } from "../../kernels/winograd_math.ts";
 
 /** The routes of conv `g`'s three computations (forward, input gradient, weight gradient). */
 type Plan = { f: ForwardRoute; d: DgradRoute; w: WgradRoute };
@@ -71,21 +72,28 @@ function partsPlan(
     d: planDgrad(g, transposed ? ep : NO_EPILOGUE),
     w: planWgrad(g, !transposed && ep.bias),
   };
-  const ok = /^winograd-f4-(gemm|fused)$/.test(p.f.kind) &&
-    /^winograd-f4-(gemm|fused)-flip$/.test(p.d.kind) && /^winograd-f4(-fused)?$/.test(p.w.kind);
+  const ok = /^winograd-f[46]-(gemm|fused)$/.test(p.f.kind) &&
+    /^winograd-f[46]-(gemm|fused)-flip$/.test(p.d.kind) &&
+    /^winograd-f[46](-fused)?$/.test(p.w.kind);
   return ok ? p : null;
 }
 
 /** The GEMM (not fused) route of `g`'s forward, or with `flip` its input gradient: its images
- * per launch, or null. */
-function gemmImages(plan: Plan, flip: boolean): number | null {
-  if (flip) return plan.d.kind === "winograd-f4-gemm-flip" ? plan.d.images : null;
-  return plan.f.kind === "winograd-f4-gemm" ? plan.f.images : null;
+ * per launch and form (F(4×4) or F(6×6)), or null. */
+function gemmRoute(plan: Plan, flip: boolean): { images: number; tile: WinoTile } | null {
+  const r = flip ? plan.d : plan.f;
+  if (r.kind === "winograd-f4-gemm" || r.kind === "winograd-f4-gemm-flip") {
+    return { images: r.images, tile: 4 };
+  }
+  if (r.kind === "winograd-f6-gemm" || r.kind === "winograd-f6-gemm-flip") {
+    return { images: r.images, tile: 6 };
+  }
+  return null;
 }
 
 /** `g`'s forward (y from x, or x's parts), or with `flip` its input gradient (dx from dy, or
  * dy's parts), on the plan's route; with `outParts` written as parts, added into those that
- * `addInto` marks (the GEMM route only: gemmImages). */
+ * `addInto` marks (the GEMM route only: gemmRoute). */
 function winoRun(
   flip: boolean,
   g: ConvGeometry,
@@ -98,9 +106,9 @@ function winoRun(
   outParts?: Tensor[],
   addInto?: boolean[],
 ): void {
-  const images = gemmImages(plan, flip);
-  if (images !== null) {
-    runWinograd4(g, input, w, flip, ep, extra, outs, images, outParts, addInto);
+  const gemm = gemmRoute(plan, flip);
+  if (gemm) {
+    runWinograd4(g, input, w, flip, ep, extra, outs, gemm.images, outParts, addInto, gemm.tile);
   } else runWinograd4Fused(g, input, w, flip, ep, extra, outs, outParts);
 }
 
@@ -108,7 +116,7 @@ function winoRun(
 function wgradRun(g: ConvGeometry, plan: Plan, x: Tensor | Tensor[], dy: Tensor | Tensor[]) {
   return plan.w.kind === "winograd-f4-fused"
     ? winograd4FusedWeightGradRaw(g, x, dy, plan.w.splits, plan.w.chunk)
-    : winogradWeightGradRaw(g, x, dy);
+    : winogradWeightGradRaw(g, x, dy, undefined, plan.w.kind === "winograd-f6" ? 6 : 4);
 }
 
 /** Gradients for the parts (null where a part needs none), written as parts by `write`: into a
@@ -211,7 +219,7 @@ function concatConv(
   winoRun(transposed, g, plan, parts, w, ep, bias ? [bias] : [], [y]);
   addMacs(g.batch * g.co * g.ho * g.wo * g.ci * g.kh * g.kw);
   // The parts' gradients can be added into pending ones by the GEMM route's output transform.
-  const canAdd = gemmImages(plan, !transposed) !== null;
+  const canAdd = gemmRoute(plan, !transposed) !== null;
   const out = record(y, inputs, transposed ? "conv_transpose2d_concat" : "conv2d_concat", (
     gy,
     into,

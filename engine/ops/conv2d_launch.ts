@@ -36,6 +36,7 @@ import {
   winoWgradSpec,
   winoWgradTiles,
 } from "../../kernels/conv2d_winograd_wgrad.ts";
+import { winoScheme, type WinoTile } from "../../kernels/winograd_math.ts";
 import {
   splitReduceKernel,
   wgradColumns,
@@ -79,8 +80,8 @@ export function convForwardRaw(
   const outs = pre ? [y, pre] : [y];
   if (route.kind === "winograd-f2") {
     runWinograd(forwardWinogradSpec(g, ep), x, w, false, extra, outs);
-  } else if (route.kind === "winograd-f4-gemm") {
-    runWinograd4(g, x, w, false, ep, extra, outs, route.images);
+  } else if (route.kind === "winograd-f4-gemm" || route.kind === "winograd-f6-gemm") {
+    runWinograd4(g, x, w, false, ep, extra, outs, route.images, undefined, undefined, route.tile);
   } else if (route.kind === "winograd-f4-fused") {
     runWinograd4Fused(g, x, w, false, ep, extra, outs);
   } else if (route.kind === "direct") {
@@ -108,8 +109,8 @@ export function convInputGradRaw(
   const outs = pre ? [y, pre] : [y];
   if (route.kind === "winograd-f2-flip") {
     runWinograd(dgradWinogradSpec(g, ep), dy, w, true, extra, outs);
-  } else if (route.kind === "winograd-f4-gemm-flip") {
-    runWinograd4(g, dy, w, true, ep, extra, outs, route.images);
+  } else if (route.kind === "winograd-f4-gemm-flip" || route.kind === "winograd-f6-gemm-flip") {
+    runWinograd4(g, dy, w, true, ep, extra, outs, route.images, undefined, undefined, route.tile);
   } else if (route.kind === "winograd-f4-fused-flip") {
     runWinograd4Fused(g, dy, w, true, ep, extra, outs);
   } else if (route.kind === "col2im") {
@@ -137,7 +138,11 @@ export function convWeightGradRaw(
     case "small1x1-wgrad":
       return small1x1WeightGradRaw(g, x, dy, withBias);
     case "winograd-f4":
-      return { dw: winogradWeightGradRaw(g, x, dy), db: withBias ? biasGrad(dy) : null };
+    case "winograd-f6":
+      return {
+        dw: winogradWeightGradRaw(g, x, dy, undefined, route.tile),
+        db: withBias ? biasGrad(dy) : null,
+      };
     case "winograd-f4-fused":
       return {
         dw: winograd4FusedWeightGradRaw(g, x, dy, route.splits, route.chunk),
@@ -233,14 +238,20 @@ export function runWinograd(
   u.dispose();
 }
 
-/** The conv a Winograd F(4×4) launch computes (`g`'s forward, or with `flip` its input gradient's
- * conv of dy: filters transposed and flipped, padding 2 − pad) and its filters transformed to
- * U [36, groups·M, R] (the caller disposes of `u`). */
-function winograd4Conv(g: ConvGeometry, w: Tensor, flip: boolean) {
+/** The conv a Winograd F(4×4) or F(6×6) launch computes (`g`'s forward, or with `flip` its input
+ * gradient's conv of dy: filters transposed and flipped, padding 2 − pad) and its filters
+ * transformed to U [E, groups·M, R] (the caller disposes of `u`). */
+function winograd4Conv(g: ConvGeometry, w: Tensor, flip: boolean, tile: WinoTile = 4) {
   const [r, m, inH, inW, outH, outW, padY, padX] = flip
     ? [g.co, g.ci, g.ho, g.wo, g.h, g.w, 2 - g.padY, 2 - g.padX]
     : [g.ci, g.co, g.h, g.w, g.ho, g.wo, g.padY, g.padX];
-  const ws = { m: m / g.groups, r: r / g.groups, groups: g.groups, flip };
+  const ws = {
+    m: m / g.groups,
+    r: r / g.groups,
+    groups: g.groups,
+    flip,
+    ...(tile === 6 ? { tile } : {}),
+  };
   const u = empty(winograd4WeightShape(ws));
   run(winograd4WeightKernel(ws), [w], [u]);
   return { r, m, inH, inW, outH, outW, padY, padX, u };
@@ -270,13 +281,14 @@ function tileTransform(
   }
 }
 
-/** A Winograd F(4×4) launch of conv `g` (its input gradient with `flip`: a conv of dy with the
- * filters transposed and flipped, padded by 2 − pad) writing `outs`, `images` at a time: the
- * filters transformed to U [36, M, R], then per chunk of images the input transform, the batched
- * GEMM and the output transform with the epilogue (kernels/conv2d_winograd4.ts). The input may be
- * the parts of a channel concatenation, and with `outParts` (no epilogue, `outs` empty) the
- * output is written as such parts, each its channels (engine/ops/conv2d_concat.ts), or added into
- * those whose `addInto` entry is true (a gradient summed in the write-out); one group. */
+/** A Winograd F(4×4) (or with `tile` 6 F(6×6)) launch of conv `g` (its input gradient with
+ * `flip`: a conv of dy with the filters transposed and flipped, padded by 2 − pad) writing
+ * `outs`, `images` at a time: the filters transformed to U [E, M, R], then per chunk of images the
+ * input transform, the batched GEMM and the output transform with the epilogue
+ * (kernels/conv2d_winograd4.ts). The input may be the parts of a channel concatenation, and with
+ * `outParts` (no epilogue, `outs` empty) the output is written as such parts, each its channels
+ * (engine/ops/conv2d_concat.ts), or added into those whose `addInto` entry is true (a gradient
+ * summed in the write-out); one group. */
 export function runWinograd4(
   g: ConvGeometry,
   input: Tensor | Tensor[],
@@ -288,13 +300,16 @@ export function runWinograd4(
   images: number,
   outParts?: Tensor[],
   addInto?: boolean[],
+  tile: WinoTile = 4,
 ): void {
   const G = g.groups;
   if ((Array.isArray(input) || outParts) && G !== 1) {
     throw new Error("runWinograd4: concatenation parts need one group");
   }
-  const { r, m, inH, inW, outH, outW, padY, padX, u } = winograd4Conv(g, w, flip);
-  const uv = view(u, [WINO4_ELEMENTS * G, m / G, r / G]);
+  const E = winoScheme(tile).elements;
+  const form = tile === 6 ? { tile } : {};
+  const { r, m, inH, inW, outH, outW, padY, padX, u } = winograd4Conv(g, w, flip, tile);
+  const uv = view(u, [E * G, m / G, r / G]);
   // Under halfInference every input here is an activation (no tape, no backward): V and P in f16.
   const half = halfStorage();
   const dtype = half ? "f16" : "f32";
@@ -302,6 +317,7 @@ export function runWinograd4(
     const batch = Math.min(images, g.batch - n0);
     const ts = {
       ...(half ? { half } : {}),
+      ...form,
       batch,
       n0,
       ci: r,
@@ -315,11 +331,20 @@ export function runWinograd4(
       padX,
     };
     const { t } = winoWgradTiles(ts);
-    const v = empty([WINO4_ELEMENTS, r, t], dtype);
+    const v = empty([E, r, t], dtype);
     tileTransform("input", ts, input, v);
-    const vv = view(v, [WINO4_ELEMENTS * G, r / G, t]);
+    const vv = view(v, [E * G, r / G, t]);
     const p = gemm(uv, vv, { outDtype: dtype });
-    const os = { batch, n0, channels: m, outH, outW, epilogue: ep, ...(half ? { half } : {}) };
+    const os = {
+      batch,
+      n0,
+      channels: m,
+      outH,
+      outW,
+      epilogue: ep,
+      ...(half ? { half } : {}),
+      ...form,
+    };
     if (!outParts) run(winograd4OutputKernel(os), [p, ...extra], outs);
     else {
       let at = 0;
@@ -383,27 +408,29 @@ export function runCol2im(
   cols.dispose();
 }
 
-/** Weight gradient [Co, Ci / groups, 3, 3] of a 3×3 stride-1 conv by Winograd F(4×4, 3×3): the input
- * patches and output-gradient tiles transformed, one batched GEMM over the tiles per
- * transform element, the result transformed back (kernels/conv2d_winograd_wgrad.ts); images go
- * in chunks of at most `chunkBytes` of transformed operands. x or dy may be the parts of a
- * channel concatenation (one group). */
+/** Weight gradient [Co, Ci / groups, 3, 3] of a 3×3 stride-1 conv by Winograd F(4×4, 3×3) (or
+ * with `tile` 6 F(6×6, 3×3)): the input patches and output-gradient tiles transformed, one batched
+ * GEMM over the tiles per transform element, the result transformed back
+ * (kernels/conv2d_winograd_wgrad.ts); images go in chunks of at most `chunkBytes` of transformed
+ * operands. x or dy may be the parts of a channel concatenation (one group). */
 export function winogradWeightGradRaw(
   g: ConvGeometry,
   x: Tensor | Tensor[],
   dy: Tensor | Tensor[],
   chunkBytes = WINO_WGRAD_CHUNK_BYTES,
+  tile: WinoTile = 4,
 ): Tensor {
-  const per = Math.max(1, Math.floor(chunkBytes / winoWgradBytesPerImage(g)));
+  const E = winoScheme(tile).elements;
+  const per = Math.max(1, Math.floor(chunkBytes / winoWgradBytesPerImage(g, tile)));
   let m: Tensor | null = null;
   for (let n0 = 0; n0 < g.batch; n0 += per) {
-    const s = winoWgradSpec(g, n0, Math.min(per, g.batch - n0));
+    const s = winoWgradSpec(g, n0, Math.min(per, g.batch - n0), tile);
     const { t } = winoWgradTiles(s);
-    const v = empty([WINO4_ELEMENTS, g.ci, t]);
+    const v = empty([E, g.ci, t]);
     tileTransform("input", s, x, v);
-    const w = empty([WINO4_ELEMENTS, g.co, t]);
+    const w = empty([E, g.co, t]);
     tileTransform("grad", s, dy, w);
-    const eg = WINO4_ELEMENTS * g.groups;
+    const eg = E * g.groups;
     const [wv, vv] = [view(w, [eg, g.co / g.groups, t]), view(v, [eg, g.ci / g.groups, t])];
     const part = gemm(wv, vv, { transB: true });
     for (const a of [v, w, wv, vv]) a.dispose();
@@ -415,7 +442,7 @@ export function winogradWeightGradRaw(
     } else m = part;
   }
   const dw = empty([g.co, g.ci / g.groups, 3, 3]);
-  run(wgradOutputTransformKernel(winoWgradSpec(g)), [m!], [dw]);
+  run(wgradOutputTransformKernel(winoWgradSpec(g, 0, g.batch, tile)), [m!], [dw]);
   m!.dispose();
   return dw;
 }

@@ -91,6 +91,14 @@ Deno.test("conv2dConcat on the Winograd F(4×4) GEMM routes: forward and the gra
   await checkParts(activeProfile(), ["winograd-f4-gemm", "winograd-f4-gemm-flip", "winograd-f4"]);
 });
 
+Deno.test("conv2dConcat on the Winograd F(6×6) GEMM routes (a profile that allows them): the same against float64", async () => {
+  await checkParts({ ...activeProfile(), winograd6: true }, [
+    "winograd-f6-gemm",
+    "winograd-f6-gemm-flip",
+    "winograd-f6",
+  ]);
+});
+
 Deno.test("conv2dConcat on the fused F(4×4) routes (a profile that allows them): the same against float64", async () => {
   await checkParts(
     { ...activeProfile(), fusedWino4MaxChannels: 32 },
@@ -148,6 +156,14 @@ Deno.test("convTranspose2dConcat on the Winograd F(4×4) GEMM routes: forward an
     "winograd-f4-gemm-flip",
     "winograd-f4-gemm",
     "winograd-f4",
+  ]);
+});
+
+Deno.test("convTranspose2dConcat on the Winograd F(6×6) GEMM routes: forward and every gradient match float64", async () => {
+  await checkTransposedParts({ ...activeProfile(), winograd6: true }, [
+    "winograd-f6-gemm-flip",
+    "winograd-f6-gemm",
+    "winograd-f6",
   ]);
 });
 

@@ -1,7 +1,7 @@
-// Winograd F(4×4, 3×3) (Lavin & Gray 2016) as WGSL algebra: the transform matrices, the
-// generator of unrolled L · X · Rᵀ products and the bounds-checked reads of a tile's patch that
-// the weight-gradient (conv2d_winograd_wgrad.ts), the GEMM-based forward (conv2d_winograd4.ts)
-// and the fused (conv2d_winograd4_fused.ts) kernels share.
+// Winograd F(4×4, 3×3) and F(6×6, 3×3) (Lavin & Gray 2016) as WGSL algebra: the transform
+// matrices, the generator of unrolled L · X · Rᵀ products and the bounds-checked reads of a tile's
+// patch that the weight-gradient (conv2d_winograd_wgrad.ts), the GEMM-based forward
+// (conv2d_winograd4.ts) and the fused (conv2d_winograd4_fused.ts, F(4×4) only) kernels share.
 
 /** Lavin & Gray's F(4×4, 3×3) matrices (interpolation points 0, ±1, ±2, ∞). */
 export const BT = [
@@ -27,13 +27,70 @@ export const AT = [
   [0, 1, -1, 8, -8, 1],
 ];
 
-/** Output tiles of F(4×4) along y and x, and over `batch` images of an outH × outW output. */
-export function tilesF4(batch: number, outH: number, outW: number) {
-  const th = Math.ceil(outH / TILE), tw = Math.ceil(outW / TILE);
+/** F(6×6, 3×3) on the points 0, ±1, ±2, ±½, ∞: 64 products per 6×6 output tile and channel
+ * pair (1.78 per output where F(4×4) has 2.25), and 1.78 transformed elements per output pixel to
+ * write and read where F(4×4) has 2.25. Its larger transform coefficients (21/4, 17/4, 32/45)
+ * roughly double F(4×4)'s f32 rounding error (about 6e-6 against 3e-6 of the output's scale over
+ * 256 channels, both against direct f32's 6e-7). */
+const BT6 = [
+  [1, 0, -21 / 4, 0, 21 / 4, 0, -1, 0],
+  [0, 1, 1, -17 / 4, -17 / 4, 1, 1, 0],
+  [0, -1, 1, 17 / 4, -17 / 4, -1, 1, 0],
+  [0, 1 / 2, 1 / 4, -5 / 2, -5 / 4, 2, 1, 0],
+  [0, -1 / 2, 1 / 4, 5 / 2, -5 / 4, -2, 1, 0],
+  [0, 2, 4, -5 / 2, -5, 1 / 2, 1, 0],
+  [0, -2, 4, 5 / 2, -5, -1 / 2, 1, 0],
+  [0, -1, 0, 21 / 4, 0, -21 / 4, 0, 1],
+];
+const G6 = [
+  [1, 0, 0],
+  [-2 / 9, -2 / 9, -2 / 9],
+  [-2 / 9, 2 / 9, -2 / 9],
+  [1 / 90, 1 / 45, 2 / 45],
+  [1 / 90, -1 / 45, 2 / 45],
+  [32 / 45, 16 / 45, 8 / 45],
+  [32 / 45, -16 / 45, 8 / 45],
+  [0, 0, 1],
+];
+const AT6 = [
+  [1, 1, 1, 1, 1, 1, 1, 0],
+  [0, 1, -1, 2, -2, 1 / 2, -1 / 2, 0],
+  [0, 1, 1, 4, 4, 1 / 4, 1 / 4, 0],
+  [0, 1, -1, 8, -8, 1 / 8, -1 / 8, 0],
+  [0, 1, 1, 16, 16, 1 / 16, 1 / 16, 0],
+  [0, 1, -1, 32, -32, 1 / 32, -1 / 32, 1],
+];
+
+/** The output tile edge of a Winograd form around the GEMM: F(4×4) or F(6×6). */
+export type WinoTile = 4 | 6;
+
+/** One form's matrices: output tile m, input patch α = m + 2, α² transform elements. */
+export interface WinoScheme {
+  tile: WinoTile;
+  alpha: number;
+  elements: number;
+  BT: number[][];
+  G: number[][];
+  AT: number[][];
+}
+
+const F4: WinoScheme = { tile: 4, alpha: 6, elements: 36, BT, G, AT };
+const F6: WinoScheme = { tile: 6, alpha: 8, elements: 64, BT: BT6, G: G6, AT: AT6 };
+
+export const winoScheme = (tile: WinoTile = 4): WinoScheme => (tile === 6 ? F6 : F4);
+
+/** Output tiles of F(tile × tile) along y and x, and over `batch` images of an outH × outW
+ * output. */
+export function winoTiles(batch: number, outH: number, outW: number, tile: WinoTile = 4) {
+  const th = Math.ceil(outH / tile), tw = Math.ceil(outW / tile);
   return { th, tw, t: batch * th * tw };
 }
 
-/** Transform elements (6×6) and the output tile edge. */
+/** Output tiles of F(4×4) (the fused kernels' only form). */
+export const tilesF4 = (batch: number, outH: number, outW: number) =>
+  winoTiles(batch, outH, outW, 4);
+
+/** F(4×4)'s transform elements (6×6) and output tile edge. */
 export const WINO4_ELEMENTS = 36;
 export const TILE = 4;
 
