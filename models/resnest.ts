@@ -8,10 +8,12 @@
 // Seeded creation initialises as mmseg does from scratch (pretrained None): every conv, fc1 and
 // fc2 included, kaiming_normal(fan_out, relu) with bias 0, every BN 1 / 0. mmseg's
 // zero_init_residual tests `block is Bottleneck` with ResNet's own Bottleneck class, which
-// ResNeSt's subclass is not, so no BN starts at 0 here.
+// ResNeSt's subclass is not, so no BN starts at 0 here. In eval every conv → BN (→ ReLU) runs as
+// one conv with the BN folded in (engine/nn/fold.ts convThenBn).
 
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
+import { convThenBn, type EvalFolding } from "../engine/nn/fold.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { add, addRelu, mul } from "../engine/ops/elementwise.ts";
 import { slice } from "../engine/ops/layout.ts";
@@ -37,7 +39,8 @@ function conv(
 /** Split-attention 3×3 conv with radix 2 (one cardinal group), stride 1: a grouped conv gives
  * two splits of C channels; their sum, pooled globally, passes fc1 → BN → ReLU → fc2; a softmax
  * over each channel's pair of logits weighs the splits. */
-export class SplitAttentionConv2d extends Module {
+export class SplitAttentionConv2d extends Module implements EvalFolding {
+  foldInEval = true;
   readonly conv: Conv2d;
   readonly bn0: BatchNorm2d;
   readonly fc1: Conv2d;
@@ -58,10 +61,10 @@ export class SplitAttentionConv2d extends Module {
   }
   forward(x: Tensor): Tensor {
     const c = this.channels;
-    const y = this.bn0.forward(this.conv.forward(x), { activation: "relu" });
+    const y = convThenBn(this.conv, this.bn0, x, "relu", this.foldInEval);
     const s0 = slice(y, 1, 0, c), s1 = slice(y, 1, c, 2 * c);
     const gap = mean(add(s0, s1), [2, 3], true);
-    const z = this.bn1.forward(this.fc1.forward(gap), { activation: "relu" });
+    const z = convThenBn(this.fc1, this.bn1, gap, "relu", this.foldInEval);
     // RSoftmax: logits [B, 2C] as [B, radix, C], softmax over the radix.
     const n = x.shape[0];
     const att = softmax(reshape(this.fc2.forward(z), [n, 2, c]), 1);
@@ -73,7 +76,8 @@ export class SplitAttentionConv2d extends Module {
 
 /** avg_down shortcut: AvgPool2d(stride, ceil_mode, count_include_pad False) — an identity at
  * stride 1, so absent there — then a 1×1 conv and BN (downsample.1 / downsample.2). */
-class AvgDownsample extends Module {
+class AvgDownsample extends Module implements EvalFolding {
+  foldInEval = true;
   readonly #conv: Conv2d;
   readonly #bn: BatchNorm2d;
   constructor(cin: number, cout: number, readonly stride: number, rng: Random) {
@@ -86,14 +90,15 @@ class AvgDownsample extends Module {
     if (s > 1) {
       x = avgPool2d(x, { kernel: s, stride: s, ceilMode: true, countIncludePad: false });
     }
-    return this.#bn.forward(this.#conv.forward(x));
+    return convThenBn(this.#conv, this.#bn, x, "none", this.foldInEval);
   }
 }
 
 /** ResNeSt Bottleneck: ReLU(bn3(conv3(avd(conv2(ReLU(bn1(conv1 x)))))) + shortcut(x)), where
  * avd is AvgPool2d(3, stride, padding 1) (zero padding counted) in a strided block. */
-export class ResNeStBottleneck extends Module {
+export class ResNeStBottleneck extends Module implements EvalFolding {
   static readonly expansion = 4;
+  foldInEval = true;
   readonly #conv1: Conv2d;
   readonly #bn1: BatchNorm2d;
   readonly #conv2: SplitAttentionConv2d;
@@ -113,10 +118,10 @@ export class ResNeStBottleneck extends Module {
       : null;
   }
   forward(x: Tensor): Tensor {
-    let y = this.#conv2.forward(this.#bn1.forward(this.#conv1.forward(x), { activation: "relu" }));
+    let y = this.#conv2.forward(convThenBn(this.#conv1, this.#bn1, x, "relu", this.foldInEval));
     const s = this.stride;
     if (s > 1) y = avgPool2d(y, { kernel: 3, stride: s, padding: 1 });
-    const z = this.#bn3.forward(this.#conv3.forward(y));
+    const z = convThenBn(this.#conv3, this.#bn3, y, "none", this.foldInEval);
     return addRelu(z, this.#downsample ? this.#downsample.forward(x) : x);
   }
 }

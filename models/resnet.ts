@@ -6,10 +6,12 @@
 //
 // Seeded creation initialises as mmseg does from scratch (pretrained None): every conv
 // kaiming_normal(fan_out, relu), every BN weight 1 and bias 0, and zero_init_residual sets each
-// block's second BN (bn2) to 0 so that a block starts as its shortcut.
+// block's second BN (bn2) to 0 so that a block starts as its shortcut. In eval every conv → BN
+// (→ ReLU) runs as one conv with the BN folded in (engine/nn/fold.ts convThenBn).
 
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
+import { convThenBn, type EvalFolding } from "../engine/nn/fold.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { addRelu } from "../engine/ops/elementwise.ts";
 import { maxPool2d } from "../engine/ops/pool.ts";
@@ -29,22 +31,24 @@ function conv(
 }
 
 /** 1×1 conv (stride s) + BN on the shortcut, named downsample.0 / downsample.1. */
-class Downsample extends Module {
+class Downsample extends Module implements EvalFolding {
   readonly #conv: Conv2d;
   readonly #bn: BatchNorm2d;
+  foldInEval = true;
   constructor(cin: number, cout: number, stride: number, rng: Random) {
     super();
     this.#conv = this.child("0", conv(cin, cout, 1, { stride }, rng));
     this.#bn = this.child("1", new BatchNorm2d(cout));
   }
   forward(x: Tensor): Tensor {
-    return this.#bn.forward(this.#conv.forward(x));
+    return convThenBn(this.#conv, this.#bn, x, "none", this.foldInEval);
   }
 }
 
 /** out = ReLU(bn2(conv2(ReLU(bn1(conv1 x)))) + shortcut(x)); conv1 carries the stride and the
  * dilation (padding = dilation), conv2 is a plain 3×3 (mmseg's BasicBlock). */
-export class BasicBlock extends Module {
+export class BasicBlock extends Module implements EvalFolding {
+  foldInEval = true;
   readonly #conv1: Conv2d;
   readonly #bn1: BatchNorm2d;
   readonly #conv2: Conv2d;
@@ -72,15 +76,16 @@ export class BasicBlock extends Module {
       : null;
   }
   forward(x: Tensor): Tensor {
-    const y = this.#bn1.forward(this.#conv1.forward(x), { activation: "relu" });
-    const z = this.#bn2.forward(this.#conv2.forward(y));
+    const y = convThenBn(this.#conv1, this.#bn1, x, "relu", this.foldInEval);
+    const z = convThenBn(this.#conv2, this.#bn2, y, "none", this.foldInEval);
     return addRelu(z, this.#downsample ? this.#downsample.forward(x) : x);
   }
 }
 
 /** ResNetV1c's deep stem: 3×3 s2 (→ stem/2) + BN + ReLU, 3×3 (stem/2) + BN + ReLU, 3×3 (→ stem)
  * + BN + ReLU, named as nn.Sequential with the ReLUs at 2, 5, 8. */
-export class DeepStem extends Module {
+export class DeepStem extends Module implements EvalFolding {
+  foldInEval = true;
   readonly #convs: Conv2d[];
   readonly #bns: BatchNorm2d[];
   constructor(cin: number, channels: number, rng: Random) {
@@ -94,17 +99,18 @@ export class DeepStem extends Module {
   }
   forward(x: Tensor): Tensor {
     for (let k = 0; k < 3; k++) {
-      x = this.#bns[k].forward(this.#convs[k].forward(x), { activation: "relu" });
+      x = convThenBn(this.#convs[k], this.#bns[k], x, "relu", this.foldInEval);
     }
     return x;
   }
 }
 
-/** The 7×7 stride-2 stem of ResNetV1b (conv1 + bn1 + ReLU at the backbone's top level). */
+/** The 7×7 stride-2 stem of ResNetV1b (conv1 + bn1 + ReLU at the backbone's top level, which
+ * owns its folding). */
 class PlainStem {
-  constructor(readonly conv1: Conv2d, readonly bn1: BatchNorm2d) {}
+  constructor(readonly conv1: Conv2d, readonly bn1: BatchNorm2d, readonly owner: EvalFolding) {}
   forward(x: Tensor): Tensor {
-    return this.bn1.forward(this.conv1.forward(x), { activation: "relu" });
+    return convThenBn(this.conv1, this.bn1, x, "relu", this.owner.foldInEval);
   }
 }
 
@@ -136,7 +142,9 @@ export interface ResNetConfig {
 }
 
 /** mmseg ResNet with BasicBlocks; forward returns the outputs of `outIndices`' stages. */
-export class ResNet extends Module {
+export class ResNet extends Module implements EvalFolding {
+  /** The plain stem's (the deep stem and the blocks have their own). */
+  foldInEval = true;
   readonly #stem: DeepStem | PlainStem;
   readonly #layers: BasicBlock[][] = [];
   readonly outIndices: number[];
@@ -170,6 +178,7 @@ export class ResNet extends Module {
       this.#stem = new PlainStem(
         this.child("conv1", conv(cin, stem, 7, { stride: 2, padding: 3 }, rng)),
         this.child("bn1", new BatchNorm2d(stem)),
+        this,
       );
     }
     const zeroInit = cfg.zeroInitResidual ?? true;

@@ -6,6 +6,7 @@
 
 import { Conv2d } from "../engine/nn/conv.ts";
 import { Dropout2d } from "../engine/nn/dropout.ts";
+import { convThenBn, type EvalFolding } from "../engine/nn/fold.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { concat } from "../engine/ops/layout.ts";
@@ -16,7 +17,8 @@ import { type Tensor, write } from "../engine/tensor.ts";
 /** mmcv ConvModule with a 1×1 conv (no bias), BN (eps 1e-5) and ReLU. Its init_weights:
  * kaiming_normal (fan_out, ReLU gain) conv, BN weight 1 and bias 0; `kaiming: false` keeps
  * PyTorch's conv default, for modules mmengine's init does not reach (Changer's `convs`). */
-export class ConvModule1x1 extends Module {
+export class ConvModule1x1 extends Module implements EvalFolding {
+  foldInEval = true;
   readonly conv: Conv2d;
   readonly bn: BatchNorm2d;
   constructor(cin: number, cout: number, rng: Random, o: { kaiming?: boolean } = {}) {
@@ -27,8 +29,10 @@ export class ConvModule1x1 extends Module {
     }
     this.bn = this.child("bn", new BatchNorm2d(cout));
   }
-  /** conv → BN → ReLU, with an optional Dropout2d fused after the ReLU. */
+  /** conv → BN → ReLU, with an optional Dropout2d fused after the ReLU (in training; in eval
+   * one conv with the BN folded in). */
   forward(x: Tensor, dropout?: Dropout2d): Tensor {
+    if (!this.bn.training) return convThenBn(this.conv, this.bn, x, "relu", this.foldInEval);
     return this.bn.forward(this.conv.forward(x), { dropout: dropout?.nextMask() });
   }
 }

@@ -20,7 +20,7 @@ import type { Tensor } from "../tensor.ts";
 import { PReLU } from "./activation.ts";
 import { Conv2d, ConvTranspose2d } from "./conv.ts";
 import { Dropout2d } from "./dropout.ts";
-import { foldedConvBn } from "./fold.ts";
+import { type EvalFolding, foldedConvBn } from "./fold.ts";
 import { type Layer, Module } from "./module.ts";
 import { BatchNorm2d, InstanceNorm2d } from "./norm.ts";
 
@@ -39,7 +39,7 @@ export interface ConvBnActParts {
   normAfter?: Named<InstanceNorm2d>;
 }
 
-export class ConvBnAct extends Module implements Layer {
+export class ConvBnAct extends Module implements Layer, EvalFolding {
   readonly conv: Conv2d | ConvTranspose2d;
   readonly bn: BatchNorm2d | null;
   readonly act: "none" | "relu" | "silu" | PReLU;
@@ -115,8 +115,9 @@ export class ConvBnAct extends Module implements Layer {
   }
 }
 
-/** Turn eval-mode folding on or off in every ConvBnAct under `root` (tests compare the two). */
+/** Turn eval-mode folding on or off in every module under `root` that folds (ConvBnAct, and the
+ * blocks of engine/nn/fold.ts EvalFolding; tests compare the two). */
 export function setEvalFolding(root: Module, on: boolean): void {
-  if (root instanceof ConvBnAct) root.foldInEval = on;
+  if ("foldInEval" in root) (root as Module & EvalFolding).foldInEval = on;
   for (const [, c] of root.children()) setEvalFolding(c, on);
 }

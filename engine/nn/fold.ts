@@ -1,6 +1,7 @@
 // Eval-mode conv → BatchNorm (→ activation) as one convolution: the BN's running statistics
 // folded into the conv's weight and bias, the activation fused into its write-out. No autograd.
 
+import { isGradEnabled } from "../autograd.ts";
 import { conv2d, type ConvActivation, foldBatchNorm } from "../ops/conv2d.ts";
 import { conv2dConcat, convTranspose2dConcat } from "../ops/conv2d_concat.ts";
 import { convTranspose2d } from "../ops/conv_transpose2d.ts";
@@ -34,4 +35,26 @@ export function foldedConvBn(
   }
   const o = { ...opts, dilation: conv.config.dilation, groups: conv.config.groups };
   return Array.isArray(x) ? conv2dConcat(x, weight, o) : conv2d(x, weight, o);
+}
+
+/** A module owning conv → BatchNorm pairs that folds them in eval (ConvBnAct, the ResNet and
+ * ResNeSt blocks); engine/nn/conv_bn_act.ts setEvalFolding turns it off to compare. */
+export interface EvalFolding {
+  foldInEval: boolean;
+}
+
+/** conv → BatchNorm (→ ReLU) of two layers that a block registers under its own names (mmseg's
+ * conv1 / bn1, as the original state_dict has them, where ConvBnAct would add a level): in eval
+ * without a tape one folded conv with the ReLU in its write-out (`fold` false: the two layers, to
+ * compare), else the conv and the BN's passes with the ReLU fused into them, as the blocks ran
+ * them before (a conv bias, ResNeSt's fc1, keeps its rounding-noise gradient). */
+export function convThenBn(
+  conv: Conv2d,
+  bn: BatchNorm2d,
+  x: Tensor,
+  act: "none" | "relu",
+  fold: boolean,
+): Tensor {
+  if (!bn.training && fold && !isGradEnabled()) return foldedConvBn(conv, bn, x, act);
+  return bn.forward(conv.forward(x), act === "relu" ? { activation: "relu" } : undefined);
 }

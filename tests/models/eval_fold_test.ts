@@ -1,7 +1,9 @@
-// Eval-time folding owned by ConvBnAct (engine/nn/conv_bn_act.ts): each CNN detector's eval
-// output with its BatchNorms folded into the convs equals the unfolded layers within 1e-5, after a
-// training forward has moved the running statistics away from (0, 1). SNUNet folds since
-// ConvBnAct owns its conv2 → bn2; FC-Siam and TinyCD's EfficientNet folded before and still do.
+// Eval-time folding owned by ConvBnAct (engine/nn/conv_bn_act.ts) and by the ResNet and ResNeSt
+// blocks (engine/nn/fold.ts convThenBn): each detector's eval output with its BatchNorms folded
+// into the convs equals the unfolded layers within 1e-5, after a training forward has moved the
+// running statistics away from (0, 1). SNUNet folds since ConvBnAct owns its conv2 → bn2; FC-Siam
+// and TinyCD's EfficientNet folded before and still do; BIT's ResNet-18 and ChangerEx-S50's
+// ResNeSt, and the SegFormer head's 1×1 ConvModules, since session 20.
 
 import assert from "node:assert/strict";
 import { noGrad } from "../../engine/autograd.ts";
@@ -14,10 +16,21 @@ import { initDevice, randomPairBatch } from "../util.ts";
 
 await initDevice();
 
-for (const name of ["snunet_c16", "fc_siam_diff", "tinycd"]) {
+for (
+  const name of [
+    "snunet_c16",
+    "fc_siam_diff",
+    "tinycd",
+    "bit_r18",
+    "changer_ex_s50",
+    "changeformer_mit_b0",
+  ]
+) {
   Deno.test(`${name}: eval with folded BatchNorms equals the unfolded layers within 1e-5`, async () => {
     const model = MODELS[name].create(0);
-    const { a, b } = randomPairBatch(1, 32);
+    // The backbones' deepest stages need more than one value per channel for training's BN.
+    const deep = name !== "snunet_c16" && name !== "fc_siam_diff" && name !== "tinycd";
+    const { a, b } = deep ? randomPairBatch(2, 64) : randomPairBatch(1, 32);
     // Training-mode forwards move the running statistics (momentum 0.1).
     for (let i = 0; i < 3; i++) scope(() => void noGrad(() => model.train().forward(a, b)));
     model.eval();
