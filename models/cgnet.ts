@@ -21,7 +21,7 @@ import { type Layer, Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { attention } from "../engine/ops/attention.ts";
 import { cdLoss } from "../engine/ops/cd_loss.ts";
-import { add, addScalar, mul, relu, sigmoid } from "../engine/ops/elementwise.ts";
+import { add, addScalar, mul, sigmoid } from "../engine/ops/elementwise.ts";
 import { concat, permute } from "../engine/ops/layout.ts";
 import { maxPool2d } from "../engine/ops/pool.ts";
 import { interpolate } from "../engine/ops/resample.ts";
@@ -39,12 +39,20 @@ function basicConv2d(cin: number, cout: number, kernel: number, rng: Random): Co
 
 /** A slice of torchvision's VGG-16-BN `features` that keeps the original indices as names:
  * [ReLU, max-pool] unless it is the first, then conv3×3 (with bias) → BN (→ ReLU) units; the
- * last unit ends at its BN. The opening ReLU is applied by the caller, since upstream's is in
- * place and so also changes the previous block's output. */
+ * last unit ends at its BN. Upstream's opening ReLU is in place, so it also changes the previous
+ * block's output: every block but the last ends with that ReLU here (`reluAfter`), fused into its
+ * last BN, and the next block opens at its pool. */
 class VggBnBlock extends Module implements Layer {
   readonly #units: ConvBnAct[] = [];
   readonly #pool: boolean;
-  constructor(first: number, cin: number, cout: number, convs: number, rng: Random) {
+  constructor(
+    first: number,
+    cin: number,
+    cout: number,
+    convs: number,
+    rng: Random,
+    reluAfter: boolean,
+  ) {
     super();
     this.#pool = first > 0;
     let index = first + (this.#pool ? 2 : 0);
@@ -59,14 +67,14 @@ class VggBnBlock extends Module implements Layer {
         new ConvBnAct({
           conv: [String(index), conv],
           bn: [String(index + 1), new BatchNorm2d(cout)],
-          act: last ? "none" : "relu",
+          act: last && !reluAfter ? "none" : "relu",
         }),
       ));
       index += 3;
     }
   }
   forward(x: Tensor): Tensor {
-    // The ReLU that opens the block is the caller's (see CgnetBackbone.forward).
+    // The ReLU that opens the block ended the block before (reluAfter).
     if (this.#pool) x = maxPool2d(x, { kernel: 2, stride: 2 });
     for (const u of this.#units) x = u.forward(x);
     return x;
@@ -123,11 +131,11 @@ export class CgnetBackbone extends Module {
     super();
     // features[0:5], [5:12], [12:22], [22:32], [32:42].
     this.#blocks = [
-      this.child("inc", new VggBnBlock(0, 3, 64, 2, rng)),
-      this.child("down1", new VggBnBlock(5, 64, 128, 2, rng)),
-      this.child("down2", new VggBnBlock(12, 128, 256, 3, rng)),
-      this.child("down3", new VggBnBlock(22, 256, 512, 3, rng)),
-      this.child("down4", new VggBnBlock(32, 512, 512, 3, rng)),
+      this.child("inc", new VggBnBlock(0, 3, 64, 2, rng, true)),
+      this.child("down1", new VggBnBlock(5, 64, 128, 2, rng, true)),
+      this.child("down2", new VggBnBlock(12, 128, 256, 3, rng, true)),
+      this.child("down3", new VggBnBlock(22, 256, 512, 3, rng, true)),
+      this.child("down4", new VggBnBlock(32, 512, 512, 3, rng, false)),
     ];
     this.#reduce = [128, 256, 512, 512].map((c, i) =>
       this.child(`conv_reduce_${i + 1}`, basicConv2d(2 * c, c, 3, rng))
@@ -155,17 +163,11 @@ export class CgnetBackbone extends Module {
   forward(a: Tensor, b: Tensor): [Tensor, Tensor] {
     const size = [a.shape[2], a.shape[3]] as const;
     // torchvision's ReLUs are in place: the ReLU opening down2 (down3, down4) overwrites down1's
-    // (down2's, down3's) output, so upstream's layer1…layer3 are after that ReLU and only
-    // layer4, which no block follows, is the bare BN output.
+    // (down2's, down3's) output, so upstream's layer1…layer3 are after that ReLU (which ends
+    // those blocks here) and only layer4, which no block follows, is the bare BN output.
     const encode = (x: Tensor) => {
-      const levels: Tensor[] = [];
       x = this.#blocks[0].forward(x);
-      for (const block of this.#blocks.slice(1)) {
-        x = relu(x);
-        if (levels.length) levels[levels.length - 1] = x;
-        levels.push(x = block.forward(x));
-      }
-      return levels; // 1/2 … 1/16
+      return this.#blocks.slice(1).map((block) => x = block.forward(x)); // 1/2 … 1/16
     };
     const fa = encode(a), fb = encode(b);
     const l = this.#reduce.map((r, i) => r.forward(concat([fb[i], fa[i]], 1)));
