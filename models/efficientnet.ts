@@ -4,13 +4,17 @@
 // Stochastic depth as torchvision builds b4: block i of the 32 in the whole network drops its
 // residual branch with probability 0.2·i/32 in training (blocks 0–9 live in these stages).
 
+import { isGradEnabled } from "../engine/autograd.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
 import { StochasticDepth } from "../engine/nn/dropout.ts";
 import { ConvBnAct } from "../engine/nn/conv_bn_act.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
+import { foldBatchNorm } from "../engine/ops/conv2d.ts";
 import { add, mul } from "../engine/ops/elementwise.ts";
+import { matmul } from "../engine/ops/matmul.ts";
 import { adaptiveAvgPool2d } from "../engine/ops/pool.ts";
+import { reshape } from "../engine/ops/shape.ts";
 import type { Random } from "../engine/random.ts";
 import { kaimingFanOut } from "./init.ts";
 import type { Tensor } from "../engine/tensor.ts";
@@ -57,9 +61,43 @@ class SqueezeExcite extends Module {
     );
   }
   forward(x: Tensor): Tensor {
-    const s = adaptiveAvgPool2d(x, 1);
-    return mul(x, this.fc2.forward(this.fc1.forward(s, "silu"), "sigmoid"));
+    return mul(x, this.gate(x));
   }
+  /** The per-image, per-channel scale [B, C, 1, 1] that forward multiplies x by. */
+  gate(x: Tensor): Tensor {
+    const s = adaptiveAvgPool2d(x, 1);
+    return this.fc2.forward(this.fc1.forward(s, "silu"), "sigmoid");
+  }
+}
+
+/** The projection (1×1 conv → BN) of x · gate, with the SE gate [B, C, 1, 1] moved onto the
+ * weights: conv(x · g_b) = (W · diag(g_b)) x_b, one [Co, C] product per image, so the full-size
+ * x · gate (and the two passes of its gradients, g · gate and Σ g · x) never exist; the gate's
+ * and the weight's gradients come from the [B, Co, C] product's, which is tiny. In eval without a
+ * tape the BN is folded into W and a bias, as ConvBnAct folds it. */
+export function gatedProjection(p: ConvBnAct, x: Tensor, gate: Tensor): Tensor {
+  const [n, c, h, w] = x.shape;
+  const conv = p.conv as Conv2d, bn = p.bn!;
+  const co = conv.outChannels;
+  const g = reshape(gate, [n, 1, c]), x3 = reshape(x, [n, c, h * w]);
+  if (!p.training && p.foldInEval && !isGradEnabled()) {
+    const f = foldBatchNorm(
+      conv.weight,
+      conv.bias,
+      bn.runningMean,
+      bn.runningVar,
+      bn.weight,
+      bn.bias,
+      bn.eps,
+    );
+    const y = matmul(mul(reshape(f.weight, [1, co, c]), g), x3, { bias: f.bias, biasAxis: "m" });
+    return reshape(y, [n, co, h, w]);
+  }
+  const wg = mul(reshape(conv.weight, [1, co, c]), g);
+  // A BN in training follows: a conv bias would have a gradient of exactly zero.
+  const bias = conv.bias ?? undefined;
+  const y = matmul(wg, x3, { bias, biasAxis: "m", biasCancelled: !!bias && bn.training });
+  return bn.forward(reshape(y, [n, co, h, w]));
 }
 
 /** Inverted residual block: [expand 1×1] → depthwise k×k → SE → project 1×1 (+ residual). */
@@ -105,7 +143,7 @@ class MBConv extends Module {
     const expanded = this.#expand ? this.#expand.forward(x) : x;
     const dw = this.#depthwise.forward(expanded);
     if (expanded !== x) expanded.evict();
-    const y = this.#project.forward(this.#se.forward(dw));
+    const y = gatedProjection(this.#project, dw, this.#se.gate(dw));
     if (!this.#residual) return y;
     const dropped = this.#drop.forward(y);
     const out = add(dropped, x);
