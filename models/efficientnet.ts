@@ -12,7 +12,7 @@ import { Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { foldBatchNorm } from "../engine/ops/conv2d.ts";
 import { add, mul } from "../engine/ops/elementwise.ts";
-import { matmul } from "../engine/ops/matmul.ts";
+import { matmulMap } from "../engine/ops/matmul.ts";
 import { adaptiveAvgPool2d } from "../engine/ops/pool.ts";
 import { reshape } from "../engine/ops/shape.ts";
 import type { Random } from "../engine/random.ts";
@@ -76,10 +76,10 @@ class SqueezeExcite extends Module {
  * and the weight's gradients come from the [B, Co, C] product's, which is tiny. In eval without a
  * tape the BN is folded into W and a bias, as ConvBnAct folds it. */
 export function gatedProjection(p: ConvBnAct, x: Tensor, gate: Tensor): Tensor {
-  const [n, c, h, w] = x.shape;
+  const [n, c] = x.shape;
   const conv = p.conv as Conv2d, bn = p.bn!;
   const co = conv.outChannels;
-  const g = reshape(gate, [n, 1, c]), x3 = reshape(x, [n, c, h * w]);
+  const g = reshape(gate, [n, 1, c]);
   if (!p.training && p.foldInEval && !isGradEnabled()) {
     const f = foldBatchNorm(
       conv.weight,
@@ -90,14 +90,14 @@ export function gatedProjection(p: ConvBnAct, x: Tensor, gate: Tensor): Tensor {
       bn.bias,
       bn.eps,
     );
-    const y = matmul(mul(reshape(f.weight, [1, co, c]), g), x3, { bias: f.bias, biasAxis: "m" });
-    return reshape(y, [n, co, h, w]);
+    return matmulMap(mul(reshape(f.weight, [1, co, c]), g), x, { bias: f.bias, biasAxis: "m" });
   }
   const wg = mul(reshape(conv.weight, [1, co, c]), g);
   // A BN in training follows: a conv bias would have a gradient of exactly zero.
   const bias = conv.bias ?? undefined;
-  const y = matmul(wg, x3, { bias, biasAxis: "m", biasCancelled: !!bias && bn.training });
-  return bn.forward(reshape(y, [n, co, h, w]));
+  return bn.forward(
+    matmulMap(wg, x, { bias, biasAxis: "m", biasCancelled: !!bias && bn.training }),
+  );
 }
 
 /** Inverted residual block: [expand 1×1] → depthwise k×k → SE → project 1×1 (+ residual). */

@@ -26,7 +26,7 @@ import {
   convWeightGradRaw,
 } from "./conv2d_launch.ts";
 import { mapNamed } from "./elementwise.ts";
-import { matmul } from "./matmul.ts";
+import { matmulMap } from "./matmul.ts";
 import { planeSums } from "./norm.ts";
 import { reshape } from "./shape.ts";
 
@@ -185,13 +185,12 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const inputGrad = recording && x.requiresGrad, weightGrad = recording && w.requiresGrad;
   traceConv({ ...call, inputGrad, weightGrad });
   if (planOp(call)?.kind === "matmul-op") {
-    const y = matmul(reshape(w, [g.co, g.ci]), reshape(x, [g.batch, g.ci, g.h * g.w]), {
+    return matmulMap(reshape(w, [g.co, g.ci]), x, {
       bias: bias ?? undefined,
       biasAxis: "m",
       activation: act === "none" || act === "prelu" ? undefined : act,
       biasCancelled: opts.biasCancelled,
     });
-    return reshape(y, [g.batch, g.co, g.ho, g.wo]);
   }
   const ep = epilogueFor(act, bias, slope, recording);
   const { y, pre } = convForwardRaw(g, x, w, ep, extra);

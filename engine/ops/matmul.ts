@@ -256,13 +256,49 @@ function emptyProduct(out: Tensor, o: GemmOptions): Tensor {
  * with biasAxis "m") and activation (ReLU, sigmoid, SiLU) are fused into the write-out.
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  return product(a, b, opts, null);
+}
+
+/**
+ * A 1×1 convolution as a product, without reshape nodes on the tape: a [..., M, K] (batch dims
+ * broadcast against x's images: one weight for all, or one per image) times x [B, K, H, W] →
+ * [B, M, H, W], with matmul's options (no transB). x and the result are recorded 4-D, so x's
+ * gradient is the product's own new tensor, into which a later rule (a mean over x, its other
+ * consumer's) can add in place; through a reshape it arrived as a view of it, which autograd
+ * summed in a pass of its own.
+ */
+export function matmulMap(a: Tensor, x: Tensor, opts: Omit<MatmulOptions, "transB"> = {}): Tensor {
+  if (x.ndim !== 4) throw new Error(`matmulMap: x ${x.describe()} must be [B, K, H, W]`);
+  return product(a, x, opts, [x.shape[0], x.shape[1], x.shape[2] * x.shape[3]]);
+}
+
+/** op(a) × op(b) recorded for autograd; with `bMatrix`, b is recorded as it is and multiplied as
+ * a view of that shape, and the result has b's trailing dims (matmulMap). */
+function product(a: Tensor, b: Tensor, opts: MatmulOptions, bMatrix: Shape | null): Tensor {
   const { transA = false, transB = false, bias, activation } = opts;
   if (a.dtype !== "f32" || b.dtype !== "f32") throw new Error("matmul: f32 operands only");
   const inputs = bias ? [a, b, bias] : [a, b];
   if (activation === "silu" && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
-    return silu(matmul(a, b, { ...opts, activation: undefined }));
+    return silu(product(a, b, { ...opts, activation: undefined }, bMatrix));
   }
-  const y = gemm(a, b, opts);
+  // b as the product's operand: itself, or a view for one launch (b alone holds its memory).
+  const withB = <T>(fn: (bm: Tensor) => T): T => {
+    if (!bMatrix) return fn(b);
+    const bm = view(b, bMatrix);
+    try {
+      return fn(bm);
+    } finally {
+      bm.dispose();
+    }
+  };
+  // With bMatrix the result keeps b's trailing dims ([..., M, H, W]), written by the product
+  // as its own tensor (gemm's `out` takes any shape of the right size).
+  let yMatrix: Shape = [];
+  const y = withB((bm) => {
+    if (!bMatrix) return gemm(a, bm, opts);
+    yMatrix = analyse(a, bm, opts).outShape;
+    return gemm(a, bm, { ...opts, out: empty([...yMatrix.slice(0, -1), ...b.shape.slice(2)]) });
+  });
   const k = transA ? a.shape[a.ndim - 2] : a.shape[a.ndim - 1];
   addMacs(y.size * k);
   // Also the recipe for y (Tensor.evict): the same product (same plan, same kernels) again
@@ -274,7 +310,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const again = k > 0
     ? (o: Binding) => {
       const t = new Tensor(y.shape, "f32", new Storage(o.buffer, o.offset, o.size, false));
-      gemm(a, b, { ...opts, out: t });
+      withB((bm) => gemm(a, bm, { ...opts, out: t }));
       t.dispose();
     }
     : undefined;
@@ -288,25 +324,32 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         : activation === "sigmoid"
         ? mapNamed("sigmoid_grad", "g * y * (1.0 - y)", [["g", g], ["y", y]])
         : g;
-      const aBatch = a.shape.slice(0, -2), bBatch = b.shape.slice(0, -2);
-      // dA = dC·op(B)ᵀ (or op(B)·dCᵀ when a is stored transposed); dB likewise.
-      const da = !a.requiresGrad
-        ? null
-        : transA
-        ? gemm(b, gz, { transA: transB, transB: true, batchShape: aBatch })
-        : gemm(gz, b, { transB: !transB, batchShape: aBatch });
-      const db = !b.requiresGrad
-        ? null
-        : transB
-        ? gemm(gz, a, { transA: true, transB: transA, batchShape: bBatch })
-        : gemm(a, gz, { transA: !transA, batchShape: bBatch });
-      const grads: (Tensor | null)[] = [da, db];
-      if (bias && bias.requiresGrad) {
-        grads.push(
-          opts.biasCancelled ? fill(bias.shape, 0) : biasGrad(gz, bias, opts.biasAxis === "m"),
-        );
-      } else if (bias) grads.push(null);
-      return grads;
+      // The products read gz as the matrix of y's shape when b has trailing dims.
+      const gm = bMatrix ? view(gz, yMatrix) : gz;
+      return withB((bv) => {
+        const aBatch = a.shape.slice(0, -2), bBatch = bv.shape.slice(0, -2);
+        // dA = dC·op(B)ᵀ (or op(B)·dCᵀ when a is stored transposed); dB likewise, into a
+        // tensor of b's own shape.
+        const da = !a.requiresGrad
+          ? null
+          : transA
+          ? gemm(bv, gm, { transA: transB, transB: true, batchShape: aBatch })
+          : gemm(gm, bv, { transB: !transB, batchShape: aBatch });
+        const out = bMatrix ? { out: empty(b.shape) } : {};
+        const db = !b.requiresGrad
+          ? null
+          : transB
+          ? gemm(gm, a, { transA: true, transB: transA, batchShape: bBatch, ...out })
+          : gemm(a, gm, { transA: !transA, batchShape: bBatch, ...out });
+        if (!db && out.out) out.out.dispose();
+        const grads: (Tensor | null)[] = [da, db];
+        if (bias && bias.requiresGrad) {
+          grads.push(
+            opts.biasCancelled ? fill(bias.shape, 0) : biasGrad(gm, bias, opts.biasAxis === "m"),
+          );
+        } else if (bias) grads.push(null);
+        return grads;
+      });
     },
     again,
   );
