@@ -22,7 +22,7 @@ import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { attention } from "../engine/ops/attention.ts";
 import { cdLoss } from "../engine/ops/cd_loss.ts";
 import { add, addScalar, mul, sigmoid } from "../engine/ops/elementwise.ts";
-import { concat, permute } from "../engine/ops/layout.ts";
+import { permute } from "../engine/ops/layout.ts";
 import { maxPool2d } from "../engine/ops/pool.ts";
 import { interpolate } from "../engine/ops/resample.ts";
 import { reshape } from "../engine/ops/shape.ts";
@@ -170,14 +170,15 @@ export class CgnetBackbone extends Module {
       return this.#blocks.slice(1).map((block) => x = block.forward(x)); // 1/2 … 1/16
     };
     const fa = encode(a), fb = encode(b);
-    const l = this.#reduce.map((r, i) => r.forward(concat([fb[i], fa[i]], 1)));
+    // Each concatenation is read by its conv as parts, never joined (engine/ops/conv2d_concat.ts).
+    const l = this.#reduce.map((r, i) => r.forward([fb[i], fa[i]]));
     const at = (t: Tensor) => [t.shape[2], t.shape[3]] as const;
     const up2 = (t: Tensor) => resizeAligned(t, [2 * t.shape[2], 2 * t.shape[3]]);
     const cm = this.#decoder[1].forward(this.#decoder[0].forward(resizeAligned(l[3], at(l[0]))));
     let x = l[3];
     // cgm_4 → decoder_module4 with L3, cgm_3 → …3 with L2, cgm_2 → …2 with L1.
     for (let i = 0; i < 3; i++) {
-      x = this.#modules[i].forward(concat([up2(this.#cgm[2 - i].forward(x, cm)), l[2 - i]], 1));
+      x = this.#modules[i].forward([up2(this.#cgm[2 - i].forward(x, cm)), l[2 - i]]);
     }
     const final = this.#final[1].forward(this.#final[0].forward(x));
     return [resizeAligned(cm, size), resizeAligned(final, size)];

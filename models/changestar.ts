@@ -22,7 +22,6 @@ import { BatchNorm2d } from "../engine/nn/norm.ts";
 import { cdLoss } from "../engine/ops/cd_loss.ts";
 import { diceLoss } from "../engine/ops/dice_loss.ts";
 import { add } from "../engine/ops/elementwise.ts";
-import { concat } from "../engine/ops/layout.ts";
 import { interpolate } from "../engine/ops/resample.ts";
 import { Random } from "../engine/random.ts";
 import { type Tensor, write } from "../engine/tensor.ts";
@@ -70,7 +69,7 @@ export class ChangeStarHead extends Module {
   /** The two dates' seg-head outputs → [t1t2, t2t1] logits at 1/4, or t1t2 alone. */
   forward(xa: Tensor, xb: Tensor, both: boolean): Tensor[] {
     const dir = (p: Tensor, q: Tensor) =>
-      this.#convSeg.forward(this.#mixin.forward(concat([p, q], 1)));
+      this.#convSeg.forward(this.#mixin.forward([p, q])); // the two dates' channels as parts
     return both ? [dir(xa, xb), dir(xb, xa)] : [dir(xa, xb)];
   }
 }

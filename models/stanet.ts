@@ -23,7 +23,6 @@ import { Dropout } from "../engine/nn/dropout.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { bclLoss } from "../engine/ops/bcl_loss.ts";
 import { add, map, mulScalar, sqrt, square, sub } from "../engine/ops/elementwise.ts";
-import { concat } from "../engine/ops/layout.ts";
 import { mean, sum } from "../engine/ops/reduce.ts";
 import { interpolate } from "../engine/ops/resample.ts";
 import { addScalar } from "../engine/ops/elementwise.ts";
@@ -44,7 +43,8 @@ class Bottleneck extends Module {
     this.#drop = this.child("1", new Dropout(0.5));
     this.#conv2 = this.child("2", convModule(cout, cout, 3, rng, { padding: 1 }));
   }
-  forward(x: Tensor): Tensor {
+  /** x, or the parts of its channel concatenation, read without joining them. */
+  forward(x: Tensor | Tensor[]): Tensor {
     return this.#conv2.forward(this.#drop.forward(this.#conv0.forward(x)));
   }
 }
@@ -72,7 +72,7 @@ export class StaHead extends Module {
       const y = this.#fpnConvs[i].forward(x);
       return i === 0 ? y : interpolate(y, { size: [h, w], mode: "bilinear" });
     });
-    return this.#bottleneck.forward(concat(outs, 1));
+    return this.#bottleneck.forward(outs);
   }
 }
 

@@ -13,7 +13,6 @@
 import type { ConvBnAct } from "../engine/nn/conv_bn_act.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { add } from "../engine/ops/elementwise.ts";
-import { concat } from "../engine/ops/layout.ts";
 import { adaptiveAvgPool2d } from "../engine/ops/pool.ts";
 import { interpolate } from "../engine/ops/resample.ts";
 import type { Random } from "../engine/random.ts";
@@ -73,13 +72,14 @@ export class UPerHead extends Module {
   /** Levels finest first → [channels, level 0's size]. */
   forward(levels: Tensor[]): Tensor {
     const x = levels[levels.length - 1];
-    const psp = this.#bottleneck.forward(concat([x, ...this.#psp.map((p) => p.forward(x))], 1));
+    // Each concatenation is read by its conv as parts, never joined (engine/ops/conv2d_concat.ts).
+    const psp = this.#bottleneck.forward([x, ...this.#psp.map((p) => p.forward(x))]);
     const laterals = [...this.#laterals.map((l, i) => l.forward(levels[i])), psp];
     for (let i = laterals.length - 1; i > 0; i--) {
       laterals[i - 1] = add(laterals[i - 1], resizeTo(laterals[i], laterals[i - 1]));
     }
     // The last lateral (the PPM output, which no top-down sum changes) passes as is.
     const outs = [...this.#fpnConvs.map((c, i) => c.forward(laterals[i])), psp];
-    return this.#fpnBottleneck.forward(concat(outs.map((o) => resizeTo(o, outs[0])), 1));
+    return this.#fpnBottleneck.forward(outs.map((o) => resizeTo(o, outs[0])));
   }
 }
