@@ -68,8 +68,8 @@ export class ChangeStarHead extends Module {
 
   /** The two dates' seg-head outputs → [t1t2, t2t1] logits at 1/4, or t1t2 alone. */
   forward(xa: Tensor, xb: Tensor, both: boolean): Tensor[] {
-    const dir = (p: Tensor, q: Tensor) =>
-      this.#convSeg.forward(this.#mixin.forward([p, q])); // the two dates' channels as parts
+    // The two dates' channels reach the mixin's conv as parts, never joined.
+    const dir = (p: Tensor, q: Tensor) => this.#convSeg.forward(this.#mixin.forward([p, q]));
     return both ? [dir(xa, xb), dir(xb, xa)] : [dir(xa, xb)];
   }
 }
