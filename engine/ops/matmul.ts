@@ -335,13 +335,12 @@ function product(a: Tensor, b: Tensor, opts: MatmulOptions, bMatrix: Shape | nul
           : transA
           ? gemm(bv, gm, { transA: transB, transB: true, batchShape: aBatch })
           : gemm(gm, bv, { transB: !transB, batchShape: aBatch });
-        const out = bMatrix ? { out: empty(b.shape) } : {};
+        const out = () => (bMatrix ? { out: empty(b.shape) } : {});
         const db = !b.requiresGrad
           ? null
           : transB
-          ? gemm(gm, a, { transA: true, transB: transA, batchShape: bBatch, ...out })
-          : gemm(a, gm, { transA: !transA, batchShape: bBatch, ...out });
-        if (!db && out.out) out.out.dispose();
+          ? gemm(gm, a, { transA: true, transB: transA, batchShape: bBatch, ...out() })
+          : gemm(a, gm, { transA: !transA, batchShape: bBatch, ...out() });
         const grads: (Tensor | null)[] = [da, db];
         if (bias && bias.requiresGrad) {
           grads.push(
