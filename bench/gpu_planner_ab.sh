@@ -2,8 +2,8 @@
 # The planner experiments against the default plans on the GPU machine: each variant's training
 # step and inference for every model (bench/gpu_train_step.ts, all models in one process per
 # variant, at most 300 s each), then, with WINO=1, the fused F(4×4) kernels per layer beside
-# F(2×2) and F(4×4) around the GEMM (bench/gpu_winograd4.ts, layers of at most MAX_CHANNELS
-# channels each way, at most 240 s):
+# F(2×2), F(4×4) and F(6×6) around the GEMM (bench/gpu_winograd4.ts, layers of at most
+# MAX_CHANNELS channels each way, at most 240 s):
 #   . .gpu/enter.sh && bash bench/gpu_planner_ab.sh "$OUT"
 # Variants: base; split: matmul split up to full fill (--matmul-split-below 1); fused: the fused
 # Winograd F(4×4) kernels (forward, input and weight gradients) up to FUSED channels

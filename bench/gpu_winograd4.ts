@@ -1,12 +1,13 @@
-// Winograd F(2×2) fused against F(4×4) around the GEMM (kernels/conv2d_winograd4.ts) and F(4×4)
-// fused (kernels/conv2d_winograd4_fused.ts, one group only), forward and input gradient, and
-// the weight gradient by F(4×4) around the GEMM against the fused one
+// Winograd F(2×2) fused against F(4×4) and F(6×6) around the GEMM (kernels/conv2d_winograd4.ts)
+// and F(4×4) fused (kernels/conv2d_winograd4_fused.ts, one group only), forward and input
+// gradient, and the weight gradient by F(4×4) and F(6×6) around the GEMM against the fused one
 // (kernels/conv2d_winograd4_fused_wgrad.ts, one group only), on
 // every distinct 3×3 stride-1 convolution that the registered models
 // route to Winograd at batch 8 × 512² (read from tests/engine/conv_routes_h100.txt), so that
 // kernels/conv_plan.ts's WINO4_MIN_CHANNELS rests on measurements. GPU time by timestamps, the
 // mean of 3 runs after a warm one; `err` is the F(4×4) forms' largest difference from F(2×2)
-// relative to the output's largest magnitude. One JSON line per layer, largest first, then a summary
+// relative to the output's largest magnitude (`err6` F(6×6)'s). One JSON line per layer, largest
+// first, then a summary
 // (the 22 layers of bench/results/winograd4_h100_s12.md took 200 s, mostly pipeline compiles).
 // Usage: deno run -A bench/gpu_winograd4.ts [--small] [--only SUBSTRING] [--min-channels 16]
 // [--max-channels 64]
@@ -25,10 +26,12 @@ import { sync } from "../engine/recorder.ts";
 import { scope } from "../engine/scope.ts";
 import { empty, type Tensor, tensor } from "../engine/tensor.ts";
 import { type ConvGeometry, convGeometry, NO_EPILOGUE } from "../kernels/conv2d.ts";
+import { H100_PROFILE } from "../kernels/device_profile.ts";
 import { dgradWinogradSpec, forwardWinogradSpec } from "../kernels/conv2d_winograd.ts";
 import {
   fusedWgradSplits,
   winograd4Images,
+  winograd6Pays,
   winogradFitsDgrad,
   winogradWgradFits,
 } from "../kernels/conv_plan.ts";
@@ -107,7 +110,12 @@ interface Row {
   dgrad_fused?: number;
   wgrad_f4?: number;
   wgrad_fused?: number;
+  /** F(6×6) around the GEMM (the profile's winograd6), where its tiles fit the output. */
+  fwd_f6?: number;
+  dgrad_f6?: number;
+  wgrad_f6?: number;
   err: number;
+  err6?: number;
 }
 const rows: Row[] = [];
 for (const [ci, co, groups, pad, batch, h, w] of layers()) {
@@ -135,6 +143,17 @@ for (const [ci, co, groups, pad, batch, h, w] of layers()) {
     fwd_f4: fwd4.ms,
     err: relErr(fwd4.out, fwd2.out),
   };
+  // F(6×6) where the planner would take it with the switch on.
+  const six = winograd6Pays(g.ho, g.wo, { ...H100_PROFILE, winograd6: true });
+  if (six) {
+    const f6 = await time(() => {
+      const y = out([batch, co, g.ho, g.wo]);
+      runWinograd4(g, x, wt, false, NO_EPILOGUE, [], [y], winograd4Images(g, 6), undefined, [], 6);
+      return y;
+    });
+    row.fwd_f6 = f6.ms;
+    row.err6 = relErr(f6.out, fwd2.out);
+  }
   if (groups === 1) {
     const f = await time(() => {
       const y = out([batch, co, g.ho, g.wo]);
@@ -157,6 +176,27 @@ for (const [ci, co, groups, pad, batch, h, w] of layers()) {
     });
     Object.assign(row, { dgrad_f2: d2.ms, dgrad_f4: d4.ms });
     row.err = Math.max(row.err, relErr(d4.out, d2.out));
+    if (winograd6Pays(g.h, g.w, { ...H100_PROFILE, winograd6: true })) {
+      const d6 = await time(() => {
+        const dx = out(xs);
+        runWinograd4(
+          g,
+          dy,
+          wt,
+          true,
+          NO_EPILOGUE,
+          [],
+          [dx],
+          winograd4Images(g, 6),
+          undefined,
+          [],
+          6,
+        );
+        return dx;
+      });
+      row.dgrad_f6 = d6.ms;
+      row.err6 = Math.max(row.err6 ?? 0, relErr(d6.out, d2.out));
+    }
     if (groups === 1) {
       const df = await time(() => {
         const dx = out(xs);
@@ -177,6 +217,10 @@ for (const [ci, co, groups, pad, batch, h, w] of layers()) {
       row.err = Math.max(row.err, relErr(wf.out, w4.out));
     }
   }
+  if (six && winogradWgradFits(g)) {
+    const w6 = await time(() => winogradWeightGradRaw(g, x, dy, undefined, 6));
+    row.wgrad_f6 = w6.ms;
+  }
   for (const t of [x, wt, dy]) {
     t.kept = false;
     t.dispose();
@@ -194,7 +238,11 @@ for (const [ci, co, groups, pad, batch, h, w] of layers()) {
     dgrad_fused: r(row.dgrad_fused),
     wgrad_f4: r(row.wgrad_f4),
     wgrad_fused: r(row.wgrad_fused),
+    fwd_f6: r(row.fwd_f6),
+    dgrad_f6: r(row.dgrad_f6),
+    wgrad_f6: r(row.wgrad_f6),
     err: row.err.toExponential(1),
+    err6: row.err6?.toExponential(1),
   }));
 }
 const sum = (k: keyof Row) => rows.reduce((a, r) => a + ((r[k] as number) ?? 0), 0);
@@ -215,5 +263,16 @@ console.log(
     sum("wgrad_f4").toFixed(1)
   } ms, fused ${
     rows.reduce((a, r) => a + (r.wgrad_f4 === undefined ? 0 : r.wgrad_fused ?? 0), 0).toFixed(1)
-  } ms (the same layers)`,
+  } ms (the same layers); where F(6×6) fits: forward + input gradient ${
+    rows.reduce((a, r) => a + (r.fwd_f6 ?? 0) + (r.dgrad_f6 ?? 0), 0).toFixed(1)
+  } ms against F(4×4)'s ${
+    rows.reduce(
+      (a, r) =>
+        a + (r.fwd_f6 === undefined ? 0 : r.fwd_f4) +
+        (r.dgrad_f6 === undefined ? 0 : r.dgrad_f4 ?? 0),
+      0,
+    ).toFixed(1)
+  }, weight gradients ${sum("wgrad_f6").toFixed(1)} against ${
+    rows.reduce((a, r) => a + (r.wgrad_f6 === undefined ? 0 : r.wgrad_f4 ?? 0), 0).toFixed(1)
+  } ms`,
 );
