@@ -144,6 +144,9 @@ export interface PlaneSumsSpec {
   /** WGSL expressions of type V summed over the chunk, in terms of the V index `e`; write
    * constants as V(…) so that they suit both f32 and vec4. */
   terms: string[];
+  /** An elementwise result written in the same pass (a gradient whose statistics the terms
+   * sum): `out[e] = expr`, bound after the partial sums with x's layout. */
+  map?: string;
 }
 
 /** Stage 1 of plain sums: per chunk, Σ term for each term (terms.length floats per partial). */
@@ -154,6 +157,7 @@ function planeSumsPartialKernelGen(s: PlaneSumsSpec): Kernel {
   const bindings = [
     ...s.inputs.map((inp) => ro(inp.name, inp.elementwise ? "V" : "f32", F32)),
     rw("part"),
+    ...(s.map ? [rw("out", "V", F32)] : []),
   ];
   const shared = s.terms.map((_, j) => `var<workgroup> sh${j}: array<f32, ${WG}>;`).join("\n");
   const accs = s.terms.map((_, j) => `  var a${j} = V(0.0);`).join("\n");
@@ -174,7 +178,8 @@ ${s.setup ?? ""}
 ${accs}
   for (var r = lid; r < n; r += ${WG}u) {
     let e = start + r;
-${adds}
+${adds}${s.map ? `
+    out[e] = ${s.map};` : ""}
   }
 ${stores}
 ${treeReduce(s.terms.map((_, j) => `sh${j}`), WG)}

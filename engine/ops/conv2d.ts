@@ -149,25 +149,40 @@ export function activationBackward(
   }
 }
 
-/** dL/dslope of a PReLU: Σ g·min(z, 0), per channel or over everything, as one two-stage
- * plane sum over g and z (no product tensor of the output's size: it was part of a TinyCD
- * step's peak, and a write and a read of that size). */
-export function preluSlopeGrad(gy: Tensor, pre: Tensor, slope: Tensor): Tensor {
+/** The gradient at the pre-activation and, for a PReLU whose slope wants one, dL/dslope =
+ * Σ g·min(z, 0) (per channel or over everything) from the same pass: one two-stage plane sum over
+ * g and z that also writes gz (no product tensor of the output's size: it was part of a TinyCD
+ * step's peak; and TinyCD's 21 PReLU convs read g and z twice before, once per gradient). */
+export function activationGrads(
+  act: ConvActivation,
+  gy: Tensor,
+  y: Tensor,
+  pre: Tensor | null,
+  slope?: Tensor,
+): { gz: Tensor; dslope: Tensor | null } {
+  if (act !== "prelu" || !slope?.requiresGrad) {
+    return { gz: activationBackward(act, gy, y, pre, slope), dslope: null };
+  }
+  const channels = gy.shape[1];
+  const gz = empty(gy.shape);
   const [s] = planeSums(
     {
-      name: "prelu_slope_grad",
-      layout: {
-        batch: gy.shape[0],
-        channels: gy.shape[1],
-        planeSize: gy.size / (gy.shape[0] * gy.shape[1]),
-      },
-      inputs: [{ name: "g", elementwise: true }, { name: "z", elementwise: true }],
+      name: "prelu_grads",
+      layout: { batch: gy.shape[0], channels, planeSize: gy.size / (gy.shape[0] * channels) },
+      inputs: [
+        { name: "g", elementwise: true },
+        { name: "z", elementwise: true },
+        { name: "s", elementwise: false },
+      ],
+      setup: `let sl = V(s[${slope.size === 1 ? "0u" : `plane % ${channels}u`}]);`,
       terms: ["g[e] * min(z[e], V(0.0))"],
+      map: "select(sl * g[e], g[e], z[e] > V(0.0))",
     },
-    [gy, pre],
+    [gy, pre!, slope],
     slope.size === 1 ? "all" : "channel",
+    gz,
   );
-  return view(s, slope.shape);
+  return { gz, dslope: view(s, slope.shape) };
 }
 
 /** conv2d(x [B, Ci, H, W], w [Co, Ci/groups, kh, kw]) → [B, Co, Ho, Wo], PyTorch semantics,
@@ -196,7 +211,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
   const { y, pre } = convForwardRaw(g, x, w, ep, extra);
   addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);
   const out = record(y, inputs, "conv2d", (gy) => {
-    const gz = activationBackward(act, gy, y, pre, slope);
+    const { gz, dslope } = activationGrads(act, gy, y, pre, slope);
     const wantB = !!bias?.requiresGrad, sumB = wantB && !opts.biasCancelled;
     let dw: Tensor | null = null, db: Tensor | null = null;
     if (w.requiresGrad) ({ dw, db } = convWeightGradRaw(g, x, gz, sumB));
@@ -207,7 +222,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
       dw,
     ];
     if (bias) grads.push(db);
-    if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
+    if (slope) grads.push(dslope);
     return grads;
   });
   return activationReadsOutput(act) ? out : ruleIgnoresOutput(out);

@@ -20,14 +20,13 @@ import { recomputeByCopy } from "../copy_recipe.ts";
 import { empty, type Tensor, view } from "../tensor.ts";
 import { gemm } from "./matmul.ts";
 import {
-  activationBackward,
+  activationGrads,
   activationReadsOutput,
   checkEpilogueInputs,
   checkFloat,
   convCallSpec,
   epilogueFor,
   epilogueTensors,
-  preluSlopeGrad,
 } from "./conv2d.ts";
 import {
   biasGrad,
@@ -85,7 +84,7 @@ export function convTranspose2d(
   addMacs(g.batch * g.co * g.ho * g.wo * (g.ci / g.groups) * g.kh * g.kw);
   const db = (gz: Tensor) => opts.biasCancelled ? cancelledBiasGrad(bias!.size) : biasGrad(gz);
   const out = record(y, inputs, "convTranspose2d", (gy) => {
-    const gz = activationBackward(act, gy, y, pre, slope);
+    const { gz, dslope } = activationGrads(act, gy, y, pre, slope);
     if (shuffle) {
       const u = unshuffled(g, gz);
       const grads: (Tensor | null)[] = [
@@ -94,7 +93,7 @@ export function convTranspose2d(
       ];
       u.dispose();
       if (bias) grads.push(bias.requiresGrad ? db(gz) : null);
-      if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
+      if (slope) grads.push(dslope);
       return grads;
     }
     // The weight gradient first, as conv2d's rule: its transforms (up to twice
@@ -103,7 +102,7 @@ export function convTranspose2d(
     const dw = w.requiresGrad ? convWeightGradRaw(g, gz, x, false).dw : null;
     const grads: (Tensor | null)[] = [x.requiresGrad ? convForwardRaw(g, gz, w).y : null, dw];
     if (bias) grads.push(bias.requiresGrad ? db(gz) : null);
-    if (slope) grads.push(slope.requiresGrad ? preluSlopeGrad(gy, pre!, slope) : null);
+    if (slope) grads.push(dslope);
     return grads;
   }, recipe);
   return activationReadsOutput(act) ? out : ruleIgnoresOutput(out);

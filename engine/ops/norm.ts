@@ -74,11 +74,14 @@ export function planeSums(
   spec: Omit<PlaneSumsSpec, "chunk">,
   inputs: Tensor[],
   group: StatGroup,
+  /** With spec.map: the elementwise result's tensor (x's size), written in the same pass. */
+  out?: Tensor,
 ): Tensor[] {
   const l = spec.layout;
   const chunk = chunkFor(l.planeSize);
   const part = empty([partialCount(l, chunk) * spec.terms.length]);
-  run(planeSumsPartialKernel({ ...spec, chunk }), inputs, [part]);
+  if (!spec.map !== !out) throw new Error(`${spec.name}: give both map and its output, or neither`);
+  run(planeSumsPartialKernel({ ...spec, chunk }), inputs, out ? [part, out] : [part]);
   const outs = spec.terms.map(() => empty([groupCount(l, group)]));
   run(sumsFinishKernel({ layout: l, chunk, group, terms: spec.terms.length }), [part], outs);
   part.dispose();
