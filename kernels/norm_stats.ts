@@ -164,6 +164,7 @@ function planeSumsPartialKernelGen(s: PlaneSumsSpec): Kernel {
   const adds = s.terms.map((term, j) => `    a${j} += ${term};`).join("\n");
   const stores = s.terms.map((_, j) => `  sh${j}[lid] = ${lanes(v, `a${j}`)};`).join("\n");
   const writes = s.terms.map((_, j) => `part[${t}u * w + ${j}u] = sh${j}[0];`).join(" ");
+  const mapLine = s.map ? `\n    out[e] = ${s.map};` : "";
   return kernel(
     s.name,
     bindings,
@@ -178,8 +179,7 @@ ${s.setup ?? ""}
 ${accs}
   for (var r = lid; r < n; r += ${WG}u) {
     let e = start + r;
-${adds}${s.map ? `
-    out[e] = ${s.map};` : ""}
+${adds}${mapLine}
   }
 ${stores}
 ${treeReduce(s.terms.map((_, j) => `sh${j}`), WG)}
