@@ -15,8 +15,9 @@ import { Conv2d } from "../engine/nn/conv.ts";
 import { Dropout2d } from "../engine/nn/dropout.ts";
 import { type Layer, Module, Sequential } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
+import { convThenBn, type EvalFolding } from "../engine/nn/fold.ts";
 import { attention } from "../engine/ops/attention.ts";
-import { add, addRelu, mul, relu, sub } from "../engine/ops/elementwise.ts";
+import { add, addRelu, mul, sub } from "../engine/ops/elementwise.ts";
 import { concat, permute, slice } from "../engine/ops/layout.ts";
 import { conv2d } from "../engine/ops/conv2d.ts";
 import { matmul } from "../engine/ops/matmul.ts";
@@ -32,7 +33,8 @@ import type { ChangeDetector, Tap } from "./model.ts";
 
 /** Feature extraction cell: y = conv1(x); out = ReLU(bn2(conv2(ReLU(bn1(y)))) + y), the
  * identity taken after conv1, before bn1. */
-class FEC extends Module implements Layer {
+class FEC extends Module implements Layer, EvalFolding {
+  foldInEval = true;
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
   readonly conv2: Conv2d;
@@ -46,8 +48,9 @@ class FEC extends Module implements Layer {
   }
   forward(x: Tensor): Tensor {
     const y = this.conv1.forward(x);
-    const z = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(y))));
-    return addRelu(z, y);
+    // The ReLU in bn1's pass; conv2 → bn2 one folded conv in eval.
+    const h = this.bn1.forward(y, { activation: "relu" });
+    return addRelu(convThenBn(this.conv2, this.bn2, h, "none", this.foldInEval), y);
   }
 }
 
