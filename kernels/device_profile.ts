@@ -49,8 +49,10 @@ export interface DeviceProfile {
   matmulSmallTiles: boolean;
   /** The Winograd GEMM routes (forward, input and weight gradients) may take F(6×6, 3×3) where
    * its tiles fit the output (kernels/conv_plan.ts winograd6Pays): 21 % fewer products and
-   * transformed elements than F(4×4) at 512², twice its rounding error. Off until a GPU
-   * measurement says it pays; gpu_train_step.ts --winograd6 compares. */
+   * transformed elements than F(4×4) at 512², twice its rounding error. Off: on an H100 it made
+   * FC-Siam-Diff's step 1.04× and SNUNet-c16's 1.08× (its forward and input gradient are slower
+   * per layer, its weight gradient faster at 512²; bench/results/planner_ab_h100_s20.md);
+   * gpu_train_step.ts --winograd6 compares. */
   winograd6: boolean;
 }
 
