@@ -4,13 +4,12 @@
 // Stochastic depth as torchvision builds b4: block i of the 32 in the whole network drops its
 // residual branch with probability 0.2·i/32 in training (blocks 0–9 live in these stages).
 
-import { isGradEnabled } from "../engine/autograd.ts";
 import { Conv2d } from "../engine/nn/conv.ts";
 import { StochasticDepth } from "../engine/nn/dropout.ts";
 import { ConvBnAct } from "../engine/nn/conv_bn_act.ts";
+import { foldedWeights, foldsNow } from "../engine/nn/fold.ts";
 import { Module, ModuleList } from "../engine/nn/module.ts";
 import { BatchNorm2d } from "../engine/nn/norm.ts";
-import { foldBatchNorm } from "../engine/ops/conv2d.ts";
 import { add, mul } from "../engine/ops/elementwise.ts";
 import { matmulMap } from "../engine/ops/matmul.ts";
 import { adaptiveAvgPool2d } from "../engine/ops/pool.ts";
@@ -45,7 +44,8 @@ function convBnAct(
   });
 }
 
-/** Squeeze-and-excitation: x · sigmoid(fc2(silu(fc1(mean over H, W of x)))). */
+/** Squeeze-and-excitation: x scaled by sigmoid(fc2(silu(fc1(mean over H, W of x)))), a gate that
+ * MBConv applies to its projection's weights instead (gatedProjection). */
 class SqueezeExcite extends Module {
   readonly fc1: Conv2d;
   readonly fc2: Conv2d;
@@ -60,10 +60,8 @@ class SqueezeExcite extends Module {
       kaimingFanOut(new Conv2d(squeezed, channels, { kernel: 1 }, rng), rng),
     );
   }
-  forward(x: Tensor): Tensor {
-    return mul(x, this.gate(x));
-  }
-  /** The per-image, per-channel scale [B, C, 1, 1] that forward multiplies x by. */
+  /** The per-image, per-channel scale [B, C, 1, 1] of x (applied to the projection's weights:
+   * gatedProjection). */
   gate(x: Tensor): Tensor {
     const s = adaptiveAvgPool2d(x, 1);
     return this.fc2.forward(this.fc1.forward(s, "silu"), "sigmoid");
@@ -80,16 +78,8 @@ export function gatedProjection(p: ConvBnAct, x: Tensor, gate: Tensor): Tensor {
   const conv = p.conv as Conv2d, bn = p.bn!;
   const co = conv.outChannels;
   const g = reshape(gate, [n, 1, c]);
-  if (!p.training && p.foldInEval && !isGradEnabled()) {
-    const f = foldBatchNorm(
-      conv.weight,
-      conv.bias,
-      bn.runningMean,
-      bn.runningVar,
-      bn.weight,
-      bn.bias,
-      bn.eps,
-    );
+  if (foldsNow(bn, p.foldInEval)) {
+    const f = foldedWeights(conv, bn);
     return matmulMap(mul(reshape(f.weight, [1, co, c]), g), x, { bias: f.bias, biasAxis: "m" });
   }
   const wg = mul(reshape(conv.weight, [1, co, c]), g);

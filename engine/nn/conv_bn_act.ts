@@ -13,14 +13,13 @@
 // e.g. torchvision's Conv2dNormActivation "0"/"1") or with Module.inline (its names join the
 // model's, e.g. FC-Siam's conv11/bn11). The Dropout2d is a child, so it follows train()/eval().
 
-import { isGradEnabled } from "../autograd.ts";
 import type { ConvActivation } from "../ops/conv2d.ts";
 import type { NormPostOptions } from "../ops/norm.ts";
 import type { Tensor } from "../tensor.ts";
 import { PReLU } from "./activation.ts";
 import { Conv2d, ConvTranspose2d } from "./conv.ts";
 import { Dropout2d } from "./dropout.ts";
-import { type EvalFolding, foldedConvBn } from "./fold.ts";
+import { type EvalFolding, foldedConvBn, foldsNow } from "./fold.ts";
 import { type Layer, Module } from "./module.ts";
 import { BatchNorm2d, InstanceNorm2d } from "./norm.ts";
 
@@ -90,7 +89,7 @@ export class ConvBnAct extends Module implements Layer, EvalFolding {
     const act = this.act as "none" | "relu" | "silu";
     // The fold is not differentiable: an eval forward with gradients (parity tests, the
     // configured loss in eval mode) runs the two layers.
-    if (!this.training && this.foldInEval && !isGradEnabled()) {
+    if (foldsNow(bn, this.foldInEval)) {
       return foldedConvBn(this.conv, bn, x, act);
     }
     const y = bn.training ? this.conv.forwardBeforeBatchNorm(x) : this.#conv(x);

@@ -9,14 +9,18 @@ import type { Tensor } from "../tensor.ts";
 import { Conv2d, ConvTranspose2d } from "./conv.ts";
 import type { BatchNorm2d } from "./norm.ts";
 
-export function foldedConvBn(
+/** Whether a conv → BN pair runs folded now: in eval, with folding on, and without a tape (the
+ * fold is not differentiable, so an eval forward with gradients runs the two layers). */
+export function foldsNow(bn: BatchNorm2d, fold: boolean): boolean {
+  return !bn.training && fold && !isGradEnabled();
+}
+
+/** The conv's weight and bias with the BN's running statistics folded in (foldBatchNorm). */
+export function foldedWeights(
   conv: Conv2d | ConvTranspose2d,
   bn: BatchNorm2d,
-  x: Tensor | Tensor[],
-  activation: ConvActivation = "none",
-): Tensor {
-  const transposed = conv instanceof ConvTranspose2d;
-  const { weight, bias } = foldBatchNorm(
+): { weight: Tensor; bias: Tensor } {
+  return foldBatchNorm(
     conv.weight,
     conv.bias,
     bn.runningMean,
@@ -24,8 +28,17 @@ export function foldedConvBn(
     bn.weight,
     bn.bias,
     bn.eps,
-    transposed,
+    conv instanceof ConvTranspose2d,
   );
+}
+
+export function foldedConvBn(
+  conv: Conv2d | ConvTranspose2d,
+  bn: BatchNorm2d,
+  x: Tensor | Tensor[],
+  activation: ConvActivation = "none",
+): Tensor {
+  const { weight, bias } = foldedWeights(conv, bn);
   const c = conv.config;
   const opts = { bias, stride: c.stride, padding: c.padding, activation };
   // x may be the parts of a channel concatenation (engine/ops/conv2d_concat.ts).
@@ -55,6 +68,6 @@ export function convThenBn(
   act: "none" | "relu",
   fold: boolean,
 ): Tensor {
-  if (!bn.training && fold && !isGradEnabled()) return foldedConvBn(conv, bn, x, act);
+  if (foldsNow(bn, fold)) return foldedConvBn(conv, bn, x, act);
   return bn.forward(conv.forward(x), act === "relu" ? { activation: "relu" } : undefined);
 }
